@@ -1,0 +1,15 @@
+// Shared Jest settings: TypeScript through ts-jest (transpile only; `build`
+// type-checks), the tsconfig path aliases, Node environment.
+const path = require('node:path');
+
+module.exports = (projectDir) => ({
+  rootDir: projectDir,
+  testEnvironment: 'node',
+  testMatch: ['<rootDir>/**/*.spec.ts'],
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.base.json') }],
+  },
+  moduleNameMapper: {
+    '^@metering/(contracts|domain|pricing)$': path.join(__dirname, 'libs/$1/src/index.ts'),
+  },
+});

@@ -1,0 +1,19 @@
+// The public surface of the generated contract (proto/ -> ts-proto). Nothing
+// here is written by hand except this list of re-exports.
+export * from './gen/metering/v1/metering_service';
+export * from './gen/metering/v1/charge';
+export * from './gen/metering/v1/usage';
+export * from './gen/metering/v1/limits';
+export * from './gen/metering/v1/markup';
+export * from './gen/metering/v1/money';
+export * from './gen/google/rpc/status';
+export * from './gen/google/rpc/error_details';
+export { Any } from './gen/google/protobuf/any';
+export { Timestamp } from './gen/google/protobuf/timestamp';
+export {
+  HealthCheckRequest,
+  HealthCheckResponse,
+  HealthCheckResponse_ServingStatus,
+  HealthClient,
+} from './gen/grpc/health/v1/health';
+export { descriptorSetBase64 } from './gen/descriptor_set';
