@@ -1,0 +1,233 @@
+import { Dec, formatDecimal, TokenCounts } from '@metering/pricing';
+import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, Violations } from './validation';
+
+export type ChargeType = 'completion' | 'plugin' | 'tool';
+export type RequestType = 'chat' | 'summarization' | 'embedding' | 'tool_call' | 'vision';
+export type PricingStatus = 'priced' | 'unpriced';
+
+/** Enum numbers of the contract (proto/metering/v1/charge.proto) to domain names. */
+export const CHARGE_TYPE_BY_NUMBER: Record<number, ChargeType> = { 1: 'completion', 2: 'plugin', 3: 'tool' };
+export const REQUEST_TYPE_BY_NUMBER: Record<number, RequestType> = { 1: 'chat', 2: 'summarization', 3: 'embedding', 4: 'tool_call', 5: 'vision' };
+
+/** Per-charge token counts are bounded: far above any real call, far below 2^53 even summed over years. */
+export const MAX_TOKENS = 1_000_000_000_000;
+export const MAX_RESPONSE_TIME_MS = 86_400_000;
+export const MAX_METADATA_BYTES = 16 * 1024;
+export const MAX_METADATA_DEPTH = 8;
+/** How far ahead of the server's clock a usage_time may be. */
+export const MAX_CLOCK_SKEW_MS = 60 * 60 * 1000;
+export const EARLIEST_USAGE_TIME = new Date('2000-01-01T00:00:00Z');
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** A RecordCharge request as it comes off the wire (int64 as strings, enums as numbers), not yet trusted. */
+export interface RecordChargeRequestInput {
+  accountId: string;
+  userId: string;
+  idempotencyKey: string;
+  sessionKey: string;
+  provider: string;
+  model: string;
+  chargeType: number;
+  requestType: number;
+  promptTokens: string;
+  completionTokens: string;
+  reasoningTokens: string;
+  cachedPromptTokens: string;
+  cacheWriteTokens: string;
+  reference: string;
+  endpoint: string;
+  responseTimeMs: string | undefined;
+  wasCached: boolean;
+  hadError: boolean;
+  errorMessage: string;
+  metadata: unknown;
+  /** Seconds (int64 string) and nanos of the usage time, when supplied. */
+  usageTime: { seconds: string; nanos: number } | undefined;
+}
+
+/** A validated charge to record. */
+export interface ChargeInput {
+  accountId: string;
+  userId: string;
+  idempotencyKey: string;
+  sessionKey: string;
+  provider: string;
+  model: string;
+  chargeType: ChargeType;
+  requestType: RequestType;
+  tokens: TokenCounts;
+  reference: string;
+  endpoint: string;
+  responseTimeMs: number | null;
+  wasCached: boolean;
+  hadError: boolean;
+  errorMessage: string;
+  metadata: JsonObject;
+  /** When the usage happened, at millisecond precision. */
+  usageTime: Date;
+  /** Whether the caller supplied usageTime (else it is the server's clock). */
+  usageTimeSupplied: boolean;
+}
+
+/** Exact costs of a priced charge, as canonical decimal strings in USD. */
+export interface ChargeCosts {
+  providerCost: string;
+  promptCost: string;
+  completionCost: string;
+  totalCost: string;
+}
+
+/** A charge as stored. */
+export interface ChargeRecord extends ChargeInput {
+  chargeId: string;
+  totalTokens: number;
+  /** The UTC day of usageTime, YYYY-MM-DD: the rollup the charge counts in. */
+  usageDate: string;
+  recordTime: Date;
+  pricingStatus: PricingStatus;
+  priceVersion: string | null;
+  markup: string | null;
+  currencyCode: string;
+  costs: ChargeCosts | null;
+}
+
+function checkMetadata(v: Violations, value: unknown): JsonObject {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    v.add('metadata', 'must be a JSON object');
+    return {};
+  }
+  let problem: string | undefined;
+  const walk = (node: unknown, depth: number): void => {
+    if (problem) return;
+    if (depth > MAX_METADATA_DEPTH) problem = `must be at most ${MAX_METADATA_DEPTH} levels deep`;
+    else if (typeof node === 'number' && !Number.isFinite(node)) problem = 'must not contain NaN or Infinity';
+    else if (typeof node === 'string' && node.includes('\u0000')) problem = 'must not contain NUL characters';
+    else if (Array.isArray(node)) node.forEach((x) => walk(x, depth + 1));
+    else if (node !== null && typeof node === 'object') {
+      for (const [k, x] of Object.entries(node)) {
+        if (k.includes('\u0000')) problem = 'must not contain NUL characters';
+        walk(x, depth + 1);
+      }
+    }
+  };
+  walk(value, 1);
+  if (!problem && Buffer.byteLength(JSON.stringify(value), 'utf8') > MAX_METADATA_BYTES) {
+    problem = `must be at most ${MAX_METADATA_BYTES} bytes as JSON`;
+  }
+  if (problem) {
+    v.add('metadata', problem);
+    return {};
+  }
+  return value as JsonObject;
+}
+
+function checkUsageTime(v: Violations, value: RecordChargeRequestInput['usageTime'], now: Date): Date {
+  if (value === undefined) return now;
+  const seconds = String(value.seconds ?? '0');
+  const nanos = value.nanos ?? 0;
+  if (!/^-?\d{1,20}$/.test(seconds) || !Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
+    v.add('usage_time', 'must be a valid timestamp');
+    return now;
+  }
+  const ms = BigInt(seconds) * 1000n + BigInt(Math.floor(nanos / 1_000_000));
+  if (ms < BigInt(EARLIEST_USAGE_TIME.getTime()) || ms > BigInt(now.getTime() + MAX_CLOCK_SKEW_MS)) {
+    v.add('usage_time', 'must be between 2000-01-01T00:00:00Z and one hour after the server clock');
+    return now;
+  }
+  return new Date(Number(ms));
+}
+
+/** Validates a RecordCharge request; throws ValidationError naming every bad field. */
+export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): ChargeInput {
+  const v = new Violations();
+  const tokens: TokenCounts = {
+    promptTokens: checkInt(v, 'prompt_tokens', raw.promptTokens, 0, MAX_TOKENS),
+    completionTokens: checkInt(v, 'completion_tokens', raw.completionTokens, 0, MAX_TOKENS),
+    reasoningTokens: checkInt(v, 'reasoning_tokens', raw.reasoningTokens, 0, MAX_TOKENS),
+    cachedPromptTokens: checkInt(v, 'cached_prompt_tokens', raw.cachedPromptTokens, 0, MAX_TOKENS),
+    cacheWriteTokens: checkInt(v, 'cache_write_tokens', raw.cacheWriteTokens, 0, MAX_TOKENS),
+  };
+  if (tokens.reasoningTokens > tokens.completionTokens) {
+    v.add('reasoning_tokens', 'must be at most completion_tokens (reasoning tokens are part of the completion)');
+  }
+  if (tokens.cachedPromptTokens + tokens.cacheWriteTokens > tokens.promptTokens) {
+    v.add('cached_prompt_tokens', 'cached_prompt_tokens + cache_write_tokens must be at most prompt_tokens (they are part of the prompt)');
+  }
+  const input: ChargeInput = {
+    accountId: checkId(v, 'account_id', raw.accountId),
+    userId: checkId(v, 'user_id', raw.userId),
+    idempotencyKey: checkText(v, 'idempotency_key', raw.idempotencyKey, 255, { required: true }),
+    sessionKey: checkText(v, 'session_key', raw.sessionKey, 255),
+    provider: checkProvider(v, 'provider', raw.provider),
+    model: checkModel(v, 'model', raw.model),
+    chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER) ?? 'completion',
+    requestType: checkEnum(v, 'request_type', raw.requestType, REQUEST_TYPE_BY_NUMBER) ?? 'chat',
+    tokens,
+    reference: checkText(v, 'reference', raw.reference, 255),
+    endpoint: checkText(v, 'endpoint', raw.endpoint, 255),
+    responseTimeMs: raw.responseTimeMs === undefined ? null : checkInt(v, 'response_time_ms', raw.responseTimeMs, 0, MAX_RESPONSE_TIME_MS),
+    wasCached: raw.wasCached === true,
+    hadError: raw.hadError === true,
+    errorMessage: checkText(v, 'error_message', raw.errorMessage, 4096, { multiline: true }),
+    metadata: checkMetadata(v, raw.metadata),
+    usageTime: checkUsageTime(v, raw.usageTime, now),
+    usageTimeSupplied: raw.usageTime !== undefined,
+  };
+  v.done();
+  return input;
+}
+
+/** JSON with object keys sorted, so that equal metadata compares equal whatever its key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * The request fields (proto names) in which a retry differs from the stored
+ * charge with the same idempotency key. Empty means a true replay. usage_time
+ * is compared only when the retry supplies it (otherwise it is the server's
+ * clock at the first attempt).
+ */
+export function diffChargeContent(stored: ChargeInput, incoming: ChargeInput): string[] {
+  const fields: Array<[string, unknown, unknown]> = [
+    ['user_id', stored.userId, incoming.userId],
+    ['session_key', stored.sessionKey, incoming.sessionKey],
+    ['provider', stored.provider, incoming.provider],
+    ['model', stored.model, incoming.model],
+    ['charge_type', stored.chargeType, incoming.chargeType],
+    ['request_type', stored.requestType, incoming.requestType],
+    ['prompt_tokens', stored.tokens.promptTokens, incoming.tokens.promptTokens],
+    ['completion_tokens', stored.tokens.completionTokens, incoming.tokens.completionTokens],
+    ['reasoning_tokens', stored.tokens.reasoningTokens, incoming.tokens.reasoningTokens],
+    ['cached_prompt_tokens', stored.tokens.cachedPromptTokens, incoming.tokens.cachedPromptTokens],
+    ['cache_write_tokens', stored.tokens.cacheWriteTokens, incoming.tokens.cacheWriteTokens],
+    ['reference', stored.reference, incoming.reference],
+    ['endpoint', stored.endpoint, incoming.endpoint],
+    ['response_time_ms', stored.responseTimeMs, incoming.responseTimeMs],
+    ['was_cached', stored.wasCached, incoming.wasCached],
+    ['had_error', stored.hadError, incoming.hadError],
+    ['error_message', stored.errorMessage, incoming.errorMessage],
+    ['metadata', canonicalJson(stored.metadata), canonicalJson(incoming.metadata)],
+  ];
+  if (incoming.usageTimeSupplied) fields.push(['usage_time', stored.usageTime.getTime(), incoming.usageTime.getTime()]);
+  return fields.filter(([, a, b]) => a !== b).map(([name]) => name);
+}
+
+/** The UTC day of a moment, YYYY-MM-DD. */
+export function utcDay(at: Date): string {
+  return at.toISOString().slice(0, 10);
+}
+
+/** Money of a priced charge as canonical strings (for the store and the wire). */
+export function costsOf(c: { providerCost: Dec; promptCost: Dec; completionCost: Dec; totalCost: Dec }): ChargeCosts {
+  const f = formatDecimal;
+  return { providerCost: f(c.providerCost), promptCost: f(c.promptCost), completionCost: f(c.completionCost), totalCost: f(c.totalCost) };
+}

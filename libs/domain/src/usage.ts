@@ -1,0 +1,120 @@
+import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
+import { checkEnum, checkId, checkInt, checkModel, checkProvider, Violations } from './validation';
+
+/** The longest date range one GetDailyUsage may read, in days (inclusive). */
+export const MAX_USAGE_RANGE_DAYS = 366;
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+/** The key of one daily rollup row (the seeds' DailyBillingRecord, with model and charge type added). */
+export interface RollupKey {
+  usageDate: string;
+  userId: string;
+  provider: string;
+  model: string;
+  chargeType: ChargeType;
+}
+
+export interface DailyUsageRequestInput {
+  accountId: string;
+  startDate: string;
+  endDate: string;
+  userId: string;
+  provider: string;
+  model: string;
+  chargeType: number;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface DailyUsageQuery {
+  accountId: string;
+  startDate: string;
+  endDate: string;
+  userId?: string;
+  provider?: string;
+  model?: string;
+  chargeType?: ChargeType;
+  pageSize: number;
+  /** Resume after this key (from the page token). */
+  after?: RollupKey;
+}
+
+const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+/** Parses a strict YYYY-MM-DD calendar date; undefined for "2025-02-30", "2025-1-1" and the like. */
+export function parseDay(text: string): Date | undefined {
+  const m = DAY.exec(text);
+  if (!m) return undefined;
+  const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  return d.toISOString().slice(0, 10) === text && Number(m[1]) >= 1970 && Number(m[1]) <= 9999 ? d : undefined;
+}
+
+function checkDay(v: Violations, field: string, text: string): Date | undefined {
+  if (text === '') {
+    v.add(field, 'is required (YYYY-MM-DD)');
+    return undefined;
+  }
+  const d = parseDay(text);
+  if (!d) v.add(field, 'must be a calendar date YYYY-MM-DD');
+  return d;
+}
+
+/** The filters a page token is bound to: a token is only valid for the same query. */
+function filterFingerprint(q: Omit<DailyUsageQuery, 'after' | 'pageSize'>): string {
+  return [q.accountId, q.startDate, q.endDate, q.userId ?? '', q.provider ?? '', q.model ?? '', q.chargeType ?? ''].join('\u0001');
+}
+
+export function encodePageToken(q: DailyUsageQuery, last: RollupKey): string {
+  const body = { f: filterFingerprint(q), k: [last.usageDate, last.userId, last.provider, last.model, last.chargeType] };
+  return Buffer.from(JSON.stringify(body), 'utf8').toString('base64url');
+}
+
+function decodePageToken(v: Violations, token: string, q: Omit<DailyUsageQuery, 'after' | 'pageSize'>): RollupKey | undefined {
+  if (token === '') return undefined;
+  try {
+    if (token.length > 2048) throw new Error('too long');
+    const body = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { f?: unknown; k?: unknown };
+    const k = body.k;
+    if (
+      body.f === filterFingerprint(q) &&
+      Array.isArray(k) &&
+      k.length === 5 &&
+      k.every((x) => typeof x === 'string') &&
+      parseDay(k[0]) &&
+      Object.values(CHARGE_TYPE_BY_NUMBER).includes(k[4] as ChargeType)
+    ) {
+      return { usageDate: k[0], userId: k[1], provider: k[2], model: k[3], chargeType: k[4] as ChargeType };
+    }
+  } catch {
+    // fall through to the violation below
+  }
+  v.add('page_token', 'is not a token returned by a previous page of this same query');
+  return undefined;
+}
+
+/** Validates a GetDailyUsage request; throws ValidationError naming every bad field. */
+export function validateDailyUsageQuery(raw: DailyUsageRequestInput): DailyUsageQuery {
+  const v = new Violations();
+  const accountId = checkId(v, 'account_id', raw.accountId);
+  const start = checkDay(v, 'start_date', raw.startDate);
+  const end = checkDay(v, 'end_date', raw.endDate);
+  if (start && end) {
+    const days = (end.getTime() - start.getTime()) / 86_400_000 + 1;
+    if (days < 1) v.add('end_date', 'must not be before start_date');
+    else if (days > MAX_USAGE_RANGE_DAYS) v.add('end_date', `must be at most ${MAX_USAGE_RANGE_DAYS} days after start_date (inclusive)`);
+  }
+  const filters = {
+    accountId,
+    startDate: raw.startDate,
+    endDate: raw.endDate,
+    userId: checkId(v, 'user_id', raw.userId, false) || undefined,
+    provider: checkProvider(v, 'provider', raw.provider, false) || undefined,
+    model: checkModel(v, 'model', raw.model, false) || undefined,
+    chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER),
+  };
+  const pageSize = raw.pageSize === 0 ? DEFAULT_PAGE_SIZE : checkInt(v, 'page_size', raw.pageSize, 1, MAX_PAGE_SIZE);
+  const after = v.list.length === 0 ? decodePageToken(v, raw.pageToken, filters) : undefined;
+  v.done();
+  return { ...filters, pageSize, after };
+}

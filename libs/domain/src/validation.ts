@@ -1,0 +1,86 @@
+import { FieldViolation, ValidationError } from './errors';
+
+/**
+ * Collects every violation of a request, so that one INVALID_ARGUMENT names
+ * all bad fields. Each check returns the parsed value (or a fallback when the
+ * field is bad); `done()` throws when anything was bad.
+ */
+export class Violations {
+  readonly list: FieldViolation[] = [];
+
+  add(field: string, description: string): void {
+    this.list.push({ field, description });
+  }
+
+  done(): void {
+    if (this.list.length > 0) throw new ValidationError(this.list);
+  }
+}
+
+/** Characters that never belong in an identifier or a stored text: NUL (Postgres rejects it) and other C0/C1 controls. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+const ID = /^[A-Za-z0-9._:@-]+$/;
+
+export function checkId(v: Violations, field: string, value: string, required = true): string {
+  if (value === '') {
+    if (required) v.add(field, 'is required');
+    return '';
+  }
+  if (value.length > 128) v.add(field, 'must be at most 128 characters');
+  else if (!ID.test(value)) v.add(field, 'may contain only letters, digits and . _ : @ -');
+  return value;
+}
+
+export function checkText(v: Violations, field: string, value: string, maxLength: number, opts: { required?: boolean; multiline?: boolean } = {}): string {
+  if (value === '') {
+    if (opts.required) v.add(field, 'is required');
+    return '';
+  }
+  if (value.length > maxLength) v.add(field, `must be at most ${maxLength} characters`);
+  else if (value.includes('\u0000') || (!opts.multiline && /[\r\n\t]/.test(value)) || CONTROL.test(value)) {
+    v.add(field, 'must not contain control characters');
+  }
+  return value;
+}
+
+const PROVIDER = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+export function checkProvider(v: Violations, field: string, value: string, required = true): string {
+  if (value === '') {
+    if (required) v.add(field, 'is required');
+  } else if (!PROVIDER.test(value)) {
+    v.add(field, 'must be 1 to 64 characters of a-z 0-9 . _ - (lower case), e.g. "openai"');
+  }
+  return value;
+}
+
+export function checkModel(v: Violations, field: string, value: string, required = true): string {
+  checkText(v, field, value, 255, { required });
+  if (value !== '' && value.trim() !== value) v.add(field, 'must not start or end with white space');
+  return value;
+}
+
+/** An int64 that arrived as a decimal string; returns a safe JS integer within [min, max]. */
+export function checkInt(v: Violations, field: string, value: string | number | undefined, min: number, max: number): number {
+  if (value === undefined || value === '') return 0;
+  const text = String(value);
+  if (!/^-?\d{1,20}$/.test(text)) {
+    v.add(field, 'must be an integer');
+    return 0;
+  }
+  const n = BigInt(text);
+  if (n < BigInt(min) || n > BigInt(max)) {
+    v.add(field, `must be between ${min} and ${max}, got ${text}`);
+    return 0;
+  }
+  return Number(n);
+}
+
+/** Maps an enum that arrived as a number to its domain name. 0 is "unspecified" (undefined). */
+export function checkEnum<T extends string>(v: Violations, field: string, value: number, names: Record<number, T>): T | undefined {
+  if (value === 0) return undefined;
+  const name = names[value];
+  if (name === undefined) v.add(field, `unknown value ${value}`);
+  return name;
+}
