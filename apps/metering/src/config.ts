@@ -1,0 +1,39 @@
+import type { LogLevel } from './logger';
+import type { DatabaseConfig } from './store/db';
+
+/** Configuration from environment variables (documented in the README). */
+export interface Config {
+  host: string;
+  port: number;
+  database: DatabaseConfig;
+  logLevel: LogLevel;
+  /** How long in-flight calls may run after SIGTERM before they are cut. */
+  shutdownGraceMs: number;
+  /** How often the database is pinged to keep the health status true. */
+  healthIntervalMs: number;
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const logLevel = (env.LOG_LEVEL || 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new Error(`LOG_LEVEL must be debug, info, warn or error, got "${logLevel}"`);
+  return {
+    host: env.METERING_HOST || '127.0.0.1',
+    port: int(env, 'PORT', 50051, 0, 65535),
+    database: {
+      url: env.DATABASE_URL || undefined,
+      dataDir: env.METERING_DATA_DIR || '.data/pglite',
+      poolMax: int(env, 'METERING_DB_POOL_MAX', 10, 1, 1000),
+    },
+    logLevel,
+    shutdownGraceMs: int(env, 'METERING_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    healthIntervalMs: int(env, 'METERING_HEALTH_INTERVAL_MS', 5_000, 100, 600_000),
+  };
+}

@@ -1,0 +1,43 @@
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Any, BadRequest, ErrorInfo, Status } from '@metering/contracts';
+import { DomainError, ErrorCode, ValidationError } from '@metering/domain';
+
+/**
+ * The one place where errors become gRPC statuses. Domain errors keep their
+ * code and message and gain google.rpc details (BadRequest naming every bad
+ * field, ErrorInfo with a reason) in the `grpc-status-details-bin` trailer.
+ * Anything else is INTERNAL with a generic message: no SQL, no stack trace.
+ */
+export const ERROR_DOMAIN = 'metering.v1';
+
+const CODE: Record<ErrorCode, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  ALREADY_EXISTS: status.ALREADY_EXISTS,
+  NOT_FOUND: status.NOT_FOUND,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  ABORTED: status.ABORTED,
+  UNAVAILABLE: status.UNAVAILABLE,
+  INTERNAL: status.INTERNAL,
+};
+
+const pack = (typeName: string, value: Uint8Array): Any => ({ typeUrl: `type.googleapis.com/${typeName}`, value: Buffer.from(value) });
+
+export function toServiceError(err: unknown, requestId: string): ServiceError & { internal: boolean } {
+  const domain = err instanceof DomainError ? err : undefined;
+  const code = domain ? CODE[domain.code] : status.INTERNAL;
+  const message = domain ? domain.message : `internal error (request id ${requestId})`;
+  const details: Any[] = [];
+  if (domain instanceof ValidationError) {
+    details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: domain.violations }).finish()));
+  }
+  details.push(
+    pack(
+      'google.rpc.ErrorInfo',
+      ErrorInfo.encode({ reason: domain ? domain.reason : 'INTERNAL', domain: ERROR_DOMAIN, metadata: { ...(domain?.metadata ?? {}), request_id: requestId } }).finish(),
+    ),
+  );
+  const metadata = new Metadata();
+  metadata.set('grpc-status-details-bin', Buffer.from(Status.encode({ code, message, details }).finish()));
+  const error = Object.assign(new Error(message), { code, details: message, metadata, internal: !domain });
+  return error;
+}

@@ -1,0 +1,37 @@
+import { Metadata, type sendUnaryData, type ServerUnaryCall, status } from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../logger';
+import { toServiceError } from './errors';
+
+/**
+ * Wraps a promise-returning handler as a grpc-js unary handler: a request id
+ * (from `x-request-id` metadata or new) echoed in the response headers, one
+ * structured log line per call, errors mapped in one place, and the callback
+ * called exactly once.
+ */
+export function unary<Req, Res>(method: string, log: Logger, handle: (req: Req) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    const given = call.metadata.get('x-request-id')[0];
+    const requestId = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
+    const started = process.hrtime.bigint();
+    const headers = new Metadata();
+    headers.set('x-request-id', requestId);
+    call.sendMetadata(headers);
+    const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
+    Promise.resolve()
+      .then(() => handle(call.request))
+      .then(
+        (response) => {
+          log.debug('rpc', { method, request_id: requestId, code: 'OK', duration_ms: ms() });
+          callback(null, response);
+        },
+        (err: unknown) => {
+          const e = toServiceError(err, requestId);
+          const fields = { method, request_id: requestId, code: status[e.code], duration_ms: ms() };
+          if (e.internal) log.error('rpc failed', { ...fields, error: err instanceof Error ? err.stack : String(err) });
+          else log.info('rpc rejected', { ...fields, message: e.details });
+          callback(e);
+        },
+      );
+  };
+}

@@ -1,0 +1,87 @@
+import { Charge, ChargeType as PbChargeType, Money, PricingStatus, RequestType as PbRequestType, Timestamp, TokenCounts, UsageSums as PbUsageSums } from '@metering/contracts';
+import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, MoneyInput, REQUEST_TYPE_BY_NUMBER, RequestType } from '@metering/domain';
+import { CURRENCY_CODE, Dec, formatDecimal } from '@metering/pricing';
+import type { UsageSums } from '../store/usage.repo';
+
+/** Wire <-> domain conversions shared by the handlers (toProto* / fromProto*). */
+
+const invert = <T extends string>(byNumber: Record<number, T>) => new Map(Object.entries(byNumber).map(([n, name]) => [name, Number(n)]));
+const CHARGE_TYPE_NUMBER = invert(CHARGE_TYPE_BY_NUMBER);
+const REQUEST_TYPE_NUMBER = invert(REQUEST_TYPE_BY_NUMBER);
+
+export const toProtoChargeType = (t: ChargeType): PbChargeType => CHARGE_TYPE_NUMBER.get(t) as PbChargeType;
+export const toProtoRequestType = (t: RequestType): PbRequestType => REQUEST_TYPE_NUMBER.get(t) as PbRequestType;
+
+export function toProtoMoney(amount: Dec | string): Money {
+  return { amount: typeof amount === 'string' ? amount : formatDecimal(amount), currencyCode: CURRENCY_CODE };
+}
+
+export function fromProtoMoney(m: Money | undefined): MoneyInput | undefined {
+  return m === undefined ? undefined : { amount: m.amount, currencyCode: m.currencyCode };
+}
+
+export function toProtoTimestamp(d: Date): Timestamp {
+  const ms = d.getTime();
+  const seconds = Math.floor(ms / 1000);
+  return { seconds: String(seconds), nanos: (ms - seconds * 1000) * 1_000_000 };
+}
+
+export function toProtoCharge(c: ChargeRecord): Charge {
+  const t = c.tokens;
+  return {
+    chargeId: c.chargeId,
+    accountId: c.accountId,
+    userId: c.userId,
+    idempotencyKey: c.idempotencyKey,
+    sessionKey: c.sessionKey,
+    provider: c.provider,
+    model: c.model,
+    chargeType: toProtoChargeType(c.chargeType),
+    requestType: toProtoRequestType(c.requestType),
+    tokens: {
+      promptTokens: String(t.promptTokens),
+      completionTokens: String(t.completionTokens),
+      reasoningTokens: String(t.reasoningTokens),
+      cachedPromptTokens: String(t.cachedPromptTokens),
+      cacheWriteTokens: String(t.cacheWriteTokens),
+      totalTokens: String(c.totalTokens),
+    },
+    reference: c.reference,
+    endpoint: c.endpoint,
+    responseTimeMs: c.responseTimeMs === null ? undefined : String(c.responseTimeMs),
+    wasCached: c.wasCached,
+    hadError: c.hadError,
+    errorMessage: c.errorMessage,
+    metadata: c.metadata,
+    usageTime: toProtoTimestamp(c.usageTime),
+    recordTime: toProtoTimestamp(c.recordTime),
+    usageDate: c.usageDate,
+    pricingStatus: c.pricingStatus === 'priced' ? PricingStatus.PRICING_STATUS_PRICED : PricingStatus.PRICING_STATUS_UNPRICED,
+    priceVersion: c.priceVersion ?? '',
+    markup: c.markup ?? '',
+    providerCost: c.costs ? toProtoMoney(c.costs.providerCost) : undefined,
+    promptCost: c.costs ? toProtoMoney(c.costs.promptCost) : undefined,
+    completionCost: c.costs ? toProtoMoney(c.costs.completionCost) : undefined,
+    totalCost: c.costs ? toProtoMoney(c.costs.totalCost) : undefined,
+  };
+}
+
+export function toProtoSums(s: UsageSums): PbUsageSums {
+  const tokens: TokenCounts = {
+    promptTokens: s.promptTokens.toString(),
+    completionTokens: s.completionTokens.toString(),
+    reasoningTokens: s.reasoningTokens.toString(),
+    cachedPromptTokens: s.cachedPromptTokens.toString(),
+    cacheWriteTokens: s.cacheWriteTokens.toString(),
+    totalTokens: s.totalTokens.toString(),
+  };
+  return {
+    messageCount: s.messageCount.toString(),
+    unpricedMessageCount: s.unpricedMessageCount.toString(),
+    tokens,
+    providerCost: toProtoMoney(s.providerCost),
+    promptCost: toProtoMoney(s.promptCost),
+    completionCost: toProtoMoney(s.completionCost),
+    totalCost: toProtoMoney(s.totalCost),
+  };
+}

@@ -1,0 +1,39 @@
+import { loadConfig } from './config';
+import { createLogger } from './logger';
+import { startServer } from './server';
+import { migrate, openDatabase } from './store/db';
+
+/** Entry point: `npm start`. Configuration comes from the environment (see README). */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.logLevel);
+  if (process.argv.includes('--migrate-only')) {
+    const db = openDatabase(config.database);
+    try {
+      await migrate(db);
+      log.info('database migrated', { database: config.database.url ? 'postgres' : config.database.dataDir });
+    } finally {
+      await db.destroy();
+    }
+    return;
+  }
+  const running = await startServer(config, log);
+  log.info('listening', { address: `${config.host}:${running.port}`, port: running.port });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      log.info('shutting down', { signal });
+      running.shutdown().then(
+        () => process.exit(0),
+        (err) => {
+          log.error('shutdown failed', { error: String(err) });
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+main().catch((err) => {
+  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'failed to start', error: err instanceof Error ? err.message : String(err) }) + '\n');
+  process.exit(1);
+});

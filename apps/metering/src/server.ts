@@ -1,0 +1,131 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { PackageDefinition } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { descriptorSetBase64, MeteringServiceServer, MeteringServiceService } from '@metering/contracts';
+import { PriceTable } from '@metering/pricing';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Config } from './config';
+import { unary } from './grpc/unary';
+import { recordChargeHandler } from './handlers/charges.handler';
+import { checkLimitsHandler, getLimitsHandler, setLimitsHandler } from './handlers/limits.handler';
+import { deleteMarkupHandler, listMarkupsHandler, setMarkupHandler } from './handlers/markups.handler';
+import { getDailyUsageHandler } from './handlers/usage.handler';
+import type { Logger } from './logger';
+import { ChargesService } from './services/charges.service';
+import { LimitsService } from './services/limits.service';
+import { MarkupsService } from './services/markups.service';
+import { UsageService } from './services/usage.service';
+import { Db, migrate, openDatabase } from './store/db';
+
+export const SERVICE_NAME = 'metering.v1.MeteringService';
+
+/** The MeteringService implementation: each RPC is handler -> service -> store. */
+export function meteringService(db: Db, log: Logger, clock?: () => Date): MeteringServiceServer {
+  const charges = new ChargesService(db, new PriceTable(), clock);
+  const usage = new UsageService(db);
+  const limits = new LimitsService(db, clock);
+  const markups = new MarkupsService(db);
+  return {
+    recordCharge: unary('RecordCharge', log, recordChargeHandler(charges)),
+    getDailyUsage: unary('GetDailyUsage', log, getDailyUsageHandler(usage)),
+    checkLimits: unary('CheckLimits', log, checkLimitsHandler(limits)),
+    setLimits: unary('SetLimits', log, setLimitsHandler(limits)),
+    getLimits: unary('GetLimits', log, getLimitsHandler(limits)),
+    setMarkup: unary('SetMarkup', log, setMarkupHandler(markups)),
+    listMarkups: unary('ListMarkups', log, listMarkupsHandler(markups)),
+    deleteMarkup: unary('DeleteMarkup', log, deleteMarkupHandler(markups)),
+  };
+}
+
+/**
+ * The contract for server reflection: the exact FileDescriptorProtos that buf
+ * built from proto/ (field 1 of the FileDescriptorSet), with their fully
+ * qualified references and comments, in the shape @grpc/reflection reads.
+ */
+function reflectionPackage(): PackageDefinition {
+  const reader = new BinaryReader(Buffer.from(descriptorSetBase64, 'base64'));
+  const files: Buffer[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1) files.push(Buffer.from(reader.bytes()));
+    else reader.skip(wireType);
+  }
+  // @grpc/reflection reads only `fileDescriptorProtos` of each entry.
+  return { 'metering.v1': { fileDescriptorProtos: files } } as unknown as PackageDefinition;
+}
+
+export interface RunningServer {
+  port: number;
+  db: Db;
+  health: HealthImplementation;
+  /** Stops taking calls (health NOT_SERVING first), lets in-flight calls finish within the grace period, closes the database. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Opens the database, migrates it, and serves MeteringService, grpc.health.v1
+ * (NOT_SERVING until the database answers) and server reflection.
+ */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const db = openDatabase(config.database);
+  const where = config.database.url ? 'postgres' : `embedded (PGlite in ${config.database.dataDir})`;
+  try {
+    await migrate(db);
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  log.info('database migrated', { database: where });
+
+  const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  server.addService(MeteringServiceService, meteringService(db, log));
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
+  health.addToServer(server);
+  new ReflectionService(reflectionPackage()).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+
+  let serving: boolean | undefined;
+  const setServing = (ok: boolean) => {
+    if (ok === serving) return;
+    serving = ok;
+    for (const name of ['', SERVICE_NAME]) health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
+    log.info(ok ? 'serving' : 'not serving: the database does not answer', { host: config.host, port });
+  };
+  const probe = async () => {
+    try {
+      await db.raw('select 1');
+      setServing(true);
+    } catch {
+      setServing(false);
+    }
+  };
+  await probe();
+  const timer = setInterval(probe, config.healthIntervalMs);
+  timer.unref();
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () =>
+    (stopping ??= (async () => {
+      clearInterval(timer);
+      serving = false;
+      for (const name of ['', SERVICE_NAME]) health.setStatus(name, 'NOT_SERVING');
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          log.warn('grace period over: cutting remaining calls', { grace_ms: config.shutdownGraceMs });
+          server.forceShutdown();
+          resolve();
+        }, config.shutdownGraceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await db.destroy();
+      log.info('stopped');
+    })());
+  return { port, db, health, shutdown };
+}

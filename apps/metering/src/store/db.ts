@@ -1,0 +1,96 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { ConflictRetryError, DomainError, UnavailableError } from '@metering/domain';
+import { knex, Knex } from 'knex';
+import ClientPgLite from 'knex-pglite';
+import pg from 'pg';
+import { migrationSource } from './migrations';
+
+export type Db = Knex;
+export type Tx = Knex.Transaction;
+
+export interface DatabaseConfig {
+  /** Postgres connection string; when absent, the embedded database (PGlite) in dataDir. */
+  url?: string;
+  /** Folder of the embedded database; ':memory:' keeps it in memory (tests). */
+  dataDir: string;
+  poolMax: number;
+}
+
+const DATE_OID = 1082;
+const INT8_OID = 20;
+// Dates stay 'YYYY-MM-DD' strings (the driver would build a Date at *local*
+// midnight); 64-bit integers stay exact strings. The same on both drivers.
+const keepText = (v: string) => v;
+pg.types.setTypeParser(DATE_OID, keepText);
+pg.types.setTypeParser(INT8_OID, keepText);
+
+/** Opens the database: Postgres when a URL is configured, otherwise embedded Postgres (PGlite). */
+export function openDatabase(config: DatabaseConfig): Db {
+  if (config.url) {
+    return knex({
+      client: 'pg',
+      connection: { connectionString: config.url, application_name: 'metering' },
+      pool: { min: 0, max: config.poolMax },
+      acquireConnectionTimeout: 10_000,
+    });
+  }
+  if (config.dataDir !== ':memory:') mkdirSync(config.dataDir, { recursive: true });
+  const parsers = { [DATE_OID]: keepText, [INT8_OID]: keepText };
+  return knex({
+    client: ClientPgLite,
+    dialect: 'postgres',
+    connection: () =>
+      ({ pglite: new PGlite(config.dataDir === ':memory:' ? undefined : config.dataDir, { parsers }) }) as object,
+  } as Knex.Config);
+}
+
+/** Applies every pending migration. */
+export async function migrate(db: Db): Promise<void> {
+  await db.migrate.latest({ migrationSource });
+}
+
+/** Reverts every migration (used by tests of the down migrations). */
+export async function rollbackAll(db: Db): Promise<void> {
+  await db.migrate.rollback({ migrationSource }, true);
+}
+
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '53300']);
+
+/**
+ * Database errors as domain errors: lost connections and outages become
+ * UnavailableError, serialization failures and deadlocks ConflictRetryError.
+ * Anything else is a bug and passes through (the gRPC layer answers INTERNAL
+ * without leaking it).
+ */
+export function translateDbError(err: unknown): unknown {
+  if (err instanceof DomainError) return err;
+  const e = err as { code?: string; name?: string; message?: string };
+  if (e?.code === '40001' || e?.code === '40P01') return new ConflictRetryError();
+  if (
+    (e?.code && (CONNECTION_CODES.has(e.code) || e.code.startsWith('08'))) ||
+    e?.name === 'KnexTimeoutError' ||
+    /Connection terminated|connection is closed|Client has encountered a connection error/i.test(e?.message ?? '')
+  ) {
+    return new UnavailableError();
+  }
+  return err;
+}
+
+/** Runs fn in one transaction; commits when it returns, rolls back when it throws. */
+export async function inTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  try {
+    return await db.transaction(fn);
+  } catch (err) {
+    throw translateDbError(err);
+  }
+}
+
+/** Runs one read outside a transaction, with the same error translation. */
+export async function read<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw translateDbError(err);
+  }
+}

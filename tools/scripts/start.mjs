@@ -1,0 +1,10 @@
+// `npm start`: bundle the server (about a second) and run it in this process's place.
+// With no DATABASE_URL it runs on the embedded database in .data/pglite.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..', '..');
+await import('./build.mjs');
+const child = spawn(process.execPath, ['--enable-source-maps', join(root, 'dist/apps/metering/main.js'), ...process.argv.slice(2)], { stdio: 'inherit' });
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
