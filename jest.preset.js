@@ -5,6 +5,7 @@ const path = require('node:path');
 module.exports = (projectDir) => ({
   rootDir: projectDir,
   testEnvironment: 'node',
+  testTimeout: 60_000,
   testMatch: ['<rootDir>/**/*.spec.ts'],
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.base.json') }],

@@ -43,5 +43,7 @@ export async function listMarkups(db: Db, provider?: string): Promise<Markup[]> 
 }
 
 export async function deleteMarkup(tx: Tx, key: MarkupKey): Promise<boolean> {
-  return (await tx('markups').where(keyOf(key)).delete()) > 0;
+  // RETURNING rather than the affected-row count, which the embedded driver does not report.
+  const rows: unknown[] = await tx('markups').where(keyOf(key)).delete().returning('provider');
+  return rows.length > 0;
 }

@@ -1,0 +1,242 @@
+import { IdempotencyConflictError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
+import { Dec, formatDecimal, PriceTable } from '@metering/pricing';
+import { ChargesService } from '../../src/services/charges.service';
+import { LimitsService } from '../../src/services/limits.service';
+import { MarkupsService } from '../../src/services/markups.service';
+import { UsageService } from '../../src/services/usage.service';
+import { Db, migrate, openDatabase, rollbackAll } from '../../src/store/db';
+import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+
+/**
+ * The services and the Knex store against real databases: the embedded one
+ * (PGlite) and Postgres (when configured; required in CI).
+ */
+const NOW = new Date('2026-11-23T12:00:00Z');
+const clock = () => NOW;
+
+const charge = (over: Partial<RecordChargeRequestInput> = {}): RecordChargeRequestInput => ({
+  accountId: 'acme', userId: 'u1', idempotencyKey: 'k1', sessionKey: 's1', provider: 'openai', model: 'gpt-4o',
+  chargeType: 0, requestType: 0, promptTokens: '100', completionTokens: '200', reasoningTokens: '0', cachedPromptTokens: '0',
+  cacheWriteTokens: '0', reference: 'invoice-123', endpoint: '/v1/chat/completions', responseTimeMs: '840', wasCached: false,
+  hadError: false, errorMessage: '', metadata: { team: 'search' }, usageTime: undefined, ...over,
+});
+
+requirePostgresInCi();
+
+describe.each(databaseTargets())('metering store on $name', (target) => {
+  let tdb: TestDatabase;
+  let db: Db;
+  let charges: ChargesService;
+  let usage: UsageService;
+  let limits: LimitsService;
+  let markups: MarkupsService;
+  const count = async (table: string) => Number((await db(table).count<{ n: string }[]>('* as n'))[0].n);
+  let keyNo = 0;
+  const key = () => `key-${++keyNo}`;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    db = openDatabase(tdb.config);
+    await migrate(db);
+    charges = new ChargesService(db, new PriceTable(), clock);
+    usage = new UsageService(db);
+    limits = new LimitsService(db, clock);
+    markups = new MarkupsService(db);
+  });
+
+  afterAll(async () => {
+    await db?.destroy();
+    await tdb?.drop();
+  });
+
+  it('migrates down and up again', async () => {
+    await rollbackAll(db);
+    expect(await db.schema.hasTable('charges')).toBe(false);
+    await migrate(db);
+    expect(await db.schema.hasTable('charges')).toBe(true);
+  });
+
+  it('prices gpt-4o exactly and stores NUMERIC, not float', async () => {
+    const { charge: c, replayed } = await charges.recordCharge(charge({ idempotencyKey: key() }));
+    expect(replayed).toBe(false);
+    expect(c.costs?.totalCost).toBe('0.00225');
+    expect(c.priceVersion).toBe('openai/gpt-4o@2024-10-02');
+    const row = await db('charges').where({ charge_id: c.chargeId }).first();
+    expect(row.total_cost).toBe('0.00225');
+    expect(row.usage_date).toBe('2026-11-23');
+  });
+
+  it('keeps one gpt-4o-mini prompt token as 0.00000015 (the seed stored 0)', async () => {
+    const { charge: c } = await charges.recordCharge(charge({ idempotencyKey: key(), model: 'gpt-4o-mini', promptTokens: '1', completionTokens: '0' }));
+    expect(c.costs?.totalCost).toBe('0.00000015');
+    expect((await db('charges').where({ charge_id: c.chargeId }).first()).total_cost).toBe('0.00000015');
+  });
+
+  it('records a model with no price as unpriced, with no cost, and counts it toward token and message limits', async () => {
+    await limits.setLimits({ accountId: 'unpriced', userId: 'u1', dailyMessageLimit: '1', dailyTokenLimit: undefined, dailyCostLimit: undefined });
+    const { charge: c } = await charges.recordCharge(charge({ accountId: 'unpriced', idempotencyKey: key(), provider: 'selfhosted', model: 'llama-3-70b' }));
+    expect(c.pricingStatus).toBe('unpriced');
+    expect(c.costs).toBeNull();
+    const check = await limits.checkLimits({ accountId: 'unpriced', userId: 'u1', additionalTokens: '0', additionalCost: undefined });
+    expect(check).toMatchObject({ allowed: false, reason: 'message_limit_reached' });
+    expect(check.userUsage.totalTokens).toBe(300n);
+    const page = await usage.getDailyUsage({ accountId: 'unpriced', startDate: '2026-11-23', endDate: '2026-11-23', userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    expect(page.totals.unpricedMessageCount).toBe(1n);
+    expect(page.totals.totalCost.toFixed()).toBe('0');
+  });
+
+  it('returns the original charge for a retry and writes nothing new', async () => {
+    const k = key();
+    const first = await charges.recordCharge(charge({ idempotencyKey: k }));
+    const before = await count('charges');
+    const again = await charges.recordCharge(charge({ idempotencyKey: k, metadata: { team: 'search' } }));
+    expect(again.replayed).toBe(true);
+    expect(again.charge).toEqual(first.charge);
+    expect(await count('charges')).toBe(before);
+  });
+
+  it('rejects a reused key with different content, naming the fields, and writes nothing', async () => {
+    const k = key();
+    await charges.recordCharge(charge({ idempotencyKey: k }));
+    const before = await count('charges');
+    const err = await charges.recordCharge(charge({ idempotencyKey: k, completionTokens: '201', model: 'gpt-4o-mini' })).catch((e) => e);
+    expect(err).toBeInstanceOf(IdempotencyConflictError);
+    expect((err as IdempotencyConflictError).fields).toEqual(['model', 'completion_tokens']);
+    expect(await count('charges')).toBe(before);
+  });
+
+  it('turns 64 concurrent identical calls into exactly one charge and 64 identical answers', async () => {
+    const k = key();
+    const results = await Promise.all(Array.from({ length: 64 }, () => charges.recordCharge(charge({ accountId: 'race', idempotencyKey: k }))));
+    expect(results.filter((r) => !r.replayed)).toHaveLength(1);
+    for (const r of results) expect(r.charge).toEqual(results[0].charge);
+    expect(await db('charges').where({ account_id: 'race' }).count<{ n: string }[]>('* as n')).toEqual([{ n: '1' }]);
+    const rollup = await db('daily_usage').where({ account_id: 'race' }).first();
+    expect(rollup.message_count).toBe('1');
+  });
+
+  it('writes nothing for invalid input', async () => {
+    const before = await count('charges');
+    const err = await charges.recordCharge(charge({ idempotencyKey: '', promptTokens: '-1', model: ' x' })).catch((e) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as ValidationError).violations.map((v) => v.field).sort()).toEqual(['idempotency_key', 'model', 'prompt_tokens']);
+    expect(await count('charges')).toBe(before);
+  });
+
+  it('changes the charge and its rollups in one transaction: a failing rollup leaves no charge', async () => {
+    await db.raw(`CREATE FUNCTION fail_rollup() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'rollup failed'; END $$`);
+    await db.raw(`CREATE TRIGGER fail_rollup BEFORE INSERT ON daily_usage FOR EACH ROW WHEN (NEW.model = 'doomed') EXECUTE FUNCTION fail_rollup()`);
+    try {
+      const before = await count('charges');
+      await expect(charges.recordCharge(charge({ idempotencyKey: key(), model: 'doomed' }))).rejects.toThrow(/rollup failed/);
+      expect(await count('charges')).toBe(before);
+    } finally {
+      await db.raw('DROP TRIGGER fail_rollup ON daily_usage');
+      await db.raw('DROP FUNCTION fail_rollup()');
+    }
+  });
+
+  it('applies the markup of the charge type, provider and model', async () => {
+    await markups.setMarkup({ chargeType: 1, provider: 'openai', model: 'gpt-4o', factor: '1.25' });
+    const { charge: c } = await charges.recordCharge(charge({ accountId: 'marked', idempotencyKey: key() }));
+    expect(c.markup).toBe('1.25');
+    expect(c.costs).toEqual({ providerCost: '0.00225', promptCost: '0.0003125', completionCost: '0.0025', totalCost: '0.0028125' });
+    const tool = await charges.recordCharge(charge({ accountId: 'marked', idempotencyKey: key(), chargeType: 3 }));
+    expect(tool.charge.markup).toBe('1');
+    expect(await markups.listMarkups('openai')).toHaveLength(1);
+    expect(await markups.deleteMarkup({ chargeType: 1, provider: 'openai', model: 'gpt-4o' })).toBe(true);
+    expect(await markups.deleteMarkup({ chargeType: 1, provider: 'openai', model: 'gpt-4o' })).toBe(false);
+    await expect(markups.setMarkup({ chargeType: 1, provider: 'openai', model: 'gpt-4o', factor: '0' })).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it('prices a backdated charge at the old price and rolls it up on its own UTC day', async () => {
+    const { charge: c } = await charges.recordCharge(
+      charge({ accountId: 'history', idempotencyKey: key(), promptTokens: '1000000', completionTokens: '1000000', usageTime: { seconds: String(Date.UTC(2024, 5, 1, 23, 59, 59) / 1000), nanos: 0 } }),
+    );
+    expect(c.priceVersion).toBe('openai/gpt-4o@2024-05-13');
+    expect(c.costs?.totalCost).toBe('20');
+    expect(c.usageDate).toBe('2024-06-01');
+  });
+
+  it('pages through daily usage in key order and its rows and totals equal the sum of the charges', async () => {
+    const days = ['2026-10-01', '2026-10-02', '2026-10-03'];
+    for (const [i, day] of days.entries()) {
+      for (const user of ['u1', 'u2']) {
+        for (const model of ['gpt-4o', 'claude-sonnet-4-5', 'unknown-model']) {
+          await charges.recordCharge(
+            charge({ accountId: 'report', userId: user, idempotencyKey: key(), model, provider: model.startsWith('claude') ? 'anthropic' : 'openai',
+              promptTokens: String(1000 + i), completionTokens: String(7 * (i + 1)), cachedPromptTokens: '10',
+              usageTime: { seconds: String(Date.parse(`${day}T10:00:00Z`) / 1000), nanos: 0 } }),
+          );
+        }
+      }
+    }
+    const base = { accountId: 'report', startDate: '2026-10-01', endDate: '2026-10-31', userId: '', provider: '', model: '', chargeType: 0, pageSize: 4 };
+    const rows = [];
+    let pageToken = '';
+    let pages = 0;
+    do {
+      const page = await usage.getDailyUsage({ ...base, pageToken });
+      rows.push(...page.rows);
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken);
+    expect(pages).toBe(5);
+    expect(rows).toHaveLength(18);
+    const keys = rows.map((r) => [r.usageDate, r.userId, r.provider, r.model, r.chargeType].join('|'));
+    expect([...keys].sort()).toEqual(keys);
+    const expected = await db('charges')
+      .where({ account_id: 'report' })
+      .select('usage_date', 'user_id', 'provider', 'model', 'charge_type')
+      .count('* as n')
+      .sum({ tokens: 'total_tokens' })
+      .select(db.raw('coalesce(sum(total_cost), 0)::text as cost'))
+      .groupBy('usage_date', 'user_id', 'provider', 'model', 'charge_type')
+      .orderBy(['usage_date', 'user_id', 'provider', 'model', 'charge_type']);
+    expect(rows.map((r) => [r.usageDate, r.userId, r.provider, r.model, r.chargeType, r.sums.messageCount.toString(), r.sums.totalTokens.toString(), r.sums.totalCost.toFixed()])).toEqual(
+      expected.map((e: Record<string, string | number>) => [e.usage_date, e.user_id, e.provider, e.model, e.charge_type, String(e.n), String(e.tokens), formatDecimal(new Dec(e.cost))]),
+    );
+    const first = await usage.getDailyUsage({ ...base, userId: 'u2', model: 'gpt-4o', pageToken: '' });
+    expect(first.rows.map((r) => r.usageDate)).toEqual(days);
+    const all = await db('charges').where({ account_id: 'report', user_id: 'u2', model: 'gpt-4o' }).select(db.raw('sum(total_cost)::text as c, sum(total_tokens)::text as t')).first();
+    expect(first.totals.totalCost.equals(new Dec(all.c))).toBe(true);
+    expect(first.totals.totalTokens.toString()).toBe(all.t);
+  });
+
+  it('checks user and account limits against today\'s counters with the seeds\' rules', async () => {
+    const acct = 'limited';
+    const check = (userId: string, additionalTokens = '0') => limits.checkLimits({ accountId: acct, userId, additionalTokens, additionalCost: undefined });
+    expect(await check('u1')).toMatchObject({ allowed: true, reason: 'no_limits_set' });
+    await limits.setLimits({ accountId: acct, userId: 'u1', dailyMessageLimit: '3', dailyTokenLimit: '1000', dailyCostLimit: undefined });
+    await limits.setLimits({ accountId: acct, userId: '', dailyMessageLimit: undefined, dailyTokenLimit: undefined, dailyCostLimit: { amount: '0.004', currencyCode: 'USD' } });
+    expect(await check('u1', '1000')).toMatchObject({ allowed: true, reason: 'within_limits' });
+    await charges.recordCharge(charge({ accountId: acct, userId: 'u1', idempotencyKey: key() }));
+    expect(await check('u1', '701')).toMatchObject({ allowed: false, reason: 'token_limit_exceeded' });
+    expect(await check('u1', '700')).toMatchObject({ allowed: true });
+    await charges.recordCharge(charge({ accountId: acct, userId: 'u2', idempotencyKey: key() }));
+    // the account has spent 0.0045 >= 0.004: every user of it is denied
+    const denied = await check('u3');
+    expect(denied).toMatchObject({ allowed: false, reason: 'cost_limit_exceeded' });
+    expect(denied.accountUsage.totalCost.toFixed()).toBe('0.0045');
+    expect(denied.limits).toEqual([{ scope: 'account', measure: 'cost', limit: '0.004', used: '0.0045', remaining: '0', exceeded: true }]);
+    expect((await limits.getLimits({ accountId: acct, userId: 'u1' })).messages).toBe(3n);
+    const cleared = await limits.setLimits({ accountId: acct, userId: 'u1', dailyMessageLimit: undefined, dailyTokenLimit: undefined, dailyCostLimit: undefined });
+    expect(cleared).toEqual({ accountId: acct, userId: 'u1' });
+  });
+
+  it('keeps every rollup and counter equal to the sum of its charges', async () => {
+    const mismatches = await db.raw(`
+      SELECT d.account_id FROM daily_usage d
+      FULL JOIN (SELECT account_id, usage_date, user_id, provider, model, charge_type, count(*) AS n, sum(total_tokens) AS t,
+                        coalesce(sum(total_cost), 0) AS c, count(*) FILTER (WHERE pricing_status = 'unpriced') AS u
+                 FROM charges GROUP BY 1, 2, 3, 4, 5, 6) s USING (account_id, usage_date, user_id, provider, model, charge_type)
+      WHERE d.message_count IS DISTINCT FROM s.n OR d.total_tokens IS DISTINCT FROM s.t OR d.total_cost IS DISTINCT FROM s.c OR d.unpriced_message_count IS DISTINCT FROM s.u
+      UNION ALL
+      SELECT c.account_id FROM usage_counters c
+      FULL JOIN (SELECT account_id, usage_date, user_id, count(*) AS n, sum(total_tokens) AS t, coalesce(sum(total_cost), 0) AS c FROM charges GROUP BY GROUPING SETS ((1, 2, 3), (1, 2))) s
+        ON s.account_id = c.account_id AND s.usage_date = c.period_start AND coalesce(s.user_id, '') = c.user_id
+      WHERE c.message_count IS DISTINCT FROM s.n OR c.total_tokens IS DISTINCT FROM s.t OR c.total_cost IS DISTINCT FROM s.c`);
+    expect(mismatches.rows).toEqual([]);
+    expect(await count('daily_usage')).toBeGreaterThan(10);
+  });
+});

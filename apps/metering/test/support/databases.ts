@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { knex } from 'knex';
+import type { DatabaseConfig } from '../../src/store/db';
+
+/**
+ * The databases every integration and end-to-end suite runs on: the embedded
+ * database (PGlite, in a fresh folder) always, and a real Postgres when
+ * METERING_TEST_DATABASE_URL names a server (each test file gets a fresh
+ * database on it, dropped afterwards). In CI (CI=true) the variable is
+ * required: without it the Postgres suites fail instead of skipping.
+ */
+export const PG_URL_VAR = 'METERING_TEST_DATABASE_URL';
+
+export interface TestDatabase {
+  config: DatabaseConfig;
+  drop(): Promise<void>;
+}
+
+export interface DatabaseTarget {
+  name: 'pglite' | 'postgres';
+  create(): Promise<TestDatabase>;
+}
+
+async function createPostgres(adminUrl: string): Promise<TestDatabase> {
+  const name = `metering_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const admin = knex({ client: 'pg', connection: adminUrl, pool: { min: 0, max: 1 } });
+  try {
+    await admin.raw('CREATE DATABASE ??', [name]);
+  } finally {
+    await admin.destroy();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    config: { url: url.toString(), dataDir: '', poolMax: 10 },
+    drop: async () => {
+      const again = knex({ client: 'pg', connection: adminUrl, pool: { min: 0, max: 1 } });
+      try {
+        await again.raw('DROP DATABASE IF EXISTS ?? WITH (FORCE)', [name]);
+      } finally {
+        await again.destroy();
+      }
+    },
+  };
+}
+
+function createPglite(): Promise<TestDatabase> {
+  const dir = mkdtempSync(join(tmpdir(), 'metering-pglite-'));
+  return Promise.resolve({
+    config: { dataDir: join(dir, 'data'), poolMax: 1 },
+    drop: async () => rmSync(dir, { recursive: true, force: true }),
+  });
+}
+
+export function databaseTargets(): DatabaseTarget[] {
+  const targets: DatabaseTarget[] = [{ name: 'pglite', create: createPglite }];
+  const url = process.env[PG_URL_VAR];
+  if (url) targets.push({ name: 'postgres', create: () => createPostgres(url) });
+  return targets;
+}
+
+/** Registers a failing test when CI must run the Postgres suites but has no server configured. */
+export function requirePostgresInCi(): void {
+  if (process.env.CI && !process.env[PG_URL_VAR]) {
+    it(`has Postgres configured (${PG_URL_VAR})`, () => {
+      throw new Error(`${PG_URL_VAR} is not set: CI must run the Postgres suites (e.g. postgres://postgres@127.0.0.1:5432/postgres)`);
+    });
+  }
+}

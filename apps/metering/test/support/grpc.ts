@@ -1,0 +1,34 @@
+import type { ServiceError } from '@grpc/grpc-js';
+import { BadRequest, ErrorInfo, Status } from '@metering/contracts';
+
+/** Calls a grpc-js unary client method as a promise. */
+export function call<Req, Res>(
+  method: (req: Req, cb: (err: ServiceError | null, res: Res) => void) => unknown,
+  self: object,
+  req: Req,
+): Promise<Res> {
+  return new Promise((resolve, reject) => method.call(self, req, (err: ServiceError | null, res: Res) => (err ? reject(err) : resolve(res))));
+}
+
+/** The google.rpc.Status details of a failed call, decoded as a client would. */
+export function statusDetails(err: ServiceError): { status: Status; badRequest?: BadRequest; errorInfo?: ErrorInfo } {
+  const bin = err.metadata?.get('grpc-status-details-bin')[0];
+  if (!Buffer.isBuffer(bin)) throw new Error(`no grpc-status-details-bin on ${err.code} ${err.details}`);
+  const status = Status.decode(bin);
+  const result: { status: Status; badRequest?: BadRequest; errorInfo?: ErrorInfo } = { status };
+  for (const any of status.details) {
+    if (any.typeUrl === 'type.googleapis.com/google.rpc.BadRequest') result.badRequest = BadRequest.decode(any.value);
+    if (any.typeUrl === 'type.googleapis.com/google.rpc.ErrorInfo') result.errorInfo = ErrorInfo.decode(any.value);
+  }
+  return result;
+}
+
+/** Awaits a promise that must fail with a gRPC error, and returns it. */
+export async function grpcError(p: Promise<unknown>): Promise<ServiceError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as ServiceError;
+  }
+  throw new Error('expected the call to fail');
+}
