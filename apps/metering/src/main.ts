@@ -1,7 +1,7 @@
 import { loadConfig } from './config';
 import { createLogger } from './logger';
 import { startServer } from './server';
-import { migrate, openDatabase } from './store/db';
+import { closeDatabase, migrate, openDatabase } from './store/db';
 
 /** Entry point: `npm start`. Configuration comes from the environment (see README). */
 async function main(): Promise<void> {
@@ -13,7 +13,7 @@ async function main(): Promise<void> {
       await migrate(db);
       log.info('database migrated', { database: config.database.url ? 'postgres' : config.database.dataDir });
     } finally {
-      await db.destroy();
+      await closeDatabase(db);
     }
     return;
   }

@@ -16,7 +16,7 @@ import { ChargesService } from './services/charges.service';
 import { LimitsService } from './services/limits.service';
 import { MarkupsService } from './services/markups.service';
 import { UsageService } from './services/usage.service';
-import { Db, migrate, openDatabase } from './store/db';
+import { closeDatabase, Db, migrate, openDatabase } from './store/db';
 
 export const SERVICE_NAME = 'metering.v1.MeteringService';
 
@@ -73,7 +73,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   try {
     await migrate(db);
   } catch (err) {
-    await db.destroy();
+    await closeDatabase(db);
     throw err;
   }
   log.info('database migrated', { database: where });
@@ -124,7 +124,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
           resolve();
         });
       });
-      await db.destroy();
+      await closeDatabase(db);
       log.info('stopped');
     })());
   return { port, db, health, shutdown };

@@ -36,13 +36,23 @@ export function openDatabase(config: DatabaseConfig): Db {
     });
   }
   if (config.dataDir !== ':memory:') mkdirSync(config.dataDir, { recursive: true });
-  const parsers = { [DATE_OID]: keepText, [INT8_OID]: keepText };
-  return knex({
-    client: ClientPgLite,
-    dialect: 'postgres',
-    connection: () =>
-      ({ pglite: new PGlite(config.dataDir === ':memory:' ? undefined : config.dataDir, { parsers }) }) as object,
-  } as Knex.Config);
+  // One PGlite instance for the life of the Knex instance, closed by closeDatabase():
+  // a second instance on the same folder, or an unclosed one, would damage it.
+  const pglite = new PGlite(config.dataDir === ':memory:' ? undefined : config.dataDir, {
+    parsers: { [DATE_OID]: keepText, [INT8_OID]: keepText },
+  });
+  const db = knex({ client: ClientPgLite, dialect: 'postgres', connection: () => ({ pglite }) as object } as Knex.Config);
+  embedded.set(db, pglite);
+  return db;
+}
+
+const embedded = new WeakMap<Db, PGlite>();
+
+/** Closes the pool and, for the embedded database, the database itself (flushing it to its folder). */
+export async function closeDatabase(db: Db): Promise<void> {
+  await db.destroy();
+  const pglite = embedded.get(db);
+  if (pglite && !pglite.closed) await pglite.close();
 }
 
 /** Applies every pending migration. */

@@ -4,7 +4,7 @@ import { ChargesService } from '../../src/services/charges.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { MarkupsService } from '../../src/services/markups.service';
 import { UsageService } from '../../src/services/usage.service';
-import { Db, migrate, openDatabase, rollbackAll } from '../../src/store/db';
+import { closeDatabase, Db, migrate, openDatabase, rollbackAll } from '../../src/store/db';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 
 /**
@@ -45,7 +45,7 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
   });
 
   afterAll(async () => {
-    await db?.destroy();
+    if (db) await closeDatabase(db);
     await tdb?.drop();
   });
 

@@ -1,13 +1,14 @@
-import type { ServiceError } from '@grpc/grpc-js';
+import { type CallOptions, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { BadRequest, ErrorInfo, Status } from '@metering/contracts';
 
-/** Calls a grpc-js unary client method as a promise. */
-export function call<Req, Res>(
-  method: (req: Req, cb: (err: ServiceError | null, res: Res) => void) => unknown,
-  self: object,
-  req: Req,
-): Promise<Res> {
-  return new Promise((resolve, reject) => method.call(self, req, (err: ServiceError | null, res: Res) => (err ? reject(err) : resolve(res))));
+/** The last (fullest) overload of a generated unary client method; TypeScript infers Req and Res from it. */
+type UnaryMethod<Req, Res> = (req: Req, metadata: Metadata, options: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+
+/** Calls a generated unary client method as a promise, with a 10 s deadline. */
+export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req): Promise<Res> {
+  return new Promise((resolve, reject) =>
+    method.call(self, req, new Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
+  );
 }
 
 /** The google.rpc.Status details of a failed call, decoded as a client would. */
