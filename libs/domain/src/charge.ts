@@ -38,13 +38,13 @@ export interface RecordChargeRequestInput {
   cacheWriteTokens: string;
   reference: string;
   endpoint: string;
-  responseTimeMs: string | undefined;
+  responseTimeMs?: string;
   wasCached: boolean;
   hadError: boolean;
   errorMessage: string;
   metadata: unknown;
   /** Seconds (int64 string) and nanos of the usage time, when supplied. */
-  usageTime: { seconds: string; nanos: number } | undefined;
+  usageTime?: { seconds: string; nanos: number };
 }
 
 /** A validated charge to record. */
@@ -228,6 +228,10 @@ export function utcDay(at: Date): string {
 
 /** Money of a priced charge as canonical strings (for the store and the wire). */
 export function costsOf(c: { providerCost: Dec; promptCost: Dec; completionCost: Dec; totalCost: Dec }): ChargeCosts {
-  const f = formatDecimal;
-  return { providerCost: f(c.providerCost), promptCost: f(c.promptCost), completionCost: f(c.completionCost), totalCost: f(c.totalCost) };
+  return {
+    providerCost: formatDecimal(c.providerCost),
+    promptCost: formatDecimal(c.promptCost),
+    completionCost: formatDecimal(c.completionCost),
+    totalCost: formatDecimal(c.totalCost),
+  };
 }

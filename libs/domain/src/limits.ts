@@ -51,9 +51,9 @@ function checkMoney(v: Violations, field: string, money: MoneyInput | undefined,
 export interface SetLimitsRequestInput {
   accountId: string;
   userId: string;
-  dailyMessageLimit: string | undefined;
-  dailyTokenLimit: string | undefined;
-  dailyCostLimit: MoneyInput | undefined;
+  dailyMessageLimit?: string;
+  dailyTokenLimit?: string;
+  dailyCostLimit?: MoneyInput;
 }
 
 /** Validates new limits for a scope (replacing the old ones: an absent limit is removed). */
@@ -88,7 +88,7 @@ export interface CheckLimitsRequestInput {
   accountId: string;
   userId: string;
   additionalTokens: string;
-  additionalCost: MoneyInput | undefined;
+  additionalCost?: MoneyInput;
 }
 
 export interface LimitCheck {

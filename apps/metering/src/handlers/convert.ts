@@ -1,9 +1,9 @@
 import { Charge, ChargeType as PbChargeType, Money, PricingStatus, RequestType as PbRequestType, Timestamp, TokenCounts, UsageSums as PbUsageSums } from '@metering/contracts';
-import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, MoneyInput, REQUEST_TYPE_BY_NUMBER, RequestType } from '@metering/domain';
+import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType } from '@metering/domain';
 import { CURRENCY_CODE, Dec, formatDecimal } from '@metering/pricing';
 import type { UsageSums } from '../store/usage.repo';
 
-/** Wire <-> domain conversions shared by the handlers (toProto* / fromProto*). */
+/** Domain -> wire conversions shared by the handlers (requests need none: they have the shape of the domain inputs). */
 
 const invert = <T extends string>(byNumber: Record<number, T>) => new Map(Object.entries(byNumber).map(([n, name]) => [name, Number(n)]));
 const CHARGE_TYPE_NUMBER = invert(CHARGE_TYPE_BY_NUMBER);
@@ -14,10 +14,6 @@ export const toProtoRequestType = (t: RequestType): PbRequestType => REQUEST_TYP
 
 export function toProtoMoney(amount: Dec | string): Money {
   return { amount: typeof amount === 'string' ? amount : formatDecimal(amount), currencyCode: CURRENCY_CODE };
-}
-
-export function fromProtoMoney(m: Money | undefined): MoneyInput | undefined {
-  return m === undefined ? undefined : { amount: m.amount, currencyCode: m.currencyCode };
 }
 
 export function toProtoTimestamp(d: Date): Timestamp {

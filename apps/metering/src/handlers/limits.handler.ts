@@ -13,9 +13,9 @@ import {
 } from '@metering/contracts';
 import { DailyLimits, LimitReason, UsageCounter } from '@metering/domain';
 import { LimitsService } from '../services/limits.service';
-import { fromProtoMoney, toProtoMoney, toProtoTimestamp } from './convert';
+import { toProtoMoney, toProtoTimestamp } from './convert';
 
-/** SetLimits, GetLimits, CheckLimits: wire -> service -> wire. */
+/** SetLimits, GetLimits, CheckLimits: wire -> service -> wire (the generated requests have the shape of the domain inputs). */
 
 const REASON: Record<LimitReason, CheckLimitsReason> = {
   no_limits_set: CheckLimitsReason.CHECK_LIMITS_REASON_NO_LIMITS_SET,
@@ -48,31 +48,20 @@ export const setLimitsHandler =
   (service: LimitsService) =>
   async (req: SetLimitsRequest): Promise<SetLimitsResponse> => ({
     limits: toProtoLimits(
-      await service.setLimits({
-        accountId: req.accountId,
-        userId: req.userId,
-        dailyMessageLimit: req.dailyMessageLimit,
-        dailyTokenLimit: req.dailyTokenLimit,
-        dailyCostLimit: fromProtoMoney(req.dailyCostLimit),
-      }),
+      await service.setLimits(req),
     ),
   });
 
 export const getLimitsHandler =
   (service: LimitsService) =>
   async (req: GetLimitsRequest): Promise<GetLimitsResponse> => ({
-    limits: toProtoLimits(await service.getLimits({ accountId: req.accountId, userId: req.userId })),
+    limits: toProtoLimits(await service.getLimits(req)),
   });
 
 export const checkLimitsHandler =
   (service: LimitsService) =>
   async (req: CheckLimitsRequest): Promise<CheckLimitsResponse> => {
-    const r = await service.checkLimits({
-      accountId: req.accountId,
-      userId: req.userId,
-      additionalTokens: req.additionalTokens,
-      additionalCost: fromProtoMoney(req.additionalCost),
-    });
+    const r = await service.checkLimits(req);
     return {
       allowed: r.allowed,
       reason: REASON[r.reason],

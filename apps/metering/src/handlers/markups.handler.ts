@@ -24,7 +24,7 @@ const toProtoMarkup = (m: Markup): PbMarkup => ({
 
 export const setMarkupHandler =
   (service: MarkupsService) =>
-  async (req: SetMarkupRequest): Promise<SetMarkupResponse> => ({ markup: toProtoMarkup(await service.setMarkup({ ...req })) });
+  async (req: SetMarkupRequest): Promise<SetMarkupResponse> => ({ markup: toProtoMarkup(await service.setMarkup(req)) });
 
 export const listMarkupsHandler =
   (service: MarkupsService) =>
@@ -32,4 +32,4 @@ export const listMarkupsHandler =
 
 export const deleteMarkupHandler =
   (service: MarkupsService) =>
-  async (req: DeleteMarkupRequest): Promise<DeleteMarkupResponse> => ({ deleted: await service.deleteMarkup({ ...req }) });
+  async (req: DeleteMarkupRequest): Promise<DeleteMarkupResponse> => ({ deleted: await service.deleteMarkup(req) });

@@ -6,7 +6,7 @@ import { toProtoChargeType, toProtoSums } from './convert';
 export const getDailyUsageHandler =
   (service: UsageService) =>
   async (req: GetDailyUsageRequest): Promise<GetDailyUsageResponse> => {
-    const page = await service.getDailyUsage({ ...req });
+    const page = await service.getDailyUsage(req);
     return {
       usage: page.rows.map((r) => ({
         date: r.usageDate,
