@@ -1,35 +1,32 @@
+import type { PriceRates } from './rates';
+
 /**
- * The built-in price table: prices per 1M tokens, in USD, as exact decimal
- * strings, one row per (provider, model, effective_from). A model can have
- * several rows; a charge uses the row in effect at its usage time.
+ * The built-in price table: one row per (provider, model, effective_from),
+ * prices in USD as exact decimal strings (per 1M tokens; per call for
+ * `perCall`). A model can have several rows; a charge uses the row in effect
+ * at its usage time. Operators add or override prices at run time (SetPrice);
+ * those take precedence over this table (see ./precedence.ts).
  *
  * Token classes (see README "Token accounting"): `input` is the rate of
  * prompt tokens that are neither cache reads nor cache writes; `cachedInput`
- * the rate of cache reads; `cacheWrite` the rate of cache writes; `output` the
- * rate of completion tokens; `reasoning` the rate of reasoning tokens where a
- * provider bills them apart from other output (otherwise they are output).
- * `longContext` gives the rates of the whole request when its prompt tokens
- * exceed `thresholdPromptTokens`.
+ * the rate of cache reads; `cacheWrite` the rate of cache writes (5-minute
+ * lifetime where the provider distinguishes), `cacheWrite1h` of 1-hour cache
+ * writes; `output` the rate of completion tokens; `reasoning` the rate of
+ * reasoning tokens where a provider bills them apart from other output
+ * (otherwise they are output); `perCall` the price of one call (a web-search
+ * tool call, a plugin). `longContext` gives the rates of the whole request
+ * when its prompt tokens exceed `thresholdPromptTokens`.
+ *
+ * To add a model: add a row (with the provider's pricing page as source and
+ * the date the price took effect) and run `npm test`.
  */
-export interface PriceRow {
+export interface PriceRow extends PriceRates {
   provider: string;
   model: string;
   /** First UTC day (YYYY-MM-DD) on which this price applies. */
   effectiveFrom: string;
   /** Where the price comes from: the provider's pricing page. */
   source: string;
-  input: string;
-  output: string;
-  cachedInput?: string;
-  cacheWrite?: string;
-  reasoning?: string;
-  longContext?: {
-    thresholdPromptTokens: number;
-    input: string;
-    output: string;
-    cachedInput?: string;
-    cacheWrite?: string;
-  };
 }
 
 const OPENAI = 'OpenAI API pricing (openai.com/api/pricing)';

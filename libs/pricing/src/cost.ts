@@ -1,16 +1,25 @@
 import { Dec } from './money';
-import { PriceVersion, Rates } from './price-table';
+import { PriceVersion } from './price-table';
+import { Rates } from './rates';
 import { TokenCounts } from './tokens';
+
+/**
+ * Money code: every amount here is a Dec (decimal.js, 100 significant
+ * digits). Plain JS arithmetic operators are banned in this file by lint
+ * (eslint.config.mjs, "money code"), so a float can never creep in.
+ */
 
 /** Costs of one charge, exact, in USD. */
 export interface Cost {
-  /** What the provider charges: prompt + completion before markup. */
+  /** What the provider charges: prompt + completion + calls, before markup. */
   providerCost: Dec;
   /** Billed prompt cost: provider prompt cost x markup. */
   promptCost: Dec;
   /** Billed completion cost: provider completion cost x markup. */
   completionCost: Dec;
-  /** Billed total: promptCost + completionCost. */
+  /** Billed per-call cost (tool and plugin calls): calls x per-call price x markup. */
+  callCost: Dec;
+  /** Billed total: promptCost + completionCost + callCost. */
   totalCost: Dec;
 }
 
@@ -19,33 +28,45 @@ const PER_MILLION = new Dec(1_000_000);
 /** Which rates apply: the long-context tier prices the whole request once its prompt passes the threshold. */
 export function ratesFor(price: PriceVersion, tokens: TokenCounts): Rates {
   const lc = price.longContext;
-  return lc && tokens.promptTokens > lc.thresholdPromptTokens ? lc.rates : price.rates;
+  return lc && new Dec(tokens.promptTokens).greaterThan(lc.thresholdPromptTokens) ? lc.rates : price.rates;
 }
 
 /**
- * The cost of a token mix at a price and markup, exact to the last digit
- * (decimal.js with 100 significant digits; never a JS float). Expects counts
- * already validated: cached + cache-write <= prompt, reasoning <= completion.
+ * The cost of a token mix (and a number of calls) at a price and markup,
+ * exact to the last digit. Expects counts already validated to nest
+ * (see nestingProblem): cached + cache-write <= prompt, 1-hour writes <=
+ * cache writes, reasoning <= completion.
  */
-export function computeCost(price: PriceVersion, tokens: TokenCounts, markup: Dec): Cost {
+export function computeCost(price: PriceVersion, tokens: TokenCounts, markup: Dec, calls = 0): Cost {
   const r = ratesFor(price, tokens);
-  const uncachedPrompt = tokens.promptTokens - tokens.cachedPromptTokens - tokens.cacheWriteTokens;
-  const plainCompletion = tokens.completionTokens - tokens.reasoningTokens;
-  if (uncachedPrompt < 0 || plainCompletion < 0) {
-    throw new RangeError('token classes do not nest: cached + cache-write must be <= prompt, reasoning <= completion');
+  const prompt = new Dec(tokens.promptTokens);
+  const cached = new Dec(tokens.cachedPromptTokens);
+  const writes = new Dec(tokens.cacheWriteTokens);
+  const writes1h = new Dec(tokens.cacheWrite1hTokens);
+  const completion = new Dec(tokens.completionTokens);
+  const reasoning = new Dec(tokens.reasoningTokens);
+  const uncachedPrompt = prompt.minus(cached).minus(writes);
+  const writes5m = writes.minus(writes1h);
+  const plainCompletion = completion.minus(reasoning);
+  if (uncachedPrompt.isNegative() || writes5m.isNegative() || plainCompletion.isNegative()) {
+    throw new RangeError('token classes do not nest: cached + cache-write <= prompt, 1-hour writes <= cache writes, reasoning <= completion');
   }
   const providerPrompt = r.input
     .times(uncachedPrompt)
-    .plus(r.cachedInput.times(tokens.cachedPromptTokens))
-    .plus(r.cacheWrite.times(tokens.cacheWriteTokens))
+    .plus(r.cachedInput.times(cached))
+    .plus(r.cacheWrite.times(writes5m))
+    .plus(r.cacheWrite1h.times(writes1h))
     .dividedBy(PER_MILLION);
-  const providerCompletion = r.output.times(plainCompletion).plus(r.reasoning.times(tokens.reasoningTokens)).dividedBy(PER_MILLION);
+  const providerCompletion = r.output.times(plainCompletion).plus(r.reasoning.times(reasoning)).dividedBy(PER_MILLION);
+  const providerCalls = r.perCall.times(calls);
   const promptCost = providerPrompt.times(markup);
   const completionCost = providerCompletion.times(markup);
+  const callCost = providerCalls.times(markup);
   return {
-    providerCost: providerPrompt.plus(providerCompletion),
+    providerCost: providerPrompt.plus(providerCompletion).plus(providerCalls),
     promptCost,
     completionCost,
-    totalCost: promptCost.plus(completionCost),
+    callCost,
+    totalCost: promptCost.plus(completionCost).plus(callCost),
   };
 }

@@ -1,72 +1,67 @@
 import { PRICE_CATALOG, PriceRow } from './catalog';
-import { Dec, parseDecimal } from './money';
+import { ParsedRates, parseRates, PriceRates, Rates } from './rates';
 
-/** Rates per 1M tokens of one price version, parsed to exact decimals. */
-export interface Rates {
-  input: Dec;
-  output: Dec;
-  cachedInput: Dec;
-  cacheWrite: Dec;
-  reasoning: Dec;
-}
+/**
+ * Where a price comes from, in precedence order (highest first): a price an
+ * operator set for one account, a price an operator set for every account,
+ * the built-in catalogue.
+ */
+export type PriceOrigin = 'account' | 'operator' | 'catalog';
 
 /** One version of a model's price, ready for cost math. */
-export interface PriceVersion {
-  /** "provider/model@effective_from", stamped on every charge priced with it. */
+export interface PriceVersion extends ParsedRates {
+  /**
+   * Stamped on every charge priced with it: "provider/model@YYYY-MM-DD" for
+   * the catalogue, "operator:provider/model@<ISO time>" and
+   * "account:<account>:provider/model@<ISO time>" for operator prices.
+   */
   version: string;
-  row: PriceRow;
-  rates: Rates;
-  longContext?: { thresholdPromptTokens: number; rates: Rates };
+  provider: string;
+  model: string;
+  origin: PriceOrigin;
+  /** The account of an account price; '' otherwise. */
+  accountId: string;
+  /** From when the price applies. */
+  effectiveTime: Date;
+  source: string;
+  /** The rates as given (decimal strings). */
+  spec: PriceRates;
 }
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
-const MAX_RATE = new Dec(100_000); // USD per 1M tokens; far above any real model
-
-function rate(value: string | undefined, fallback: Dec | undefined, what: string): Dec {
-  if (value === undefined) {
-    if (fallback === undefined) throw new Error(`price row: ${what} is required`);
-    return fallback;
-  }
-  const parsed = parseDecimal(value);
-  if (parsed === undefined || parsed.isNegative() || parsed.greaterThan(MAX_RATE)) {
-    throw new Error(`price row: ${what} "${value}" is not a decimal between 0 and ${MAX_RATE.toFixed()}`);
-  }
-  return parsed;
-}
-
-function ratesOf(r: { input: string; output: string; cachedInput?: string; cacheWrite?: string; reasoning?: string }, where: string): Rates {
-  const input = rate(r.input, undefined, `${where} input`);
-  const output = rate(r.output, undefined, `${where} output`);
-  return {
-    input,
-    output,
-    // Without a cache price, cached and cache-write tokens cost what input costs;
-    // without a reasoning price, reasoning tokens cost what output costs.
-    cachedInput: rate(r.cachedInput, input, `${where} cachedInput`),
-    cacheWrite: rate(r.cacheWrite, input, `${where} cacheWrite`),
-    reasoning: rate(r.reasoning, output, `${where} reasoning`),
-  };
-}
 
 /** Parses and checks one catalogue row; throws on any malformed value. */
 export function parsePriceRow(row: PriceRow): PriceVersion {
   const where = `${row.provider}/${row.model}@${row.effectiveFrom}`;
-  if (!DATE.test(row.effectiveFrom) || Number.isNaN(Date.parse(`${row.effectiveFrom}T00:00:00Z`))) {
-    throw new Error(`price row ${where}: effectiveFrom must be YYYY-MM-DD`);
+  const effectiveTime = new Date(`${row.effectiveFrom}T00:00:00Z`);
+  if (!DATE.test(row.effectiveFrom) || Number.isNaN(effectiveTime.getTime()) || effectiveTime.toISOString().slice(0, 10) !== row.effectiveFrom) {
+    throw new Error(`price row ${where}: effectiveFrom must be a real day, YYYY-MM-DD`);
   }
   if (!row.source.trim()) throw new Error(`price row ${where}: source is required`);
-  const version: PriceVersion = { version: where, row, rates: ratesOf(row, where) };
-  if (row.longContext) {
-    const { thresholdPromptTokens } = row.longContext;
-    if (!Number.isSafeInteger(thresholdPromptTokens) || thresholdPromptTokens <= 0) {
-      throw new Error(`price row ${where}: longContext.thresholdPromptTokens must be a positive integer`);
-    }
-    version.longContext = { thresholdPromptTokens, rates: ratesOf({ reasoning: row.reasoning, ...row.longContext }, `${where} longContext`) };
-  }
-  return version;
+  const { provider, model, effectiveFrom: _day, source, ...spec } = row;
+  return { version: where, provider, model, origin: 'catalog', accountId: '', effectiveTime, source, spec, ...parseRates(spec, where) };
 }
 
-/** Price versions by provider and model, each list sorted by effective date. */
+/** The version in effect at `at` among versions sorted by effective time, or undefined. */
+export function inEffect<T extends { effectiveTime: Date }>(sorted: readonly T[], at: Date): T | undefined {
+  let found: T | undefined;
+  for (const v of sorted) {
+    if (v.effectiveTime.getTime() <= at.getTime()) found = v;
+    else break;
+  }
+  return found;
+}
+
+/**
+ * The price that applies, by precedence: an account price in effect, else an
+ * operator price in effect, else the catalogue's. A layer without a version
+ * in effect at the usage time does not hide the next one.
+ */
+export function choosePrice(layers: { account?: PriceVersion; operator?: PriceVersion; catalog?: PriceVersion }): PriceVersion | undefined {
+  return layers.account ?? layers.operator ?? layers.catalog;
+}
+
+/** The built-in catalogue: price versions by provider and model, each list sorted by effective date. */
 export class PriceTable {
   private readonly byModel = new Map<string, PriceVersion[]>();
 
@@ -75,30 +70,34 @@ export class PriceTable {
       const parsed = parsePriceRow(row);
       const key = `${row.provider}/${row.model}`;
       const versions = this.byModel.get(key) ?? [];
-      if (versions.some((v) => v.row.effectiveFrom === row.effectiveFrom)) {
+      if (versions.some((v) => v.effectiveTime.getTime() === parsed.effectiveTime.getTime())) {
         throw new Error(`price table: ${parsed.version} is listed twice`);
       }
       versions.push(parsed);
-      versions.sort((a, b) => a.row.effectiveFrom.localeCompare(b.row.effectiveFrom));
+      versions.sort((a, b) => a.effectiveTime.getTime() - b.effectiveTime.getTime());
       this.byModel.set(key, versions);
     }
   }
 
   /** The price in effect for the provider and model at a moment, or undefined when there is none. */
   priceAt(provider: string, model: string, at: Date): PriceVersion | undefined {
-    const versions = this.byModel.get(`${provider}/${model}`);
-    if (!versions) return undefined;
-    const day = at.toISOString().slice(0, 10);
-    let found: PriceVersion | undefined;
-    for (const v of versions) {
-      if (v.row.effectiveFrom <= day) found = v;
-      else break;
-    }
-    return found;
+    return inEffect(this.byModel.get(`${provider}/${model}`) ?? [], at);
+  }
+
+  /** Every version of one model, oldest first. */
+  history(provider: string, model: string): PriceVersion[] {
+    return [...(this.byModel.get(`${provider}/${model}`) ?? [])];
   }
 
   /** Every version, in provider, model, date order. */
   versions(): PriceVersion[] {
     return [...this.byModel.keys()].sort().flatMap((k) => this.byModel.get(k) ?? []);
   }
+
+  /** The version of every model in effect at `at` (models not yet priced then are left out), in provider, model order. */
+  current(at: Date): PriceVersion[] {
+    return [...this.byModel.keys()].sort().flatMap((k) => inEffect(this.byModel.get(k) ?? [], at) ?? []);
+  }
 }
+
+export type { Rates };

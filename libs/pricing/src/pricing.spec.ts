@@ -2,13 +2,14 @@ import fc from 'fast-check';
 import { PRICE_CATALOG } from './catalog';
 import { computeCost } from './cost';
 import { Dec, formatDecimal, parseDecimal, parseMarkup } from './money';
-import { parsePriceRow, PriceTable } from './price-table';
-import { TokenCounts } from './tokens';
+import { choosePrice, parsePriceRow, PriceTable, PriceVersion } from './price-table';
+import { checkRates } from './rates';
+import { nestingProblem, TokenCounts } from './tokens';
 
 const table = new PriceTable();
 const NOW = new Date('2026-11-23T12:00:00Z');
 const tokens = (t: Partial<TokenCounts>): TokenCounts => ({
-  promptTokens: 0, completionTokens: 0, reasoningTokens: 0, cachedPromptTokens: 0, cacheWriteTokens: 0, ...t,
+  promptTokens: 0, completionTokens: 0, reasoningTokens: 0, cachedPromptTokens: 0, cacheWriteTokens: 0, cacheWrite1hTokens: 0, ...t,
 });
 const priceOf = (provider: string, model: string, at = NOW) => {
   const p = table.priceAt(provider, model, at);
@@ -67,6 +68,28 @@ describe('cost math', () => {
     expect(c.totalCost.equals(c.promptCost.plus(c.completionCost))).toBe(true);
   });
 
+  it('bills 1-hour cache writes at their own rate, inside the cache writes', () => {
+    const custom = parsePriceRow({
+      provider: 'test', model: 'm', effectiveFrom: '2025-01-01', source: 'test',
+      input: '3', cachedInput: '0.3', cacheWrite: '3.75', cacheWrite1h: '6', output: '15',
+    });
+    // 10k prompt: 1k cache reads, 4k cache writes of which 3k for 1 hour; 5k plain input.
+    const c = computeCost(custom, tokens({ promptTokens: 10_000, cachedPromptTokens: 1000, cacheWriteTokens: 4000, cacheWrite1hTokens: 3000 }), ONE);
+    // 5000*3 + 1000*0.3 + 1000*3.75 + 3000*6 = 15000 + 300 + 3750 + 18000 = 37050 per 1M
+    expect(formatDecimal(c.promptCost)).toBe('0.03705');
+    expect(nestingProblem(tokens({ cacheWriteTokens: 1, cacheWrite1hTokens: 2, promptTokens: 5 }))?.field).toBe('cache_write_1h_tokens');
+  });
+
+  it('bills per-call prices (tool and plugin calls) with the markup, apart from tokens', () => {
+    const search = parsePriceRow({ provider: 'test', model: 'web_search', effectiveFrom: '2025-01-01', source: 'test', input: '0', output: '0', perCall: '0.01' });
+    const c = computeCost(search, tokens({}), new Dec('1.5'), 3);
+    expect(formatDecimal(c.callCost)).toBe('0.045');
+    expect(formatDecimal(c.providerCost)).toBe('0.03');
+    expect(formatDecimal(c.totalCost)).toBe('0.045');
+    // A model without a per-call price bills tokens only.
+    expect(formatDecimal(computeCost(priceOf('openai', 'gpt-4o'), tokens({}), ONE, 5).totalCost)).toBe('0');
+  });
+
   it('rejects token classes that do not nest', () => {
     expect(() => computeCost(priceOf('openai', 'gpt-4o'), tokens({ promptTokens: 1, cachedPromptTokens: 2 }), ONE)).toThrow(RangeError);
   });
@@ -104,6 +127,23 @@ describe('cost math properties', () => {
   });
 });
 
+describe('price precedence', () => {
+  const version = (origin: PriceVersion['origin']) => ({ ...priceOf('openai', 'gpt-4o'), origin });
+  it('takes an account price over an operator price over the catalogue', () => {
+    expect(choosePrice({ account: version('account'), operator: version('operator'), catalog: version('catalog') })?.origin).toBe('account');
+    expect(choosePrice({ operator: version('operator'), catalog: version('catalog') })?.origin).toBe('operator');
+    expect(choosePrice({ catalog: version('catalog') })?.origin).toBe('catalog');
+    expect(choosePrice({})).toBeUndefined();
+  });
+
+  it('names every bad rate of an operator price', () => {
+    const { problems } = checkRates({ input: '-1', output: 'NaN', cachedInput: '1e3', longContext: { thresholdPromptTokens: 0, input: '1', output: '100000.1' } });
+    expect(problems.map((p) => p.field).sort()).toEqual(
+      ['cached_input_per_million', 'input_per_million', 'long_context.output_per_million', 'long_context.threshold_prompt_tokens', 'output_per_million'].sort(),
+    );
+  });
+});
+
 describe('money parsing', () => {
   it('accepts plain decimals only', () => {
     for (const ok of ['0', '1', '0.00000015', '-2.5', '123456789012345678901234567890.1']) expect(parseDecimal(ok)).toBeDefined();
@@ -127,6 +167,8 @@ describe('the catalogue', () => {
       seen.add(parsed.version);
     }
     expect(() => new PriceTable([...PRICE_CATALOG, PRICE_CATALOG[0]])).toThrow(/listed twice/);
+    expect(() => parsePriceRow({ ...PRICE_CATALOG[0], effectiveFrom: '2025-02-30' })).toThrow(/real day/);
+    expect(() => parsePriceRow({ ...PRICE_CATALOG[0], source: ' ' })).toThrow(/source/);
   });
 
   it('has the six models of the seeds and a current flagship of OpenAI, Anthropic and Google', () => {
