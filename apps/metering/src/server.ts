@@ -10,11 +10,22 @@ import { unary } from './grpc/unary';
 import { recordChargeHandler } from './handlers/charges.handler';
 import { checkLimitsHandler, getLimitsHandler, setLimitsHandler } from './handlers/limits.handler';
 import { deleteMarkupHandler, listMarkupsHandler, setMarkupHandler } from './handlers/markups.handler';
+import {
+  deletePriceHandler,
+  estimateCostHandler,
+  getPriceHandler,
+  listModelsHandler,
+  listPricingChangesHandler,
+  rerateChargesHandler,
+  setPriceHandler,
+} from './handlers/pricing.handler';
 import { getDailyUsageHandler } from './handlers/usage.handler';
 import type { Logger } from './logger';
 import { ChargesService } from './services/charges.service';
 import { LimitsService } from './services/limits.service';
 import { MarkupsService } from './services/markups.service';
+import { PricingService } from './services/pricing.service';
+import { RerateService } from './services/rerate.service';
 import { UsageService } from './services/usage.service';
 import { closeDatabase, Db, migrate, openDatabase } from './store/db';
 
@@ -22,7 +33,9 @@ export const SERVICE_NAME = 'metering.v1.MeteringService';
 
 /** The MeteringService implementation: each RPC is handler -> service -> store. */
 export function meteringService(db: Db, log: Logger, clock?: () => Date): MeteringServiceServer {
-  const charges = new ChargesService(db, new PriceTable(), clock);
+  const pricing = new PricingService(db, new PriceTable(), clock);
+  const charges = new ChargesService(db, pricing, clock);
+  const rerate = new RerateService(db, pricing);
   const usage = new UsageService(db);
   const limits = new LimitsService(db, clock);
   const markups = new MarkupsService(db);
@@ -35,6 +48,13 @@ export function meteringService(db: Db, log: Logger, clock?: () => Date): Meteri
     setMarkup: unary('SetMarkup', log, setMarkupHandler(markups)),
     listMarkups: unary('ListMarkups', log, listMarkupsHandler(markups)),
     deleteMarkup: unary('DeleteMarkup', log, deleteMarkupHandler(markups)),
+    listPricingChanges: unary('ListPricingChanges', log, listPricingChangesHandler(pricing)),
+    listModels: unary('ListModels', log, listModelsHandler(pricing)),
+    getPrice: unary('GetPrice', log, getPriceHandler(pricing)),
+    estimateCost: unary('EstimateCost', log, estimateCostHandler(pricing)),
+    setPrice: unary('SetPrice', log, setPriceHandler(pricing)),
+    deletePrice: unary('DeletePrice', log, deletePriceHandler(pricing)),
+    rerateCharges: unary('RerateCharges', log, rerateChargesHandler(rerate)),
   };
 }
 

@@ -6,6 +6,7 @@ export * from './gen/metering/v1/usage';
 export * from './gen/metering/v1/limits';
 export * from './gen/metering/v1/markup';
 export * from './gen/metering/v1/money';
+export * from './gen/metering/v1/pricing';
 export * from './gen/google/rpc/status';
 export * from './gen/google/rpc/error_details';
 export { Any } from './gen/google/protobuf/any';

@@ -1,5 +1,5 @@
-import { Dec, formatDecimal, TokenCounts } from '@metering/pricing';
-import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, Violations } from './validation';
+import { Dec, formatDecimal, nestingProblem, PriceOrigin, TokenCounts } from '@metering/pricing';
+import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, Violations } from './validation';
 
 export type ChargeType = 'completion' | 'plugin' | 'tool';
 export type RequestType = 'chat' | 'summarization' | 'embedding' | 'tool_call' | 'vision';
@@ -11,6 +11,8 @@ export const REQUEST_TYPE_BY_NUMBER: Record<number, RequestType> = { 1: 'chat', 
 
 /** Per-charge token counts are bounded: far above any real call, far below 2^53 even summed over years. */
 export const MAX_TOKENS = 1_000_000_000_000;
+/** Per-call priced calls in one charge. */
+export const MAX_CALLS = 1_000_000;
 export const MAX_RESPONSE_TIME_MS = 86_400_000;
 export const MAX_METADATA_BYTES = 16 * 1024;
 export const MAX_METADATA_DEPTH = 8;
@@ -36,6 +38,8 @@ export interface RecordChargeRequestInput {
   reasoningTokens: string;
   cachedPromptTokens: string;
   cacheWriteTokens: string;
+  cacheWrite1hTokens: string;
+  callCount: string;
   reference: string;
   endpoint: string;
   responseTimeMs?: string;
@@ -58,6 +62,8 @@ export interface ChargeInput {
   chargeType: ChargeType;
   requestType: RequestType;
   tokens: TokenCounts;
+  /** Per-call priced calls (tool or plugin). */
+  callCount: number;
   reference: string;
   endpoint: string;
   responseTimeMs: number | null;
@@ -76,6 +82,7 @@ export interface ChargeCosts {
   providerCost: string;
   promptCost: string;
   completionCost: string;
+  callCost: string;
   totalCost: string;
 }
 
@@ -89,6 +96,10 @@ export interface ChargeRecord extends ChargeInput {
   pricingStatus: PricingStatus;
   priceVersion: string | null;
   markup: string | null;
+  /** Where the price came from; null when unpriced. */
+  priceOrigin: PriceOrigin | null;
+  /** When the charge was last priced (record time, or re-rating). */
+  rateTime: Date;
   currencyCode: string;
   costs: ChargeCosts | null;
 }
@@ -125,37 +136,38 @@ function checkMetadata(v: Violations, value: unknown): JsonObject {
 }
 
 function checkUsageTime(v: Violations, value: RecordChargeRequestInput['usageTime'], now: Date): Date {
-  if (value === undefined) return now;
-  const seconds = String(value.seconds ?? '0');
-  const nanos = value.nanos ?? 0;
-  if (!/^-?\d{1,20}$/.test(seconds) || !Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
-    v.add('usage_time', 'must be a valid timestamp');
-    return now;
-  }
-  const ms = BigInt(seconds) * 1000n + BigInt(Math.floor(nanos / 1_000_000));
-  if (ms < BigInt(EARLIEST_USAGE_TIME.getTime()) || ms > BigInt(now.getTime() + MAX_CLOCK_SKEW_MS)) {
-    v.add('usage_time', 'must be between 2000-01-01T00:00:00Z and one hour after the server clock');
-    return now;
-  }
-  return new Date(Number(ms));
+  return checkTimestamp(v, 'usage_time', value, now, EARLIEST_USAGE_TIME, new Date(now.getTime() + MAX_CLOCK_SKEW_MS));
 }
 
-/** Validates a RecordCharge request; throws ValidationError naming every bad field. */
-export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): ChargeInput {
-  const v = new Violations();
+/** The token classes of a request (RecordCharge, EstimateCost), as int64 strings off the wire. */
+export interface TokenCountsInput {
+  promptTokens: string;
+  completionTokens: string;
+  reasoningTokens: string;
+  cachedPromptTokens: string;
+  cacheWriteTokens: string;
+  cacheWrite1hTokens: string;
+}
+
+/** Checks each token class and that they nest; bad fields are added to `v`. */
+export function checkTokens(v: Violations, raw: TokenCountsInput): TokenCounts {
   const tokens: TokenCounts = {
     promptTokens: checkInt(v, 'prompt_tokens', raw.promptTokens, 0, MAX_TOKENS),
     completionTokens: checkInt(v, 'completion_tokens', raw.completionTokens, 0, MAX_TOKENS),
     reasoningTokens: checkInt(v, 'reasoning_tokens', raw.reasoningTokens, 0, MAX_TOKENS),
     cachedPromptTokens: checkInt(v, 'cached_prompt_tokens', raw.cachedPromptTokens, 0, MAX_TOKENS),
     cacheWriteTokens: checkInt(v, 'cache_write_tokens', raw.cacheWriteTokens, 0, MAX_TOKENS),
+    cacheWrite1hTokens: checkInt(v, 'cache_write_1h_tokens', raw.cacheWrite1hTokens, 0, MAX_TOKENS),
   };
-  if (tokens.reasoningTokens > tokens.completionTokens) {
-    v.add('reasoning_tokens', 'must be at most completion_tokens (reasoning tokens are part of the completion)');
-  }
-  if (tokens.cachedPromptTokens + tokens.cacheWriteTokens > tokens.promptTokens) {
-    v.add('cached_prompt_tokens', 'cached_prompt_tokens + cache_write_tokens must be at most prompt_tokens (they are part of the prompt)');
-  }
+  const problem = nestingProblem(tokens);
+  if (problem) v.add(problem.field, problem.description);
+  return tokens;
+}
+
+/** Validates a RecordCharge request; throws ValidationError naming every bad field. */
+export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): ChargeInput {
+  const v = new Violations();
+  const tokens = checkTokens(v, raw);
   const input: ChargeInput = {
     accountId: checkId(v, 'account_id', raw.accountId),
     userId: checkId(v, 'user_id', raw.userId),
@@ -166,6 +178,7 @@ export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): 
     chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER) ?? 'completion',
     requestType: checkEnum(v, 'request_type', raw.requestType, REQUEST_TYPE_BY_NUMBER) ?? 'chat',
     tokens,
+    callCount: checkInt(v, 'call_count', raw.callCount, 0, MAX_CALLS),
     reference: checkText(v, 'reference', raw.reference, 255),
     endpoint: checkText(v, 'endpoint', raw.endpoint, 255),
     responseTimeMs: raw.responseTimeMs === undefined ? null : checkInt(v, 'response_time_ms', raw.responseTimeMs, 0, MAX_RESPONSE_TIME_MS),
@@ -209,6 +222,8 @@ export function diffChargeContent(stored: ChargeInput, incoming: ChargeInput): s
     ['reasoning_tokens', stored.tokens.reasoningTokens, incoming.tokens.reasoningTokens],
     ['cached_prompt_tokens', stored.tokens.cachedPromptTokens, incoming.tokens.cachedPromptTokens],
     ['cache_write_tokens', stored.tokens.cacheWriteTokens, incoming.tokens.cacheWriteTokens],
+    ['cache_write_1h_tokens', stored.tokens.cacheWrite1hTokens, incoming.tokens.cacheWrite1hTokens],
+    ['call_count', stored.callCount, incoming.callCount],
     ['reference', stored.reference, incoming.reference],
     ['endpoint', stored.endpoint, incoming.endpoint],
     ['response_time_ms', stored.responseTimeMs, incoming.responseTimeMs],
@@ -227,11 +242,12 @@ export function utcDay(at: Date): string {
 }
 
 /** Money of a priced charge as canonical strings (for the store and the wire). */
-export function costsOf(c: { providerCost: Dec; promptCost: Dec; completionCost: Dec; totalCost: Dec }): ChargeCosts {
+export function costsOf(c: { providerCost: Dec; promptCost: Dec; completionCost: Dec; callCost: Dec; totalCost: Dec }): ChargeCosts {
   return {
     providerCost: formatDecimal(c.providerCost),
     promptCost: formatDecimal(c.promptCost),
     completionCost: formatDecimal(c.completionCost),
+    callCost: formatDecimal(c.callCost),
     totalCost: formatDecimal(c.totalCost),
   };
 }

@@ -9,7 +9,7 @@ const NOW = new Date('2026-11-23T12:00:00Z');
 const request = (over: Partial<RecordChargeRequestInput> = {}): RecordChargeRequestInput => ({
   accountId: 'acme', userId: 'u1', idempotencyKey: 'k1', sessionKey: '', provider: 'openai', model: 'gpt-4o',
   chargeType: 0, requestType: 0, promptTokens: '100', completionTokens: '200', reasoningTokens: '0', cachedPromptTokens: '0',
-  cacheWriteTokens: '0', reference: '', endpoint: '', responseTimeMs: undefined, wasCached: false, hadError: false,
+  cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0', reference: '', endpoint: '', responseTimeMs: undefined, wasCached: false, hadError: false,
   errorMessage: '', metadata: undefined, usageTime: undefined, ...over,
 });
 const violations = (f: () => unknown): string[] => {

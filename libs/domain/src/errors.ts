@@ -71,3 +71,10 @@ export class ConflictRetryError extends DomainError {
     super('ABORTED', 'TRANSACTION_CONFLICT', message);
   }
 }
+
+/** The thing asked for does not exist (e.g. no price for a model at that time). */
+export class NotFoundError extends DomainError {
+  constructor(reason: string, message: string) {
+    super('NOT_FOUND', reason, message);
+  }
+}

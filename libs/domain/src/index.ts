@@ -4,3 +4,4 @@ export * from './charge';
 export * from './usage';
 export * from './limits';
 export * from './markup';
+export * from './pricing';

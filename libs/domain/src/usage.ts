@@ -60,6 +60,17 @@ function checkDay(v: Violations, field: string, text: string): Date | undefined 
   return d;
 }
 
+/** An inclusive range of calendar days (start_date, end_date) of at most MAX_USAGE_RANGE_DAYS. */
+export function checkDateRange(v: Violations, startDate: string, endDate: string): void {
+  const start = checkDay(v, 'start_date', startDate);
+  const end = checkDay(v, 'end_date', endDate);
+  if (start && end) {
+    const days = (end.getTime() - start.getTime()) / 86_400_000 + 1;
+    if (days < 1) v.add('end_date', 'must not be before start_date');
+    else if (days > MAX_USAGE_RANGE_DAYS) v.add('end_date', `must be at most ${MAX_USAGE_RANGE_DAYS} days after start_date (inclusive)`);
+  }
+}
+
 /** The filters a page token is bound to: a token is only valid for the same query. */
 function filterFingerprint(q: Omit<DailyUsageQuery, 'after' | 'pageSize'>): string {
   return [q.accountId, q.startDate, q.endDate, q.userId ?? '', q.provider ?? '', q.model ?? '', q.chargeType ?? ''].join('\u0001');
@@ -97,13 +108,7 @@ function decodePageToken(v: Violations, token: string, q: Omit<DailyUsageQuery, 
 export function validateDailyUsageQuery(raw: DailyUsageRequestInput): DailyUsageQuery {
   const v = new Violations();
   const accountId = checkId(v, 'account_id', raw.accountId);
-  const start = checkDay(v, 'start_date', raw.startDate);
-  const end = checkDay(v, 'end_date', raw.endDate);
-  if (start && end) {
-    const days = (end.getTime() - start.getTime()) / 86_400_000 + 1;
-    if (days < 1) v.add('end_date', 'must not be before start_date');
-    else if (days > MAX_USAGE_RANGE_DAYS) v.add('end_date', `must be at most ${MAX_USAGE_RANGE_DAYS} days after start_date (inclusive)`);
-  }
+  checkDateRange(v, raw.startDate, raw.endDate);
   const filters = {
     accountId,
     startDate: raw.startDate,

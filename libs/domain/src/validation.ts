@@ -84,3 +84,35 @@ export function checkEnum<T extends string>(v: Violations, field: string, value:
   if (name === undefined) v.add(field, `unknown value ${value}`);
   return name;
 }
+
+/** The earliest and latest moments a request may name (usage, effective and query times). */
+export const EARLIEST_TIME = new Date('2000-01-01T00:00:00Z');
+export const LATEST_TIME = new Date('9999-12-31T23:59:59Z');
+
+/** A google.protobuf.Timestamp off the wire (int64 seconds as a string). */
+export interface TimestampInput {
+  seconds: string;
+  nanos: number;
+}
+
+/** A timestamp within [min, max] at millisecond precision; `fallback` when absent (or bad: the violation is added). */
+export function checkTimestamp(v: Violations, field: string, value: TimestampInput | undefined, fallback: Date, min = EARLIEST_TIME, max = LATEST_TIME): Date {
+  if (value === undefined) return fallback;
+  const seconds = String(value.seconds ?? '0');
+  const nanos = value.nanos ?? 0;
+  if (!/^-?\d{1,20}$/.test(seconds) || !Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
+    v.add(field, 'must be a valid timestamp');
+    return fallback;
+  }
+  const ms = BigInt(seconds) * 1000n + BigInt(Math.floor(nanos / 1_000_000));
+  if (ms < BigInt(min.getTime()) || ms > BigInt(max.getTime())) {
+    v.add(field, `must be between ${min.toISOString()} and ${max.toISOString()}`);
+    return fallback;
+  }
+  return new Date(Number(ms));
+}
+
+/** Who makes a configuration change (recorded in the audit trail). */
+export function checkActor(v: Violations, value: string | undefined): string {
+  return checkText(v, 'actor', value ?? '', 255);
+}

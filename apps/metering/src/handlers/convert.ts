@@ -1,6 +1,16 @@
-import { Charge, ChargeType as PbChargeType, Money, PricingStatus, RequestType as PbRequestType, Timestamp, TokenCounts, UsageSums as PbUsageSums } from '@metering/contracts';
+import {
+  Charge,
+  ChargeType as PbChargeType,
+  Money,
+  PriceOrigin as PbPriceOrigin,
+  PricingStatus,
+  RequestType as PbRequestType,
+  Timestamp,
+  TokenCounts,
+  UsageSums as PbUsageSums,
+} from '@metering/contracts';
 import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType } from '@metering/domain';
-import { CURRENCY_CODE, Dec, formatDecimal } from '@metering/pricing';
+import { CURRENCY_CODE, Dec, formatDecimal, PriceOrigin } from '@metering/pricing';
 import type { UsageSums } from '../store/usage.repo';
 
 /** Domain -> wire conversions shared by the handlers (requests need none: they have the shape of the domain inputs). */
@@ -11,6 +21,13 @@ const REQUEST_TYPE_NUMBER = invert(REQUEST_TYPE_BY_NUMBER);
 
 export const toProtoChargeType = (t: ChargeType): PbChargeType => CHARGE_TYPE_NUMBER.get(t) as PbChargeType;
 export const toProtoRequestType = (t: RequestType): PbRequestType => REQUEST_TYPE_NUMBER.get(t) as PbRequestType;
+
+const PRICE_ORIGIN: Record<PriceOrigin, PbPriceOrigin> = {
+  catalog: PbPriceOrigin.PRICE_ORIGIN_CATALOG,
+  operator: PbPriceOrigin.PRICE_ORIGIN_OPERATOR,
+  account: PbPriceOrigin.PRICE_ORIGIN_ACCOUNT,
+};
+export const toProtoPriceOrigin = (o: PriceOrigin | null): PbPriceOrigin => (o ? PRICE_ORIGIN[o] : PbPriceOrigin.PRICE_ORIGIN_UNSPECIFIED);
 
 export function toProtoMoney(amount: Dec | string): Money {
   return { amount: typeof amount === 'string' ? amount : formatDecimal(amount), currencyCode: CURRENCY_CODE };
@@ -41,6 +58,7 @@ export function toProtoCharge(c: ChargeRecord): Charge {
       cachedPromptTokens: String(t.cachedPromptTokens),
       cacheWriteTokens: String(t.cacheWriteTokens),
       totalTokens: String(c.totalTokens),
+      cacheWrite1hTokens: String(t.cacheWrite1hTokens),
     },
     reference: c.reference,
     endpoint: c.endpoint,
@@ -59,6 +77,10 @@ export function toProtoCharge(c: ChargeRecord): Charge {
     promptCost: c.costs ? toProtoMoney(c.costs.promptCost) : undefined,
     completionCost: c.costs ? toProtoMoney(c.costs.completionCost) : undefined,
     totalCost: c.costs ? toProtoMoney(c.costs.totalCost) : undefined,
+    callCount: String(c.callCount),
+    callCost: c.costs ? toProtoMoney(c.costs.callCost) : undefined,
+    priceOrigin: toProtoPriceOrigin(c.priceOrigin),
+    rateTime: toProtoTimestamp(c.rateTime),
   };
 }
 
@@ -70,6 +92,7 @@ export function toProtoSums(s: UsageSums): PbUsageSums {
     cachedPromptTokens: s.cachedPromptTokens.toString(),
     cacheWriteTokens: s.cacheWriteTokens.toString(),
     totalTokens: s.totalTokens.toString(),
+    cacheWrite1hTokens: s.cacheWrite1hTokens.toString(),
   };
   return {
     messageCount: s.messageCount.toString(),
@@ -79,5 +102,7 @@ export function toProtoSums(s: UsageSums): PbUsageSums {
     promptCost: toProtoMoney(s.promptCost),
     completionCost: toProtoMoney(s.completionCost),
     totalCost: toProtoMoney(s.totalCost),
+    callCount: s.callCount.toString(),
+    callCost: toProtoMoney(s.callCost),
   };
 }

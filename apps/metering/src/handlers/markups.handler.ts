@@ -15,6 +15,8 @@ import { toProtoChargeType, toProtoTimestamp } from './convert';
 /** SetMarkup, ListMarkups, DeleteMarkup: wire -> service -> wire. */
 
 const toProtoMarkup = (m: Markup): PbMarkup => ({
+  accountId: m.accountId,
+  updatedBy: m.updatedBy,
   chargeType: toProtoChargeType(m.chargeType),
   provider: m.provider,
   model: m.model,
@@ -28,7 +30,7 @@ export const setMarkupHandler =
 
 export const listMarkupsHandler =
   (service: MarkupsService) =>
-  async (req: ListMarkupsRequest): Promise<ListMarkupsResponse> => ({ markups: (await service.listMarkups(req.provider)).map(toProtoMarkup) });
+  async (req: ListMarkupsRequest): Promise<ListMarkupsResponse> => ({ markups: (await service.listMarkups(req)).map(toProtoMarkup) });
 
 export const deleteMarkupHandler =
   (service: MarkupsService) =>

@@ -1,4 +1,5 @@
-import type { ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType } from '@metering/domain';
+import type { ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery } from '@metering/domain';
+import type { PriceOrigin } from '@metering/pricing';
 import type { Tx } from './db';
 
 /** SQL of the charges table. Runs inside the caller's transaction; no business rules. */
@@ -18,7 +19,9 @@ interface ChargeRow {
   reasoning_tokens: string;
   cached_prompt_tokens: string;
   cache_write_tokens: string;
+  cache_write_1h_tokens: string;
   total_tokens: string;
+  call_count: string;
   reference: string;
   endpoint: string;
   response_time_ms: string | null;
@@ -33,10 +36,13 @@ interface ChargeRow {
   pricing_status: PricingStatus;
   price_version: string | null;
   markup: string | null;
+  price_origin: PriceOrigin | null;
+  rate_time: Date;
   currency_code: string;
   provider_cost: string | null;
   prompt_cost: string | null;
   completion_cost: string | null;
+  call_cost: string | null;
   total_cost: string | null;
 }
 
@@ -56,7 +62,9 @@ export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
     reasoning_tokens: String(c.tokens.reasoningTokens),
     cached_prompt_tokens: String(c.tokens.cachedPromptTokens),
     cache_write_tokens: String(c.tokens.cacheWriteTokens),
+    cache_write_1h_tokens: String(c.tokens.cacheWrite1hTokens),
     total_tokens: String(c.totalTokens),
+    call_count: String(c.callCount),
     reference: c.reference,
     endpoint: c.endpoint,
     response_time_ms: c.responseTimeMs === null ? null : String(c.responseTimeMs),
@@ -70,10 +78,13 @@ export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
     pricing_status: c.pricingStatus,
     price_version: c.priceVersion,
     markup: c.markup,
+    price_origin: c.priceOrigin,
+    rate_time: c.rateTime,
     currency_code: c.currencyCode,
     provider_cost: c.costs?.providerCost ?? null,
     prompt_cost: c.costs?.promptCost ?? null,
     completion_cost: c.costs?.completionCost ?? null,
+    call_cost: c.costs?.callCost ?? null,
     total_cost: c.costs?.totalCost ?? null,
   };
 }
@@ -95,8 +106,10 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
       reasoningTokens: Number(r.reasoning_tokens),
       cachedPromptTokens: Number(r.cached_prompt_tokens),
       cacheWriteTokens: Number(r.cache_write_tokens),
+      cacheWrite1hTokens: Number(r.cache_write_1h_tokens),
     },
     totalTokens: Number(r.total_tokens),
+    callCount: Number(r.call_count),
     reference: r.reference,
     endpoint: r.endpoint,
     responseTimeMs: r.response_time_ms === null ? null : Number(r.response_time_ms),
@@ -111,6 +124,8 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
     pricingStatus: r.pricing_status,
     priceVersion: r.price_version,
     markup: r.markup,
+    priceOrigin: r.price_origin,
+    rateTime: r.rate_time,
     currencyCode: r.currency_code,
     costs:
       r.total_cost === null
@@ -119,6 +134,7 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
             providerCost: r.provider_cost as string,
             promptCost: r.prompt_cost as string,
             completionCost: r.completion_cost as string,
+            callCost: r.call_cost as string,
             totalCost: r.total_cost,
           },
   };
@@ -141,4 +157,43 @@ export async function insertChargeIfAbsent(tx: Tx, charge: ChargeRecord): Promis
 export async function findChargeByIdempotencyKey(tx: Tx, accountId: string, idempotencyKey: string): Promise<ChargeRecord | undefined> {
   const row: ChargeRow | undefined = await tx('charges').where({ account_id: accountId, idempotency_key: idempotencyKey }).first();
   return row ? fromChargeRow(row) : undefined;
+}
+
+/**
+ * One batch of charges to re-rate, locked for update, in (usage_date,
+ * charge_id) order after `after`: the unpriced ones (the partial index
+ * charges_unpriced) or, in mode 'all', every one of the range.
+ */
+export async function lockChargesToRerate(
+  tx: Tx,
+  q: RerateQuery,
+  after: { usageDate: string; chargeId: string } | undefined,
+  limit: number,
+): Promise<ChargeRecord[]> {
+  const query = tx('charges').where('account_id', q.accountId).whereBetween('usage_date', [q.startDate, q.endDate]);
+  if (q.mode === 'unpriced_only') query.where('pricing_status', 'unpriced');
+  if (q.provider) query.where('provider', q.provider);
+  if (q.model) query.where('model', q.model);
+  if (after) query.whereRaw('(usage_date, charge_id) > (?, ?)', [after.usageDate, after.chargeId]);
+  const rows: ChargeRow[] = await query.orderBy(['usage_date', 'charge_id']).limit(limit).forUpdate();
+  return rows.map(fromChargeRow);
+}
+
+/** Writes a charge's new pricing (status, version, markup, origin, costs, rate time). */
+export async function updateChargePricing(tx: Tx, c: ChargeRecord): Promise<void> {
+  const row = toChargeRow(c);
+  await tx('charges')
+    .where({ account_id: c.accountId, charge_id: c.chargeId })
+    .update({
+      pricing_status: row.pricing_status,
+      price_version: row.price_version,
+      markup: row.markup,
+      price_origin: row.price_origin,
+      rate_time: row.rate_time,
+      provider_cost: row.provider_cost,
+      prompt_cost: row.prompt_cost,
+      completion_cost: row.completion_cost,
+      call_cost: row.call_cost,
+      total_cost: row.total_cost,
+    });
 }

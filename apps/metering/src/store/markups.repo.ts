@@ -2,48 +2,63 @@ import { Dec } from '@metering/pricing';
 import type { ChargeType, Markup, MarkupKey } from '@metering/domain';
 import type { Db, Tx } from './db';
 
-/** SQL of the markups table (the seeds' LLMPrices). No business rules. */
+/** SQL of the markups table (the seeds' LLMPrices; account_id '' = the default of every account). No business rules. */
 
 interface MarkupRow {
+  account_id: string;
   provider: string;
   model: string;
   charge_type: ChargeType;
   factor: string;
   updated_at: Date;
+  updated_by: string;
 }
 
 const fromRow = (r: MarkupRow): Markup => ({
+  accountId: r.account_id,
   chargeType: r.charge_type,
   provider: r.provider,
   model: r.model,
   factor: new Dec(r.factor),
   updateTime: r.updated_at,
+  updatedBy: r.updated_by,
 });
 
-const keyOf = (k: MarkupKey) => ({ provider: k.provider, model: k.model, charge_type: k.chargeType });
+const keyOf = (k: MarkupKey) => ({ account_id: k.accountId, provider: k.provider, model: k.model, charge_type: k.chargeType });
 
-export async function findMarkup(db: Db | Tx, key: MarkupKey): Promise<Markup | undefined> {
-  const row: MarkupRow | undefined = await db('markups').where(keyOf(key)).first();
+/** The markup that applies to an account's charge: its own override, else the default; undefined when neither is set. */
+export async function findEffectiveMarkup(db: Db | Tx, key: Omit<MarkupKey, 'accountId'> & { accountId: string }): Promise<Markup | undefined> {
+  const row: MarkupRow | undefined = await db('markups')
+    .whereIn('account_id', ['', key.accountId])
+    .where({ provider: key.provider, model: key.model, charge_type: key.chargeType })
+    .orderBy('account_id', 'desc')
+    .first();
+  return row ? fromRow(row) : undefined;
+}
+
+/** The markup row of exactly this key, locked for update (for the audit trail's "before"). */
+export async function lockMarkup(tx: Tx, key: MarkupKey): Promise<Markup | undefined> {
+  const row: MarkupRow | undefined = await tx('markups').where(keyOf(key)).forUpdate().first();
   return row ? fromRow(row) : undefined;
 }
 
 export async function upsertMarkup(tx: Tx, m: Markup): Promise<Markup> {
   const rows: MarkupRow[] = await tx('markups')
-    .insert({ ...keyOf(m), factor: m.factor.toFixed() })
-    .onConflict(['provider', 'model', 'charge_type'])
-    .merge({ factor: m.factor.toFixed(), updated_at: tx.fn.now() })
+    .insert({ ...keyOf(m), factor: m.factor.toFixed(), updated_by: m.updatedBy })
+    .onConflict(['account_id', 'provider', 'model', 'charge_type'])
+    .merge({ factor: m.factor.toFixed(), updated_by: m.updatedBy, updated_at: tx.fn.now() })
     .returning('*');
   return fromRow(rows[0]);
 }
 
-export async function listMarkups(db: Db, provider?: string): Promise<Markup[]> {
-  const q = db('markups').select('*').orderBy(['provider', 'model', 'charge_type']);
-  if (provider) q.where({ provider });
+export async function listMarkups(db: Db, filter: { accountId: string; provider?: string }): Promise<Markup[]> {
+  const q = db('markups').select('*').where('account_id', filter.accountId).orderBy(['provider', 'model', 'charge_type']);
+  if (filter.provider) q.where({ provider: filter.provider });
   return (await q).map(fromRow);
 }
 
-export async function deleteMarkup(tx: Tx, key: MarkupKey): Promise<boolean> {
+export async function deleteMarkup(tx: Tx, key: MarkupKey): Promise<Markup | undefined> {
   // RETURNING rather than the affected-row count, which the embedded driver does not report.
-  const rows: unknown[] = await tx('markups').where(keyOf(key)).delete().returning('provider');
-  return rows.length > 0;
+  const rows: MarkupRow[] = await tx('markups').where(keyOf(key)).delete().returning('*');
+  return rows.length > 0 ? fromRow(rows[0]) : undefined;
 }

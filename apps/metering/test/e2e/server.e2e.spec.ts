@@ -25,7 +25,7 @@ const run = promisify(execFile);
 const request = (over: Partial<RecordChargeRequest> = {}): RecordChargeRequest => ({
   accountId: 'acme', userId: 'u1', idempotencyKey: 'k1', sessionKey: '', provider: 'openai', model: 'gpt-4o',
   chargeType: ChargeType.CHARGE_TYPE_COMPLETION, requestType: 0, promptTokens: '100', completionTokens: '200',
-  reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', reference: '', endpoint: '', responseTimeMs: undefined,
+  reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0', reference: '', endpoint: '', responseTimeMs: undefined,
   wasCached: false, hadError: false, errorMessage: '', metadata: undefined, usageTime: undefined, ...over,
 });
 
@@ -121,13 +121,13 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
   });
 
   it('sets, lists and deletes markups, and applies them', async () => {
-    const set = await call(client.setMarkup, client, { chargeType: ChargeType.CHARGE_TYPE_TOOL, provider: 'openai', model: 'gpt-4o', factor: '2' });
+    const set = await call(client.setMarkup, client, { accountId: '', actor: 'e2e', chargeType: ChargeType.CHARGE_TYPE_TOOL, provider: 'openai', model: 'gpt-4o', factor: '2' });
     expect(set.markup).toMatchObject({ chargeType: ChargeType.CHARGE_TYPE_TOOL, factor: '2' });
     const charged = await call(client.recordCharge, client, request({ accountId: 'other', idempotencyKey: 'tool', chargeType: ChargeType.CHARGE_TYPE_TOOL }));
     expect(charged.charge).toMatchObject({ markup: '2', totalCost: { amount: '0.0045', currencyCode: 'USD' }, providerCost: { amount: '0.00225', currencyCode: 'USD' } });
-    expect((await call(client.listMarkups, client, { provider: 'openai' })).markups).toHaveLength(1);
-    expect((await call(client.deleteMarkup, client, { chargeType: ChargeType.CHARGE_TYPE_TOOL, provider: 'openai', model: 'gpt-4o' })).deleted).toBe(true);
-    const zero = await grpcError(call(client.setMarkup, client, { chargeType: ChargeType.CHARGE_TYPE_TOOL, provider: 'openai', model: 'gpt-4o', factor: '-1' }));
+    expect((await call(client.listMarkups, client, { provider: 'openai', accountId: '' })).markups).toHaveLength(1);
+    expect((await call(client.deleteMarkup, client, { accountId: '', actor: 'e2e', chargeType: ChargeType.CHARGE_TYPE_TOOL, provider: 'openai', model: 'gpt-4o' })).deleted).toBe(true);
+    const zero = await grpcError(call(client.setMarkup, client, { accountId: '', actor: 'e2e', chargeType: ChargeType.CHARGE_TYPE_TOOL, provider: 'openai', model: 'gpt-4o', factor: '-1' }));
     expect(statusDetails(zero).badRequest?.fieldViolations.map((v) => v.field)).toEqual(['factor']);
   });
 

@@ -3,6 +3,7 @@ import { Dec, formatDecimal, PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { MarkupsService } from '../../src/services/markups.service';
+import { PricingService } from '../../src/services/pricing.service';
 import { UsageService } from '../../src/services/usage.service';
 import { closeDatabase, Db, migrate, openDatabase, rollbackAll } from '../../src/store/db';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
@@ -17,7 +18,7 @@ const clock = () => NOW;
 const charge = (over: Partial<RecordChargeRequestInput> = {}): RecordChargeRequestInput => ({
   accountId: 'acme', userId: 'u1', idempotencyKey: 'k1', sessionKey: 's1', provider: 'openai', model: 'gpt-4o',
   chargeType: 0, requestType: 0, promptTokens: '100', completionTokens: '200', reasoningTokens: '0', cachedPromptTokens: '0',
-  cacheWriteTokens: '0', reference: 'invoice-123', endpoint: '/v1/chat/completions', responseTimeMs: '840', wasCached: false,
+  cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0', reference: 'invoice-123', endpoint: '/v1/chat/completions', responseTimeMs: '840', wasCached: false,
   hadError: false, errorMessage: '', metadata: { team: 'search' }, usageTime: undefined, ...over,
 });
 
@@ -38,7 +39,7 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     tdb = await target.create();
     db = openDatabase(tdb.config);
     await migrate(db);
-    charges = new ChargesService(db, new PriceTable(), clock);
+    charges = new ChargesService(db, new PricingService(db, new PriceTable(), clock), clock);
     usage = new UsageService(db);
     limits = new LimitsService(db, clock);
     markups = new MarkupsService(db);
@@ -137,16 +138,16 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
   });
 
   it('applies the markup of the charge type, provider and model', async () => {
-    await markups.setMarkup({ chargeType: 1, provider: 'openai', model: 'gpt-4o', factor: '1.25' });
+    await markups.setMarkup({ accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o', factor: '1.25' });
     const { charge: c } = await charges.recordCharge(charge({ accountId: 'marked', idempotencyKey: key() }));
     expect(c.markup).toBe('1.25');
-    expect(c.costs).toEqual({ providerCost: '0.00225', promptCost: '0.0003125', completionCost: '0.0025', totalCost: '0.0028125' });
+    expect(c.costs).toEqual({ providerCost: '0.00225', promptCost: '0.0003125', completionCost: '0.0025', callCost: '0', totalCost: '0.0028125' });
     const tool = await charges.recordCharge(charge({ accountId: 'marked', idempotencyKey: key(), chargeType: 3 }));
     expect(tool.charge.markup).toBe('1');
-    expect(await markups.listMarkups('openai')).toHaveLength(1);
-    expect(await markups.deleteMarkup({ chargeType: 1, provider: 'openai', model: 'gpt-4o' })).toBe(true);
-    expect(await markups.deleteMarkup({ chargeType: 1, provider: 'openai', model: 'gpt-4o' })).toBe(false);
-    await expect(markups.setMarkup({ chargeType: 1, provider: 'openai', model: 'gpt-4o', factor: '0' })).rejects.toBeInstanceOf(ValidationError);
+    expect(await markups.listMarkups({ provider: 'openai', accountId: '' })).toHaveLength(1);
+    expect(await markups.deleteMarkup({ accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o' })).toBe(true);
+    expect(await markups.deleteMarkup({ accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o' })).toBe(false);
+    await expect(markups.setMarkup({ accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o', factor: '0' })).rejects.toBeInstanceOf(ValidationError);
   });
 
   it('prices a backdated charge at the old price and rolls it up on its own UTC day', async () => {

@@ -1,9 +1,11 @@
 import type { Knex } from 'knex';
 import * as initial from './20261123000000_initial';
+import * as pricing from './20261124100000_pricing';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261123000000_initial': initial,
+  '20261124100000_pricing': pricing,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -171,6 +171,56 @@ export function pricingStatusToJSON(object: PricingStatus): string {
   }
 }
 
+/** Where a price comes from. Precedence, highest first: ACCOUNT, OPERATOR, CATALOG. */
+export enum PriceOrigin {
+  /** PRICE_ORIGIN_UNSPECIFIED - Not set (an unpriced charge). */
+  PRICE_ORIGIN_UNSPECIFIED = 0,
+  /** PRICE_ORIGIN_CATALOG - The built-in catalogue (libs/pricing/src/catalog.ts). */
+  PRICE_ORIGIN_CATALOG = 1,
+  /** PRICE_ORIGIN_OPERATOR - A price an operator set for every account (SetPrice with an empty account_id). */
+  PRICE_ORIGIN_OPERATOR = 2,
+  /** PRICE_ORIGIN_ACCOUNT - A price an operator set for one account (SetPrice with its account_id). */
+  PRICE_ORIGIN_ACCOUNT = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function priceOriginFromJSON(object: any): PriceOrigin {
+  switch (object) {
+    case 0:
+    case "PRICE_ORIGIN_UNSPECIFIED":
+      return PriceOrigin.PRICE_ORIGIN_UNSPECIFIED;
+    case 1:
+    case "PRICE_ORIGIN_CATALOG":
+      return PriceOrigin.PRICE_ORIGIN_CATALOG;
+    case 2:
+    case "PRICE_ORIGIN_OPERATOR":
+      return PriceOrigin.PRICE_ORIGIN_OPERATOR;
+    case 3:
+    case "PRICE_ORIGIN_ACCOUNT":
+      return PriceOrigin.PRICE_ORIGIN_ACCOUNT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return PriceOrigin.UNRECOGNIZED;
+  }
+}
+
+export function priceOriginToJSON(object: PriceOrigin): string {
+  switch (object) {
+    case PriceOrigin.PRICE_ORIGIN_UNSPECIFIED:
+      return "PRICE_ORIGIN_UNSPECIFIED";
+    case PriceOrigin.PRICE_ORIGIN_CATALOG:
+      return "PRICE_ORIGIN_CATALOG";
+    case PriceOrigin.PRICE_ORIGIN_OPERATOR:
+      return "PRICE_ORIGIN_OPERATOR";
+    case PriceOrigin.PRICE_ORIGIN_ACCOUNT:
+      return "PRICE_ORIGIN_ACCOUNT";
+    case PriceOrigin.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * Token counts of one LLM call, in our canonical classes. The classes nest as
  * OpenAI reports them: cached and cache-write tokens are part of prompt_tokens,
@@ -194,6 +244,12 @@ export interface TokenCounts {
   cacheWriteTokens: string;
   /** prompt_tokens + completion_tokens, computed by the server. */
   totalTokens: string;
+  /**
+   * Of cache_write_tokens, those written with a 1-hour cache lifetime (billed
+   * at the 1-hour cache-write rate where the provider has one, e.g. Anthropic's
+   * cache_creation.ephemeral_1h_input_tokens); at most cache_write_tokens.
+   */
+  cacheWrite1hTokens: string;
 }
 
 /** One recorded billable event (the seeds' Charge and TokenUsage in one). */
@@ -266,8 +322,20 @@ export interface Charge {
   completionCost:
     | Money
     | undefined;
-  /** Billed total, prompt_cost + completion_cost; absent when unpriced. */
-  totalCost: Money | undefined;
+  /** Billed total, prompt_cost + completion_cost + call_cost; absent when unpriced. */
+  totalCost:
+    | Money
+    | undefined;
+  /** Billable calls of a per-call priced tool or plugin (e.g. web searches). */
+  callCount: string;
+  /** Billed cost of the calls, call_count x the per-call price x markup; absent when unpriced. */
+  callCost:
+    | Money
+    | undefined;
+  /** Where the price came from (catalogue, operator, account); UNSPECIFIED when unpriced. */
+  priceOrigin: PriceOrigin;
+  /** When the charge was last priced: its record_time, or when it was re-rated. */
+  rateTime: Timestamp | undefined;
 }
 
 function createBaseTokenCounts(): TokenCounts {
@@ -278,6 +346,7 @@ function createBaseTokenCounts(): TokenCounts {
     cachedPromptTokens: "0",
     cacheWriteTokens: "0",
     totalTokens: "0",
+    cacheWrite1hTokens: "0",
   };
 }
 
@@ -300,6 +369,9 @@ export const TokenCounts: MessageFns<TokenCounts> = {
     }
     if (message.totalTokens !== "0") {
       writer.uint32(48).int64(message.totalTokens);
+    }
+    if (message.cacheWrite1hTokens !== "0") {
+      writer.uint32(56).int64(message.cacheWrite1hTokens);
     }
     return writer;
   },
@@ -365,6 +437,14 @@ export const TokenCounts: MessageFns<TokenCounts> = {
             message.totalTokens = reader.int64().toString();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.cacheWrite1hTokens = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -409,6 +489,11 @@ export const TokenCounts: MessageFns<TokenCounts> = {
         : isSet(object.total_tokens)
         ? globalThis.String(object.total_tokens)
         : "0",
+      cacheWrite1hTokens: isSet(object.cacheWrite1hTokens)
+        ? globalThis.String(object.cacheWrite1hTokens)
+        : isSet(object.cache_write_1h_tokens)
+        ? globalThis.String(object.cache_write_1h_tokens)
+        : "0",
     };
   },
 
@@ -432,6 +517,9 @@ export const TokenCounts: MessageFns<TokenCounts> = {
     if (message.totalTokens !== "0") {
       obj.totalTokens = message.totalTokens;
     }
+    if (message.cacheWrite1hTokens !== "0") {
+      obj.cacheWrite1hTokens = message.cacheWrite1hTokens;
+    }
     return obj;
   },
 
@@ -446,6 +534,7 @@ export const TokenCounts: MessageFns<TokenCounts> = {
     message.cachedPromptTokens = object.cachedPromptTokens ?? "0";
     message.cacheWriteTokens = object.cacheWriteTokens ?? "0";
     message.totalTokens = object.totalTokens ?? "0";
+    message.cacheWrite1hTokens = object.cacheWrite1hTokens ?? "0";
     return message;
   },
 };
@@ -479,6 +568,10 @@ function createBaseCharge(): Charge {
     promptCost: undefined,
     completionCost: undefined,
     totalCost: undefined,
+    callCount: "0",
+    callCost: undefined,
+    priceOrigin: 0,
+    rateTime: undefined,
   };
 }
 
@@ -564,6 +657,18 @@ export const Charge: MessageFns<Charge> = {
     }
     if (message.totalCost !== undefined) {
       Money.encode(message.totalCost, writer.uint32(218).fork()).join();
+    }
+    if (message.callCount !== "0") {
+      writer.uint32(224).int64(message.callCount);
+    }
+    if (message.callCost !== undefined) {
+      Money.encode(message.callCost, writer.uint32(234).fork()).join();
+    }
+    if (message.priceOrigin !== 0) {
+      writer.uint32(240).int32(message.priceOrigin);
+    }
+    if (message.rateTime !== undefined) {
+      Timestamp.encode(message.rateTime, writer.uint32(250).fork()).join();
     }
     return writer;
   },
@@ -797,6 +902,38 @@ export const Charge: MessageFns<Charge> = {
             message.totalCost = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 28: {
+            if (tag !== 224) {
+              break;
+            }
+
+            message.callCount = reader.int64().toString();
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.callCost = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 30: {
+            if (tag !== 240) {
+              break;
+            }
+
+            message.priceOrigin = reader.int32() as any;
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.rateTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -918,6 +1055,26 @@ export const Charge: MessageFns<Charge> = {
         : isSet(object.total_cost)
         ? Money.fromJSON(object.total_cost)
         : undefined,
+      callCount: isSet(object.callCount)
+        ? globalThis.String(object.callCount)
+        : isSet(object.call_count)
+        ? globalThis.String(object.call_count)
+        : "0",
+      callCost: isSet(object.callCost)
+        ? Money.fromJSON(object.callCost)
+        : isSet(object.call_cost)
+        ? Money.fromJSON(object.call_cost)
+        : undefined,
+      priceOrigin: isSet(object.priceOrigin)
+        ? priceOriginFromJSON(object.priceOrigin)
+        : isSet(object.price_origin)
+        ? priceOriginFromJSON(object.price_origin)
+        : 0,
+      rateTime: isSet(object.rateTime)
+        ? fromJsonTimestamp(object.rateTime)
+        : isSet(object.rate_time)
+        ? fromJsonTimestamp(object.rate_time)
+        : undefined,
     };
   },
 
@@ -1004,6 +1161,18 @@ export const Charge: MessageFns<Charge> = {
     if (message.totalCost !== undefined) {
       obj.totalCost = Money.toJSON(message.totalCost);
     }
+    if (message.callCount !== "0") {
+      obj.callCount = message.callCount;
+    }
+    if (message.callCost !== undefined) {
+      obj.callCost = Money.toJSON(message.callCost);
+    }
+    if (message.priceOrigin !== 0) {
+      obj.priceOrigin = priceOriginToJSON(message.priceOrigin);
+    }
+    if (message.rateTime !== undefined) {
+      obj.rateTime = fromTimestamp(message.rateTime).toISOString();
+    }
     return obj;
   },
 
@@ -1052,6 +1221,14 @@ export const Charge: MessageFns<Charge> = {
       : undefined;
     message.totalCost = (object.totalCost !== undefined && object.totalCost !== null)
       ? Money.fromPartial(object.totalCost)
+      : undefined;
+    message.callCount = object.callCount ?? "0";
+    message.callCost = (object.callCost !== undefined && object.callCost !== null)
+      ? Money.fromPartial(object.callCost)
+      : undefined;
+    message.priceOrigin = object.priceOrigin ?? 0;
+    message.rateTime = (object.rateTime !== undefined && object.rateTime !== null)
+      ? Timestamp.fromPartial(object.rateTime)
       : undefined;
     return message;
   },

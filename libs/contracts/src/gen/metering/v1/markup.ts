@@ -12,6 +12,7 @@ import { ChargeType, chargeTypeFromJSON, chargeTypeToJSON } from "./charge";
 /**
  * A markup factor (the seeds' LLMPrices): billed cost = provider cost x factor
  * for charges of this charge type, provider and model. 1 when none is set.
+ * Precedence: the account's own markup, else the default, else 1.
  */
 export interface Markup {
   /** The charge type it applies to. */
@@ -23,11 +24,20 @@ export interface Markup {
   /** The factor as a decimal string, greater than 0 and at most 100, e.g. "1.25". */
   factor: string;
   /** When the markup was last set. */
-  updateTime: Timestamp | undefined;
+  updateTime:
+    | Timestamp
+    | undefined;
+  /**
+   * The account it applies to; empty for the default of every account. An
+   * account's markup overrides the default for that account.
+   */
+  accountId: string;
+  /** Who last set it (the actor of SetMarkup). */
+  updatedBy: string;
 }
 
 function createBaseMarkup(): Markup {
-  return { chargeType: 0, provider: "", model: "", factor: "", updateTime: undefined };
+  return { chargeType: 0, provider: "", model: "", factor: "", updateTime: undefined, accountId: "", updatedBy: "" };
 }
 
 export const Markup: MessageFns<Markup> = {
@@ -46,6 +56,12 @@ export const Markup: MessageFns<Markup> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(message.updateTime, writer.uint32(42).fork()).join();
+    }
+    if (message.accountId !== "") {
+      writer.uint32(50).string(message.accountId);
+    }
+    if (message.updatedBy !== "") {
+      writer.uint32(58).string(message.updatedBy);
     }
     return writer;
   },
@@ -103,6 +119,22 @@ export const Markup: MessageFns<Markup> = {
             message.updateTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.updatedBy = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -130,6 +162,16 @@ export const Markup: MessageFns<Markup> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      updatedBy: isSet(object.updatedBy)
+        ? globalThis.String(object.updatedBy)
+        : isSet(object.updated_by)
+        ? globalThis.String(object.updated_by)
+        : "",
     };
   },
 
@@ -150,6 +192,12 @@ export const Markup: MessageFns<Markup> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = fromTimestamp(message.updateTime).toISOString();
     }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.updatedBy !== "") {
+      obj.updatedBy = message.updatedBy;
+    }
     return obj;
   },
 
@@ -165,6 +213,8 @@ export const Markup: MessageFns<Markup> = {
     message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
       ? Timestamp.fromPartial(object.updateTime)
       : undefined;
+    message.accountId = object.accountId ?? "";
+    message.updatedBy = object.updatedBy ?? "";
     return message;
   },
 };

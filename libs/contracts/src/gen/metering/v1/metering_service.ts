@@ -39,6 +39,22 @@ import {
 } from "./limits";
 import { Markup } from "./markup";
 import { Money } from "./money";
+import {
+  DeletePriceRequest,
+  DeletePriceResponse,
+  EstimateCostRequest,
+  EstimateCostResponse,
+  GetPriceRequest,
+  GetPriceResponse,
+  ListModelsRequest,
+  ListModelsResponse,
+  ListPricingChangesRequest,
+  ListPricingChangesResponse,
+  RerateChargesRequest,
+  RerateChargesResponse,
+  SetPriceRequest,
+  SetPriceResponse,
+} from "./pricing";
 import { DailyUsage, UsageSums } from "./usage";
 
 /** One billable LLM call to record. Field names follow the seeds' Charge and TokenUsage. */
@@ -95,7 +111,19 @@ export interface RecordChargeRequest {
    * When the usage happened; defaults to the server's clock. Not before
    * 2000-01-01 and not more than 1 hour ahead of the server's clock.
    */
-  usageTime: Timestamp | undefined;
+  usageTime:
+    | Timestamp
+    | undefined;
+  /**
+   * Input tokens written to the prompt cache with a 1-hour lifetime, part of
+   * cache_write_tokens (Anthropic's cache_creation.ephemeral_1h_input_tokens).
+   */
+  cacheWrite1hTokens: string;
+  /**
+   * Billable calls of a per-call priced tool or plugin (e.g. 3 web searches),
+   * 0 to 10^6. Billed at the model's per-call price; free when it has none.
+   */
+  callCount: string;
 }
 
 /** The recorded charge. */
@@ -233,6 +261,10 @@ export interface SetMarkupRequest {
   model: string;
   /** The factor, a decimal string greater than 0 and at most 100, e.g. "1.25". */
   factor: string;
+  /** The account it applies to, overriding the default; empty sets the default for every account. */
+  accountId: string;
+  /** Who makes the change, recorded in the audit trail (e.g. an email); at most 255 characters. */
+  actor: string;
 }
 
 /** The markup as stored. */
@@ -245,6 +277,8 @@ export interface SetMarkupResponse {
 export interface ListMarkupsRequest {
   /** Only this provider, when set. */
   provider: string;
+  /** Only the overrides of this account, when set; otherwise only the defaults for every account. */
+  accountId: string;
 }
 
 /** The markups. */
@@ -261,6 +295,10 @@ export interface DeleteMarkupRequest {
   provider: string;
   /** The model. */
   model: string;
+  /** The account whose override to remove; empty removes the default for every account. */
+  accountId: string;
+  /** Who makes the change, recorded in the audit trail; at most 255 characters. */
+  actor: string;
 }
 
 /** The outcome of a removal. */
@@ -292,6 +330,8 @@ function createBaseRecordChargeRequest(): RecordChargeRequest {
     errorMessage: "",
     metadata: undefined,
     usageTime: undefined,
+    cacheWrite1hTokens: "0",
+    callCount: "0",
   };
 }
 
@@ -359,6 +399,12 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     }
     if (message.usageTime !== undefined) {
       Timestamp.encode(message.usageTime, writer.uint32(170).fork()).join();
+    }
+    if (message.cacheWrite1hTokens !== "0") {
+      writer.uint32(176).int64(message.cacheWrite1hTokens);
+    }
+    if (message.callCount !== "0") {
+      writer.uint32(184).int64(message.callCount);
     }
     return writer;
   },
@@ -544,6 +590,22 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
             message.usageTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.cacheWrite1hTokens = reader.int64().toString();
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.callCount = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -643,6 +705,16 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
         : isSet(object.usage_time)
         ? fromJsonTimestamp(object.usage_time)
         : undefined,
+      cacheWrite1hTokens: isSet(object.cacheWrite1hTokens)
+        ? globalThis.String(object.cacheWrite1hTokens)
+        : isSet(object.cache_write_1h_tokens)
+        ? globalThis.String(object.cache_write_1h_tokens)
+        : "0",
+      callCount: isSet(object.callCount)
+        ? globalThis.String(object.callCount)
+        : isSet(object.call_count)
+        ? globalThis.String(object.call_count)
+        : "0",
     };
   },
 
@@ -711,6 +783,12 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     if (message.usageTime !== undefined) {
       obj.usageTime = fromTimestamp(message.usageTime).toISOString();
     }
+    if (message.cacheWrite1hTokens !== "0") {
+      obj.cacheWrite1hTokens = message.cacheWrite1hTokens;
+    }
+    if (message.callCount !== "0") {
+      obj.callCount = message.callCount;
+    }
     return obj;
   },
 
@@ -742,6 +820,8 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     message.usageTime = (object.usageTime !== undefined && object.usageTime !== null)
       ? Timestamp.fromPartial(object.usageTime)
       : undefined;
+    message.cacheWrite1hTokens = object.cacheWrite1hTokens ?? "0";
+    message.callCount = object.callCount ?? "0";
     return message;
   },
 };
@@ -1888,7 +1968,7 @@ export const GetLimitsResponse: MessageFns<GetLimitsResponse> = {
 };
 
 function createBaseSetMarkupRequest(): SetMarkupRequest {
-  return { chargeType: 0, provider: "", model: "", factor: "" };
+  return { chargeType: 0, provider: "", model: "", factor: "", accountId: "", actor: "" };
 }
 
 export const SetMarkupRequest: MessageFns<SetMarkupRequest> = {
@@ -1904,6 +1984,12 @@ export const SetMarkupRequest: MessageFns<SetMarkupRequest> = {
     }
     if (message.factor !== "") {
       writer.uint32(34).string(message.factor);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(42).string(message.accountId);
+    }
+    if (message.actor !== "") {
+      writer.uint32(50).string(message.actor);
     }
     return writer;
   },
@@ -1953,6 +2039,22 @@ export const SetMarkupRequest: MessageFns<SetMarkupRequest> = {
             message.factor = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1975,6 +2077,12 @@ export const SetMarkupRequest: MessageFns<SetMarkupRequest> = {
       provider: isSet(object.provider) ? globalThis.String(object.provider) : "",
       model: isSet(object.model) ? globalThis.String(object.model) : "",
       factor: isSet(object.factor) ? globalThis.String(object.factor) : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
     };
   },
 
@@ -1992,6 +2100,12 @@ export const SetMarkupRequest: MessageFns<SetMarkupRequest> = {
     if (message.factor !== "") {
       obj.factor = message.factor;
     }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
     return obj;
   },
 
@@ -2004,6 +2118,8 @@ export const SetMarkupRequest: MessageFns<SetMarkupRequest> = {
     message.provider = object.provider ?? "";
     message.model = object.model ?? "";
     message.factor = object.factor ?? "";
+    message.accountId = object.accountId ?? "";
+    message.actor = object.actor ?? "";
     return message;
   },
 };
@@ -2078,13 +2194,16 @@ export const SetMarkupResponse: MessageFns<SetMarkupResponse> = {
 };
 
 function createBaseListMarkupsRequest(): ListMarkupsRequest {
-  return { provider: "" };
+  return { provider: "", accountId: "" };
 }
 
 export const ListMarkupsRequest: MessageFns<ListMarkupsRequest> = {
   encode(message: ListMarkupsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.provider !== "") {
       writer.uint32(10).string(message.provider);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
     }
     return writer;
   },
@@ -2110,6 +2229,14 @@ export const ListMarkupsRequest: MessageFns<ListMarkupsRequest> = {
             message.provider = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2123,13 +2250,23 @@ export const ListMarkupsRequest: MessageFns<ListMarkupsRequest> = {
   },
 
   fromJSON(object: any): ListMarkupsRequest {
-    return { provider: isSet(object.provider) ? globalThis.String(object.provider) : "" };
+    return {
+      provider: isSet(object.provider) ? globalThis.String(object.provider) : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+    };
   },
 
   toJSON(message: ListMarkupsRequest): unknown {
     const obj: any = {};
     if (message.provider !== "") {
       obj.provider = message.provider;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
     }
     return obj;
   },
@@ -2140,6 +2277,7 @@ export const ListMarkupsRequest: MessageFns<ListMarkupsRequest> = {
   fromPartial(object: DeepPartial<ListMarkupsRequest>): ListMarkupsRequest {
     const message = createBaseListMarkupsRequest();
     message.provider = object.provider ?? "";
+    message.accountId = object.accountId ?? "";
     return message;
   },
 };
@@ -2214,7 +2352,7 @@ export const ListMarkupsResponse: MessageFns<ListMarkupsResponse> = {
 };
 
 function createBaseDeleteMarkupRequest(): DeleteMarkupRequest {
-  return { chargeType: 0, provider: "", model: "" };
+  return { chargeType: 0, provider: "", model: "", accountId: "", actor: "" };
 }
 
 export const DeleteMarkupRequest: MessageFns<DeleteMarkupRequest> = {
@@ -2227,6 +2365,12 @@ export const DeleteMarkupRequest: MessageFns<DeleteMarkupRequest> = {
     }
     if (message.model !== "") {
       writer.uint32(26).string(message.model);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(34).string(message.accountId);
+    }
+    if (message.actor !== "") {
+      writer.uint32(42).string(message.actor);
     }
     return writer;
   },
@@ -2268,6 +2412,22 @@ export const DeleteMarkupRequest: MessageFns<DeleteMarkupRequest> = {
             message.model = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2289,6 +2449,12 @@ export const DeleteMarkupRequest: MessageFns<DeleteMarkupRequest> = {
         : 0,
       provider: isSet(object.provider) ? globalThis.String(object.provider) : "",
       model: isSet(object.model) ? globalThis.String(object.model) : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
     };
   },
 
@@ -2303,6 +2469,12 @@ export const DeleteMarkupRequest: MessageFns<DeleteMarkupRequest> = {
     if (message.model !== "") {
       obj.model = message.model;
     }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
     return obj;
   },
 
@@ -2314,6 +2486,8 @@ export const DeleteMarkupRequest: MessageFns<DeleteMarkupRequest> = {
     message.chargeType = object.chargeType ?? 0;
     message.provider = object.provider ?? "";
     message.model = object.model ?? "";
+    message.accountId = object.accountId ?? "";
+    message.actor = object.actor ?? "";
     return message;
   },
 };
@@ -2484,6 +2658,86 @@ export const MeteringServiceService = {
       Buffer.from(DeleteMarkupResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteMarkupResponse => DeleteMarkupResponse.decode(value),
   },
+  /** Lists the audit trail of markup and price changes, newest first. */
+  listPricingChanges: {
+    path: "/metering.v1.MeteringService/ListPricingChanges" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPricingChangesRequest): Buffer =>
+      Buffer.from(ListPricingChangesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPricingChangesRequest => ListPricingChangesRequest.decode(value),
+    responseSerialize: (value: ListPricingChangesResponse): Buffer =>
+      Buffer.from(ListPricingChangesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPricingChangesResponse => ListPricingChangesResponse.decode(value),
+  },
+  /** Lists models and their prices in effect (catalogue merged with operator prices). */
+  listModels: {
+    path: "/metering.v1.MeteringService/ListModels" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListModelsRequest): Buffer => Buffer.from(ListModelsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListModelsRequest => ListModelsRequest.decode(value),
+    responseSerialize: (value: ListModelsResponse): Buffer => Buffer.from(ListModelsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListModelsResponse => ListModelsResponse.decode(value),
+  },
+  /** Gets the price of one model in effect at a given time, for an account. */
+  getPrice: {
+    path: "/metering.v1.MeteringService/GetPrice" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetPriceRequest): Buffer => Buffer.from(GetPriceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetPriceRequest => GetPriceRequest.decode(value),
+    responseSerialize: (value: GetPriceResponse): Buffer => Buffer.from(GetPriceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetPriceResponse => GetPriceResponse.decode(value),
+  },
+  /** Computes the cost of a token mix without recording anything. */
+  estimateCost: {
+    path: "/metering.v1.MeteringService/EstimateCost" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EstimateCostRequest): Buffer => Buffer.from(EstimateCostRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EstimateCostRequest => EstimateCostRequest.decode(value),
+    responseSerialize: (value: EstimateCostResponse): Buffer =>
+      Buffer.from(EstimateCostResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EstimateCostResponse => EstimateCostResponse.decode(value),
+  },
+  /**
+   * Adds or corrects an operator price (custom, fine-tuned or self-hosted models,
+   * or an override of the catalogue), for every account or one, from a given time.
+   */
+  setPrice: {
+    path: "/metering.v1.MeteringService/SetPrice" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetPriceRequest): Buffer => Buffer.from(SetPriceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetPriceRequest => SetPriceRequest.decode(value),
+    responseSerialize: (value: SetPriceResponse): Buffer => Buffer.from(SetPriceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetPriceResponse => SetPriceResponse.decode(value),
+  },
+  /** Removes one operator price version. */
+  deletePrice: {
+    path: "/metering.v1.MeteringService/DeletePrice" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeletePriceRequest): Buffer => Buffer.from(DeletePriceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeletePriceRequest => DeletePriceRequest.decode(value),
+    responseSerialize: (value: DeletePriceResponse): Buffer => Buffer.from(DeletePriceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeletePriceResponse => DeletePriceResponse.decode(value),
+  },
+  /**
+   * Prices the unpriced charges of an account (or, asked explicitly, re-prices
+   * every charge of a date range), updating the rollups in the same transactions.
+   */
+  rerateCharges: {
+    path: "/metering.v1.MeteringService/RerateCharges" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RerateChargesRequest): Buffer => Buffer.from(RerateChargesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RerateChargesRequest => RerateChargesRequest.decode(value),
+    responseSerialize: (value: RerateChargesResponse): Buffer =>
+      Buffer.from(RerateChargesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RerateChargesResponse => RerateChargesResponse.decode(value),
+  },
 } as const;
 
 export interface MeteringServiceServer extends UntypedServiceImplementation {
@@ -2510,6 +2764,26 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
   listMarkups: handleUnaryCall<ListMarkupsRequest, ListMarkupsResponse>;
   /** Removes a markup factor (the factor becomes 1 again). */
   deleteMarkup: handleUnaryCall<DeleteMarkupRequest, DeleteMarkupResponse>;
+  /** Lists the audit trail of markup and price changes, newest first. */
+  listPricingChanges: handleUnaryCall<ListPricingChangesRequest, ListPricingChangesResponse>;
+  /** Lists models and their prices in effect (catalogue merged with operator prices). */
+  listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
+  /** Gets the price of one model in effect at a given time, for an account. */
+  getPrice: handleUnaryCall<GetPriceRequest, GetPriceResponse>;
+  /** Computes the cost of a token mix without recording anything. */
+  estimateCost: handleUnaryCall<EstimateCostRequest, EstimateCostResponse>;
+  /**
+   * Adds or corrects an operator price (custom, fine-tuned or self-hosted models,
+   * or an override of the catalogue), for every account or one, from a given time.
+   */
+  setPrice: handleUnaryCall<SetPriceRequest, SetPriceResponse>;
+  /** Removes one operator price version. */
+  deletePrice: handleUnaryCall<DeletePriceRequest, DeletePriceResponse>;
+  /**
+   * Prices the unpriced charges of an account (or, asked explicitly, re-prices
+   * every charge of a date range), updating the rollups in the same transactions.
+   */
+  rerateCharges: handleUnaryCall<RerateChargesRequest, RerateChargesResponse>;
 }
 
 export interface MeteringServiceClient extends Client {
@@ -2647,6 +2921,124 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteMarkupResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists the audit trail of markup and price changes, newest first. */
+  listPricingChanges(
+    request: ListPricingChangesRequest,
+    callback: (error: ServiceError | null, response: ListPricingChangesResponse) => void,
+  ): ClientUnaryCall;
+  listPricingChanges(
+    request: ListPricingChangesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPricingChangesResponse) => void,
+  ): ClientUnaryCall;
+  listPricingChanges(
+    request: ListPricingChangesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPricingChangesResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists models and their prices in effect (catalogue merged with operator prices). */
+  listModels(
+    request: ListModelsRequest,
+    callback: (error: ServiceError | null, response: ListModelsResponse) => void,
+  ): ClientUnaryCall;
+  listModels(
+    request: ListModelsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListModelsResponse) => void,
+  ): ClientUnaryCall;
+  listModels(
+    request: ListModelsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListModelsResponse) => void,
+  ): ClientUnaryCall;
+  /** Gets the price of one model in effect at a given time, for an account. */
+  getPrice(
+    request: GetPriceRequest,
+    callback: (error: ServiceError | null, response: GetPriceResponse) => void,
+  ): ClientUnaryCall;
+  getPrice(
+    request: GetPriceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetPriceResponse) => void,
+  ): ClientUnaryCall;
+  getPrice(
+    request: GetPriceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetPriceResponse) => void,
+  ): ClientUnaryCall;
+  /** Computes the cost of a token mix without recording anything. */
+  estimateCost(
+    request: EstimateCostRequest,
+    callback: (error: ServiceError | null, response: EstimateCostResponse) => void,
+  ): ClientUnaryCall;
+  estimateCost(
+    request: EstimateCostRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EstimateCostResponse) => void,
+  ): ClientUnaryCall;
+  estimateCost(
+    request: EstimateCostRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EstimateCostResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Adds or corrects an operator price (custom, fine-tuned or self-hosted models,
+   * or an override of the catalogue), for every account or one, from a given time.
+   */
+  setPrice(
+    request: SetPriceRequest,
+    callback: (error: ServiceError | null, response: SetPriceResponse) => void,
+  ): ClientUnaryCall;
+  setPrice(
+    request: SetPriceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetPriceResponse) => void,
+  ): ClientUnaryCall;
+  setPrice(
+    request: SetPriceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetPriceResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes one operator price version. */
+  deletePrice(
+    request: DeletePriceRequest,
+    callback: (error: ServiceError | null, response: DeletePriceResponse) => void,
+  ): ClientUnaryCall;
+  deletePrice(
+    request: DeletePriceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeletePriceResponse) => void,
+  ): ClientUnaryCall;
+  deletePrice(
+    request: DeletePriceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeletePriceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Prices the unpriced charges of an account (or, asked explicitly, re-prices
+   * every charge of a date range), updating the rollups in the same transactions.
+   */
+  rerateCharges(
+    request: RerateChargesRequest,
+    callback: (error: ServiceError | null, response: RerateChargesResponse) => void,
+  ): ClientUnaryCall;
+  rerateCharges(
+    request: RerateChargesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RerateChargesResponse) => void,
+  ): ClientUnaryCall;
+  rerateCharges(
+    request: RerateChargesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RerateChargesResponse) => void,
   ): ClientUnaryCall;
 }
 

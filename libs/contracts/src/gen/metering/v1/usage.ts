@@ -51,7 +51,13 @@ export interface UsageSums {
     | Money
     | undefined;
   /** Billed total cost, over priced charges. */
-  totalCost: Money | undefined;
+  totalCost:
+    | Money
+    | undefined;
+  /** Billable tool or plugin calls. */
+  callCount: string;
+  /** Billed per-call cost, over priced charges. */
+  callCost: Money | undefined;
 }
 
 function createBaseDailyUsage(): DailyUsage {
@@ -220,6 +226,8 @@ function createBaseUsageSums(): UsageSums {
     promptCost: undefined,
     completionCost: undefined,
     totalCost: undefined,
+    callCount: "0",
+    callCost: undefined,
   };
 }
 
@@ -245,6 +253,12 @@ export const UsageSums: MessageFns<UsageSums> = {
     }
     if (message.totalCost !== undefined) {
       Money.encode(message.totalCost, writer.uint32(58).fork()).join();
+    }
+    if (message.callCount !== "0") {
+      writer.uint32(64).int64(message.callCount);
+    }
+    if (message.callCost !== undefined) {
+      Money.encode(message.callCost, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -318,6 +332,22 @@ export const UsageSums: MessageFns<UsageSums> = {
             message.totalCost = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.callCount = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.callCost = Money.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -363,6 +393,16 @@ export const UsageSums: MessageFns<UsageSums> = {
         : isSet(object.total_cost)
         ? Money.fromJSON(object.total_cost)
         : undefined,
+      callCount: isSet(object.callCount)
+        ? globalThis.String(object.callCount)
+        : isSet(object.call_count)
+        ? globalThis.String(object.call_count)
+        : "0",
+      callCost: isSet(object.callCost)
+        ? Money.fromJSON(object.callCost)
+        : isSet(object.call_cost)
+        ? Money.fromJSON(object.call_cost)
+        : undefined,
     };
   },
 
@@ -389,6 +429,12 @@ export const UsageSums: MessageFns<UsageSums> = {
     if (message.totalCost !== undefined) {
       obj.totalCost = Money.toJSON(message.totalCost);
     }
+    if (message.callCount !== "0") {
+      obj.callCount = message.callCount;
+    }
+    if (message.callCost !== undefined) {
+      obj.callCost = Money.toJSON(message.callCost);
+    }
     return obj;
   },
 
@@ -413,6 +459,10 @@ export const UsageSums: MessageFns<UsageSums> = {
       : undefined;
     message.totalCost = (object.totalCost !== undefined && object.totalCost !== null)
       ? Money.fromPartial(object.totalCost)
+      : undefined;
+    message.callCount = object.callCount ?? "0";
+    message.callCost = (object.callCost !== undefined && object.callCost !== null)
+      ? Money.fromPartial(object.callCost)
       : undefined;
     return message;
   },

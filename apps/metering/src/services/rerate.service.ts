@@ -1,0 +1,76 @@
+import { ChargeRecord, RerateQuery, validateRerate } from '@metering/domain';
+import { Dec } from '@metering/pricing';
+import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
+import { Db, inTransaction } from '../store/db';
+import { applyRollupDeltas, deltaOfCharge, RollupDelta, subtractSums } from '../store/usage.repo';
+import { ChargePricing, PricingService } from './pricing.service';
+
+/** What a re-rating run changed. */
+export interface RerateReport {
+  examined: number;
+  changed: number;
+  newlyPriced: number;
+  stillUnpriced: number;
+  totalCostBefore: Dec;
+  totalCostAfter: Dec;
+  dryRun: boolean;
+}
+
+/** Charges re-rated per transaction: each batch commits alone, so a long run holds few locks for long. */
+export const RERATE_BATCH = 500;
+
+const samePricing = (a: ChargePricing, b: ChargePricing) =>
+  a.pricingStatus === b.pricingStatus &&
+  a.priceVersion === b.priceVersion &&
+  a.markup === b.markup &&
+  a.priceOrigin === b.priceOrigin &&
+  JSON.stringify(a.costs) === JSON.stringify(b.costs);
+
+/**
+ * RerateCharges: prices the unpriced charges of an account's date range (or,
+ * in mode 'all', re-prices every charge after a price correction) with the
+ * prices in effect at each charge's usage time and the markups in force now.
+ * Each batch locks its charges, rewrites the ones whose pricing changed, and
+ * moves their rollups by the difference, in one transaction. Idempotent: a
+ * second run finds nothing more to change.
+ */
+export class RerateService {
+  constructor(
+    private readonly db: Db,
+    private readonly pricing: PricingService,
+  ) {}
+
+  async rerate(raw: Parameters<typeof validateRerate>[0]): Promise<RerateReport> {
+    const q: RerateQuery = validateRerate(raw);
+    const report: RerateReport = {
+      examined: 0, changed: 0, newlyPriced: 0, stillUnpriced: 0, totalCostBefore: new Dec(0), totalCostAfter: new Dec(0), dryRun: q.dryRun,
+    };
+    let after: { usageDate: string; chargeId: string } | undefined;
+    for (;;) {
+      const batch = await inTransaction(this.db, async (tx) => {
+        const charges = await lockChargesToRerate(tx, q, after, RERATE_BATCH);
+        const deltas: RollupDelta[] = [];
+        for (const old of charges) {
+          report.examined++;
+          const pricing = await this.pricing.priceCharge(tx, old);
+          if (pricing.pricingStatus === 'unpriced') report.stillUnpriced++;
+          if (samePricing(old, pricing)) continue;
+          const updated: ChargeRecord = { ...old, ...pricing };
+          report.changed++;
+          if (old.pricingStatus === 'unpriced') report.newlyPriced++;
+          report.totalCostBefore = report.totalCostBefore.plus(old.costs?.totalCost ?? 0);
+          report.totalCostAfter = report.totalCostAfter.plus(updated.costs?.totalCost ?? 0);
+          if (q.dryRun) continue;
+          await updateChargePricing(tx, updated);
+          const next = deltaOfCharge(updated);
+          deltas.push({ ...next, sums: subtractSums(next.sums, deltaOfCharge(old).sums) });
+        }
+        await applyRollupDeltas(tx, deltas);
+        return charges;
+      });
+      if (batch.length < RERATE_BATCH) return report;
+      const last = batch[batch.length - 1];
+      after = { usageDate: last.usageDate, chargeId: last.chargeId };
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import type { OperatorPrice, PriceKey } from '@metering/domain';
+import type { PriceRates } from '@metering/pricing';
+import type { Db, Tx } from './db';
+
+/** SQL of the operator prices (account_id '' = every account). No business rules. */
+
+interface PriceRow {
+  account_id: string;
+  provider: string;
+  model: string;
+  effective_time: Date;
+  rates: PriceRates;
+  source: string;
+  updated_by: string;
+  updated_at: Date;
+}
+
+const fromRow = (r: PriceRow): OperatorPrice => ({
+  accountId: r.account_id,
+  provider: r.provider,
+  model: r.model,
+  effectiveTime: r.effective_time,
+  spec: r.rates,
+  source: r.source,
+  updatedBy: r.updated_by,
+  updateTime: r.updated_at,
+});
+
+const keyOf = (k: PriceKey) => ({ account_id: k.accountId, provider: k.provider, model: k.model, effective_time: k.effectiveTime });
+
+/**
+ * The operator price in effect for an account's model at a moment, by
+ * precedence: the account's own version in effect, else the version for every
+ * account in effect. One index range read.
+ */
+export async function findOperatorPrice(db: Db | Tx, accountId: string, provider: string, model: string, at: Date): Promise<OperatorPrice | undefined> {
+  const row: PriceRow | undefined = await db('prices')
+    .whereIn('account_id', accountId ? ['', accountId] : [''])
+    .where({ provider, model })
+    .where('effective_time', '<=', at)
+    .orderBy([{ column: 'account_id', order: 'desc' }, { column: 'effective_time', order: 'desc' }])
+    .first();
+  return row ? fromRow(row) : undefined;
+}
+
+/** Every operator price version of the defaults and of one account, optionally of one provider, oldest first per model. */
+export async function listOperatorPrices(db: Db, filter: { accountId: string; provider?: string }): Promise<OperatorPrice[]> {
+  const q = db('prices')
+    .whereIn('account_id', filter.accountId ? ['', filter.accountId] : [''])
+    .orderBy(['provider', 'model', 'account_id', 'effective_time']);
+  if (filter.provider) q.where('provider', filter.provider);
+  return ((await q) as PriceRow[]).map(fromRow);
+}
+
+export async function lockOperatorPrice(tx: Tx, key: PriceKey): Promise<OperatorPrice | undefined> {
+  const row: PriceRow | undefined = await tx('prices').where(keyOf(key)).forUpdate().first();
+  return row ? fromRow(row) : undefined;
+}
+
+export async function upsertOperatorPrice(tx: Tx, p: OperatorPrice): Promise<OperatorPrice> {
+  const values = { rates: JSON.stringify(p.spec), source: p.source, updated_by: p.updatedBy };
+  const rows: PriceRow[] = await tx('prices')
+    .insert({ ...keyOf(p), ...values })
+    .onConflict(['account_id', 'provider', 'model', 'effective_time'])
+    .merge({ ...values, updated_at: tx.fn.now() })
+    .returning('*');
+  return fromRow(rows[0]);
+}
+
+export async function deleteOperatorPrice(tx: Tx, key: PriceKey): Promise<OperatorPrice | undefined> {
+  const rows: PriceRow[] = await tx('prices').where(keyOf(key)).delete().returning('*');
+  return rows.length > 0 ? fromRow(rows[0]) : undefined;
+}

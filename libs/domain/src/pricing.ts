@@ -1,0 +1,253 @@
+import { checkRates, PriceRates, TokenCounts } from '@metering/pricing';
+import { ChargeType, CHARGE_TYPE_BY_NUMBER, checkTokens, MAX_CALLS, TokenCountsInput } from './charge';
+import { checkDateRange } from './usage';
+import { checkActor, checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, TimestampInput, Violations } from './validation';
+
+/** Rates as they come off the wire (metering.v1.PriceRates): decimal strings, '' when not given. */
+export interface PriceRatesInput {
+  inputPerMillion: string;
+  outputPerMillion: string;
+  cachedInputPerMillion: string;
+  cacheWritePerMillion: string;
+  cacheWrite1hPerMillion: string;
+  reasoningPerMillion: string;
+  perCall: string;
+  longContext?: {
+    thresholdPromptTokens: string;
+    inputPerMillion: string;
+    outputPerMillion: string;
+    cachedInputPerMillion: string;
+    cacheWritePerMillion: string;
+    cacheWrite1hPerMillion: string;
+  };
+}
+
+/** An operator price version, validated. */
+export interface OperatorPrice {
+  /** '' for every account. */
+  accountId: string;
+  provider: string;
+  model: string;
+  effectiveTime: Date;
+  spec: PriceRates;
+  source: string;
+  updatedBy: string;
+  updateTime?: Date;
+}
+
+const opt = (s: string) => (s === '' ? undefined : s);
+
+/** Wire rates to the pricing lib's shape: empty strings become absent classes. */
+export function specOf(r: PriceRatesInput): PriceRates {
+  const spec: PriceRates = {
+    input: r.inputPerMillion,
+    output: r.outputPerMillion,
+    cachedInput: opt(r.cachedInputPerMillion),
+    cacheWrite: opt(r.cacheWritePerMillion),
+    cacheWrite1h: opt(r.cacheWrite1hPerMillion),
+    reasoning: opt(r.reasoningPerMillion),
+    perCall: opt(r.perCall),
+  };
+  if (r.longContext) {
+    const lc = r.longContext;
+    const threshold = /^\d{1,13}$/.test(String(lc.thresholdPromptTokens)) ? Number(lc.thresholdPromptTokens) : -1;
+    spec.longContext = {
+      thresholdPromptTokens: threshold,
+      input: lc.inputPerMillion,
+      output: lc.outputPerMillion,
+      cachedInput: opt(lc.cachedInputPerMillion),
+      cacheWrite: opt(lc.cacheWritePerMillion),
+      cacheWrite1h: opt(lc.cacheWrite1hPerMillion),
+    };
+  }
+  for (const key of Object.keys(spec) as Array<keyof PriceRates>) if (spec[key] === undefined) delete spec[key];
+  return spec;
+}
+
+export interface SetPriceInput {
+  accountId: string;
+  provider: string;
+  model: string;
+  effectiveTime?: TimestampInput;
+  rates?: PriceRatesInput;
+  source: string;
+  actor: string;
+}
+
+/** SetPrice: every bad rate is named (rates.input_per_million, rates.long_context.threshold_prompt_tokens, ...). */
+export function validateSetPrice(raw: SetPriceInput, now: Date): OperatorPrice {
+  const v = new Violations();
+  const price = {
+    accountId: checkId(v, 'account_id', raw.accountId ?? '', false),
+    provider: checkProvider(v, 'provider', raw.provider),
+    model: checkModel(v, 'model', raw.model),
+    effectiveTime: checkTimestamp(v, 'effective_time', raw.effectiveTime, now),
+    source: checkText(v, 'source', raw.source, 255, { required: true }),
+    updatedBy: checkActor(v, raw.actor),
+    spec: { input: '0', output: '0' } as PriceRates,
+  };
+  if (!raw.rates) v.add('rates', 'is required (input_per_million and output_per_million at least)');
+  else {
+    price.spec = specOf(raw.rates);
+    for (const p of checkRates(price.spec).problems) v.add(`rates.${p.field}`, p.description);
+  }
+  v.done();
+  return price;
+}
+
+/** The key of one operator price version. */
+export interface PriceKey {
+  accountId: string;
+  provider: string;
+  model: string;
+  effectiveTime: Date;
+}
+
+export function validateDeletePrice(raw: { accountId: string; provider: string; model: string; effectiveTime?: TimestampInput; actor: string }): { key: PriceKey; actor: string } {
+  const v = new Violations();
+  if (raw.effectiveTime === undefined) v.add('effective_time', 'is required (the effective_time of the version to remove)');
+  const key = {
+    accountId: checkId(v, 'account_id', raw.accountId ?? '', false),
+    provider: checkProvider(v, 'provider', raw.provider),
+    model: checkModel(v, 'model', raw.model),
+    effectiveTime: checkTimestamp(v, 'effective_time', raw.effectiveTime, new Date(0)),
+  };
+  const actor = checkActor(v, raw.actor);
+  v.done();
+  return { key, actor };
+}
+
+/** Which price to look up: a model, for an account (or the defaults), at a moment. */
+export interface PriceQuery {
+  accountId: string;
+  provider: string;
+  model: string;
+  at: Date;
+}
+
+export function validateGetPrice(raw: { provider: string; model: string; accountId: string; at?: TimestampInput }, now: Date): PriceQuery {
+  const v = new Violations();
+  const q = {
+    provider: checkProvider(v, 'provider', raw.provider),
+    model: checkModel(v, 'model', raw.model),
+    accountId: checkId(v, 'account_id', raw.accountId ?? '', false),
+    at: checkTimestamp(v, 'at', raw.at, now),
+  };
+  v.done();
+  return q;
+}
+
+export interface ModelListQuery {
+  provider?: string;
+  accountId: string;
+  at: Date;
+  includeHistory: boolean;
+}
+
+export function validateListModels(raw: { provider: string; accountId: string; at?: TimestampInput; includeHistory: boolean }, now: Date): ModelListQuery {
+  const v = new Violations();
+  const q = {
+    provider: checkProvider(v, 'provider', raw.provider, false) || undefined,
+    accountId: checkId(v, 'account_id', raw.accountId ?? '', false),
+    at: checkTimestamp(v, 'at', raw.at, now),
+    includeHistory: raw.includeHistory === true,
+  };
+  v.done();
+  return q;
+}
+
+export interface EstimateCostInput extends TokenCountsInput {
+  accountId: string;
+  provider: string;
+  model: string;
+  chargeType: number;
+  callCount: string;
+  at?: TimestampInput;
+}
+
+export interface CostEstimateQuery {
+  accountId: string;
+  provider: string;
+  model: string;
+  chargeType: ChargeType;
+  tokens: TokenCounts;
+  callCount: number;
+  at: Date;
+}
+
+export function validateEstimateCost(raw: EstimateCostInput, now: Date): CostEstimateQuery {
+  const v = new Violations();
+  const q = {
+    accountId: checkId(v, 'account_id', raw.accountId ?? '', false),
+    provider: checkProvider(v, 'provider', raw.provider),
+    model: checkModel(v, 'model', raw.model),
+    chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER) ?? 'completion',
+    tokens: checkTokens(v, raw),
+    callCount: checkInt(v, 'call_count', raw.callCount, 0, MAX_CALLS),
+    at: checkTimestamp(v, 'at', raw.at, now),
+  };
+  v.done();
+  return q;
+}
+
+export type RerateMode = 'unpriced_only' | 'all';
+const RERATE_MODE_BY_NUMBER: Record<number, RerateMode> = { 1: 'unpriced_only', 2: 'all' };
+
+export interface RerateQuery {
+  accountId: string;
+  startDate: string;
+  endDate: string;
+  mode: RerateMode;
+  provider?: string;
+  model?: string;
+  dryRun: boolean;
+}
+
+export function validateRerate(raw: { accountId: string; startDate: string; endDate: string; mode: number; provider: string; model: string; dryRun: boolean }): RerateQuery {
+  const v = new Violations();
+  const accountId = checkId(v, 'account_id', raw.accountId);
+  checkDateRange(v, raw.startDate, raw.endDate);
+  const q = {
+    accountId,
+    startDate: raw.startDate,
+    endDate: raw.endDate,
+    mode: checkEnum(v, 'mode', raw.mode, RERATE_MODE_BY_NUMBER) ?? 'unpriced_only',
+    provider: checkProvider(v, 'provider', raw.provider, false) || undefined,
+    model: checkModel(v, 'model', raw.model, false) || undefined,
+    dryRun: raw.dryRun === true,
+  };
+  v.done();
+  return q;
+}
+
+export interface ChangeListQuery {
+  accountId: string;
+  pageSize: number;
+  /** List changes with a smaller id than this (from the page token). */
+  beforeId?: bigint;
+}
+
+const changeToken = (accountId: string, id: bigint) => Buffer.from(JSON.stringify({ a: accountId, id: id.toString() }), 'utf8').toString('base64url');
+
+export function encodeChangePageToken(q: ChangeListQuery, lastId: bigint): string {
+  return changeToken(q.accountId, lastId);
+}
+
+export function validateListPricingChanges(raw: { accountId: string; pageSize: number; pageToken: string }): ChangeListQuery {
+  const v = new Violations();
+  const accountId = checkId(v, 'account_id', raw.accountId ?? '', false);
+  const pageSize = raw.pageSize === 0 ? 100 : checkInt(v, 'page_size', raw.pageSize, 1, 1000);
+  let beforeId: bigint | undefined;
+  if (raw.pageToken) {
+    try {
+      if (raw.pageToken.length > 256) throw new Error('too long');
+      const body = JSON.parse(Buffer.from(raw.pageToken, 'base64url').toString('utf8')) as { a?: unknown; id?: unknown };
+      if (body.a !== accountId || typeof body.id !== 'string' || !/^\d{1,19}$/.test(body.id)) throw new Error('foreign');
+      beforeId = BigInt(body.id);
+    } catch {
+      v.add('page_token', 'is not a token returned by a previous page of this same query');
+    }
+  }
+  v.done();
+  return { accountId, pageSize, beforeId };
+}
