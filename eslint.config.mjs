@@ -34,4 +34,22 @@ export default [
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  {
+    // Money code: every amount is a Dec (decimal.js). JS number arithmetic is
+    // banned here so that a float can never creep into a cost; proven by
+    // libs/pricing/src/money-lint.spec.ts.
+    files: ['libs/pricing/src/cost.ts', 'libs/pricing/src/money.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: 'BinaryExpression[operator=/^[-+*/%]$|^\\*\\*$/]', message: 'money code: use Dec methods (plus, minus, times, dividedBy), never JS number operators' },
+        { selector: 'AssignmentExpression[operator=/^([-+*/%]|\\*\\*)=$/]', message: 'money code: use Dec methods, never JS number operators' },
+        { selector: 'UpdateExpression', message: 'money code: use Dec methods, never ++ or --' },
+        { selector: 'UnaryExpression[operator="-"][argument.type!="Literal"]', message: 'money code: use Dec.negated(), never unary minus' },
+        { selector: "MemberExpression[object.name='Math']", message: 'money code: Math works on floats; use Dec' },
+        { selector: "CallExpression[callee.name=/^(parseFloat|parseInt|Number)$/]", message: 'money code: parse amounts with parseDecimal / new Dec' },
+        { selector: "MemberExpression[property.name=/^(toFixed|toPrecision)$/][object.type='Literal']", message: 'money code: format with formatDecimal' },
+      ],
+    },
+  },
 ];
