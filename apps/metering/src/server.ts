@@ -7,7 +7,7 @@ import { PriceTable } from '@metering/pricing';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Config } from './config';
 import { unary } from './grpc/unary';
-import { recordChargeHandler } from './handlers/charges.handler';
+import { recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
 import { checkLimitsHandler, getLimitsHandler, setLimitsHandler } from './handlers/limits.handler';
 import { deleteMarkupHandler, listMarkupsHandler, setMarkupHandler } from './handlers/markups.handler';
 import {
@@ -41,6 +41,7 @@ export function meteringService(db: Db, log: Logger, clock?: () => Date): Meteri
   const markups = new MarkupsService(db);
   return {
     recordCharge: unary('RecordCharge', log, recordChargeHandler(charges)),
+    recordCharges: unary('RecordCharges', log, recordChargesHandler(charges)),
     getDailyUsage: unary('GetDailyUsage', log, getDailyUsageHandler(usage)),
     checkLimits: unary('CheckLimits', log, checkLimitsHandler(limits)),
     setLimits: unary('SetLimits', log, setLimitsHandler(limits)),

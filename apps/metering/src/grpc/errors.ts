@@ -22,10 +22,11 @@ const CODE: Record<ErrorCode, status> = {
 
 const pack = (typeName: string, value: Uint8Array): Any => ({ typeUrl: `type.googleapis.com/${typeName}`, value: Buffer.from(value) });
 
-export function toServiceError(err: unknown, requestId: string): ServiceError & { internal: boolean } {
+/** The google.rpc.Status of an error: its code, message and details (BadRequest, ErrorInfo). */
+export function toRpcStatus(err: unknown, requestId?: string): Status {
   const domain = err instanceof DomainError ? err : undefined;
   const code = domain ? CODE[domain.code] : status.INTERNAL;
-  const message = domain ? domain.message : `internal error (request id ${requestId})`;
+  const message = domain ? domain.message : `internal error (request id ${requestId ?? 'unknown'})`;
   const details: Any[] = [];
   if (domain instanceof ValidationError) {
     details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: domain.violations }).finish()));
@@ -33,11 +34,19 @@ export function toServiceError(err: unknown, requestId: string): ServiceError & 
   details.push(
     pack(
       'google.rpc.ErrorInfo',
-      ErrorInfo.encode({ reason: domain ? domain.reason : 'INTERNAL', domain: ERROR_DOMAIN, metadata: { ...(domain?.metadata ?? {}), request_id: requestId } }).finish(),
+      ErrorInfo.encode({
+        reason: domain ? domain.reason : 'INTERNAL',
+        domain: ERROR_DOMAIN,
+        metadata: { ...(domain?.metadata ?? {}), ...(requestId ? { request_id: requestId } : {}) },
+      }).finish(),
     ),
   );
+  return { code, message, details };
+}
+
+export function toServiceError(err: unknown, requestId: string): ServiceError & { internal: boolean } {
+  const rpc = toRpcStatus(err, requestId);
   const metadata = new Metadata();
-  metadata.set('grpc-status-details-bin', Buffer.from(Status.encode({ code, message, details }).finish()));
-  const error = Object.assign(new Error(message), { code, details: message, metadata, internal: !domain });
-  return error;
+  metadata.set('grpc-status-details-bin', Buffer.from(Status.encode(rpc).finish()));
+  return Object.assign(new Error(rpc.message), { code: rpc.code as status, details: rpc.message, metadata, internal: !(err instanceof DomainError) });
 }

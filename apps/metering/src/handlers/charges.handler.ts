@@ -1,5 +1,7 @@
-import { RecordChargeRequest, RecordChargeResponse } from '@metering/contracts';
-import { ChargesService } from '../services/charges.service';
+import { RecordChargeRequest, RecordChargeResponse, RecordChargesRequest, RecordChargesResponse } from '@metering/contracts';
+import { DomainError, ValidationError } from '@metering/domain';
+import { toRpcStatus } from '../grpc/errors';
+import { ChargesService, MAX_BATCH } from '../services/charges.service';
 import { toProtoCharge } from './convert';
 
 /** RecordCharge: wire -> service -> wire. The generated request already has the shape of RecordChargeRequestInput. */
@@ -8,4 +10,21 @@ export const recordChargeHandler =
   async (req: RecordChargeRequest): Promise<RecordChargeResponse> => {
     const { charge, replayed } = await service.recordCharge(req);
     return { charge: toProtoCharge(charge), replayed };
+  };
+
+/** RecordCharges: one result per charge, in request order; a charge's own error becomes its google.rpc.Status. */
+export const recordChargesHandler =
+  (service: ChargesService) =>
+  async (req: RecordChargesRequest): Promise<RecordChargesResponse> => {
+    if (req.charges.length === 0 || req.charges.length > MAX_BATCH) {
+      throw new ValidationError([{ field: 'charges', description: `must hold 1 to ${MAX_BATCH} charges, got ${req.charges.length}` }]);
+    }
+    const results = await service.recordCharges(req.charges);
+    return {
+      results: results.map((r) =>
+        r instanceof DomainError
+          ? { result: { $case: 'error', value: toRpcStatus(r) } }
+          : { result: { $case: 'recorded', value: { charge: toProtoCharge(r.charge), replayed: r.replayed } } },
+      ),
+    };
   };

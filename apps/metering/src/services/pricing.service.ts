@@ -4,6 +4,7 @@ import {
   ChargeRecord,
   ChargeType,
   costsOf,
+  MarkupKey,
   CostEstimateQuery,
   encodeChangePageToken,
   NotFoundError,
@@ -31,8 +32,8 @@ import {
   TokenCounts,
 } from '@metering/pricing';
 import { Db, inTransaction, read, Tx } from '../store/db';
-import { findEffectiveMarkup } from '../store/markups.repo';
-import { deleteOperatorPrice, findOperatorPrice, listOperatorPrices, lockOperatorPrice, upsertOperatorPrice } from '../store/prices.repo';
+import { findMarkups } from '../store/markups.repo';
+import { deleteOperatorPrice, findOperatorPriceVersions, listOperatorPrices, lockOperatorPrice, upsertOperatorPrice } from '../store/prices.repo';
 import { insertPricingChange, listPricingChanges, PricingChange } from '../store/pricing-changes.repo';
 
 /** The pricing fields of a charge. */
@@ -43,6 +44,26 @@ export interface Estimate {
   price?: PriceVersion;
   markup: Dec;
   cost?: Cost;
+}
+
+/** An account's model at a moment. */
+export interface PriceItem {
+  accountId: string;
+  provider: string;
+  model: string;
+  at: Date;
+}
+
+/** A token mix to price for an account. */
+export interface EstimateItem extends PriceItem {
+  chargeType: ChargeType;
+  tokens: TokenCounts;
+  callCount: number;
+}
+
+/** The distinct values of a list (by their JSON). */
+function uniqueBy<T>(items: T[]): T[] {
+  return [...new Map(items.map((i) => [JSON.stringify(i), i])).values()];
 }
 
 /** An operator price as a price version: the version string says where it comes from. */
@@ -76,46 +97,66 @@ export class PricingService {
     private readonly clock: () => Date = () => new Date(),
   ) {}
 
-  /** The price in effect for an account's model at a moment, by precedence. */
-  async priceAt(db: Db | Tx, accountId: string, provider: string, model: string, at: Date): Promise<PriceVersion | undefined> {
-    const operator = await findOperatorPrice(db, accountId, provider, model, at);
-    const version = operator && operatorVersion(operator);
-    return choosePrice({
-      account: version?.origin === 'account' ? version : undefined,
-      operator: version?.origin === 'operator' ? version : undefined,
-      catalog: this.catalog.priceAt(provider, model, at),
+  /**
+   * The price in effect for each item (an account's model at a moment), by
+   * precedence: one read of the operator prices for the whole list.
+   */
+  async pricesAt(db: Db | Tx, items: PriceItem[]): Promise<Array<PriceVersion | undefined>> {
+    const models = uniqueBy(items.map((i): [string, string] => [i.provider, i.model]));
+    const operator = (await findOperatorPriceVersions(db, items.map((i) => i.accountId), models)).map(operatorVersion);
+    return items.map((i) => {
+      const mine = operator.filter((v) => v.provider === i.provider && v.model === i.model);
+      return choosePrice({
+        account: i.accountId ? inEffect(mine.filter((v) => v.accountId === i.accountId), i.at) : undefined,
+        operator: inEffect(mine.filter((v) => v.accountId === ''), i.at),
+        catalog: this.catalog.priceAt(i.provider, i.model, i.at),
+      });
     });
   }
 
-  /** The cost of a token mix for an account at a moment (no cost when the model has no price then). */
-  async estimate(
-    db: Db | Tx,
-    q: { accountId: string; provider: string; model: string; chargeType: ChargeType; tokens: TokenCounts; callCount: number; at: Date },
-  ): Promise<Estimate> {
-    const price = await this.priceAt(db, q.accountId, q.provider, q.model, q.at);
-    if (!price) return { markup: new Dec(1) };
-    const markup = (await findEffectiveMarkup(db, q))?.factor ?? new Dec(1);
-    return { price, markup, cost: computeCost(price, q.tokens, markup, q.callCount) };
+  /** The markup of each item: the account's own, else the default, else 1. One read for the whole list. */
+  async markupsOf(db: Db | Tx, items: Array<Omit<MarkupKey, 'accountId'> & { accountId: string }>): Promise<Dec[]> {
+    const found = await findMarkups(db, uniqueBy(items.map((i) => ({ accountId: i.accountId, provider: i.provider, model: i.model, chargeType: i.chargeType }))));
+    const factor = (i: (typeof items)[number], accountId: string) =>
+      found.find((m) => m.accountId === accountId && m.provider === i.provider && m.model === i.model && m.chargeType === i.chargeType)?.factor;
+    return items.map((i) => (i.accountId && factor(i, i.accountId)) || factor(i, '') || new Dec(1));
   }
 
-  /** The pricing of a charge at its usage time, now. A model without a price is unpriced, with no cost invented. */
-  async priceCharge(db: Db | Tx, c: ChargeInput): Promise<ChargePricing> {
-    const { price, markup, cost } = await this.estimate(db, { ...c, at: c.usageTime });
+  /** The price in effect for an account's model at a moment, by precedence. */
+  async priceAt(db: Db | Tx, item: PriceItem): Promise<PriceVersion | undefined> {
+    return (await this.pricesAt(db, [item]))[0];
+  }
+
+  /** The costs of token mixes for accounts at moments (no cost when a model has no price then): two reads for the whole list. */
+  async estimates(db: Db | Tx, items: EstimateItem[]): Promise<Estimate[]> {
+    const [prices, markups] = await Promise.all([this.pricesAt(db, items), this.markupsOf(db, items)]);
+    return items.map((q, n) => {
+      const price = prices[n];
+      const markup = markups[n];
+      return price ? { price, markup, cost: computeCost(price, q.tokens, markup, q.callCount) } : { markup };
+    });
+  }
+
+  /** The pricing of charges at their usage times, now. A model without a price is unpriced, with no cost invented. */
+  async priceCharges(db: Db | Tx, charges: ChargeInput[]): Promise<ChargePricing[]> {
+    const estimates = await this.estimates(db, charges.map((c) => ({ ...c, at: c.usageTime })));
     const rateTime = this.clock();
-    if (!price || !cost) return { pricingStatus: 'unpriced', priceVersion: null, markup: null, priceOrigin: null, costs: null, rateTime };
-    return { pricingStatus: 'priced', priceVersion: price.version, markup: formatDecimal(markup), priceOrigin: price.origin, costs: costsOf(cost), rateTime };
+    return estimates.map(({ price, markup, cost }): ChargePricing => {
+      if (!price || !cost) return { pricingStatus: 'unpriced', priceVersion: null, markup: null, priceOrigin: null, costs: null, rateTime };
+      return { pricingStatus: 'priced', priceVersion: price.version, markup: formatDecimal(markup), priceOrigin: price.origin, costs: costsOf(cost), rateTime };
+    });
   }
 
   // ---- RPCs ----
 
   async estimateCost(raw: EstimateCostInput): Promise<Estimate> {
     const q: CostEstimateQuery = validateEstimateCost(raw, this.clock());
-    return read(() => this.estimate(this.db, q));
+    return (await read(() => this.estimates(this.db, [q])))[0];
   }
 
   async getPrice(raw: Parameters<typeof validateGetPrice>[0]): Promise<PriceVersion> {
     const q: PriceQuery = validateGetPrice(raw, this.clock());
-    const price = await read(() => this.priceAt(this.db, q.accountId, q.provider, q.model, q.at));
+    const price = await read(() => this.priceAt(this.db, q));
     if (!price) throw new NotFoundError('PRICE_NOT_FOUND', `no price for ${q.provider}/${q.model} at ${q.at.toISOString()}`);
     return price;
   }

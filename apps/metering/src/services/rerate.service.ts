@@ -50,9 +50,10 @@ export class RerateService {
       const batch = await inTransaction(this.db, async (tx) => {
         const charges = await lockChargesToRerate(tx, q, after, RERATE_BATCH);
         const deltas: RollupDelta[] = [];
-        for (const old of charges) {
+        const repriced = await this.pricing.priceCharges(tx, charges);
+        for (const [n, old] of charges.entries()) {
           report.examined++;
-          const pricing = await this.pricing.priceCharge(tx, old);
+          const pricing = repriced[n];
           if (pricing.pricingStatus === 'unpriced') report.stillUnpriced++;
           if (samePricing(old, pricing)) continue;
           const updated: ChargeRecord = { ...old, ...pricing };

@@ -141,22 +141,29 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
 }
 
 /**
- * Inserts the charge unless its idempotency key is taken. Returns the stored
- * charge, or undefined when the key exists (a concurrent insert of the same
- * key waits for the other transaction and then does nothing).
+ * Inserts the charges whose idempotency keys are free, in the given order (a
+ * caller that sorts by key makes concurrent batches lock keys in one order).
+ * Returns the stored charges; a taken key is skipped (a concurrent insert of
+ * the same key waits for the other transaction and then skips).
  */
-export async function insertChargeIfAbsent(tx: Tx, charge: ChargeRecord): Promise<ChargeRecord | undefined> {
+export async function insertChargesIfAbsent(tx: Tx, charges: ChargeRecord[]): Promise<ChargeRecord[]> {
+  if (charges.length === 0) return [];
   const rows: ChargeRow[] = await tx('charges')
-    .insert(toChargeRow(charge))
+    .insert(charges.map(toChargeRow))
     .onConflict(['account_id', 'idempotency_key'])
     .ignore()
     .returning('*');
-  return rows.length ? fromChargeRow(rows[0]) : undefined;
+  return rows.map(fromChargeRow);
 }
 
-export async function findChargeByIdempotencyKey(tx: Tx, accountId: string, idempotencyKey: string): Promise<ChargeRecord | undefined> {
-  const row: ChargeRow | undefined = await tx('charges').where({ account_id: accountId, idempotency_key: idempotencyKey }).first();
-  return row ? fromChargeRow(row) : undefined;
+/** The stored charges with these (account, idempotency key) pairs. */
+export async function findChargesByIdempotencyKeys(tx: Tx, keys: Array<{ accountId: string; idempotencyKey: string }>): Promise<ChargeRecord[]> {
+  if (keys.length === 0) return [];
+  const rows: ChargeRow[] = await tx('charges').whereIn(
+    ['account_id', 'idempotency_key'],
+    keys.map((k) => [k.accountId, k.idempotencyKey]),
+  );
+  return rows.map(fromChargeRow);
 }
 
 /**

@@ -26,14 +26,13 @@ const fromRow = (r: MarkupRow): Markup => ({
 
 const keyOf = (k: MarkupKey) => ({ account_id: k.accountId, provider: k.provider, model: k.model, charge_type: k.chargeType });
 
-/** The markup that applies to an account's charge: its own override, else the default; undefined when neither is set. */
-export async function findEffectiveMarkup(db: Db | Tx, key: Omit<MarkupKey, 'accountId'> & { accountId: string }): Promise<Markup | undefined> {
-  const row: MarkupRow | undefined = await db('markups')
-    .whereIn('account_id', ['', key.accountId])
-    .where({ provider: key.provider, model: key.model, charge_type: key.chargeType })
-    .orderBy('account_id', 'desc')
-    .first();
-  return row ? fromRow(row) : undefined;
+/** The markups that can apply to the given keys (the accounts' own and the defaults, account_id ''): one read for a batch. */
+export async function findMarkups(db: Db | Tx, keys: MarkupKey[]): Promise<Markup[]> {
+  if (keys.length === 0) return [];
+  const rows: MarkupRow[] = await db('markups')
+    .whereIn('account_id', ['', ...new Set(keys.map((k) => k.accountId).filter((a) => a !== ''))])
+    .whereIn(['provider', 'model', 'charge_type'], keys.map((k) => [k.provider, k.model, k.chargeType]));
+  return rows.map(fromRow);
 }
 
 /** The markup row of exactly this key, locked for update (for the audit trail's "before"). */

@@ -29,18 +29,18 @@ const fromRow = (r: PriceRow): OperatorPrice => ({
 const keyOf = (k: PriceKey) => ({ account_id: k.accountId, provider: k.provider, model: k.model, effective_time: k.effectiveTime });
 
 /**
- * The operator price in effect for an account's model at a moment, by
- * precedence: the account's own version in effect, else the version for every
- * account in effect. One index range read.
+ * Every operator price version of the given models that can apply to the
+ * given accounts (their own and the defaults, account_id ''), oldest first:
+ * one index read for a whole batch of charges. The service picks the version
+ * in effect per charge, by precedence.
  */
-export async function findOperatorPrice(db: Db | Tx, accountId: string, provider: string, model: string, at: Date): Promise<OperatorPrice | undefined> {
-  const row: PriceRow | undefined = await db('prices')
-    .whereIn('account_id', accountId ? ['', accountId] : [''])
-    .where({ provider, model })
-    .where('effective_time', '<=', at)
-    .orderBy([{ column: 'account_id', order: 'desc' }, { column: 'effective_time', order: 'desc' }])
-    .first();
-  return row ? fromRow(row) : undefined;
+export async function findOperatorPriceVersions(db: Db | Tx, accountIds: string[], models: Array<[string, string]>): Promise<OperatorPrice[]> {
+  if (models.length === 0) return [];
+  const rows: PriceRow[] = await db('prices')
+    .whereIn('account_id', ['', ...new Set(accountIds.filter((a) => a !== ''))])
+    .whereIn(['provider', 'model'], models)
+    .orderBy('effective_time');
+  return rows.map(fromRow);
 }
 
 /** Every operator price version of the defaults and of one account, optionally of one provider, oldest first per model. */

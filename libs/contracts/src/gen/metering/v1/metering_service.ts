@@ -20,6 +20,7 @@ import {
 } from "@grpc/grpc-js";
 import { Struct } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { Status } from "../../google/rpc/status";
 import {
   Charge,
   ChargeType,
@@ -137,6 +138,34 @@ export interface RecordChargeResponse {
    * nothing new was written and charge is the original.
    */
   replayed: boolean;
+}
+
+/** A batch of charges to record. */
+export interface RecordChargesRequest {
+  /** 1 to 1000 charges, each as in RecordCharge (own account, own idempotency key). */
+  charges: RecordChargeRequest[];
+}
+
+/** The outcome of each charge of a batch. */
+export interface RecordChargesResponse {
+  /** One result per charge, in request order. */
+  results: RecordChargeResult[];
+}
+
+/** The outcome of one charge of a batch. */
+export interface RecordChargeResult {
+  /** What happened to the charge. */
+  result:
+    | //
+    /** Recorded (or replayed: same key, same content), as RecordCharge answers. */
+    { $case: "recorded"; value: RecordChargeResponse }
+    | //
+    /**
+     * Not recorded: INVALID_ARGUMENT (with BadRequest naming the fields of
+     * this charge) or ALREADY_EXISTS (key reused with different content).
+     */
+    { $case: "error"; value: Status }
+    | undefined;
 }
 
 /** Which daily usage to read. */
@@ -909,6 +938,249 @@ export const RecordChargeResponse: MessageFns<RecordChargeResponse> = {
       ? Charge.fromPartial(object.charge)
       : undefined;
     message.replayed = object.replayed ?? false;
+    return message;
+  },
+};
+
+function createBaseRecordChargesRequest(): RecordChargesRequest {
+  return { charges: [] };
+}
+
+export const RecordChargesRequest: MessageFns<RecordChargesRequest> = {
+  encode(message: RecordChargesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.charges) {
+      RecordChargeRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordChargesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordChargesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.charges.push(RecordChargeRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordChargesRequest {
+    return {
+      charges: globalThis.Array.isArray(object?.charges)
+        ? object.charges.map((e: any) => RecordChargeRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RecordChargesRequest): unknown {
+    const obj: any = {};
+    if (message.charges?.length) {
+      obj.charges = message.charges.map((e) => RecordChargeRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RecordChargesRequest>): RecordChargesRequest {
+    return RecordChargesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RecordChargesRequest>): RecordChargesRequest {
+    const message = createBaseRecordChargesRequest();
+    message.charges = object.charges?.map((e) => RecordChargeRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRecordChargesResponse(): RecordChargesResponse {
+  return { results: [] };
+}
+
+export const RecordChargesResponse: MessageFns<RecordChargesResponse> = {
+  encode(message: RecordChargesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      RecordChargeResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordChargesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordChargesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(RecordChargeResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordChargesResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => RecordChargeResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RecordChargesResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => RecordChargeResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RecordChargesResponse>): RecordChargesResponse {
+    return RecordChargesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RecordChargesResponse>): RecordChargesResponse {
+    const message = createBaseRecordChargesResponse();
+    message.results = object.results?.map((e) => RecordChargeResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRecordChargeResult(): RecordChargeResult {
+  return { result: undefined };
+}
+
+export const RecordChargeResult: MessageFns<RecordChargeResult> = {
+  encode(message: RecordChargeResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "recorded":
+        RecordChargeResponse.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        Status.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordChargeResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordChargeResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = { $case: "recorded", value: RecordChargeResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "error", value: Status.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordChargeResult {
+    return {
+      result: isSet(object.recorded)
+        ? { $case: "recorded", value: RecordChargeResponse.fromJSON(object.recorded) }
+        : isSet(object.error)
+        ? { $case: "error", value: Status.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: RecordChargeResult): unknown {
+    const obj: any = {};
+    if (message.result?.$case === "recorded") {
+      obj.recorded = RecordChargeResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = Status.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RecordChargeResult>): RecordChargeResult {
+    return RecordChargeResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RecordChargeResult>): RecordChargeResult {
+    const message = createBaseRecordChargeResult();
+    switch (object.result?.$case) {
+      case "recorded": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "recorded", value: RecordChargeResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: Status.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -2583,6 +2855,21 @@ export const MeteringServiceService = {
       Buffer.from(RecordChargeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RecordChargeResponse => RecordChargeResponse.decode(value),
   },
+  /**
+   * Records up to 1000 charges in one call, each idempotent by its own key,
+   * with one result per charge in request order. Valid charges are written in
+   * one transaction; an invalid or conflicting charge fails alone.
+   */
+  recordCharges: {
+    path: "/metering.v1.MeteringService/RecordCharges" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordChargesRequest): Buffer => Buffer.from(RecordChargesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordChargesRequest => RecordChargesRequest.decode(value),
+    responseSerialize: (value: RecordChargesResponse): Buffer =>
+      Buffer.from(RecordChargesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecordChargesResponse => RecordChargesResponse.decode(value),
+  },
   /** Reads daily usage rollups of an account over an inclusive date range. */
   getDailyUsage: {
     path: "/metering.v1.MeteringService/GetDailyUsage" as const,
@@ -2747,6 +3034,12 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * idempotency_key): a retry returns the original charge with replayed=true.
    */
   recordCharge: handleUnaryCall<RecordChargeRequest, RecordChargeResponse>;
+  /**
+   * Records up to 1000 charges in one call, each idempotent by its own key,
+   * with one result per charge in request order. Valid charges are written in
+   * one transaction; an invalid or conflicting charge fails alone.
+   */
+  recordCharges: handleUnaryCall<RecordChargesRequest, RecordChargesResponse>;
   /** Reads daily usage rollups of an account over an inclusive date range. */
   getDailyUsage: handleUnaryCall<GetDailyUsageRequest, GetDailyUsageResponse>;
   /**
@@ -2806,6 +3099,26 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RecordChargeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Records up to 1000 charges in one call, each idempotent by its own key,
+   * with one result per charge in request order. Valid charges are written in
+   * one transaction; an invalid or conflicting charge fails alone.
+   */
+  recordCharges(
+    request: RecordChargesRequest,
+    callback: (error: ServiceError | null, response: RecordChargesResponse) => void,
+  ): ClientUnaryCall;
+  recordCharges(
+    request: RecordChargesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecordChargesResponse) => void,
+  ): ClientUnaryCall;
+  recordCharges(
+    request: RecordChargesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecordChargesResponse) => void,
   ): ClientUnaryCall;
   /** Reads daily usage rollups of an account over an inclusive date range. */
   getDailyUsage(
