@@ -159,11 +159,14 @@ export async function insertChargesIfAbsent(tx: Tx, charges: ChargeRecord[]): Pr
 /** The stored charges with these (account, idempotency key) pairs. */
 export async function findChargesByIdempotencyKeys(tx: Tx, keys: Array<{ accountId: string; idempotencyKey: string }>): Promise<ChargeRecord[]> {
   if (keys.length === 0) return [];
-  const rows: ChargeRow[] = await tx('charges').whereIn(
-    ['account_id', 'idempotency_key'],
-    keys.map((k) => [k.accountId, k.idempotencyKey]),
+  // Two arrays joined by unnest rather than a row-value IN list, which the
+  // embedded database plans poorly for long lists.
+  const { rows } = await tx.raw(
+    `SELECT c.* FROM charges c
+       JOIN unnest(?::text[], ?::text[]) AS k(account_id, idempotency_key) USING (account_id, idempotency_key)`,
+    [keys.map((k) => k.accountId), keys.map((k) => k.idempotencyKey)],
   );
-  return rows.map(fromChargeRow);
+  return (rows as ChargeRow[]).map(fromChargeRow);
 }
 
 /**

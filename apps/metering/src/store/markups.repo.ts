@@ -29,10 +29,12 @@ const keyOf = (k: MarkupKey) => ({ account_id: k.accountId, provider: k.provider
 /** The markups that can apply to the given keys (the accounts' own and the defaults, account_id ''): one read for a batch. */
 export async function findMarkups(db: Db | Tx, keys: MarkupKey[]): Promise<Markup[]> {
   if (keys.length === 0) return [];
-  const rows: MarkupRow[] = await db('markups')
-    .whereIn('account_id', ['', ...new Set(keys.map((k) => k.accountId).filter((a) => a !== ''))])
-    .whereIn(['provider', 'model', 'charge_type'], keys.map((k) => [k.provider, k.model, k.chargeType]));
-  return rows.map(fromRow);
+  const { rows } = await db.raw(
+    `SELECT m.* FROM markups m JOIN unnest(?::text[], ?::text[], ?::text[]) AS k(provider, model, charge_type) USING (provider, model, charge_type)
+      WHERE m.account_id = ANY(?::text[])`,
+    [keys.map((k) => k.provider), keys.map((k) => k.model), keys.map((k) => k.chargeType), ['', ...new Set(keys.map((k) => k.accountId).filter((a) => a !== ''))]],
+  );
+  return (rows as MarkupRow[]).map(fromRow);
 }
 
 /** The markup row of exactly this key, locked for update (for the audit trail's "before"). */

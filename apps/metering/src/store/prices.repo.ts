@@ -36,11 +36,12 @@ const keyOf = (k: PriceKey) => ({ account_id: k.accountId, provider: k.provider,
  */
 export async function findOperatorPriceVersions(db: Db | Tx, accountIds: string[], models: Array<[string, string]>): Promise<OperatorPrice[]> {
   if (models.length === 0) return [];
-  const rows: PriceRow[] = await db('prices')
-    .whereIn('account_id', ['', ...new Set(accountIds.filter((a) => a !== ''))])
-    .whereIn(['provider', 'model'], models)
-    .orderBy('effective_time');
-  return rows.map(fromRow);
+  const { rows } = await db.raw(
+    `SELECT p.* FROM prices p JOIN unnest(?::text[], ?::text[]) AS m(provider, model) USING (provider, model)
+      WHERE p.account_id = ANY(?::text[]) ORDER BY p.effective_time`,
+    [models.map((m) => m[0]), models.map((m) => m[1]), ['', ...new Set(accountIds.filter((a) => a !== ''))]],
+  );
+  return (rows as PriceRow[]).map(fromRow);
 }
 
 /** Every operator price version of the defaults and of one account, optionally of one provider, oldest first per model. */

@@ -1,0 +1,105 @@
+import { DomainError, IdempotencyConflictError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
+import { PriceTable } from '@metering/pricing';
+import { ChargesService } from '../../src/services/charges.service';
+import { PricingService } from '../../src/services/pricing.service';
+import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
+import { expectRollupsMatchCharges } from '../support/consistency';
+import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+
+/**
+ * The write path on real databases: group commit of concurrent RecordCharge
+ * calls and the RecordCharges batch. Every acknowledged charge is stored
+ * exactly once, rollups equal the charges, and a failed transaction fails
+ * exactly the calls in it.
+ */
+const NOW = new Date('2026-11-23T12:00:00Z');
+const clock = () => NOW;
+
+const charge = (over: Partial<RecordChargeRequestInput> = {}): RecordChargeRequestInput => ({
+  accountId: 'acme', userId: 'u1', idempotencyKey: 'k', sessionKey: '', provider: 'openai', model: 'gpt-4o-mini', chargeType: 0, requestType: 0,
+  promptTokens: '1000', completionTokens: '500', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0',
+  callCount: '0', reference: '', endpoint: '', responseTimeMs: undefined, wasCached: false, hadError: false, errorMessage: '', metadata: undefined,
+  usageTime: undefined, ...over,
+});
+
+requirePostgresInCi();
+
+describe.each(databaseTargets())('write path on $name', (target) => {
+  let tdb: TestDatabase;
+  let db: Db;
+  let charges: ChargesService;
+  const countOf = async (accountId: string) => Number((await db('charges').where({ account_id: accountId }).count<{ n: string }[]>('* as n'))[0].n);
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    db = openDatabase(tdb.config);
+    await migrate(db);
+    charges = new ChargesService(db, new PricingService(db, new PriceTable(), clock), clock);
+  });
+
+  afterAll(async () => {
+    if (db) await closeDatabase(db);
+    await tdb?.drop();
+  });
+
+  it('coalesces 300 concurrent calls over 50 users and hot keys: every call answered once, every charge stored once', async () => {
+    const calls = Array.from({ length: 300 }, (_, i) => charge({ accountId: 'group', userId: `u${i % 250 % 50}`, idempotencyKey: `g-${i % 250}`, model: i % 250 % 3 ? 'gpt-4o-mini' : 'unknown-model' }));
+    const results = await Promise.all(calls.map((c) => charges.recordCharge(c)));
+    expect(results.filter((r) => !r.replayed)).toHaveLength(250);
+    expect(new Set(results.map((r) => r.charge.chargeId)).size).toBe(250);
+    expect(await countOf('group')).toBe(250);
+    await expectRollupsMatchCharges(db, 'group');
+  });
+
+  it('records a batch with one result per charge: invalid and conflicting charges fail alone, duplicates in the batch replay', async () => {
+    await charges.recordCharge(charge({ accountId: 'batch', idempotencyKey: 'taken' }));
+    const results = await charges.recordCharges([
+      charge({ accountId: 'batch', idempotencyKey: 'b1' }),
+      charge({ accountId: 'batch', idempotencyKey: 'b2', promptTokens: '-1', model: '' }),
+      charge({ accountId: 'batch', idempotencyKey: 'taken', completionTokens: '501' }),
+      charge({ accountId: 'batch', idempotencyKey: 'b1' }),
+      charge({ accountId: 'batch', idempotencyKey: 'b1', promptTokens: '999' }),
+      charge({ accountId: 'batch', idempotencyKey: 'taken' }),
+      charge({ accountId: 'batch', idempotencyKey: 'b3', userId: 'u2' }),
+    ]);
+    const shape = results.map((r) => (r instanceof DomainError ? r.constructor.name : r.replayed ? 'replayed' : 'recorded'));
+    expect(shape).toEqual(['recorded', 'ValidationError', 'IdempotencyConflictError', 'replayed', 'IdempotencyConflictError', 'replayed', 'recorded']);
+    expect((results[1] as ValidationError).violations.map((v) => v.field).sort()).toEqual(['model', 'prompt_tokens']);
+    expect((results[4] as IdempotencyConflictError).fields).toEqual(['prompt_tokens']);
+    expect(results[3]).toMatchObject({ charge: (results[0] as { charge: object }).charge });
+    expect(await countOf('batch')).toBe(3);
+    await expectRollupsMatchCharges(db, 'batch');
+  });
+
+  it('fails exactly the calls of a failed transaction, retry-safe: the failed ones are absent, the acknowledged ones present once', async () => {
+    await db.raw(`CREATE FUNCTION fail_doomed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'doomed'; END $$`);
+    await db.raw(`CREATE TRIGGER fail_doomed BEFORE INSERT ON daily_usage FOR EACH ROW WHEN (NEW.model = 'doomed') EXECUTE FUNCTION fail_doomed()`);
+    try {
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 120 }, (_, i) => charges.recordCharge(charge({ accountId: 'fail', idempotencyKey: `f-${i}`, model: i === 60 ? 'doomed' : 'gpt-4o-mini' }))),
+      );
+      expect(outcomes[60].status).toBe('rejected');
+      const acked = outcomes.flatMap((o, i) => (o.status === 'fulfilled' ? [`f-${i}`] : []));
+      const stored = (await db('charges').where({ account_id: 'fail' }).select('idempotency_key')).map((r: { idempotency_key: string }) => r.idempotency_key);
+      expect(stored.sort()).toEqual(acked.sort());
+      expect(acked.length).toBeGreaterThan(0);
+      // A retry of every failed call (same keys), without the failing one, records them once.
+      await Promise.all(outcomes.flatMap((o, i) => (o.status === 'rejected' && i !== 60 ? [charges.recordCharge(charge({ accountId: 'fail', idempotencyKey: `f-${i}` }))] : [])));
+      expect(await countOf('fail')).toBe(119);
+      await expectRollupsMatchCharges(db, 'fail');
+    } finally {
+      await db.raw('DROP TRIGGER fail_doomed ON daily_usage');
+      await db.raw('DROP FUNCTION fail_doomed()');
+    }
+  });
+
+  it('writes a batch of 1000 charges in one call, and replays it whole', async () => {
+    const batch = Array.from({ length: 1000 }, (_, i) => charge({ accountId: 'big', userId: `u${i % 7}`, idempotencyKey: `big-${i}` }));
+    const first = await charges.recordCharges(batch);
+    expect(first.every((r) => !(r instanceof DomainError) && !r.replayed)).toBe(true);
+    const again = await charges.recordCharges(batch);
+    expect(again.every((r) => !(r instanceof DomainError) && r.replayed)).toBe(true);
+    expect(await countOf('big')).toBe(1000);
+    await expectRollupsMatchCharges(db, 'big');
+  });
+});
