@@ -11,6 +11,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** How often the database is pinged to keep the health status true. */
   healthIntervalMs: number;
+  /** Group commit: how many write transactions may run at once; calls arriving meanwhile join the next one. */
+  writeConcurrency: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -35,5 +37,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel,
     shutdownGraceMs: int(env, 'METERING_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     healthIntervalMs: int(env, 'METERING_HEALTH_INTERVAL_MS', 5_000, 100, 600_000),
+    writeConcurrency: int(env, 'METERING_WRITE_CONCURRENCY', 2, 1, 64),
   };
 }

@@ -32,9 +32,10 @@ import { closeDatabase, Db, migrate, openDatabase } from './store/db';
 export const SERVICE_NAME = 'metering.v1.MeteringService';
 
 /** The MeteringService implementation: each RPC is handler -> service -> store. */
-export function meteringService(db: Db, log: Logger, clock?: () => Date): MeteringServiceServer {
+export function meteringService(db: Db, log: Logger, opts: { clock?: () => Date; writeConcurrency?: number } = {}): MeteringServiceServer {
+  const { clock, writeConcurrency } = opts;
   const pricing = new PricingService(db, new PriceTable(), clock);
-  const charges = new ChargesService(db, pricing, clock);
+  const charges = new ChargesService(db, pricing, clock, writeConcurrency);
   const rerate = new RerateService(db, pricing);
   const usage = new UsageService(db);
   const limits = new LimitsService(db, clock);
@@ -100,7 +101,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   log.info('database migrated', { database: where });
 
   const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-  server.addService(MeteringServiceService, meteringService(db, log));
+  server.addService(MeteringServiceService, meteringService(db, log, { writeConcurrency: config.writeConcurrency }));
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   new ReflectionService(reflectionPackage()).addToServer(server);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import {
+  BadRequest,
   ChargeType,
   CheckLimitsReason,
   HealthCheckResponse,
@@ -129,6 +130,26 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
     expect((await call(client.deleteMarkup, client, { accountId: '', actor: 'e2e', chargeType: ChargeType.CHARGE_TYPE_TOOL, provider: 'openai', model: 'gpt-4o' })).deleted).toBe(true);
     const zero = await grpcError(call(client.setMarkup, client, { accountId: '', actor: 'e2e', chargeType: ChargeType.CHARGE_TYPE_TOOL, provider: 'openai', model: 'gpt-4o', factor: '-1' }));
     expect(statusDetails(zero).badRequest?.fieldViolations.map((v) => v.field)).toEqual(['factor']);
+  });
+
+  it('records a batch with RecordCharges: one result per charge, errors as google.rpc.Status naming the fields', async () => {
+    const { results } = await call(client.recordCharges, client, {
+      charges: [
+        request({ accountId: 'batch', idempotencyKey: 'b1' }),
+        request({ accountId: 'batch', idempotencyKey: 'b2', promptTokens: '9223372036854775807', provider: 'OpenAI' }),
+        request({ accountId: 'batch', idempotencyKey: 'b1' }),
+      ],
+    });
+    expect(results.map((r) => r.result?.$case)).toEqual(['recorded', 'error', 'recorded']);
+    const [first, bad, replay] = results.map((r) => r.result);
+    expect(first?.$case === 'recorded' && first.value.charge?.totalCost).toEqual({ amount: '0.00225', currencyCode: 'USD' });
+    expect(replay?.$case === 'recorded' && replay.value.replayed).toBe(true);
+    if (bad?.$case !== 'error') throw new Error('expected an error');
+    expect(bad.value.code).toBe(status.INVALID_ARGUMENT);
+    const details = bad.value.details.filter((d) => d.typeUrl === 'type.googleapis.com/google.rpc.BadRequest').map((d) => BadRequest.decode(d.value));
+    expect(details[0].fieldViolations.map((v) => v.field).sort()).toEqual(['prompt_tokens', 'provider']);
+    const empty = await grpcError(call(client.recordCharges, client, { charges: [] }));
+    expect(statusDetails(empty).badRequest?.fieldViolations.map((v) => v.field)).toEqual(['charges']);
   });
 
   it('serves grpc.health.v1 Check and Watch', async () => {
