@@ -1,5 +1,5 @@
 import { Dec, formatDecimal, nestingProblem, PriceOrigin, TokenCounts } from '@metering/pricing';
-import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, Violations } from './validation';
+import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, TimestampInput, Violations } from './validation';
 
 export type ChargeType = 'completion' | 'plugin' | 'tool';
 export type RequestType = 'chat' | 'summarization' | 'embedding' | 'tool_call' | 'vision';
@@ -24,7 +24,7 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
 export type JsonObject = { [key: string]: JsonValue };
 
 /** A RecordCharge request as it comes off the wire (int64 as strings, enums as numbers), not yet trusted. */
-export interface RecordChargeRequestInput {
+export interface RecordChargeRequestInput extends TokenCountsInput {
   accountId: string;
   userId: string;
   idempotencyKey: string;
@@ -33,12 +33,6 @@ export interface RecordChargeRequestInput {
   model: string;
   chargeType: number;
   requestType: number;
-  promptTokens: string;
-  completionTokens: string;
-  reasoningTokens: string;
-  cachedPromptTokens: string;
-  cacheWriteTokens: string;
-  cacheWrite1hTokens: string;
   callCount: string;
   reference: string;
   endpoint: string;
@@ -48,7 +42,7 @@ export interface RecordChargeRequestInput {
   errorMessage: string;
   metadata: unknown;
   /** Seconds (int64 string) and nanos of the usage time, when supplied. */
-  usageTime?: { seconds: string; nanos: number };
+  usageTime?: TimestampInput;
 }
 
 /** A validated charge to record. */
