@@ -38,7 +38,7 @@ export function parsePriceRow(row: PriceRow): PriceVersion {
     throw new Error(`price row ${where}: effectiveFrom must be a real day, YYYY-MM-DD`);
   }
   if (!row.source.trim()) throw new Error(`price row ${where}: source is required`);
-  const { provider, model, effectiveFrom: _day, source, ...spec } = row;
+  const { provider, model, effectiveFrom: _day, source, aliases: _aliases, ...spec } = row;
   return { version: where, provider, model, origin: 'catalog', accountId: '', effectiveTime, source, spec, ...parseRates(spec, where) };
 }
 
@@ -64,24 +64,33 @@ export function choosePrice(layers: { account?: PriceVersion; operator?: PriceVe
 /** The built-in catalogue: price versions by provider and model, each list sorted by effective date. */
 export class PriceTable {
   private readonly byModel = new Map<string, PriceVersion[]>();
+  private readonly byAlias = new Map<string, PriceVersion[]>();
 
   constructor(rows: readonly PriceRow[] = PRICE_CATALOG) {
     for (const row of rows) {
       const parsed = parsePriceRow(row);
-      const key = `${row.provider}/${row.model}`;
-      const versions = this.byModel.get(key) ?? [];
-      if (versions.some((v) => v.effectiveTime.getTime() === parsed.effectiveTime.getTime())) {
-        throw new Error(`price table: ${parsed.version} is listed twice`);
-      }
-      versions.push(parsed);
-      versions.sort((a, b) => a.effectiveTime.getTime() - b.effectiveTime.getTime());
-      this.byModel.set(key, versions);
+      const add = (map: Map<string, PriceVersion[]>, name: string) => {
+        const key = `${row.provider}/${name}`;
+        const versions = map.get(key) ?? [];
+        if (versions.some((v) => v.effectiveTime.getTime() === parsed.effectiveTime.getTime())) {
+          throw new Error(`price table: ${row.provider}/${name}@${row.effectiveFrom} is listed twice`);
+        }
+        versions.push(parsed);
+        versions.sort((a, b) => a.effectiveTime.getTime() - b.effectiveTime.getTime());
+        map.set(key, versions);
+      };
+      add(this.byModel, row.model);
+      for (const alias of row.aliases ?? []) add(this.byAlias, alias);
+    }
+    for (const key of this.byAlias.keys()) {
+      if (this.byModel.has(key)) throw new Error(`price table: alias ${key} is also a model of its own`);
     }
   }
 
   /** The price in effect for the provider and model at a moment, or undefined when there is none. */
   priceAt(provider: string, model: string, at: Date): PriceVersion | undefined {
-    return inEffect(this.byModel.get(`${provider}/${model}`) ?? [], at);
+    const key = `${provider}/${model}`;
+    return inEffect(this.byModel.get(key) ?? this.byAlias.get(key) ?? [], at);
   }
 
   /** Every version of one model, oldest first. */

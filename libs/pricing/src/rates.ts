@@ -66,8 +66,9 @@ type RateKey = keyof typeof FIELD;
  * Parses rates, collecting every problem. Missing classes fall back: cached
  * and cache-write tokens cost what input costs, 1-hour cache writes what
  * cache writes cost, reasoning what output costs; a missing per-call price is
- * 0 (the model bills by tokens only). A long-context tier inherits reasoning
- * and per-call rates from the base rates.
+ * 0 (the model bills by tokens only). A long-context tier bills reasoning at
+ * its own output rate (or at the base's separate reasoning rate, if any) and
+ * inherits the per-call price.
  */
 export function checkRates(spec: PriceRates): { parsed?: ParsedRates; problems: RateProblem[] } {
   const problems: RateProblem[] = [];
@@ -94,7 +95,8 @@ export function checkRates(spec: PriceRates): { parsed?: ParsedRates; problems: 
       cachedInput: one(r.cachedInput, 'cachedInput', prefix, input),
       cacheWrite,
       cacheWrite1h: one(r.cacheWrite1h, 'cacheWrite1h', prefix, cacheWrite),
-      reasoning: base ? base.reasoning : one(r.reasoning, 'reasoning', prefix, output),
+      // In a long-context tier, reasoning costs the tier's output rate unless the base prices reasoning apart.
+      reasoning: base ? (spec.reasoning ? base.reasoning : output) : one(r.reasoning, 'reasoning', prefix, output),
       perCall: base ? base.perCall : one(r.perCall, 'perCall', prefix, new Dec(0)),
     };
   };
