@@ -1,0 +1,249 @@
+/**
+ * The benchmark: in one run, on this machine, measure the ceilings (a no-op
+ * grpc-js server driven by the same load generator; the service's own write
+ * SQL on Postgres at 1 and 100 charges per transaction), then drive the real
+ * service through the same scenarios, check correctness after the writes,
+ * and report ratios against the ceilings measured in the same run.
+ *
+ *   npm run bench                      full run (10 s per scenario, 100k and 10M charges), writes docs/benchmarks.md
+ *   npm run bench -- --smoke           a few seconds in all, tiny data, no doc (CI)
+ *   npm run bench -- --duration 5 --scale 100000,1000000 --no-doc
+ *
+ * Postgres: METERING_BENCH_DATABASE_URL, else METERING_TEST_DATABASE_URL, else
+ * postgres://postgres@127.0.0.1:5432/postgres; a fresh database is created and dropped.
+ */
+import { ChildProcess, fork, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'pg';
+import { growAccount, rollupMismatches, storedOf, writeCeiling } from './sql';
+import { LoadResult, Workload } from './workload';
+
+const ROOT = join(__dirname, '..', '..', '..');
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const option = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
+};
+const smoke = flag('smoke');
+const durationMs = Number(option('duration', smoke ? '1' : '10')) * 1000;
+const scales = option('scale', smoke ? '1000,5000' : '100000,10000000').split(',').map(Number);
+const writeDoc = !smoke && !flag('no-doc');
+const adminUrl = process.env.METERING_BENCH_DATABASE_URL || process.env.METERING_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+
+interface Row {
+  scenario: string;
+  target: 'noop' | 'postgres' | 'service';
+  concurrency: number | string;
+  throughput: number;
+  unit: string;
+  p50?: number;
+  p99?: number;
+  p999?: number;
+  errors?: number;
+}
+const rows: Row[] = [];
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+
+function startProcess(cmd: string[], env: Record<string, string>, ready: (line: string) => number | undefined): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, cmd, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const port = ready(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (port) resolve({ child, port });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${cmd.join(' ')} exited with ${code} before it was ready`)));
+  });
+}
+
+const portOf = (key: 'port') => (line: string) => {
+  try {
+    const j = JSON.parse(line) as { port?: number; msg?: string };
+    return key === 'port' && j.port && (j.msg === undefined || j.msg === 'listening') ? j.port : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+function load(w: Workload): Promise<LoadResult> {
+  const child = fork(join(__dirname, 'loadgen.js'), [], { stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    child.once('message', (r) => resolve(r as LoadResult));
+    child.once('exit', (code) => code !== 0 && reject(new Error(`load generator exited with ${code}`)));
+    child.send(w);
+  });
+}
+
+const workload = (address: string, over: Partial<Workload>): Workload => ({
+  address, method: 'recordCharge', concurrency: 64, durationMs, warmupMs: smoke ? 200 : 1500, accountId: 'bench', users: 10_000, replayShare: 0, batchSize: 100,
+  keyPrefix: `run${Date.now()}`, ...over,
+});
+
+function record(scenario: string, target: Row['target'], concurrency: number | string, r: LoadResult, unit = 'calls/s'): LoadResult {
+  rows.push({ scenario, target, concurrency, throughput: r.throughput, unit, p50: r.latencyMs.p50, p99: r.latencyMs.p99, p999: r.latencyMs.p999, errors: r.errors });
+  log(`  ${target.padEnd(8)} ${scenario.padEnd(44)} ${String(concurrency).padStart(5)}  ${Math.round(r.throughput).toString().padStart(7)} ${unit}  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms  errors ${r.errors}${r.errors ? ' ' + JSON.stringify(r.errorCodes) : ''}`);
+  return r;
+}
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+async function main(): Promise<void> {
+  const dbName = `metering_bench_${process.pid}`;
+  const admin = new Pool({ connectionString: adminUrl, max: 1 });
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${dbName}`;
+  const pool = new Pool({ connectionString: url.toString(), max: 8 });
+  const procs: ChildProcess[] = [];
+  let rssMax = 0;
+  const acked: string[] = [];
+  const checks: Record<string, string> = {};
+  try {
+    log(`benchmark: ${smoke ? 'smoke' : 'full'} run, ${durationMs / 1000} s per scenario, database ${dbName}`);
+    const noop = await startProcess([join(__dirname, 'noop-server.js')], {}, portOf('port'));
+    procs.push(noop.child);
+    // METERING_BENCH_CPU_PROF=<dir>: the server writes a V8 CPU profile there when it stops.
+    const prof: Record<string, string> = process.env.METERING_BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.METERING_BENCH_CPU_PROF}` } : {};
+    const svc = await startProcess([join(ROOT, 'dist/apps/metering/main.js')], { DATABASE_URL: url.toString(), PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', ...prof }, portOf('port'));
+    procs.push(svc.child);
+    const sampler = setInterval(() => {
+      try {
+        const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${svc.child.pid}/status`, 'utf8'))?.[1] ?? 0);
+        rssMax = Math.max(rssMax, kb / 1024);
+      } catch {
+        /* the process is gone */
+      }
+    }, 250);
+    const noopAt = `127.0.0.1:${noop.port}`;
+    const svcAt = `127.0.0.1:${svc.port}`;
+
+    log('ceilings');
+    const noopRc: Record<number, number> = {};
+    for (const c of [1, 16, 64]) noopRc[c] = record('RecordCharge (no-op server)', 'noop', c, await load(workload(noopAt, { concurrency: c }))).throughput;
+    const noopCheck = record('CheckLimits (no-op server)', 'noop', 64, await load(workload(noopAt, { method: 'checkLimits' })));
+    const pg1 = await writeCeiling(pool, 8, 1, durationMs, 'ceiling');
+    rows.push({ scenario: 'charge + rollups, 1 per transaction (SQL)', target: 'postgres', concurrency: 8, throughput: pg1.chargesPerSecond, unit: 'charges/s' });
+    const pg100 = await writeCeiling(pool, 8, 100, durationMs, 'ceiling');
+    rows.push({ scenario: 'charges + rollups, 100 per transaction (SQL)', target: 'postgres', concurrency: 8, throughput: pg100.chargesPerSecond, unit: 'charges/s' });
+    log(`  postgres 1/tx ${fmt(pg1.chargesPerSecond)} charges/s, 100/tx ${fmt(pg100.chargesPerSecond)} charges/s`);
+
+    log('service');
+    const svcRc: Record<number, LoadResult> = {};
+    for (const c of [1, 16, 64]) {
+      svcRc[c] = record('RecordCharge, 10k users', 'service', c, await load(workload(svcAt, { concurrency: c, accountId: 'bench' })));
+      acked.push(...svcRc[c].acked);
+    }
+    const hot = record('RecordCharge, one user (hot rollup row)', 'service', 64, await load(workload(svcAt, { users: 1, accountId: 'hot' })));
+    acked.push(...hot.acked);
+    const replays = record('RecordCharge, 10k users, 5% replays', 'service', 64, await load(workload(svcAt, { replayShare: 0.05, accountId: 'replays' })));
+    acked.push(...replays.acked);
+    checks['replays answered replayed=true'] = `${replays.replayedOk} of ${replays.replays}`;
+    const batch = record('RecordCharges, 100 charges per call', 'service', 8, await load(workload(svcAt, { method: 'recordCharges', concurrency: 8, accountId: 'batch' })), 'charges/s');
+    acked.push(...batch.acked);
+    const checkAlone = record('CheckLimits', 'service', 64, await load(workload(svcAt, { method: 'checkLimits', users: 10_000 })));
+    const half = Math.max(1, Math.round(svcRc[64].throughput / 2));
+    const [checkLoaded, background] = await Promise.all([
+      load(workload(svcAt, { method: 'checkLimits' })),
+      load(workload(svcAt, { rate: half, concurrency: 64, accountId: 'background' })),
+    ]);
+    record(`CheckLimits while RecordCharge runs at ${half}/s`, 'service', 64, checkLoaded);
+    record('RecordCharge at half its max (fixed rate)', 'service', `${half}/s`, background);
+    acked.push(...background.acked);
+
+    log('correctness');
+    const mismatches = await rollupMismatches(pool);
+    checks['rollup rows differing from the sum of charges'] = String(mismatches.daily);
+    checks['day counters differing from the sum of charges'] = String(mismatches.counters);
+    const stored = await storedOf(pool, acked);
+    checks['acknowledged charges stored exactly once'] = `${stored} of ${acked.length} (distinct ids: ${new Set(acked).size})`;
+    const ok = mismatches.daily === 0 && mismatches.counters === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays;
+
+    log('data scale');
+    const scale: Array<{ charges: number; usage: LoadResult; check: LoadResult }> = [];
+    let have = 0;
+    for (const n of scales) {
+      await growAccount(pool, 'scale', have, n);
+      have = n;
+      const usage = record(`GetDailyUsage 30 days at ${fmt(n)} charges`, 'service', 1, await load(workload(svcAt, { method: 'getDailyUsage', concurrency: 1, accountId: 'scale' })));
+      const check = record(`CheckLimits at ${fmt(n)} charges`, 'service', 1, await load(workload(svcAt, { method: 'checkLimits', concurrency: 1, accountId: 'scale', users: 100 })));
+      scale.push({ charges: n, usage, check });
+    }
+    clearInterval(sampler);
+    const scaleOk = (await rollupMismatches(pool)).daily === 0;
+    checks['rollups of the generated account equal its charges'] = scaleOk ? 'yes' : 'no';
+
+    const ratio = (a: number, b: number) => (b > 0 ? a / b : 0);
+    const first = scale[0];
+    const last = scale[scale.length - 1];
+    const targets = [
+      { what: 'RecordCharge 64 in flight, 10k users vs no-op rps', value: ratio(svcRc[64].throughput, noopRc[64]), goal: 0.7, kind: '>=' },
+      { what: 'RecordCharge 64 in flight, one user vs no-op rps', value: ratio(hot.throughput, noopRc[64]), goal: 0.5, kind: '>=' },
+      { what: 'RecordCharges charges/s vs Postgres 100/tx ceiling', value: ratio(batch.throughput, pg100.chargesPerSecond), goal: 0.4, kind: '>=' },
+      { what: 'CheckLimits rps vs no-op rps', value: ratio(checkAlone.throughput, noopCheck.throughput), goal: 0.8, kind: '>=' },
+      { what: 'CheckLimits p99 under half write load vs no-op p99', value: ratio(checkLoaded.latencyMs.p99, noopCheck.latencyMs.p99), goal: 2, kind: '<=' },
+      { what: `GetDailyUsage p50 at ${fmt(last.charges)} vs ${fmt(first.charges)} charges`, value: ratio(last.usage.latencyMs.p50, first.usage.latencyMs.p50), goal: 1.5, kind: '<=' },
+      { what: `CheckLimits p50 at ${fmt(last.charges)} vs ${fmt(first.charges)} charges`, value: ratio(last.check.latencyMs.p50, first.check.latencyMs.p50), goal: 1.5, kind: '<=' },
+      { what: 'Server RSS max (MB)', value: rssMax, goal: 300, kind: '<=' },
+    ].map((t) => ({ ...t, met: t.kind === '>=' ? t.value >= t.goal : t.value <= t.goal }));
+
+    const table = [
+      '| target | scenario | in flight | throughput | p50 ms | p99 ms | p999 ms | errors |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...rows.map((r) => `| ${r.target} | ${r.scenario} | ${r.concurrency} | ${fmt(r.throughput)} ${r.unit} | ${r.p50 ?? ''} | ${r.p99 ?? ''} | ${r.p999 ?? ''} | ${r.errors ?? ''} |`),
+    ].join('\n');
+    const targetTable = [
+      '| target | measured | goal | met |',
+      '| --- | --- | --- | --- |',
+      ...targets.map((t) => `| ${t.what} | ${fmt(t.value, 2)} | ${t.kind} ${t.goal} | ${t.met ? 'yes' : '**no**'} |`),
+    ].join('\n');
+    const checkTable = ['| check | result |', '| --- | --- |', ...Object.entries(checks).map(([k, v]) => `| ${k} | ${v} |`)].join('\n');
+    console.log(`\n${table}\n\n${targetTable}\n\n${checkTable}\n`);
+
+    const machine = {
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model ?? 'unknown',
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      postgres: (await pool.query('SHOW server_version')).rows[0].server_version as string,
+      date: new Date().toISOString(),
+    };
+    const command = `npm run bench -- ${args.join(' ')}`.trim();
+    const outDir = join(ROOT, 'dist', 'bench');
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'results.json'), JSON.stringify({ machine, command, durationMs, scales, rows, targets, checks, rssMaxMb: rssMax }, null, 2));
+    log(`results: ${join(outDir, 'results.json')}`);
+    if (writeDoc) {
+      const doc = readFileSync(join(ROOT, 'docs/benchmarks.md'), 'utf8');
+      const marker = '<!-- results: written by npm run bench -->';
+      const head = doc.includes(marker) ? doc.slice(0, doc.indexOf(marker)) : `${doc}\n`;
+      writeFileSync(
+        join(ROOT, 'docs/benchmarks.md'),
+        `${head}${marker}\n\n## Latest run\n\n- Command: \`${command}\`\n- Machine: ${machine.cpus} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}; client, server and Postgres on the same machine\n- Date: ${machine.date}; ${durationMs / 1000} s per scenario\n\n### Targets (ratios measured in this run)\n\n${targetTable}\n\n### Scenarios\n\n${table}\n\n### Correctness after the run\n\n${checkTable}\n`,
+      );
+      log('docs/benchmarks.md updated');
+    }
+    if (!ok || !scaleOk) throw new Error(`correctness checks failed: ${JSON.stringify(checks)}`);
+  } finally {
+    for (const p of procs) p.kill('SIGTERM');
+    await pool.end();
+    await new Promise((r) => setTimeout(r, 500));
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

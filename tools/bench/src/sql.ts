@@ -1,0 +1,154 @@
+/**
+ * The SQL the benchmark runs on Postgres directly: the write ceilings (the
+ * service's own write, without the service), fast data generation, and the
+ * correctness checks.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+
+const CHARGE_COLUMNS = [
+  'account_id', 'charge_id', 'idempotency_key', 'user_id', 'session_key', 'provider', 'model', 'charge_type', 'request_type',
+  'prompt_tokens', 'completion_tokens', 'reasoning_tokens', 'cached_prompt_tokens', 'cache_write_tokens', 'total_tokens',
+  'reference', 'endpoint', 'response_time_ms', 'metadata', 'usage_time', 'usage_time_supplied', 'usage_date',
+  'pricing_status', 'price_version', 'markup', 'price_origin', 'provider_cost', 'prompt_cost', 'completion_cost', 'call_cost', 'total_cost',
+];
+
+/**
+ * One transaction of `perTx` charges written as the service writes them: a
+ * multi-row insert with ON CONFLICT on the idempotency key, then the daily
+ * rollup and the day counters (account and user) upserted, pre-aggregated, in key order.
+ */
+export async function writeCharges(pool: Pool, accountId: string, users: number, perTx: number, keyPrefix: string): Promise<void> {
+  const day = new Date().toISOString().slice(0, 10);
+  const now = new Date();
+  const rows = Array.from({ length: perTx }, () => {
+    const user = users === 1 ? 'hot-user' : `u${Math.floor(Math.random() * users)}`;
+    return [accountId, randomUUID(), `${keyPrefix}-${randomUUID()}`, user, 'bench-session', 'openai', 'gpt-4o-mini', 'completion', 'chat',
+      1200, 350, 0, 400, 0, 1550, 'bench', '/v1/chat/completions', 850, '{"team":"bench"}', now, false, day,
+      'priced', 'openai/gpt-4o-mini@2024-07-18', '1', 'catalog', '0.00035', '0.00014', '0.00021', '0', '0.00035'];
+  }).sort((a, b) => (String(a[2]) < String(b[2]) ? -1 : 1));
+  const params: unknown[] = [];
+  const values = rows.map((r) => `(${r.map((v) => `$${params.push(v)}`).join(',')})`).join(',');
+  const byUser = new Map<string, number>();
+  for (const r of rows) byUser.set(String(r[3]), (byUser.get(String(r[3])) ?? 0) + 1);
+  const users_ = [...byUser.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`INSERT INTO charges (${CHARGE_COLUMNS.join(',')}) VALUES ${values} ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING *`, params);
+    await client.query(
+      `INSERT INTO daily_usage AS d (account_id, usage_date, user_id, provider, model, charge_type, message_count, prompt_tokens, completion_tokens, cached_prompt_tokens, total_tokens, provider_cost, prompt_cost, completion_cost, total_cost)
+       SELECT $1, $2, u, 'openai', 'gpt-4o-mini', 'completion', n, n * 1200, n * 350, n * 400, n * 1550, n * 0.00035, n * 0.00014, n * 0.00021, n * 0.00035
+         FROM unnest($3::text[], $4::bigint[]) AS x(u, n)
+       ON CONFLICT (account_id, usage_date, user_id, provider, model, charge_type) DO UPDATE SET
+         message_count = d.message_count + excluded.message_count, prompt_tokens = d.prompt_tokens + excluded.prompt_tokens,
+         completion_tokens = d.completion_tokens + excluded.completion_tokens, cached_prompt_tokens = d.cached_prompt_tokens + excluded.cached_prompt_tokens,
+         total_tokens = d.total_tokens + excluded.total_tokens, provider_cost = d.provider_cost + excluded.provider_cost, prompt_cost = d.prompt_cost + excluded.prompt_cost,
+         completion_cost = d.completion_cost + excluded.completion_cost, total_cost = d.total_cost + excluded.total_cost, updated_at = now()`,
+      [accountId, day, users_.map(([u]) => u), users_.map(([, n]) => n)],
+    );
+    await client.query(
+      `INSERT INTO usage_counters AS c (account_id, period, period_start, user_id, message_count, total_tokens, total_cost)
+       SELECT $1, 'day', $2, u, n, n * 1550, n * 0.00035 FROM unnest($3::text[], $4::bigint[]) AS x(u, n)
+       ON CONFLICT (account_id, period, period_start, user_id) DO UPDATE SET message_count = c.message_count + excluded.message_count,
+         total_tokens = c.total_tokens + excluded.total_tokens, total_cost = c.total_cost + excluded.total_cost, updated_at = now()`,
+      [accountId, day, ['', ...users_.map(([u]) => u)], [perTx, ...users_.map(([, n]) => n)]],
+    );
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK');
+    throw e;
+  } finally {
+    client.release();
+  }
+}
+
+/** Transactions of `perTx` charges from `clients` connections for `durationMs`: charges per second. */
+export async function writeCeiling(pool: Pool, clients: number, perTx: number, durationMs: number, accountId: string): Promise<{ chargesPerSecond: number; transactions: number }> {
+  const deadline = Date.now() + durationMs;
+  let transactions = 0;
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (Date.now() < deadline) {
+        await writeCharges(pool, accountId, 10_000, perTx, `ceiling-${perTx}`);
+        transactions++;
+      }
+    }),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return { chargesPerSecond: (transactions * perTx) / seconds, transactions };
+}
+
+/**
+ * Grows an account's charges to `total` over the last 30 days (100 users, 3
+ * models), generated inside Postgres in chunks (progress on stderr), then
+ * rebuilds its rollups and counters from them and analyzes the tables.
+ */
+export async function growAccount(pool: Pool, accountId: string, from: number, total: number): Promise<void> {
+  const chunk = 200_000;
+  const started = Date.now();
+  for (let at = from; at < total; at += chunk) {
+    const upto = Math.min(total, at + chunk);
+    await pool.query(
+      `INSERT INTO charges (account_id, charge_id, idempotency_key, user_id, provider, model, charge_type, request_type, prompt_tokens, completion_tokens,
+         reasoning_tokens, cached_prompt_tokens, cache_write_tokens, total_tokens, usage_time, usage_time_supplied, usage_date, pricing_status,
+         price_version, markup, price_origin, provider_cost, prompt_cost, completion_cost, call_cost, total_cost)
+       SELECT $1, gen_random_uuid(), 'gen-' || i, 'u' || (i % 100), 'openai', (ARRAY['gpt-4o-mini','gpt-4o','o3'])[1 + i % 3], 'completion', 'chat',
+         1200, 350, 0, 400, 0, 1550, t, true, (t AT TIME ZONE 'UTC')::date, 'priced', 'openai/gpt-4o-mini@2024-07-18', 1, 'catalog',
+         0.00035, 0.00014, 0.00021, 0, 0.00035
+         FROM generate_series($2::bigint, $3::bigint - 1) AS i,
+              LATERAL (SELECT now() - ((i % 30) || ' days')::interval - ((i % 86400) || ' seconds')::interval AS t) AS times`,
+      [accountId, at, upto],
+    );
+    const done = upto / total;
+    const rate = (upto - from) / ((Date.now() - started) / 1000);
+    process.stderr.write(`\r  generating ${accountId}: [${'#'.repeat(Math.round(done * 30)).padEnd(30)}] ${upto.toLocaleString()} / ${total.toLocaleString()} charges, ${Math.round(rate).toLocaleString()}/s   `);
+  }
+  process.stderr.write('\n');
+  await pool.query('DELETE FROM daily_usage WHERE account_id = $1', [accountId]);
+  await pool.query('DELETE FROM usage_counters WHERE account_id = $1', [accountId]);
+  await pool.query(
+    `INSERT INTO daily_usage (account_id, usage_date, user_id, provider, model, charge_type, message_count, prompt_tokens, completion_tokens,
+       cached_prompt_tokens, total_tokens, provider_cost, prompt_cost, completion_cost, total_cost)
+     SELECT account_id, usage_date, user_id, provider, model, charge_type, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cached_prompt_tokens),
+       sum(total_tokens), sum(provider_cost), sum(prompt_cost), sum(completion_cost), sum(total_cost)
+       FROM charges WHERE account_id = $1 GROUP BY 1, 2, 3, 4, 5, 6`,
+    [accountId],
+  );
+  await pool.query(
+    `INSERT INTO usage_counters (account_id, period, period_start, user_id, message_count, total_tokens, total_cost)
+     SELECT account_id, 'day', usage_date, u, count(*), sum(total_tokens), sum(total_cost)
+       FROM charges, LATERAL (VALUES (''), (user_id)) AS s(u) WHERE account_id = $1 GROUP BY 1, 3, 4`,
+    [accountId],
+  );
+  await pool.query('ANALYZE charges; ANALYZE daily_usage; ANALYZE usage_counters');
+}
+
+/** Rollup rows and counters that differ from the sums of the charges (0 and 0 when consistent). */
+export async function rollupMismatches(pool: Pool): Promise<{ daily: number; counters: number }> {
+  const daily = await pool.query(
+    `WITH c AS (SELECT account_id, usage_date, user_id, provider, model, charge_type, count(*) AS n, sum(total_tokens) AS t, coalesce(sum(total_cost), 0) AS cost
+                  FROM charges GROUP BY 1, 2, 3, 4, 5, 6)
+     SELECT count(*)::int AS n FROM c FULL JOIN daily_usage d USING (account_id, usage_date, user_id, provider, model, charge_type)
+      WHERE c.n IS DISTINCT FROM d.message_count OR c.t IS DISTINCT FROM d.total_tokens OR c.cost IS DISTINCT FROM d.total_cost`,
+  );
+  const counters = await pool.query(
+    `WITH c AS (SELECT account_id, usage_date, s.u AS user_id, count(*) AS n, sum(total_tokens) AS t, coalesce(sum(total_cost), 0) AS cost
+                  FROM charges, LATERAL (VALUES (''), (user_id)) AS s(u) GROUP BY 1, 2, 3)
+     SELECT count(*)::int AS n FROM c FULL JOIN (SELECT * FROM usage_counters WHERE period = 'day') u
+         ON u.account_id = c.account_id AND u.period_start = c.usage_date AND u.user_id = c.user_id
+      WHERE c.n IS DISTINCT FROM u.message_count OR c.t IS DISTINCT FROM u.total_tokens OR c.cost IS DISTINCT FROM u.total_cost`,
+  );
+  return { daily: daily.rows[0].n, counters: counters.rows[0].n };
+}
+
+/** How many of the acknowledged charge ids are stored (each id is stored at most once: it is unique per account). */
+export async function storedOf(pool: Pool, ids: string[]): Promise<number> {
+  let stored = 0;
+  for (let i = 0; i < ids.length; i += 50_000) {
+    const r = await pool.query('SELECT count(*)::int AS n FROM charges WHERE charge_id = ANY($1::uuid[])', [ids.slice(i, i + 50_000)]);
+    stored += r.rows[0].n;
+  }
+  return stored;
+}

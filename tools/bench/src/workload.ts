@@ -1,0 +1,48 @@
+import { ChargeType, RecordChargeRequest } from '@metering/contracts';
+
+/** What one load-generator process runs: a method, a load shape, and how requests vary. */
+export interface Workload {
+  address: string;
+  method: 'recordCharge' | 'recordCharges' | 'checkLimits' | 'getDailyUsage';
+  /** Fixed concurrency (calls in flight) or a fixed rate (calls per second, open loop). */
+  concurrency: number;
+  rate?: number;
+  durationMs: number;
+  /** Calls before the measurement starts (not counted). */
+  warmupMs: number;
+  accountId: string;
+  /** Users the keys spread over; 1 puts every charge on one rollup row. */
+  users: number;
+  /** Share of RecordCharge calls that resend an acknowledged request (idempotent replays). */
+  replayShare: number;
+  /** Charges per RecordCharges call. */
+  batchSize: number;
+  /** Unique per run: idempotency keys start with it. */
+  keyPrefix: string;
+}
+
+/** What it reports back. */
+export interface LoadResult {
+  calls: number;
+  errors: number;
+  errorCodes: Record<string, number>;
+  elapsedMs: number;
+  /** Calls (or, for RecordCharges, charges) per second. */
+  throughput: number;
+  latencyMs: { p50: number; p99: number; p999: number; max: number; mean: number };
+  /** Charge ids the server acknowledged (RecordCharge / RecordCharges), and replays answered. */
+  acked: string[];
+  replays: number;
+  replayedOk: number;
+}
+
+/** A realistic RecordCharge: gpt-4o-mini, a few hundred tokens, some cached. */
+export function chargeRequest(accountId: string, userId: string, idempotencyKey: string): RecordChargeRequest {
+  return {
+    accountId, userId, idempotencyKey, sessionKey: 'bench-session', provider: 'openai', model: 'gpt-4o-mini',
+    chargeType: ChargeType.CHARGE_TYPE_COMPLETION, requestType: 0, promptTokens: '1200', completionTokens: '350',
+    reasoningTokens: '0', cachedPromptTokens: '400', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0',
+    reference: 'bench', endpoint: '/v1/chat/completions', responseTimeMs: '850', wasCached: false, hadError: false,
+    errorMessage: '', metadata: { team: 'bench' }, usageTime: undefined,
+  };
+}
