@@ -111,8 +111,8 @@ async function main(): Promise<void> {
     const noop = await startProcess([join(__dirname, 'noop-server.js')], {}, portOf('port'));
     procs.push(noop.child);
     // METERING_BENCH_CPU_PROF=<dir>: the server writes a V8 CPU profile there when it stops.
-    const prof: Record<string, string> = process.env.METERING_BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.METERING_BENCH_CPU_PROF}` } : {};
-    const svc = await startProcess([join(ROOT, 'dist/apps/metering/main.js')], { DATABASE_URL: url.toString(), PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', ...prof }, portOf('port'));
+    const prof = process.env.METERING_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.METERING_BENCH_CPU_PROF}`] : [];
+    const svc = await startProcess([...prof, join(ROOT, 'dist/apps/metering/main.js')], { DATABASE_URL: url.toString(), PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info' }, portOf('port'));
     procs.push(svc.child);
     const sampler = setInterval(() => {
       try {

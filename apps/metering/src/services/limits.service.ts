@@ -12,8 +12,7 @@ import {
   validateSetLimits,
 } from '@metering/domain';
 import { Db, inTransaction, read } from '../store/db';
-import { readDailyLimits, replaceDailyLimits } from '../store/limits.repo';
-import { readDayCounters } from '../store/usage.repo';
+import { readDailyLimits, readLimitCheckState, replaceDailyLimits } from '../store/limits.repo';
 
 export interface LimitCheckResult extends LimitDecision {
   date: string;
@@ -45,9 +44,7 @@ export class LimitsService {
   async checkLimits(raw: CheckLimitsRequestInput): Promise<LimitCheckResult> {
     const check = validateCheckLimits(raw);
     const date = utcDay(this.clock());
-    const [limits, counters] = await read(() =>
-      Promise.all([readDailyLimits(this.db, check.accountId, ['', check.userId]), readDayCounters(this.db, check.accountId, check.userId, date)]),
-    );
+    const { limits, ...counters } = await read(() => readLimitCheckState(this.db, check.accountId, check.userId, date));
     const decision = evaluateLimits({
       user: limits.get(check.userId),
       account: limits.get(''),

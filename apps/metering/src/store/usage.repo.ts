@@ -1,5 +1,5 @@
 import { Dec } from '@metering/pricing';
-import type { ChargeRecord, DailyUsageQuery, RollupKey, UsageCounter } from '@metering/domain';
+import type { ChargeRecord, DailyUsageQuery, RollupKey } from '@metering/domain';
 import type { Db, Tx } from './db';
 
 /** SQL of the rollups: daily_usage (reports) and usage_counters (limit checks). No business rules. */
@@ -208,17 +208,4 @@ export async function sumDailyUsage(db: Db, q: DailyUsageQuery): Promise<UsageSu
     .select(SUM_COLUMNS.map((c) => db.raw('sum(??)::text as ??', [c, c])))
     .first();
   return fromSumRow(row as SumRow);
-}
-
-/** Today's counters of a user and of its account: one primary-key range read. */
-export async function readDayCounters(db: Db, accountId: string, userId: string, day: string): Promise<{ user: UsageCounter; account: UsageCounter }> {
-  const rows: Array<{ user_id: string; message_count: string; total_tokens: string; total_cost: string }> = await db('usage_counters')
-    .select('user_id', 'message_count', 'total_tokens', 'total_cost')
-    .where({ account_id: accountId, period: 'day', period_start: day })
-    .whereIn('user_id', ['', userId]);
-  const counter = (id: string): UsageCounter => {
-    const r = rows.find((x) => x.user_id === id);
-    return { messageCount: BigInt(r?.message_count ?? 0), totalTokens: BigInt(r?.total_tokens ?? 0), totalCost: new Dec(r?.total_cost ?? 0) };
-  };
-  return { user: counter(userId), account: counter('') };
 }
