@@ -87,8 +87,9 @@ export function operatorVersion(p: OperatorPrice): PriceVersion {
  * Prices: the built-in catalogue merged with operator prices (account >
  * operator > catalogue, see choosePrice), markups (the account's own, else the
  * default, else 1), cost estimates, operator price management with its audit
- * trail. RecordCharge, re-rating and budget estimates all price through
- * `estimate` / `priceCharge`, so a charge is always priced one way.
+ * trail. RecordCharge(s), re-rating and EstimateCost all price through
+ * `estimates` / `priceCharges` (two reads for a whole batch), so a charge is
+ * always priced one way.
  */
 export class PricingService {
   constructor(
