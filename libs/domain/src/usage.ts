@@ -119,7 +119,7 @@ export function validateDailyUsageQuery(raw: DailyUsageRequestInput): DailyUsage
     chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER),
   };
   const pageSize = raw.pageSize === 0 ? DEFAULT_PAGE_SIZE : checkInt(v, 'page_size', raw.pageSize, 1, MAX_PAGE_SIZE);
-  const after = v.list.length === 0 ? decodePageToken(v, raw.pageToken, filters) : undefined;
+  const after = decodePageToken(v, raw.pageToken, filters);
   v.done();
   return { ...filters, pageSize, after };
 }

@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as http2 from 'node:http2';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
@@ -150,6 +153,39 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
     expect(details[0].fieldViolations.map((v) => v.field).sort()).toEqual(['prompt_tokens', 'provider']);
     const empty = await grpcError(call(client.recordCharges, client, { charges: [] }));
     expect(statusDetails(empty).badRequest?.fieldViolations.map((v) => v.field)).toEqual(['charges']);
+  });
+
+  it('keeps serving after raw garbage, a malformed HTTP/2 stream, an invalid protobuf frame and an oversized message', async () => {
+    const send = (bytes: Buffer) =>
+      new Promise<void>((resolve) => {
+        const socket = connect(server.port, '127.0.0.1', () => socket.end(bytes));
+        socket.on('error', () => resolve());
+        socket.on('close', () => resolve());
+        socket.setTimeout(2000, () => socket.destroy());
+      });
+    await send(randomBytes(64 * 1024));
+    await send(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), randomBytes(4096)]));
+    // A well-formed gRPC call whose message is not a RecordChargeRequest: 5 bytes of frame header, then junk.
+    const junk = randomBytes(256);
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 1, 0]), junk]);
+    frame.writeUInt32BE(junk.length, 1);
+    const h2 = http2.connect(`http://127.0.0.1:${server.port}`);
+    const stream = h2.request({ ':method': 'POST', ':path': '/metering.v1.MeteringService/RecordCharge', 'content-type': 'application/grpc', te: 'trailers' });
+    // The status comes in the trailers, or in the headers of a trailers-only response.
+    const grpcStatus = new Promise<number>((resolve, reject) => {
+      stream.on('response', (h) => h['grpc-status'] !== undefined && resolve(Number(h['grpc-status'])));
+      stream.on('trailers', (h) => resolve(Number(h['grpc-status'])));
+      stream.on('error', reject);
+      setTimeout(() => reject(new Error('no grpc-status within 5 s')), 5000);
+    });
+    stream.end(frame);
+    stream.resume();
+    expect(await grpcStatus).not.toBe(status.OK);
+    h2.close();
+    const big = await grpcError(call(client.recordCharge, client, request({ accountId: 'garbage', idempotencyKey: 'big', reference: 'x'.repeat(5 * 1024 * 1024) })));
+    expect(big.code).toBe(status.RESOURCE_EXHAUSTED);
+    const ok = await call(client.recordCharge, client, request({ accountId: 'garbage', idempotencyKey: 'after-garbage' }));
+    expect(ok.charge?.totalCost?.amount).toBe('0.00225');
   });
 
   it('serves grpc.health.v1 Check and Watch', async () => {

@@ -1,0 +1,230 @@
+import { DomainError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
+import { PriceTable } from '@metering/pricing';
+import fc from 'fast-check';
+import { ChargesService } from '../../src/services/charges.service';
+import { LimitsService } from '../../src/services/limits.service';
+import { MarkupsService } from '../../src/services/markups.service';
+import { PricingService } from '../../src/services/pricing.service';
+import { RerateService } from '../../src/services/rerate.service';
+import { UsageService } from '../../src/services/usage.service';
+import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
+import { databaseTargets } from '../support/databases';
+
+/**
+ * Property-based fuzzing of every RPC's service with hostile input, on the
+ * embedded database (100,000 generated requests in all): a valid request with
+ * one to three fields replaced by hostile values of that field's kind must be
+ * rejected with a ValidationError naming every replaced field, never crash,
+ * and write nothing. And hostile-looking but valid text (SQL, quotes,
+ * emoji) is stored verbatim.
+ */
+const NOW = new Date('2026-11-23T12:00:00Z');
+const clock = () => NOW;
+const RUNS_PER_RPC = 6_250; // x 16 RPCs = 100,000 requests
+
+const MIB = 'x'.repeat(1 << 20);
+const HOSTILE: Record<string, unknown[]> = {
+  id: ['a b', 'x'.repeat(129), 'ü', "'; DROP TABLE charges;--", 'a\u0000b', MIB],
+  requiredId: ['', 'a b', 'x'.repeat(129), "1' OR '1'='1", 'a\u0000b', MIB],
+  provider: ['OpenAI', '-x', 'a'.repeat(65), 'open ai', "o'brien", MIB],
+  model: [' gpt-4o', 'gpt-4o ', 'x'.repeat(256), 'a\u0000b', 'a\u0007b', MIB],
+  key: ['', 'x'.repeat(256), 'a\nb', 'a\u0000b', MIB],
+  text: ['x'.repeat(256), 'a\nb', 'a\u0000b', 'a\u009fb', MIB],
+  int: ['-1', '1000000000001', '9223372036854775808', '-9223372036854775809', '1e3', 'NaN', '0x10', ' 1', '1.5', 'Infinity'],
+  bigInt: ['-1', '1000000000000001', '9223372036854775808', '1e3', 'NaN', '0x10', ' 1', '1.5'],
+  enum: [99, -1, 2 ** 31 - 1, 42],
+  day: ['2025-02-30', '20250101', 'yesterday', '2025-1-1', '0000-01-01', MIB],
+  requiredDay: ['', '2025-02-30', '20250101', 'yesterday'],
+  money: [{ amount: 'NaN', currencyCode: 'USD' }, { amount: '1e3', currencyCode: 'USD' }, { amount: '-1', currencyCode: 'USD' }, { amount: '1', currencyCode: 'EUR' }, { amount: MIB, currencyCode: 'USD' }],
+  factor: ['0', '-1', '100.0001', 'Infinity', 'NaN', '1e2', ''],
+  time: [{ seconds: '99999999999999', nanos: 0 }, { seconds: '1', nanos: -1 }, { seconds: 'abc', nanos: 0 }, { seconds: '1', nanos: 1_000_000_000 }, { seconds: '-62135596801', nanos: 0 }],
+  metadata: [
+    JSON.parse('{"a":'.repeat(9) + '1' + '}'.repeat(9)),
+    { big: 'x'.repeat(17 * 1024) },
+    { bad: Number.NaN },
+    ['not', 'an', 'object'],
+    { 'k\u0000': 1 },
+  ],
+  rates: [
+    { inputPerMillion: '-1', outputPerMillion: '1', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined },
+    { inputPerMillion: '1', outputPerMillion: 'NaN', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined },
+    { inputPerMillion: '1', outputPerMillion: '1', cachedInputPerMillion: '1e3', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined },
+    undefined,
+  ],
+  pageSize: [-1, 1001, 2 ** 31 - 1],
+  pageToken: ['garbage', 'eyJmIjoiIn0', MIB],
+};
+
+const charge: RecordChargeRequestInput = {
+  accountId: 'fuzz', userId: 'u1', idempotencyKey: 'k', sessionKey: '', provider: 'openai', model: 'gpt-4o', chargeType: 0, requestType: 0,
+  promptTokens: '100', completionTokens: '200', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0',
+  callCount: '0', reference: '', endpoint: '', responseTimeMs: undefined, wasCached: false, hadError: false, errorMessage: '', metadata: {}, usageTime: undefined,
+};
+const rates = { inputPerMillion: '1', outputPerMillion: '2', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined };
+const tokens = { promptTokens: '10', completionTokens: '5', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0' };
+
+interface Rpc {
+  name: string;
+  base: object;
+  /** Request key -> [wire field name, kind of hostile values]. */
+  fields: Record<string, [string, keyof typeof HOSTILE]>;
+  call: (req: never) => Promise<unknown>;
+}
+
+describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile input on $name', (target) => {
+  let db: Db;
+  let drop: () => Promise<void>;
+  let rpcs: Rpc[];
+  const counts = async () => {
+    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes'];
+    return Object.fromEntries(await Promise.all(tables.map(async (t) => [t, Number((await db(t).count<{ n: string }[]>('* as n'))[0].n)])));
+  };
+
+  beforeAll(async () => {
+    const tdb = await target.create();
+    drop = tdb.drop;
+    db = openDatabase(tdb.config);
+    await migrate(db);
+    const pricing = new PricingService(db, new PriceTable(), clock);
+    const charges = new ChargesService(db, pricing, clock);
+    const limits = new LimitsService(db, clock);
+    const markups = new MarkupsService(db);
+    const usage = new UsageService(db);
+    const rerate = new RerateService(db, pricing);
+    const chargeFields: Rpc['fields'] = {
+      accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], idempotencyKey: ['idempotency_key', 'key'], sessionKey: ['session_key', 'text'],
+      provider: ['provider', 'provider'], model: ['model', 'model'], chargeType: ['charge_type', 'enum'], requestType: ['request_type', 'enum'],
+      promptTokens: ['prompt_tokens', 'int'], completionTokens: ['completion_tokens', 'int'], reasoningTokens: ['reasoning_tokens', 'int'],
+      cachedPromptTokens: ['cached_prompt_tokens', 'int'], cacheWriteTokens: ['cache_write_tokens', 'int'], cacheWrite1hTokens: ['cache_write_1h_tokens', 'int'],
+      callCount: ['call_count', 'int'], reference: ['reference', 'text'], endpoint: ['endpoint', 'text'], responseTimeMs: ['response_time_ms', 'int'],
+      metadata: ['metadata', 'metadata'], usageTime: ['usage_time', 'time'],
+    };
+    const markupKey = { accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o', actor: '' };
+    const markupFields: Rpc['fields'] = { accountId: ['account_id', 'id'], chargeType: ['charge_type', 'enum'], provider: ['provider', 'provider'], model: ['model', 'model'], actor: ['actor', 'text'] };
+    const range = { accountId: 'fuzz', startDate: '2026-11-01', endDate: '2026-11-30' };
+    const rangeFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], startDate: ['start_date', 'requiredDay'], endDate: ['end_date', 'requiredDay'] };
+    rpcs = [
+      { name: 'RecordCharge', base: charge, fields: chargeFields, call: (r: RecordChargeRequestInput) => charges.recordCharge(r) },
+      {
+        name: 'RecordCharges (one charge)', base: charge, fields: chargeFields,
+        call: async (r: RecordChargeRequestInput) => {
+          const [result] = await charges.recordCharges([r]);
+          if (result instanceof DomainError) throw result;
+          return result;
+        },
+      },
+      {
+        name: 'GetDailyUsage', base: { ...range, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' },
+        fields: { ...rangeFields, userId: ['user_id', 'id'], provider: ['provider', 'provider'], model: ['model', 'model'], chargeType: ['charge_type', 'enum'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'] },
+        call: (r: never) => usage.getDailyUsage(r),
+      },
+      {
+        name: 'CheckLimits', base: { accountId: 'fuzz', userId: 'u1', additionalTokens: '0', additionalCost: undefined },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], additionalCost: ['additional_cost', 'money'] },
+        call: (r: never) => limits.checkLimits(r),
+      },
+      {
+        name: 'SetLimits', base: { accountId: 'fuzz', userId: '', dailyMessageLimit: '10', dailyTokenLimit: '1000', dailyCostLimit: { amount: '5', currencyCode: 'USD' } },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], dailyMessageLimit: ['daily_message_limit', 'int'], dailyTokenLimit: ['daily_token_limit', 'bigInt'], dailyCostLimit: ['daily_cost_limit', 'money'] },
+        call: (r: never) => limits.setLimits(r),
+      },
+      { name: 'GetLimits', base: { accountId: 'fuzz', userId: '' }, fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'] }, call: (r: never) => limits.getLimits(r) },
+      { name: 'SetMarkup', base: { ...markupKey, factor: '1.5' }, fields: { ...markupFields, factor: ['factor', 'factor'] }, call: (r: never) => markups.setMarkup(r) },
+      { name: 'ListMarkups', base: { provider: '', accountId: '' }, fields: { provider: ['provider', 'provider'], accountId: ['account_id', 'id'] }, call: (r: never) => markups.listMarkups(r) },
+      { name: 'DeleteMarkup', base: markupKey, fields: markupFields, call: (r: never) => markups.deleteMarkup(r) },
+      {
+        name: 'ListPricingChanges', base: { accountId: '', pageSize: 0, pageToken: '' },
+        fields: { accountId: ['account_id', 'id'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'] },
+        call: (r: never) => pricing.listPricingChanges(r),
+      },
+      {
+        name: 'ListModels', base: { provider: '', accountId: '', at: undefined, includeHistory: false },
+        fields: { provider: ['provider', 'provider'], accountId: ['account_id', 'id'], at: ['at', 'time'] },
+        call: (r: never) => pricing.listModels(r),
+      },
+      {
+        name: 'GetPrice', base: { provider: 'openai', model: 'gpt-4o', accountId: '', at: undefined },
+        fields: { provider: ['provider', 'provider'], model: ['model', 'model'], accountId: ['account_id', 'id'], at: ['at', 'time'] },
+        call: (r: never) => pricing.getPrice(r),
+      },
+      {
+        name: 'EstimateCost', base: { accountId: '', provider: 'openai', model: 'gpt-4o', chargeType: 0, callCount: '0', at: undefined, ...tokens },
+        fields: {
+          accountId: ['account_id', 'id'], provider: ['provider', 'provider'], model: ['model', 'model'], chargeType: ['charge_type', 'enum'], callCount: ['call_count', 'int'],
+          at: ['at', 'time'], promptTokens: ['prompt_tokens', 'int'], completionTokens: ['completion_tokens', 'int'], cacheWrite1hTokens: ['cache_write_1h_tokens', 'int'],
+        },
+        call: (r: never) => pricing.estimateCost(r),
+      },
+      {
+        name: 'SetPrice', base: { accountId: '', provider: 'selfhosted', model: 'm', effectiveTime: undefined, rates, source: 'contract', actor: '' },
+        fields: { accountId: ['account_id', 'id'], provider: ['provider', 'provider'], model: ['model', 'model'], effectiveTime: ['effective_time', 'time'], rates: ['rates', 'rates'], source: ['source', 'key'], actor: ['actor', 'text'] },
+        call: (r: never) => pricing.setPrice(r),
+      },
+      {
+        name: 'DeletePrice', base: { accountId: '', provider: 'selfhosted', model: 'm', effectiveTime: { seconds: '1767225600', nanos: 0 }, actor: '' },
+        fields: { accountId: ['account_id', 'id'], provider: ['provider', 'provider'], model: ['model', 'model'], effectiveTime: ['effective_time', 'time'], actor: ['actor', 'text'] },
+        call: (r: never) => pricing.deletePrice(r),
+      },
+      {
+        name: 'RerateCharges', base: { ...range, mode: 0, provider: '', model: '', dryRun: false },
+        fields: { ...rangeFields, mode: ['mode', 'enum'], provider: ['provider', 'provider'], model: ['model', 'model'] },
+        call: (r: never) => rerate.rerate(r),
+      },
+    ];
+  });
+
+  afterAll(async () => {
+    if (db) await closeDatabase(db);
+    await drop?.();
+  });
+
+  it('covers every RPC of the service that takes input', () => {
+    expect(rpcs.map((r) => r.name)).toHaveLength(16);
+  });
+
+  it('rejects 100,000 requests with hostile fields: INVALID_ARGUMENT naming every bad field, no crash, nothing written', async () => {
+    const before = await counts();
+    let total = 0;
+    for (const rpc of rpcs) {
+      const keys = Object.keys(rpc.fields);
+      const arb = fc
+        .uniqueArray(fc.constantFrom(...keys), { minLength: 1, maxLength: Math.min(3, keys.length) })
+        .chain((picked) => fc.tuple(fc.constant(picked), fc.tuple(...picked.map((k) => fc.constantFrom(...HOSTILE[rpc.fields[k][1]])))));
+      await fc.assert(
+        fc.asyncProperty(arb, async ([picked, values]) => {
+          total++;
+          const req = { ...rpc.base, ...Object.fromEntries(picked.map((k, n) => [k, values[n]])) } as never;
+          const err = await rpc.call(req).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          if (!(err instanceof ValidationError)) throw new Error(`${rpc.name} ${JSON.stringify(picked)}: expected INVALID_ARGUMENT, got ${err instanceof Error ? err.stack : 'success'}`);
+          const named = err.violations.map((v) => v.field);
+          for (const k of picked) {
+            const field = rpc.fields[k][0];
+            if (!named.some((n) => n === field || n.startsWith(`${field}.`))) throw new Error(`${rpc.name}: ${field} was bad but not named (named: ${named.join(', ')})`);
+          }
+        }),
+        { numRuns: RUNS_PER_RPC },
+      );
+    }
+    expect(total).toBe(100_000);
+    expect(await counts()).toEqual(before);
+  });
+
+  it('stores hostile-looking but valid text verbatim (SQL, quotes, emoji, JSON)', async () => {
+    const texty = fc.constantFrom("'; DROP TABLE charges;--", 'Robert"); DELETE FROM markups;', '💸 ünïcødé', '${jndi:ldap://x}', '<script>alert(1)</script>', '\\x00', '%s%n');
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(texty, texty, fc.dictionary(fc.constantFrom('q', "k'", '"k"'), texty, { maxKeys: 3 }), async (reference, errorMessage, metadata) => {
+        const { charge: stored } = await new ChargesService(db, new PricingService(db, new PriceTable(), clock), clock).recordCharge({
+          ...charge, idempotencyKey: `valid-${n++}`, reference, errorMessage, sessionKey: reference, metadata,
+        });
+        const row = await db('charges').where({ account_id: 'fuzz', charge_id: stored.chargeId }).first();
+        return row.reference === reference && row.error_message === errorMessage && row.session_key === reference && JSON.stringify(row.metadata) === JSON.stringify(stored.metadata);
+      }),
+      { numRuns: 200 },
+    );
+    expect(await db('charges').where({ account_id: 'fuzz' }).count<{ n: string }[]>('* as n')).toEqual([{ n: '200' }]);
+  });
+});
