@@ -6,10 +6,10 @@ import {
   PriceRates,
   PricingChangeKind,
   PricingStatus,
-  RecordChargeRequest,
   RerateMode,
 } from '@metering/contracts';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { chargeRequest } from '../support/requests';
 import { call, grpcError, statusDetails } from '../support/grpc';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
 
@@ -17,12 +17,7 @@ import { buildServer, ServerProcess, startServer } from '../support/server-proce
  * Issue 3 end to end: the real server process, called through the generated
  * client as an operator's tools and a user's backend would.
  */
-const request = (over: Partial<RecordChargeRequest> = {}): RecordChargeRequest => ({
-  accountId: 'acme', userId: 'u1', idempotencyKey: 'k1', sessionKey: '', provider: 'openai', model: 'gpt-4o',
-  chargeType: ChargeType.CHARGE_TYPE_COMPLETION, requestType: 0, promptTokens: '100', completionTokens: '200',
-  reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0', reference: '', endpoint: '',
-  responseTimeMs: undefined, wasCached: false, hadError: false, errorMessage: '', metadata: undefined, usageTime: undefined, ...over,
-});
+const request = chargeRequest;
 
 const rates = (over: Partial<PriceRates> = {}): PriceRates => ({
   inputPerMillion: '1', outputPerMillion: '2', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '',

@@ -13,9 +13,9 @@ import {
   HealthCheckResponse_ServingStatus,
   MeteringServiceClient,
   PricingStatus,
-  RecordChargeRequest,
 } from '@metering/contracts';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { chargeRequest } from '../support/requests';
 import { call, grpcError, statusDetails } from '../support/grpc';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
 
@@ -26,12 +26,7 @@ import { buildServer, ROOT, ServerProcess, startServer } from '../support/server
  */
 const run = promisify(execFile);
 
-const request = (over: Partial<RecordChargeRequest> = {}): RecordChargeRequest => ({
-  accountId: 'acme', userId: 'u1', idempotencyKey: 'k1', sessionKey: '', provider: 'openai', model: 'gpt-4o',
-  chargeType: ChargeType.CHARGE_TYPE_COMPLETION, requestType: 0, promptTokens: '100', completionTokens: '200',
-  reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0', reference: '', endpoint: '', responseTimeMs: undefined,
-  wasCached: false, hadError: false, errorMessage: '', metadata: undefined, usageTime: undefined, ...over,
-});
+const request = chargeRequest;
 
 beforeAll(() => buildServer());
 requirePostgresInCi();
