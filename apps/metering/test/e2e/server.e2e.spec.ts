@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as http2 from 'node:http2';
@@ -17,6 +18,7 @@ import {
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest } from '../support/requests';
 import { call, grpcError, statusDetails } from '../support/grpc';
+import { HOSTILE } from '../support/hostile';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
 
 /**
@@ -148,6 +150,30 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
     expect(details[0].fieldViolations.map((v) => v.field).sort()).toEqual(['prompt_tokens', 'provider']);
     const empty = await grpcError(call(client.recordCharges, client, { charges: [] }));
     expect(statusDetails(empty).badRequest?.fieldViolations.map((v) => v.field)).toEqual(['charges']);
+  });
+
+  it('answers 300 generated hostile RecordCharge calls over gRPC with INVALID_ARGUMENT naming every bad field, and writes nothing', async () => {
+    // Only values the wire can carry: an int64 is always a 64-bit integer there, so out of range, not "NaN".
+    const wireInt = ['-1', '1000000000001', '9223372036854775807', '-9223372036854775808'];
+    const fields: Record<string, [string, unknown[]]> = {
+      accountId: ['account_id', HOSTILE.requiredId], userId: ['user_id', HOSTILE.requiredId], idempotencyKey: ['idempotency_key', HOSTILE.key],
+      provider: ['provider', HOSTILE.provider], model: ['model', HOSTILE.model], chargeType: ['charge_type', HOSTILE.enum], requestType: ['request_type', HOSTILE.enum],
+      promptTokens: ['prompt_tokens', wireInt], completionTokens: ['completion_tokens', wireInt], callCount: ['call_count', wireInt], reference: ['reference', HOSTILE.text],
+    };
+    const usage = () => call(client.getDailyUsage, client, { accountId: 'fuzz', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    const arb = fc
+      .uniqueArray(fc.constantFrom(...Object.keys(fields)), { minLength: 1, maxLength: 3 })
+      .chain((picked) => fc.tuple(fc.constant(picked), fc.tuple(...picked.map((k) => fc.constantFrom(...fields[k][1])))));
+    await fc.assert(
+      fc.asyncProperty(arb, async ([picked, values]) => {
+        const req = request({ accountId: 'fuzz', idempotencyKey: 'fuzz', ...Object.fromEntries(picked.map((k, n) => [k, values[n]])) });
+        const err = await grpcError(call(client.recordCharge, client, req));
+        const named = statusDetails(err).badRequest?.fieldViolations.map((v) => v.field) ?? [];
+        return err.code === status.INVALID_ARGUMENT && picked.every((k) => named.includes(fields[k][0]));
+      }),
+      { numRuns: 300 },
+    );
+    expect((await usage()).totals?.messageCount).toBe('0');
   });
 
   it('keeps serving after raw garbage, a malformed HTTP/2 stream, an invalid protobuf frame and an oversized message', async () => {
