@@ -13,6 +13,8 @@ export interface Config {
   healthIntervalMs: number;
   /** Group commit: how many write transactions may run at once; calls arriving meanwhile join the next one. */
   writeConcurrency: number;
+  /** How often expired reservations are freed. */
+  reservationSweepMs: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -38,5 +40,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: int(env, 'METERING_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     healthIntervalMs: int(env, 'METERING_HEALTH_INTERVAL_MS', 5_000, 100, 600_000),
     writeConcurrency: int(env, 'METERING_WRITE_CONCURRENCY', 2, 1, 64),
+    reservationSweepMs: int(env, 'METERING_RESERVATION_SWEEP_MS', 1_000, 50, 3_600_000),
   };
 }

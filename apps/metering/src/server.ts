@@ -8,7 +8,9 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Config } from './config';
 import { unary } from './grpc/unary';
 import { recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
-import { checkLimitsHandler, getLimitsHandler, setLimitsHandler } from './handlers/limits.handler';
+import { getAccountHandler, setAccountHandler } from './handlers/accounts.handler';
+import { checkLimitsHandler, deleteLimitHandler, getLimitsHandler, listLimitsHandler, putLimitHandler, setLimitsHandler } from './handlers/limits.handler';
+import { getReservationHandler, releaseReservationHandler } from './handlers/reservations.handler';
 import { deleteMarkupHandler, listMarkupsHandler, setMarkupHandler } from './handlers/markups.handler';
 import {
   deletePriceHandler,
@@ -21,11 +23,13 @@ import {
 } from './handlers/pricing.handler';
 import { getDailyUsageHandler } from './handlers/usage.handler';
 import type { Logger } from './logger';
+import { AccountsService } from './services/accounts.service';
 import { ChargesService } from './services/charges.service';
 import { LimitsService } from './services/limits.service';
 import { MarkupsService } from './services/markups.service';
 import { PricingService } from './services/pricing.service';
 import { RerateService } from './services/rerate.service';
+import { ReservationsService } from './services/reservations.service';
 import { UsageService } from './services/usage.service';
 import { closeDatabase, Db, migrate, openDatabase } from './store/db';
 
@@ -38,7 +42,9 @@ export function meteringService(db: Db, log: Logger, opts: { clock?: () => Date;
   const charges = new ChargesService(db, pricing, clock, writeConcurrency);
   const rerate = new RerateService(db, pricing);
   const usage = new UsageService(db);
-  const limits = new LimitsService(db, clock);
+  const limits = new LimitsService(db, pricing, clock);
+  const reservations = new ReservationsService(db, clock);
+  const accounts = new AccountsService(db);
   const markups = new MarkupsService(db);
   return {
     recordCharge: unary('RecordCharge', log, recordChargeHandler(charges)),
@@ -47,6 +53,13 @@ export function meteringService(db: Db, log: Logger, opts: { clock?: () => Date;
     checkLimits: unary('CheckLimits', log, checkLimitsHandler(limits)),
     setLimits: unary('SetLimits', log, setLimitsHandler(limits)),
     getLimits: unary('GetLimits', log, getLimitsHandler(limits)),
+    putLimit: unary('PutLimit', log, putLimitHandler(limits)),
+    deleteLimit: unary('DeleteLimit', log, deleteLimitHandler(limits)),
+    listLimits: unary('ListLimits', log, listLimitsHandler(limits)),
+    releaseReservation: unary('ReleaseReservation', log, releaseReservationHandler(reservations)),
+    getReservation: unary('GetReservation', log, getReservationHandler(reservations)),
+    setAccount: unary('SetAccount', log, setAccountHandler(accounts)),
+    getAccount: unary('GetAccount', log, getAccountHandler(accounts)),
     setMarkup: unary('SetMarkup', log, setMarkupHandler(markups)),
     listMarkups: unary('ListMarkups', log, listMarkupsHandler(markups)),
     deleteMarkup: unary('DeleteMarkup', log, deleteMarkupHandler(markups)),
@@ -129,10 +142,25 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const timer = setInterval(probe, config.healthIntervalMs);
   timer.unref();
 
+  // Expired reservations free their holds without any caller (every process sweeps; SKIP LOCKED keeps them apart).
+  const reservations = new ReservationsService(db);
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping || serving === false) return;
+    sweeping = true;
+    reservations
+      .expireAllDue()
+      .then((n) => n > 0 && log.info('reservations expired', { count: n }))
+      .catch((err: unknown) => log.warn('reservation sweep failed', { error: String(err) }))
+      .finally(() => (sweeping = false));
+  }, config.reservationSweepMs);
+  sweeper.unref();
+
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     (stopping ??= (async () => {
       clearInterval(timer);
+      clearInterval(sweeper);
       serving = false;
       for (const name of ['', SERVICE_NAME]) health.setStatus(name, 'NOT_SERVING');
       await new Promise<void>((resolve) => {

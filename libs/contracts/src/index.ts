@@ -1,6 +1,7 @@
 // The public surface of the generated contract (proto/ -> ts-proto). Nothing
 // here is written by hand except this list of re-exports.
 export * from './gen/metering/v1/metering_service';
+export * from './gen/metering/v1/account';
 export * from './gen/metering/v1/charge';
 export * from './gen/metering/v1/usage';
 export * from './gen/metering/v1/limits';

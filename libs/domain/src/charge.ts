@@ -1,4 +1,5 @@
 import { Dec, formatDecimal, nestingProblem, PriceOrigin, TokenCounts } from '@metering/pricing';
+import { checkReservationId } from './reservation';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, TimestampInput, Violations } from './validation';
 
 export type ChargeType = 'completion' | 'plugin' | 'tool';
@@ -43,6 +44,8 @@ export interface RecordChargeRequestInput extends TokenCountsInput {
   metadata: unknown;
   /** Seconds (int64 string) and nanos of the usage time, when supplied. */
   usageTime?: TimestampInput;
+  /** A held reservation the charge settles; '' or absent for none. */
+  reservationId?: string;
 }
 
 /** A validated charge to record. */
@@ -69,6 +72,8 @@ export interface ChargeInput {
   usageTime: Date;
   /** Whether the caller supplied usageTime (else it is the server's clock). */
   usageTimeSupplied: boolean;
+  /** The reservation the charge settles, or null. */
+  reservationId: string | null;
 }
 
 /** Exact costs of a priced charge, as canonical decimal strings in USD. */
@@ -84,7 +89,7 @@ export interface ChargeCosts {
 export interface ChargeRecord extends ChargeInput {
   chargeId: string;
   totalTokens: number;
-  /** The UTC day of usageTime, YYYY-MM-DD: the rollup the charge counts in. */
+  /** The day of usageTime in the account's time zone, YYYY-MM-DD: the rollup the charge counts in. */
   usageDate: string;
   recordTime: Date;
   pricingStatus: PricingStatus;
@@ -182,6 +187,7 @@ export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): 
     metadata: checkMetadata(v, raw.metadata),
     usageTime: checkUsageTime(v, raw.usageTime, now),
     usageTimeSupplied: raw.usageTime !== undefined,
+    reservationId: checkReservationId(v, 'reservation_id', raw.reservationId ?? '', false) || null,
   };
   v.done();
   return input;
@@ -225,14 +231,10 @@ export function diffChargeContent(stored: ChargeInput, incoming: ChargeInput): s
     ['had_error', stored.hadError, incoming.hadError],
     ['error_message', stored.errorMessage, incoming.errorMessage],
     ['metadata', canonicalJson(stored.metadata), canonicalJson(incoming.metadata)],
+    ['reservation_id', stored.reservationId, incoming.reservationId],
   ];
   if (incoming.usageTimeSupplied) fields.push(['usage_time', stored.usageTime.getTime(), incoming.usageTime.getTime()]);
   return fields.filter(([, a, b]) => a !== b).map(([name]) => name);
-}
-
-/** The UTC day of a moment, YYYY-MM-DD. */
-export function utcDay(at: Date): string {
-  return at.toISOString().slice(0, 10);
 }
 
 /** Money of a priced charge as canonical strings (for the store and the wire). */

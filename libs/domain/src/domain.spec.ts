@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { Dec } from '@metering/pricing';
 import { diffChargeContent, RecordChargeRequestInput, validateRecordCharge } from './charge';
 import { ValidationError } from './errors';
-import { evaluateLimits, UsageCounter, validateSetLimits, ZERO_USAGE } from './limits';
+import { evaluateLimits, Limit, periodStartOf, UsageCounter, validateCheckLimits, validatePutLimit, validateSetLimits, ZERO_USAGE } from './limits';
+import { checkTimeZone, localDay, monthStart, neighbourDays } from './time';
+import { Violations } from './validation';
 import { encodePageToken, parseDay, validateDailyUsageQuery } from './usage';
 
 const NOW = new Date('2026-11-23T12:00:00Z');
@@ -78,45 +80,141 @@ describe('diffChargeContent', () => {
   });
 });
 
-describe('evaluateLimits (the seeds\' check_user_limits)', () => {
-  const usage = (m: number, t: number, c = '0'): UsageCounter => ({ messageCount: BigInt(m), totalTokens: BigInt(t), totalCost: new Dec(c) });
-  const base = { user: undefined, account: undefined, userUsage: ZERO_USAGE, accountUsage: ZERO_USAGE, additionalTokens: 0n, additionalCost: new Dec(0) };
+describe('evaluateLimits (the seeds\' check_user_limits, with periods, soft limits and holds)', () => {
+  const counter = (m: number, t: number, c = '0'): UsageCounter => ({ messageCount: BigInt(m), totalTokens: BigInt(t), totalCost: new Dec(c) });
+  const day = '2026-03-31';
+  type Counters = Partial<Record<string, { used?: UsageCounter; reserved?: UsageCounter }>>;
+  const run = (limits: Limit[], counters: Counters = {}, call = { tokens: 0n, cost: new Dec(0) }) =>
+    evaluateLimits({
+      userId: 'u',
+      limits,
+      call,
+      usage: (userId, period) => ({ periodStart: periodStartOf(period, day), used: ZERO_USAGE, reserved: ZERO_USAGE, ...counters[`${userId}/${period}`] }),
+    });
+  const limit = (userId: string, measure: Limit['measure'], amount: string, period: Limit['period'] = 'day', enforcement: Limit['enforcement'] = 'hard'): Limit => ({
+    accountId: 'a', userId, measure, amount: new Dec(amount), period, enforcement,
+  });
 
   it('allows when no limits are set', () => {
-    expect(evaluateLimits(base)).toMatchObject({ allowed: true, reason: 'no_limits_set', message: 'No limits set' });
+    expect(run([])).toMatchObject({ allowed: true, reason: 'no_limits_set', message: 'No limits set' });
   });
 
-  it('denies when today\'s message count reaches the limit', () => {
-    const user = { accountId: 'a', userId: 'u', messages: 3n };
-    expect(evaluateLimits({ ...base, user, userUsage: usage(2, 0) }).allowed).toBe(true);
-    expect(evaluateLimits({ ...base, user, userUsage: usage(3, 0) })).toMatchObject({ allowed: false, reason: 'message_limit_reached', message: 'Daily message limit reached (3)' });
+  it('denies when the day\'s message count reaches the limit', () => {
+    expect(run([limit('u', 'messages', '3')], { 'u/day': { used: counter(2, 0) } }).allowed).toBe(true);
+    expect(run([limit('u', 'messages', '3')], { 'u/day': { used: counter(3, 0) } })).toMatchObject({ allowed: false, reason: 'message_limit_reached', message: 'Daily message limit reached (3)' });
   });
 
-  it('denies when today\'s tokens plus the additional tokens exceed the limit', () => {
-    const user = { accountId: 'a', userId: 'u', tokens: 1000n };
-    expect(evaluateLimits({ ...base, user, userUsage: usage(1, 900), additionalTokens: 100n }).allowed).toBe(true);
-    const d = evaluateLimits({ ...base, user, userUsage: usage(1, 900), additionalTokens: 101n });
+  it('denies when the tokens plus the call\'s tokens exceed the limit, and reports the state', () => {
+    const tokens = [limit('u', 'tokens', '1000')];
+    expect(run(tokens, { 'u/day': { used: counter(1, 900) } }, { tokens: 100n, cost: new Dec(0) }).allowed).toBe(true);
+    const d = run(tokens, { 'u/day': { used: counter(1, 900) } }, { tokens: 101n, cost: new Dec(0) });
     expect(d).toMatchObject({ allowed: false, reason: 'token_limit_exceeded' });
-    expect(d.limits).toEqual([{ scope: 'user', measure: 'tokens', limit: '1000', used: '900', remaining: '100', exceeded: true }]);
+    expect(d.limits).toEqual([
+      { scope: 'user', measure: 'tokens', period: 'day', enforcement: 'hard', periodStart: day, limit: '1000', used: '900', reserved: '0', remaining: '100', exceeded: true },
+    ]);
   });
 
   it('applies the account limit too, and the cost limit exactly', () => {
-    const account = { accountId: 'a', userId: '', cost: new Dec('0.01') };
-    expect(evaluateLimits({ ...base, account, accountUsage: usage(5, 5, '0.00999999') }).allowed).toBe(true);
-    const d = evaluateLimits({ ...base, account, accountUsage: usage(5, 5, '0.00999999'), additionalCost: new Dec('0.00000002') });
+    const cost = [limit('', 'cost', '0.01')];
+    expect(run(cost, { '/day': { used: counter(5, 5, '0.00999999') } }).allowed).toBe(true);
+    const d = run(cost, { '/day': { used: counter(5, 5, '0.00999999') } }, { tokens: 0n, cost: new Dec('0.00000002') });
     expect(d).toMatchObject({ allowed: false, reason: 'cost_limit_exceeded', message: 'Account daily cost limit reached (0.01 USD)' });
     expect(d.limits[0].remaining).toBe('0.00000001');
   });
 
-  it('checks messages before tokens, as the seeds do', () => {
-    const user = { accountId: 'a', userId: 'u', messages: 1n, tokens: 1n };
-    expect(evaluateLimits({ ...base, user, userUsage: usage(1, 5) }).reason).toBe('message_limit_reached');
+  it('counts reservations as spent: 50 holds of 0.10 fill a 5.00 limit exactly', () => {
+    const cost = [limit('', 'cost', '5')];
+    const call = { tokens: 0n, cost: new Dec('0.10') };
+    expect(run(cost, { '/day': { reserved: counter(49, 0, '4.90') } }, call).allowed).toBe(true);
+    const d = run(cost, { '/day': { reserved: counter(50, 0, '5.00') } }, call);
+    expect(d.allowed).toBe(false);
+    expect(d.limits[0]).toMatchObject({ used: '0', reserved: '5', remaining: '0' });
+  });
+
+  it('checks month limits against the month counters, and names them', () => {
+    const d = run([limit('u', 'messages', '100'), limit('u', 'messages', '1000', 'month')], { 'u/day': { used: counter(5, 0) }, 'u/month': { used: counter(1000, 0) } });
+    expect(d).toMatchObject({ allowed: false, reason: 'message_limit_reached', message: 'Monthly message limit reached (1000)' });
+    expect(d.limits.map((l) => [l.period, l.periodStart, l.exceeded])).toEqual([
+      ['day', day, false],
+      ['month', '2026-03-01', true],
+    ]);
+  });
+
+  it('allows past a soft limit and says so; a hard limit still denies', () => {
+    const soft = limit('', 'tokens', '100', 'day', 'soft');
+    expect(run([soft], { '/day': { used: counter(1, 100) } }, { tokens: 1n, cost: new Dec(0) })).toMatchObject({
+      allowed: true, reason: 'soft_limit_exceeded', message: 'Account daily token limit exceeded (soft, 100)',
+    });
+    const both = run([soft, limit('', 'tokens', '150')], { '/day': { used: counter(1, 150) } }, { tokens: 1n, cost: new Dec(0) });
+    expect(both).toMatchObject({ allowed: false, reason: 'token_limit_exceeded' });
+    expect(both.limits.map((l) => l.enforcement)).toEqual(['hard', 'soft']);
+  });
+
+  it('checks messages before tokens, and the user before the account, as the seeds do', () => {
+    const d = run([limit('', 'messages', '1'), limit('u', 'tokens', '1'), limit('u', 'messages', '1')], { 'u/day': { used: counter(1, 5) }, '/day': { used: counter(1, 5) } });
+    expect(d.message).toBe('Daily message limit reached (1)');
+    expect(d.limits.map((l) => `${l.measure}/${l.scope}`)).toEqual(['messages/user', 'messages/account', 'tokens/user']);
+  });
+
+  it('ignores limits of other users', () => {
+    expect(run([limit('someone-else', 'messages', '0')]).reason).toBe('no_limits_set');
   });
 
   it('validates limits', () => {
     expect(violations(() => validateSetLimits({ accountId: 'a', userId: '', dailyMessageLimit: '-1', dailyTokenLimit: 'x', dailyCostLimit: { amount: '1e3', currencyCode: 'EUR' } })).sort()).toEqual(
       ['daily_cost_limit.amount', 'daily_cost_limit.currency_code', 'daily_message_limit', 'daily_token_limit'],
     );
+    const put = { accountId: 'a', userId: 'u', period: 2, measure: 2, enforcement: 2, amount: '10' };
+    expect(validatePutLimit(put)).toMatchObject({ period: 'month', measure: 'tokens', enforcement: 'soft' });
+    expect(validatePutLimit({ ...put, enforcement: 0 }).enforcement).toBe('hard');
+    expect(violations(() => validatePutLimit({ ...put, period: 0, measure: 9, amount: '1.5' })).sort()).toEqual(['measure', 'period']);
+    expect(violations(() => validatePutLimit({ ...put, amount: '1.5' }))).toEqual(['amount']);
+    expect(validatePutLimit({ ...put, measure: 3, amount: '1.5' }).amount.toFixed()).toBe('1.5');
+    expect(violations(() => validatePutLimit({ ...put, measure: 3, amount: 'NaN' }))).toEqual(['amount']);
+  });
+
+  it('validates reserving checks', () => {
+    const raw = { accountId: 'a', userId: 'u', additionalTokens: '0' };
+    expect(violations(() => validateCheckLimits({ ...raw, reserve: true }))).toEqual(['idempotency_key']);
+    expect(violations(() => validateCheckLimits({ ...raw, idempotencyKey: 'k' }))).toEqual(['idempotency_key']);
+    expect(violations(() => validateCheckLimits({ ...raw, reserve: true, idempotencyKey: 'k', holdSeconds: 86_401 }))).toEqual(['hold_seconds']);
+    const estimate = { provider: 'openai', model: 'gpt-4o', chargeType: 0, promptTokens: '10', completionTokens: '-1', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' };
+    expect(violations(() => validateCheckLimits({ ...raw, estimate, additionalCost: { amount: '1', currencyCode: 'USD' } })).sort()).toEqual(['estimate', 'estimate.completion_tokens']);
+    expect(validateCheckLimits({ ...raw, reserve: true, idempotencyKey: 'k' }).reserve).toEqual({ idempotencyKey: 'k', holdSeconds: 600 });
+  });
+});
+
+describe('account time zones', () => {
+  it('puts a moment on the local calendar day of the zone', () => {
+    const at = new Date('2026-03-01T03:30:00Z');
+    expect(localDay(at, 'UTC')).toBe('2026-03-01');
+    expect(localDay(at, 'America/New_York')).toBe('2026-02-28');
+    expect(localDay(at, 'Asia/Tokyo')).toBe('2026-03-01');
+    expect(localDay(new Date('2026-02-28T15:30:00Z'), 'Asia/Tokyo')).toBe('2026-03-01');
+    expect(localDay(new Date('2026-01-01T10:00:00Z'), 'Pacific/Kiritimati')).toBe('2026-01-02');
+    expect(monthStart('2026-02-28')).toBe('2026-02-01');
+  });
+
+  it('follows daylight saving time', () => {
+    // Berlin is UTC+1 in winter, UTC+2 from 2026-03-29.
+    expect(localDay(new Date('2026-03-28T23:30:00Z'), 'Europe/Berlin')).toBe('2026-03-29');
+    expect(localDay(new Date('2026-03-29T21:59:00Z'), 'Europe/Berlin')).toBe('2026-03-29');
+    expect(localDay(new Date('2026-03-29T22:00:00Z'), 'Europe/Berlin')).toBe('2026-03-30');
+  });
+
+  it('accepts IANA zone names only', () => {
+    const zone = (value: string) => {
+      const v = new Violations();
+      const out = checkTimeZone(v, 'time_zone', value);
+      return v.list.length ? 'bad' : out;
+    };
+    expect(zone('Europe/Berlin')).toBe('Europe/Berlin');
+    expect(zone('UTC')).toBe('UTC');
+    for (const bad of ['', '+02:00', 'Mars/Olympus', 'UTC; DROP TABLE', 'x'.repeat(65)]) expect(zone(bad)).toBe('bad');
+  });
+
+  it('lists the days around a day (every zone\'s today is among them)', () => {
+    expect(neighbourDays('2026-03-01')).toEqual(['2026-02-28', '2026-03-01', '2026-03-02']);
   });
 });
 

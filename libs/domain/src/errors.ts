@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'ALREADY_EXISTS'
   | 'NOT_FOUND'
   | 'FAILED_PRECONDITION'
+  | 'RESOURCE_EXHAUSTED'
   | 'ABORTED'
   | 'UNAVAILABLE'
   | 'INTERNAL';
@@ -48,11 +49,12 @@ export class IdempotencyConflictError extends DomainError {
   constructor(
     readonly idempotencyKey: string,
     readonly fields: string[],
+    what = 'a charge',
   ) {
     super(
       'ALREADY_EXISTS',
       'IDEMPOTENCY_KEY_REUSED',
-      `idempotency_key was already used for a charge with different content (differs in: ${fields.join(', ')})`,
+      `idempotency_key was already used for ${what} with different content (differs in: ${fields.join(', ')})`,
       { idempotency_key: idempotencyKey, fields: fields.join(',') },
     );
   }

@@ -5,3 +5,5 @@ export * from './usage';
 export * from './limits';
 export * from './markup';
 export * from './pricing';
+export * from './time';
+export * from './reservation';

@@ -1,8 +1,17 @@
-import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal } from '@metering/pricing';
-import { checkId, checkInt, Violations } from './validation';
+import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal, TokenCounts } from '@metering/pricing';
+import { CHARGE_TYPE_BY_NUMBER, ChargeType, checkTokens, MAX_CALLS, TokenCountsInput } from './charge';
+import { monthStart } from './time';
+import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, Violations } from './validation';
 
 export type LimitMeasure = 'messages' | 'tokens' | 'cost';
 export type LimitScope = 'account' | 'user';
+export type LimitPeriod = 'day' | 'month';
+export type LimitEnforcement = 'hard' | 'soft';
+
+/** Enum numbers of the contract (proto/metering/v1/limits.proto) to domain names. */
+export const LIMIT_PERIOD_BY_NUMBER: Record<number, LimitPeriod> = { 1: 'day', 2: 'month' };
+export const LIMIT_MEASURE_BY_NUMBER: Record<number, LimitMeasure> = { 1: 'messages', 2: 'tokens', 3: 'cost' };
+export const LIMIT_ENFORCEMENT_BY_NUMBER: Record<number, LimitEnforcement> = { 1: 'hard', 2: 'soft' };
 
 export const MAX_MESSAGE_LIMIT = 1_000_000_000_000;
 export const MAX_TOKEN_LIMIT = 1_000_000_000_000_000;
@@ -19,7 +28,21 @@ export interface DailyLimits {
   updateTime?: Date;
 }
 
-/** Today's counters of one scope. */
+/** One limit of a scope (user_id '' = the whole account). */
+export interface Limit {
+  accountId: string;
+  userId: string;
+  period: LimitPeriod;
+  measure: LimitMeasure;
+  /** An integer for messages and tokens, USD for cost. */
+  amount: Dec;
+  enforcement: LimitEnforcement;
+  updateTime?: Date;
+}
+
+export type LimitKey = Pick<Limit, 'accountId' | 'userId' | 'period' | 'measure' | 'enforcement'>;
+
+/** Counters of one scope and period. */
 export interface UsageCounter {
   messageCount: bigint;
   totalTokens: bigint;
@@ -27,6 +50,18 @@ export interface UsageCounter {
 }
 
 export const ZERO_USAGE: UsageCounter = { messageCount: 0n, totalTokens: 0n, totalCost: new Dec(0) };
+
+/** A scope's counters of one period: what recorded charges used, and what open reservations hold. */
+export interface PeriodUsage {
+  periodStart: string;
+  used: UsageCounter;
+  reserved: UsageCounter;
+}
+
+/** The first day of the period that contains a (local) day. */
+export function periodStartOf(period: LimitPeriod, day: string): string {
+  return period === 'day' ? day : monthStart(day);
+}
 
 export interface MoneyInput {
   amount: string;
@@ -84,11 +119,122 @@ export function validateScope(raw: ScopeInput): ScopeInput {
   return scope;
 }
 
+const MAX_OF: Record<LimitMeasure, Dec> = { messages: new Dec(MAX_MESSAGE_LIMIT), tokens: new Dec(MAX_TOKEN_LIMIT), cost: MAX_COST_LIMIT };
+
+function requiredEnum<T extends string>(v: Violations, field: string, value: number, names: Record<number, T>): T | undefined {
+  if (value === 0) v.add(field, `is required (${Object.values(names).join(', ')})`);
+  return checkEnum(v, field, value, names);
+}
+
+function checkLimitKey(v: Violations, raw: LimitKeyInput): Omit<LimitKey, 'measure'> & { measure?: LimitMeasure } {
+  return {
+    accountId: checkId(v, 'account_id', raw.accountId),
+    userId: checkId(v, 'user_id', raw.userId, false),
+    period: requiredEnum(v, 'period', raw.period, LIMIT_PERIOD_BY_NUMBER) ?? 'day',
+    measure: requiredEnum(v, 'measure', raw.measure, LIMIT_MEASURE_BY_NUMBER),
+    enforcement: checkEnum(v, 'enforcement', raw.enforcement, LIMIT_ENFORCEMENT_BY_NUMBER) ?? 'hard',
+  };
+}
+
+export interface LimitKeyInput {
+  accountId: string;
+  userId: string;
+  period: number;
+  measure: number;
+  enforcement: number;
+}
+
+/** Validates PutLimit: the amount is an integer for messages and tokens, a decimal for cost. */
+export function validatePutLimit(raw: LimitKeyInput & { amount: string }): Limit {
+  const v = new Violations();
+  const { measure = 'cost', ...key } = checkLimitKey(v, raw);
+  let amount = new Dec(0);
+  const parsed = parseDecimal(raw.amount ?? '', 40);
+  if (parsed === undefined) v.add('amount', measure === 'cost' ? 'must be a plain decimal string such as "12.50"' : 'must be an integer');
+  else if (measure !== 'cost' && !parsed.isInteger()) v.add('amount', `must be an integer for ${measure}`);
+  else if (parsed.isNegative() || parsed.greaterThan(MAX_OF[measure])) v.add('amount', `must be between 0 and ${formatDecimal(MAX_OF[measure])}`);
+  else amount = parsed;
+  v.done();
+  return { ...key, measure, amount };
+}
+
+export function validateLimitKey(raw: LimitKeyInput): LimitKey {
+  const v = new Violations();
+  const { measure = 'messages', ...key } = checkLimitKey(v, raw);
+  v.done();
+  return { ...key, measure };
+}
+
+/** Where a page of ListLimits starts: after this (user, period, measure, enforcement). */
+export type LimitCursor = Pick<Limit, 'userId' | 'period' | 'measure' | 'enforcement'>;
+
+export interface ListLimitsQuery {
+  accountId: string;
+  /** Only the limits that apply to this user (its own and the account's). */
+  userId?: string;
+  pageSize: number;
+  after?: LimitCursor;
+}
+
+export function encodeLimitPageToken(q: ListLimitsQuery, last: LimitCursor): string {
+  return Buffer.from(JSON.stringify({ f: [q.accountId, q.userId ?? ''], k: [last.userId, last.period, last.measure, last.enforcement] })).toString('base64url');
+}
+
+export function validateListLimits(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): ListLimitsQuery {
+  const v = new Violations();
+  const q: ListLimitsQuery = {
+    accountId: checkId(v, 'account_id', raw.accountId),
+    userId: checkId(v, 'user_id', raw.userId, false) || undefined,
+    pageSize: raw.pageSize === 0 ? 100 : checkInt(v, 'page_size', raw.pageSize, 1, 1000),
+  };
+  if (raw.pageToken) {
+    try {
+      const body = JSON.parse(Buffer.from(raw.pageToken.slice(0, 2048), 'base64url').toString('utf8')) as { f: unknown; k: unknown };
+      const [userId, period, measure, enforcement] = body.k as string[];
+      if (
+        JSON.stringify(body.f) !== JSON.stringify([q.accountId, q.userId ?? '']) ||
+        typeof userId !== 'string' ||
+        !['day', 'month'].includes(period) ||
+        !['messages', 'tokens', 'cost'].includes(measure) ||
+        !['hard', 'soft'].includes(enforcement)
+      ) {
+        throw new Error('foreign token');
+      }
+      q.after = { userId, period: period as LimitPeriod, measure: measure as LimitMeasure, enforcement: enforcement as LimitEnforcement };
+    } catch {
+      v.add('page_token', 'is not a token returned by a previous page of this same query');
+    }
+  }
+  v.done();
+  return q;
+}
+
+export interface EstimateInput extends TokenCountsInput {
+  provider: string;
+  model: string;
+  chargeType: number;
+  callCount: string;
+}
+
 export interface CheckLimitsRequestInput {
   accountId: string;
   userId: string;
   additionalTokens: string;
   additionalCost?: MoneyInput;
+  reserve?: boolean;
+  idempotencyKey?: string;
+  estimate?: EstimateInput;
+  holdSeconds?: number;
+  denyAsError?: boolean;
+}
+
+/** A token mix for the server to price. */
+export interface UsageEstimate {
+  provider: string;
+  model: string;
+  chargeType: ChargeType;
+  tokens: TokenCounts;
+  callCount: number;
 }
 
 export interface LimitCheck {
@@ -96,6 +242,26 @@ export interface LimitCheck {
   userId: string;
   additionalTokens: bigint;
   additionalCost: Dec;
+  estimate?: UsageEstimate;
+  /** Set when the check reserves. */
+  reserve?: { idempotencyKey: string; holdSeconds: number };
+  denyAsError: boolean;
+}
+
+export const DEFAULT_HOLD_SECONDS = 600;
+export const MAX_HOLD_SECONDS = 86_400;
+
+function checkEstimate(v: Violations, raw: EstimateInput): UsageEstimate {
+  const sub = new Violations();
+  const estimate: UsageEstimate = {
+    provider: checkProvider(sub, 'provider', raw.provider ?? ''),
+    model: checkModel(sub, 'model', raw.model ?? ''),
+    chargeType: checkEnum(sub, 'charge_type', raw.chargeType ?? 0, CHARGE_TYPE_BY_NUMBER) ?? 'completion',
+    tokens: checkTokens(sub, raw),
+    callCount: checkInt(sub, 'call_count', raw.callCount, 0, MAX_CALLS),
+  };
+  for (const x of sub.list) v.add(`estimate.${x.field}`, x.description);
+  return estimate;
 }
 
 export function validateCheckLimits(raw: CheckLimitsRequestInput): LimitCheck {
@@ -105,18 +271,32 @@ export function validateCheckLimits(raw: CheckLimitsRequestInput): LimitCheck {
     userId: checkId(v, 'user_id', raw.userId),
     additionalTokens: BigInt(checkInt(v, 'additional_tokens', raw.additionalTokens, 0, MAX_TOKEN_LIMIT)),
     additionalCost: checkMoney(v, 'additional_cost', raw.additionalCost, MAX_COST_LIMIT) ?? new Dec(0),
+    denyAsError: raw.denyAsError === true,
   };
+  if (raw.estimate) {
+    if (raw.additionalCost) v.add('estimate', 'give either estimate or additional_cost, not both');
+    check.estimate = checkEstimate(v, raw.estimate);
+  }
+  const key = checkText(v, 'idempotency_key', raw.idempotencyKey ?? '', 255, { required: raw.reserve === true });
+  const holdSeconds = raw.holdSeconds ? checkInt(v, 'hold_seconds', raw.holdSeconds, 1, MAX_HOLD_SECONDS) : DEFAULT_HOLD_SECONDS;
+  if (raw.reserve) check.reserve = { idempotencyKey: key, holdSeconds };
+  else if (key !== '') v.add('idempotency_key', 'is only used with reserve');
+  else if (raw.holdSeconds) v.add('hold_seconds', 'is only used with reserve');
   v.done();
   return check;
 }
 
-export type LimitReason = 'no_limits_set' | 'within_limits' | 'message_limit_reached' | 'token_limit_exceeded' | 'cost_limit_exceeded';
+export type LimitReason = 'no_limits_set' | 'within_limits' | 'soft_limit_exceeded' | 'message_limit_reached' | 'token_limit_exceeded' | 'cost_limit_exceeded';
 
 export interface LimitStatus {
   scope: LimitScope;
   measure: LimitMeasure;
+  period: LimitPeriod;
+  enforcement: LimitEnforcement;
+  periodStart: string;
   limit: string;
   used: string;
+  reserved: string;
   remaining: string;
   exceeded: boolean;
 }
@@ -136,59 +316,99 @@ const REASON_OF: Record<LimitMeasure, LimitReason> = {
 
 const LABEL_OF: Record<LimitMeasure, string> = { messages: 'message', tokens: 'token', cost: 'cost' };
 
+/** What one call adds: one message, its tokens, its cost. */
+export interface CallAmounts {
+  tokens: bigint;
+  cost: Dec;
+}
+
+const amountOf = (measure: LimitMeasure, u: UsageCounter): Dec =>
+  measure === 'messages' ? new Dec(u.messageCount.toString()) : measure === 'tokens' ? new Dec(u.totalTokens.toString()) : u.totalCost;
+
 /**
- * The seeds' check_user_limits, for a user and its account. With no limits:
- * allowed ("No limits set"). A message limit is reached when today's count >=
- * the limit; a token limit is exceeded when today's tokens + the additional
- * tokens > the limit; a cost limit when today's cost >= the limit or today's
- * cost + the additional cost > the limit. Measures are checked in the seeds'
- * order (messages, then tokens, then cost), the user's limit before the
- * account's; the first that denies gives the reason, and every limit that
- * applies is reported.
+ * The state of one limit for a call: used and reserved in the current period,
+ * what remains, and whether the call would exceed it. The seeds' rules, with
+ * reservations counted as spent: a message limit is reached when used +
+ * reserved >= the limit; a token limit is exceeded when used + reserved + the
+ * call's tokens > the limit; a cost limit when used + reserved >= the limit or
+ * used + reserved + the call's cost > the limit.
  */
-export function evaluateLimits(input: {
-  user: DailyLimits | undefined;
-  account: DailyLimits | undefined;
-  userUsage: UsageCounter;
-  accountUsage: UsageCounter;
-  additionalTokens: bigint;
-  additionalCost: Dec;
-}): LimitDecision {
-  const statuses: LimitStatus[] = [];
-  let denied: { measure: LimitMeasure; scope: LimitScope; limit: string } | undefined;
-  for (const measure of ['messages', 'tokens', 'cost'] as const) {
-    for (const [scope, limits, usage] of [
-      ['user', input.user, input.userUsage],
-      ['account', input.account, input.accountUsage],
-    ] as const) {
-      const limit = limits?.[measure];
-      if (limit === undefined) continue;
-      let used: string, remaining: string, exceeded: boolean;
-      if (measure === 'cost') {
-        const max = limit as Dec;
-        exceeded = usage.totalCost.greaterThanOrEqualTo(max) || usage.totalCost.plus(input.additionalCost).greaterThan(max);
-        used = formatDecimal(usage.totalCost);
-        remaining = formatDecimal(Dec.max(max.minus(usage.totalCost), 0));
-      } else {
-        const max = limit as bigint;
-        const count = measure === 'messages' ? usage.messageCount : usage.totalTokens;
-        exceeded = measure === 'messages' ? count >= max : count + input.additionalTokens > max;
-        used = count.toString();
-        remaining = (max > count ? max - count : 0n).toString();
-      }
-      const limitText = measure === 'cost' ? formatDecimal(limit as Dec) : String(limit);
-      statuses.push({ scope, measure, limit: limitText, used, remaining, exceeded });
-      if (exceeded && !denied) denied = { measure, scope, limit: limitText };
-    }
-  }
-  if (statuses.length === 0) return { allowed: true, reason: 'no_limits_set', message: 'No limits set', limits: [] };
-  if (!denied) return { allowed: true, reason: 'within_limits', message: 'Within limits', limits: statuses };
-  const who = denied.scope === 'user' ? 'Daily' : 'Account daily';
-  const shown = denied.measure === 'cost' ? `${denied.limit} ${CURRENCY_CODE}` : denied.limit;
+export function limitStatus(limit: Limit, scope: LimitScope, usage: PeriodUsage, call: CallAmounts): LimitStatus {
+  const used = amountOf(limit.measure, usage.used);
+  const spent = used.plus(amountOf(limit.measure, usage.reserved));
+  const max = limit.amount;
+  const exceeded =
+    limit.measure === 'messages'
+      ? spent.greaterThanOrEqualTo(max)
+      : limit.measure === 'tokens'
+        ? spent.plus(call.tokens.toString()).greaterThan(max)
+        : spent.greaterThanOrEqualTo(max) || spent.plus(call.cost).greaterThan(max);
   return {
-    allowed: false,
-    reason: REASON_OF[denied.measure],
-    message: `${who} ${LABEL_OF[denied.measure]} limit reached (${shown})`,
-    limits: statuses,
+    scope,
+    measure: limit.measure,
+    period: limit.period,
+    enforcement: limit.enforcement,
+    periodStart: usage.periodStart,
+    limit: formatDecimal(max),
+    used: formatDecimal(used),
+    reserved: formatDecimal(spent.minus(used)),
+    remaining: formatDecimal(Dec.max(max.minus(spent), 0)),
+    exceeded,
   };
+}
+
+const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, account: 1, day: 0, month: 1, hard: 0, soft: 1 } as const;
+
+/**
+ * The seeds' check_user_limits, generalised: every limit of the user and of
+ * its account (day and month, hard and soft) against the counters of their
+ * current periods, reservations counted as spent. With no limits: allowed
+ * ("No limits set"). Limits are checked in the seeds' order (messages, then
+ * tokens, then cost; the user's before the account's; then day before month);
+ * the first hard limit exceeded denies and gives the reason. When no hard
+ * limit denies but a soft one is exceeded, the call is allowed with reason
+ * soft_limit_exceeded. Every limit that applies is reported.
+ */
+export function evaluateLimits(input: { userId: string; limits: Limit[]; usage: (userId: string, period: LimitPeriod) => PeriodUsage; call: CallAmounts }): LimitDecision {
+  const rank = (s: LimitStatus) => ORDER[s.measure] * 8 + ORDER[s.scope] * 4 + ORDER[s.period] * 2 + ORDER[s.enforcement];
+  const statuses = input.limits
+    .filter((l) => l.userId === '' || l.userId === input.userId)
+    .map((l) => limitStatus(l, l.userId === '' ? 'account' : 'user', input.usage(l.userId, l.period), input.call))
+    .sort((a, b) => rank(a) - rank(b));
+  if (statuses.length === 0) return { allowed: true, reason: 'no_limits_set', message: 'No limits set', limits: [] };
+  const denied = statuses.find((s) => s.exceeded && s.enforcement === 'hard');
+  const warned = statuses.find((s) => s.exceeded);
+  if (!warned) return { allowed: true, reason: 'within_limits', message: 'Within limits', limits: statuses };
+  const hit = denied ?? warned;
+  const who = `${hit.scope === 'user' ? '' : 'Account '}${hit.period === 'day' ? 'daily' : 'monthly'}`;
+  const shown = hit.measure === 'cost' ? `${hit.limit} ${CURRENCY_CODE}` : hit.limit;
+  const text = `${who.charAt(0).toUpperCase()}${who.slice(1)} ${LABEL_OF[hit.measure]} limit`;
+  if (!denied) return { allowed: true, reason: 'soft_limit_exceeded', message: `${text} exceeded (soft, ${shown})`, limits: statuses };
+  return { allowed: false, reason: REASON_OF[hit.measure], message: `${text} reached (${shown})`, limits: statuses };
+}
+
+/** The seeds' daily limits of a scope as limit rows (hard, per day). */
+export function limitsOfDaily(d: DailyLimits): Limit[] {
+  const key = { accountId: d.accountId, userId: d.userId, period: 'day', enforcement: 'hard' } as const;
+  return (
+    [
+      ['messages', d.messages],
+      ['tokens', d.tokens],
+      ['cost', d.cost],
+    ] as const
+  )
+    .filter(([, amount]) => amount !== undefined)
+    .map(([measure, amount]) => ({ ...key, measure, amount: new Dec(amount!.toString()) }));
+}
+
+/** The hard day limits among a scope's limits, as the seeds' daily limits. */
+export function dailyOfLimits(accountId: string, userId: string, limits: Limit[]): DailyLimits {
+  const d: DailyLimits = { accountId, userId };
+  for (const l of limits) {
+    if (l.userId !== userId || l.period !== 'day' || l.enforcement !== 'hard') continue;
+    if (l.measure === 'cost') d.cost = l.amount;
+    else d[l.measure] = BigInt(l.amount.toFixed());
+    if (!d.updateTime || (l.updateTime && l.updateTime > d.updateTime)) d.updateTime = l.updateTime;
+  }
+  return d;
 }

@@ -1,11 +1,12 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { Any, BadRequest, ErrorInfo, Status } from '@metering/contracts';
-import { DomainError, ErrorCode, ValidationError } from '@metering/domain';
+import { Any, BadRequest, ErrorInfo, QuotaFailure, Status } from '@metering/contracts';
+import { DomainError, ErrorCode, QuotaExceededError, ValidationError } from '@metering/domain';
 
 /**
  * The one place where errors become gRPC statuses. Domain errors keep their
  * code and message and gain google.rpc details (BadRequest naming every bad
- * field, ErrorInfo with a reason) in the `grpc-status-details-bin` trailer.
+ * field, QuotaFailure naming the limits a denied check hit, ErrorInfo with a
+ * reason) in the `grpc-status-details-bin` trailer.
  * Anything else is INTERNAL with a generic message: no SQL, no stack trace.
  */
 export const ERROR_DOMAIN = 'metering.v1';
@@ -15,6 +16,7 @@ const CODE: Record<ErrorCode, status> = {
   ALREADY_EXISTS: status.ALREADY_EXISTS,
   NOT_FOUND: status.NOT_FOUND,
   FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   ABORTED: status.ABORTED,
   UNAVAILABLE: status.UNAVAILABLE,
   INTERNAL: status.INTERNAL,
@@ -30,6 +32,9 @@ export function toRpcStatus(err: unknown, requestId?: string): Status {
   const details: Any[] = [];
   if (domain instanceof ValidationError) {
     details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: domain.violations }).finish()));
+  }
+  if (domain instanceof QuotaExceededError) {
+    details.push(pack('google.rpc.QuotaFailure', QuotaFailure.encode({ violations: domain.violations }).finish()));
   }
   details.push(
     pack(

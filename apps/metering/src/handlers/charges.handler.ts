@@ -1,15 +1,20 @@
 import { RecordChargeRequest, RecordChargeResponse, RecordChargesRequest, RecordChargesResponse } from '@metering/contracts';
 import { DomainError, ValidationError } from '@metering/domain';
 import { toRpcStatus } from '../grpc/errors';
-import { ChargesService, MAX_BATCH } from '../services/charges.service';
-import { toProtoCharge } from './convert';
+import { ChargesService, MAX_BATCH, RecordChargeResult } from '../services/charges.service';
+import { toProtoCharge, toProtoReservation } from './convert';
+
+const toProtoRecorded = (r: RecordChargeResult): RecordChargeResponse => ({
+  charge: toProtoCharge(r.charge),
+  replayed: r.replayed,
+  reservation: r.reservation ? toProtoReservation(r.reservation) : undefined,
+});
 
 /** RecordCharge: wire -> service -> wire. The generated request already has the shape of RecordChargeRequestInput. */
 export const recordChargeHandler =
   (service: ChargesService) =>
   async (req: RecordChargeRequest): Promise<RecordChargeResponse> => {
-    const { charge, replayed } = await service.recordCharge(req);
-    return { charge: toProtoCharge(charge), replayed };
+    return toProtoRecorded(await service.recordCharge(req));
   };
 
 /** RecordCharges: one result per charge, in request order; a charge's own error becomes its google.rpc.Status. */
@@ -24,7 +29,7 @@ export const recordChargesHandler =
       results: results.map((r) =>
         r instanceof DomainError
           ? { result: { $case: 'error', value: toRpcStatus(r) } }
-          : { result: { $case: 'recorded', value: { charge: toProtoCharge(r.charge), replayed: r.replayed } } },
+          : { result: { $case: 'recorded', value: toProtoRecorded(r) } },
       ),
     };
   };

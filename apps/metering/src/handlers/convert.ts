@@ -5,11 +5,13 @@ import {
   PriceOrigin as PbPriceOrigin,
   PricingStatus,
   RequestType as PbRequestType,
+  Reservation as PbReservation,
+  ReservationStatus as PbReservationStatus,
   Timestamp,
   TokenCounts,
   UsageSums as PbUsageSums,
 } from '@metering/contracts';
-import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType } from '@metering/domain';
+import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType, Reservation } from '@metering/domain';
 import { CURRENCY_CODE, Dec, formatDecimal, PriceOrigin } from '@metering/pricing';
 import type { UsageSums } from '../store/usage.repo';
 
@@ -104,5 +106,30 @@ export function toProtoSums(s: UsageSums): PbUsageSums {
     totalCost: toProtoMoney(s.totalCost),
     callCount: s.callCount.toString(),
     callCost: toProtoMoney(s.callCost),
+  };
+}
+
+const RESERVATION_STATUS: Record<Reservation['status'], PbReservationStatus> = {
+  held: PbReservationStatus.RESERVATION_STATUS_HELD,
+  settled: PbReservationStatus.RESERVATION_STATUS_SETTLED,
+  released: PbReservationStatus.RESERVATION_STATUS_RELEASED,
+  expired: PbReservationStatus.RESERVATION_STATUS_EXPIRED,
+};
+
+export function toProtoReservation(r: Reservation): PbReservation {
+  return {
+    accountId: r.accountId,
+    reservationId: r.reservationId,
+    idempotencyKey: r.idempotencyKey,
+    userId: r.userId,
+    status: RESERVATION_STATUS[r.status],
+    heldMessages: r.heldMessages.toString(),
+    heldTokens: r.heldTokens.toString(),
+    heldCost: toProtoMoney(r.heldCost),
+    periodDay: r.periodDay,
+    createTime: toProtoTimestamp(r.createTime),
+    expireTime: toProtoTimestamp(r.expireTime),
+    finishTime: r.finishTime ? toProtoTimestamp(r.finishTime) : undefined,
+    chargeId: r.chargeId ?? '',
   };
 }

@@ -3,31 +3,43 @@ import {
   CheckLimitsRequest,
   CheckLimitsResponse,
   DailyLimits as PbDailyLimits,
+  DeleteLimitRequest,
+  DeleteLimitResponse,
   GetLimitsRequest,
   GetLimitsResponse,
+  Limit as PbLimit,
+  LimitEnforcement,
   LimitMeasure,
+  LimitPeriod,
   LimitScope,
+  ListLimitsRequest,
+  ListLimitsResponse,
+  PutLimitRequest,
+  PutLimitResponse,
   SetLimitsRequest,
   SetLimitsResponse,
   UsageSnapshot,
 } from '@metering/contracts';
-import { DailyLimits, LimitReason, UsageCounter } from '@metering/domain';
+import { DailyLimits, Limit, LimitReason, UsageCounter } from '@metering/domain';
 import { LimitsService } from '../services/limits.service';
-import { toProtoMoney, toProtoTimestamp } from './convert';
+import { toProtoMoney, toProtoReservation, toProtoTimestamp } from './convert';
 
-/** SetLimits, GetLimits, CheckLimits: wire -> service -> wire (the generated requests have the shape of the domain inputs). */
+/** CheckLimits and limit management: wire -> service -> wire (the generated requests have the shape of the domain inputs). */
 
 const REASON: Record<LimitReason, CheckLimitsReason> = {
   no_limits_set: CheckLimitsReason.CHECK_LIMITS_REASON_NO_LIMITS_SET,
   within_limits: CheckLimitsReason.CHECK_LIMITS_REASON_WITHIN_LIMITS,
+  soft_limit_exceeded: CheckLimitsReason.CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED,
   message_limit_reached: CheckLimitsReason.CHECK_LIMITS_REASON_MESSAGE_LIMIT_REACHED,
   token_limit_exceeded: CheckLimitsReason.CHECK_LIMITS_REASON_TOKEN_LIMIT_EXCEEDED,
   cost_limit_exceeded: CheckLimitsReason.CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED,
 };
 const MEASURE = { messages: LimitMeasure.LIMIT_MEASURE_MESSAGES, tokens: LimitMeasure.LIMIT_MEASURE_TOKENS, cost: LimitMeasure.LIMIT_MEASURE_COST };
 const SCOPE = { user: LimitScope.LIMIT_SCOPE_USER, account: LimitScope.LIMIT_SCOPE_ACCOUNT };
+const PERIOD = { day: LimitPeriod.LIMIT_PERIOD_DAY, month: LimitPeriod.LIMIT_PERIOD_MONTH };
+const ENFORCEMENT = { hard: LimitEnforcement.LIMIT_ENFORCEMENT_HARD, soft: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT };
 
-function toProtoLimits(l: DailyLimits): PbDailyLimits {
+function toProtoDailyLimits(l: DailyLimits): PbDailyLimits {
   return {
     accountId: l.accountId,
     userId: l.userId,
@@ -38,6 +50,16 @@ function toProtoLimits(l: DailyLimits): PbDailyLimits {
   };
 }
 
+const toProtoLimit = (l: Limit): PbLimit => ({
+  accountId: l.accountId,
+  userId: l.userId,
+  period: PERIOD[l.period],
+  measure: MEASURE[l.measure],
+  amount: l.amount.toFixed(),
+  enforcement: ENFORCEMENT[l.enforcement],
+  updateTime: l.updateTime ? toProtoTimestamp(l.updateTime) : undefined,
+});
+
 const toSnapshot = (u: UsageCounter): UsageSnapshot => ({
   messageCount: u.messageCount.toString(),
   totalTokens: u.totalTokens.toString(),
@@ -46,17 +68,30 @@ const toSnapshot = (u: UsageCounter): UsageSnapshot => ({
 
 export const setLimitsHandler =
   (service: LimitsService) =>
-  async (req: SetLimitsRequest): Promise<SetLimitsResponse> => ({
-    limits: toProtoLimits(
-      await service.setLimits(req),
-    ),
-  });
+  async (req: SetLimitsRequest): Promise<SetLimitsResponse> => ({ limits: toProtoDailyLimits(await service.setLimits(req)) });
 
 export const getLimitsHandler =
   (service: LimitsService) =>
-  async (req: GetLimitsRequest): Promise<GetLimitsResponse> => ({
-    limits: toProtoLimits(await service.getLimits(req)),
-  });
+  async (req: GetLimitsRequest): Promise<GetLimitsResponse> => ({ limits: toProtoDailyLimits(await service.getLimits(req)) });
+
+export const putLimitHandler =
+  (service: LimitsService) =>
+  async (req: PutLimitRequest): Promise<PutLimitResponse> => ({ limit: toProtoLimit(await service.putLimit(req)) });
+
+export const deleteLimitHandler =
+  (service: LimitsService) =>
+  async (req: DeleteLimitRequest): Promise<DeleteLimitResponse> => ({ deleted: await service.deleteLimit(req) });
+
+export const listLimitsHandler =
+  (service: LimitsService) =>
+  async (req: ListLimitsRequest): Promise<ListLimitsResponse> => {
+    const page = await service.listLimits(req);
+    return {
+      limits: page.limits.map((u) => ({ ...u, limit: toProtoLimit(u.limit) })),
+      nextPageToken: page.nextPageToken,
+      timeZone: page.timeZone,
+    };
+  };
 
 export const checkLimitsHandler =
   (service: LimitsService) =>
@@ -67,8 +102,11 @@ export const checkLimitsHandler =
       reason: REASON[r.reason],
       message: r.message,
       date: r.date,
+      timeZone: r.timeZone,
       userUsage: toSnapshot(r.userUsage),
       accountUsage: toSnapshot(r.accountUsage),
-      limits: r.limits.map((s) => ({ ...s, scope: SCOPE[s.scope], measure: MEASURE[s.measure] })),
+      limits: r.limits.map((s) => ({ ...s, scope: SCOPE[s.scope], measure: MEASURE[s.measure], period: PERIOD[s.period], enforcement: ENFORCEMENT[s.enforcement] })),
+      reservation: r.reservation ? toProtoReservation(r.reservation) : undefined,
+      replayed: r.replayed,
     };
   };

@@ -5,21 +5,31 @@ import {
   diffChargeContent,
   DomainError,
   IdempotencyConflictError,
+  DEFAULT_TIME_ZONE,
+  localDay,
   RecordChargeRequestInput,
-  utcDay,
+  Reservation,
+  ReservationNotFoundError,
+  ReservationStateError,
+  ReservationUserMismatchError,
   validateRecordCharge,
 } from '@metering/domain';
 import { CURRENCY_CODE, totalTokens } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
-import { Db, inTransaction } from '../store/db';
+import { Db, inTransaction, Tx } from '../store/db';
+import { readTimeZones } from '../store/limits.repo';
+import { finishReservations, lockReservations } from '../store/reservations.repo';
 import { applyRollupDeltas, deltaOfCharge } from '../store/usage.repo';
 import { PricingService } from './pricing.service';
+import { holdOf } from './reservations.service';
 
 export interface RecordChargeResult {
   charge: ChargeRecord;
   /** True when the key had been used with the same content: nothing new was written. */
   replayed: boolean;
+  /** The reservation the charge settled, when it names one. */
+  reservation?: Reservation;
 }
 
 /** The outcome of one charge of a batch: recorded (or replayed), or a domain error for that charge alone. */
@@ -101,11 +111,12 @@ export class ChargesService {
   }
 
   /**
-   * Writes charges in one transaction: prices them (two reads), inserts the
-   * new keys in (account, key) order (so concurrent batches cannot deadlock),
-   * answers the others as replays or conflicts, and applies the rollups.
-   * Several charges of one batch with the same key are answered as the first
-   * one and its replays.
+   * Writes charges in one transaction: locks the reservations they settle
+   * (in id order), prices them (two reads), inserts the new keys in
+   * (account, key) order (so concurrent batches cannot deadlock), answers the
+   * others as replays or conflicts, and applies the rollups together with the
+   * settled holds. Several charges of one batch with the same key are
+   * answered as the first one and its replays.
    */
   private write(inputs: ChargeInput[]): Promise<BatchItemResult[]> {
     return inTransaction(this.db, async (tx) => {
@@ -113,20 +124,31 @@ export class ChargesService {
       const byKey = new Map<string, ChargeInput>();
       for (const c of inputs) if (!byKey.has(keyOf(c))) byKey.set(keyOf(c), c);
       const distinct = [...byKey.values()];
-      const pricing = await this.pricing.priceCharges(tx, distinct);
+      const { reservations, refused } = await this.claimReservations(tx, distinct);
+      const insertable = distinct.filter((c) => !refused.has(keyOf(c)));
+      const zones = await readTimeZones(tx, [...new Set(insertable.map((c) => c.accountId))]);
+      const pricing = await this.pricing.priceCharges(tx, insertable);
       const recordTime = this.clock();
-      const charges: ChargeRecord[] = distinct.map((input, n) => ({
+      const charges: ChargeRecord[] = insertable.map((input, n) => ({
         ...input,
         chargeId: randomUUID(),
         totalTokens: totalTokens(input.tokens),
-        usageDate: utcDay(input.usageTime),
+        usageDate: localDay(input.usageTime, zones.get(input.accountId) ?? DEFAULT_TIME_ZONE),
         recordTime,
         currencyCode: CURRENCY_CODE,
         ...pricing[n],
       }));
       charges.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
       const inserted = await insertChargesIfAbsent(tx, charges);
-      await applyRollupDeltas(tx, inserted.map(deltaOfCharge));
+      // The reservations the new charges settle: their holds (if not already expired) give way to the usage.
+      const settled = inserted.flatMap((c) => (c.reservationId ? [{ charge: c, reservation: reservations.get(`${c.accountId}\u0000${c.reservationId}`)! }] : []));
+      await applyRollupDeltas(
+        tx,
+        inserted.map(deltaOfCharge),
+        settled.filter((s) => s.reservation.status === 'held').map((s) => holdOf(s.reservation, -1)),
+      );
+      await finishReservations(tx, settled.map((s) => ({ ref: s.reservation, status: 'settled', at: recordTime, chargeId: s.charge.chargeId })));
+      for (const s of settled) reservations.set(`${s.charge.accountId}\u0000${s.charge.reservationId}`, { ...s.reservation, status: 'settled', finishTime: recordTime, chargeId: s.charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [keyOf(c), { charge: c, fresh: true }]));
       const missing = distinct.filter((c) => !stored.has(keyOf(c)));
@@ -134,13 +156,43 @@ export class ChargesService {
       const firstUse = new Set<string>();
       return inputs.map((input): BatchItemResult => {
         const found = stored.get(keyOf(input));
-        if (!found) return new ConflictRetryError();
+        if (!found) return refused.get(keyOf(input)) ?? new ConflictRetryError();
         const replay = !found.fresh || firstUse.has(keyOf(input));
         firstUse.add(keyOf(input));
-        if (!replay) return { charge: found.charge, replayed: false };
+        const reservation = found.charge.reservationId ? reservations.get(`${found.charge.accountId}\u0000${found.charge.reservationId}`) : undefined;
+        if (!replay) return { charge: found.charge, replayed: false, reservation };
         const differs = diffChargeContent(found.charge, input);
-        return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: found.charge, replayed: true };
+        return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: found.charge, replayed: true, reservation };
       });
     });
+  }
+
+  /**
+   * Locks the reservations the charges name and decides which charges may
+   * settle theirs: a reservation that is held (or already expired: the usage
+   * happened, so the charge is recorded) is claimed by the first charge that
+   * names it. The others are refused (not found, another user's, already
+   * settled or released), unless their key turns out to be a replay.
+   */
+  private async claimReservations(tx: Tx, charges: ChargeInput[]) {
+    const naming = charges.filter((c) => c.reservationId !== null);
+    const locked = await lockReservations(tx, naming.map((c) => ({ accountId: c.accountId, reservationId: c.reservationId! })));
+    const reservations = new Map(locked.map((r) => [`${r.accountId}\u0000${r.reservationId}`, r]));
+    const refused = new Map<string, DomainError>();
+    const claimed = new Set<string>();
+    for (const c of naming) {
+      const id = `${c.accountId}\u0000${c.reservationId}`;
+      const r = reservations.get(id);
+      const problem = !r
+        ? new ReservationNotFoundError(c.reservationId!)
+        : r.userId !== c.userId
+          ? new ReservationUserMismatchError(r)
+          : r.status === 'settled' || r.status === 'released' || claimed.has(id)
+            ? new ReservationStateError({ reservationId: r.reservationId, status: claimed.has(id) ? 'settled' : r.status }, 'settle')
+            : undefined;
+      if (problem) refused.set(`${c.accountId}\u0000${c.idempotencyKey}`, problem);
+      else claimed.add(id);
+    }
+    return { reservations, refused };
   }
 }

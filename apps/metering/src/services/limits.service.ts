@@ -1,29 +1,89 @@
 import {
+  canonicalJson,
   CheckLimitsRequestInput,
   DailyLimits,
+  DEFAULT_TIME_ZONE,
+  encodeLimitPageToken,
   evaluateLimits,
+  Limit,
+  LimitCheck,
   LimitDecision,
+  LimitKeyInput,
+  LimitPeriod,
+  localDay,
+  monthStart,
+  neighbourDays,
+  PeriodUsage,
+  periodStartOf,
+  QuotaExceededError,
+  Reservation,
   ScopeInput,
   SetLimitsRequestInput,
+  UnpricedEstimateError,
   UsageCounter,
-  utcDay,
   validateCheckLimits,
+  validateLimitKey,
+  validateListLimits,
+  validatePutLimit,
   validateScope,
   validateSetLimits,
+  ZERO_USAGE,
+  IdempotencyConflictError,
+  limitStatus,
 } from '@metering/domain';
-import { Db, inTransaction, read } from '../store/db';
-import { readDailyLimits, readLimitCheckState, replaceDailyLimits } from '../store/limits.repo';
+import { Dec, totalTokens } from '@metering/pricing';
+import { createHash, randomUUID } from 'node:crypto';
+import { Db, inTransaction, read, Tx } from '../store/db';
+import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, readTimeZone, replaceDailyLimits } from '../store/limits.repo';
+import { findReservationByKey, insertReservation } from '../store/reservations.repo';
+import { applyRollupDeltas, CounterRow } from '../store/usage.repo';
+import { PricingService } from './pricing.service';
+import { asSeen, expireDue, holdOf, ZERO_HOLD } from './reservations.service';
 
 export interface LimitCheckResult extends LimitDecision {
   date: string;
+  timeZone: string;
   userUsage: UsageCounter;
   accountUsage: UsageCounter;
+  reservation?: Reservation;
+  replayed: boolean;
 }
 
-/** SetLimits, GetLimits and CheckLimits. Checks read the maintained day counters by primary key. */
+/** A limit with its current period's usage. */
+export interface LimitUsage {
+  limit: Limit;
+  periodStart: string;
+  used: string;
+  reserved: string;
+  remaining: string;
+  exceeded: boolean;
+}
+
+/** Rolls back a reserving transaction that was denied, carrying the decision out. */
+class Denied extends Error {
+  constructor(readonly result: LimitCheckResult) {
+    super('denied');
+  }
+}
+
+/** The counters of a scope and period from the rows read, zero when absent. */
+function usageFrom(rows: CounterRow[], day: string) {
+  return (userId: string, period: LimitPeriod): PeriodUsage => {
+    const periodStart = periodStartOf(period, day);
+    const row = rows.find((r) => r.userId === userId && r.period === period && r.periodStart === periodStart);
+    return { periodStart, used: row?.used ?? ZERO_USAGE, reserved: row?.reserved ?? ZERO_USAGE };
+  };
+}
+
+/**
+ * CheckLimits (plain, or reserving), and limit management: SetLimits and
+ * GetLimits (the seeds' hard day limits), PutLimit, DeleteLimit, ListLimits.
+ * Periods are the account's local days and months.
+ */
 export class LimitsService {
   constructor(
     private readonly db: Db,
+    private readonly pricing: PricingService,
     private readonly clock: () => Date = () => new Date(),
   ) {}
 
@@ -31,28 +91,140 @@ export class LimitsService {
     const limits = validateSetLimits(raw);
     return inTransaction(this.db, async (tx) => {
       await replaceDailyLimits(tx, limits);
-      return (await readDailyLimits(tx, limits.accountId, [limits.userId])).get(limits.userId) ?? { accountId: limits.accountId, userId: limits.userId };
+      return readDailyLimits(tx, limits.accountId, limits.userId);
     });
   }
 
   async getLimits(raw: ScopeInput): Promise<DailyLimits> {
     const scope = validateScope(raw);
-    const found = await read(() => readDailyLimits(this.db, scope.accountId, [scope.userId]));
-    return found.get(scope.userId) ?? { accountId: scope.accountId, userId: scope.userId };
+    return read(() => readDailyLimits(this.db, scope.accountId, scope.userId));
+  }
+
+  async putLimit(raw: LimitKeyInput & { amount: string }): Promise<Limit> {
+    const limit = validatePutLimit(raw);
+    return inTransaction(this.db, (tx) => putLimit(tx, limit));
+  }
+
+  async deleteLimit(raw: LimitKeyInput): Promise<boolean> {
+    const key = validateLimitKey(raw);
+    return inTransaction(this.db, (tx) => deleteLimit(tx, key));
+  }
+
+  async listLimits(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): Promise<{ limits: LimitUsage[]; nextPageToken: string; timeZone: string }> {
+    const q = validateListLimits(raw);
+    return read(async () => {
+      const page = await listLimits(this.db, q);
+      const more = page.length > q.pageSize;
+      const limits = page.slice(0, q.pageSize);
+      const now = this.clock();
+      const candidates = this.candidateStarts(now);
+      // Counters of every scope on the page, read with the same query CheckLimits uses.
+      const users = [...new Set(limits.map((l) => l.userId).filter((u) => u !== ''))];
+      const states = await Promise.all((users.length ? users : ['']).map((u) => readLimitCheckState(this.db, q.accountId, u, candidates)));
+      const timeZone = states[0].timeZone ?? DEFAULT_TIME_ZONE;
+      const usage = usageFrom(states.flatMap((s) => s.counters), localDay(now, timeZone));
+      return {
+        timeZone,
+        nextPageToken: more ? encodeLimitPageToken(q, limits[limits.length - 1]) : '',
+        limits: limits.map((limit) => {
+          const s = limitStatus(limit, limit.userId === '' ? 'account' : 'user', usage(limit.userId, limit.period), { tokens: 0n, cost: new Dec(0) });
+          return { limit, periodStart: s.periodStart, used: s.used, reserved: s.reserved, remaining: s.remaining, exceeded: s.exceeded };
+        }),
+      };
+    });
   }
 
   async checkLimits(raw: CheckLimitsRequestInput): Promise<LimitCheckResult> {
     const check = validateCheckLimits(raw);
-    const date = utcDay(this.clock());
-    const { limits, ...counters } = await read(() => readLimitCheckState(this.db, check.accountId, check.userId, date));
-    const decision = evaluateLimits({
-      user: limits.get(check.userId),
-      account: limits.get(''),
-      userUsage: counters.user,
-      accountUsage: counters.account,
-      additionalTokens: check.additionalTokens,
-      additionalCost: check.additionalCost,
-    });
-    return { ...decision, date, userUsage: counters.user, accountUsage: counters.account };
+    const result = check.reserve ? await this.reserve(check) : await this.check(check);
+    if (!result.allowed && check.denyAsError) throw QuotaExceededError.of(check.accountId, check.userId, result.message, result.limits);
+    return result;
+  }
+
+  /** The days around UTC's today and their months: the account's local today is one of them. */
+  private candidateStarts(now: Date): string[] {
+    const days = neighbourDays(localDay(now, DEFAULT_TIME_ZONE));
+    return [...new Set([...days, ...days.map(monthStart)])];
+  }
+
+  /** A plain check: one round trip of primary-key reads (plus the two pricing reads when an estimate is given). */
+  private async check(check: LimitCheck): Promise<LimitCheckResult> {
+    const now = this.clock();
+    const call = await read(() => this.callAmounts(this.db, check, now));
+    const state = await read(() => readLimitCheckState(this.db, check.accountId, check.userId, this.candidateStarts(now)));
+    const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
+    return this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
+  }
+
+  private decide(check: LimitCheck, limits: Limit[], counters: CounterRow[], timeZone: string, day: string, call: { tokens: bigint; cost: Dec }): LimitCheckResult {
+    const usage = usageFrom(counters, day);
+    const decision = evaluateLimits({ userId: check.userId, limits, usage, call });
+    return { ...decision, date: day, timeZone, userUsage: usage(check.userId, 'day').used, accountUsage: usage('', 'day').used, replayed: false };
+  }
+
+  /** The tokens and cost a call is expected to add: as given, or priced from the estimate. */
+  private async callAmounts(db: Db | Tx, check: LimitCheck, now: Date): Promise<{ tokens: bigint; cost: Dec }> {
+    const e = check.estimate;
+    if (!e) return { tokens: check.additionalTokens, cost: check.additionalCost };
+    const [priced] = await this.pricing.estimates(db, [{ accountId: check.accountId, provider: e.provider, model: e.model, at: now, chargeType: e.chargeType, tokens: e.tokens, callCount: e.callCount }]);
+    if (!priced.cost) throw new UnpricedEstimateError(e.provider, e.model);
+    return { tokens: check.additionalTokens > 0n ? check.additionalTokens : BigInt(totalTokens(e.tokens)), cost: priced.cost.totalCost };
+  }
+
+  /**
+   * A reserving check, in one transaction: insert the reservation (its
+   * idempotency key decides replays), free this account's expired holds,
+   * lock the day and month counters of the user and the account in key order
+   * (concurrent reservations and charges queue here), decide against every
+   * limit with holds counted as spent, and either add the hold or roll back.
+   */
+  private async reserve(check: LimitCheck): Promise<LimitCheckResult> {
+    const { idempotencyKey, holdSeconds } = check.reserve!;
+    const now = this.clock();
+    const requestHash = createHash('sha256')
+      .update(canonicalJson({ u: check.userId, t: check.additionalTokens.toString(), c: check.additionalCost.toFixed(), e: check.estimate ?? null, h: holdSeconds }))
+      .digest('base64url');
+    try {
+      return await inTransaction(this.db, async (tx) => {
+        const timeZone = (await readTimeZone(tx, check.accountId)) ?? DEFAULT_TIME_ZONE;
+        const day = localDay(now, timeZone);
+        const call = await this.callAmounts(tx, check, now);
+        const reservation: Reservation = {
+          accountId: check.accountId,
+          reservationId: randomUUID(),
+          idempotencyKey,
+          userId: check.userId,
+          status: 'held',
+          heldMessages: 1n,
+          heldTokens: call.tokens,
+          heldCost: call.cost,
+          periodDay: day,
+          requestHash,
+          createTime: now,
+          expireTime: new Date(now.getTime() + holdSeconds * 1000),
+        };
+        if (!(await insertReservation(tx, reservation))) return this.replay(tx, check, requestHash, timeZone, now);
+        const expired = await expireDue(tx, now, check.accountId);
+        const counters = await applyRollupDeltas(tx, [], [...expired, ZERO_HOLD(check.accountId, check.userId, day)]);
+        const limits = await readLimits(tx, check.accountId, ['', check.userId]);
+        const result = this.decide(check, limits, counters, timeZone, day, call);
+        if (!result.allowed) throw new Denied(result);
+        await applyRollupDeltas(tx, [], [holdOf(reservation, 1)]);
+        return { ...result, reservation };
+      });
+    } catch (err) {
+      if (err instanceof Denied) return err.result;
+      throw err;
+    }
+  }
+
+  /** A reserving check whose key was used: the original reservation, if the request is the same. */
+  private async replay(tx: Tx, check: LimitCheck, requestHash: string, timeZone: string, now: Date): Promise<LimitCheckResult> {
+    const key = check.reserve!.idempotencyKey;
+    const original = (await findReservationByKey(tx, check.accountId, key))!;
+    if (original.requestHash !== requestHash) throw new IdempotencyConflictError(key, ['reservation request'], 'a reservation');
+    const state = await readLimitCheckState(tx, check.accountId, check.userId, this.candidateStarts(now));
+    const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), { tokens: 0n, cost: new Dec(0) });
+    return { ...result, allowed: true, reason: result.limits.length ? 'within_limits' : 'no_limits_set', message: 'Reserved (replay of the original reservation)', reservation: asSeen(original, now), replayed: true };
   }
 }

@@ -32,6 +32,7 @@ interface ChargeRow {
   usage_time: Date;
   usage_time_supplied: boolean;
   usage_date: string;
+  reservation_id: string | null;
   record_time: Date;
   pricing_status: PricingStatus;
   price_version: string | null;
@@ -75,6 +76,7 @@ export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
     usage_time: c.usageTime,
     usage_time_supplied: c.usageTimeSupplied,
     usage_date: c.usageDate,
+    reservation_id: c.reservationId,
     pricing_status: c.pricingStatus,
     price_version: c.priceVersion,
     markup: c.markup,
@@ -120,6 +122,7 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
     usageTime: r.usage_time,
     usageTimeSupplied: r.usage_time_supplied,
     usageDate: r.usage_date,
+    reservationId: r.reservation_id,
     recordTime: r.record_time,
     pricingStatus: r.pricing_status,
     priceVersion: r.price_version,

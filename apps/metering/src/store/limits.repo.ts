@@ -1,79 +1,133 @@
 import { Dec } from '@metering/pricing';
-import type { DailyLimits, LimitMeasure, UsageCounter } from '@metering/domain';
+import { DailyLimits, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
 import type { Db, Tx } from './db';
+import { CounterRow, toCounterRow } from './usage.repo';
 
-/** SQL of the limits table: one row per scope, period and measure. No business rules. */
+/** SQL of the limits and accounts tables: one limit row per scope, period, measure and enforcement. No business rules. */
 
 interface LimitRow {
   account_id: string;
   user_id: string;
-  measure: LimitMeasure;
+  period: Limit['period'];
+  measure: Limit['measure'];
+  enforcement: Limit['enforcement'];
   amount: string;
   updated_at: Date;
 }
 
-/** Replaces the daily limits of one scope: measures absent from `limits` are removed. */
+const LIMIT_COLUMNS = ['account_id', 'user_id', 'period', 'measure', 'enforcement', 'amount', 'updated_at'];
+const LIMIT_ORDER = ['user_id', 'period', 'measure', 'enforcement'];
+
+const fromLimitRow = (r: LimitRow): Limit => ({
+  accountId: r.account_id,
+  userId: r.user_id,
+  period: r.period,
+  measure: r.measure,
+  enforcement: r.enforcement,
+  amount: new Dec(r.amount),
+  updateTime: r.updated_at,
+});
+
+const keyOf = (k: LimitKey) => ({ account_id: k.accountId, user_id: k.userId, period: k.period, measure: k.measure, enforcement: k.enforcement });
+
+/** Creates or changes one limit. */
+export async function putLimit(tx: Tx, limit: Limit): Promise<Limit> {
+  const [row] = await tx('limits')
+    .insert({ ...keyOf(limit), amount: limit.amount.toFixed() })
+    .onConflict(['account_id', 'user_id', 'period', 'measure', 'enforcement'])
+    .merge({ amount: limit.amount.toFixed(), updated_at: tx.fn.now() })
+    .returning(LIMIT_COLUMNS);
+  return fromLimitRow(row);
+}
+
+export async function deleteLimit(tx: Tx, key: LimitKey): Promise<boolean> {
+  return (await tx('limits').where(keyOf(key)).delete()) > 0;
+}
+
+/** Every limit of the given scopes of an account ('' = account-wide), in key order. */
+export async function readLimits(db: Db | Tx, accountId: string, userIds: string[]): Promise<Limit[]> {
+  const rows: LimitRow[] = await db('limits').select(LIMIT_COLUMNS).where({ account_id: accountId }).whereIn('user_id', userIds).orderBy(LIMIT_ORDER);
+  return rows.map(fromLimitRow);
+}
+
+/** One page of an account's limits in key order (one extra row tells whether more follow). */
+export async function listLimits(db: Db, q: ListLimitsQuery): Promise<Limit[]> {
+  const query = db('limits').select(LIMIT_COLUMNS).where({ account_id: q.accountId });
+  if (q.userId !== undefined) query.whereIn('user_id', ['', q.userId]);
+  if (q.after) query.whereRaw('(user_id, period, measure, enforcement) > (?, ?, ?, ?)', [q.after.userId, q.after.period, q.after.measure, q.after.enforcement]);
+  const rows: LimitRow[] = await query.orderBy(LIMIT_ORDER).limit(q.pageSize + 1);
+  return rows.map(fromLimitRow);
+}
+
+/** Replaces the hard day limits of one scope (the seeds' daily limits): measures absent from `limits` are removed. */
 export async function replaceDailyLimits(tx: Tx, limits: DailyLimits): Promise<void> {
-  const scope = { account_id: limits.accountId, user_id: limits.userId, period: 'day' };
-  await tx('limits').where(scope).delete();
-  const rows = (
-    [
-      ['messages', limits.messages],
-      ['tokens', limits.tokens],
-      ['cost', limits.cost],
-    ] as const
-  )
-    .filter(([, amount]) => amount !== undefined)
-    .map(([measure, amount]) => ({ ...scope, measure, amount: amount instanceof Dec ? amount.toFixed() : String(amount) }));
+  await tx('limits').where({ account_id: limits.accountId, user_id: limits.userId, period: 'day', enforcement: 'hard' }).delete();
+  const rows = limitsOfDaily(limits).map((l) => ({ ...keyOf(l), amount: l.amount.toFixed() }));
   if (rows.length) await tx('limits').insert(rows);
 }
 
-/** The daily limits of the given scopes of an account ('' = account-wide); scopes without limits are absent. */
-export async function readDailyLimits(db: Db | Tx, accountId: string, userIds: string[]): Promise<Map<string, DailyLimits>> {
-  const rows: LimitRow[] = await db('limits')
-    .select('account_id', 'user_id', 'measure', 'amount', 'updated_at')
-    .where({ account_id: accountId, period: 'day' })
-    .whereIn('user_id', userIds);
-  return limitsByScope(rows);
+/** The hard day limits of one scope of an account. */
+export async function readDailyLimits(db: Db | Tx, accountId: string, userId: string): Promise<DailyLimits> {
+  return dailyOfLimits(accountId, userId, await readLimits(db, accountId, [userId]));
 }
 
-function limitsByScope(rows: LimitRow[]): Map<string, DailyLimits> {
-  const byScope = new Map<string, DailyLimits>();
-  for (const r of rows) {
-    const limits = byScope.get(r.user_id) ?? { accountId: r.account_id, userId: r.user_id };
-    if (r.measure === 'cost') limits.cost = new Dec(r.amount);
-    else limits[r.measure] = BigInt(r.amount);
-    if (!limits.updateTime || r.updated_at > limits.updateTime) limits.updateTime = r.updated_at;
-    byScope.set(r.user_id, limits);
-  }
-  return byScope;
+/** The time zone of an account; undefined when it has none set. */
+export async function readTimeZone(db: Db | Tx, accountId: string): Promise<string | undefined> {
+  const row = await db('accounts').select('time_zone').where({ account_id: accountId }).first();
+  return row?.time_zone;
+}
+
+/** The time zones of the accounts that have one set. */
+export async function readTimeZones(db: Db | Tx, accountIds: string[]): Promise<Map<string, string>> {
+  const rows: Array<{ account_id: string; time_zone: string }> = await db('accounts').select('account_id', 'time_zone').whereIn('account_id', accountIds);
+  return new Map(rows.map((r) => [r.account_id, r.time_zone]));
+}
+
+export async function upsertAccount(tx: Tx, accountId: string, timeZone: string): Promise<{ timeZone: string; updatedAt: Date }> {
+  const [row] = await tx('accounts')
+    .insert({ account_id: accountId, time_zone: timeZone })
+    .onConflict('account_id')
+    .merge({ time_zone: timeZone, updated_at: tx.fn.now() })
+    .returning(['time_zone', 'updated_at']);
+  return { timeZone: row.time_zone, updatedAt: row.updated_at };
+}
+
+export async function readAccount(db: Db, accountId: string): Promise<{ timeZone: string; updatedAt: Date } | undefined> {
+  const row = await db('accounts').select('time_zone', 'updated_at').where({ account_id: accountId }).first();
+  return row ? { timeZone: row.time_zone, updatedAt: row.updated_at } : undefined;
 }
 
 /**
- * What CheckLimits reads, in one round trip of primary-key reads: the daily
- * limits of the user and of its account, and their counters of the day.
- * A constant SQL text: nothing is built per call.
+ * What CheckLimits reads, in one round trip of primary-key reads: the
+ * account's time zone, every limit of the user and of its account, and their
+ * day and month counters for the given candidate days (the caller passes the
+ * days around UTC's today, one of which is the account's local today, and
+ * their months). A constant SQL text: nothing is built per call.
  */
 const CHECK_STATE_SQL = `
-  SELECT 'limit' AS kind, user_id, measure, amount::text AS amount, updated_at, NULL::text AS message_count, NULL::text AS total_tokens
-    FROM limits WHERE account_id = ? AND period = 'day' AND user_id IN ('', ?)
+  SELECT 'zone' AS kind, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at,
+         NULL::date AS period_start, NULL AS message_count, NULL AS total_tokens, NULL AS total_cost, NULL AS reserved_messages, NULL AS reserved_tokens, NULL AS reserved_cost
+    FROM accounts WHERE account_id = ?
   UNION ALL
-  SELECT 'counter', user_id, NULL, total_cost::text, updated_at, message_count::text, total_tokens::text
-    FROM usage_counters WHERE account_id = ? AND period = 'day' AND period_start = ? AND user_id IN ('', ?)`;
+  SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM limits WHERE account_id = ? AND user_id IN ('', ?)
+  UNION ALL
+  SELECT 'counter', user_id, period, NULL, NULL, NULL, updated_at, period_start, message_count::text, total_tokens::text, total_cost::text,
+         reserved_messages::text, reserved_tokens::text, reserved_cost::text
+    FROM usage_counters
+   WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id IN ('', ?)`;
 
 export async function readLimitCheckState(
-  db: Db,
+  db: Db | Tx,
   accountId: string,
   userId: string,
-  day: string,
-): Promise<{ limits: Map<string, DailyLimits>; user: UsageCounter; account: UsageCounter }> {
-  const { rows } = await db.raw(CHECK_STATE_SQL, [accountId, userId, accountId, day, userId]);
-  type Row = { kind: 'limit' | 'counter'; user_id: string; measure: LimitMeasure; amount: string; updated_at: Date; message_count: string; total_tokens: string };
-  const all = rows as Row[];
-  const limits = limitsByScope(all.filter((r) => r.kind === 'limit').map((r) => ({ ...r, account_id: accountId })));
-  const counter = (id: string): UsageCounter => {
-    const r = all.find((x) => x.kind === 'counter' && x.user_id === id);
-    return { messageCount: BigInt(r?.message_count ?? 0), totalTokens: BigInt(r?.total_tokens ?? 0), totalCost: new Dec(r?.amount ?? 0) };
+  candidateStarts: string[],
+): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterRow[] }> {
+  const { rows } = await db.raw(CHECK_STATE_SQL, [accountId, accountId, userId, accountId, candidateStarts, userId]);
+  const all = rows as Array<Record<string, string> & { kind: string }>;
+  return {
+    timeZone: all.find((r) => r.kind === 'zone')?.user_id,
+    limits: all.filter((r) => r.kind === 'limit').map((r) => fromLimitRow({ ...(r as unknown as LimitRow), account_id: accountId })),
+    counters: all.filter((r) => r.kind === 'counter').map((r) => toCounterRow({ ...r, account_id: accountId })),
   };
-  return { limits, user: counter(userId), account: counter('') };
 }

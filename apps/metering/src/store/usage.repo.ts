@@ -1,5 +1,5 @@
 import { Dec } from '@metering/pricing';
-import type { ChargeRecord, DailyUsageQuery, RollupKey } from '@metering/domain';
+import { ChargeRecord, DailyUsageQuery, LimitPeriod, periodStartOf, RollupKey, UsageCounter } from '@metering/domain';
 import type { Db, Tx } from './db';
 
 /** SQL of the rollups: daily_usage (reports) and usage_counters (limit checks). No business rules. */
@@ -114,63 +114,131 @@ function addSums(a: UsageSums, b: UsageSums): UsageSums {
   return out;
 }
 
-/** Adds up deltas with the same key, and returns them in key order (the lock order of their rows). */
-function aggregate<K>(items: Array<{ key: K; id: string; sums: UsageSums }>): Array<{ key: K; sums: UsageSums }> {
-  const byId = new Map<string, { key: K; sums: UsageSums }>();
+/** Adds up items with the same id, and returns them in id order (the lock order of their rows). */
+function aggregate<K, S>(items: Array<{ key: K; id: string; sums: S }>, add: (a: S, b: S) => S): Array<{ key: K; sums: S }> {
+  const byId = new Map<string, { key: K; sums: S }>();
   for (const item of items) {
     const seen = byId.get(item.id);
-    byId.set(item.id, seen ? { key: seen.key, sums: addSums(seen.sums, item.sums) } : { key: item.key, sums: item.sums });
+    byId.set(item.id, seen ? { key: seen.key, sums: add(seen.sums, item.sums) } : { key: item.key, sums: item.sums });
   }
   return [...byId.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
 }
 
 const SEP = '\u0000';
 
-/**
- * Applies rollup deltas in the caller's transaction: the daily_usage rows
- * (reports) and the day counters of each user and of its account (limit
- * checks, user_id '' = the account). Deltas are pre-aggregated per row and
- * applied in a fixed key order, daily_usage before usage_counters, so
- * concurrent writers cannot deadlock.
- */
-export async function applyRollupDeltas(tx: Tx, deltas: RollupDelta[]): Promise<void> {
-  if (deltas.length === 0) return;
-  const daily = aggregate(deltas.map((d) => ({ key: d, id: [d.accountId, d.usageDate, d.userId, d.provider, d.model, d.chargeType].join(SEP), sums: d.sums })));
-  const dailyRows = daily.map(({ key: d, sums }) => ({
-    account_id: d.accountId, usage_date: d.usageDate, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
-    ...Object.fromEntries(INT_KEYS.map((k) => [INT_COLUMNS[k], sums[k].toString()])),
-    ...Object.fromEntries(MONEY_KEYS.map((k) => [MONEY_COLUMNS[k], sums[k].toFixed()])),
-  }));
-  await tx('daily_usage')
-    .insert(dailyRows)
-    .onConflict(['account_id', 'usage_date', 'user_id', 'provider', 'model', 'charge_type'])
-    .merge(Object.fromEntries([...SUM_COLUMNS.map((c) => [c, tx.raw('?? + excluded.??', [`daily_usage.${c}`, c])]), ['updated_at', tx.fn.now()]]));
+/** A change to the amounts open reservations hold on the day and month counters of a user and of its account. */
+export interface HoldDelta {
+  accountId: string;
+  userId: string;
+  /** The local day whose day and month counters hold the amounts. */
+  periodDay: string;
+  messages: bigint;
+  tokens: bigint;
+  cost: Dec;
+}
 
-  const counters = aggregate(
-    deltas.flatMap((d) =>
-      ['', d.userId].map((userId) => ({ key: { accountId: d.accountId, periodStart: d.usageDate, userId }, id: [d.accountId, 'day', d.usageDate, userId].join(SEP), sums: d.sums })),
-    ),
+/** A usage counter row: a scope (user_id '' = the account) and period of an account. */
+export interface CounterKey {
+  accountId: string;
+  period: LimitPeriod;
+  periodStart: string;
+  userId: string;
+}
+
+const COUNTER_COLUMNS = ['message_count', 'unpriced_message_count', 'total_tokens', 'total_cost', 'reserved_messages', 'reserved_tokens', 'reserved_cost'] as const;
+type CounterColumn = (typeof COUNTER_COLUMNS)[number];
+type CounterSums = Record<CounterColumn, Dec>;
+const ZERO_COUNTER = Object.fromEntries(COUNTER_COLUMNS.map((c) => [c, new Dec(0)])) as CounterSums;
+const addCounters = (a: CounterSums, b: CounterSums) => Object.fromEntries(COUNTER_COLUMNS.map((c) => [c, a[c].plus(b[c])])) as CounterSums;
+
+/** The four counters a user's usage on a local day moves: day and month, of the user and of its account. */
+function countersOf(accountId: string, userId: string, day: string, sums: CounterSums) {
+  return (['day', 'month'] as const).flatMap((period) =>
+    ['', userId].map((u) => {
+      const key: CounterKey = { accountId, period, periodStart: periodStartOf(period, day), userId: u };
+      return { key, id: [accountId, period, key.periodStart, u].join(SEP), sums };
+    }),
   );
-  await tx('usage_counters')
+}
+
+export interface CounterRow extends CounterKey {
+  used: UsageCounter;
+  reserved: UsageCounter;
+}
+
+/**
+ * Adds to usage counters, creating missing rows, in one statement in a fixed
+ * key order (so concurrent writers lock rows in the same order and cannot
+ * deadlock), and returns the rows as they now are.
+ */
+async function upsertCounters(tx: Tx, items: ReturnType<typeof countersOf>): Promise<CounterRow[]> {
+  const rows = aggregate(items, addCounters);
+  if (rows.length === 0) return [];
+  const stored: Array<Record<string, string>> = await tx('usage_counters')
     .insert(
-      counters.map(({ key, sums }) => ({
-        account_id: key.accountId, period: 'day', period_start: key.periodStart, user_id: key.userId,
-        message_count: sums.messageCount.toString(), unpriced_message_count: sums.unpricedMessageCount.toString(),
-        total_tokens: sums.totalTokens.toString(), total_cost: sums.totalCost.toFixed(),
+      rows.map(({ key, sums }) => ({
+        account_id: key.accountId, period: key.period, period_start: key.periodStart, user_id: key.userId,
+        ...Object.fromEntries(COUNTER_COLUMNS.map((c) => [c, sums[c].toFixed()])),
       })),
     )
     .onConflict(['account_id', 'period', 'period_start', 'user_id'])
-    .merge(
-      Object.fromEntries([
-        ...['message_count', 'unpriced_message_count', 'total_tokens', 'total_cost'].map((c) => [c, tx.raw('?? + excluded.??', [`usage_counters.${c}`, c])]),
-        ['updated_at', tx.fn.now()],
-      ]),
-    );
+    .merge(Object.fromEntries([...COUNTER_COLUMNS.map((c) => [c, tx.raw('?? + excluded.??', [`usage_counters.${c}`, c])]), ['updated_at', tx.fn.now()]]))
+    .returning(['account_id', 'period', 'period_start', 'user_id', ...COUNTER_COLUMNS]);
+  return stored.map(toCounterRow);
 }
 
-/** Adds one charge to its daily rollup row and to the day counters of its user and its account. */
-export async function addChargeToRollups(tx: Tx, c: ChargeRecord): Promise<void> {
-  await applyRollupDeltas(tx, [deltaOfCharge(c)]);
+export function toCounterRow(r: Record<string, string>): CounterRow {
+  return {
+    accountId: r.account_id, period: r.period as LimitPeriod, periodStart: r.period_start, userId: r.user_id,
+    used: { messageCount: BigInt(r.message_count ?? 0), totalTokens: BigInt(r.total_tokens ?? 0), totalCost: new Dec(r.total_cost ?? 0) },
+    reserved: { messageCount: BigInt(r.reserved_messages ?? 0), totalTokens: BigInt(r.reserved_tokens ?? 0), totalCost: new Dec(r.reserved_cost ?? 0) },
+  };
+}
+
+/**
+ * Applies rollup deltas in the caller's transaction: the daily_usage rows
+ * (reports), and the day and month counters of each user and of its account
+ * (limit checks, user_id '' = the account), together with changes to the
+ * amounts reservations hold. Deltas are pre-aggregated per row and applied in
+ * a fixed key order, daily_usage before usage_counters, so concurrent writers
+ * cannot deadlock. Returns the counter rows as they now are (zero holds lock
+ * and read counters: what a reservation does before deciding).
+ */
+export async function applyRollupDeltas(tx: Tx, deltas: RollupDelta[], holds: HoldDelta[] = []): Promise<CounterRow[]> {
+  if (deltas.length > 0) {
+    const daily = aggregate(
+      deltas.map((d) => ({ key: d, id: [d.accountId, d.usageDate, d.userId, d.provider, d.model, d.chargeType].join(SEP), sums: d.sums })),
+      addSums,
+    );
+    const dailyRows = daily.map(({ key: d, sums }) => ({
+      account_id: d.accountId, usage_date: d.usageDate, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
+      ...Object.fromEntries(INT_KEYS.map((k) => [INT_COLUMNS[k], sums[k].toString()])),
+      ...Object.fromEntries(MONEY_KEYS.map((k) => [MONEY_COLUMNS[k], sums[k].toFixed()])),
+    }));
+    await tx('daily_usage')
+      .insert(dailyRows)
+      .onConflict(['account_id', 'usage_date', 'user_id', 'provider', 'model', 'charge_type'])
+      .merge(Object.fromEntries([...SUM_COLUMNS.map((c) => [c, tx.raw('?? + excluded.??', [`daily_usage.${c}`, c])]), ['updated_at', tx.fn.now()]]));
+  }
+  return upsertCounters(tx, [
+    ...deltas.flatMap((d) =>
+      countersOf(d.accountId, d.userId, d.usageDate, {
+        ...ZERO_COUNTER,
+        message_count: new Dec(d.sums.messageCount.toString()),
+        unpriced_message_count: new Dec(d.sums.unpricedMessageCount.toString()),
+        total_tokens: new Dec(d.sums.totalTokens.toString()),
+        total_cost: d.sums.totalCost,
+      }),
+    ),
+    ...holds.flatMap((h) =>
+      countersOf(h.accountId, h.userId, h.periodDay, {
+        ...ZERO_COUNTER,
+        reserved_messages: new Dec(h.messages.toString()),
+        reserved_tokens: new Dec(h.tokens.toString()),
+        reserved_cost: h.cost,
+      }),
+    ),
+  ]);
 }
 
 function filtered(db: Db, q: DailyUsageQuery) {

@@ -16,7 +16,7 @@ import {
   PricingStatus,
 } from '@metering/contracts';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
-import { chargeRequest } from '../support/requests';
+import { chargeRequest, checkRequest } from '../support/requests';
 import { call, grpcError, statusDetails } from '../support/grpc';
 import { HOSTILE } from '../support/hostile';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
@@ -110,12 +110,12 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
   });
 
   it('sets, reads and checks limits', async () => {
-    const none = await call(client.checkLimits, client, { accountId: 'acme', userId: 'u1', additionalTokens: '0', additionalCost: undefined });
+    const none = await call(client.checkLimits, client, checkRequest());
     expect(none).toMatchObject({ allowed: true, reason: CheckLimitsReason.CHECK_LIMITS_REASON_NO_LIMITS_SET, message: 'No limits set' });
     const set = await call(client.setLimits, client, { accountId: 'acme', userId: 'u1', dailyMessageLimit: '3', dailyTokenLimit: '1000', dailyCostLimit: { amount: '1', currencyCode: 'USD' } });
     expect(set.limits).toMatchObject({ dailyMessageLimit: '3', dailyTokenLimit: '1000', dailyCostLimit: { amount: '1', currencyCode: 'USD' } });
     expect((await call(client.getLimits, client, { accountId: 'acme', userId: 'u1' })).limits).toEqual(set.limits);
-    const denied = await call(client.checkLimits, client, { accountId: 'acme', userId: 'u1', additionalTokens: '0', additionalCost: undefined });
+    const denied = await call(client.checkLimits, client, checkRequest());
     expect(denied).toMatchObject({ allowed: false, reason: CheckLimitsReason.CHECK_LIMITS_REASON_MESSAGE_LIMIT_REACHED, message: 'Daily message limit reached (3)', date: today });
     expect(denied.userUsage).toEqual({ messageCount: '3', totalTokens: '601', totalCost: { amount: '0.00225015', currencyCode: 'USD' } });
     expect(denied.limits.find((l) => l.limit === '1000')).toMatchObject({ used: '601', remaining: '399', exceeded: false });

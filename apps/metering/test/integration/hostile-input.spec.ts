@@ -55,7 +55,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
     await migrate(db);
     const pricing = new PricingService(db, new PriceTable(), clock);
     const charges = new ChargesService(db, pricing, clock);
-    const limits = new LimitsService(db, clock);
+    const limits = new LimitsService(db, new PricingService(db, new PriceTable(), clock), clock);
     const markups = new MarkupsService(db);
     const usage = new UsageService(db);
     const rerate = new RerateService(db, pricing);

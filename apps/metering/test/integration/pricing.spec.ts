@@ -123,7 +123,11 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
       })),
     );
     await db('daily_usage').insert({ account_id: 'bulk', usage_date: '2026-11-23', user_id: 'u1', provider: 'selfhosted', model: 'bulk-model', charge_type: 'completion', message_count: many, unpriced_message_count: many, prompt_tokens: many * 1000, total_tokens: many * 1000 });
-    await db('usage_counters').insert(['', 'u1'].map((u) => ({ account_id: 'bulk', period: 'day', period_start: '2026-11-23', user_id: u, message_count: many, unpriced_message_count: many, total_tokens: many * 1000 })));
+    await db('usage_counters').insert(
+      ['', 'u1'].flatMap((u) =>
+        [['day', '2026-11-23'], ['month', '2026-11-01']].map(([period, start]) => ({ account_id: 'bulk', period, period_start: start, user_id: u, message_count: many, unpriced_message_count: many, total_tokens: many * 1000 })),
+      ),
+    );
     await expectRollupsMatchCharges(db, 'bulk');
     await pricing.setPrice(price({ model: 'bulk-model', rates: rates('0.15', '0') }));
     const report = await rerate.rerate({ accountId: 'bulk', startDate: '2026-11-23', endDate: '2026-11-23', mode: 1, provider: '', model: '', dryRun: false });

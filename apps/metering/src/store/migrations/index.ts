@@ -1,11 +1,13 @@
 import type { Knex } from 'knex';
 import * as initial from './20261123000000_initial';
 import * as pricing from './20261124100000_pricing';
+import * as budgets from './20261124200000_budgets';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261123000000_initial': initial,
   '20261124100000_pricing': pricing,
+  '20261124200000_budgets': budgets,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

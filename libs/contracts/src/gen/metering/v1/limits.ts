@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { ChargeType, chargeTypeFromJSON, chargeTypeToJSON } from "./charge";
 import { Money } from "./money";
 
 /** Who a limit applies to. */
@@ -116,6 +117,8 @@ export enum CheckLimitsReason {
   CHECK_LIMITS_REASON_TOKEN_LIMIT_EXCEEDED = 4,
   /** CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED - Today's cost has reached a cost limit, or with the additional cost would exceed it: denied. */
   CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED = 5,
+  /** CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED - Every hard limit leaves room but a soft limit is exceeded: allowed. */
+  CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -139,6 +142,9 @@ export function checkLimitsReasonFromJSON(object: any): CheckLimitsReason {
     case 5:
     case "CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED":
       return CheckLimitsReason.CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED;
+    case 6:
+    case "CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED":
+      return CheckLimitsReason.CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -160,14 +166,159 @@ export function checkLimitsReasonToJSON(object: CheckLimitsReason): string {
       return "CHECK_LIMITS_REASON_TOKEN_LIMIT_EXCEEDED";
     case CheckLimitsReason.CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED:
       return "CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED";
+    case CheckLimitsReason.CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED:
+      return "CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED";
     case CheckLimitsReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
 }
 
+/** The period a limit counts over, in the account's time zone (UTC unless set). */
+export enum LimitPeriod {
+  /** LIMIT_PERIOD_UNSPECIFIED - Never sent by the server. */
+  LIMIT_PERIOD_UNSPECIFIED = 0,
+  /** LIMIT_PERIOD_DAY - The local calendar day, reset at local midnight. */
+  LIMIT_PERIOD_DAY = 1,
+  /** LIMIT_PERIOD_MONTH - The local calendar month, reset at local midnight of the 1st. */
+  LIMIT_PERIOD_MONTH = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function limitPeriodFromJSON(object: any): LimitPeriod {
+  switch (object) {
+    case 0:
+    case "LIMIT_PERIOD_UNSPECIFIED":
+      return LimitPeriod.LIMIT_PERIOD_UNSPECIFIED;
+    case 1:
+    case "LIMIT_PERIOD_DAY":
+      return LimitPeriod.LIMIT_PERIOD_DAY;
+    case 2:
+    case "LIMIT_PERIOD_MONTH":
+      return LimitPeriod.LIMIT_PERIOD_MONTH;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LimitPeriod.UNRECOGNIZED;
+  }
+}
+
+export function limitPeriodToJSON(object: LimitPeriod): string {
+  switch (object) {
+    case LimitPeriod.LIMIT_PERIOD_UNSPECIFIED:
+      return "LIMIT_PERIOD_UNSPECIFIED";
+    case LimitPeriod.LIMIT_PERIOD_DAY:
+      return "LIMIT_PERIOD_DAY";
+    case LimitPeriod.LIMIT_PERIOD_MONTH:
+      return "LIMIT_PERIOD_MONTH";
+    case LimitPeriod.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What happens when a limit would be exceeded. */
+export enum LimitEnforcement {
+  /** LIMIT_ENFORCEMENT_UNSPECIFIED - Treated as HARD in requests; never sent by the server. */
+  LIMIT_ENFORCEMENT_UNSPECIFIED = 0,
+  /** LIMIT_ENFORCEMENT_HARD - The check (or reservation) is denied. */
+  LIMIT_ENFORCEMENT_HARD = 1,
+  /** LIMIT_ENFORCEMENT_SOFT - The check is allowed, and the answer says the limit is exceeded. */
+  LIMIT_ENFORCEMENT_SOFT = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function limitEnforcementFromJSON(object: any): LimitEnforcement {
+  switch (object) {
+    case 0:
+    case "LIMIT_ENFORCEMENT_UNSPECIFIED":
+      return LimitEnforcement.LIMIT_ENFORCEMENT_UNSPECIFIED;
+    case 1:
+    case "LIMIT_ENFORCEMENT_HARD":
+      return LimitEnforcement.LIMIT_ENFORCEMENT_HARD;
+    case 2:
+    case "LIMIT_ENFORCEMENT_SOFT":
+      return LimitEnforcement.LIMIT_ENFORCEMENT_SOFT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LimitEnforcement.UNRECOGNIZED;
+  }
+}
+
+export function limitEnforcementToJSON(object: LimitEnforcement): string {
+  switch (object) {
+    case LimitEnforcement.LIMIT_ENFORCEMENT_UNSPECIFIED:
+      return "LIMIT_ENFORCEMENT_UNSPECIFIED";
+    case LimitEnforcement.LIMIT_ENFORCEMENT_HARD:
+      return "LIMIT_ENFORCEMENT_HARD";
+    case LimitEnforcement.LIMIT_ENFORCEMENT_SOFT:
+      return "LIMIT_ENFORCEMENT_SOFT";
+    case LimitEnforcement.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** The state of a reservation. */
+export enum ReservationStatus {
+  /** RESERVATION_STATUS_UNSPECIFIED - Never sent by the server. */
+  RESERVATION_STATUS_UNSPECIFIED = 0,
+  /** RESERVATION_STATUS_HELD - Holding its amounts against the limits until settled, released or expired. */
+  RESERVATION_STATUS_HELD = 1,
+  /** RESERVATION_STATUS_SETTLED - A RecordCharge with its id replaced the hold by the actual usage. */
+  RESERVATION_STATUS_SETTLED = 2,
+  /** RESERVATION_STATUS_RELEASED - ReleaseReservation voided it. */
+  RESERVATION_STATUS_RELEASED = 3,
+  /** RESERVATION_STATUS_EXPIRED - Its expire_time passed before it was settled or released: the hold was freed. */
+  RESERVATION_STATUS_EXPIRED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function reservationStatusFromJSON(object: any): ReservationStatus {
+  switch (object) {
+    case 0:
+    case "RESERVATION_STATUS_UNSPECIFIED":
+      return ReservationStatus.RESERVATION_STATUS_UNSPECIFIED;
+    case 1:
+    case "RESERVATION_STATUS_HELD":
+      return ReservationStatus.RESERVATION_STATUS_HELD;
+    case 2:
+    case "RESERVATION_STATUS_SETTLED":
+      return ReservationStatus.RESERVATION_STATUS_SETTLED;
+    case 3:
+    case "RESERVATION_STATUS_RELEASED":
+      return ReservationStatus.RESERVATION_STATUS_RELEASED;
+    case 4:
+    case "RESERVATION_STATUS_EXPIRED":
+      return ReservationStatus.RESERVATION_STATUS_EXPIRED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ReservationStatus.UNRECOGNIZED;
+  }
+}
+
+export function reservationStatusToJSON(object: ReservationStatus): string {
+  switch (object) {
+    case ReservationStatus.RESERVATION_STATUS_UNSPECIFIED:
+      return "RESERVATION_STATUS_UNSPECIFIED";
+    case ReservationStatus.RESERVATION_STATUS_HELD:
+      return "RESERVATION_STATUS_HELD";
+    case ReservationStatus.RESERVATION_STATUS_SETTLED:
+      return "RESERVATION_STATUS_SETTLED";
+    case ReservationStatus.RESERVATION_STATUS_RELEASED:
+      return "RESERVATION_STATUS_RELEASED";
+    case ReservationStatus.RESERVATION_STATUS_EXPIRED:
+      return "RESERVATION_STATUS_EXPIRED";
+    case ReservationStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
- * The daily limits of one scope: a whole account (user_id empty) or one user
+ * The hard day limits of one scope (the seeds' limits): a whole account (user_id empty) or one user
  * of it. An unset limit means no limit of that measure. A limit of 0 allows
  * nothing (the seeds' 0 meaning "no limit" is expressed by leaving it unset).
  */
@@ -176,15 +327,15 @@ export interface DailyLimits {
   accountId: string;
   /** The user, or empty for the account-wide limits. */
   userId: string;
-  /** At most this many charges (messages) per UTC day. */
+  /** At most this many charges (messages) per day (the account's local day; UTC unless set). */
   dailyMessageLimit?:
     | string
     | undefined;
-  /** At most this many total tokens per UTC day. */
+  /** At most this many total tokens per day. */
   dailyTokenLimit?:
     | string
     | undefined;
-  /** At most this billed cost per UTC day. */
+  /** At most this billed cost per day. */
   dailyCostLimit:
     | Money
     | undefined;
@@ -200,12 +351,20 @@ export interface LimitStatus {
   measure: LimitMeasure;
   /** The limit: an integer for messages and tokens, a decimal USD amount for cost. */
   limit: string;
-  /** Used today, in the same unit. */
+  /** Used in the current period by recorded charges, in the same unit. */
   used: string;
-  /** limit - used, never below "0". */
+  /** limit - used - reserved, never below "0". */
   remaining: string;
-  /** Whether this limit denies the request. */
+  /** Whether the call would exceed this limit (a hard one denies it). */
   exceeded: boolean;
+  /** Day or month. */
+  period: LimitPeriod;
+  /** Hard or soft. */
+  enforcement: LimitEnforcement;
+  /** Held by open reservations in the current period (counted as spent). */
+  reserved: string;
+  /** First day of the current period in the account's time zone, YYYY-MM-DD. */
+  periodStart: string;
 }
 
 /** Today's usage of one scope, read from the maintained counters. */
@@ -216,6 +375,116 @@ export interface UsageSnapshot {
   totalTokens: string;
   /** Billed cost today. */
   totalCost: Money | undefined;
+}
+
+/**
+ * One limit: a scope (account, or one user of it), a period, a measure, an
+ * amount and how it is enforced. A scope may have a soft and a hard limit of
+ * the same period and measure (warn at 80, deny at 100).
+ */
+export interface Limit {
+  /** The account. */
+  accountId: string;
+  /** The user, or empty for the account-wide limit. */
+  userId: string;
+  /** Day or month. */
+  period: LimitPeriod;
+  /** Messages, tokens or cost. */
+  measure: LimitMeasure;
+  /** An integer for messages and tokens, a decimal USD amount for cost. */
+  amount: string;
+  /** Hard or soft. */
+  enforcement: LimitEnforcement;
+  /** When it was last set. */
+  updateTime: Timestamp | undefined;
+}
+
+/** A limit with its usage in the current period. */
+export interface LimitUsage {
+  /** The limit. */
+  limit:
+    | Limit
+    | undefined;
+  /** First day of the current period in the account's time zone, YYYY-MM-DD. */
+  periodStart: string;
+  /** Used in the current period (recorded charges), in the limit's unit. */
+  used: string;
+  /** Held by open reservations in the current period. */
+  reserved: string;
+  /** amount - used - reserved, never below "0". */
+  remaining: string;
+  /** Whether used + reserved has reached the amount (messages, cost) or passed it (tokens). */
+  exceeded: boolean;
+}
+
+/**
+ * Amounts held against every limit that applies to a user, from a CheckLimits
+ * with reserve=true until a RecordCharge settles it, ReleaseReservation voids
+ * it or it expires.
+ */
+export interface Reservation {
+  /** The account. */
+  accountId: string;
+  /** The id to pass as RecordChargeRequest.reservation_id or to ReleaseReservation. */
+  reservationId: string;
+  /** The idempotency key of the CheckLimits that created it. */
+  idempotencyKey: string;
+  /** The user. */
+  userId: string;
+  /** The state. */
+  status: ReservationStatus;
+  /** Messages held (always 1: the call). */
+  heldMessages: string;
+  /** Tokens held. */
+  heldTokens: string;
+  /** Cost held. */
+  heldCost:
+    | Money
+    | undefined;
+  /** The local day (account time zone) whose day and month limits it holds against, YYYY-MM-DD. */
+  periodDay: string;
+  /** When it was created. */
+  createTime:
+    | Timestamp
+    | undefined;
+  /** When the hold frees itself if not settled or released. */
+  expireTime:
+    | Timestamp
+    | undefined;
+  /** When it was settled, released or expired. */
+  finishTime:
+    | Timestamp
+    | undefined;
+  /** The charge that settled it. */
+  chargeId: string;
+}
+
+/**
+ * What a call is expected to use, priced by the server like RecordCharge
+ * (operator prices and account markups apply): a reservation holds its cost
+ * and tokens.
+ */
+export interface ReservationEstimate {
+  /** The provider; required. */
+  provider: string;
+  /** The model; required. */
+  model: string;
+  /** The charge type; CHARGE_TYPE_UNSPECIFIED means completion. */
+  chargeType: ChargeType;
+  /** All input tokens, 0 to 10^12. */
+  promptTokens: string;
+  /** All output tokens (the max_tokens the call may produce), 0 to 10^12. */
+  completionTokens: string;
+  /** Reasoning tokens, part of completion_tokens. */
+  reasoningTokens: string;
+  /** Cache reads, part of prompt_tokens. */
+  cachedPromptTokens: string;
+  /** Cache writes, part of prompt_tokens. */
+  cacheWriteTokens: string;
+  /** 1-hour cache writes, part of cache_write_tokens. */
+  cacheWrite1hTokens: string;
+  /** Per-call priced calls, 0 to 10^6. */
+  callCount: string;
 }
 
 function createBaseDailyLimits(): DailyLimits {
@@ -403,7 +672,18 @@ export const DailyLimits: MessageFns<DailyLimits> = {
 };
 
 function createBaseLimitStatus(): LimitStatus {
-  return { scope: 0, measure: 0, limit: "", used: "", remaining: "", exceeded: false };
+  return {
+    scope: 0,
+    measure: 0,
+    limit: "",
+    used: "",
+    remaining: "",
+    exceeded: false,
+    period: 0,
+    enforcement: 0,
+    reserved: "",
+    periodStart: "",
+  };
 }
 
 export const LimitStatus: MessageFns<LimitStatus> = {
@@ -425,6 +705,18 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     }
     if (message.exceeded !== false) {
       writer.uint32(48).bool(message.exceeded);
+    }
+    if (message.period !== 0) {
+      writer.uint32(56).int32(message.period);
+    }
+    if (message.enforcement !== 0) {
+      writer.uint32(64).int32(message.enforcement);
+    }
+    if (message.reserved !== "") {
+      writer.uint32(74).string(message.reserved);
+    }
+    if (message.periodStart !== "") {
+      writer.uint32(82).string(message.periodStart);
     }
     return writer;
   },
@@ -490,6 +782,38 @@ export const LimitStatus: MessageFns<LimitStatus> = {
             message.exceeded = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.period = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.enforcement = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reserved = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.periodStart = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -510,6 +834,14 @@ export const LimitStatus: MessageFns<LimitStatus> = {
       used: isSet(object.used) ? globalThis.String(object.used) : "",
       remaining: isSet(object.remaining) ? globalThis.String(object.remaining) : "",
       exceeded: isSet(object.exceeded) ? globalThis.Boolean(object.exceeded) : false,
+      period: isSet(object.period) ? limitPeriodFromJSON(object.period) : 0,
+      enforcement: isSet(object.enforcement) ? limitEnforcementFromJSON(object.enforcement) : 0,
+      reserved: isSet(object.reserved) ? globalThis.String(object.reserved) : "",
+      periodStart: isSet(object.periodStart)
+        ? globalThis.String(object.periodStart)
+        : isSet(object.period_start)
+        ? globalThis.String(object.period_start)
+        : "",
     };
   },
 
@@ -533,6 +865,18 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     if (message.exceeded !== false) {
       obj.exceeded = message.exceeded;
     }
+    if (message.period !== 0) {
+      obj.period = limitPeriodToJSON(message.period);
+    }
+    if (message.enforcement !== 0) {
+      obj.enforcement = limitEnforcementToJSON(message.enforcement);
+    }
+    if (message.reserved !== "") {
+      obj.reserved = message.reserved;
+    }
+    if (message.periodStart !== "") {
+      obj.periodStart = message.periodStart;
+    }
     return obj;
   },
 
@@ -547,6 +891,10 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     message.used = object.used ?? "";
     message.remaining = object.remaining ?? "";
     message.exceeded = object.exceeded ?? false;
+    message.period = object.period ?? 0;
+    message.enforcement = object.enforcement ?? 0;
+    message.reserved = object.reserved ?? "";
+    message.periodStart = object.periodStart ?? "";
     return message;
   },
 };
@@ -662,6 +1010,925 @@ export const UsageSnapshot: MessageFns<UsageSnapshot> = {
     message.totalCost = (object.totalCost !== undefined && object.totalCost !== null)
       ? Money.fromPartial(object.totalCost)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseLimit(): Limit {
+  return { accountId: "", userId: "", period: 0, measure: 0, amount: "", enforcement: 0, updateTime: undefined };
+}
+
+export const Limit: MessageFns<Limit> = {
+  encode(message: Limit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.period !== 0) {
+      writer.uint32(24).int32(message.period);
+    }
+    if (message.measure !== 0) {
+      writer.uint32(32).int32(message.measure);
+    }
+    if (message.amount !== "") {
+      writer.uint32(42).string(message.amount);
+    }
+    if (message.enforcement !== 0) {
+      writer.uint32(48).int32(message.enforcement);
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(message.updateTime, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Limit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.period = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.measure = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.enforcement = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.updateTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Limit {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      period: isSet(object.period) ? limitPeriodFromJSON(object.period) : 0,
+      measure: isSet(object.measure) ? limitMeasureFromJSON(object.measure) : 0,
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      enforcement: isSet(object.enforcement) ? limitEnforcementFromJSON(object.enforcement) : 0,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Limit): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.period !== 0) {
+      obj.period = limitPeriodToJSON(message.period);
+    }
+    if (message.measure !== 0) {
+      obj.measure = limitMeasureToJSON(message.measure);
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.enforcement !== 0) {
+      obj.enforcement = limitEnforcementToJSON(message.enforcement);
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = fromTimestamp(message.updateTime).toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Limit>): Limit {
+    return Limit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Limit>): Limit {
+    const message = createBaseLimit();
+    message.accountId = object.accountId ?? "";
+    message.userId = object.userId ?? "";
+    message.period = object.period ?? 0;
+    message.measure = object.measure ?? 0;
+    message.amount = object.amount ?? "";
+    message.enforcement = object.enforcement ?? 0;
+    message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
+      ? Timestamp.fromPartial(object.updateTime)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLimitUsage(): LimitUsage {
+  return { limit: undefined, periodStart: "", used: "", reserved: "", remaining: "", exceeded: false };
+}
+
+export const LimitUsage: MessageFns<LimitUsage> = {
+  encode(message: LimitUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== undefined) {
+      Limit.encode(message.limit, writer.uint32(10).fork()).join();
+    }
+    if (message.periodStart !== "") {
+      writer.uint32(18).string(message.periodStart);
+    }
+    if (message.used !== "") {
+      writer.uint32(26).string(message.used);
+    }
+    if (message.reserved !== "") {
+      writer.uint32(34).string(message.reserved);
+    }
+    if (message.remaining !== "") {
+      writer.uint32(42).string(message.remaining);
+    }
+    if (message.exceeded !== false) {
+      writer.uint32(48).bool(message.exceeded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LimitUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLimitUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.limit = Limit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.periodStart = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.used = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reserved = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.remaining = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.exceeded = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LimitUsage {
+    return {
+      limit: isSet(object.limit) ? Limit.fromJSON(object.limit) : undefined,
+      periodStart: isSet(object.periodStart)
+        ? globalThis.String(object.periodStart)
+        : isSet(object.period_start)
+        ? globalThis.String(object.period_start)
+        : "",
+      used: isSet(object.used) ? globalThis.String(object.used) : "",
+      reserved: isSet(object.reserved) ? globalThis.String(object.reserved) : "",
+      remaining: isSet(object.remaining) ? globalThis.String(object.remaining) : "",
+      exceeded: isSet(object.exceeded) ? globalThis.Boolean(object.exceeded) : false,
+    };
+  },
+
+  toJSON(message: LimitUsage): unknown {
+    const obj: any = {};
+    if (message.limit !== undefined) {
+      obj.limit = Limit.toJSON(message.limit);
+    }
+    if (message.periodStart !== "") {
+      obj.periodStart = message.periodStart;
+    }
+    if (message.used !== "") {
+      obj.used = message.used;
+    }
+    if (message.reserved !== "") {
+      obj.reserved = message.reserved;
+    }
+    if (message.remaining !== "") {
+      obj.remaining = message.remaining;
+    }
+    if (message.exceeded !== false) {
+      obj.exceeded = message.exceeded;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LimitUsage>): LimitUsage {
+    return LimitUsage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LimitUsage>): LimitUsage {
+    const message = createBaseLimitUsage();
+    message.limit = (object.limit !== undefined && object.limit !== null) ? Limit.fromPartial(object.limit) : undefined;
+    message.periodStart = object.periodStart ?? "";
+    message.used = object.used ?? "";
+    message.reserved = object.reserved ?? "";
+    message.remaining = object.remaining ?? "";
+    message.exceeded = object.exceeded ?? false;
+    return message;
+  },
+};
+
+function createBaseReservation(): Reservation {
+  return {
+    accountId: "",
+    reservationId: "",
+    idempotencyKey: "",
+    userId: "",
+    status: 0,
+    heldMessages: "0",
+    heldTokens: "0",
+    heldCost: undefined,
+    periodDay: "",
+    createTime: undefined,
+    expireTime: undefined,
+    finishTime: undefined,
+    chargeId: "",
+  };
+}
+
+export const Reservation: MessageFns<Reservation> = {
+  encode(message: Reservation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.reservationId !== "") {
+      writer.uint32(18).string(message.reservationId);
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(26).string(message.idempotencyKey);
+    }
+    if (message.userId !== "") {
+      writer.uint32(34).string(message.userId);
+    }
+    if (message.status !== 0) {
+      writer.uint32(40).int32(message.status);
+    }
+    if (message.heldMessages !== "0") {
+      writer.uint32(48).int64(message.heldMessages);
+    }
+    if (message.heldTokens !== "0") {
+      writer.uint32(56).int64(message.heldTokens);
+    }
+    if (message.heldCost !== undefined) {
+      Money.encode(message.heldCost, writer.uint32(66).fork()).join();
+    }
+    if (message.periodDay !== "") {
+      writer.uint32(74).string(message.periodDay);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(message.createTime, writer.uint32(82).fork()).join();
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(message.expireTime, writer.uint32(90).fork()).join();
+    }
+    if (message.finishTime !== undefined) {
+      Timestamp.encode(message.finishTime, writer.uint32(98).fork()).join();
+    }
+    if (message.chargeId !== "") {
+      writer.uint32(106).string(message.chargeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Reservation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReservation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reservationId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.heldMessages = reader.int64().toString();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.heldTokens = reader.int64().toString();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.heldCost = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.periodDay = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.createTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.expireTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.finishTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.chargeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Reservation {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      reservationId: isSet(object.reservationId)
+        ? globalThis.String(object.reservationId)
+        : isSet(object.reservation_id)
+        ? globalThis.String(object.reservation_id)
+        : "",
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      status: isSet(object.status) ? reservationStatusFromJSON(object.status) : 0,
+      heldMessages: isSet(object.heldMessages)
+        ? globalThis.String(object.heldMessages)
+        : isSet(object.held_messages)
+        ? globalThis.String(object.held_messages)
+        : "0",
+      heldTokens: isSet(object.heldTokens)
+        ? globalThis.String(object.heldTokens)
+        : isSet(object.held_tokens)
+        ? globalThis.String(object.held_tokens)
+        : "0",
+      heldCost: isSet(object.heldCost)
+        ? Money.fromJSON(object.heldCost)
+        : isSet(object.held_cost)
+        ? Money.fromJSON(object.held_cost)
+        : undefined,
+      periodDay: isSet(object.periodDay)
+        ? globalThis.String(object.periodDay)
+        : isSet(object.period_day)
+        ? globalThis.String(object.period_day)
+        : "",
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      finishTime: isSet(object.finishTime)
+        ? fromJsonTimestamp(object.finishTime)
+        : isSet(object.finish_time)
+        ? fromJsonTimestamp(object.finish_time)
+        : undefined,
+      chargeId: isSet(object.chargeId)
+        ? globalThis.String(object.chargeId)
+        : isSet(object.charge_id)
+        ? globalThis.String(object.charge_id)
+        : "",
+    };
+  },
+
+  toJSON(message: Reservation): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.reservationId !== "") {
+      obj.reservationId = message.reservationId;
+    }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.status !== 0) {
+      obj.status = reservationStatusToJSON(message.status);
+    }
+    if (message.heldMessages !== "0") {
+      obj.heldMessages = message.heldMessages;
+    }
+    if (message.heldTokens !== "0") {
+      obj.heldTokens = message.heldTokens;
+    }
+    if (message.heldCost !== undefined) {
+      obj.heldCost = Money.toJSON(message.heldCost);
+    }
+    if (message.periodDay !== "") {
+      obj.periodDay = message.periodDay;
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = fromTimestamp(message.createTime).toISOString();
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = fromTimestamp(message.expireTime).toISOString();
+    }
+    if (message.finishTime !== undefined) {
+      obj.finishTime = fromTimestamp(message.finishTime).toISOString();
+    }
+    if (message.chargeId !== "") {
+      obj.chargeId = message.chargeId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Reservation>): Reservation {
+    return Reservation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Reservation>): Reservation {
+    const message = createBaseReservation();
+    message.accountId = object.accountId ?? "";
+    message.reservationId = object.reservationId ?? "";
+    message.idempotencyKey = object.idempotencyKey ?? "";
+    message.userId = object.userId ?? "";
+    message.status = object.status ?? 0;
+    message.heldMessages = object.heldMessages ?? "0";
+    message.heldTokens = object.heldTokens ?? "0";
+    message.heldCost = (object.heldCost !== undefined && object.heldCost !== null)
+      ? Money.fromPartial(object.heldCost)
+      : undefined;
+    message.periodDay = object.periodDay ?? "";
+    message.createTime = (object.createTime !== undefined && object.createTime !== null)
+      ? Timestamp.fromPartial(object.createTime)
+      : undefined;
+    message.expireTime = (object.expireTime !== undefined && object.expireTime !== null)
+      ? Timestamp.fromPartial(object.expireTime)
+      : undefined;
+    message.finishTime = (object.finishTime !== undefined && object.finishTime !== null)
+      ? Timestamp.fromPartial(object.finishTime)
+      : undefined;
+    message.chargeId = object.chargeId ?? "";
+    return message;
+  },
+};
+
+function createBaseReservationEstimate(): ReservationEstimate {
+  return {
+    provider: "",
+    model: "",
+    chargeType: 0,
+    promptTokens: "0",
+    completionTokens: "0",
+    reasoningTokens: "0",
+    cachedPromptTokens: "0",
+    cacheWriteTokens: "0",
+    cacheWrite1hTokens: "0",
+    callCount: "0",
+  };
+}
+
+export const ReservationEstimate: MessageFns<ReservationEstimate> = {
+  encode(message: ReservationEstimate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.provider !== "") {
+      writer.uint32(10).string(message.provider);
+    }
+    if (message.model !== "") {
+      writer.uint32(18).string(message.model);
+    }
+    if (message.chargeType !== 0) {
+      writer.uint32(24).int32(message.chargeType);
+    }
+    if (message.promptTokens !== "0") {
+      writer.uint32(32).int64(message.promptTokens);
+    }
+    if (message.completionTokens !== "0") {
+      writer.uint32(40).int64(message.completionTokens);
+    }
+    if (message.reasoningTokens !== "0") {
+      writer.uint32(48).int64(message.reasoningTokens);
+    }
+    if (message.cachedPromptTokens !== "0") {
+      writer.uint32(56).int64(message.cachedPromptTokens);
+    }
+    if (message.cacheWriteTokens !== "0") {
+      writer.uint32(64).int64(message.cacheWriteTokens);
+    }
+    if (message.cacheWrite1hTokens !== "0") {
+      writer.uint32(72).int64(message.cacheWrite1hTokens);
+    }
+    if (message.callCount !== "0") {
+      writer.uint32(80).int64(message.callCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReservationEstimate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReservationEstimate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.provider = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.chargeType = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.promptTokens = reader.int64().toString();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.completionTokens = reader.int64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reasoningTokens = reader.int64().toString();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.cachedPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.cacheWriteTokens = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.cacheWrite1hTokens = reader.int64().toString();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.callCount = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReservationEstimate {
+    return {
+      provider: isSet(object.provider) ? globalThis.String(object.provider) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      chargeType: isSet(object.chargeType)
+        ? chargeTypeFromJSON(object.chargeType)
+        : isSet(object.charge_type)
+        ? chargeTypeFromJSON(object.charge_type)
+        : 0,
+      promptTokens: isSet(object.promptTokens)
+        ? globalThis.String(object.promptTokens)
+        : isSet(object.prompt_tokens)
+        ? globalThis.String(object.prompt_tokens)
+        : "0",
+      completionTokens: isSet(object.completionTokens)
+        ? globalThis.String(object.completionTokens)
+        : isSet(object.completion_tokens)
+        ? globalThis.String(object.completion_tokens)
+        : "0",
+      reasoningTokens: isSet(object.reasoningTokens)
+        ? globalThis.String(object.reasoningTokens)
+        : isSet(object.reasoning_tokens)
+        ? globalThis.String(object.reasoning_tokens)
+        : "0",
+      cachedPromptTokens: isSet(object.cachedPromptTokens)
+        ? globalThis.String(object.cachedPromptTokens)
+        : isSet(object.cached_prompt_tokens)
+        ? globalThis.String(object.cached_prompt_tokens)
+        : "0",
+      cacheWriteTokens: isSet(object.cacheWriteTokens)
+        ? globalThis.String(object.cacheWriteTokens)
+        : isSet(object.cache_write_tokens)
+        ? globalThis.String(object.cache_write_tokens)
+        : "0",
+      cacheWrite1hTokens: isSet(object.cacheWrite1hTokens)
+        ? globalThis.String(object.cacheWrite1hTokens)
+        : isSet(object.cache_write_1h_tokens)
+        ? globalThis.String(object.cache_write_1h_tokens)
+        : "0",
+      callCount: isSet(object.callCount)
+        ? globalThis.String(object.callCount)
+        : isSet(object.call_count)
+        ? globalThis.String(object.call_count)
+        : "0",
+    };
+  },
+
+  toJSON(message: ReservationEstimate): unknown {
+    const obj: any = {};
+    if (message.provider !== "") {
+      obj.provider = message.provider;
+    }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.chargeType !== 0) {
+      obj.chargeType = chargeTypeToJSON(message.chargeType);
+    }
+    if (message.promptTokens !== "0") {
+      obj.promptTokens = message.promptTokens;
+    }
+    if (message.completionTokens !== "0") {
+      obj.completionTokens = message.completionTokens;
+    }
+    if (message.reasoningTokens !== "0") {
+      obj.reasoningTokens = message.reasoningTokens;
+    }
+    if (message.cachedPromptTokens !== "0") {
+      obj.cachedPromptTokens = message.cachedPromptTokens;
+    }
+    if (message.cacheWriteTokens !== "0") {
+      obj.cacheWriteTokens = message.cacheWriteTokens;
+    }
+    if (message.cacheWrite1hTokens !== "0") {
+      obj.cacheWrite1hTokens = message.cacheWrite1hTokens;
+    }
+    if (message.callCount !== "0") {
+      obj.callCount = message.callCount;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReservationEstimate>): ReservationEstimate {
+    return ReservationEstimate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReservationEstimate>): ReservationEstimate {
+    const message = createBaseReservationEstimate();
+    message.provider = object.provider ?? "";
+    message.model = object.model ?? "";
+    message.chargeType = object.chargeType ?? 0;
+    message.promptTokens = object.promptTokens ?? "0";
+    message.completionTokens = object.completionTokens ?? "0";
+    message.reasoningTokens = object.reasoningTokens ?? "0";
+    message.cachedPromptTokens = object.cachedPromptTokens ?? "0";
+    message.cacheWriteTokens = object.cacheWriteTokens ?? "0";
+    message.cacheWrite1hTokens = object.cacheWrite1hTokens ?? "0";
+    message.callCount = object.callCount ?? "0";
     return message;
   },
 };

@@ -21,6 +21,7 @@ import {
 import { Struct } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import { Status } from "../../google/rpc/status";
+import { Account } from "./account";
 import {
   Charge,
   ChargeType,
@@ -35,7 +36,20 @@ import {
   checkLimitsReasonFromJSON,
   checkLimitsReasonToJSON,
   DailyLimits,
+  Limit,
+  LimitEnforcement,
+  limitEnforcementFromJSON,
+  limitEnforcementToJSON,
+  LimitMeasure,
+  limitMeasureFromJSON,
+  limitMeasureToJSON,
+  LimitPeriod,
+  limitPeriodFromJSON,
+  limitPeriodToJSON,
   LimitStatus,
+  LimitUsage,
+  Reservation,
+  ReservationEstimate,
   UsageSnapshot,
 } from "./limits";
 import { Markup } from "./markup";
@@ -125,6 +139,15 @@ export interface RecordChargeRequest {
    * 0 to 10^6. Billed at the model's per-call price; free when it has none.
    */
   callCount: string;
+  /**
+   * A held reservation of this account and user (from CheckLimits with
+   * reserve=true) that this charge settles: in the same transaction the
+   * hold is replaced by the actual usage. A reservation is settled at most
+   * once (another charge with it is FAILED_PRECONDITION; a retry with the same
+   * idempotency key is a replay). A charge for an expired reservation is
+   * still recorded (the usage happened) and settles it.
+   */
+  reservationId: string;
 }
 
 /** The recorded charge. */
@@ -138,6 +161,8 @@ export interface RecordChargeResponse {
    * nothing new was written and charge is the original.
    */
   replayed: boolean;
+  /** The reservation the charge settled, when reservation_id was set. */
+  reservation: Reservation | undefined;
 }
 
 /** A batch of charges to record. */
@@ -172,9 +197,12 @@ export interface RecordChargeResult {
 export interface GetDailyUsageRequest {
   /** The account; required. */
   accountId: string;
-  /** First day, inclusive, YYYY-MM-DD (UTC). */
+  /**
+   * First day, inclusive, YYYY-MM-DD (the account's local date: UTC unless
+   * the account has a time zone).
+   */
   startDate: string;
-  /** Last day, inclusive, YYYY-MM-DD (UTC); at most 366 days after start_date. */
+  /** Last day, inclusive, YYYY-MM-DD; at most 366 days after start_date. */
   endDate: string;
   /** Only this user, when set. */
   userId: string;
@@ -210,14 +238,42 @@ export interface CheckLimitsRequest {
   userId: string;
   /**
    * Tokens the call is expected to use, 0 to 10^12: the check fails when
-   * today's tokens plus these exceed a token limit.
+   * the period's tokens plus these exceed a token limit. With an estimate
+   * and 0 here, the estimate's prompt + completion tokens.
    */
   additionalTokens: string;
   /**
-   * Expected billed cost of the call, optional: the check fails when today's
-   * cost plus this exceeds a cost limit.
+   * Expected billed cost of the call, optional: the check fails when the
+   * period's cost plus this exceeds a cost limit. Not together with estimate.
    */
-  additionalCost: Money | undefined;
+  additionalCost:
+    | Money
+    | undefined;
+  /**
+   * Hold the call's expected usage (1 message, the tokens, the cost) against
+   * every limit that applies, atomically, and answer with a reservation.
+   */
+  reserve: boolean;
+  /**
+   * Required with reserve: at most 255 characters, unique per account. A
+   * retry with the same key answers the same reservation (replayed=true);
+   * reuse with a different request is ALREADY_EXISTS.
+   */
+  idempotencyKey: string;
+  /**
+   * The expected usage as a model and token mix, priced by the server
+   * (operator prices, account markup): its cost is the additional cost.
+   */
+  estimate:
+    | ReservationEstimate
+    | undefined;
+  /** With reserve: seconds until the hold frees itself, 1 to 86400; 0 means 600. */
+  holdSeconds: number;
+  /**
+   * Answer a denial as a RESOURCE_EXHAUSTED error with google.rpc.QuotaFailure
+   * (and ErrorInfo) details instead of allowed=false.
+   */
+  denyAsError: boolean;
 }
 
 /** The outcome of a limit check. */
@@ -228,18 +284,26 @@ export interface CheckLimitsResponse {
   reason: CheckLimitsReason;
   /** Why, for humans, e.g. "Daily message limit reached (100)". */
   message: string;
-  /** The UTC day the check was made for, YYYY-MM-DD. */
+  /** The day the check was made for in the account's time zone, YYYY-MM-DD. */
   date: string;
-  /** The user's usage today. */
+  /** The user's usage today (recorded charges). */
   userUsage:
     | UsageSnapshot
     | undefined;
-  /** The account's usage today. */
+  /** The account's usage today (recorded charges). */
   accountUsage:
     | UsageSnapshot
     | undefined;
-  /** Every limit that applies, with what is used and what remains. */
+  /** Every limit that applies, with what is used, reserved and what remains. */
   limits: LimitStatus[];
+  /** With reserve and allowed: the reservation now held. */
+  reservation:
+    | Reservation
+    | undefined;
+  /** True when the idempotency key had been used: reservation is the original. */
+  replayed: boolean;
+  /** The account's time zone the periods follow. */
+  timeZone: string;
 }
 
 /** New daily limits for a scope. */
@@ -336,6 +400,134 @@ export interface DeleteMarkupResponse {
   deleted: boolean;
 }
 
+/** One limit to create or change. */
+export interface PutLimitRequest {
+  /** The account; required. */
+  accountId: string;
+  /** The user, or empty for the account-wide limit. */
+  userId: string;
+  /** Day or month; required. */
+  period: LimitPeriod;
+  /** Messages, tokens or cost; required. */
+  measure: LimitMeasure;
+  /**
+   * An integer 0 to 10^15 for messages and tokens, a decimal USD amount 0 to
+   * 10^12 for cost.
+   */
+  amount: string;
+  /** Hard (UNSPECIFIED means hard) or soft. */
+  enforcement: LimitEnforcement;
+}
+
+/** The limit as stored. */
+export interface PutLimitResponse {
+  /** The limit now in force. */
+  limit: Limit | undefined;
+}
+
+/** One limit to remove. */
+export interface DeleteLimitRequest {
+  /** The account; required. */
+  accountId: string;
+  /** The user, or empty for the account-wide limit. */
+  userId: string;
+  /** Day or month; required. */
+  period: LimitPeriod;
+  /** Messages, tokens or cost; required. */
+  measure: LimitMeasure;
+  /** Hard (UNSPECIFIED means hard) or soft. */
+  enforcement: LimitEnforcement;
+}
+
+/** The outcome of a removal. */
+export interface DeleteLimitResponse {
+  /** Whether the limit existed and was removed. */
+  deleted: boolean;
+}
+
+/** Which limits to list. */
+export interface ListLimitsRequest {
+  /** The account; required. */
+  accountId: string;
+  /**
+   * When set, the limits that apply to this user (its own and the account's);
+   * otherwise every limit of the account and its users.
+   */
+  userId: string;
+  /** Limits per page, 1 to 1000; 0 means 100. */
+  pageSize: number;
+  /** The next_page_token of the previous page; empty for the first page. */
+  pageToken: string;
+}
+
+/** A page of limits. */
+export interface ListLimitsResponse {
+  /** Ordered by user (account-wide first), period, measure, enforcement. */
+  limits: LimitUsage[];
+  /** Token of the next page; empty on the last page. */
+  nextPageToken: string;
+  /** The account's time zone the periods follow. */
+  timeZone: string;
+}
+
+/** A reservation to void. */
+export interface ReleaseReservationRequest {
+  /** The account; required. */
+  accountId: string;
+  /** The reservation; required. */
+  reservationId: string;
+}
+
+/** The released reservation. */
+export interface ReleaseReservationResponse {
+  /** Now RELEASED. */
+  reservation: Reservation | undefined;
+}
+
+/** A reservation to read. */
+export interface GetReservationRequest {
+  /** The account; required. */
+  accountId: string;
+  /** The reservation; required. */
+  reservationId: string;
+}
+
+/** The reservation. */
+export interface GetReservationResponse {
+  /** As stored (a held one past its expire_time reads as EXPIRED). */
+  reservation: Reservation | undefined;
+}
+
+/** Settings to set. */
+export interface SetAccountRequest {
+  /** The account; required. */
+  accountId: string;
+  /**
+   * An IANA time zone such as "America/New_York", or "UTC". Charges recorded
+   * from now on get their local date in this zone; rows already written keep
+   * theirs (see the README).
+   */
+  timeZone: string;
+}
+
+/** The settings as stored. */
+export interface SetAccountResponse {
+  /** The account now. */
+  account: Account | undefined;
+}
+
+/** Which account to read. */
+export interface GetAccountRequest {
+  /** The account; required. */
+  accountId: string;
+}
+
+/** The account. */
+export interface GetAccountResponse {
+  /** Its settings (time zone "UTC" when never set). */
+  account: Account | undefined;
+}
+
 function createBaseRecordChargeRequest(): RecordChargeRequest {
   return {
     accountId: "",
@@ -361,6 +553,7 @@ function createBaseRecordChargeRequest(): RecordChargeRequest {
     usageTime: undefined,
     cacheWrite1hTokens: "0",
     callCount: "0",
+    reservationId: "",
   };
 }
 
@@ -434,6 +627,9 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     }
     if (message.callCount !== "0") {
       writer.uint32(184).int64(message.callCount);
+    }
+    if (message.reservationId !== "") {
+      writer.uint32(194).string(message.reservationId);
     }
     return writer;
   },
@@ -635,6 +831,14 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
             message.callCount = reader.int64().toString();
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.reservationId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -744,6 +948,11 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
         : isSet(object.call_count)
         ? globalThis.String(object.call_count)
         : "0",
+      reservationId: isSet(object.reservationId)
+        ? globalThis.String(object.reservationId)
+        : isSet(object.reservation_id)
+        ? globalThis.String(object.reservation_id)
+        : "",
     };
   },
 
@@ -818,6 +1027,9 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     if (message.callCount !== "0") {
       obj.callCount = message.callCount;
     }
+    if (message.reservationId !== "") {
+      obj.reservationId = message.reservationId;
+    }
     return obj;
   },
 
@@ -851,12 +1063,13 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
       : undefined;
     message.cacheWrite1hTokens = object.cacheWrite1hTokens ?? "0";
     message.callCount = object.callCount ?? "0";
+    message.reservationId = object.reservationId ?? "";
     return message;
   },
 };
 
 function createBaseRecordChargeResponse(): RecordChargeResponse {
-  return { charge: undefined, replayed: false };
+  return { charge: undefined, replayed: false, reservation: undefined };
 }
 
 export const RecordChargeResponse: MessageFns<RecordChargeResponse> = {
@@ -866,6 +1079,9 @@ export const RecordChargeResponse: MessageFns<RecordChargeResponse> = {
     }
     if (message.replayed !== false) {
       writer.uint32(16).bool(message.replayed);
+    }
+    if (message.reservation !== undefined) {
+      Reservation.encode(message.reservation, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -899,6 +1115,14 @@ export const RecordChargeResponse: MessageFns<RecordChargeResponse> = {
             message.replayed = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reservation = Reservation.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -915,6 +1139,7 @@ export const RecordChargeResponse: MessageFns<RecordChargeResponse> = {
     return {
       charge: isSet(object.charge) ? Charge.fromJSON(object.charge) : undefined,
       replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      reservation: isSet(object.reservation) ? Reservation.fromJSON(object.reservation) : undefined,
     };
   },
 
@@ -925,6 +1150,9 @@ export const RecordChargeResponse: MessageFns<RecordChargeResponse> = {
     }
     if (message.replayed !== false) {
       obj.replayed = message.replayed;
+    }
+    if (message.reservation !== undefined) {
+      obj.reservation = Reservation.toJSON(message.reservation);
     }
     return obj;
   },
@@ -938,6 +1166,9 @@ export const RecordChargeResponse: MessageFns<RecordChargeResponse> = {
       ? Charge.fromPartial(object.charge)
       : undefined;
     message.replayed = object.replayed ?? false;
+    message.reservation = (object.reservation !== undefined && object.reservation !== null)
+      ? Reservation.fromPartial(object.reservation)
+      : undefined;
     return message;
   },
 };
@@ -1528,7 +1759,17 @@ export const GetDailyUsageResponse: MessageFns<GetDailyUsageResponse> = {
 };
 
 function createBaseCheckLimitsRequest(): CheckLimitsRequest {
-  return { accountId: "", userId: "", additionalTokens: "0", additionalCost: undefined };
+  return {
+    accountId: "",
+    userId: "",
+    additionalTokens: "0",
+    additionalCost: undefined,
+    reserve: false,
+    idempotencyKey: "",
+    estimate: undefined,
+    holdSeconds: 0,
+    denyAsError: false,
+  };
 }
 
 export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
@@ -1544,6 +1785,21 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
     }
     if (message.additionalCost !== undefined) {
       Money.encode(message.additionalCost, writer.uint32(34).fork()).join();
+    }
+    if (message.reserve !== false) {
+      writer.uint32(40).bool(message.reserve);
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(50).string(message.idempotencyKey);
+    }
+    if (message.estimate !== undefined) {
+      ReservationEstimate.encode(message.estimate, writer.uint32(58).fork()).join();
+    }
+    if (message.holdSeconds !== 0) {
+      writer.uint32(64).int32(message.holdSeconds);
+    }
+    if (message.denyAsError !== false) {
+      writer.uint32(72).bool(message.denyAsError);
     }
     return writer;
   },
@@ -1593,6 +1849,46 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
             message.additionalCost = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reserve = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.estimate = ReservationEstimate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.holdSeconds = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.denyAsError = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1627,6 +1923,23 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
         : isSet(object.additional_cost)
         ? Money.fromJSON(object.additional_cost)
         : undefined,
+      reserve: isSet(object.reserve) ? globalThis.Boolean(object.reserve) : false,
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
+      estimate: isSet(object.estimate) ? ReservationEstimate.fromJSON(object.estimate) : undefined,
+      holdSeconds: isSet(object.holdSeconds)
+        ? globalThis.Number(object.holdSeconds)
+        : isSet(object.hold_seconds)
+        ? globalThis.Number(object.hold_seconds)
+        : 0,
+      denyAsError: isSet(object.denyAsError)
+        ? globalThis.Boolean(object.denyAsError)
+        : isSet(object.deny_as_error)
+        ? globalThis.Boolean(object.deny_as_error)
+        : false,
     };
   },
 
@@ -1644,6 +1957,21 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
     if (message.additionalCost !== undefined) {
       obj.additionalCost = Money.toJSON(message.additionalCost);
     }
+    if (message.reserve !== false) {
+      obj.reserve = message.reserve;
+    }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    if (message.estimate !== undefined) {
+      obj.estimate = ReservationEstimate.toJSON(message.estimate);
+    }
+    if (message.holdSeconds !== 0) {
+      obj.holdSeconds = Math.round(message.holdSeconds);
+    }
+    if (message.denyAsError !== false) {
+      obj.denyAsError = message.denyAsError;
+    }
     return obj;
   },
 
@@ -1658,6 +1986,13 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
     message.additionalCost = (object.additionalCost !== undefined && object.additionalCost !== null)
       ? Money.fromPartial(object.additionalCost)
       : undefined;
+    message.reserve = object.reserve ?? false;
+    message.idempotencyKey = object.idempotencyKey ?? "";
+    message.estimate = (object.estimate !== undefined && object.estimate !== null)
+      ? ReservationEstimate.fromPartial(object.estimate)
+      : undefined;
+    message.holdSeconds = object.holdSeconds ?? 0;
+    message.denyAsError = object.denyAsError ?? false;
     return message;
   },
 };
@@ -1671,6 +2006,9 @@ function createBaseCheckLimitsResponse(): CheckLimitsResponse {
     userUsage: undefined,
     accountUsage: undefined,
     limits: [],
+    reservation: undefined,
+    replayed: false,
+    timeZone: "",
   };
 }
 
@@ -1696,6 +2034,15 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     }
     for (const v of message.limits) {
       LimitStatus.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.reservation !== undefined) {
+      Reservation.encode(message.reservation, writer.uint32(66).fork()).join();
+    }
+    if (message.replayed !== false) {
+      writer.uint32(72).bool(message.replayed);
+    }
+    if (message.timeZone !== "") {
+      writer.uint32(82).string(message.timeZone);
     }
     return writer;
   },
@@ -1769,6 +2116,30 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
             message.limits.push(LimitStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reservation = Reservation.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.timeZone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1798,6 +2169,13 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
         ? UsageSnapshot.fromJSON(object.account_usage)
         : undefined,
       limits: globalThis.Array.isArray(object?.limits) ? object.limits.map((e: any) => LimitStatus.fromJSON(e)) : [],
+      reservation: isSet(object.reservation) ? Reservation.fromJSON(object.reservation) : undefined,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      timeZone: isSet(object.timeZone)
+        ? globalThis.String(object.timeZone)
+        : isSet(object.time_zone)
+        ? globalThis.String(object.time_zone)
+        : "",
     };
   },
 
@@ -1824,6 +2202,15 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     if (message.limits?.length) {
       obj.limits = message.limits.map((e) => LimitStatus.toJSON(e));
     }
+    if (message.reservation !== undefined) {
+      obj.reservation = Reservation.toJSON(message.reservation);
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
+    if (message.timeZone !== "") {
+      obj.timeZone = message.timeZone;
+    }
     return obj;
   },
 
@@ -1843,6 +2230,11 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
       ? UsageSnapshot.fromPartial(object.accountUsage)
       : undefined;
     message.limits = object.limits?.map((e) => LimitStatus.fromPartial(e)) || [];
+    message.reservation = (object.reservation !== undefined && object.reservation !== null)
+      ? Reservation.fromPartial(object.reservation)
+      : undefined;
+    message.replayed = object.replayed ?? false;
+    message.timeZone = object.timeZone ?? "";
     return message;
   },
 };
@@ -2831,6 +3223,1308 @@ export const DeleteMarkupResponse: MessageFns<DeleteMarkupResponse> = {
   },
 };
 
+function createBasePutLimitRequest(): PutLimitRequest {
+  return { accountId: "", userId: "", period: 0, measure: 0, amount: "", enforcement: 0 };
+}
+
+export const PutLimitRequest: MessageFns<PutLimitRequest> = {
+  encode(message: PutLimitRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.period !== 0) {
+      writer.uint32(24).int32(message.period);
+    }
+    if (message.measure !== 0) {
+      writer.uint32(32).int32(message.measure);
+    }
+    if (message.amount !== "") {
+      writer.uint32(42).string(message.amount);
+    }
+    if (message.enforcement !== 0) {
+      writer.uint32(48).int32(message.enforcement);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PutLimitRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePutLimitRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.period = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.measure = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.enforcement = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PutLimitRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      period: isSet(object.period) ? limitPeriodFromJSON(object.period) : 0,
+      measure: isSet(object.measure) ? limitMeasureFromJSON(object.measure) : 0,
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      enforcement: isSet(object.enforcement) ? limitEnforcementFromJSON(object.enforcement) : 0,
+    };
+  },
+
+  toJSON(message: PutLimitRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.period !== 0) {
+      obj.period = limitPeriodToJSON(message.period);
+    }
+    if (message.measure !== 0) {
+      obj.measure = limitMeasureToJSON(message.measure);
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.enforcement !== 0) {
+      obj.enforcement = limitEnforcementToJSON(message.enforcement);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PutLimitRequest>): PutLimitRequest {
+    return PutLimitRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PutLimitRequest>): PutLimitRequest {
+    const message = createBasePutLimitRequest();
+    message.accountId = object.accountId ?? "";
+    message.userId = object.userId ?? "";
+    message.period = object.period ?? 0;
+    message.measure = object.measure ?? 0;
+    message.amount = object.amount ?? "";
+    message.enforcement = object.enforcement ?? 0;
+    return message;
+  },
+};
+
+function createBasePutLimitResponse(): PutLimitResponse {
+  return { limit: undefined };
+}
+
+export const PutLimitResponse: MessageFns<PutLimitResponse> = {
+  encode(message: PutLimitResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== undefined) {
+      Limit.encode(message.limit, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PutLimitResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePutLimitResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.limit = Limit.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PutLimitResponse {
+    return { limit: isSet(object.limit) ? Limit.fromJSON(object.limit) : undefined };
+  },
+
+  toJSON(message: PutLimitResponse): unknown {
+    const obj: any = {};
+    if (message.limit !== undefined) {
+      obj.limit = Limit.toJSON(message.limit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PutLimitResponse>): PutLimitResponse {
+    return PutLimitResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PutLimitResponse>): PutLimitResponse {
+    const message = createBasePutLimitResponse();
+    message.limit = (object.limit !== undefined && object.limit !== null) ? Limit.fromPartial(object.limit) : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteLimitRequest(): DeleteLimitRequest {
+  return { accountId: "", userId: "", period: 0, measure: 0, enforcement: 0 };
+}
+
+export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
+  encode(message: DeleteLimitRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.period !== 0) {
+      writer.uint32(24).int32(message.period);
+    }
+    if (message.measure !== 0) {
+      writer.uint32(32).int32(message.measure);
+    }
+    if (message.enforcement !== 0) {
+      writer.uint32(40).int32(message.enforcement);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteLimitRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteLimitRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.period = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.measure = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.enforcement = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteLimitRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      period: isSet(object.period) ? limitPeriodFromJSON(object.period) : 0,
+      measure: isSet(object.measure) ? limitMeasureFromJSON(object.measure) : 0,
+      enforcement: isSet(object.enforcement) ? limitEnforcementFromJSON(object.enforcement) : 0,
+    };
+  },
+
+  toJSON(message: DeleteLimitRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.period !== 0) {
+      obj.period = limitPeriodToJSON(message.period);
+    }
+    if (message.measure !== 0) {
+      obj.measure = limitMeasureToJSON(message.measure);
+    }
+    if (message.enforcement !== 0) {
+      obj.enforcement = limitEnforcementToJSON(message.enforcement);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteLimitRequest>): DeleteLimitRequest {
+    return DeleteLimitRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteLimitRequest>): DeleteLimitRequest {
+    const message = createBaseDeleteLimitRequest();
+    message.accountId = object.accountId ?? "";
+    message.userId = object.userId ?? "";
+    message.period = object.period ?? 0;
+    message.measure = object.measure ?? 0;
+    message.enforcement = object.enforcement ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteLimitResponse(): DeleteLimitResponse {
+  return { deleted: false };
+}
+
+export const DeleteLimitResponse: MessageFns<DeleteLimitResponse> = {
+  encode(message: DeleteLimitResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deleted !== false) {
+      writer.uint32(8).bool(message.deleted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteLimitResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteLimitResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.deleted = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteLimitResponse {
+    return { deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false };
+  },
+
+  toJSON(message: DeleteLimitResponse): unknown {
+    const obj: any = {};
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteLimitResponse>): DeleteLimitResponse {
+    return DeleteLimitResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteLimitResponse>): DeleteLimitResponse {
+    const message = createBaseDeleteLimitResponse();
+    message.deleted = object.deleted ?? false;
+    return message;
+  },
+};
+
+function createBaseListLimitsRequest(): ListLimitsRequest {
+  return { accountId: "", userId: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListLimitsRequest: MessageFns<ListLimitsRequest> = {
+  encode(message: ListLimitsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListLimitsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListLimitsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListLimitsRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListLimitsRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListLimitsRequest>): ListLimitsRequest {
+    return ListLimitsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListLimitsRequest>): ListLimitsRequest {
+    const message = createBaseListLimitsRequest();
+    message.accountId = object.accountId ?? "";
+    message.userId = object.userId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListLimitsResponse(): ListLimitsResponse {
+  return { limits: [], nextPageToken: "", timeZone: "" };
+}
+
+export const ListLimitsResponse: MessageFns<ListLimitsResponse> = {
+  encode(message: ListLimitsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.limits) {
+      LimitUsage.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.timeZone !== "") {
+      writer.uint32(26).string(message.timeZone);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListLimitsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListLimitsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.limits.push(LimitUsage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.timeZone = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListLimitsResponse {
+    return {
+      limits: globalThis.Array.isArray(object?.limits) ? object.limits.map((e: any) => LimitUsage.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+      timeZone: isSet(object.timeZone)
+        ? globalThis.String(object.timeZone)
+        : isSet(object.time_zone)
+        ? globalThis.String(object.time_zone)
+        : "",
+    };
+  },
+
+  toJSON(message: ListLimitsResponse): unknown {
+    const obj: any = {};
+    if (message.limits?.length) {
+      obj.limits = message.limits.map((e) => LimitUsage.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    if (message.timeZone !== "") {
+      obj.timeZone = message.timeZone;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListLimitsResponse>): ListLimitsResponse {
+    return ListLimitsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListLimitsResponse>): ListLimitsResponse {
+    const message = createBaseListLimitsResponse();
+    message.limits = object.limits?.map((e) => LimitUsage.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.timeZone = object.timeZone ?? "";
+    return message;
+  },
+};
+
+function createBaseReleaseReservationRequest(): ReleaseReservationRequest {
+  return { accountId: "", reservationId: "" };
+}
+
+export const ReleaseReservationRequest: MessageFns<ReleaseReservationRequest> = {
+  encode(message: ReleaseReservationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.reservationId !== "") {
+      writer.uint32(18).string(message.reservationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleaseReservationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleaseReservationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reservationId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleaseReservationRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      reservationId: isSet(object.reservationId)
+        ? globalThis.String(object.reservationId)
+        : isSet(object.reservation_id)
+        ? globalThis.String(object.reservation_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ReleaseReservationRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.reservationId !== "") {
+      obj.reservationId = message.reservationId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReleaseReservationRequest>): ReleaseReservationRequest {
+    return ReleaseReservationRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReleaseReservationRequest>): ReleaseReservationRequest {
+    const message = createBaseReleaseReservationRequest();
+    message.accountId = object.accountId ?? "";
+    message.reservationId = object.reservationId ?? "";
+    return message;
+  },
+};
+
+function createBaseReleaseReservationResponse(): ReleaseReservationResponse {
+  return { reservation: undefined };
+}
+
+export const ReleaseReservationResponse: MessageFns<ReleaseReservationResponse> = {
+  encode(message: ReleaseReservationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reservation !== undefined) {
+      Reservation.encode(message.reservation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleaseReservationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleaseReservationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reservation = Reservation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleaseReservationResponse {
+    return { reservation: isSet(object.reservation) ? Reservation.fromJSON(object.reservation) : undefined };
+  },
+
+  toJSON(message: ReleaseReservationResponse): unknown {
+    const obj: any = {};
+    if (message.reservation !== undefined) {
+      obj.reservation = Reservation.toJSON(message.reservation);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReleaseReservationResponse>): ReleaseReservationResponse {
+    return ReleaseReservationResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReleaseReservationResponse>): ReleaseReservationResponse {
+    const message = createBaseReleaseReservationResponse();
+    message.reservation = (object.reservation !== undefined && object.reservation !== null)
+      ? Reservation.fromPartial(object.reservation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetReservationRequest(): GetReservationRequest {
+  return { accountId: "", reservationId: "" };
+}
+
+export const GetReservationRequest: MessageFns<GetReservationRequest> = {
+  encode(message: GetReservationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.reservationId !== "") {
+      writer.uint32(18).string(message.reservationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetReservationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetReservationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reservationId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetReservationRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      reservationId: isSet(object.reservationId)
+        ? globalThis.String(object.reservationId)
+        : isSet(object.reservation_id)
+        ? globalThis.String(object.reservation_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetReservationRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.reservationId !== "") {
+      obj.reservationId = message.reservationId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetReservationRequest>): GetReservationRequest {
+    return GetReservationRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetReservationRequest>): GetReservationRequest {
+    const message = createBaseGetReservationRequest();
+    message.accountId = object.accountId ?? "";
+    message.reservationId = object.reservationId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetReservationResponse(): GetReservationResponse {
+  return { reservation: undefined };
+}
+
+export const GetReservationResponse: MessageFns<GetReservationResponse> = {
+  encode(message: GetReservationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reservation !== undefined) {
+      Reservation.encode(message.reservation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetReservationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetReservationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reservation = Reservation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetReservationResponse {
+    return { reservation: isSet(object.reservation) ? Reservation.fromJSON(object.reservation) : undefined };
+  },
+
+  toJSON(message: GetReservationResponse): unknown {
+    const obj: any = {};
+    if (message.reservation !== undefined) {
+      obj.reservation = Reservation.toJSON(message.reservation);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetReservationResponse>): GetReservationResponse {
+    return GetReservationResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetReservationResponse>): GetReservationResponse {
+    const message = createBaseGetReservationResponse();
+    message.reservation = (object.reservation !== undefined && object.reservation !== null)
+      ? Reservation.fromPartial(object.reservation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSetAccountRequest(): SetAccountRequest {
+  return { accountId: "", timeZone: "" };
+}
+
+export const SetAccountRequest: MessageFns<SetAccountRequest> = {
+  encode(message: SetAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.timeZone !== "") {
+      writer.uint32(18).string(message.timeZone);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.timeZone = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetAccountRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      timeZone: isSet(object.timeZone)
+        ? globalThis.String(object.timeZone)
+        : isSet(object.time_zone)
+        ? globalThis.String(object.time_zone)
+        : "",
+    };
+  },
+
+  toJSON(message: SetAccountRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.timeZone !== "") {
+      obj.timeZone = message.timeZone;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetAccountRequest>): SetAccountRequest {
+    return SetAccountRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetAccountRequest>): SetAccountRequest {
+    const message = createBaseSetAccountRequest();
+    message.accountId = object.accountId ?? "";
+    message.timeZone = object.timeZone ?? "";
+    return message;
+  },
+};
+
+function createBaseSetAccountResponse(): SetAccountResponse {
+  return { account: undefined };
+}
+
+export const SetAccountResponse: MessageFns<SetAccountResponse> = {
+  encode(message: SetAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetAccountResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: SetAccountResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetAccountResponse>): SetAccountResponse {
+    return SetAccountResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetAccountResponse>): SetAccountResponse {
+    const message = createBaseSetAccountResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetAccountRequest(): GetAccountRequest {
+  return { accountId: "" };
+}
+
+export const GetAccountRequest: MessageFns<GetAccountRequest> = {
+  encode(message: GetAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAccountRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetAccountRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetAccountRequest>): GetAccountRequest {
+    return GetAccountRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetAccountRequest>): GetAccountRequest {
+    const message = createBaseGetAccountRequest();
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetAccountResponse(): GetAccountResponse {
+  return { account: undefined };
+}
+
+export const GetAccountResponse: MessageFns<GetAccountResponse> = {
+  encode(message: GetAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAccountResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: GetAccountResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetAccountResponse>): GetAccountResponse {
+    return GetAccountResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetAccountResponse>): GetAccountResponse {
+    const message = createBaseGetAccountResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * Meters LLM usage. A backend calls CheckLimits before an LLM call,
  * RecordCharge after it, and reads GetDailyUsage for dashboards and invoices.
@@ -2882,8 +4576,11 @@ export const MeteringServiceService = {
     responseDeserialize: (value: Buffer): GetDailyUsageResponse => GetDailyUsageResponse.decode(value),
   },
   /**
-   * Says whether a user may make another LLM call today, given the user's and
-   * the account's daily limits and today's counters.
+   * Says whether a user may make another LLM call, given every limit of the
+   * user and of its account (day and month, hard and soft) and the current
+   * counters, open reservations counted as spent. With reserve=true it also
+   * holds the expected usage atomically against every limit and answers with
+   * a reservation, idempotent by (account_id, idempotency_key).
    */
   checkLimits: {
     path: "/metering.v1.MeteringService/CheckLimits" as const,
@@ -2894,7 +4591,7 @@ export const MeteringServiceService = {
     responseSerialize: (value: CheckLimitsResponse): Buffer => Buffer.from(CheckLimitsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CheckLimitsResponse => CheckLimitsResponse.decode(value),
   },
-  /** Replaces the daily limits of an account or of one of its users. */
+  /** Replaces the hard day limits of an account or of one of its users. */
   setLimits: {
     path: "/metering.v1.MeteringService/SetLimits" as const,
     requestStream: false as const,
@@ -2904,7 +4601,7 @@ export const MeteringServiceService = {
     responseSerialize: (value: SetLimitsResponse): Buffer => Buffer.from(SetLimitsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetLimitsResponse => SetLimitsResponse.decode(value),
   },
-  /** Reads the daily limits of an account or of one of its users. */
+  /** Reads the hard day limits of an account or of one of its users. */
   getLimits: {
     path: "/metering.v1.MeteringService/GetLimits" as const,
     requestStream: false as const,
@@ -2913,6 +4610,86 @@ export const MeteringServiceService = {
     requestDeserialize: (value: Buffer): GetLimitsRequest => GetLimitsRequest.decode(value),
     responseSerialize: (value: GetLimitsResponse): Buffer => Buffer.from(GetLimitsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetLimitsResponse => GetLimitsResponse.decode(value),
+  },
+  /** Creates or changes one limit (scope, period, measure, enforcement). */
+  putLimit: {
+    path: "/metering.v1.MeteringService/PutLimit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PutLimitRequest): Buffer => Buffer.from(PutLimitRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PutLimitRequest => PutLimitRequest.decode(value),
+    responseSerialize: (value: PutLimitResponse): Buffer => Buffer.from(PutLimitResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PutLimitResponse => PutLimitResponse.decode(value),
+  },
+  /** Removes one limit. */
+  deleteLimit: {
+    path: "/metering.v1.MeteringService/DeleteLimit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteLimitRequest): Buffer => Buffer.from(DeleteLimitRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteLimitRequest => DeleteLimitRequest.decode(value),
+    responseSerialize: (value: DeleteLimitResponse): Buffer => Buffer.from(DeleteLimitResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteLimitResponse => DeleteLimitResponse.decode(value),
+  },
+  /**
+   * Lists the limits of an account (or those that apply to one user) with
+   * their usage, reserved amounts and what remains in the current period.
+   */
+  listLimits: {
+    path: "/metering.v1.MeteringService/ListLimits" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListLimitsRequest): Buffer => Buffer.from(ListLimitsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListLimitsRequest => ListLimitsRequest.decode(value),
+    responseSerialize: (value: ListLimitsResponse): Buffer => Buffer.from(ListLimitsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListLimitsResponse => ListLimitsResponse.decode(value),
+  },
+  /**
+   * Voids a held reservation: its amounts stop counting. At most once: a
+   * reservation that is no longer held is FAILED_PRECONDITION.
+   */
+  releaseReservation: {
+    path: "/metering.v1.MeteringService/ReleaseReservation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReleaseReservationRequest): Buffer =>
+      Buffer.from(ReleaseReservationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReleaseReservationRequest => ReleaseReservationRequest.decode(value),
+    responseSerialize: (value: ReleaseReservationResponse): Buffer =>
+      Buffer.from(ReleaseReservationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReleaseReservationResponse => ReleaseReservationResponse.decode(value),
+  },
+  /** Reads a reservation. */
+  getReservation: {
+    path: "/metering.v1.MeteringService/GetReservation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetReservationRequest): Buffer =>
+      Buffer.from(GetReservationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetReservationRequest => GetReservationRequest.decode(value),
+    responseSerialize: (value: GetReservationResponse): Buffer =>
+      Buffer.from(GetReservationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetReservationResponse => GetReservationResponse.decode(value),
+  },
+  /** Sets an account's settings (its time zone). */
+  setAccount: {
+    path: "/metering.v1.MeteringService/SetAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetAccountRequest): Buffer => Buffer.from(SetAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetAccountRequest => SetAccountRequest.decode(value),
+    responseSerialize: (value: SetAccountResponse): Buffer => Buffer.from(SetAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetAccountResponse => SetAccountResponse.decode(value),
+  },
+  /** Reads an account's settings. */
+  getAccount: {
+    path: "/metering.v1.MeteringService/GetAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetAccountRequest): Buffer => Buffer.from(GetAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetAccountRequest => GetAccountRequest.decode(value),
+    responseSerialize: (value: GetAccountResponse): Buffer => Buffer.from(GetAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetAccountResponse => GetAccountResponse.decode(value),
   },
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup: {
@@ -3043,14 +4820,37 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
   /** Reads daily usage rollups of an account over an inclusive date range. */
   getDailyUsage: handleUnaryCall<GetDailyUsageRequest, GetDailyUsageResponse>;
   /**
-   * Says whether a user may make another LLM call today, given the user's and
-   * the account's daily limits and today's counters.
+   * Says whether a user may make another LLM call, given every limit of the
+   * user and of its account (day and month, hard and soft) and the current
+   * counters, open reservations counted as spent. With reserve=true it also
+   * holds the expected usage atomically against every limit and answers with
+   * a reservation, idempotent by (account_id, idempotency_key).
    */
   checkLimits: handleUnaryCall<CheckLimitsRequest, CheckLimitsResponse>;
-  /** Replaces the daily limits of an account or of one of its users. */
+  /** Replaces the hard day limits of an account or of one of its users. */
   setLimits: handleUnaryCall<SetLimitsRequest, SetLimitsResponse>;
-  /** Reads the daily limits of an account or of one of its users. */
+  /** Reads the hard day limits of an account or of one of its users. */
   getLimits: handleUnaryCall<GetLimitsRequest, GetLimitsResponse>;
+  /** Creates or changes one limit (scope, period, measure, enforcement). */
+  putLimit: handleUnaryCall<PutLimitRequest, PutLimitResponse>;
+  /** Removes one limit. */
+  deleteLimit: handleUnaryCall<DeleteLimitRequest, DeleteLimitResponse>;
+  /**
+   * Lists the limits of an account (or those that apply to one user) with
+   * their usage, reserved amounts and what remains in the current period.
+   */
+  listLimits: handleUnaryCall<ListLimitsRequest, ListLimitsResponse>;
+  /**
+   * Voids a held reservation: its amounts stop counting. At most once: a
+   * reservation that is no longer held is FAILED_PRECONDITION.
+   */
+  releaseReservation: handleUnaryCall<ReleaseReservationRequest, ReleaseReservationResponse>;
+  /** Reads a reservation. */
+  getReservation: handleUnaryCall<GetReservationRequest, GetReservationResponse>;
+  /** Sets an account's settings (its time zone). */
+  setAccount: handleUnaryCall<SetAccountRequest, SetAccountResponse>;
+  /** Reads an account's settings. */
+  getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup: handleUnaryCall<SetMarkupRequest, SetMarkupResponse>;
   /** Lists markup factors. */
@@ -3137,8 +4937,11 @@ export interface MeteringServiceClient extends Client {
     callback: (error: ServiceError | null, response: GetDailyUsageResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Says whether a user may make another LLM call today, given the user's and
-   * the account's daily limits and today's counters.
+   * Says whether a user may make another LLM call, given every limit of the
+   * user and of its account (day and month, hard and soft) and the current
+   * counters, open reservations counted as spent. With reserve=true it also
+   * holds the expected usage atomically against every limit and answers with
+   * a reservation, idempotent by (account_id, idempotency_key).
    */
   checkLimits(
     request: CheckLimitsRequest,
@@ -3155,7 +4958,7 @@ export interface MeteringServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CheckLimitsResponse) => void,
   ): ClientUnaryCall;
-  /** Replaces the daily limits of an account or of one of its users. */
+  /** Replaces the hard day limits of an account or of one of its users. */
   setLimits(
     request: SetLimitsRequest,
     callback: (error: ServiceError | null, response: SetLimitsResponse) => void,
@@ -3171,7 +4974,7 @@ export interface MeteringServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetLimitsResponse) => void,
   ): ClientUnaryCall;
-  /** Reads the daily limits of an account or of one of its users. */
+  /** Reads the hard day limits of an account or of one of its users. */
   getLimits(
     request: GetLimitsRequest,
     callback: (error: ServiceError | null, response: GetLimitsResponse) => void,
@@ -3186,6 +4989,124 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetLimitsResponse) => void,
+  ): ClientUnaryCall;
+  /** Creates or changes one limit (scope, period, measure, enforcement). */
+  putLimit(
+    request: PutLimitRequest,
+    callback: (error: ServiceError | null, response: PutLimitResponse) => void,
+  ): ClientUnaryCall;
+  putLimit(
+    request: PutLimitRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PutLimitResponse) => void,
+  ): ClientUnaryCall;
+  putLimit(
+    request: PutLimitRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutLimitResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes one limit. */
+  deleteLimit(
+    request: DeleteLimitRequest,
+    callback: (error: ServiceError | null, response: DeleteLimitResponse) => void,
+  ): ClientUnaryCall;
+  deleteLimit(
+    request: DeleteLimitRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteLimitResponse) => void,
+  ): ClientUnaryCall;
+  deleteLimit(
+    request: DeleteLimitRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteLimitResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists the limits of an account (or those that apply to one user) with
+   * their usage, reserved amounts and what remains in the current period.
+   */
+  listLimits(
+    request: ListLimitsRequest,
+    callback: (error: ServiceError | null, response: ListLimitsResponse) => void,
+  ): ClientUnaryCall;
+  listLimits(
+    request: ListLimitsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListLimitsResponse) => void,
+  ): ClientUnaryCall;
+  listLimits(
+    request: ListLimitsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListLimitsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Voids a held reservation: its amounts stop counting. At most once: a
+   * reservation that is no longer held is FAILED_PRECONDITION.
+   */
+  releaseReservation(
+    request: ReleaseReservationRequest,
+    callback: (error: ServiceError | null, response: ReleaseReservationResponse) => void,
+  ): ClientUnaryCall;
+  releaseReservation(
+    request: ReleaseReservationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReleaseReservationResponse) => void,
+  ): ClientUnaryCall;
+  releaseReservation(
+    request: ReleaseReservationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReleaseReservationResponse) => void,
+  ): ClientUnaryCall;
+  /** Reads a reservation. */
+  getReservation(
+    request: GetReservationRequest,
+    callback: (error: ServiceError | null, response: GetReservationResponse) => void,
+  ): ClientUnaryCall;
+  getReservation(
+    request: GetReservationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetReservationResponse) => void,
+  ): ClientUnaryCall;
+  getReservation(
+    request: GetReservationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetReservationResponse) => void,
+  ): ClientUnaryCall;
+  /** Sets an account's settings (its time zone). */
+  setAccount(
+    request: SetAccountRequest,
+    callback: (error: ServiceError | null, response: SetAccountResponse) => void,
+  ): ClientUnaryCall;
+  setAccount(
+    request: SetAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetAccountResponse) => void,
+  ): ClientUnaryCall;
+  setAccount(
+    request: SetAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetAccountResponse) => void,
+  ): ClientUnaryCall;
+  /** Reads an account's settings. */
+  getAccount(
+    request: GetAccountRequest,
+    callback: (error: ServiceError | null, response: GetAccountResponse) => void,
+  ): ClientUnaryCall;
+  getAccount(
+    request: GetAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetAccountResponse) => void,
+  ): ClientUnaryCall;
+  getAccount(
+    request: GetAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetAccountResponse) => void,
   ): ClientUnaryCall;
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup(

@@ -1,0 +1,13 @@
+import { GetReservationRequest, GetReservationResponse, ReleaseReservationRequest, ReleaseReservationResponse } from '@metering/contracts';
+import { ReservationsService } from '../services/reservations.service';
+import { toProtoReservation } from './convert';
+
+/** ReleaseReservation and GetReservation: wire -> service -> wire. Reserving is CheckLimits; settling is RecordCharge. */
+
+export const releaseReservationHandler =
+  (service: ReservationsService) =>
+  async (req: ReleaseReservationRequest): Promise<ReleaseReservationResponse> => ({ reservation: toProtoReservation(await service.release(req)) });
+
+export const getReservationHandler =
+  (service: ReservationsService) =>
+  async (req: GetReservationRequest): Promise<GetReservationResponse> => ({ reservation: toProtoReservation(await service.get(req)) });

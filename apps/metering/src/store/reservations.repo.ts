@@ -1,0 +1,115 @@
+import { Dec } from '@metering/pricing';
+import type { Reservation, ReservationRef, ReservationStatus } from '@metering/domain';
+import type { Knex } from 'knex';
+import type { Db, Tx } from './db';
+
+/** SQL of the reservations table. Runs inside the caller's transaction; no business rules. */
+
+interface ReservationRow {
+  account_id: string;
+  reservation_id: string;
+  idempotency_key: string;
+  user_id: string;
+  status: ReservationStatus;
+  held_messages: string;
+  held_tokens: string;
+  held_cost: string;
+  period_day: string;
+  request_hash: string;
+  create_time: Date;
+  expire_time: Date;
+  finish_time: Date | null;
+  charge_id: string | null;
+}
+
+const fromRow = (r: ReservationRow): Reservation => ({
+  accountId: r.account_id,
+  reservationId: r.reservation_id,
+  idempotencyKey: r.idempotency_key,
+  userId: r.user_id,
+  status: r.status,
+  heldMessages: BigInt(r.held_messages),
+  heldTokens: BigInt(r.held_tokens),
+  heldCost: new Dec(r.held_cost),
+  periodDay: r.period_day,
+  requestHash: r.request_hash,
+  createTime: r.create_time,
+  expireTime: r.expire_time,
+  finishTime: r.finish_time ?? undefined,
+  chargeId: r.charge_id ?? undefined,
+});
+
+/** Inserts a reservation unless its idempotency key is taken (then false; a concurrent insert of the key waits for the other transaction). */
+export async function insertReservation(tx: Tx, r: Reservation): Promise<boolean> {
+  const rows = await tx('reservations')
+    .insert({
+      account_id: r.accountId,
+      reservation_id: r.reservationId,
+      idempotency_key: r.idempotencyKey,
+      user_id: r.userId,
+      status: r.status,
+      held_messages: r.heldMessages.toString(),
+      held_tokens: r.heldTokens.toString(),
+      held_cost: r.heldCost.toFixed(),
+      period_day: r.periodDay,
+      request_hash: r.requestHash,
+      create_time: r.createTime,
+      expire_time: r.expireTime,
+    })
+    .onConflict(['account_id', 'idempotency_key'])
+    .ignore()
+    .returning('reservation_id');
+  return rows.length === 1;
+}
+
+export async function findReservationByKey(db: Db | Tx, accountId: string, idempotencyKey: string): Promise<Reservation | undefined> {
+  const row = await db('reservations').where({ account_id: accountId, idempotency_key: idempotencyKey }).first();
+  return row ? fromRow(row) : undefined;
+}
+
+export async function findReservation(db: Db | Tx, ref: ReservationRef): Promise<Reservation | undefined> {
+  const row = await db('reservations').where({ account_id: ref.accountId, reservation_id: ref.reservationId }).first();
+  return row ? fromRow(row) : undefined;
+}
+
+/** Locks reservations for update in (account, id) order, so that concurrent settlers cannot deadlock. */
+export async function lockReservations(tx: Tx, refs: ReservationRef[]): Promise<Reservation[]> {
+  if (refs.length === 0) return [];
+  const { rows } = await tx.raw(
+    `SELECT r.* FROM reservations r
+       JOIN unnest(?::text[], ?::uuid[]) AS k(account_id, reservation_id) USING (account_id, reservation_id)
+      ORDER BY r.account_id, r.reservation_id
+        FOR UPDATE OF r`,
+    [refs.map((r) => r.accountId), refs.map((r) => r.reservationId)],
+  );
+  return (rows as ReservationRow[]).map(fromRow);
+}
+
+/**
+ * Locks up to `limit` held reservations whose expiry has passed (of one
+ * account, or of all), skipping rows another transaction holds (it is
+ * settling, releasing or expiring them), in (account, id) order.
+ */
+export async function lockDueReservations(tx: Tx, now: Date, limit: number, accountId?: string): Promise<Reservation[]> {
+  const query = tx('reservations').where('status', 'held').where('expire_time', '<=', now);
+  if (accountId !== undefined) query.where('account_id', accountId);
+  const rows: ReservationRow[] = await query.orderBy(['account_id', 'reservation_id']).limit(limit).forUpdate().skipLocked();
+  return rows.map(fromRow);
+}
+
+/** Marks reservations settled, released or expired. */
+export async function finishReservations(tx: Tx, done: Array<{ ref: ReservationRef; status: Exclude<ReservationStatus, 'held'>; at: Date; chargeId?: string }>): Promise<void> {
+  if (done.length === 0) return;
+  await tx.raw(
+    `UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
+       FROM unnest(?::text[], ?::uuid[], ?::text[], ?::timestamptz[], ?::uuid[]) AS u(account_id, reservation_id, status, finish_time, charge_id)
+      WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id`,
+    [
+      done.map((d) => d.ref.accountId),
+      done.map((d) => d.ref.reservationId),
+      done.map((d) => d.status),
+      done.map((d) => d.at.toISOString()),
+      done.map((d) => d.chargeId ?? null),
+    ] as Knex.RawBinding[],
+  );
+}

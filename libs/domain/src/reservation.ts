@@ -1,0 +1,101 @@
+import { Dec } from '@metering/pricing';
+import { DomainError } from './errors';
+import type { LimitStatus } from './limits';
+import { checkId, Violations } from './validation';
+
+export type ReservationStatus = 'held' | 'settled' | 'released' | 'expired';
+
+/** Amounts held against a user's and its account's limits until settled, released or expired. */
+export interface Reservation {
+  accountId: string;
+  reservationId: string;
+  idempotencyKey: string;
+  userId: string;
+  status: ReservationStatus;
+  heldMessages: bigint;
+  heldTokens: bigint;
+  heldCost: Dec;
+  /** The local day whose day and month counters hold the amounts. */
+  periodDay: string;
+  createTime: Date;
+  expireTime: Date;
+  finishTime?: Date;
+  chargeId?: string;
+  /** Fingerprint of the request that created it (idempotency). */
+  requestHash: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function checkReservationId(v: Violations, field: string, value: string, required = true): string {
+  if (value === '') {
+    if (required) v.add(field, 'is required');
+  } else if (!UUID.test(value)) v.add(field, 'must be a reservation id (a UUID) returned by CheckLimits');
+  return value.toLowerCase();
+}
+
+export interface ReservationRef {
+  accountId: string;
+  reservationId: string;
+}
+
+export function validateReservationRef(raw: ReservationRef): ReservationRef {
+  const v = new Violations();
+  const ref = { accountId: checkId(v, 'account_id', raw.accountId), reservationId: checkReservationId(v, 'reservation_id', raw.reservationId) };
+  v.done();
+  return ref;
+}
+
+/** A reservation was already settled, released or expired: it cannot be settled or released (again). Nothing was written. */
+export class ReservationStateError extends DomainError {
+  constructor(r: Pick<Reservation, 'reservationId' | 'status'>, action: 'settle' | 'release') {
+    super('FAILED_PRECONDITION', `RESERVATION_${r.status.toUpperCase()}`, `reservation ${r.reservationId} is already ${r.status}; it cannot be ${action === 'settle' ? 'settled' : 'released'}`, {
+      reservation_id: r.reservationId,
+      status: r.status,
+    });
+  }
+}
+
+/** A charge names a reservation of another user. Nothing was written. */
+export class ReservationUserMismatchError extends DomainError {
+  constructor(r: Pick<Reservation, 'reservationId' | 'userId'>) {
+    super('FAILED_PRECONDITION', 'RESERVATION_USER_MISMATCH', `reservation ${r.reservationId} belongs to user "${r.userId}", not to the charge's user`, {
+      reservation_id: r.reservationId,
+    });
+  }
+}
+
+export class ReservationNotFoundError extends DomainError {
+  constructor(reservationId: string) {
+    super('NOT_FOUND', 'RESERVATION_NOT_FOUND', `reservation ${reservationId} does not exist in this account`, { reservation_id: reservationId });
+  }
+}
+
+/** The estimate names a model without a price, so its cost cannot be held. */
+export class UnpricedEstimateError extends DomainError {
+  constructor(provider: string, model: string) {
+    super('FAILED_PRECONDITION', 'MODEL_UNPRICED', `no price for ${provider}/${model}: give additional_cost instead of estimate`, { provider, model });
+  }
+}
+
+/** A denied check, as an error (CheckLimits with deny_as_error): google.rpc.QuotaFailure names the limits. */
+export class QuotaExceededError extends DomainError {
+  constructor(
+    message: string,
+    readonly violations: Array<{ subject: string; description: string }>,
+  ) {
+    super('RESOURCE_EXHAUSTED', 'LIMIT_EXCEEDED', message);
+  }
+
+  static of(accountId: string, userId: string, message: string, limits: LimitStatus[]): QuotaExceededError {
+    return new QuotaExceededError(
+      message,
+      limits
+        .filter((l) => l.exceeded && l.enforcement === 'hard')
+        .map((l) => ({
+          subject: `account:${accountId}${l.scope === 'user' ? `/user:${userId}` : ''}/${l.period}/${l.measure}`,
+          description: `limit ${l.limit}, used ${l.used}, reserved ${l.reserved}, remaining ${l.remaining} (period from ${l.periodStart})`,
+        })),
+    );
+  }
+}
