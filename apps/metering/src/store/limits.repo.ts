@@ -41,7 +41,8 @@ export async function putLimit(tx: Tx, limit: Limit): Promise<Limit> {
 }
 
 export async function deleteLimit(tx: Tx, key: LimitKey): Promise<boolean> {
-  return (await tx('limits').where(keyOf(key)).delete()) > 0;
+  // RETURNING rather than the affected-row count, which the embedded driver does not report.
+  return (await tx('limits').where(keyOf(key)).delete().returning('account_id')).length > 0;
 }
 
 /** Every limit of the given scopes of an account ('' = account-wide), in key order. */

@@ -1,0 +1,253 @@
+import { CheckLimitsRequestInput, DomainError, QuotaExceededError, RecordChargeRequestInput } from '@metering/domain';
+import { PriceTable } from '@metering/pricing';
+import { AccountsService } from '../../src/services/accounts.service';
+import { ChargesService } from '../../src/services/charges.service';
+import { LimitsService } from '../../src/services/limits.service';
+import { PricingService } from '../../src/services/pricing.service';
+import { ReservationsService } from '../../src/services/reservations.service';
+import { UsageService } from '../../src/services/usage.service';
+import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
+import { expectRollupsMatchCharges } from '../support/consistency';
+import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { chargeRequest, checkRequest } from '../support/requests';
+
+/**
+ * Issue 4 on the services, on the embedded database and on Postgres: limits
+ * by scope, period and enforcement; account time zones; reservations
+ * (reserve, settle, release, expire), also under 1,000 concurrent calls.
+ */
+requirePostgresInCi();
+
+const PERIOD = { day: 1, month: 2 } as const;
+const MEASURE = { messages: 1, tokens: 2, cost: 3 } as const;
+const ENFORCEMENT = { hard: 1, soft: 2 } as const;
+
+describe.each(databaseTargets())('budgets on $name', (target) => {
+  let tdb: TestDatabase;
+  let db: Db;
+  let now = new Date();
+  const clock = () => now;
+  let charges: ChargesService;
+  let limits: LimitsService;
+  let reservations: ReservationsService;
+  let accounts: AccountsService;
+  let usage: UsageService;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    db = openDatabase(tdb.config);
+    await migrate(db);
+    const pricing = new PricingService(db, new PriceTable(), clock);
+    charges = new ChargesService(db, pricing, clock);
+    limits = new LimitsService(db, pricing, clock);
+    reservations = new ReservationsService(db, clock);
+    accounts = new AccountsService(db);
+    usage = new UsageService(db);
+  });
+
+  afterAll(async () => {
+    if (db) await closeDatabase(db);
+    await tdb?.drop();
+  });
+
+  beforeEach(() => {
+    now = new Date();
+  });
+
+  const put = (accountId: string, userId: string, period: keyof typeof PERIOD, measure: keyof typeof MEASURE, amount: string, enforcement: keyof typeof ENFORCEMENT = 'hard') =>
+    limits.putLimit({ accountId, userId, period: PERIOD[period], measure: MEASURE[measure], enforcement: ENFORCEMENT[enforcement], amount });
+  const reserve = (accountId: string, key: string, over: Partial<CheckLimitsRequestInput> = {}) =>
+    limits.checkLimits({ ...checkRequest({ accountId, reserve: true, idempotencyKey: key }), ...over });
+  const charge = (accountId: string, key: string, over: Partial<RecordChargeRequestInput> = {}) => charges.recordCharge(chargeRequest({ accountId, idempotencyKey: key, ...over }));
+  const failure = async (p: Promise<unknown>): Promise<DomainError> => {
+    try {
+      await p;
+    } catch (e) {
+      if (e instanceof DomainError) return e;
+      throw e;
+    }
+    throw new Error('expected a domain error');
+  };
+  const counter = async (accountId: string, userId: string, period: 'day' | 'month') =>
+    db('usage_counters').where({ account_id: accountId, user_id: userId, period }).orderBy('period_start', 'desc').first();
+
+  it('manages limits of every scope, period and enforcement, and lists them with usage and what remains', async () => {
+    const a = 'lim';
+    await put(a, '', 'month', 'cost', '100');
+    await put(a, 'u1', 'day', 'tokens', '1000');
+    await put(a, 'u1', 'day', 'tokens', '800', 'soft');
+    await put(a, 'u2', 'day', 'messages', '5');
+    await charge(a, 'c1');
+    const all = await limits.listLimits({ accountId: a, userId: '', pageSize: 0, pageToken: '' });
+    expect(all.timeZone).toBe('UTC');
+    expect(all.limits.map((l) => [l.limit.userId, l.limit.period, l.limit.measure, l.limit.enforcement, l.used, l.remaining])).toEqual([
+      ['', 'month', 'cost', 'hard', '0.00225', '99.99775'],
+      ['u1', 'day', 'tokens', 'hard', '300', '700'],
+      ['u1', 'day', 'tokens', 'soft', '300', '500'],
+      ['u2', 'day', 'messages', 'hard', '0', '5'],
+    ]);
+    const forU1 = await limits.listLimits({ accountId: a, userId: 'u1', pageSize: 2, pageToken: '' });
+    expect(forU1.limits.map((l) => l.limit.userId)).toEqual(['', 'u1']);
+    const next = await limits.listLimits({ accountId: a, userId: 'u1', pageSize: 2, pageToken: forU1.nextPageToken });
+    expect(next.limits.map((l) => l.limit.enforcement)).toEqual(['soft']);
+    expect(next.nextPageToken).toBe('');
+    expect((await failure(limits.listLimits({ accountId: 'other', userId: 'u1', pageSize: 2, pageToken: forU1.nextPageToken }))).message).toContain('page_token');
+    // SetLimits and GetLimits see only the hard day limits (the seeds' daily limits).
+    expect(await limits.getLimits({ accountId: a, userId: 'u1' })).toMatchObject({ tokens: 1000n });
+    expect(await limits.deleteLimit({ accountId: a, userId: 'u1', period: PERIOD.day, measure: MEASURE.tokens, enforcement: ENFORCEMENT.soft })).toBe(true);
+    expect(await limits.deleteLimit({ accountId: a, userId: 'u1', period: PERIOD.day, measure: MEASURE.tokens, enforcement: ENFORCEMENT.soft })).toBe(false);
+    const bad = await failure(put(a, 'u1', 'day', 'tokens', '1.5'));
+    expect(bad.code).toBe('INVALID_ARGUMENT');
+  });
+
+  it('allows past a soft limit and says so, and denies at a month limit', async () => {
+    const a = 'soft';
+    await put(a, '', 'day', 'messages', '1', 'soft');
+    await put(a, 'u1', 'month', 'messages', '2');
+    await charge(a, 's1');
+    expect(await limits.checkLimits(checkRequest({ accountId: a }))).toMatchObject({ allowed: true, reason: 'soft_limit_exceeded', message: 'Account daily message limit exceeded (soft, 1)' });
+    await charge(a, 's2');
+    const d = await limits.checkLimits(checkRequest({ accountId: a }));
+    expect(d).toMatchObject({ allowed: false, reason: 'message_limit_reached', message: 'Monthly message limit reached (2)' });
+    expect(d.limits.find((l) => l.period === 'month')).toMatchObject({ periodStart: `${d.date.slice(0, 8)}01`, used: '2', exceeded: true });
+    const err = await failure(limits.checkLimits(checkRequest({ accountId: a, denyAsError: true })));
+    expect(err).toBeInstanceOf(QuotaExceededError);
+    expect(err.code).toBe('RESOURCE_EXHAUSTED');
+    expect((err as QuotaExceededError).violations).toEqual([{ subject: 'account:soft/user:u1/month/messages', description: expect.stringContaining('limit 2, used 2') }]);
+  });
+
+  it('reserves, counts the hold as spent, and settles it with the actual charge in the same transaction', async () => {
+    const a = 'res';
+    await put(a, '', 'day', 'cost', '1');
+    const r = await reserve(a, 'r1', { additionalCost: { amount: '0.6', currencyCode: 'USD' }, additionalTokens: '500' });
+    expect(r).toMatchObject({ allowed: true, replayed: false, reservation: { status: 'held', heldMessages: 1n, heldTokens: 500n, userId: 'u1' } });
+    expect(r.reservation!.heldCost.toFixed()).toBe('0.6');
+    expect(r.reservation!.expireTime.getTime() - now.getTime()).toBe(600_000);
+    // The hold counts for every other check.
+    const other = await limits.checkLimits(checkRequest({ accountId: a, additionalCost: { amount: '0.5', currencyCode: 'USD' } }));
+    expect(other).toMatchObject({ allowed: false, reason: 'cost_limit_exceeded' });
+    expect(other.limits[0]).toMatchObject({ used: '0', reserved: '0.6', remaining: '0.4' });
+    // Same key, same request: the same reservation.
+    const again = await reserve(a, 'r1', { additionalCost: { amount: '0.6', currencyCode: 'USD' }, additionalTokens: '500' });
+    expect(again).toMatchObject({ allowed: true, replayed: true, reservation: { reservationId: r.reservation!.reservationId } });
+    expect((await failure(reserve(a, 'r1', { additionalTokens: '1' }))).code).toBe('ALREADY_EXISTS');
+    // Settle: the hold is replaced by the actual usage (0.00225).
+    const settled = await charge(a, 'c1', { reservationId: r.reservation!.reservationId });
+    expect(settled.reservation).toMatchObject({ status: 'settled', chargeId: settled.charge.chargeId });
+    expect(settled.charge.reservationId).toBe(r.reservation!.reservationId);
+    const day = await counter(a, '', 'day');
+    expect([day.reserved_messages, day.reserved_tokens, Number(day.reserved_cost), day.message_count, Number(day.total_cost)]).toEqual(['0', '0', 0, '1', 0.00225]);
+    // The retry of the same charge is a replay; another charge with the reservation is refused and writes nothing.
+    expect(await charge(a, 'c1', { reservationId: r.reservation!.reservationId })).toMatchObject({ replayed: true, reservation: { status: 'settled' } });
+    const twice = await failure(charge(a, 'c2', { reservationId: r.reservation!.reservationId }));
+    expect([twice.code, twice.reason]).toEqual(['FAILED_PRECONDITION', 'RESERVATION_SETTLED']);
+    expect(await db('charges').where({ account_id: a, idempotency_key: 'c2' }).first()).toBeUndefined();
+    expect((await failure(reservations.release({ accountId: a, reservationId: r.reservation!.reservationId }))).reason).toBe('RESERVATION_SETTLED');
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  it('releases a hold at most once, refuses unknown and foreign reservations, and expires holds by itself', async () => {
+    const a = 'rel';
+    const r = (await reserve(a, 'r1', { additionalTokens: '100' })).reservation!;
+    const released = await reservations.release({ accountId: a, reservationId: r.reservationId });
+    expect(released).toMatchObject({ status: 'released' });
+    expect((await failure(reservations.release({ accountId: a, reservationId: r.reservationId }))).reason).toBe('RESERVATION_RELEASED');
+    expect((await failure(charge(a, 'c1', { reservationId: r.reservationId }))).reason).toBe('RESERVATION_RELEASED');
+    expect((await failure(reservations.release({ accountId: 'someone-else', reservationId: r.reservationId }))).code).toBe('NOT_FOUND');
+    expect((await failure(charge(a, 'c2', { reservationId: '00000000-0000-4000-8000-000000000000' }))).reason).toBe('RESERVATION_NOT_FOUND');
+    expect((await failure(charge(a, 'c3', { reservationId: 'not-a-uuid' }))).code).toBe('INVALID_ARGUMENT');
+    const mine = (await reserve(a, 'r2')).reservation!;
+    expect((await failure(charge(a, 'c4', { userId: 'u2', reservationId: mine.reservationId }))).reason).toBe('RESERVATION_USER_MISMATCH');
+    // Expiry: 1 second later the sweeper frees it (no caller involved) ...
+    const short = (await reserve(a, 'r3', { additionalTokens: '70', holdSeconds: 1 })).reservation!;
+    expect((await counter(a, 'u1', 'day')).reserved_tokens).toBe('70');
+    now = new Date(now.getTime() + 1500);
+    expect((await reservations.get({ accountId: a, reservationId: short.reservationId })).status).toBe('expired');
+    expect(await reservations.expireAllDue()).toBe(1); // r3; r2 holds for 600 s
+    expect((await counter(a, 'u1', 'day')).reserved_tokens).toBe('0');
+    expect((await counter(a, 'u1', 'day')).reserved_messages).toBe('1');
+    now = new Date(now.getTime() + 600_000);
+    expect(await reservations.expireAllDue()).toBe(1);
+    expect((await counter(a, 'u1', 'day')).reserved_tokens).toBe('0');
+    expect((await counter(a, 'u1', 'day')).reserved_messages).toBe('0');
+    // ... and a late charge for an expired reservation is still recorded (the usage happened) and settles it once.
+    const late = await charge(a, 'c5', { reservationId: short.reservationId });
+    expect(late.reservation).toMatchObject({ status: 'settled' });
+    expect((await failure(charge(a, 'c6', { reservationId: short.reservationId }))).reason).toBe('RESERVATION_SETTLED');
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  it('frees expired holds of the account before deciding a reservation, without waiting for the sweeper', async () => {
+    const a = 'lazy';
+    await put(a, '', 'day', 'messages', '1');
+    expect((await reserve(a, 'r1', { holdSeconds: 5 })).allowed).toBe(true);
+    expect((await reserve(a, 'r2')).allowed).toBe(false);
+    now = new Date(now.getTime() + 6000);
+    expect((await reserve(a, 'r3')).allowed).toBe(true);
+    expect(await db('reservations').where({ account_id: a }).orderBy('idempotency_key').pluck('status')).toEqual(['expired', 'held']);
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  it('prices an estimate (model and token mix) as RecordCharge would, and holds its cost and tokens', async () => {
+    const a = 'est';
+    const estimate = { provider: 'openai', model: 'gpt-4o', chargeType: 0, promptTokens: '1000', completionTokens: '2000', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' };
+    const r = await reserve(a, 'r1', { estimate });
+    expect(r.reservation).toMatchObject({ heldTokens: 3000n });
+    expect(r.reservation!.heldCost.toFixed()).toBe('0.0225');
+    const unpriced = await failure(reserve(a, 'r2', { estimate: { ...estimate, provider: 'selfhosted', model: 'nothing' } }));
+    expect([unpriced.code, unpriced.reason]).toEqual(['FAILED_PRECONDITION', 'MODEL_UNPRICED']);
+  });
+
+  it('puts charges, rollups, counters and limit periods on the account\'s local days', async () => {
+    const a = 'tz';
+    expect(await accounts.getAccount({ accountId: a })).toMatchObject({ timeZone: 'UTC', updateTime: undefined });
+    expect((await accounts.setAccount({ accountId: a, timeZone: 'America/New_York' })).timeZone).toBe('America/New_York');
+    expect((await failure(accounts.setAccount({ accountId: a, timeZone: 'Mars/Olympus' }))).code).toBe('INVALID_ARGUMENT');
+    // 03:30 UTC on March 1st is still February 28th in New York.
+    now = new Date('2026-03-01T03:30:00Z');
+    const c = await charge(a, 'c1', { usageTime: { seconds: String(now.getTime() / 1000), nanos: 0 } });
+    expect(c.charge.usageDate).toBe('2026-02-28');
+    const page = await usage.getDailyUsage({ accountId: a, startDate: '2026-02-28', endDate: '2026-02-28', userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    expect(page.rows.map((r) => r.usageDate)).toEqual(['2026-02-28']);
+    expect(await db('usage_counters').where({ account_id: a, user_id: '' }).orderBy('period').select('period', 'period_start')).toEqual([
+      { period: 'day', period_start: '2026-02-28' },
+      { period: 'month', period_start: '2026-02-01' },
+    ]);
+    await put(a, '', 'month', 'messages', '1');
+    const check = await limits.checkLimits(checkRequest({ accountId: a }));
+    expect(check).toMatchObject({ date: '2026-02-28', timeZone: 'America/New_York', allowed: false });
+    expect(check.limits[0].periodStart).toBe('2026-02-01');
+    // At 05:00 UTC it is March 1st in New York: a new day and a new month.
+    now = new Date('2026-03-01T05:00:00Z');
+    expect(await limits.checkLimits(checkRequest({ accountId: a }))).toMatchObject({ date: '2026-03-01', allowed: true });
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  describe.each([
+    { measure: 'cost' as const, amount: '5.00', hold: { additionalCost: { amount: '0.10', currencyCode: 'USD' } } },
+    { measure: 'tokens' as const, amount: '5000', hold: { additionalTokens: '100' } },
+    { measure: 'messages' as const, amount: '50', hold: {} },
+  ])('1,000 concurrent reservations against a $measure limit', ({ measure, amount, hold }) => {
+    it('admit exactly 50, and settling and releasing them leaves counters equal to the charges', async () => {
+      const a = `race-${measure}`;
+      await put(a, '', 'day', measure, amount);
+      const results = await Promise.all(Array.from({ length: 1000 }, (_, n) => reserve(a, `r${n}`, { userId: `u${n % 7}`, ...hold })));
+      const admitted = results.filter((r) => r.allowed);
+      expect(admitted).toHaveLength(50);
+      expect(results.filter((r) => !r.allowed).every((r) => r.reason === `${measure === 'messages' ? 'message_limit_reached' : measure === 'tokens' ? 'token_limit_exceeded' : 'cost_limit_exceeded'}`)).toBe(true);
+      expect(await db('reservations').where({ account_id: a, status: 'held' }).pluck('reservation_id')).toHaveLength(50);
+      await expectRollupsMatchCharges(db, a);
+      // Settle half with their actual charges, release the rest, concurrently.
+      await Promise.all(
+        admitted.map((r, n) =>
+          n % 2 === 0
+            ? charge(a, `c${n}`, { userId: r.reservation!.userId, reservationId: r.reservation!.reservationId })
+            : reservations.release({ accountId: a, reservationId: r.reservation!.reservationId }),
+        ),
+      );
+      const day = await counter(a, '', 'day');
+      expect([day.message_count, day.reserved_messages, day.reserved_tokens, Number(day.reserved_cost)]).toEqual(['25', '0', '0', 0]);
+      await expectRollupsMatchCharges(db, a);
+    });
+  });
+});
