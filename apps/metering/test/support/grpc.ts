@@ -1,5 +1,5 @@
 import { type CallOptions, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { BadRequest, ErrorInfo, Status } from '@metering/contracts';
+import { BadRequest, ErrorInfo, QuotaFailure, Status } from '@metering/contracts';
 
 /** The last (fullest) overload of a generated unary client method; TypeScript infers Req and Res from it. */
 type UnaryMethod<Req, Res> = (req: Req, metadata: Metadata, options: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
@@ -12,14 +12,15 @@ export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req:
 }
 
 /** The google.rpc.Status details of a failed call, decoded as a client would. */
-export function statusDetails(err: ServiceError): { status: Status; badRequest?: BadRequest; errorInfo?: ErrorInfo } {
+export function statusDetails(err: ServiceError): { status: Status; badRequest?: BadRequest; errorInfo?: ErrorInfo; quotaFailure?: QuotaFailure } {
   const bin = err.metadata?.get('grpc-status-details-bin')[0];
   if (!Buffer.isBuffer(bin)) throw new Error(`no grpc-status-details-bin on ${err.code} ${err.details}`);
   const status = Status.decode(bin);
-  const result: { status: Status; badRequest?: BadRequest; errorInfo?: ErrorInfo } = { status };
+  const result: ReturnType<typeof statusDetails> = { status };
   for (const any of status.details) {
     if (any.typeUrl === 'type.googleapis.com/google.rpc.BadRequest') result.badRequest = BadRequest.decode(any.value);
     if (any.typeUrl === 'type.googleapis.com/google.rpc.ErrorInfo') result.errorInfo = ErrorInfo.decode(any.value);
+    if (any.typeUrl === 'type.googleapis.com/google.rpc.QuotaFailure') result.quotaFailure = QuotaFailure.decode(any.value);
   }
   return result;
 }

@@ -1,0 +1,166 @@
+import { status } from '@grpc/grpc-js';
+import {
+  CheckLimitsReason,
+  CheckLimitsRequest,
+  LimitEnforcement,
+  LimitMeasure,
+  LimitPeriod,
+  MeteringServiceClient,
+  ReservationStatus,
+} from '@metering/contracts';
+import { closeDatabase, Db, openDatabase } from '../../src/store/db';
+import { expectRollupsMatchCharges } from '../support/consistency';
+import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { call, grpcError, statusDetails } from '../support/grpc';
+import { chargeRequest, checkRequest } from '../support/requests';
+import { buildServer, ServerProcess, startServer } from '../support/server-process';
+
+/**
+ * Issue 4 end to end: real server processes called through the generated
+ * client. The reserve -> record -> release flow on each database, and on
+ * Postgres 1,000 concurrent reservations spread over 3 server processes on
+ * one database, for a cost, a token and a message limit.
+ */
+beforeAll(() => buildServer());
+requirePostgresInCi();
+
+const putLimit = (client: MeteringServiceClient, accountId: string, measure: LimitMeasure, amount: string, enforcement = LimitEnforcement.LIMIT_ENFORCEMENT_HARD) =>
+  call(client.putLimit, client, { accountId, userId: '', period: LimitPeriod.LIMIT_PERIOD_DAY, measure, amount, enforcement });
+const reserve = (client: MeteringServiceClient, accountId: string, key: string, over: Partial<CheckLimitsRequest> = {}) =>
+  call(client.checkLimits, client, checkRequest({ accountId, reserve: true, idempotencyKey: key, ...over }));
+
+describe.each(databaseTargets())('budgets API on $name', (target) => {
+  let tdb: TestDatabase;
+  let server: ServerProcess;
+  let client: MeteringServiceClient;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    server = await startServer(tdb.config, { METERING_RESERVATION_SWEEP_MS: '200' });
+    client = server.client;
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    if (tdb) {
+      // The embedded database can be opened once its server has stopped.
+      const db = openDatabase(tdb.config);
+      try {
+        for (const account of ['flow', 'tz']) await expectRollupsMatchCharges(db, account);
+      } finally {
+        await closeDatabase(db);
+      }
+      await tdb.drop();
+    }
+  });
+
+  it('reserves, records against the reservation, releases, and answers FAILED_PRECONDITION on a second settle', async () => {
+    await putLimit(client, 'flow', LimitMeasure.LIMIT_MEASURE_COST, '1.00');
+    const r = await reserve(client, 'flow', 'r1', { additionalCost: { amount: '0.60', currencyCode: 'USD' } });
+    expect(r).toMatchObject({ allowed: true, reason: CheckLimitsReason.CHECK_LIMITS_REASON_WITHIN_LIMITS, timeZone: 'UTC', reservation: { status: ReservationStatus.RESERVATION_STATUS_HELD, heldMessages: '1', heldCost: { amount: '0.6' } } });
+    const id = r.reservation!.reservationId;
+    const denied = await reserve(client, 'flow', 'r2', { additionalCost: { amount: '0.50', currencyCode: 'USD' } });
+    expect(denied).toMatchObject({ allowed: false, reason: CheckLimitsReason.CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED, reservation: undefined });
+    expect(denied.limits[0]).toMatchObject({ reserved: '0.6', remaining: '0.4', exceeded: true, period: LimitPeriod.LIMIT_PERIOD_DAY });
+    const asError = await grpcError(reserve(client, 'flow', 'r2', { additionalCost: { amount: '0.50', currencyCode: 'USD' }, denyAsError: true }));
+    expect(asError.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(statusDetails(asError).quotaFailure?.violations).toEqual([{ subject: 'account:flow/day/cost', description: expect.stringContaining('reserved 0.6') }]);
+    expect(statusDetails(asError).errorInfo?.reason).toBe('LIMIT_EXCEEDED');
+
+    const recorded = await call(client.recordCharge, client, chargeRequest({ accountId: 'flow', idempotencyKey: 'c1', reservationId: id }));
+    expect(recorded.reservation).toMatchObject({ status: ReservationStatus.RESERVATION_STATUS_SETTLED, chargeId: recorded.charge!.chargeId });
+    const second = await grpcError(call(client.recordCharge, client, chargeRequest({ accountId: 'flow', idempotencyKey: 'c2', reservationId: id })));
+    expect(second.code).toBe(status.FAILED_PRECONDITION);
+    expect(statusDetails(second).errorInfo).toMatchObject({ reason: 'RESERVATION_SETTLED', metadata: { reservation_id: id, status: 'settled' } });
+
+    const r3 = await reserve(client, 'flow', 'r3', { additionalTokens: '10' });
+    const released = await call(client.releaseReservation, client, { accountId: 'flow', reservationId: r3.reservation!.reservationId });
+    expect(released.reservation?.status).toBe(ReservationStatus.RESERVATION_STATUS_RELEASED);
+    const again = await grpcError(call(client.releaseReservation, client, { accountId: 'flow', reservationId: r3.reservation!.reservationId }));
+    expect([again.code, statusDetails(again).errorInfo?.reason]).toEqual([status.FAILED_PRECONDITION, 'RESERVATION_RELEASED']);
+
+    const { limits } = await call(client.listLimits, client, { accountId: 'flow', userId: '', pageSize: 0, pageToken: '' });
+    expect(limits).toEqual([expect.objectContaining({ used: '0.00225', reserved: '0', remaining: '0.99775', exceeded: false })]);
+  });
+
+  it('frees an expired hold without any caller', async () => {
+    await putLimit(client, 'expiry', LimitMeasure.LIMIT_MEASURE_MESSAGES, '1');
+    const r = await reserve(client, 'expiry', 'r1', { holdSeconds: 1 });
+    expect(r.allowed).toBe(true);
+    expect((await call(client.checkLimits, client, checkRequest({ accountId: 'expiry' }))).allowed).toBe(false);
+    // The sweeper runs every 200 ms here; a plain check does not expire anything itself.
+    const deadline = Date.now() + 10_000;
+    let got;
+    do {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      got = await call(client.getReservation, client, { accountId: 'expiry', reservationId: r.reservation!.reservationId });
+    } while (Date.now() < deadline && !(await call(client.checkLimits, client, checkRequest({ accountId: 'expiry' }))).allowed);
+    expect(got.reservation?.status).toBe(ReservationStatus.RESERVATION_STATUS_EXPIRED);
+    expect((await call(client.checkLimits, client, checkRequest({ accountId: 'expiry' }))).allowed).toBe(true);
+  });
+
+  it('keeps an account\'s days in its time zone', async () => {
+    const set = await call(client.setAccount, client, { accountId: 'tz', timeZone: 'Pacific/Kiritimati' });
+    expect(set.account).toMatchObject({ accountId: 'tz', timeZone: 'Pacific/Kiritimati' });
+    const bad = await grpcError(call(client.setAccount, client, { accountId: 'tz', timeZone: '+14:00' }));
+    expect(statusDetails(bad).badRequest?.fieldViolations.map((v) => v.field)).toEqual(['time_zone']);
+    // Kiritimati is UTC+14: its today is UTC's tomorrow until 10:00 UTC, and never UTC's yesterday.
+    const check = await call(client.checkLimits, client, checkRequest({ accountId: 'tz' }));
+    const kiritimati = new Date(Date.now() + 14 * 3600_000).toISOString().slice(0, 10);
+    expect(check).toMatchObject({ date: kiritimati, timeZone: 'Pacific/Kiritimati' });
+    const { charge } = await call(client.recordCharge, client, chargeRequest({ accountId: 'tz', idempotencyKey: 'c1' }));
+    expect(charge?.usageDate).toBe(kiritimati);
+  });
+});
+
+describe.each(databaseTargets().filter((t) => t.name === 'postgres'))('reservations across 3 server processes on one $name', (target) => {
+  let tdb: TestDatabase;
+  let servers: ServerProcess[] = [];
+  let db: Db;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    // The first server migrates; the others start on the migrated database.
+    servers = [await startServer(tdb.config)];
+    servers.push(...(await Promise.all([startServer(tdb.config), startServer(tdb.config)])));
+    db = openDatabase(tdb.config);
+  });
+
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    if (db) await closeDatabase(db);
+    await tdb?.drop();
+  });
+
+  it.each([
+    { measure: LimitMeasure.LIMIT_MEASURE_COST, name: 'cost', amount: '5.00', hold: { additionalCost: { amount: '0.10', currencyCode: 'USD' } } },
+    { measure: LimitMeasure.LIMIT_MEASURE_TOKENS, name: 'tokens', amount: '5000', hold: { additionalTokens: '100' } },
+    { measure: LimitMeasure.LIMIT_MEASURE_MESSAGES, name: 'messages', amount: '50', hold: {} },
+  ])('admit exactly 50 of 1,000 concurrent reservations against a $name limit, then settle and release them', async ({ measure, name, amount, hold }) => {
+    const account = `multi-${name}`;
+    await putLimit(servers[0].client, account, measure, amount);
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, (_, n) => reserve(servers[n % 3].client, account, `r${n}`, { userId: `u${n % 5}`, ...hold })),
+    );
+    const admitted = results.filter((r) => r.allowed);
+    expect(admitted).toHaveLength(50);
+    // Retries of every call (any process) answer the same: 50 replays, and denials stay denials.
+    const retried = await Promise.all(results.map((r, n) => reserve(servers[(n + 1) % 3].client, account, `r${n}`, { userId: `u${n % 5}`, ...hold })));
+    expect(retried.filter((r) => r.replayed).map((r) => r.reservation!.reservationId).sort()).toEqual(admitted.map((r) => r.reservation!.reservationId).sort());
+    await expectRollupsMatchCharges(db, account);
+    await Promise.all(
+      admitted.map((r, n) => {
+        const client = servers[n % 3].client;
+        const reservationId = r.reservation!.reservationId;
+        return n % 2 === 0
+          ? call(client.recordCharge, client, chargeRequest({ accountId: account, userId: r.reservation!.userId, idempotencyKey: `c${n}`, reservationId }))
+          : call(client.releaseReservation, client, { accountId: account, reservationId });
+      }),
+    );
+    expect(await db('reservations').where({ account_id: account }).groupBy('status').orderBy('status').select('status', db.raw('count(*)::int AS n'))).toEqual([
+      { status: 'released', n: 25 },
+      { status: 'settled', n: 25 },
+    ]);
+    await expectRollupsMatchCharges(db, account);
+  });
+});
