@@ -42,7 +42,9 @@ async function run(w: Workload): Promise<LoadResult> {
         return w.batchSize;
       }
       case 'checkLimits':
-        await unary(client.checkLimits, client, { accountId: w.accountId, userId: user(), additionalTokens: '1500', additionalCost: undefined });
+        await unary(client.checkLimits, client, {
+          accountId: w.accountId, userId: user(), additionalTokens: '1500', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false,
+        });
         return 1;
       case 'getDailyUsage': {
         const end = new Date();

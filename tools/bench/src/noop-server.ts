@@ -17,7 +17,7 @@ const charge = {
   markup: '1', providerCost: money('0.00035'), promptCost: money('0.00014'), completionCost: money('0.00021'), callCost: money('0'), totalCost: money('0.00035'), priceOrigin: 1,
 };
 const usage = { messageCount: '12', totalTokens: '18600', totalCost: money('0.0042') };
-const limit = { scope: 1, measure: 1, limit: '100', used: '12', remaining: '88', exceeded: false };
+const limit = { scope: 1, measure: 1, limit: '100', used: '12', remaining: '88', exceeded: false, period: 1, enforcement: 1, reserved: '0', periodStart: '2026-11-24' };
 
 type Unary = handleUnaryCall<unknown, unknown>;
 const reply =
@@ -29,7 +29,7 @@ for (const name of Object.keys(MeteringServiceService)) handlers[name] = (_call,
 handlers.recordCharge = reply(() => ({ charge, replayed: false }));
 handlers.recordCharges = reply((r: { charges: unknown[] }) => ({ results: r.charges.map(() => ({ result: { $case: 'recorded', value: { charge, replayed: false } } })) }));
 handlers.checkLimits = reply(() => ({
-  allowed: true, reason: CheckLimitsReason.CHECK_LIMITS_REASON_WITHIN_LIMITS, message: 'Within limits', date: '2026-11-24', userUsage: usage, accountUsage: usage, limits: [limit, limit],
+  allowed: true, reason: CheckLimitsReason.CHECK_LIMITS_REASON_WITHIN_LIMITS, message: 'Within limits', date: '2026-11-24', timeZone: 'UTC', userUsage: usage, accountUsage: usage, limits: [limit, limit], replayed: false,
 }));
 
 const server = new Server();

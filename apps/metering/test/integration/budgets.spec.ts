@@ -1,4 +1,5 @@
-import { CheckLimitsRequestInput, DomainError, QuotaExceededError, RecordChargeRequestInput } from '@metering/domain';
+import { RecordChargeRequest } from '@metering/contracts';
+import { CheckLimitsRequestInput, DomainError, QuotaExceededError } from '@metering/domain';
 import { PriceTable } from '@metering/pricing';
 import { AccountsService } from '../../src/services/accounts.service';
 import { ChargesService } from '../../src/services/charges.service';
@@ -58,7 +59,7 @@ describe.each(databaseTargets())('budgets on $name', (target) => {
     limits.putLimit({ accountId, userId, period: PERIOD[period], measure: MEASURE[measure], enforcement: ENFORCEMENT[enforcement], amount });
   const reserve = (accountId: string, key: string, over: Partial<CheckLimitsRequestInput> = {}) =>
     limits.checkLimits({ ...checkRequest({ accountId, reserve: true, idempotencyKey: key }), ...over });
-  const charge = (accountId: string, key: string, over: Partial<RecordChargeRequestInput> = {}) => charges.recordCharge(chargeRequest({ accountId, idempotencyKey: key, ...over }));
+  const charge = (accountId: string, key: string, over: Partial<RecordChargeRequest> = {}) => charges.recordCharge(chargeRequest({ accountId, idempotencyKey: key, ...over }));
   const failure = async (p: Promise<unknown>): Promise<DomainError> => {
     try {
       await p;

@@ -6,6 +6,8 @@ import { LimitsService } from '../../src/services/limits.service';
 import { MarkupsService } from '../../src/services/markups.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { RerateService } from '../../src/services/rerate.service';
+import { ReservationsService } from '../../src/services/reservations.service';
+import { AccountsService } from '../../src/services/accounts.service';
 import { UsageService } from '../../src/services/usage.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { databaseTargets } from '../support/databases';
@@ -21,12 +23,13 @@ import { HOSTILE } from '../support/hostile';
  */
 const NOW = new Date('2026-11-23T12:00:00Z');
 const clock = () => NOW;
-const RUNS_PER_RPC = 6_250; // x 16 RPCs = 100,000 requests
+const RUNS_PER_RPC = 4_000; // x 25 RPCs and variants = 100,000 requests
 
 const charge: RecordChargeRequestInput = {
   accountId: 'fuzz', userId: 'u1', idempotencyKey: 'k', sessionKey: '', provider: 'openai', model: 'gpt-4o', chargeType: 0, requestType: 0,
   promptTokens: '100', completionTokens: '200', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0',
   callCount: '0', reference: '', endpoint: '', responseTimeMs: undefined, wasCached: false, hadError: false, errorMessage: '', metadata: {}, usageTime: undefined,
+  reservationId: '',
 };
 const rates = { inputPerMillion: '1', outputPerMillion: '2', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined };
 const tokens = { promptTokens: '10', completionTokens: '5', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0' };
@@ -44,7 +47,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
   let drop: () => Promise<void>;
   let rpcs: Rpc[];
   const counts = async () => {
-    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes'];
+    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts'];
     return Object.fromEntries(await Promise.all(tables.map(async (t) => [t, Number((await db(t).count<{ n: string }[]>('* as n'))[0].n)])));
   };
 
@@ -59,13 +62,20 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
     const markups = new MarkupsService(db);
     const usage = new UsageService(db);
     const rerate = new RerateService(db, pricing);
+    const reservations = new ReservationsService(db, clock);
+    const accounts = new AccountsService(db);
+    const check = { accountId: 'fuzz', userId: 'u1', additionalTokens: '0', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false };
+    const limitKey = { accountId: 'fuzz', userId: '', period: 1, measure: 2, enforcement: 0 };
+    const limitKeyFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], period: ['period', 'requiredEnum'], measure: ['measure', 'requiredEnum'], enforcement: ['enforcement', 'enum'] };
+    const reservationRef = { accountId: 'fuzz', reservationId: '00000000-0000-4000-8000-000000000000' };
+    const reservationFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], reservationId: ['reservation_id', 'requiredUuid'] };
     const chargeFields: Rpc['fields'] = {
       accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], idempotencyKey: ['idempotency_key', 'key'], sessionKey: ['session_key', 'text'],
       provider: ['provider', 'provider'], model: ['model', 'model'], chargeType: ['charge_type', 'enum'], requestType: ['request_type', 'enum'],
       promptTokens: ['prompt_tokens', 'int'], completionTokens: ['completion_tokens', 'int'], reasoningTokens: ['reasoning_tokens', 'int'],
       cachedPromptTokens: ['cached_prompt_tokens', 'int'], cacheWriteTokens: ['cache_write_tokens', 'int'], cacheWrite1hTokens: ['cache_write_1h_tokens', 'int'],
       callCount: ['call_count', 'int'], reference: ['reference', 'text'], endpoint: ['endpoint', 'text'], responseTimeMs: ['response_time_ms', 'int'],
-      metadata: ['metadata', 'metadata'], usageTime: ['usage_time', 'time'],
+      metadata: ['metadata', 'metadata'], usageTime: ['usage_time', 'time'], reservationId: ['reservation_id', 'uuid'],
     };
     const markupKey = { accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o', actor: '' };
     const markupFields: Rpc['fields'] = { accountId: ['account_id', 'id'], chargeType: ['charge_type', 'enum'], provider: ['provider', 'provider'], model: ['model', 'model'], actor: ['actor', 'text'] };
@@ -87,10 +97,31 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
         call: (r: never) => usage.getDailyUsage(r),
       },
       {
-        name: 'CheckLimits', base: { accountId: 'fuzz', userId: 'u1', additionalTokens: '0', additionalCost: undefined },
+        name: 'CheckLimits', base: check,
         fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], additionalCost: ['additional_cost', 'money'] },
         call: (r: never) => limits.checkLimits(r),
       },
+      {
+        name: 'CheckLimits (reserve)', base: { ...check, reserve: true, idempotencyKey: 'r', holdSeconds: 60 },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], idempotencyKey: ['idempotency_key', 'key'], holdSeconds: ['hold_seconds', 'holdSeconds'] },
+        call: (r: never) => limits.checkLimits(r),
+      },
+      {
+        name: 'CheckLimits (estimate)', base: { ...check, estimate: { provider: 'openai', model: 'gpt-4o', chargeType: 0, callCount: '0', ...tokens } },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalCost: ['additional_cost', 'money'], holdSeconds: ['hold_seconds', 'holdSeconds'] },
+        call: (r: never) => limits.checkLimits(r),
+      },
+      { name: 'PutLimit', base: { ...limitKey, amount: '10' }, fields: { ...limitKeyFields, amount: ['amount', 'amount'] }, call: (r: never) => limits.putLimit(r) },
+      { name: 'DeleteLimit', base: limitKey, fields: limitKeyFields, call: (r: never) => limits.deleteLimit(r) },
+      {
+        name: 'ListLimits', base: { accountId: 'fuzz', userId: '', pageSize: 0, pageToken: '' },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'] },
+        call: (r: never) => limits.listLimits(r),
+      },
+      { name: 'ReleaseReservation', base: reservationRef, fields: reservationFields, call: (r: never) => reservations.release(r) },
+      { name: 'GetReservation', base: reservationRef, fields: reservationFields, call: (r: never) => reservations.get(r) },
+      { name: 'SetAccount', base: { accountId: 'fuzz', timeZone: 'Europe/Berlin' }, fields: { accountId: ['account_id', 'requiredId'], timeZone: ['time_zone', 'timeZone'] }, call: (r: never) => accounts.setAccount(r) },
+      { name: 'GetAccount', base: { accountId: 'fuzz' }, fields: { accountId: ['account_id', 'requiredId'] }, call: (r: never) => accounts.getAccount(r) },
       {
         name: 'SetLimits', base: { accountId: 'fuzz', userId: '', dailyMessageLimit: '10', dailyTokenLimit: '1000', dailyCostLimit: { amount: '5', currencyCode: 'USD' } },
         fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], dailyMessageLimit: ['daily_message_limit', 'int'], dailyTokenLimit: ['daily_token_limit', 'bigInt'], dailyCostLimit: ['daily_cost_limit', 'money'] },
@@ -147,7 +178,8 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
   });
 
   it('covers every RPC of the service that takes input', () => {
-    expect(rpcs.map((r) => r.name)).toHaveLength(16);
+    expect(new Set(rpcs.map((r) => r.name.split(' ')[0])).size).toBe(23);
+    expect(rpcs).toHaveLength(25);
   });
 
   it('rejects 100,000 requests with hostile fields: INVALID_ARGUMENT naming every bad field, no crash, nothing written', async () => {

@@ -29,6 +29,12 @@ export const HOSTILE: Record<string, unknown[]> = {
     undefined,
   ],
   pageSize: [-1, 1001, 2 ** 31 - 1],
+  requiredEnum: [0, 99, -1, 2 ** 31 - 1],
+  amount: ['', '-1', 'NaN', '1e3', '1000000000000000001', ' 1', MIB],
+  uuid: ['x', 'not-a-uuid', '00000000-0000-0000-0000-00000000000g', "'; DROP TABLE reservations;--", MIB],
+  requiredUuid: ['', 'x', '00000000000000000000000000000000', MIB],
+  timeZone: ['', '+02:00', 'Mars/Olympus', 'UTC; DROP TABLE accounts', 'a\u0000b', MIB],
+  holdSeconds: [-1, 86_401, 2 ** 31 - 1],
   pageToken: ['garbage', 'eyJmIjoiIn0', MIB],
 };
 
