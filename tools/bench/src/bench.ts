@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     log('correctness');
     const mismatches = await rollupMismatches(pool);
     checks['rollup rows differing from the sum of charges'] = String(mismatches.daily);
-    checks['day counters differing from the sum of charges'] = String(mismatches.counters);
+    checks['day and month counters differing from the sum of charges'] = String(mismatches.counters);
     const stored = await storedOf(pool, acked);
     checks['acknowledged charges stored exactly once'] = `${stored} of ${acked.length} (distinct ids: ${new Set(acked).size})`;
     const ok = mismatches.daily === 0 && mismatches.counters === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays;

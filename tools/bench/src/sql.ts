@@ -13,10 +13,13 @@ const CHARGE_COLUMNS = [
   'pricing_status', 'price_version', 'markup', 'price_origin', 'provider_cost', 'prompt_cost', 'completion_cost', 'call_cost', 'total_cost',
 ];
 
+/** Every charge's scopes (its account '' and its user) and periods (its day and its month). */
+const PERIODS = `LATERAL (VALUES (''), (user_id)) AS s(u), LATERAL (VALUES ('day', usage_date), ('month', date_trunc('month', usage_date)::date)) AS p(period, start)`;
+
 /**
  * One transaction of `perTx` charges written as the service writes them: a
  * multi-row insert with ON CONFLICT on the idempotency key, then the daily
- * rollup and the day counters (account and user) upserted, pre-aggregated, in key order.
+ * rollup and the day and month counters (account and user) upserted, pre-aggregated, in key order.
  */
 export async function writeCharges(pool: Pool, accountId: string, users: number, perTx: number, keyPrefix: string): Promise<void> {
   const day = new Date().toISOString().slice(0, 10);
@@ -47,12 +50,16 @@ export async function writeCharges(pool: Pool, accountId: string, users: number,
          completion_cost = d.completion_cost + excluded.completion_cost, total_cost = d.total_cost + excluded.total_cost, updated_at = now()`,
       [accountId, day, users_.map(([u]) => u), users_.map(([, n]) => n)],
     );
+    // Day and month counters of the account ('') and of each user, in key order (day rows, then month rows).
+    const scopes: Array<[string, number]> = [['', perTx], ...users_];
+    const periods = [...scopes.map(() => 'day'), ...scopes.map(() => 'month')];
     await client.query(
       `INSERT INTO usage_counters AS c (account_id, period, period_start, user_id, message_count, total_tokens, total_cost)
-       SELECT $1, 'day', $2, u, n, n * 1550, n * 0.00035 FROM unnest($3::text[], $4::bigint[]) AS x(u, n)
+       SELECT $1, p, CASE WHEN p = 'day' THEN $2::date ELSE date_trunc('month', $2::date)::date END, u, n, n * 1550, n * 0.00035
+         FROM unnest($3::text[], $4::text[], $5::bigint[]) AS x(p, u, n)
        ON CONFLICT (account_id, period, period_start, user_id) DO UPDATE SET message_count = c.message_count + excluded.message_count,
          total_tokens = c.total_tokens + excluded.total_tokens, total_cost = c.total_cost + excluded.total_cost, updated_at = now()`,
-      [accountId, day, ['', ...users_.map(([u]) => u)], [perTx, ...users_.map(([, n]) => n)]],
+      [accountId, day, periods, [...scopes, ...scopes].map(([u]) => u), [...scopes, ...scopes].map(([, n]) => n)],
     );
     await client.query('COMMIT');
   } catch (e) {
@@ -118,8 +125,8 @@ export async function growAccount(pool: Pool, accountId: string, from: number, t
   );
   await pool.query(
     `INSERT INTO usage_counters (account_id, period, period_start, user_id, message_count, total_tokens, total_cost)
-     SELECT account_id, 'day', usage_date, u, count(*), sum(total_tokens), sum(total_cost)
-       FROM charges, LATERAL (VALUES (''), (user_id)) AS s(u) WHERE account_id = $1 GROUP BY 1, 3, 4`,
+     SELECT account_id, p.period, p.start, u, count(*), sum(total_tokens), sum(total_cost)
+       FROM charges, ${PERIODS} WHERE account_id = $1 GROUP BY 1, 2, 3, 4`,
     [accountId],
   );
   await pool.query('ANALYZE charges; ANALYZE daily_usage; ANALYZE usage_counters');
@@ -134,10 +141,10 @@ export async function rollupMismatches(pool: Pool): Promise<{ daily: number; cou
       WHERE c.n IS DISTINCT FROM d.message_count OR c.t IS DISTINCT FROM d.total_tokens OR c.cost IS DISTINCT FROM d.total_cost`,
   );
   const counters = await pool.query(
-    `WITH c AS (SELECT account_id, usage_date, s.u AS user_id, count(*) AS n, sum(total_tokens) AS t, coalesce(sum(total_cost), 0) AS cost
-                  FROM charges, LATERAL (VALUES (''), (user_id)) AS s(u) GROUP BY 1, 2, 3)
-     SELECT count(*)::int AS n FROM c FULL JOIN (SELECT * FROM usage_counters WHERE period = 'day') u
-         ON u.account_id = c.account_id AND u.period_start = c.usage_date AND u.user_id = c.user_id
+    `WITH c AS (SELECT account_id, p.period, p.start, u AS user_id, count(*) AS n, sum(total_tokens) AS t, coalesce(sum(total_cost), 0) AS cost
+                  FROM charges, ${PERIODS} GROUP BY 1, 2, 3, 4)
+     SELECT count(*)::int AS n FROM c FULL JOIN usage_counters u
+         ON u.account_id = c.account_id AND u.period = c.period AND u.period_start = c.start AND u.user_id = c.user_id
       WHERE c.n IS DISTINCT FROM u.message_count OR c.t IS DISTINCT FROM u.total_tokens OR c.cost IS DISTINCT FROM u.total_cost`,
   );
   return { daily: daily.rows[0].n, counters: counters.rows[0].n };
