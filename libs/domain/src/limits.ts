@@ -390,15 +390,12 @@ export function evaluateLimits(input: { userId: string; limits: Limit[]; usage: 
 /** The seeds' daily limits of a scope as limit rows (hard, per day). */
 export function limitsOfDaily(d: DailyLimits): Limit[] {
   const key = { accountId: d.accountId, userId: d.userId, period: 'day', enforcement: 'hard' } as const;
-  return (
-    [
-      ['messages', d.messages],
-      ['tokens', d.tokens],
-      ['cost', d.cost],
-    ] as const
-  )
-    .filter(([, amount]) => amount !== undefined)
-    .map(([measure, amount]) => ({ ...key, measure, amount: new Dec(amount!.toString()) }));
+  const amounts: Array<[LimitMeasure, bigint | Dec | undefined]> = [
+    ['messages', d.messages],
+    ['tokens', d.tokens],
+    ['cost', d.cost],
+  ];
+  return amounts.flatMap(([measure, amount]) => (amount === undefined ? [] : [{ ...key, measure, amount: new Dec(amount.toString()) }]));
 }
 
 /** The hard day limits among a scope's limits, as the seeds' daily limits. */

@@ -35,6 +35,10 @@ export interface RecordChargeResult {
 /** The outcome of one charge of a batch: recorded (or replayed), or a domain error for that charge alone. */
 export type BatchItemResult = RecordChargeResult | DomainError;
 
+/** A map key of two strings (an account and an idempotency key or a reservation id). */
+const pair = (a: string, b: string) => `${a}\u0000${b}`;
+const keyOf = (c: { accountId: string; idempotencyKey: string }) => pair(c.accountId, c.idempotencyKey);
+
 /** At most this many charges are written in one transaction. */
 export const MAX_BATCH = 1000;
 
@@ -120,7 +124,6 @@ export class ChargesService {
    */
   private write(inputs: ChargeInput[]): Promise<BatchItemResult[]> {
     return inTransaction(this.db, async (tx) => {
-      const keyOf = (c: { accountId: string; idempotencyKey: string }) => `${c.accountId}\u0000${c.idempotencyKey}`;
       const byKey = new Map<string, ChargeInput>();
       for (const c of inputs) if (!byKey.has(keyOf(c))) byKey.set(keyOf(c), c);
       const distinct = [...byKey.values()];
@@ -141,14 +144,17 @@ export class ChargesService {
       charges.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
       const inserted = await insertChargesIfAbsent(tx, charges);
       // The reservations the new charges settle: their holds (if not already expired) give way to the usage.
-      const settled = inserted.flatMap((c) => (c.reservationId ? [{ charge: c, reservation: reservations.get(`${c.accountId}\u0000${c.reservationId}`)! }] : []));
+      const settled = inserted.flatMap((charge) => {
+        const reservation = charge.reservationId ? reservations.get(pair(charge.accountId, charge.reservationId)) : undefined;
+        return reservation ? [{ charge, reservation }] : [];
+      });
       await applyRollupDeltas(
         tx,
         inserted.map(deltaOfCharge),
         settled.filter((s) => s.reservation.status === 'held').map((s) => holdOf(s.reservation, -1)),
       );
       await finishReservations(tx, settled.map((s) => ({ ref: s.reservation, status: 'settled', at: recordTime, chargeId: s.charge.chargeId })));
-      for (const s of settled) reservations.set(`${s.charge.accountId}\u0000${s.charge.reservationId}`, { ...s.reservation, status: 'settled', finishTime: recordTime, chargeId: s.charge.chargeId });
+      for (const { charge, reservation } of settled) reservations.set(pair(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [keyOf(c), { charge: c, fresh: true }]));
       const missing = distinct.filter((c) => !stored.has(keyOf(c)));
@@ -159,7 +165,7 @@ export class ChargesService {
         if (!found) return refused.get(keyOf(input)) ?? new ConflictRetryError();
         const replay = !found.fresh || firstUse.has(keyOf(input));
         firstUse.add(keyOf(input));
-        const reservation = found.charge.reservationId ? reservations.get(`${found.charge.accountId}\u0000${found.charge.reservationId}`) : undefined;
+        const reservation = found.charge.reservationId ? reservations.get(pair(found.charge.accountId, found.charge.reservationId)) : undefined;
         if (!replay) return { charge: found.charge, replayed: false, reservation };
         const differs = diffChargeContent(found.charge, input);
         return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: found.charge, replayed: true, reservation };
@@ -175,22 +181,22 @@ export class ChargesService {
    * settled or released), unless their key turns out to be a replay.
    */
   private async claimReservations(tx: Tx, charges: ChargeInput[]) {
-    const naming = charges.filter((c) => c.reservationId !== null);
-    const locked = await lockReservations(tx, naming.map((c) => ({ accountId: c.accountId, reservationId: c.reservationId! })));
-    const reservations = new Map(locked.map((r) => [`${r.accountId}\u0000${r.reservationId}`, r]));
+    const naming = charges.flatMap((c) => (c.reservationId ? [{ charge: c, reservationId: c.reservationId }] : []));
+    const locked = await lockReservations(tx, naming.map(({ charge, reservationId }) => ({ accountId: charge.accountId, reservationId })));
+    const reservations = new Map(locked.map((r) => [pair(r.accountId, r.reservationId), r]));
     const refused = new Map<string, DomainError>();
     const claimed = new Set<string>();
-    for (const c of naming) {
-      const id = `${c.accountId}\u0000${c.reservationId}`;
+    for (const { charge: c, reservationId } of naming) {
+      const id = pair(c.accountId, reservationId);
       const r = reservations.get(id);
       const problem = !r
-        ? new ReservationNotFoundError(c.reservationId!)
+        ? new ReservationNotFoundError(reservationId)
         : r.userId !== c.userId
           ? new ReservationUserMismatchError(r)
           : r.status === 'settled' || r.status === 'released' || claimed.has(id)
             ? new ReservationStateError({ reservationId: r.reservationId, status: claimed.has(id) ? 'settled' : r.status }, 'settle')
             : undefined;
-      if (problem) refused.set(`${c.accountId}\u0000${c.idempotencyKey}`, problem);
+      if (problem) refused.set(keyOf(c), problem);
       else claimed.add(id);
     }
     return { reservations, refused };

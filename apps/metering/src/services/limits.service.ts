@@ -29,6 +29,7 @@ import {
   validateSetLimits,
   ZERO_USAGE,
   IdempotencyConflictError,
+  ConflictRetryError,
   limitStatus,
 } from '@metering/domain';
 import { Dec, totalTokens } from '@metering/pricing';
@@ -136,7 +137,7 @@ export class LimitsService {
 
   async checkLimits(raw: CheckLimitsRequestInput): Promise<LimitCheckResult> {
     const check = validateCheckLimits(raw);
-    const result = check.reserve ? await this.reserve(check) : await this.check(check);
+    const result = check.reserve ? await this.reserve(check, check.reserve) : await this.check(check);
     if (!result.allowed && check.denyAsError) throw QuotaExceededError.of(check.accountId, check.userId, result.message, result.limits);
     return result;
   }
@@ -178,8 +179,7 @@ export class LimitsService {
    * (concurrent reservations and charges queue here), decide against every
    * limit with holds counted as spent, and either add the hold or roll back.
    */
-  private async reserve(check: LimitCheck): Promise<LimitCheckResult> {
-    const { idempotencyKey, holdSeconds } = check.reserve!;
+  private async reserve(check: LimitCheck, { idempotencyKey, holdSeconds }: { idempotencyKey: string; holdSeconds: number }): Promise<LimitCheckResult> {
     const now = this.clock();
     const requestHash = createHash('sha256')
       .update(canonicalJson({ u: check.userId, t: check.additionalTokens.toString(), c: check.additionalCost.toFixed(), e: check.estimate ?? null, h: holdSeconds }))
@@ -203,7 +203,7 @@ export class LimitsService {
           createTime: now,
           expireTime: new Date(now.getTime() + holdSeconds * 1000),
         };
-        if (!(await insertReservation(tx, reservation))) return this.replay(tx, check, requestHash, timeZone, now);
+        if (!(await insertReservation(tx, reservation))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
         const expired = await expireDue(tx, now, check.accountId);
         const counters = await applyRollupDeltas(tx, [], [...expired, ZERO_HOLD(check.accountId, check.userId, day)]);
         const limits = await readLimits(tx, check.accountId, ['', check.userId]);
@@ -219,9 +219,10 @@ export class LimitsService {
   }
 
   /** A reserving check whose key was used: the original reservation, if the request is the same. */
-  private async replay(tx: Tx, check: LimitCheck, requestHash: string, timeZone: string, now: Date): Promise<LimitCheckResult> {
-    const key = check.reserve!.idempotencyKey;
-    const original = (await findReservationByKey(tx, check.accountId, key))!;
+  private async replay(tx: Tx, check: LimitCheck, key: string, requestHash: string, timeZone: string, now: Date): Promise<LimitCheckResult> {
+    // The key's transaction committed before our insert skipped it, so the row is visible.
+    const original = await findReservationByKey(tx, check.accountId, key);
+    if (!original) throw new ConflictRetryError();
     if (original.requestHash !== requestHash) throw new IdempotencyConflictError(key, ['reservation request'], 'a reservation');
     const state = await readLimitCheckState(tx, check.accountId, check.userId, this.candidateStarts(now));
     const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), { tokens: 0n, cost: new Dec(0) });
