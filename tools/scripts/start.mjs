@@ -1,10 +1,14 @@
 // `npm start`: bundle the server (about a second) and run it in this process's place.
-// With no DATABASE_URL it runs on the embedded database in .data/pglite.
+// With no DATABASE_URL it runs on the embedded database in .data/pglite. It is the
+// development command: unless METERING_AUTH is set, authentication is off (the
+// server says so in its log). Deployments run dist/apps/metering/main.js, where
+// API keys are required and the operator key must be configured.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
 await import('./build.mjs');
-const child = spawn(process.execPath, ['--enable-source-maps', join(root, 'dist/apps/metering/main.js'), ...process.argv.slice(2)], { stdio: 'inherit' });
+const env = { ...process.env, METERING_AUTH: process.env.METERING_AUTH || 'off' };
+const child = spawn(process.execPath, ['--enable-source-maps', join(root, 'dist/apps/metering/main.js'), ...process.argv.slice(2)], { stdio: 'inherit', env });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

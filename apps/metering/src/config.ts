@@ -1,4 +1,5 @@
 import type { LogLevel } from './logger';
+import type { AuthMode } from './grpc/auth';
 import type { DatabaseConfig } from './store/db';
 
 /** Configuration from environment variables (documented in the README). */
@@ -15,6 +16,10 @@ export interface Config {
   writeConcurrency: number;
   /** How often expired reservations are freed. */
   reservationSweepMs: number;
+  /** 'keys' (API keys required) or 'off' (development only: every caller is the operator). */
+  authMode: AuthMode;
+  /** The operator's key (any account, any scope); required with authMode 'keys'. */
+  operatorKey?: string;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -28,7 +33,15 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = (env.LOG_LEVEL || 'info') as LogLevel;
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new Error(`LOG_LEVEL must be debug, info, warn or error, got "${logLevel}"`);
+  const authMode = (env.METERING_AUTH || 'keys') as AuthMode;
+  if (!['keys', 'off'].includes(authMode)) throw new Error(`METERING_AUTH must be keys or off, got "${authMode}"`);
+  const operatorKey = env.METERING_OPERATOR_KEY || undefined;
+  if (authMode === 'keys' && (!operatorKey || operatorKey.length < 32)) {
+    throw new Error('METERING_OPERATOR_KEY (at least 32 characters) is required: API keys are created with it. For local development only, METERING_AUTH=off runs without authentication');
+  }
   return {
+    authMode,
+    operatorKey,
     host: env.METERING_HOST || '127.0.0.1',
     port: int(env, 'PORT', 50051, 0, 65535),
     database: {

@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
@@ -6,7 +6,9 @@ import { descriptorSetBase64, MeteringServiceServer, MeteringServiceService } fr
 import { PriceTable } from '@metering/pricing';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Config } from './config';
+import { Authenticator, AuthMode, authorize } from './grpc/auth';
 import { unary } from './grpc/unary';
+import { createApiKeyHandler, listApiKeysHandler, revokeApiKeyHandler } from './handlers/api-keys.handler';
 import { recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
 import { getAccountHandler, setAccountHandler } from './handlers/accounts.handler';
 import { checkLimitsHandler, deleteLimitHandler, getLimitsHandler, listLimitsHandler, putLimitHandler, setLimitsHandler } from './handlers/limits.handler';
@@ -24,6 +26,7 @@ import {
 import { getDailyUsageHandler } from './handlers/usage.handler';
 import type { Logger } from './logger';
 import { AccountsService } from './services/accounts.service';
+import { ApiKeysService } from './services/api-keys.service';
 import { ChargesService } from './services/charges.service';
 import { LimitsService } from './services/limits.service';
 import { MarkupsService } from './services/markups.service';
@@ -36,8 +39,21 @@ import { closeDatabase, Db, migrate, openDatabase } from './store/db';
 export const SERVICE_NAME = 'metering.v1.MeteringService';
 
 /** The MeteringService implementation: each RPC is handler -> service -> store. */
-export function meteringService(db: Db, log: Logger, opts: { clock?: () => Date; writeConcurrency?: number } = {}): MeteringServiceServer {
+export function meteringService(
+  db: Db,
+  log: Logger,
+  opts: { clock?: () => Date; writeConcurrency?: number; authMode?: AuthMode; operatorKey?: string } = {},
+): MeteringServiceServer {
   const { clock, writeConcurrency } = opts;
+  // A revocation drops the key from this process's cache at once.
+  const apiKeys = new ApiKeysService(db, clock, (accountId, keyId) => authenticator.forget(accountId, keyId));
+  const authenticator = new Authenticator(apiKeys, opts.authMode ?? 'keys', opts.operatorKey);
+  // Every RPC: authenticate, authorize by the policy table (before any read or write), then the handler.
+  const rpc = <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
+    unary(name, log, async (req: Req, metadata: Metadata) => {
+      authorize(name, await authenticator.authenticate(metadata), req);
+      return handle(req);
+    });
   const pricing = new PricingService(db, new PriceTable(), clock);
   const charges = new ChargesService(db, pricing, clock, writeConcurrency);
   const rerate = new RerateService(db, pricing);
@@ -47,29 +63,32 @@ export function meteringService(db: Db, log: Logger, opts: { clock?: () => Date;
   const accounts = new AccountsService(db);
   const markups = new MarkupsService(db);
   return {
-    recordCharge: unary('RecordCharge', log, recordChargeHandler(charges)),
-    recordCharges: unary('RecordCharges', log, recordChargesHandler(charges)),
-    getDailyUsage: unary('GetDailyUsage', log, getDailyUsageHandler(usage)),
-    checkLimits: unary('CheckLimits', log, checkLimitsHandler(limits)),
-    setLimits: unary('SetLimits', log, setLimitsHandler(limits)),
-    getLimits: unary('GetLimits', log, getLimitsHandler(limits)),
-    putLimit: unary('PutLimit', log, putLimitHandler(limits)),
-    deleteLimit: unary('DeleteLimit', log, deleteLimitHandler(limits)),
-    listLimits: unary('ListLimits', log, listLimitsHandler(limits)),
-    releaseReservation: unary('ReleaseReservation', log, releaseReservationHandler(reservations)),
-    getReservation: unary('GetReservation', log, getReservationHandler(reservations)),
-    setAccount: unary('SetAccount', log, setAccountHandler(accounts)),
-    getAccount: unary('GetAccount', log, getAccountHandler(accounts)),
-    setMarkup: unary('SetMarkup', log, setMarkupHandler(markups)),
-    listMarkups: unary('ListMarkups', log, listMarkupsHandler(markups)),
-    deleteMarkup: unary('DeleteMarkup', log, deleteMarkupHandler(markups)),
-    listPricingChanges: unary('ListPricingChanges', log, listPricingChangesHandler(pricing)),
-    listModels: unary('ListModels', log, listModelsHandler(pricing)),
-    getPrice: unary('GetPrice', log, getPriceHandler(pricing)),
-    estimateCost: unary('EstimateCost', log, estimateCostHandler(pricing)),
-    setPrice: unary('SetPrice', log, setPriceHandler(pricing)),
-    deletePrice: unary('DeletePrice', log, deletePriceHandler(pricing)),
-    rerateCharges: unary('RerateCharges', log, rerateChargesHandler(rerate)),
+    recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
+    recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
+    getDailyUsage: rpc('GetDailyUsage', getDailyUsageHandler(usage)),
+    checkLimits: rpc('CheckLimits', checkLimitsHandler(limits)),
+    setLimits: rpc('SetLimits', setLimitsHandler(limits)),
+    getLimits: rpc('GetLimits', getLimitsHandler(limits)),
+    putLimit: rpc('PutLimit', putLimitHandler(limits)),
+    deleteLimit: rpc('DeleteLimit', deleteLimitHandler(limits)),
+    listLimits: rpc('ListLimits', listLimitsHandler(limits)),
+    releaseReservation: rpc('ReleaseReservation', releaseReservationHandler(reservations)),
+    getReservation: rpc('GetReservation', getReservationHandler(reservations)),
+    setAccount: rpc('SetAccount', setAccountHandler(accounts)),
+    getAccount: rpc('GetAccount', getAccountHandler(accounts)),
+    setMarkup: rpc('SetMarkup', setMarkupHandler(markups)),
+    listMarkups: rpc('ListMarkups', listMarkupsHandler(markups)),
+    deleteMarkup: rpc('DeleteMarkup', deleteMarkupHandler(markups)),
+    listPricingChanges: rpc('ListPricingChanges', listPricingChangesHandler(pricing)),
+    listModels: rpc('ListModels', listModelsHandler(pricing)),
+    getPrice: rpc('GetPrice', getPriceHandler(pricing)),
+    estimateCost: rpc('EstimateCost', estimateCostHandler(pricing)),
+    setPrice: rpc('SetPrice', setPriceHandler(pricing)),
+    deletePrice: rpc('DeletePrice', deletePriceHandler(pricing)),
+    rerateCharges: rpc('RerateCharges', rerateChargesHandler(rerate)),
+    createApiKey: rpc('CreateApiKey', createApiKeyHandler(apiKeys)),
+    revokeApiKey: rpc('RevokeApiKey', revokeApiKeyHandler(apiKeys)),
+    listApiKeys: rpc('ListApiKeys', listApiKeysHandler(apiKeys)),
   };
 }
 
@@ -112,9 +131,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw err;
   }
   log.info('database migrated', { database: where });
+  if (config.authMode === 'off') log.warn('authentication is OFF (METERING_AUTH=off): every caller acts as the operator. For development only.');
 
   const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-  server.addService(MeteringServiceService, meteringService(db, log, { writeConcurrency: config.writeConcurrency }));
+  server.addService(MeteringServiceService, meteringService(db, log, { writeConcurrency: config.writeConcurrency, authMode: config.authMode, operatorKey: config.operatorKey }));
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   new ReflectionService(reflectionPackage()).addToServer(server);

@@ -5,6 +5,8 @@
  */
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
   | 'ALREADY_EXISTS'
   | 'NOT_FOUND'
   | 'FAILED_PRECONDITION'

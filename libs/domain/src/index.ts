@@ -7,3 +7,4 @@ export * from './markup';
 export * from './pricing';
 export * from './time';
 export * from './reservation';
+export * from './auth';

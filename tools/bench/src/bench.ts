@@ -13,6 +13,7 @@
  * postgres://postgres@127.0.0.1:5432/postgres; a fresh database is created and dropped.
  */
 import { ChildProcess, fork, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,8 @@ const option = (name: string, fallback: string) => {
   return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
 };
 const smoke = flag('smoke');
+/** The service runs with API keys required, as deployed; every call carries this key. */
+const OPERATOR_KEY = randomBytes(32).toString('base64url');
 const durationMs = Number(option('duration', smoke ? '1' : '10')) * 1000;
 const scales = option('scale', smoke ? '1000,5000' : '100000,10000000').split(',').map(Number);
 const writeDoc = !smoke && !flag('no-doc');
@@ -84,7 +87,7 @@ function load(w: Workload): Promise<LoadResult> {
 
 const workload = (address: string, over: Partial<Workload>): Workload => ({
   address, method: 'recordCharge', concurrency: 64, durationMs, warmupMs: smoke ? 200 : 1500, accountId: 'bench', users: 10_000, replayShare: 0, batchSize: 100,
-  keyPrefix: `run${Date.now()}`, ...over,
+  keyPrefix: `run${Date.now()}`, apiKey: OPERATOR_KEY, ...over,
 });
 
 function record(scenario: string, target: Row['target'], concurrency: number | string, r: LoadResult, unit = 'calls/s'): LoadResult {
@@ -112,7 +115,7 @@ async function main(): Promise<void> {
     procs.push(noop.child);
     // METERING_BENCH_CPU_PROF=<dir>: the server writes a V8 CPU profile there when it stops.
     const prof = process.env.METERING_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.METERING_BENCH_CPU_PROF}`] : [];
-    const svc = await startProcess([...prof, join(ROOT, 'dist/apps/metering/main.js')], { DATABASE_URL: url.toString(), PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info' }, portOf('port'));
+    const svc = await startProcess([...prof, join(ROOT, 'dist/apps/metering/main.js')], { DATABASE_URL: url.toString(), PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: OPERATOR_KEY }, portOf('port'));
     procs.push(svc.child);
     const sampler = setInterval(() => {
       try {

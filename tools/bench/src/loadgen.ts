@@ -17,8 +17,10 @@ async function run(w: Workload): Promise<LoadResult> {
   const sent: RecordChargeRequest[] = [];
   let seq = 0;
   const user = () => (w.users === 1 ? 'hot-user' : `u${Math.floor(Math.random() * w.users)}`);
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${w.apiKey}`);
   const unary = <Req, Res>(fn: (req: Req, md: Metadata, opts: object, cb: (e: ServiceError | null, r: Res) => void) => unknown, client: MeteringServiceClient, req: Req) =>
-    new Promise<Res>((resolve, reject) => fn.call(client, req, new Metadata(), { deadline: Date.now() + 30_000 }, (e, r) => (e ? reject(e) : resolve(r))));
+    new Promise<Res>((resolve, reject) => fn.call(client, req, metadata, { deadline: Date.now() + 30_000 }, (e, r) => (e ? reject(e) : resolve(r))));
 
   const one = async (client: MeteringServiceClient): Promise<number> => {
     switch (w.method) {

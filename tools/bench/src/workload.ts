@@ -19,6 +19,8 @@ export interface Workload {
   batchSize: number;
   /** Unique per run: idempotency keys start with it. */
   keyPrefix: string;
+  /** Sent as `authorization: Bearer <apiKey>` (the service runs with API keys required, as deployed). */
+  apiKey: string;
 }
 
 /** What it reports back. */

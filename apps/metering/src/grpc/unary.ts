@@ -9,7 +9,7 @@ import { toServiceError } from './errors';
  * structured log line per call, errors mapped in one place, and the callback
  * called exactly once.
  */
-export function unary<Req, Res>(method: string, log: Logger, handle: (req: Req) => Promise<Res>) {
+export function unary<Req, Res>(method: string, log: Logger, handle: (req: Req, metadata: Metadata) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const given = call.metadata.get('x-request-id')[0];
     const requestId = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
@@ -19,7 +19,7 @@ export function unary<Req, Res>(method: string, log: Logger, handle: (req: Req) 
     call.sendMetadata(headers);
     const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
     Promise.resolve()
-      .then(() => handle(call.request))
+      .then(() => handle(call.request, call.metadata))
       .then(
         (response) => {
           log.debug('rpc', { method, request_id: requestId, code: 'OK', duration_ms: ms() });

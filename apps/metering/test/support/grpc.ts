@@ -4,11 +4,18 @@ import { BadRequest, ErrorInfo, QuotaFailure, Status } from '@metering/contracts
 /** The last (fullest) overload of a generated unary client method; TypeScript infers Req and Res from it. */
 type UnaryMethod<Req, Res> = (req: Req, metadata: Metadata, options: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
 
-/** Calls a generated unary client method as a promise, with a 10 s deadline. */
-export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req): Promise<Res> {
+/** Calls a generated unary client method as a promise, with a 10 s deadline (and the given metadata, e.g. an API key). */
+export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req, metadata = new Metadata()): Promise<Res> {
   return new Promise((resolve, reject) =>
-    method.call(self, req, new Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
+    method.call(self, req, metadata, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
   );
+}
+
+/** Metadata carrying an API key as a backend sends it. */
+export function bearer(key: string): Metadata {
+  const md = new Metadata();
+  md.set('authorization', `Bearer ${key}`);
+  return md;
 }
 
 /** The google.rpc.Status details of a failed call, decoded as a client would. */

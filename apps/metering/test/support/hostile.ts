@@ -35,6 +35,8 @@ export const HOSTILE: Record<string, unknown[]> = {
   requiredUuid: ['', 'x', '00000000000000000000000000000000', MIB],
   timeZone: ['', '+02:00', 'Mars/Olympus', 'UTC; DROP TABLE accounts', 'a\u0000b', MIB],
   holdSeconds: [-1, 86_401, 2 ** 31 - 1],
+  scopes: [[], [0], [1, 99], [-1], [1, 2, 3, 1]],
+  keyId: ['', 'k_1', 'K_000000000000', 'k_00000000000g', MIB],
   pageToken: ['garbage', 'eyJmIjoiIn0', MIB],
 };
 

@@ -31,6 +31,7 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
       PATH: process.env.PATH ?? '',
       PORT: '0',
       METERING_HOST: '127.0.0.1',
+      METERING_AUTH: 'off',
       ...(db.url ? { DATABASE_URL: db.url } : { METERING_DATA_DIR: db.dataDir }),
       ...env,
     },

@@ -2,12 +2,14 @@ import type { Knex } from 'knex';
 import * as initial from './20261123000000_initial';
 import * as pricing from './20261124100000_pricing';
 import * as budgets from './20261124200000_budgets';
+import * as apiKeys from './20261124300000_api_keys';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261123000000_initial': initial,
   '20261124100000_pricing': pricing,
   '20261124200000_budgets': budgets,
+  '20261124300000_api_keys': apiKeys,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -8,6 +8,56 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
 
+/** What an API key may do. Each RPC needs one scope (see the README's policy table). */
+export enum ApiKeyScope {
+  /** API_KEY_SCOPE_UNSPECIFIED - Never valid. */
+  API_KEY_SCOPE_UNSPECIFIED = 0,
+  /** API_KEY_SCOPE_RECORD - RecordCharge(s), CheckLimits (also reserving), ReleaseReservation. */
+  API_KEY_SCOPE_RECORD = 1,
+  /** API_KEY_SCOPE_READ - Usage, limits, reservations, account settings, prices and markups. */
+  API_KEY_SCOPE_READ = 2,
+  /** API_KEY_SCOPE_ADMIN - Limits, account settings, the account's own markups and prices, re-rating, API keys. */
+  API_KEY_SCOPE_ADMIN = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function apiKeyScopeFromJSON(object: any): ApiKeyScope {
+  switch (object) {
+    case 0:
+    case "API_KEY_SCOPE_UNSPECIFIED":
+      return ApiKeyScope.API_KEY_SCOPE_UNSPECIFIED;
+    case 1:
+    case "API_KEY_SCOPE_RECORD":
+      return ApiKeyScope.API_KEY_SCOPE_RECORD;
+    case 2:
+    case "API_KEY_SCOPE_READ":
+      return ApiKeyScope.API_KEY_SCOPE_READ;
+    case 3:
+    case "API_KEY_SCOPE_ADMIN":
+      return ApiKeyScope.API_KEY_SCOPE_ADMIN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ApiKeyScope.UNRECOGNIZED;
+  }
+}
+
+export function apiKeyScopeToJSON(object: ApiKeyScope): string {
+  switch (object) {
+    case ApiKeyScope.API_KEY_SCOPE_UNSPECIFIED:
+      return "API_KEY_SCOPE_UNSPECIFIED";
+    case ApiKeyScope.API_KEY_SCOPE_RECORD:
+      return "API_KEY_SCOPE_RECORD";
+    case ApiKeyScope.API_KEY_SCOPE_READ:
+      return "API_KEY_SCOPE_READ";
+    case ApiKeyScope.API_KEY_SCOPE_ADMIN:
+      return "API_KEY_SCOPE_ADMIN";
+    case ApiKeyScope.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * The settings of an account. An account exists implicitly from its first
  * charge; it has settings only once they are set.
@@ -23,6 +73,24 @@ export interface Account {
   timeZone: string;
   /** When the settings were last changed; absent when never set. */
   updateTime: Timestamp | undefined;
+}
+
+/** An API key of one account, as stored (the secret itself is shown only once, at creation). */
+export interface ApiKey {
+  /** The account the key acts for. */
+  accountId: string;
+  /** The public part of the key, e.g. "k_3f9a1c0d2b7e". */
+  keyId: string;
+  /** A label for humans, e.g. "billing-backend prod". */
+  name: string;
+  /** What it may do. */
+  scopes: ApiKeyScope[];
+  /** When it was created. */
+  createTime:
+    | Timestamp
+    | undefined;
+  /** When it was revoked; absent while it is valid. */
+  revokeTime: Timestamp | undefined;
 }
 
 function createBaseAccount(): Account {
@@ -135,6 +203,189 @@ export const Account: MessageFns<Account> = {
     message.timeZone = object.timeZone ?? "";
     message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
       ? Timestamp.fromPartial(object.updateTime)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseApiKey(): ApiKey {
+  return { accountId: "", keyId: "", name: "", scopes: [], createTime: undefined, revokeTime: undefined };
+}
+
+export const ApiKey: MessageFns<ApiKey> = {
+  encode(message: ApiKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(18).string(message.keyId);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.scopes.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.scopes) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(message.createTime, writer.uint32(42).fork()).join();
+    }
+    if (message.revokeTime !== undefined) {
+      Timestamp.encode(message.revokeTime, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApiKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApiKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.scopes.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.scopes.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.createTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.revokeTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApiKey {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      scopes: globalThis.Array.isArray(object?.scopes) ? object.scopes.map((e: any) => apiKeyScopeFromJSON(e)) : [],
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      revokeTime: isSet(object.revokeTime)
+        ? fromJsonTimestamp(object.revokeTime)
+        : isSet(object.revoke_time)
+        ? fromJsonTimestamp(object.revoke_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ApiKey): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.scopes?.length) {
+      obj.scopes = message.scopes.map((e) => apiKeyScopeToJSON(e));
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = fromTimestamp(message.createTime).toISOString();
+    }
+    if (message.revokeTime !== undefined) {
+      obj.revokeTime = fromTimestamp(message.revokeTime).toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ApiKey>): ApiKey {
+    return ApiKey.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ApiKey>): ApiKey {
+    const message = createBaseApiKey();
+    message.accountId = object.accountId ?? "";
+    message.keyId = object.keyId ?? "";
+    message.name = object.name ?? "";
+    message.scopes = object.scopes?.map((e) => e) || [];
+    message.createTime = (object.createTime !== undefined && object.createTime !== null)
+      ? Timestamp.fromPartial(object.createTime)
+      : undefined;
+    message.revokeTime = (object.revokeTime !== undefined && object.revokeTime !== null)
+      ? Timestamp.fromPartial(object.revokeTime)
       : undefined;
     return message;
   },
