@@ -20,6 +20,8 @@ export interface Config {
   authMode: AuthMode;
   /** The operator's key (any account, any scope); required with authMode 'keys'. */
   operatorKey?: string;
+  /** TLS: PEM files of the server's certificate chain and key; with clientCaFile, clients must present a certificate it signed (mutual TLS). */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -39,7 +41,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (authMode === 'keys' && (!operatorKey || operatorKey.length < 32)) {
     throw new Error('METERING_OPERATOR_KEY (at least 32 characters) is required: API keys are created with it. For local development only, METERING_AUTH=off runs without authentication');
   }
+  const [certFile, keyFile, clientCaFile] = [env.METERING_TLS_CERT, env.METERING_TLS_KEY, env.METERING_TLS_CLIENT_CA].map((v) => v || undefined);
+  if (Boolean(certFile) !== Boolean(keyFile)) throw new Error('METERING_TLS_CERT and METERING_TLS_KEY go together');
+  if (clientCaFile && !certFile) throw new Error('METERING_TLS_CLIENT_CA (mutual TLS) needs METERING_TLS_CERT and METERING_TLS_KEY');
   return {
+    tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
     authMode,
     operatorKey,
     host: env.METERING_HOST || '127.0.0.1',

@@ -1,5 +1,6 @@
 import { Metadata, Server, ServerCredentials } from '@grpc/grpc-js';
 import type { PackageDefinition } from '@grpc/proto-loader';
+import { readFileSync } from 'node:fs';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { descriptorSetBase64, MeteringServiceServer, MeteringServiceService } from '@metering/contracts';
@@ -109,6 +110,17 @@ function reflectionPackage(): PackageDefinition {
   return { 'metering.v1': { fileDescriptorProtos: files } } as unknown as PackageDefinition;
 }
 
+/** Plaintext, TLS, or mutual TLS (clients must present a certificate signed by the configured CA). */
+function serverCredentials(config: Config): ServerCredentials {
+  if (!config.tls) return ServerCredentials.createInsecure();
+  const { certFile, keyFile, clientCaFile } = config.tls;
+  return ServerCredentials.createSsl(
+    clientCaFile ? readFileSync(clientCaFile) : null,
+    [{ cert_chain: readFileSync(certFile), private_key: readFileSync(keyFile) }],
+    clientCaFile !== undefined,
+  );
+}
+
 export interface RunningServer {
   port: number;
   db: Db;
@@ -131,6 +143,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw err;
   }
   log.info('database migrated', { database: where });
+  log.info('transport', { tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: config.authMode });
   if (config.authMode === 'off') log.warn('authentication is OFF (METERING_AUTH=off): every caller acts as the operator. For development only.');
 
   const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
@@ -140,7 +153,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   new ReflectionService(reflectionPackage()).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${config.host}:${config.port}`, serverCredentials(config), (err, p) => (err ? reject(err) : resolve(p))),
   );
 
   let serving: boolean | undefined;

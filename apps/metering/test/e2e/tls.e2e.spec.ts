@@ -1,0 +1,86 @@
+import { ChannelCredentials, credentials, status } from '@grpc/grpc-js';
+import { MeteringServiceClient } from '@metering/contracts';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { databaseTargets, TestDatabase } from '../support/databases';
+import { call, grpcError } from '../support/grpc';
+import { buildServer, ServerProcess, startServer } from '../support/server-process';
+
+/**
+ * Issue 7: optional TLS and mutual TLS, end to end with certificates made by
+ * openssl for this run: a TLS client that trusts the CA is served, a
+ * plaintext client is not; with mutual TLS, a client without a certificate
+ * (or with one from another CA) is refused.
+ */
+beforeAll(() => buildServer());
+
+function makePki(dir: string): void {
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  for (const ca of ['ca', 'other-ca']) {
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-days', '2', '-subj', `/CN=${ca}`);
+  }
+  for (const [name, ca] of [['server', 'ca'], ['client', 'ca'], ['stranger', 'other-ca']]) {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', 'san.ext');
+  }
+}
+
+describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('TLS on $name', (target) => {
+  let dir: string;
+  let tdb: TestDatabase;
+  const file = (name: string) => readFileSync(join(dir, name));
+  const clientFor = (server: ServerProcess, creds: ChannelCredentials) => new MeteringServiceClient(server.address, creds);
+  const getAccount = (client: MeteringServiceClient) => call(client.getAccount, client, { accountId: 'acme' });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'metering-pki-'));
+    makePki(dir);
+    tdb = await target.create();
+  });
+
+  afterAll(async () => {
+    await tdb?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves TLS clients that trust its CA, and not plaintext clients', async () => {
+    const server = await startServer(tdb.config, { METERING_TLS_CERT: join(dir, 'server.pem'), METERING_TLS_KEY: join(dir, 'server.key') });
+    try {
+      const tls = clientFor(server, credentials.createSsl(file('ca.pem')));
+      expect((await getAccount(tls)).account?.timeZone).toBe('UTC');
+      const plain = clientFor(server, credentials.createInsecure());
+      expect((await grpcError(getAccount(plain))).code).toBe(status.UNAVAILABLE);
+      const untrusting = clientFor(server, credentials.createSsl(file('other-ca.pem')));
+      expect((await grpcError(getAccount(untrusting))).code).toBe(status.UNAVAILABLE);
+      for (const c of [tls, plain, untrusting]) c.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('with mutual TLS, serves only clients with a certificate signed by the client CA', async () => {
+    const server = await startServer(tdb.config, {
+      METERING_TLS_CERT: join(dir, 'server.pem'),
+      METERING_TLS_KEY: join(dir, 'server.key'),
+      METERING_TLS_CLIENT_CA: join(dir, 'ca.pem'),
+    });
+    try {
+      const good = clientFor(server, credentials.createSsl(file('ca.pem'), file('client.key'), file('client.pem')));
+      expect((await getAccount(good)).account?.accountId).toBe('acme');
+      const anonymous = clientFor(server, credentials.createSsl(file('ca.pem')));
+      expect((await grpcError(getAccount(anonymous))).code).toBe(status.UNAVAILABLE);
+      const stranger = clientFor(server, credentials.createSsl(file('ca.pem'), file('stranger.key'), file('stranger.pem')));
+      expect((await grpcError(getAccount(stranger))).code).toBe(status.UNAVAILABLE);
+      for (const c of [good, anonymous, stranger]) c.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses to start with half a TLS configuration', async () => {
+    await expect(startServer(tdb.config, { METERING_TLS_CERT: join(dir, 'server.pem') })).rejects.toThrow(/METERING_TLS_CERT and METERING_TLS_KEY go together/);
+  });
+});
