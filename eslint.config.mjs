@@ -3,7 +3,7 @@
 // library; contracts use nothing of ours.
 import nx from '@nx/eslint-plugin';
 
-const ioLibraries = ['knex', 'knex-pglite', 'pg', '@electric-sql/*', '@grpc/*', 'grpc-health-check', 'node:fs', 'fs', 'node:net', 'net', 'node:child_process', 'child_process'];
+const ioLibraries = ['knex', 'knex-pglite', 'pg', '@electric-sql/*', '@grpc/*', 'node:fs', 'fs', 'node:net', 'net', 'node:child_process', 'child_process'];
 
 export default [
   ...nx.configs['flat/base'],

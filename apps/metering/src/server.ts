@@ -3,11 +3,11 @@ import type { PackageDefinition } from '@grpc/proto-loader';
 import { readFileSync } from 'node:fs';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { descriptorSetBase64, MeteringServiceServer, MeteringServiceService } from '@metering/contracts';
+import { descriptorSetBase64, HealthService, MeteringServiceServer, MeteringServiceService } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
-import { HealthImplementation } from 'grpc-health-check';
 import type { Config } from './config';
 import { Authenticator, AuthMode, authorize } from './grpc/auth';
+import { Health } from './grpc/health';
 import { unary } from './grpc/unary';
 import { createApiKeyHandler, listApiKeysHandler, revokeApiKeyHandler } from './handlers/api-keys.handler';
 import { recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
@@ -124,7 +124,7 @@ function serverCredentials(config: Config): ServerCredentials {
 export interface RunningServer {
   port: number;
   db: Db;
-  health: HealthImplementation;
+  health: Health;
   /** Stops taking calls (health NOT_SERVING first), lets in-flight calls finish within the grace period, closes the database. */
   shutdown(): Promise<void>;
 }
@@ -148,8 +148,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(MeteringServiceService, meteringService(db, log, { writeConcurrency: config.writeConcurrency, authMode: config.authMode, operatorKey: config.operatorKey }));
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
-  health.addToServer(server);
+  const health = new Health(['', SERVICE_NAME]);
+  server.addService(HealthService, health.implementation());
   new ReflectionService(reflectionPackage()).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
@@ -160,7 +160,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const setServing = (ok: boolean) => {
     if (ok === serving) return;
     serving = ok;
-    for (const name of ['', SERVICE_NAME]) health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
+    health.set(ok);
     log.info(ok ? 'serving' : 'not serving: the database does not answer', { host: config.host, port });
   };
   const probe = async () => {
@@ -195,17 +195,21 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       clearInterval(timer);
       clearInterval(sweeper);
       serving = false;
-      for (const name of ['', SERVICE_NAME]) health.setStatus(name, 'NOT_SERVING');
+      health.set(false);
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn('grace period over: cutting remaining calls', { grace_ms: config.shutdownGraceMs });
           server.forceShutdown();
           resolve();
         }, config.shutdownGraceMs);
+        // New calls are refused from here; accepted ones run to completion. Health Watch
+        // subscribers, told NOT_SERVING above, have their streams ended so they do not hold
+        // the server open.
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();
         });
+        health.endWatches();
       });
       await closeDatabase(db);
       log.info('stopped');

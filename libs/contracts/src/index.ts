@@ -17,5 +17,7 @@ export {
   HealthCheckResponse,
   HealthCheckResponse_ServingStatus,
   HealthClient,
+  type HealthServer,
+  HealthService,
 } from './gen/grpc/health/v1/health';
 export { descriptorSetBase64 } from './gen/descriptor_set';

@@ -25,7 +25,7 @@ import {
  * Wire-compatible definition of the standard gRPC health service
  * (grpc.health.v1), kept here so that server reflection describes it and
  * grpcurl / buf curl can call it without proto files. The implementation is
- * the grpc-health-check package.
+ * apps/metering/src/grpc/health.ts.
  */
 
 /** Asks whether a service is ready to serve. */
