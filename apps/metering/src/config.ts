@@ -20,6 +20,10 @@ export interface Config {
   authMode: AuthMode;
   /** The operator's key (any account, any scope); required with authMode 'keys'. */
   operatorKey?: string;
+  /** Prometheus metrics on GET /metrics of this port (0: any free port); off when unset. */
+  metricsPort?: number;
+  /** OpenTelemetry tracing over OTLP/HTTP (METERING_TRACING=otlp). */
+  tracing: boolean;
   /** TLS: PEM files of the server's certificate chain and key; with clientCaFile, clients must present a certificate it signed (mutual TLS). */
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
 }
@@ -44,7 +48,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const [certFile, keyFile, clientCaFile] = [env.METERING_TLS_CERT, env.METERING_TLS_KEY, env.METERING_TLS_CLIENT_CA].map((v) => v || undefined);
   if (Boolean(certFile) !== Boolean(keyFile)) throw new Error('METERING_TLS_CERT and METERING_TLS_KEY go together');
   if (clientCaFile && !certFile) throw new Error('METERING_TLS_CLIENT_CA (mutual TLS) needs METERING_TLS_CERT and METERING_TLS_KEY');
+  const tracing = env.METERING_TRACING || 'off';
+  if (!['otlp', 'off'].includes(tracing)) throw new Error(`METERING_TRACING must be otlp or off, got "${tracing}"`);
   return {
+    metricsPort: env.METERING_METRICS_PORT ? int(env, 'METERING_METRICS_PORT', 0, 0, 65535) : undefined,
+    tracing: tracing === 'otlp',
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
     authMode,
     operatorKey,

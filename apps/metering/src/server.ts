@@ -9,6 +9,8 @@ import type { Config } from './config';
 import { Authenticator, AuthMode, authorize } from './grpc/auth';
 import { Health } from './grpc/health';
 import { unary } from './grpc/unary';
+import { Metrics } from './observability/metrics';
+import { Tracing } from './observability/tracing';
 import { createApiKeyHandler, listApiKeysHandler, revokeApiKeyHandler } from './handlers/api-keys.handler';
 import { recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
 import { getAccountHandler, setAccountHandler } from './handlers/accounts.handler';
@@ -43,20 +45,26 @@ export const SERVICE_NAME = 'metering.v1.MeteringService';
 export function meteringService(
   db: Db,
   log: Logger,
-  opts: { clock?: () => Date; writeConcurrency?: number; authMode?: AuthMode; operatorKey?: string } = {},
+  opts: { clock?: () => Date; writeConcurrency?: number; authMode?: AuthMode; operatorKey?: string; metrics?: Metrics; tracing?: Tracing } = {},
 ): MeteringServiceServer {
-  const { clock, writeConcurrency } = opts;
+  const { clock, writeConcurrency, metrics } = opts;
+  const telemetry = { service: SERVICE_NAME, metrics, tracing: opts.tracing };
   // A revocation drops the key from this process's cache at once.
   const apiKeys = new ApiKeysService(db, clock, (accountId, keyId) => authenticator.forget(accountId, keyId));
   const authenticator = new Authenticator(apiKeys, opts.authMode ?? 'keys', opts.operatorKey);
   // Every RPC: authenticate, authorize by the policy table (before any read or write), then the handler.
   const rpc = <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
-    unary(name, log, async (req: Req, metadata: Metadata) => {
-      authorize(name, await authenticator.authenticate(metadata), req);
-      return handle(req);
-    });
+    unary(
+      name,
+      log,
+      async (req: Req, metadata: Metadata) => {
+        authorize(name, await authenticator.authenticate(metadata), req);
+        return handle(req);
+      },
+      telemetry,
+    );
   const pricing = new PricingService(db, new PriceTable(), clock);
-  const charges = new ChargesService(db, pricing, clock, writeConcurrency);
+  const charges = new ChargesService(db, pricing, clock, writeConcurrency, (batch) => metrics?.writeBatch(batch));
   const rerate = new RerateService(db, pricing);
   const usage = new UsageService(db);
   const limits = new LimitsService(db, pricing, clock);
@@ -146,8 +154,17 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   log.info('transport', { tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: config.authMode });
   if (config.authMode === 'off') log.warn('authentication is OFF (METERING_AUTH=off): every caller acts as the operator. For development only.');
 
+  const metrics = config.metricsPort !== undefined ? new Metrics(db) : undefined;
+  const exposition = metrics && config.metricsPort !== undefined ? await metrics.serve(config.host, config.metricsPort) : undefined;
+  if (exposition) log.info('metrics', { address: `${config.host}:${exposition.port}`, metrics_port: exposition.port, path: '/metrics' });
+  const tracing = config.tracing ? Tracing.start(process.env.OTEL_SERVICE_NAME || 'metering') : undefined;
+  if (tracing) log.info('tracing', { exporter: 'otlp/http' });
+
   const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-  server.addService(MeteringServiceService, meteringService(db, log, { writeConcurrency: config.writeConcurrency, authMode: config.authMode, operatorKey: config.operatorKey }));
+  server.addService(
+    MeteringServiceService,
+    meteringService(db, log, { writeConcurrency: config.writeConcurrency, authMode: config.authMode, operatorKey: config.operatorKey, metrics, tracing }),
+  );
   const health = new Health(['', SERVICE_NAME]);
   server.addService(HealthService, health.implementation());
   new ReflectionService(reflectionPackage()).addToServer(server);
@@ -212,6 +229,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         health.endWatches();
       });
       await closeDatabase(db);
+      await new Promise((resolve) => (exposition ? exposition.server.close(resolve) : resolve(undefined)));
+      await tracing?.shutdown();
       log.info('stopped');
     })());
   return { port, db, health, shutdown };

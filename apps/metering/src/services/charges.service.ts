@@ -68,6 +68,8 @@ export class ChargesService {
     private readonly pricing: PricingService,
     private readonly clock: () => Date = () => new Date(),
     private readonly maxInFlight = 2,
+    /** Told about every write transaction (metrics). */
+    private readonly onBatch: (b: { charges: number; priced: number; unpriced: number; seconds: number; ok: boolean }) => void = () => undefined,
   ) {}
 
   async recordCharge(raw: RecordChargeRequestInput): Promise<RecordChargeResult> {
@@ -122,7 +124,29 @@ export class ChargesService {
    * settled holds. Several charges of one batch with the same key are
    * answered as the first one and its replays.
    */
-  private write(inputs: ChargeInput[]): Promise<BatchItemResult[]> {
+  private async write(inputs: ChargeInput[]): Promise<BatchItemResult[]> {
+    const started = process.hrtime.bigint();
+    let inserted: ChargeRecord[] = [];
+    const report = (ok: boolean) =>
+      this.onBatch({
+        charges: inputs.length,
+        priced: inserted.filter((c) => c.pricingStatus === 'priced').length,
+        unpriced: inserted.filter((c) => c.pricingStatus === 'unpriced').length,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        ok,
+      });
+    try {
+      const results = await this.transact(inputs, (stored) => (inserted = stored));
+      report(true);
+      return results;
+    } catch (err) {
+      inserted = [];
+      report(false);
+      throw err;
+    }
+  }
+
+  private transact(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void): Promise<BatchItemResult[]> {
     return inTransaction(this.db, async (tx) => {
       const byKey = new Map<string, ChargeInput>();
       for (const c of inputs) if (!byKey.has(keyOf(c))) byKey.set(keyOf(c), c);
@@ -143,6 +167,7 @@ export class ChargesService {
       }));
       charges.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
       const inserted = await insertChargesIfAbsent(tx, charges);
+      onInserted(inserted);
       // The reservations the new charges settle: their holds (if not already expired) give way to the usage.
       const settled = inserted.flatMap((charge) => {
         const reservation = charge.reservationId ? reservations.get(pair(charge.accountId, charge.reservationId)) : undefined;
