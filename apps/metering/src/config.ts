@@ -16,6 +16,10 @@ export interface Config {
   writeConcurrency: number;
   /** How often expired reservations are freed. */
   reservationSweepMs: number;
+  /** WatchCharges: a subscriber that reads nothing for this long is ended (it resumes from its cursor). */
+  streamSlowMs: number;
+  /** WatchCharges: read the outbox at least this often even without a notification. */
+  eventPollMs: number;
   /** 'keys' (API keys required) or 'off' (development only: every caller is the operator). */
   authMode: AuthMode;
   /** The operator's key (any account, any scope); required with authMode 'keys'. */
@@ -68,5 +72,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     healthIntervalMs: int(env, 'METERING_HEALTH_INTERVAL_MS', 5_000, 100, 600_000),
     writeConcurrency: int(env, 'METERING_WRITE_CONCURRENCY', 2, 1, 64),
     reservationSweepMs: int(env, 'METERING_RESERVATION_SWEEP_MS', 1_000, 50, 3_600_000),
+    streamSlowMs: int(env, 'METERING_STREAM_SLOW_MS', 30_000, 100, 3_600_000),
+    eventPollMs: int(env, 'METERING_EVENT_POLL_MS', 1_000, 50, 60_000),
   };
 }

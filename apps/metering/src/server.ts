@@ -3,12 +3,14 @@ import type { PackageDefinition } from '@grpc/proto-loader';
 import { readFileSync } from 'node:fs';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { descriptorSetBase64, HealthService, MeteringServiceServer, MeteringServiceService } from '@metering/contracts';
+import { descriptorSetBase64, HealthService, MeteringServiceServer, MeteringServiceService, WatchChargesRequest } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
 import type { Config } from './config';
 import { Authenticator, AuthMode, authorize } from './grpc/auth';
 import { Health } from './grpc/health';
+import { OpenStreams, serverStream, StreamControl } from './grpc/stream';
 import { unary } from './grpc/unary';
+import { watchChargesHandler } from './handlers/events.handler';
 import { Metrics } from './observability/metrics';
 import { Tracing } from './observability/tracing';
 import { createApiKeyHandler, listApiKeysHandler, revokeApiKeyHandler } from './handlers/api-keys.handler';
@@ -31,13 +33,15 @@ import type { Logger } from './logger';
 import { AccountsService } from './services/accounts.service';
 import { ApiKeysService } from './services/api-keys.service';
 import { ChargesService } from './services/charges.service';
+import { EventNotifier, EventsService } from './services/events.service';
 import { LimitsService } from './services/limits.service';
 import { MarkupsService } from './services/markups.service';
 import { PricingService } from './services/pricing.service';
 import { RerateService } from './services/rerate.service';
 import { ReservationsService } from './services/reservations.service';
 import { UsageService } from './services/usage.service';
-import { closeDatabase, Db, migrate, openDatabase } from './store/db';
+import { closeDatabase, Db, listen, migrate, openDatabase } from './store/db';
+import { EVENTS_CHANNEL } from './store/events.repo';
 
 export const SERVICE_NAME = 'metering.v1.MeteringService';
 
@@ -45,7 +49,16 @@ export const SERVICE_NAME = 'metering.v1.MeteringService';
 export function meteringService(
   db: Db,
   log: Logger,
-  opts: { clock?: () => Date; writeConcurrency?: number; authMode?: AuthMode; operatorKey?: string; metrics?: Metrics; tracing?: Tracing } = {},
+  opts: {
+    clock?: () => Date;
+    writeConcurrency?: number;
+    authMode?: AuthMode;
+    operatorKey?: string;
+    metrics?: Metrics;
+    tracing?: Tracing;
+    /** WatchCharges: woken by NOTIFY; streams registered for shutdown; how long a subscriber may not read; how often to poll. */
+    events?: { notifier: EventNotifier; open: OpenStreams; slowMs: number; pollMs: number };
+  } = {},
 ): MeteringServiceServer {
   const { clock, writeConcurrency, metrics } = opts;
   const telemetry = { service: SERVICE_NAME, metrics, tracing: opts.tracing };
@@ -71,6 +84,8 @@ export function meteringService(
   const reservations = new ReservationsService(db, clock);
   const accounts = new AccountsService(db);
   const markups = new MarkupsService(db);
+  const streams = opts.events ?? { notifier: new EventNotifier(), open: new OpenStreams(), slowMs: 30_000, pollMs: 1000 };
+  const eventsService = new EventsService(db, streams.notifier, streams.pollMs);
   return {
     recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
     recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
@@ -95,6 +110,15 @@ export function meteringService(
     setPrice: rpc('SetPrice', setPriceHandler(pricing)),
     deletePrice: rpc('DeletePrice', deletePriceHandler(pricing)),
     rerateCharges: rpc('RerateCharges', rerateChargesHandler(rerate)),
+    watchCharges: serverStream(
+      'WatchCharges',
+      log,
+      async (req: WatchChargesRequest, metadata: Metadata, control: StreamControl) => {
+        authorize('WatchCharges', await authenticator.authenticate(metadata), req);
+        return watchChargesHandler(eventsService, streams.slowMs)(req, metadata, control);
+      },
+      { slowMs: streams.slowMs, open: streams.open, telemetry },
+    ),
     createApiKey: rpc('CreateApiKey', createApiKeyHandler(apiKeys)),
     revokeApiKey: rpc('RevokeApiKey', revokeApiKeyHandler(apiKeys)),
     listApiKeys: rpc('ListApiKeys', listApiKeysHandler(apiKeys)),
@@ -160,10 +184,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const tracing = config.tracing ? Tracing.start(process.env.OTEL_SERVICE_NAME || 'metering') : undefined;
   if (tracing) log.info('tracing', { exporter: 'otlp/http' });
 
+  // WatchCharges subscribers wake on NOTIFY from any process writing to this database.
+  const notifier = new EventNotifier();
+  const stopListening = await listen(db, EVENTS_CHANNEL, (account) => notifier.wake(account), (err) => log.warn('event listener', { error: String(err) }));
+  const streams = new OpenStreams();
+
   const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(
     MeteringServiceService,
-    meteringService(db, log, { writeConcurrency: config.writeConcurrency, authMode: config.authMode, operatorKey: config.operatorKey, metrics, tracing }),
+    meteringService(db, log, {
+      writeConcurrency: config.writeConcurrency,
+      authMode: config.authMode,
+      operatorKey: config.operatorKey,
+      metrics,
+      tracing,
+      events: { notifier, open: streams, slowMs: config.streamSlowMs, pollMs: config.eventPollMs },
+    }),
   );
   const health = new Health(['', SERVICE_NAME]);
   server.addService(HealthService, health.implementation());
@@ -220,14 +256,17 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
           resolve();
         }, config.shutdownGraceMs);
         // New calls are refused from here; accepted ones run to completion. Health Watch
-        // subscribers, told NOT_SERVING above, have their streams ended so they do not hold
-        // the server open.
+        // subscribers, told NOT_SERVING above, and WatchCharges subscribers (UNAVAILABLE with
+        // their cursor, to resume elsewhere) have their streams ended so they do not hold the
+        // server open.
         server.tryShutdown(() => {
           clearTimeout(force);
           resolve();
         });
         health.endWatches();
+        streams.closeAll();
       });
+      await stopListening();
       await closeDatabase(db);
       await new Promise((resolve) => (exposition ? exposition.server.close(resolve) : resolve(undefined)));
       await tracing?.shutdown();

@@ -8,3 +8,4 @@ export * from './pricing';
 export * from './time';
 export * from './reservation';
 export * from './auth';
+export * from './events';

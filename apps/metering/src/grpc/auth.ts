@@ -84,6 +84,7 @@ export const POLICY: Readonly<Record<string, Rule>> = {
   CheckLimits: { scope: 'record', account: 'own' },
   ReleaseReservation: { scope: 'record', account: 'own' },
   GetReservation: { scope: 'read', account: 'own' },
+  WatchCharges: { scope: 'read', account: 'own' },
   GetDailyUsage: { scope: 'read', account: 'own' },
   GetLimits: { scope: 'read', account: 'own' },
   ListLimits: { scope: 'read', account: 'own' },

@@ -17,6 +17,7 @@ import {
 import { CURRENCY_CODE, totalTokens } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
+import { appendEvents } from '../store/events.repo';
 import { Db, inTransaction, Tx } from '../store/db';
 import { readTimeZones } from '../store/limits.repo';
 import { finishReservations, lockReservations } from '../store/reservations.repo';
@@ -179,6 +180,7 @@ export class ChargesService {
         settled.filter((s) => s.reservation.status === 'held').map((s) => holdOf(s.reservation, -1)),
       );
       await finishReservations(tx, settled.map((s) => ({ ref: s.reservation, status: 'settled', at: recordTime, chargeId: s.charge.chargeId })));
+      await appendEvents(tx, inserted.map((charge) => ({ kind: 'charge_recorded', charge })));
       for (const { charge, reservation } of settled) reservations.set(pair(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [keyOf(c), { charge: c, fresh: true }]));

@@ -36,6 +36,7 @@ import { Dec, totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, readTimeZone, replaceDailyLimits } from '../store/limits.repo';
+import { appendEvents } from '../store/events.repo';
 import { findReservationByKey, insertReservation } from '../store/reservations.repo';
 import { applyRollupDeltas, CounterRow } from '../store/usage.repo';
 import { PricingService } from './pricing.service';
@@ -205,11 +206,12 @@ export class LimitsService {
         };
         if (!(await insertReservation(tx, reservation))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
         const expired = await expireDue(tx, now, check.accountId);
-        const counters = await applyRollupDeltas(tx, [], [...expired, ZERO_HOLD(check.accountId, check.userId, day)]);
+        const counters = await applyRollupDeltas(tx, [], [...expired.holds, ZERO_HOLD(check.accountId, check.userId, day)]);
         const limits = await readLimits(tx, check.accountId, ['', check.userId]);
         const result = this.decide(check, limits, counters, timeZone, day, call);
         if (!result.allowed) throw new Denied(result);
         await applyRollupDeltas(tx, [], [holdOf(reservation, 1)]);
+        await appendEvents(tx, expired.events);
         return { ...result, reservation };
       });
     } catch (err) {

@@ -2,6 +2,7 @@ import { ChargeRecord, RerateQuery, validateRerate } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
 import { Db, inTransaction } from '../store/db';
+import { appendEvents } from '../store/events.repo';
 import { applyRollupDeltas, deltaOfCharge, RollupDelta, subtractSums } from '../store/usage.repo';
 import { ChargePricing, PricingService } from './pricing.service';
 
@@ -50,6 +51,7 @@ export class RerateService {
       const batch = await inTransaction(this.db, async (tx) => {
         const charges = await lockChargesToRerate(tx, q, after, RERATE_BATCH);
         const deltas: RollupDelta[] = [];
+        const rerated: ChargeRecord[] = [];
         const repriced = await this.pricing.priceCharges(tx, charges);
         for (const [n, old] of charges.entries()) {
           report.examined++;
@@ -63,10 +65,12 @@ export class RerateService {
           report.totalCostAfter = report.totalCostAfter.plus(updated.costs?.totalCost ?? 0);
           if (q.dryRun) continue;
           await updateChargePricing(tx, updated);
+          rerated.push(updated);
           const next = deltaOfCharge(updated);
           deltas.push({ ...next, sums: subtractSums(next.sums, deltaOfCharge(old).sums) });
         }
         await applyRollupDeltas(tx, deltas);
+        await appendEvents(tx, rerated.map((charge) => ({ kind: 'charge_rerated', charge })));
         return charges;
       });
       if (batch.length < RERATE_BATCH) return report;

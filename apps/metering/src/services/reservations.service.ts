@@ -1,6 +1,7 @@
 import { Reservation, ReservationNotFoundError, ReservationRef, ReservationStateError, validateReservationRef } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { Db, inTransaction, read, Tx } from '../store/db';
+import { appendEvents, NewEvent } from '../store/events.repo';
 import { findReservation, finishReservations, lockDueReservations, lockReservations } from '../store/reservations.repo';
 import { applyRollupDeltas, HoldDelta } from '../store/usage.repo';
 
@@ -20,14 +21,18 @@ export const EXPIRY_BATCH = 500;
 /**
  * Frees held reservations whose expiry has passed, in the caller's
  * transaction (of one account, or of all): locks them (skipping any another
- * transaction holds), returns the holds to remove from the counters, and
- * marks them expired. The caller applies the holds with its own counter
- * changes, in one ordered statement.
+ * transaction holds), marks them expired, and returns the holds to remove
+ * from the counters and the events to append. The caller applies the holds
+ * with its own counter changes, in one ordered statement, and appends the
+ * events last.
  */
-export async function expireDue(tx: Tx, now: Date, accountId?: string): Promise<HoldDelta[]> {
+export async function expireDue(tx: Tx, now: Date, accountId?: string): Promise<{ holds: HoldDelta[]; events: NewEvent[] }> {
   const due = await lockDueReservations(tx, now, EXPIRY_BATCH, accountId);
   await finishReservations(tx, due.map((r) => ({ ref: r, status: 'expired', at: now })));
-  return due.map((r) => holdOf(r, -1));
+  return {
+    holds: due.map((r) => holdOf(r, -1)),
+    events: due.map((r) => ({ kind: 'reservation_expired', reservation: { ...r, status: 'expired', finishTime: now } })),
+  };
 }
 
 /** ReleaseReservation, GetReservation, and the expiry sweeper. Settling is part of RecordCharge (ChargesService). */
@@ -62,8 +67,9 @@ export class ReservationsService {
     let total = 0;
     for (;;) {
       const n = await inTransaction(this.db, async (tx) => {
-        const holds = await expireDue(tx, this.clock());
+        const { holds, events } = await expireDue(tx, this.clock());
         await applyRollupDeltas(tx, [], holds);
+        await appendEvents(tx, events);
         return holds.length;
       });
       total += n;

@@ -4,7 +4,7 @@ import type { Tx } from './db';
 
 /** SQL of the charges table. Runs inside the caller's transaction; no business rules. */
 
-interface ChargeRow {
+export interface ChargeRow {
   account_id: string;
   charge_id: string;
   idempotency_key: string;

@@ -28,12 +28,14 @@ pg.types.setTypeParser(INT8_OID, keepText);
 /** Opens the database: Postgres when a URL is configured, otherwise embedded Postgres (PGlite). */
 export function openDatabase(config: DatabaseConfig): Db {
   if (config.url) {
-    return knex({
+    const db = knex({
       client: 'pg',
       connection: { connectionString: config.url, application_name: 'metering' },
       pool: { min: 0, max: config.poolMax },
       acquireConnectionTimeout: 10_000,
     });
+    urls.set(db, config.url);
+    return db;
   }
   if (config.dataDir !== ':memory:') mkdirSync(config.dataDir, { recursive: true });
   // One PGlite instance for the life of the Knex instance, closed by closeDatabase():
@@ -47,6 +49,47 @@ export function openDatabase(config: DatabaseConfig): Db {
 }
 
 const embedded = new WeakMap<Db, PGlite>();
+const urls = new WeakMap<Db, string>();
+
+/**
+ * Calls `onNotify(payload)` for every NOTIFY on `channel` (from any process on
+ * the same database), on a connection of its own (Postgres, reconnecting
+ * after a failure) or through the embedded database. Returns a stop function.
+ */
+export async function listen(db: Db, channel: string, onNotify: (payload: string) => void, onError: (err: unknown) => void = () => undefined): Promise<() => Promise<void>> {
+  const pglite = embedded.get(db);
+  if (pglite) return pglite.listen(channel, onNotify);
+  const url = urls.get(db);
+  if (!url) throw new Error('listen: not a database opened by openDatabase');
+  let stopped = false;
+  let client: pg.Client | undefined;
+  const connect = async (): Promise<void> => {
+    while (!stopped) {
+      const c = new pg.Client({ connectionString: url, application_name: 'metering-listen' });
+      try {
+        c.on('notification', (m) => m.channel === channel && onNotify(m.payload ?? ''));
+        c.on('error', (err) => {
+          onError(err);
+          void c.end().catch(() => undefined);
+          if (client === c && !stopped) void connect();
+        });
+        await c.connect();
+        await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        client = c;
+        return;
+      } catch (err) {
+        onError(err);
+        await c.end().catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  };
+  void connect();
+  return async () => {
+    stopped = true;
+    await client?.end().catch(() => undefined);
+  };
+}
 
 /** Closes the pool and, for the embedded database, the database itself (flushing it to its folder). */
 export async function closeDatabase(db: Db): Promise<void> {

@@ -5,7 +5,7 @@ import type { Db, Tx } from './db';
 
 /** SQL of the reservations table. Runs inside the caller's transaction; no business rules. */
 
-interface ReservationRow {
+export interface ReservationRow {
   account_id: string;
   reservation_id: string;
   idempotency_key: string;
@@ -22,7 +22,7 @@ interface ReservationRow {
   charge_id: string | null;
 }
 
-const fromRow = (r: ReservationRow): Reservation => ({
+export const fromReservationRow = (r: ReservationRow): Reservation => ({
   accountId: r.account_id,
   reservationId: r.reservation_id,
   idempotencyKey: r.idempotency_key,
@@ -39,23 +39,27 @@ const fromRow = (r: ReservationRow): Reservation => ({
   chargeId: r.charge_id ?? undefined,
 });
 
+export const toReservationRow = (r: Reservation): ReservationRow => ({
+  account_id: r.accountId,
+  reservation_id: r.reservationId,
+  idempotency_key: r.idempotencyKey,
+  user_id: r.userId,
+  status: r.status,
+  held_messages: r.heldMessages.toString(),
+  held_tokens: r.heldTokens.toString(),
+  held_cost: r.heldCost.toFixed(),
+  period_day: r.periodDay,
+  request_hash: r.requestHash,
+  create_time: r.createTime,
+  expire_time: r.expireTime,
+  finish_time: r.finishTime ?? null,
+  charge_id: r.chargeId ?? null,
+});
+
 /** Inserts a reservation unless its idempotency key is taken (then false; a concurrent insert of the key waits for the other transaction). */
 export async function insertReservation(tx: Tx, r: Reservation): Promise<boolean> {
   const rows = await tx('reservations')
-    .insert({
-      account_id: r.accountId,
-      reservation_id: r.reservationId,
-      idempotency_key: r.idempotencyKey,
-      user_id: r.userId,
-      status: r.status,
-      held_messages: r.heldMessages.toString(),
-      held_tokens: r.heldTokens.toString(),
-      held_cost: r.heldCost.toFixed(),
-      period_day: r.periodDay,
-      request_hash: r.requestHash,
-      create_time: r.createTime,
-      expire_time: r.expireTime,
-    })
+    .insert(toReservationRow(r))
     .onConflict(['account_id', 'idempotency_key'])
     .ignore()
     .returning('reservation_id');
@@ -64,12 +68,12 @@ export async function insertReservation(tx: Tx, r: Reservation): Promise<boolean
 
 export async function findReservationByKey(db: Db | Tx, accountId: string, idempotencyKey: string): Promise<Reservation | undefined> {
   const row = await db('reservations').where({ account_id: accountId, idempotency_key: idempotencyKey }).first();
-  return row ? fromRow(row) : undefined;
+  return row ? fromReservationRow(row) : undefined;
 }
 
 export async function findReservation(db: Db | Tx, ref: ReservationRef): Promise<Reservation | undefined> {
   const row = await db('reservations').where({ account_id: ref.accountId, reservation_id: ref.reservationId }).first();
-  return row ? fromRow(row) : undefined;
+  return row ? fromReservationRow(row) : undefined;
 }
 
 /** Locks reservations for update in (account, id) order, so that concurrent settlers cannot deadlock. */
@@ -82,7 +86,7 @@ export async function lockReservations(tx: Tx, refs: ReservationRef[]): Promise<
         FOR UPDATE OF r`,
     [refs.map((r) => r.accountId), refs.map((r) => r.reservationId)],
   );
-  return (rows as ReservationRow[]).map(fromRow);
+  return (rows as ReservationRow[]).map(fromReservationRow);
 }
 
 /**
@@ -94,7 +98,7 @@ export async function lockDueReservations(tx: Tx, now: Date, limit: number, acco
   const query = tx('reservations').where('status', 'held').where('expire_time', '<=', now);
   if (accountId !== undefined) query.where('account_id', accountId);
   const rows: ReservationRow[] = await query.orderBy(['account_id', 'reservation_id']).limit(limit).forUpdate().skipLocked();
-  return rows.map(fromRow);
+  return rows.map(fromReservationRow);
 }
 
 /** Marks reservations settled, released or expired. */

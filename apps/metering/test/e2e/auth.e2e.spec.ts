@@ -49,6 +49,7 @@ const REQUESTS: Record<Method, object> = {
   createApiKey: { accountId: VICTIM, name: 'backdoor', scopes: [pb.ApiKeyScope.API_KEY_SCOPE_ADMIN] },
   revokeApiKey: { accountId: VICTIM, keyId: 'k_000000000000' },
   listApiKeys: { accountId: VICTIM },
+  watchCharges: { accountId: VICTIM, afterSequence: '0' },
 };
 
 const pascal = (m: string) => m[0].toUpperCase() + m.slice(1);
@@ -57,6 +58,26 @@ const pascal = (m: string) => m[0].toUpperCase() + m.slice(1);
 function invoke(client: pb.MeteringServiceClient, method: Method, request: object, metadata: Metadata): Promise<unknown> {
   const def = pb.MeteringServiceService[method];
   const message = (pb as unknown as Record<string, { fromPartial(o: object): unknown }>)[`${pascal(method)}Request`].fromPartial(request);
+  if (def.responseStream) {
+    // A stream: its first message (or its error) within 2 s; then it is cancelled.
+    return new Promise((resolve, reject) => {
+      const stream = client.makeServerStreamRequest(def.path, def.requestSerialize as (v: unknown) => Buffer, def.responseDeserialize, message, metadata, { deadline: Date.now() + 10_000 });
+      const timer = setTimeout(() => {
+        stream.cancel();
+        resolve(undefined);
+      }, 2000);
+      stream.on('data', (d: unknown) => {
+        clearTimeout(timer);
+        stream.cancel();
+        resolve(d);
+      });
+      stream.on('error', (err: ServiceError) => {
+        clearTimeout(timer);
+        if (err.code === status.CANCELLED) resolve(undefined);
+        else reject(err);
+      });
+    });
+  }
   return new Promise((resolve, reject) =>
     client.makeUnaryRequest(def.path, def.requestSerialize as (v: unknown) => Buffer, def.responseDeserialize, message, metadata, { deadline: Date.now() + 10_000 }, (err: ServiceError | null, res?: unknown) =>
       err ? reject(err) : resolve(res),

@@ -3,6 +3,7 @@ import * as initial from './20261123000000_initial';
 import * as pricing from './20261124100000_pricing';
 import * as budgets from './20261124200000_budgets';
 import * as apiKeys from './20261124300000_api_keys';
+import * as events from './20261124400000_events';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -10,6 +11,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261124100000_pricing': pricing,
   '20261124200000_budgets': budgets,
   '20261124300000_api_keys': apiKeys,
+  '20261124400000_events': events,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

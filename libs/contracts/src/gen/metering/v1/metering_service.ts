@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -31,6 +33,7 @@ import {
   requestTypeFromJSON,
   requestTypeToJSON,
 } from "./charge";
+import { ChargeEvent } from "./events";
 import {
   CheckLimitsReason,
   checkLimitsReasonFromJSON,
@@ -575,6 +578,31 @@ export interface ListApiKeysRequest {
 export interface ListApiKeysResponse {
   /** Newest first, revoked ones included. */
   keys: ApiKey[];
+}
+
+/** Which events to stream. */
+export interface WatchChargesRequest {
+  /** The account; empty means the key's own. */
+  accountId: string;
+  /**
+   * Deliver the events after this sequence (0: from the account's first
+   * event). Unset: only events committed from now on.
+   */
+  afterSequence?:
+    | string
+    | undefined;
+  /** Only charges of this user, when set (sequences still advance over the others). */
+  userId: string;
+  /** Only charges of this provider, when set. */
+  provider: string;
+  /** Only charges of this model, when set. */
+  model: string;
+}
+
+/** One streamed event. */
+export interface WatchChargesResponse {
+  /** The event. */
+  event: ChargeEvent | undefined;
 }
 
 function createBaseRecordChargeRequest(): RecordChargeRequest {
@@ -5078,6 +5106,220 @@ export const ListApiKeysResponse: MessageFns<ListApiKeysResponse> = {
   },
 };
 
+function createBaseWatchChargesRequest(): WatchChargesRequest {
+  return { accountId: "", afterSequence: undefined, userId: "", provider: "", model: "" };
+}
+
+export const WatchChargesRequest: MessageFns<WatchChargesRequest> = {
+  encode(message: WatchChargesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.afterSequence !== undefined) {
+      writer.uint32(16).int64(message.afterSequence);
+    }
+    if (message.userId !== "") {
+      writer.uint32(26).string(message.userId);
+    }
+    if (message.provider !== "") {
+      writer.uint32(34).string(message.provider);
+    }
+    if (message.model !== "") {
+      writer.uint32(42).string(message.model);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchChargesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchChargesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.afterSequence = reader.int64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.provider = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchChargesRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      afterSequence: isSet(object.afterSequence)
+        ? globalThis.String(object.afterSequence)
+        : isSet(object.after_sequence)
+        ? globalThis.String(object.after_sequence)
+        : undefined,
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      provider: isSet(object.provider) ? globalThis.String(object.provider) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+    };
+  },
+
+  toJSON(message: WatchChargesRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.afterSequence !== undefined) {
+      obj.afterSequence = message.afterSequence;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.provider !== "") {
+      obj.provider = message.provider;
+    }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchChargesRequest>): WatchChargesRequest {
+    return WatchChargesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchChargesRequest>): WatchChargesRequest {
+    const message = createBaseWatchChargesRequest();
+    message.accountId = object.accountId ?? "";
+    message.afterSequence = object.afterSequence ?? undefined;
+    message.userId = object.userId ?? "";
+    message.provider = object.provider ?? "";
+    message.model = object.model ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchChargesResponse(): WatchChargesResponse {
+  return { event: undefined };
+}
+
+export const WatchChargesResponse: MessageFns<WatchChargesResponse> = {
+  encode(message: WatchChargesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      ChargeEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchChargesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchChargesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = ChargeEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchChargesResponse {
+    return { event: isSet(object.event) ? ChargeEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: WatchChargesResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = ChargeEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchChargesResponse>): WatchChargesResponse {
+    return WatchChargesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchChargesResponse>): WatchChargesResponse {
+    const message = createBaseWatchChargesResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? ChargeEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * Meters LLM usage. A backend calls CheckLimits before an LLM call,
  * RecordCharge after it, and reads GetDailyUsage for dashboards and invoices.
@@ -5281,6 +5523,25 @@ export const MeteringServiceService = {
     responseSerialize: (value: ListApiKeysResponse): Buffer => Buffer.from(ListApiKeysResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListApiKeysResponse => ListApiKeysResponse.decode(value),
   },
+  /**
+   * Streams an account's events (charges recorded and re-rated, reservations
+   * expired) once committed, in commit order, each with its sequence number.
+   * Resume after a disconnect with after_sequence = the last sequence received:
+   * every event committed since is delivered, none twice. The stream never
+   * ends by itself; a subscriber that stops reading for too long is ended with
+   * ABORTED (ErrorInfo reason SUBSCRIBER_TOO_SLOW, metadata
+   * resume_after_sequence) and resumes from its cursor.
+   */
+  watchCharges: {
+    path: "/metering.v1.MeteringService/WatchCharges" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchChargesRequest): Buffer => Buffer.from(WatchChargesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchChargesRequest => WatchChargesRequest.decode(value),
+    responseSerialize: (value: WatchChargesResponse): Buffer =>
+      Buffer.from(WatchChargesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchChargesResponse => WatchChargesResponse.decode(value),
+  },
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup: {
     path: "/metering.v1.MeteringService/SetMarkup" as const,
@@ -5447,6 +5708,16 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
   revokeApiKey: handleUnaryCall<RevokeApiKeyRequest, RevokeApiKeyResponse>;
   /** Lists the API keys of an account (without secrets). */
   listApiKeys: handleUnaryCall<ListApiKeysRequest, ListApiKeysResponse>;
+  /**
+   * Streams an account's events (charges recorded and re-rated, reservations
+   * expired) once committed, in commit order, each with its sequence number.
+   * Resume after a disconnect with after_sequence = the last sequence received:
+   * every event committed since is delivered, none twice. The stream never
+   * ends by itself; a subscriber that stops reading for too long is ended with
+   * ABORTED (ErrorInfo reason SUBSCRIBER_TOO_SLOW, metadata
+   * resume_after_sequence) and resumes from its cursor.
+   */
+  watchCharges: handleServerStreamingCall<WatchChargesRequest, WatchChargesResponse>;
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup: handleUnaryCall<SetMarkupRequest, SetMarkupResponse>;
   /** Lists markup factors. */
@@ -5752,6 +6023,24 @@ export interface MeteringServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListApiKeysResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Streams an account's events (charges recorded and re-rated, reservations
+   * expired) once committed, in commit order, each with its sequence number.
+   * Resume after a disconnect with after_sequence = the last sequence received:
+   * every event committed since is delivered, none twice. The stream never
+   * ends by itself; a subscriber that stops reading for too long is ended with
+   * ABORTED (ErrorInfo reason SUBSCRIBER_TOO_SLOW, metadata
+   * resume_after_sequence) and resumes from its cursor.
+   */
+  watchCharges(
+    request: WatchChargesRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchChargesResponse>;
+  watchCharges(
+    request: WatchChargesRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchChargesResponse>;
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup(
     request: SetMarkupRequest,

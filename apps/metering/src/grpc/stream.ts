@@ -1,0 +1,98 @@
+import { Metadata, type ServerWritableStream, status } from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../logger';
+import { toServiceError } from './errors';
+import type { Telemetry } from './unary';
+
+/** Open server streams, so that shutdown can end them (they never end by themselves). */
+export class OpenStreams {
+  private readonly closers = new Set<() => void>();
+
+  add(close: () => void): () => void {
+    this.closers.add(close);
+    return () => this.closers.delete(close);
+  }
+
+  closeAll(): void {
+    for (const close of [...this.closers]) close();
+  }
+}
+
+export interface StreamControl {
+  /** Aborted when the client cancels or the server shuts down. */
+  signal: AbortSignal;
+  /** True once shutdown asked the stream to end. */
+  closing(): boolean;
+  /**
+   * Writes one message, waiting for the client to read when its buffer is
+   * full; resolves false when it did not read for `slowMs` (the stream should end).
+   */
+  write(message: unknown): Promise<boolean>;
+}
+
+/**
+ * Wraps a server-streaming handler: a request id echoed in the headers, one
+ * log line and metrics when the stream ends, flow control (a write waits for
+ * the client to drain), cancellation and shutdown through an AbortSignal, and
+ * errors mapped to a status in one place.
+ */
+export function serverStream<Req, Res>(
+  method: string,
+  log: Logger,
+  run: (req: Req, metadata: Metadata, control: StreamControl) => Promise<void>,
+  opts: { slowMs: number; open: OpenStreams; telemetry?: Telemetry },
+) {
+  return (call: ServerWritableStream<Req, Res>): void => {
+    const given = call.metadata.get('x-request-id')[0];
+    const requestId = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
+    const started = process.hrtime.bigint();
+    const headers = new Metadata();
+    headers.set('x-request-id', requestId);
+    call.sendMetadata(headers);
+    const abort = new AbortController();
+    let closing = false;
+    call.on('cancelled', () => abort.abort());
+    const forget = opts.open.add(() => {
+      closing = true;
+      abort.abort();
+    });
+    const control: StreamControl = {
+      signal: abort.signal,
+      closing: () => closing,
+      write: (message) => {
+        if (call.write(message as Res)) return Promise.resolve(true);
+        return new Promise((resolve) => {
+          const done = (drained: boolean) => {
+            clearTimeout(timer);
+            call.off('drain', onDrain);
+            abort.signal.removeEventListener('abort', onAbort);
+            resolve(drained);
+          };
+          const onDrain = () => done(true);
+          const onAbort = () => done(true);
+          const timer = setTimeout(() => done(false), opts.slowMs);
+          call.on('drain', onDrain);
+          abort.signal.addEventListener('abort', onAbort);
+        });
+      },
+    };
+    const finish = (code: status, err?: unknown) => {
+      forget();
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      opts.telemetry?.metrics?.rpc(method, status[code], ms / 1000);
+      log.info('stream ended', { method, request_id: requestId, code: status[code], duration_ms: ms, ...(err ? { error: err instanceof Error ? err.message : String(err) } : {}) });
+    };
+    run(call.request, call.metadata, control).then(
+      () => {
+        finish(status.OK);
+        if (!call.cancelled) call.end();
+      },
+      (err: unknown) => {
+        if (call.cancelled) return finish(status.CANCELLED);
+        const e = toServiceError(err, requestId);
+        finish(e.code, e.internal ? err : undefined);
+        call.emit('error', e);
+      },
+    );
+  };
+}

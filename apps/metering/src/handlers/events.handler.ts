@@ -1,0 +1,34 @@
+import type { Metadata } from '@grpc/grpc-js';
+import { ChargeEvent as PbChargeEvent, ChargeEventKind, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
+import { ChargeEvent, StreamClosedError, SubscriberTooSlowError } from '@metering/domain';
+import type { StreamControl } from '../grpc/stream';
+import { EventsService } from '../services/events.service';
+import { toProtoCharge, toProtoReservation, toProtoTimestamp } from './convert';
+
+/** WatchCharges: events -> wire, with flow control; a subscriber too slow to read, or a shutdown, ends the stream with its cursor. */
+
+const KIND = {
+  charge_recorded: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
+  charge_rerated: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RERATED,
+  reservation_expired: ChargeEventKind.CHARGE_EVENT_KIND_RESERVATION_EXPIRED,
+};
+
+const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
+  accountId: e.accountId,
+  sequence: e.sequence.toString(),
+  kind: KIND[e.kind],
+  eventTime: toProtoTimestamp(e.eventTime),
+  charge: e.charge ? toProtoCharge(e.charge) : undefined,
+  reservation: e.reservation ? toProtoReservation(e.reservation) : undefined,
+});
+
+export const watchChargesHandler =
+  (service: EventsService, slowMs: number) =>
+  async (req: WatchChargesRequest, _metadata: Metadata, control: StreamControl): Promise<void> => {
+    let sent = req.afterSequence === undefined ? undefined : BigInt(req.afterSequence);
+    for await (const event of service.watch(req, control.signal)) {
+      if (!(await control.write({ event: toProtoEvent(event) } satisfies WatchChargesResponse))) throw new SubscriberTooSlowError(sent ?? event.sequence - 1n, slowMs);
+      sent = event.sequence;
+    }
+    if (control.closing()) throw new StreamClosedError(sent ?? 0n);
+  };

@@ -1,0 +1,77 @@
+import type { ChargeEvent, ChargeEventKind, ChargeRecord, Reservation } from '@metering/domain';
+import { ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
+import type { Db, Tx } from './db';
+import { fromReservationRow, ReservationRow, toReservationRow } from './reservations.repo';
+
+/** SQL of the event outbox (charge_events) and its per-account sequences. No business rules. */
+
+export const EVENTS_CHANNEL = 'metering_events';
+
+/** An event to append: a charge (recorded or re-rated) or a reservation (expired), as stored now. */
+export type NewEvent = { kind: 'charge_recorded' | 'charge_rerated'; charge: ChargeRecord } | { kind: 'reservation_expired'; reservation: Reservation };
+
+const accountOf = (e: NewEvent) => ('charge' in e ? e.charge.accountId : e.reservation.accountId);
+
+/**
+ * Appends events in the caller's transaction. Must be its last write: each
+ * account's sequence row is taken (in account order) and held until commit,
+ * so sequence order is commit order and there are no gaps. Notifies
+ * listeners of each account on commit (Postgres NOTIFY).
+ */
+export async function appendEvents(tx: Tx, events: NewEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const counts = new Map<string, number>();
+  for (const e of events) counts.set(accountOf(e), (counts.get(accountOf(e)) ?? 0) + 1);
+  const accounts = [...counts.keys()].sort();
+  const { rows } = await tx.raw(
+    `INSERT INTO event_sequences AS s (account_id, last_sequence)
+       SELECT * FROM unnest(?::text[], ?::bigint[])
+     ON CONFLICT (account_id) DO UPDATE SET last_sequence = s.last_sequence + excluded.last_sequence
+     RETURNING account_id, last_sequence::text`,
+    [accounts, accounts.map((a) => String(counts.get(a)))],
+  );
+  const next = new Map((rows as Array<{ account_id: string; last_sequence: string }>).map((r) => [r.account_id, BigInt(r.last_sequence) - BigInt(counts.get(r.account_id) ?? 0)]));
+  const values = events.map((e) => {
+    const account = accountOf(e);
+    const sequence = (next.get(account) ?? 0n) + 1n;
+    next.set(account, sequence);
+    const payload = 'charge' in e ? { ...toChargeRow(e.charge), record_time: e.charge.recordTime } : toReservationRow(e.reservation);
+    return { account_id: account, sequence: sequence.toString(), kind: e.kind, payload: JSON.stringify(payload) };
+  });
+  await tx('charge_events').insert(values);
+  for (const account of accounts) await tx.raw('SELECT pg_notify(?, ?)', [EVENTS_CHANNEL, account]);
+}
+
+interface EventRow {
+  account_id: string;
+  seq: string;
+  kind: ChargeEventKind;
+  payload: Record<string, unknown>;
+  created_at: Date;
+}
+
+const revive = (p: Record<string, unknown>, dates: string[]) => ({ ...p, ...Object.fromEntries(dates.filter((d) => p[d] != null).map((d) => [d, new Date(p[d] as string)])) });
+
+function fromEventRow(r: EventRow): ChargeEvent {
+  const event: ChargeEvent = { accountId: r.account_id, sequence: BigInt(r.seq), kind: r.kind, eventTime: r.created_at };
+  if (r.kind === 'reservation_expired') event.reservation = fromReservationRow(revive(r.payload, ['create_time', 'expire_time', 'finish_time']) as unknown as ReservationRow);
+  else event.charge = fromChargeRow(revive(r.payload, ['usage_time', 'record_time', 'rate_time']) as unknown as ChargeRow);
+  return event;
+}
+
+/** Up to `limit` events of an account after a sequence, in sequence order. */
+export async function readEvents(db: Db, accountId: string, after: bigint, limit: number): Promise<ChargeEvent[]> {
+  const rows: EventRow[] = await db('charge_events')
+    .select('account_id', db.raw('sequence::text AS seq'), 'kind', 'payload', 'created_at')
+    .where('account_id', accountId)
+    .where('sequence', '>', after.toString())
+    .orderBy('sequence')
+    .limit(limit);
+  return rows.map(fromEventRow);
+}
+
+/** The sequence of an account's last event (0 when none). */
+export async function lastSequence(db: Db, accountId: string): Promise<bigint> {
+  const row = await db('event_sequences').select(db.raw('last_sequence::text AS s')).where('account_id', accountId).first();
+  return BigInt(row?.s ?? 0);
+}

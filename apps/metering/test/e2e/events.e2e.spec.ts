@@ -1,0 +1,201 @@
+import { type ClientReadableStream, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { ChargeEvent, ChargeEventKind, MeteringServiceClient, RerateMode, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
+import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { call, statusDetails } from '../support/grpc';
+import { chargeRequest, checkRequest } from '../support/requests';
+import { buildServer, ServerProcess, startServer } from '../support/server-process';
+
+/**
+ * Issue 5, the charge stream, end to end: WatchCharges through the generated
+ * client. Every committed charge once, in commit order, gapless sequences;
+ * resume after a disconnect; several server processes on one database; re-rated
+ * charges and expired reservations on the same stream; a subscriber that stops
+ * reading is ended with its cursor and holds back neither writers nor others.
+ */
+beforeAll(() => buildServer());
+requirePostgresInCi();
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A subscriber: collects events until told to stop. */
+function subscribe(client: MeteringServiceClient, req: Partial<WatchChargesRequest>) {
+  const events: ChargeEvent[] = [];
+  const stream: ClientReadableStream<WatchChargesResponse> = client.watchCharges(WatchChargesRequest.fromPartial(req), new Metadata());
+  let failure: ServiceError | undefined;
+  const ended = new Promise<void>((resolve) => {
+    stream.on('data', (r: WatchChargesResponse) => events.push(r.event!));
+    stream.on('error', (err: ServiceError) => {
+      failure = err;
+      resolve();
+    });
+    stream.on('end', () => resolve());
+  });
+  return {
+    events,
+    stream,
+    ended,
+    error: () => failure,
+    /** Waits until `n` events arrived (or 20 s passed). */
+    async until(n: number) {
+      const deadline = Date.now() + 20_000;
+      while (events.length < n && Date.now() < deadline && !failure) await sleep(20);
+      return events;
+    },
+    cancel() {
+      stream.cancel();
+    },
+  };
+}
+
+const record = (client: MeteringServiceClient, accountId: string, key: string, over = {}) => call(client.recordCharge, client, chargeRequest({ accountId, idempotencyKey: key, ...over }));
+
+describe.each(databaseTargets())('WatchCharges on $name', (target) => {
+  let tdb: TestDatabase;
+  let server: ServerProcess;
+  let client: MeteringServiceClient;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    server = await startServer(tdb.config, { METERING_RESERVATION_SWEEP_MS: '100', METERING_STREAM_SLOW_MS: '1000' });
+    client = server.client;
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await tdb?.drop();
+  });
+
+  it('delivers every committed charge once, in sequence order, and resumes after a disconnect with none missed or repeated', async () => {
+    const live = subscribe(client, { accountId: 'acme', afterSequence: '0' });
+    const recorded = [];
+    for (let n = 0; n < 5; n++) recorded.push((await record(client, 'acme', `k${n}`)).charge!.chargeId);
+    await live.until(5);
+    expect(live.events.map((e) => [e.sequence, e.kind, e.charge?.chargeId])).toEqual(recorded.map((id, n) => [String(n + 1), ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED, id]));
+    // A replay writes nothing, so it is no event.
+    await record(client, 'acme', 'k0');
+    live.cancel();
+    // While disconnected: 20 more, concurrently.
+    const more = await Promise.all(Array.from({ length: 20 }, (_, n) => record(client, 'acme', `m${n}`)));
+    const resumed = subscribe(client, { accountId: 'acme', afterSequence: '5' });
+    await resumed.until(20);
+    await sleep(300);
+    expect(resumed.events.map((e) => e.sequence)).toEqual(Array.from({ length: 20 }, (_, n) => String(n + 6)));
+    expect(new Set(resumed.events.map((e) => e.charge!.chargeId))).toEqual(new Set(more.map((r) => r.charge!.chargeId)));
+    // Without after_sequence: only what commits from now on.
+    const fromNow = subscribe(client, { accountId: 'acme' });
+    await sleep(300);
+    const next = await record(client, 'acme', 'after-now');
+    await fromNow.until(1);
+    expect(fromNow.events.map((e) => [e.sequence, e.charge?.chargeId])).toEqual([['26', next.charge!.chargeId]]);
+    resumed.cancel();
+    fromNow.cancel();
+  });
+
+  it('filters by user, provider and model, and puts re-rated charges and expired reservations on the same stream', async () => {
+    const all = subscribe(client, { accountId: 'mixed', afterSequence: '0' });
+    const u2 = subscribe(client, { accountId: 'mixed', afterSequence: '0', userId: 'u2' });
+    await record(client, 'mixed', 'a', { userId: 'u1' });
+    await record(client, 'mixed', 'b', { userId: 'u2', provider: 'selfhosted', model: 'm1' });
+    await call(client.setPrice, client, { accountId: 'mixed', provider: 'selfhosted', model: 'm1', effectiveTime: { seconds: '946684800', nanos: 0 }, rates: { inputPerMillion: '1', outputPerMillion: '1', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined }, source: 'test', actor: '' });
+    const today = new Date().toISOString().slice(0, 10);
+    await call(client.rerateCharges, client, { accountId: 'mixed', startDate: today, endDate: today, mode: RerateMode.RERATE_MODE_UNPRICED_ONLY, provider: '', model: '', dryRun: false });
+    await call(client.checkLimits, client, checkRequest({ accountId: 'mixed', userId: 'u2', reserve: true, idempotencyKey: 'r', holdSeconds: 1 }));
+    await all.until(4);
+    expect(all.events.map((e) => e.kind)).toEqual([
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RERATED,
+      ChargeEventKind.CHARGE_EVENT_KIND_RESERVATION_EXPIRED,
+    ]);
+    expect(all.events[2].charge).toMatchObject({ idempotencyKey: 'b', totalCost: { amount: '0.0003' } });
+    expect(all.events[3].reservation).toMatchObject({ idempotencyKey: 'r', userId: 'u2' });
+    await u2.until(3);
+    expect(u2.events.map((e) => e.sequence)).toEqual(['2', '3', '4']);
+    all.cancel();
+    u2.cancel();
+  });
+
+  it('ends a subscriber that stops reading with ABORTED and its cursor, while writers and other subscribers go on', async () => {
+    const reader = subscribe(client, { accountId: 'slow', afterSequence: '0' });
+    const stuck = subscribe(client, { accountId: 'slow', afterSequence: '0' });
+    stuck.stream.pause();
+    const big = { metadata: { note: 'x'.repeat(8000) } };
+    const started = Date.now();
+    for (let batch = 0; batch < 10; batch++) {
+      const charges = Array.from({ length: 50 }, (_, n) => chargeRequest({ accountId: 'slow', idempotencyKey: `s${batch}-${n}`, ...big }));
+      await call(client.recordCharges, client, { charges });
+    }
+    const writeMs = Date.now() - started;
+    await reader.until(500);
+    expect(reader.events.length).toBe(500);
+    stuck.stream.resume();
+    await stuck.ended;
+    const err = stuck.error();
+    expect(err?.code).toBe(status.ABORTED);
+    expect(statusDetails(err!).errorInfo).toMatchObject({ reason: 'SUBSCRIBER_TOO_SLOW', metadata: { resume_after_sequence: expect.stringMatching(/^\d+$/) } });
+    const cursor = BigInt(statusDetails(err!).errorInfo!.metadata.resume_after_sequence);
+    expect(cursor).toBeLessThan(500n);
+    // It resumes from its cursor and gets the rest.
+    const again = subscribe(client, { accountId: 'slow', afterSequence: cursor.toString() });
+    await again.until(Number(500n - cursor));
+    expect(again.events.at(-1)?.sequence).toBe('500');
+    expect(writeMs).toBeLessThan(30_000);
+    reader.cancel();
+    again.cancel();
+  });
+
+  it('refuses a bad request with INVALID_ARGUMENT', async () => {
+    const bad = subscribe(client, { accountId: '', afterSequence: '-1', userId: 'a b' });
+    await bad.ended;
+    expect(bad.error()?.code).toBe(status.INVALID_ARGUMENT);
+    expect(statusDetails(bad.error()!).badRequest?.fieldViolations.map((v) => v.field).sort()).toEqual(['account_id', 'after_sequence', 'user_id']);
+  });
+});
+
+describe.each(databaseTargets().filter((t) => t.name === 'postgres'))('WatchCharges across 3 server processes on one $name', (target) => {
+  let tdb: TestDatabase;
+  let servers: ServerProcess[] = [];
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    servers = [await startServer(tdb.config)];
+    servers.push(...(await Promise.all([startServer(tdb.config), startServer(tdb.config)])));
+  });
+
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    await tdb?.drop();
+  });
+
+  it('delivers to a subscriber on one process every charge written concurrently through all three, gapless in commit order, and to a resumed one the same', async () => {
+    const watcher = subscribe(servers[0].client, { accountId: 'multi', afterSequence: '0' });
+    const written = await Promise.all(Array.from({ length: 300 }, (_, n) => record(servers[n % 3].client, 'multi', `k${n}`, { userId: `u${n % 4}` })));
+    await watcher.until(300);
+    await sleep(300);
+    expect(watcher.events.map((e) => e.sequence)).toEqual(Array.from({ length: 300 }, (_, n) => String(n + 1)));
+    expect(new Set(watcher.events.map((e) => e.charge!.chargeId))).toEqual(new Set(written.map((w) => w.charge!.chargeId)));
+    // A subscriber on another process, resuming from the middle, gets exactly the rest.
+    const resumed = subscribe(servers[2].client, { accountId: 'multi', afterSequence: '150' });
+    await resumed.until(150);
+    await sleep(300);
+    expect(resumed.events.map((e) => e.charge!.chargeId)).toEqual(watcher.events.slice(150).map((e) => e.charge!.chargeId));
+    watcher.cancel();
+    resumed.cancel();
+  });
+
+  it('ends streams with UNAVAILABLE and the cursor when their server shuts down, so subscribers resume on another', async () => {
+    const extra = await startServer(tdb.config);
+    const watcher = subscribe(extra.client, { accountId: 'moving', afterSequence: '0' });
+    await record(servers[0].client, 'moving', 'before');
+    await watcher.until(1);
+    const stopped = extra.stop('SIGTERM');
+    await watcher.ended;
+    expect(await stopped).toBe(0);
+    expect(watcher.error()?.code).toBe(status.UNAVAILABLE);
+    await record(servers[1].client, 'moving', 'after');
+    const resumed = subscribe(servers[1].client, { accountId: 'moving', afterSequence: watcher.events.at(-1)!.sequence });
+    await resumed.until(1);
+    expect(resumed.events.map((e) => e.charge!.idempotencyKey)).toEqual(['after']);
+    resumed.cancel();
+  });
+});

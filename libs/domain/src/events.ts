@@ -1,0 +1,63 @@
+import type { ChargeRecord } from './charge';
+import type { Reservation } from './reservation';
+import { DomainError } from './errors';
+import { checkId, checkInt, checkModel, checkProvider, Violations } from './validation';
+
+export type ChargeEventKind = 'charge_recorded' | 'charge_rerated' | 'reservation_expired';
+
+/** One event of an account's stream: gapless sequence numbers in commit order. */
+export interface ChargeEvent {
+  accountId: string;
+  sequence: bigint;
+  kind: ChargeEventKind;
+  eventTime: Date;
+  charge?: ChargeRecord;
+  reservation?: Reservation;
+}
+
+export interface WatchQuery {
+  accountId: string;
+  /** Deliver events after this sequence; undefined: only events committed from now on. */
+  afterSequence?: bigint;
+  userId?: string;
+  provider?: string;
+  model?: string;
+}
+
+const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER;
+
+export function validateWatch(raw: { accountId: string; afterSequence?: string; userId: string; provider: string; model: string }): WatchQuery {
+  const v = new Violations();
+  const q: WatchQuery = {
+    accountId: checkId(v, 'account_id', raw.accountId),
+    userId: checkId(v, 'user_id', raw.userId, false) || undefined,
+    provider: checkProvider(v, 'provider', raw.provider, false) || undefined,
+    model: checkModel(v, 'model', raw.model, false) || undefined,
+  };
+  if (raw.afterSequence !== undefined) q.afterSequence = BigInt(checkInt(v, 'after_sequence', raw.afterSequence, 0, MAX_SEQUENCE));
+  v.done();
+  return q;
+}
+
+/** Whether an event passes a subscriber's filters (events without a charge pass user filters by their reservation's user). */
+export function eventMatches(e: ChargeEvent, q: WatchQuery): boolean {
+  const userId = e.charge?.userId ?? e.reservation?.userId;
+  if (q.userId !== undefined && userId !== q.userId) return false;
+  if (q.provider !== undefined && e.charge?.provider !== q.provider) return false;
+  if (q.model !== undefined && e.charge?.model !== q.model) return false;
+  return true;
+}
+
+/** A subscriber stopped reading for too long: its stream ends; it resumes from its cursor. */
+export class SubscriberTooSlowError extends DomainError {
+  constructor(resumeAfter: bigint, waitedMs: number) {
+    super('ABORTED', 'SUBSCRIBER_TOO_SLOW', `the subscriber read nothing for ${waitedMs} ms; resume with after_sequence=${resumeAfter}`, { resume_after_sequence: resumeAfter.toString() });
+  }
+}
+
+/** The server is shutting down: the stream ends; the subscriber resumes from its cursor on another server. */
+export class StreamClosedError extends DomainError {
+  constructor(resumeAfter: bigint) {
+    super('UNAVAILABLE', 'SERVER_SHUTTING_DOWN', `the server is shutting down; resume with after_sequence=${resumeAfter}`, { resume_after_sequence: resumeAfter.toString() });
+  }
+}
