@@ -11,6 +11,6 @@ module.exports = (projectDir) => ({
     '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.base.json') }],
   },
   moduleNameMapper: {
-    '^@metering/(contracts|domain|pricing)$': path.join(__dirname, 'libs/$1/src/index.ts'),
+    '^@metering/(client|contracts|domain|pricing)$': path.join(__dirname, 'libs/$1/src/index.ts'),
   },
 });

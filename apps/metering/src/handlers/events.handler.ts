@@ -25,10 +25,12 @@ const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
 export const watchChargesHandler =
   (service: EventsService, slowMs: number) =>
   async (req: WatchChargesRequest, _metadata: Metadata, control: StreamControl): Promise<void> => {
-    let sent = req.afterSequence === undefined ? undefined : BigInt(req.afterSequence);
-    for await (const event of service.watch(req, control.signal)) {
-      if (!(await control.write({ event: toProtoEvent(event) } satisfies WatchChargesResponse))) throw new SubscriberTooSlowError(sent ?? event.sequence - 1n, slowMs);
+    const feed = await service.open(req);
+    // The cursor to resume from: the last event written, or where the stream started.
+    let sent = feed.start;
+    for await (const event of feed.events(control.signal)) {
+      if (!(await control.write({ event: toProtoEvent(event) } satisfies WatchChargesResponse))) throw new SubscriberTooSlowError(sent, slowMs);
       sent = event.sequence;
     }
-    if (control.closing()) throw new StreamClosedError(sent ?? 0n);
+    if (control.closing()) throw new StreamClosedError(sent);
   };

@@ -46,13 +46,19 @@ export class EventsService {
     private readonly pollMs = 1000,
   ) {}
 
-  /** Validates the request and returns the stream of matching events (ends only when aborted). */
-  watch(raw: Parameters<typeof validateWatch>[0], signal: AbortSignal): AsyncIterable<ChargeEvent> {
+  /**
+   * Validates the request and finds where the stream starts (after_sequence,
+   * or the account's last sequence now); returns that cursor and the matching
+   * events after it (the iteration ends only when aborted).
+   */
+  async open(raw: Parameters<typeof validateWatch>[0]): Promise<{ start: bigint; events(signal: AbortSignal): AsyncIterable<ChargeEvent> }> {
     const q = validateWatch(raw);
     const { db, notifier, pollMs } = this;
+    const start = q.afterSequence ?? (await read(() => lastSequence(db, q.accountId)));
     return {
-      async *[Symbol.asyncIterator]() {
-        let cursor = q.afterSequence ?? (await read(() => lastSequence(db, q.accountId)));
+      start,
+      async *events(signal: AbortSignal) {
+        let cursor = start;
         while (!signal.aborted) {
           const batch = await read(() => readEvents(db, q.accountId, cursor, EVENT_BATCH));
           for (const event of batch) {
