@@ -224,11 +224,15 @@ describe.each(databaseTargets())('budgets on $name', (target) => {
     await expectRollupsMatchCharges(db, a);
   });
 
-  describe.each([
-    { measure: 'cost' as const, amount: '5.00', hold: { additionalCost: { amount: '0.10', currencyCode: 'USD' } } },
-    { measure: 'tokens' as const, amount: '5000', hold: { additionalTokens: '100' } },
-    { measure: 'messages' as const, amount: '50', hold: {} },
-  ])('1,000 concurrent reservations against a $measure limit', ({ measure, amount, hold }) => {
+  // The embedded database has one connection (transactions run one at a time): one measure there
+  // proves the counting; Postgres, with real concurrency, runs all three.
+  describe.each(
+    [
+      { measure: 'cost' as const, amount: '5.00', hold: { additionalCost: { amount: '0.10', currencyCode: 'USD' } } },
+      { measure: 'tokens' as const, amount: '5000', hold: { additionalTokens: '100' } },
+      { measure: 'messages' as const, amount: '50', hold: {} },
+    ].filter((c) => target.name === 'postgres' || c.measure === 'cost'),
+  )('1,000 concurrent reservations against a $measure limit', ({ measure, amount, hold }) => {
     it('admit exactly 50, and settling and releasing them leaves counters equal to the charges', async () => {
       const a = `race-${measure}`;
       await put(a, '', 'day', measure, amount);
