@@ -1,8 +1,7 @@
-import { Metadata, type ServerWritableStream, status } from '@grpc/grpc-js';
-import { randomUUID } from 'node:crypto';
+import { type Metadata, type ServerWritableStream, status } from '@grpc/grpc-js';
 import type { Logger } from '../logger';
 import { toServiceError } from './errors';
-import type { Telemetry } from './unary';
+import { acceptCall, type Telemetry } from './unary';
 
 /** Open server streams, so that shutdown can end them (they never end by themselves). */
 export class OpenStreams {
@@ -43,12 +42,8 @@ export function serverStream<Req, Res>(
   opts: { slowMs: number; open: OpenStreams; telemetry?: Telemetry },
 ) {
   return (call: ServerWritableStream<Req, Res>): void => {
-    const given = call.metadata.get('x-request-id')[0];
-    const requestId = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
+    const requestId = acceptCall(call);
     const started = process.hrtime.bigint();
-    const headers = new Metadata();
-    headers.set('x-request-id', requestId);
-    call.sendMetadata(headers);
     const abort = new AbortController();
     let closing = false;
     call.on('cancelled', () => abort.abort());

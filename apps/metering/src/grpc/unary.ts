@@ -18,14 +18,20 @@ export interface Telemetry {
   tracing?: Tracing;
 }
 
+/** The call's request id (the caller's `x-request-id`, or a new one), sent back in the response headers. */
+export function acceptCall(call: { metadata: Metadata; sendMetadata(headers: Metadata): void }): string {
+  const given = call.metadata.get('x-request-id')[0];
+  const requestId = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
+  const headers = new Metadata();
+  headers.set('x-request-id', requestId);
+  call.sendMetadata(headers);
+  return requestId;
+}
+
 export function unary<Req, Res>(method: string, log: Logger, handle: (req: Req, metadata: Metadata) => Promise<Res>, telemetry?: Telemetry) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    const given = call.metadata.get('x-request-id')[0];
-    const requestId = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
+    const requestId = acceptCall(call);
     const started = process.hrtime.bigint();
-    const headers = new Metadata();
-    headers.set('x-request-id', requestId);
-    call.sendMetadata(headers);
     const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
     const span = telemetry?.tracing?.startCall(telemetry.service, method, requestId, call.metadata);
     const observe = (code: status) => {
