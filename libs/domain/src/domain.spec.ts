@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { Dec } from '@metering/pricing';
 import { diffChargeContent, RecordChargeRequestInput, validateRecordCharge } from './charge';
 import { ValidationError } from './errors';
-import { evaluateLimits, Limit, periodStartOf, UsageCounter, validateCheckLimits, validatePutLimit, validateSetLimits, ZERO_USAGE } from './limits';
+import { evaluateLimits, Limit, periodStartOf, softLimitCrossings, UsageCounter, validateCheckLimits, validatePutLimit, validateSetLimits, ZERO_USAGE } from './limits';
 import { checkTimeZone, localDay, monthStart, neighbourDays } from './time';
 import { Violations } from './validation';
 import { encodePageToken, parseDay, validateDailyUsageQuery } from './usage';
@@ -154,6 +154,21 @@ describe('evaluateLimits (the seeds\' check_user_limits, with periods, soft limi
     const d = run([limit('', 'messages', '1'), limit('u', 'tokens', '1'), limit('u', 'messages', '1')], { 'u/day': { used: counter(1, 5) }, '/day': { used: counter(1, 5) } });
     expect(d.message).toBe('Daily message limit reached (1)');
     expect(d.limits.map((l) => `${l.measure}/${l.scope}`)).toEqual(['messages/user', 'messages/account', 'tokens/user']);
+  });
+
+  it('finds the soft limits a batch of charges took past their amount, once', () => {
+    const soft = [limit('', 'cost', '0.01', 'day', 'soft'), limit('u', 'messages', '5', 'month', 'soft'), limit('', 'tokens', '1', 'day', 'hard')];
+    const charge = (userId: string, cost: string) => ({ accountId: 'a', userId, usageDate: day, totalTokens: 10, costs: { totalCost: cost } });
+    const counters = [
+      { accountId: 'a', userId: '', period: 'day' as const, periodStart: day, used: counter(3, 30, '0.012') },
+      { accountId: 'a', userId: 'u', period: 'month' as const, periodStart: '2026-03-01', used: counter(4, 40, '0.02') },
+    ];
+    // The account's cost went from 0.008 to 0.012 (crossed 0.01); u's month went from 3 to 4 messages (not 5 yet).
+    expect(softLimitCrossings(soft, counters, [charge('u', '0.002'), charge('v', '0.002')])).toEqual([
+      { userId: 'v', limit: soft[0], periodStart: day, used: counters[0].used },
+    ]);
+    // Already past before these charges: nothing new.
+    expect(softLimitCrossings(soft, [{ ...counters[0], used: counter(3, 30, '0.02') }], [charge('u', '0.002')])).toEqual([]);
   });
 
   it('ignores limits of other users', () => {

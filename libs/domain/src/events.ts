@@ -1,9 +1,18 @@
 import type { ChargeRecord } from './charge';
+import type { Limit, UsageCounter } from './limits';
 import type { Reservation } from './reservation';
 import { DomainError } from './errors';
 import { checkId, checkInt, checkModel, checkProvider, Violations } from './validation';
 
-export type ChargeEventKind = 'charge_recorded' | 'charge_rerated' | 'reservation_expired';
+export type ChargeEventKind = 'charge_recorded' | 'charge_rerated' | 'reservation_expired' | 'soft_limit_exceeded';
+
+/** A soft limit that a user's charge took past its amount, with the usage after it. */
+export interface SoftLimitCrossing {
+  userId: string;
+  limit: Limit;
+  periodStart: string;
+  used: UsageCounter;
+}
 
 /** One event of an account's stream: gapless sequence numbers in commit order. */
 export interface ChargeEvent {
@@ -13,6 +22,7 @@ export interface ChargeEvent {
   eventTime: Date;
   charge?: ChargeRecord;
   reservation?: Reservation;
+  softLimit?: SoftLimitCrossing;
 }
 
 export interface WatchQuery {
@@ -41,7 +51,7 @@ export function validateWatch(raw: { accountId: string; afterSequence?: string; 
 
 /** Whether an event passes a subscriber's filters (events without a charge pass user filters by their reservation's user). */
 export function eventMatches(e: ChargeEvent, q: WatchQuery): boolean {
-  const userId = e.charge?.userId ?? e.reservation?.userId;
+  const userId = e.charge?.userId ?? e.reservation?.userId ?? e.softLimit?.userId;
   if (q.userId !== undefined && userId !== q.userId) return false;
   if (q.provider !== undefined && e.charge?.provider !== q.provider) return false;
   if (q.model !== undefined && e.charge?.model !== q.model) return false;

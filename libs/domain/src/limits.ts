@@ -409,3 +409,34 @@ export function dailyOfLimits(accountId: string, userId: string, limits: Limit[]
   }
   return d;
 }
+
+/**
+ * The soft limits that charges just took past their amount: for each soft
+ * limit whose period counter moved (rows as they are after the charges, and
+ * the charges), recorded usage before the charges did not exceed it and after
+ * them does. Reservations are not counted: this is about usage recorded.
+ */
+export function softLimitCrossings(
+  limits: Limit[],
+  counters: Array<{ accountId: string; userId: string; period: LimitPeriod; periodStart: string; used: UsageCounter }>,
+  charges: Array<{ accountId: string; userId: string; usageDate: string; totalTokens: number; costs: { totalCost: string } | null }>,
+): Array<{ userId: string; limit: Limit; periodStart: string; used: UsageCounter }> {
+  const exceeds = (limit: Limit, periodStart: string, used: UsageCounter) =>
+    limitStatus(limit, limit.userId === '' ? 'account' : 'user', { periodStart, used, reserved: ZERO_USAGE }, { tokens: 0n, cost: new Dec(0) }).exceeded;
+  const out = [];
+  for (const limit of limits.filter((l) => l.enforcement === 'soft')) {
+    for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && r.period === limit.period)) {
+      const mine = charges.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period, c.usageDate) === row.periodStart);
+      if (mine.length === 0) continue;
+      const before: UsageCounter = {
+        messageCount: row.used.messageCount - BigInt(mine.length),
+        totalTokens: row.used.totalTokens - mine.reduce((n, c) => n + BigInt(c.totalTokens), 0n),
+        totalCost: mine.reduce((sum, c) => sum.minus(c.costs?.totalCost ?? 0), row.used.totalCost),
+      };
+      if (!exceeds(limit, row.periodStart, before) && exceeds(limit, row.periodStart, row.used)) {
+        out.push({ userId: mine[mine.length - 1].userId, limit, periodStart: row.periodStart, used: row.used });
+      }
+    }
+  }
+  return out;
+}

@@ -1,9 +1,11 @@
 import type { Metadata } from '@grpc/grpc-js';
 import { ChargeEvent as PbChargeEvent, ChargeEventKind, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
-import { ChargeEvent, StreamClosedError, SubscriberTooSlowError } from '@metering/domain';
+import { ChargeEvent, limitStatus, StreamClosedError, SubscriberTooSlowError, ZERO_USAGE } from '@metering/domain';
+import { Dec } from '@metering/pricing';
 import type { StreamControl } from '../grpc/stream';
 import { EventsService } from '../services/events.service';
 import { toProtoCharge, toProtoReservation, toProtoTimestamp } from './convert';
+import { toProtoLimitStatus } from './limits.handler';
 
 /** WatchCharges: events -> wire, with flow control; a subscriber too slow to read, or a shutdown, ends the stream with its cursor. */
 
@@ -11,6 +13,7 @@ const KIND = {
   charge_recorded: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
   charge_rerated: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RERATED,
   reservation_expired: ChargeEventKind.CHARGE_EVENT_KIND_RESERVATION_EXPIRED,
+  soft_limit_exceeded: ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED,
 };
 
 const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
@@ -20,6 +23,8 @@ const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
   eventTime: toProtoTimestamp(e.eventTime),
   charge: e.charge ? toProtoCharge(e.charge) : undefined,
   reservation: e.reservation ? toProtoReservation(e.reservation) : undefined,
+  limit: e.softLimit ? toProtoLimitStatus(limitStatus(e.softLimit.limit, e.softLimit.limit.userId === '' ? 'account' : 'user', { periodStart: e.softLimit.periodStart, used: e.softLimit.used, reserved: ZERO_USAGE }, { tokens: 0n, cost: new Dec(0) })) : undefined,
+  userId: e.softLimit?.userId ?? '',
 });
 
 export const watchChargesHandler =

@@ -12,6 +12,7 @@ import {
   LimitMeasure,
   LimitPeriod,
   LimitScope,
+  LimitStatus as PbLimitStatus,
   ListLimitsRequest,
   ListLimitsResponse,
   PutLimitRequest,
@@ -20,7 +21,7 @@ import {
   SetLimitsResponse,
   UsageSnapshot,
 } from '@metering/contracts';
-import { DailyLimits, Limit, LimitReason, UsageCounter } from '@metering/domain';
+import { DailyLimits, Limit, LimitReason, LimitStatus, UsageCounter } from '@metering/domain';
 import { LimitsService } from '../services/limits.service';
 import { toProtoMoney, toProtoReservation, toProtoTimestamp } from './convert';
 
@@ -58,6 +59,14 @@ const toProtoLimit = (l: Limit): PbLimit => ({
   amount: l.amount.toFixed(),
   enforcement: ENFORCEMENT[l.enforcement],
   updateTime: l.updateTime ? toProtoTimestamp(l.updateTime) : undefined,
+});
+
+export const toProtoLimitStatus = (s: LimitStatus): PbLimitStatus => ({
+  ...s,
+  scope: SCOPE[s.scope],
+  measure: MEASURE[s.measure],
+  period: PERIOD[s.period],
+  enforcement: ENFORCEMENT[s.enforcement],
 });
 
 const toSnapshot = (u: UsageCounter): UsageSnapshot => ({
@@ -105,7 +114,7 @@ export const checkLimitsHandler =
       timeZone: r.timeZone,
       userUsage: toSnapshot(r.userUsage),
       accountUsage: toSnapshot(r.accountUsage),
-      limits: r.limits.map((s) => ({ ...s, scope: SCOPE[s.scope], measure: MEASURE[s.measure], period: PERIOD[s.period], enforcement: ENFORCEMENT[s.enforcement] })),
+      limits: r.limits.map(toProtoLimitStatus),
       reservation: r.reservation ? toProtoReservation(r.reservation) : undefined,
       replayed: r.replayed,
     };

@@ -12,6 +12,7 @@ import {
   ReservationNotFoundError,
   ReservationStateError,
   ReservationUserMismatchError,
+  softLimitCrossings,
   validateRecordCharge,
 } from '@metering/domain';
 import { CURRENCY_CODE, totalTokens } from '@metering/pricing';
@@ -19,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
 import { appendEvents } from '../store/events.repo';
 import { Db, inTransaction, Tx } from '../store/db';
-import { readTimeZones } from '../store/limits.repo';
+import { readSoftLimits, readTimeZones } from '../store/limits.repo';
 import { finishReservations, lockReservations } from '../store/reservations.repo';
 import { applyRollupDeltas, deltaOfCharge } from '../store/usage.repo';
 import { PricingService } from './pricing.service';
@@ -174,13 +175,18 @@ export class ChargesService {
         const reservation = charge.reservationId ? reservations.get(pair(charge.accountId, charge.reservationId)) : undefined;
         return reservation ? [{ charge, reservation }] : [];
       });
-      await applyRollupDeltas(
+      const counters = await applyRollupDeltas(
         tx,
         inserted.map(deltaOfCharge),
         settled.filter((s) => s.reservation.status === 'held').map((s) => holdOf(s.reservation, -1)),
       );
+      const soft = inserted.length ? await readSoftLimits(tx, [...new Set(inserted.map((c) => c.accountId))]) : [];
+      const crossed = soft.length ? softLimitCrossings(soft, counters, inserted) : [];
       await finishReservations(tx, settled.map((s) => ({ ref: s.reservation, status: 'settled', at: recordTime, chargeId: s.charge.chargeId })));
-      await appendEvents(tx, inserted.map((charge) => ({ kind: 'charge_recorded', charge })));
+      await appendEvents(tx, [
+        ...inserted.map((charge) => ({ kind: 'charge_recorded' as const, charge })),
+        ...crossed.map((softLimit) => ({ kind: 'soft_limit_exceeded' as const, softLimit })),
+      ]);
       for (const { charge, reservation } of settled) reservations.set(pair(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [keyOf(c), { charge: c, fresh: true }]));

@@ -1,4 +1,5 @@
-import type { ChargeEvent, ChargeEventKind, ChargeRecord, Reservation } from '@metering/domain';
+import type { ChargeEvent, ChargeEventKind, ChargeRecord, Limit, Reservation, SoftLimitCrossing } from '@metering/domain';
+import { Dec } from '@metering/pricing';
 import { ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
 import type { Db, Tx } from './db';
 import { fromReservationRow, ReservationRow, toReservationRow } from './reservations.repo';
@@ -8,9 +9,24 @@ import { fromReservationRow, ReservationRow, toReservationRow } from './reservat
 export const EVENTS_CHANNEL = 'metering_events';
 
 /** An event to append: a charge (recorded or re-rated) or a reservation (expired), as stored now. */
-export type NewEvent = { kind: 'charge_recorded' | 'charge_rerated'; charge: ChargeRecord } | { kind: 'reservation_expired'; reservation: Reservation };
+export type NewEvent =
+  | { kind: 'charge_recorded' | 'charge_rerated'; charge: ChargeRecord }
+  | { kind: 'reservation_expired'; reservation: Reservation }
+  | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing };
 
-const accountOf = (e: NewEvent) => ('charge' in e ? e.charge.accountId : e.reservation.accountId);
+const accountOf = (e: NewEvent) => ('charge' in e ? e.charge.accountId : 'reservation' in e ? e.reservation.accountId : e.softLimit.limit.accountId);
+
+function payloadOf(e: NewEvent): object {
+  if ('charge' in e) return { ...toChargeRow(e.charge), record_time: e.charge.recordTime };
+  if ('reservation' in e) return toReservationRow(e.reservation);
+  const { userId, limit, periodStart, used } = e.softLimit;
+  return {
+    user_id: userId,
+    period_start: periodStart,
+    limit: { ...limit, amount: limit.amount.toFixed() },
+    used: { messages: used.messageCount.toString(), tokens: used.totalTokens.toString(), cost: used.totalCost.toFixed() },
+  };
+}
 
 /**
  * Appends events in the caller's transaction. Must be its last write: each
@@ -35,8 +51,7 @@ export async function appendEvents(tx: Tx, events: NewEvent[]): Promise<void> {
     const account = accountOf(e);
     const sequence = (next.get(account) ?? 0n) + 1n;
     next.set(account, sequence);
-    const payload = 'charge' in e ? { ...toChargeRow(e.charge), record_time: e.charge.recordTime } : toReservationRow(e.reservation);
-    return { account_id: account, sequence: sequence.toString(), kind: e.kind, payload: JSON.stringify(payload) };
+    return { account_id: account, sequence: sequence.toString(), kind: e.kind, payload: JSON.stringify(payloadOf(e)) };
   });
   await tx('charge_events').insert(values);
   for (const account of accounts) await tx.raw('SELECT pg_notify(?, ?)', [EVENTS_CHANNEL, account]);
@@ -55,7 +70,15 @@ const revive = (p: Record<string, unknown>, dates: string[]) => ({ ...p, ...Obje
 function fromEventRow(r: EventRow): ChargeEvent {
   const event: ChargeEvent = { accountId: r.account_id, sequence: BigInt(r.seq), kind: r.kind, eventTime: r.created_at };
   if (r.kind === 'reservation_expired') event.reservation = fromReservationRow(revive(r.payload, ['create_time', 'expire_time', 'finish_time']) as unknown as ReservationRow);
-  else event.charge = fromChargeRow(revive(r.payload, ['usage_time', 'record_time', 'rate_time']) as unknown as ChargeRow);
+  else if (r.kind === 'soft_limit_exceeded') {
+    const p = r.payload as { user_id: string; period_start: string; limit: Limit & { amount: string; updateTime?: string }; used: { messages: string; tokens: string; cost: string } };
+    event.softLimit = {
+      userId: p.user_id,
+      periodStart: p.period_start,
+      limit: { ...p.limit, amount: new Dec(p.limit.amount), updateTime: p.limit.updateTime ? new Date(p.limit.updateTime) : undefined },
+      used: { messageCount: BigInt(p.used.messages), totalTokens: BigInt(p.used.tokens), totalCost: new Dec(p.used.cost) },
+    };
+  } else event.charge = fromChargeRow(revive(r.payload, ['usage_time', 'record_time', 'rate_time']) as unknown as ChargeRow);
   return event;
 }
 

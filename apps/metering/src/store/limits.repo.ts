@@ -51,6 +51,12 @@ export async function readLimits(db: Db | Tx, accountId: string, userIds: string
   return rows.map(fromLimitRow);
 }
 
+/** The soft limits of these accounts (every scope and period). */
+export async function readSoftLimits(db: Db | Tx, accountIds: string[]): Promise<Limit[]> {
+  const rows: LimitRow[] = await db('limits').select(LIMIT_COLUMNS).whereIn('account_id', accountIds).where('enforcement', 'soft').orderBy(['account_id', ...LIMIT_ORDER]);
+  return rows.map(fromLimitRow);
+}
+
 /** One page of an account's limits in key order (one extra row tells whether more follow). */
 export async function listLimits(db: Db, q: ListLimitsQuery): Promise<Limit[]> {
   const query = db('limits').select(LIMIT_COLUMNS).where({ account_id: q.accountId });

@@ -1,5 +1,5 @@
 import { type ClientReadableStream, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { ChargeEvent, ChargeEventKind, MeteringServiceClient, RerateMode, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
+import { ChargeEvent, ChargeEventKind, LimitEnforcement, LimitMeasure, LimitPeriod, MeteringServiceClient, RerateMode, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, statusDetails } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
@@ -113,6 +113,31 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
     expect(u2.events.map((e) => e.sequence)).toEqual(['2', '3', '4']);
     all.cancel();
     u2.cancel();
+  });
+
+  it('says once per period when a charge takes a soft limit past its amount', async () => {
+    await call(client.putLimit, client, { accountId: 'softy', userId: '', period: LimitPeriod.LIMIT_PERIOD_DAY, measure: LimitMeasure.LIMIT_MEASURE_MESSAGES, amount: '2', enforcement: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT });
+    await call(client.putLimit, client, { accountId: 'softy', userId: 'u1', period: LimitPeriod.LIMIT_PERIOD_MONTH, measure: LimitMeasure.LIMIT_MEASURE_TOKENS, amount: '500', enforcement: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT });
+    const watcher = subscribe(client, { accountId: 'softy', afterSequence: '0' });
+    for (let n = 0; n < 4; n++) await record(client, 'softy', `k${n}`, { userId: 'u1' });
+    await watcher.until(6);
+    await sleep(300);
+    expect(watcher.events.map((e) => e.kind)).toEqual([
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
+      ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED, // 600 tokens > 500 this month
+      ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED, // 2 messages = 2 today
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
+    ]);
+    const soft = watcher.events.filter((e) => e.limit).map((e) => [e.userId, e.limit?.period, e.limit?.measure, e.limit?.limit, e.limit?.used, e.limit?.exceeded]);
+    expect(soft).toEqual(
+      expect.arrayContaining([
+        ['u1', LimitPeriod.LIMIT_PERIOD_DAY, LimitMeasure.LIMIT_MEASURE_MESSAGES, '2', '2', true],
+        ['u1', LimitPeriod.LIMIT_PERIOD_MONTH, LimitMeasure.LIMIT_MEASURE_TOKENS, '500', '600', true],
+      ]),
+    );
+    watcher.cancel();
   });
 
   it('ends a subscriber that stops reading with ABORTED and its cursor, while writers and other subscribers go on', async () => {

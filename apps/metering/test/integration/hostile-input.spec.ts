@@ -10,6 +10,7 @@ import { RerateService } from '../../src/services/rerate.service';
 import { ReservationsService } from '../../src/services/reservations.service';
 import { AccountsService } from '../../src/services/accounts.service';
 import { ApiKeysService } from '../../src/services/api-keys.service';
+import { EventNotifier, EventsService } from '../../src/services/events.service';
 import { UsageService } from '../../src/services/usage.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { databaseTargets } from '../support/databases';
@@ -49,7 +50,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
   let drop: () => Promise<void>;
   let rpcs: Rpc[];
   const counts = async () => {
-    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts', 'api_keys'];
+    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts', 'api_keys', 'charge_events', 'event_sequences'];
     return Object.fromEntries(await Promise.all(tables.map(async (t) => [t, Number((await db(t).count<{ n: string }[]>('* as n'))[0].n)])));
   };
 
@@ -67,6 +68,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
     const reservations = new ReservationsService(db, clock);
     const accounts = new AccountsService(db);
     const apiKeys = new ApiKeysService(db, clock);
+    const events = new EventsService(db, new EventNotifier());
     const check = { accountId: 'fuzz', userId: 'u1', additionalTokens: '0', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false };
     const limitKey = { accountId: 'fuzz', userId: '', period: 1, measure: 2, enforcement: 0 };
     const limitKeyFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], period: ['period', 'requiredEnum'], measure: ['measure', 'requiredEnum'], enforcement: ['enforcement', 'enum'] };
@@ -131,6 +133,11 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
         call: (r: never) => apiKeys.create(r),
       },
       { name: 'RevokeApiKey', base: { accountId: 'fuzz', keyId: 'k_000000000000' }, fields: { accountId: ['account_id', 'requiredId'], keyId: ['key_id', 'keyId'] }, call: (r: never) => apiKeys.revoke(r) },
+      {
+        name: 'WatchCharges', base: { accountId: 'fuzz', afterSequence: '0', userId: '', provider: '', model: '' },
+        fields: { accountId: ['account_id', 'requiredId'], afterSequence: ['after_sequence', 'sequence'], userId: ['user_id', 'id'], provider: ['provider', 'provider'], model: ['model', 'model'] },
+        call: (r: never) => events.open(r),
+      },
       { name: 'ListApiKeys', base: { accountId: 'fuzz' }, fields: { accountId: ['account_id', 'requiredId'] }, call: (r: never) => apiKeys.list(r) },
       {
         name: 'SetLimits', base: { accountId: 'fuzz', userId: '', dailyMessageLimit: '10', dailyTokenLimit: '1000', dailyCostLimit: { amount: '5', currencyCode: 'USD' } },

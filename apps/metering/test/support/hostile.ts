@@ -36,6 +36,7 @@ export const HOSTILE: Record<string, unknown[]> = {
   timeZone: ['', '+02:00', 'Mars/Olympus', 'UTC; DROP TABLE accounts', 'a\u0000b', MIB],
   holdSeconds: [-1, 86_401, 2 ** 31 - 1],
   scopes: [[], [0], [1, 99], [-1], [1, 2, 3, 1]],
+  sequence: ['-1', '9223372036854775808', '1e3', 'NaN', '0x10', ' 1', '1.5', 'Infinity'],
   keyId: ['', 'k_1', 'K_000000000000', 'k_00000000000g', MIB],
   pageToken: ['garbage', 'eyJmIjoiIn0', MIB],
 };

@@ -17,7 +17,7 @@ const UP = [
     CREATE TABLE charge_events (
       account_id  text        NOT NULL,
       sequence    bigint      NOT NULL,
-      kind        text        NOT NULL CHECK (kind IN ('charge_recorded', 'charge_rerated', 'reservation_expired')),
+      kind        text        NOT NULL CHECK (kind IN ('charge_recorded', 'charge_rerated', 'reservation_expired', 'soft_limit_exceeded')),
       payload     jsonb       NOT NULL,
       created_at  timestamptz NOT NULL DEFAULT now(),
       PRIMARY KEY (account_id, sequence)

@@ -8,7 +8,7 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import { Charge } from "./charge";
-import { Reservation } from "./limits";
+import { LimitStatus, Reservation } from "./limits";
 
 /** What happened. */
 export enum ChargeEventKind {
@@ -20,6 +20,11 @@ export enum ChargeEventKind {
   CHARGE_EVENT_KIND_CHARGE_RERATED = 2,
   /** CHARGE_EVENT_KIND_RESERVATION_EXPIRED - A reservation expired without being settled or released (reservation is set). */
   CHARGE_EVENT_KIND_RESERVATION_EXPIRED = 3,
+  /**
+   * CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED - A charge took a soft limit's recorded usage past its amount in the
+   * current period (limit and user_id are set): once per limit and period.
+   */
+  CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -37,6 +42,9 @@ export function chargeEventKindFromJSON(object: any): ChargeEventKind {
     case 3:
     case "CHARGE_EVENT_KIND_RESERVATION_EXPIRED":
       return ChargeEventKind.CHARGE_EVENT_KIND_RESERVATION_EXPIRED;
+    case 4:
+    case "CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -54,6 +62,8 @@ export function chargeEventKindToJSON(object: ChargeEventKind): string {
       return "CHARGE_EVENT_KIND_CHARGE_RERATED";
     case ChargeEventKind.CHARGE_EVENT_KIND_RESERVATION_EXPIRED:
       return "CHARGE_EVENT_KIND_RESERVATION_EXPIRED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED:
+      return "CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED";
     case ChargeEventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -80,11 +90,28 @@ export interface ChargeEvent {
     | Charge
     | undefined;
   /** The reservation, for RESERVATION_EXPIRED. */
-  reservation: Reservation | undefined;
+  reservation:
+    | Reservation
+    | undefined;
+  /** The soft limit and its state after the charge, for SOFT_LIMIT_EXCEEDED. */
+  limit:
+    | LimitStatus
+    | undefined;
+  /** For SOFT_LIMIT_EXCEEDED: the user whose charge crossed the limit. */
+  userId: string;
 }
 
 function createBaseChargeEvent(): ChargeEvent {
-  return { accountId: "", sequence: "0", kind: 0, eventTime: undefined, charge: undefined, reservation: undefined };
+  return {
+    accountId: "",
+    sequence: "0",
+    kind: 0,
+    eventTime: undefined,
+    charge: undefined,
+    reservation: undefined,
+    limit: undefined,
+    userId: "",
+  };
 }
 
 export const ChargeEvent: MessageFns<ChargeEvent> = {
@@ -106,6 +133,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     }
     if (message.reservation !== undefined) {
       Reservation.encode(message.reservation, writer.uint32(50).fork()).join();
+    }
+    if (message.limit !== undefined) {
+      LimitStatus.encode(message.limit, writer.uint32(58).fork()).join();
+    }
+    if (message.userId !== "") {
+      writer.uint32(66).string(message.userId);
     }
     return writer;
   },
@@ -171,6 +204,22 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
             message.reservation = Reservation.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.limit = LimitStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -199,6 +248,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
         : undefined,
       charge: isSet(object.charge) ? Charge.fromJSON(object.charge) : undefined,
       reservation: isSet(object.reservation) ? Reservation.fromJSON(object.reservation) : undefined,
+      limit: isSet(object.limit) ? LimitStatus.fromJSON(object.limit) : undefined,
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
     };
   },
 
@@ -222,6 +277,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     if (message.reservation !== undefined) {
       obj.reservation = Reservation.toJSON(message.reservation);
     }
+    if (message.limit !== undefined) {
+      obj.limit = LimitStatus.toJSON(message.limit);
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
     return obj;
   },
 
@@ -242,6 +303,10 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     message.reservation = (object.reservation !== undefined && object.reservation !== null)
       ? Reservation.fromPartial(object.reservation)
       : undefined;
+    message.limit = (object.limit !== undefined && object.limit !== null)
+      ? LimitStatus.fromPartial(object.limit)
+      : undefined;
+    message.userId = object.userId ?? "";
     return message;
   },
 };

@@ -5525,7 +5525,8 @@ export const MeteringServiceService = {
   },
   /**
    * Streams an account's events (charges recorded and re-rated, reservations
-   * expired) once committed, in commit order, each with its sequence number.
+   * expired, soft limits exceeded) once committed, in commit order, each with
+   * its sequence number.
    * Resume after a disconnect with after_sequence = the last sequence received:
    * every event committed since is delivered, none twice. The stream never
    * ends by itself; a subscriber that stops reading for too long is ended with
@@ -5710,7 +5711,8 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
   listApiKeys: handleUnaryCall<ListApiKeysRequest, ListApiKeysResponse>;
   /**
    * Streams an account's events (charges recorded and re-rated, reservations
-   * expired) once committed, in commit order, each with its sequence number.
+   * expired, soft limits exceeded) once committed, in commit order, each with
+   * its sequence number.
    * Resume after a disconnect with after_sequence = the last sequence received:
    * every event committed since is delivered, none twice. The stream never
    * ends by itself; a subscriber that stops reading for too long is ended with
@@ -6025,7 +6027,8 @@ export interface MeteringServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Streams an account's events (charges recorded and re-rated, reservations
-   * expired) once committed, in commit order, each with its sequence number.
+   * expired, soft limits exceeded) once committed, in commit order, each with
+   * its sequence number.
    * Resume after a disconnect with after_sequence = the last sequence received:
    * every event committed since is delivered, none twice. The stream never
    * ends by itself; a subscriber that stops reading for too long is ended with
