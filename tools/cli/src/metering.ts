@@ -1,6 +1,7 @@
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { errorInfo, MeteringClient } from '@metering/client';
 import {
+  ApiKeyScope,
   BadRequest,
   ChargeEventKind,
   ChargeType,
@@ -28,6 +29,9 @@ const HELP = `metering <command> [options]
             set --provider P --model M --factor F [--account A] [--charge-type completion|plugin|tool]
   prices    show [--provider P] [--account A] [--json]
             set --provider P --model M --input USD/1M --output USD/1M [--account A] [--from ISO-TIME] [--source TEXT]
+  keys      list --account A [--json]
+            create --account A --name TEXT --scopes record,read,admin   (prints the secret once)
+            revoke --account A --key-id k_...
   tail      --account A [--after N] [--user U] [--json]      (the charge stream; Ctrl-C stops)
   rerate    --account A --from YYYY-MM-DD --to YYYY-MM-DD [--all] [--dry-run]   (day by day, with progress)
   help
@@ -53,6 +57,9 @@ const { values: opt, positionals } = parseArgs({
     soft: { type: 'boolean', default: false },
     factor: { type: 'string' },
     'charge-type': { type: 'string', default: 'completion' },
+    name: { type: 'string' },
+    scopes: { type: 'string' },
+    'key-id': { type: 'string' },
     input: { type: 'string' },
     output: { type: 'string' },
     source: { type: 'string', default: 'set with the metering CLI' },
@@ -171,6 +178,26 @@ async function prices(action: string): Promise<void> {
   out(table(['provider', 'model', 'input/1M', 'output/1M', 'version'], list.map((p) => [p.provider, p.model, p.rates?.inputPerMillion ?? '', p.rates?.outputPerMillion ?? '', p.version])));
 }
 
+const SCOPE = { record: ApiKeyScope.API_KEY_SCOPE_RECORD, read: ApiKeyScope.API_KEY_SCOPE_READ, admin: ApiKeyScope.API_KEY_SCOPE_ADMIN };
+
+async function keys(action: string): Promise<void> {
+  if (action === 'create') {
+    const scopes = need('scopes').split(',').map((s) => pick('scopes', s.trim(), SCOPE));
+    const { key, secret } = await client.call('createApiKey', { accountId: opt.account, name: need('name'), scopes });
+    out(`created ${key?.keyId} for ${key?.accountId} (${need('scopes')})`);
+    return out(`secret (shown only now): ${secret}`);
+  }
+  if (action === 'revoke') {
+    const { key } = await client.call('revokeApiKey', { accountId: opt.account, keyId: need('key-id') });
+    return out(`revoked ${key?.keyId}`);
+  }
+  if (action !== 'list' && action !== 'show') throw new UsageError('keys list|create|revoke');
+  const { keys: list } = await client.call('listApiKeys', { accountId: opt.account });
+  if (opt.json) return out(JSON.stringify(list, null, 2));
+  const when = (t?: { seconds: string }) => (t ? new Date(Number(t.seconds) * 1000).toISOString() : '');
+  out(table(['key id', 'name', 'scopes', 'created', 'revoked'], list.map((k) => [k.keyId, k.name, k.scopes.map((s) => nameOf(SCOPE, s)).join(','), when(k.createTime), when(k.revokeTime)])));
+}
+
 async function tail(): Promise<void> {
   const abort = new AbortController();
   process.once('SIGINT', () => abort.abort());
@@ -228,6 +255,7 @@ async function main(): Promise<number> {
     else if (command === 'limits') await limits(action);
     else if (command === 'markups') await markups(action);
     else if (command === 'prices') await prices(action);
+    else if (command === 'keys') await keys(action === 'show' ? 'list' : action);
     else if (command === 'tail') await tail();
     else if (command === 'rerate') await rerate();
     else if (command === 'help' || command === undefined) out(HELP);

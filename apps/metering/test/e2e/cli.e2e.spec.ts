@@ -79,6 +79,15 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     expect(lines[4]).toMatch(/^#5 charge_rerated u1 selfhosted\/llama-local 300 tokens 0\.00025 USD key=custom$/);
   });
 
+  it('creates, lists and revokes API keys', async () => {
+    const created = await cli('keys', 'create', '--account', 'acme', '--name', 'billing backend', '--scopes', 'record,read');
+    expect(created.stdout).toMatch(/^created (k_[0-9a-f]{12}) for acme \(record,read\)\nsecret \(shown only now\): mk\./);
+    const keyId = /created (k_[0-9a-f]{12})/.exec(created.stdout)![1];
+    expect((await cli('keys', 'list', '--account', 'acme')).stdout).toMatch(new RegExp(`${keyId}\\s+billing backend\\s+record,read`));
+    expect((await cli('keys', 'revoke', '--account', 'acme', '--key-id', keyId)).stdout).toBe(`revoked ${keyId}\n`);
+    expect((await cli('keys', 'create', '--account', 'acme', '--name', 'x', '--scopes', 'everything')).code).toBe(2);
+  });
+
   it('explains refusals with the fields named, and bad usage with exit code 2', async () => {
     const bad = await cli('usage', '--account', 'acme', '--from', '2026-02-30', '--to', today);
     expect(bad.code).toBe(1);
