@@ -10,7 +10,7 @@ import {
 } from '@metering/contracts';
 import { closeDatabase, Db, openDatabase } from '../../src/store/db';
 import { expectRollupsMatchCharges } from '../support/consistency';
-import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, grpcError, statusDetails } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
@@ -113,7 +113,7 @@ describe.each(databaseTargets())('budgets API on $name', (target) => {
   });
 });
 
-describe.each(databaseTargets().filter((t) => t.name === 'postgres'))('reservations across 3 server processes on one $name', (target) => {
+describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres')('reservations across 3 server processes on one $name', (target) => {
   let tdb: TestDatabase;
   let servers: ServerProcess[] = [];
   let db: Db;

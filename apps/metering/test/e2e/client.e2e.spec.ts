@@ -2,7 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { MeteringClient } from '@metering/client';
 import type { ChargeEvent } from '@metering/contracts';
 import { closeDatabase, openDatabase } from '../../src/store/db';
-import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { freePort } from '../support/pg-cluster';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
 
@@ -15,7 +15,7 @@ import { buildServer, ServerProcess, startServer } from '../support/server-proce
 beforeAll(() => buildServer());
 requirePostgresInCi();
 
-describe.each(databaseTargets().filter((t) => t.name === 'postgres'))('the TypeScript client on $name', (target) => {
+describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres')('the TypeScript client on $name', (target) => {
   let tdb: TestDatabase;
   let port: number;
   let server: ServerProcess;

@@ -1,6 +1,6 @@
 import { type ClientReadableStream, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { ChargeEvent, ChargeEventKind, LimitEnforcement, LimitMeasure, LimitPeriod, MeteringServiceClient, RerateMode, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
-import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, statusDetails } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
@@ -177,7 +177,7 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
   });
 });
 
-describe.each(databaseTargets().filter((t) => t.name === 'postgres'))('WatchCharges across 3 server processes on one $name', (target) => {
+describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres')('WatchCharges across 3 server processes on one $name', (target) => {
   let tdb: TestDatabase;
   let servers: ServerProcess[] = [];
 

@@ -3,7 +3,7 @@ import { HealthCheckResponse_ServingStatus, MeteringServiceClient, RecordChargeR
 import { knex } from 'knex';
 import { closeDatabase, Db, openDatabase } from '../../src/store/db';
 import { expectRollupsMatchCharges } from '../support/consistency';
-import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { freePort, PgCluster, postgresBinariesAvailable } from '../support/pg-cluster';
 import { chargeRequest } from '../support/requests';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
@@ -85,7 +85,7 @@ async function expectStoredExactlyOnce(db: Db, accountId: string, acked: Map<str
 const haveBinaries = postgresBinariesAvailable();
 if (process.env.CI && !haveBinaries) it('has the PostgreSQL server binaries for the fault tests', () => expect(haveBinaries).toBe(true));
 
-describe.each(haveBinaries ? (['fast', 'immediate'] as const) : [])('Postgres %s shutdown during load', (mode) => {
+describeEachOf(haveBinaries ? (['fast', 'immediate'] as const) : [], 'PostgreSQL server binaries')('Postgres %s shutdown during load', (mode) => {
   let cluster: PgCluster;
   let server: ServerProcess;
   let db: Db;
@@ -134,7 +134,7 @@ describe.each(haveBinaries ? (['fast', 'immediate'] as const) : [])('Postgres %s
   });
 });
 
-describe.each(databaseTargets().filter((t) => t.name === 'postgres'))('server faults on $name', (target) => {
+describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres')('server faults on $name', (target) => {
   let tdb: TestDatabase;
   let db: Db;
 

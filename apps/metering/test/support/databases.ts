@@ -70,3 +70,11 @@ export function requirePostgresInCi(): void {
     });
   }
 }
+
+/**
+ * describe.each over a list that may be empty (jest refuses an empty table):
+ * with no entry, the suite is registered as skipped under `what`.
+ */
+export function describeEachOf<T>(items: readonly T[], what: string) {
+  return items.length > 0 ? describe.each(items as T[]) : describe.skip.each([{ name: `${what} (not available here)` } as unknown as T]);
+}
