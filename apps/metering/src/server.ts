@@ -66,12 +66,13 @@ export function meteringService(
   const apiKeys = new ApiKeysService(db, clock, (accountId, keyId) => authenticator.forget(accountId, keyId));
   const authenticator = new Authenticator(apiKeys, opts.authMode ?? 'keys', opts.operatorKey);
   // Every RPC: authenticate, authorize by the policy table (before any read or write), then the handler.
+  const guard = async (name: string, req: unknown, metadata: Metadata) => authorize(name, await authenticator.authenticate(metadata), req);
   const rpc = <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
     unary(
       name,
       log,
       async (req: Req, metadata: Metadata) => {
-        authorize(name, await authenticator.authenticate(metadata), req);
+        await guard(name, req, metadata);
         return handle(req);
       },
       telemetry,
@@ -114,7 +115,7 @@ export function meteringService(
       'WatchCharges',
       log,
       async (req: WatchChargesRequest, metadata: Metadata, control: StreamControl) => {
-        authorize('WatchCharges', await authenticator.authenticate(metadata), req);
+        await guard('WatchCharges', req, metadata);
         return watchChargesHandler(eventsService, streams.slowMs)(req, metadata, control);
       },
       { slowMs: streams.slowMs, open: streams.open, telemetry },

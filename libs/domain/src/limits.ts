@@ -322,6 +322,14 @@ export interface CallAmounts {
   cost: Dec;
 }
 
+/** A call that adds no tokens and no cost (the state of a limit as it stands). */
+export const NO_CALL: CallAmounts = { tokens: 0n, cost: new Dec(0) };
+
+/** A limit's state from recorded usage alone (no open holds, no call). */
+export function recordedStatus(limit: Limit, periodStart: string, used: UsageCounter): LimitStatus {
+  return limitStatus(limit, { periodStart, used, reserved: ZERO_USAGE });
+}
+
 const amountOf = (measure: LimitMeasure, u: UsageCounter): Dec =>
   measure === 'messages' ? new Dec(u.messageCount.toString()) : measure === 'tokens' ? new Dec(u.totalTokens.toString()) : u.totalCost;
 
@@ -333,7 +341,7 @@ const amountOf = (measure: LimitMeasure, u: UsageCounter): Dec =>
  * call's tokens > the limit; a cost limit when used + reserved >= the limit or
  * used + reserved + the call's cost > the limit.
  */
-export function limitStatus(limit: Limit, scope: LimitScope, usage: PeriodUsage, call: CallAmounts): LimitStatus {
+export function limitStatus(limit: Limit, usage: PeriodUsage, call: CallAmounts = NO_CALL): LimitStatus {
   const used = amountOf(limit.measure, usage.used);
   const spent = used.plus(amountOf(limit.measure, usage.reserved));
   const max = limit.amount;
@@ -344,7 +352,7 @@ export function limitStatus(limit: Limit, scope: LimitScope, usage: PeriodUsage,
         ? spent.plus(call.tokens.toString()).greaterThan(max)
         : spent.greaterThanOrEqualTo(max) || spent.plus(call.cost).greaterThan(max);
   return {
-    scope,
+    scope: limit.userId === '' ? 'account' : 'user',
     measure: limit.measure,
     period: limit.period,
     enforcement: limit.enforcement,
@@ -373,7 +381,7 @@ export function evaluateLimits(input: { userId: string; limits: Limit[]; usage: 
   const rank = (s: LimitStatus) => ORDER[s.measure] * 8 + ORDER[s.scope] * 4 + ORDER[s.period] * 2 + ORDER[s.enforcement];
   const statuses = input.limits
     .filter((l) => l.userId === '' || l.userId === input.userId)
-    .map((l) => limitStatus(l, l.userId === '' ? 'account' : 'user', input.usage(l.userId, l.period), input.call))
+    .map((l) => limitStatus(l, input.usage(l.userId, l.period), input.call))
     .sort((a, b) => rank(a) - rank(b));
   if (statuses.length === 0) return { allowed: true, reason: 'no_limits_set', message: 'No limits set', limits: [] };
   const denied = statuses.find((s) => s.exceeded && s.enforcement === 'hard');
@@ -421,8 +429,6 @@ export function softLimitCrossings(
   counters: Array<{ accountId: string; userId: string; period: LimitPeriod; periodStart: string; used: UsageCounter }>,
   charges: Array<{ accountId: string; userId: string; usageDate: string; totalTokens: number; costs: { totalCost: string } | null }>,
 ): Array<{ userId: string; limit: Limit; periodStart: string; used: UsageCounter }> {
-  const exceeds = (limit: Limit, periodStart: string, used: UsageCounter) =>
-    limitStatus(limit, limit.userId === '' ? 'account' : 'user', { periodStart, used, reserved: ZERO_USAGE }, { tokens: 0n, cost: new Dec(0) }).exceeded;
   const out = [];
   for (const limit of limits.filter((l) => l.enforcement === 'soft')) {
     for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && r.period === limit.period)) {
@@ -433,7 +439,7 @@ export function softLimitCrossings(
         totalTokens: row.used.totalTokens - mine.reduce((n, c) => n + BigInt(c.totalTokens), 0n),
         totalCost: mine.reduce((sum, c) => sum.minus(c.costs?.totalCost ?? 0), row.used.totalCost),
       };
-      if (!exceeds(limit, row.periodStart, before) && exceeds(limit, row.periodStart, row.used)) {
+      if (!recordedStatus(limit, row.periodStart, before).exceeded && recordedStatus(limit, row.periodStart, row.used).exceeded) {
         out.push({ userId: mine[mine.length - 1].userId, limit, periodStart: row.periodStart, used: row.used });
       }
     }

@@ -1,7 +1,6 @@
 import type { Metadata } from '@grpc/grpc-js';
 import { ChargeEvent as PbChargeEvent, ChargeEventKind, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
-import { ChargeEvent, limitStatus, StreamClosedError, SubscriberTooSlowError, ZERO_USAGE } from '@metering/domain';
-import { Dec } from '@metering/pricing';
+import { ChargeEvent, recordedStatus, StreamClosedError, SubscriberTooSlowError } from '@metering/domain';
 import type { StreamControl } from '../grpc/stream';
 import { EventsService } from '../services/events.service';
 import { toProtoCharge, toProtoReservation, toProtoTimestamp } from './convert';
@@ -23,7 +22,7 @@ const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
   eventTime: toProtoTimestamp(e.eventTime),
   charge: e.charge ? toProtoCharge(e.charge) : undefined,
   reservation: e.reservation ? toProtoReservation(e.reservation) : undefined,
-  limit: e.softLimit ? toProtoLimitStatus(limitStatus(e.softLimit.limit, e.softLimit.limit.userId === '' ? 'account' : 'user', { periodStart: e.softLimit.periodStart, used: e.softLimit.used, reserved: ZERO_USAGE }, { tokens: 0n, cost: new Dec(0) })) : undefined,
+  limit: e.softLimit ? toProtoLimitStatus(recordedStatus(e.softLimit.limit, e.softLimit.periodStart, e.softLimit.used)) : undefined,
   userId: e.softLimit?.userId ?? '',
 });
 

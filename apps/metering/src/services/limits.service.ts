@@ -1,4 +1,5 @@
 import {
+  CallAmounts,
   canonicalJson,
   CheckLimitsRequestInput,
   DailyLimits,
@@ -31,11 +32,12 @@ import {
   IdempotencyConflictError,
   ConflictRetryError,
   limitStatus,
+  NO_CALL,
 } from '@metering/domain';
-import { Dec, totalTokens } from '@metering/pricing';
+import { totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
-import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, readTimeZone, replaceDailyLimits } from '../store/limits.repo';
+import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, readTimeZones, replaceDailyLimits } from '../store/limits.repo';
 import { appendEvents } from '../store/events.repo';
 import { findReservationByKey, insertReservation } from '../store/reservations.repo';
 import { applyRollupDeltas, CounterRow } from '../store/usage.repo';
@@ -129,7 +131,7 @@ export class LimitsService {
         timeZone,
         nextPageToken: more ? encodeLimitPageToken(q, limits[limits.length - 1]) : '',
         limits: limits.map((limit) => {
-          const s = limitStatus(limit, limit.userId === '' ? 'account' : 'user', usage(limit.userId, limit.period), { tokens: 0n, cost: new Dec(0) });
+          const s = limitStatus(limit, usage(limit.userId, limit.period));
           return { limit, periodStart: s.periodStart, used: s.used, reserved: s.reserved, remaining: s.remaining, exceeded: s.exceeded };
         }),
       };
@@ -158,14 +160,14 @@ export class LimitsService {
     return this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
   }
 
-  private decide(check: LimitCheck, limits: Limit[], counters: CounterRow[], timeZone: string, day: string, call: { tokens: bigint; cost: Dec }): LimitCheckResult {
+  private decide(check: LimitCheck, limits: Limit[], counters: CounterRow[], timeZone: string, day: string, call: CallAmounts): LimitCheckResult {
     const usage = usageFrom(counters, day);
     const decision = evaluateLimits({ userId: check.userId, limits, usage, call });
     return { ...decision, date: day, timeZone, userUsage: usage(check.userId, 'day').used, accountUsage: usage('', 'day').used, replayed: false };
   }
 
   /** The tokens and cost a call is expected to add: as given, or priced from the estimate. */
-  private async callAmounts(db: Db | Tx, check: LimitCheck, now: Date): Promise<{ tokens: bigint; cost: Dec }> {
+  private async callAmounts(db: Db | Tx, check: LimitCheck, now: Date): Promise<CallAmounts> {
     const e = check.estimate;
     if (!e) return { tokens: check.additionalTokens, cost: check.additionalCost };
     const [priced] = await this.pricing.estimates(db, [{ accountId: check.accountId, provider: e.provider, model: e.model, at: now, chargeType: e.chargeType, tokens: e.tokens, callCount: e.callCount }]);
@@ -187,7 +189,7 @@ export class LimitsService {
       .digest('base64url');
     try {
       return await inTransaction(this.db, async (tx) => {
-        const timeZone = (await readTimeZone(tx, check.accountId)) ?? DEFAULT_TIME_ZONE;
+        const timeZone = (await readTimeZones(tx, [check.accountId])).get(check.accountId) ?? DEFAULT_TIME_ZONE;
         const day = localDay(now, timeZone);
         const call = await this.callAmounts(tx, check, now);
         const reservation: Reservation = {
@@ -227,7 +229,7 @@ export class LimitsService {
     if (!original) throw new ConflictRetryError();
     if (original.requestHash !== requestHash) throw new IdempotencyConflictError(key, ['reservation request'], 'a reservation');
     const state = await readLimitCheckState(tx, check.accountId, check.userId, this.candidateStarts(now));
-    const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), { tokens: 0n, cost: new Dec(0) });
+    const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), NO_CALL);
     return { ...result, allowed: true, reason: result.limits.length ? 'within_limits' : 'no_limits_set', message: 'Reserved (replay of the original reservation)', reservation: asSeen(original, now), replayed: true };
   }
 }

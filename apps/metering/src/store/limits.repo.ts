@@ -78,12 +78,6 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
   return dailyOfLimits(accountId, userId, await readLimits(db, accountId, [userId]));
 }
 
-/** The time zone of an account; undefined when it has none set. */
-export async function readTimeZone(db: Db | Tx, accountId: string): Promise<string | undefined> {
-  const row = await db('accounts').select('time_zone').where({ account_id: accountId }).first();
-  return row?.time_zone;
-}
-
 /** The time zones of the accounts that have one set. */
 export async function readTimeZones(db: Db | Tx, accountIds: string[]): Promise<Map<string, string>> {
   const rows: Array<{ account_id: string; time_zone: string }> = await db('accounts').select('account_id', 'time_zone').whereIn('account_id', accountIds);
