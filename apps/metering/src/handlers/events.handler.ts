@@ -30,11 +30,14 @@ export const watchChargesHandler =
   (service: EventsService, slowMs: number) =>
   async (req: WatchChargesRequest, _metadata: Metadata, control: StreamControl): Promise<void> => {
     const feed = await service.open(req);
-    // The cursor to resume from: the last event written, or where the stream started.
+    // The cursor to resume from: the last event handed to the stream, or where it started.
+    // A message handed over is delivered before the status that ends the stream (HTTP/2 keeps
+    // their order), also when the client was too slow to read it in time, so the cursor counts it.
     let sent = feed.start;
     for await (const event of feed.events(control.signal)) {
-      if (!(await control.write({ event: toProtoEvent(event) } satisfies WatchChargesResponse))) throw new SubscriberTooSlowError(sent, slowMs);
+      const read = await control.write({ event: toProtoEvent(event) } satisfies WatchChargesResponse);
       sent = event.sequence;
+      if (!read) throw new SubscriberTooSlowError(sent, slowMs);
     }
     if (control.closing()) throw new StreamClosedError(sent);
   };
