@@ -145,14 +145,22 @@ export class MeteringClient {
   /**
    * The account's events as an async iterator, from after `afterSequence`
    * (unset: from now on). After a disconnect, a server shutdown or a
-   * too-slow end it reconnects with backoff from the last sequence received:
-   * no event is missed or repeated. Ends when `signal` aborts.
+   * too-slow end it reconnects with backoff from the last sequence received
+   * (or, before the first event, from where the server started the stream):
+   * no event is missed or repeated. Ends when `signal` aborts. `onStart` is
+   * told the sequence each (re)connected stream starts after.
    */
-  async *watchCharges(request: Partial<WatchChargesRequest>, signal?: AbortSignal): AsyncGenerator<ChargeEvent> {
+  async *watchCharges(request: Partial<WatchChargesRequest>, signal?: AbortSignal, onStart?: (afterSequence: string) => void): AsyncGenerator<ChargeEvent> {
     let cursor = request.afterSequence;
     let failures = 0;
     while (!signal?.aborted) {
       const stream = this.stub.watchCharges(WatchChargesRequest.fromPartial({ ...request, afterSequence: cursor }), this.metadata());
+      // Where the stream starts: for one started "from now", the cursor before its first event.
+      stream.once('metadata', (headers: Metadata) => {
+        const start = headers.get('x-start-after-sequence')[0];
+        if (cursor === undefined && typeof start === 'string') cursor = start;
+        if (typeof start === 'string') onStart?.(start);
+      });
       const onAbort = () => stream.cancel();
       signal?.addEventListener('abort', onAbort);
       try {
@@ -167,9 +175,6 @@ export class MeteringClient {
         const e = err as ServiceError;
         if (signal?.aborted || e.code === status.CANCELLED) return;
         if (!RETRY_CODES.has(e.code) && e.code !== status.INTERNAL) throw e;
-        // Resume from the last event received (for a stream started "from now", from
-        // the server's cursor of where it stopped, when it said so).
-        if (cursor === undefined) cursor = errorInfo(e)?.metadata.resume_after_sequence;
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }

@@ -202,7 +202,9 @@ async function tail(): Promise<void> {
   const abort = new AbortController();
   process.once('SIGINT', () => abort.abort());
   process.once('SIGTERM', () => abort.abort());
-  for await (const e of client.watchCharges({ accountId: opt.account, afterSequence: opt.after, userId: opt.user, provider: opt.provider, model: opt.model }, abort.signal)) {
+  // On stderr, so that --json output stays one event per line; the sequence is a cursor for --after.
+  const watching = (after: string) => process.stderr.write(`watching ${opt.account} after sequence ${after}\n`);
+  for await (const e of client.watchCharges({ accountId: opt.account, afterSequence: opt.after, userId: opt.user, provider: opt.provider, model: opt.model }, abort.signal, watching)) {
     if (opt.json) {
       out(JSON.stringify(e));
       continue;

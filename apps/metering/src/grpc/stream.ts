@@ -1,7 +1,7 @@
 import { type Metadata, type ServerWritableStream, status } from '@grpc/grpc-js';
 import type { Logger } from '../logger';
 import { toServiceError } from './errors';
-import { acceptCall, type Telemetry } from './unary';
+import { requestIdOf, sendHeaders, type Telemetry } from './unary';
 
 /** Open server streams, so that shutdown can end them (they never end by themselves). */
 export class OpenStreams {
@@ -22,6 +22,8 @@ export interface StreamControl {
   signal: AbortSignal;
   /** True once shutdown asked the stream to end. */
   closing(): boolean;
+  /** Sends the response headers (the request id and `extra`); the first write sends them if this was not called. */
+  open(extra: Record<string, string>): void;
   /**
    * Writes one message, waiting for the client to read when its buffer is
    * full; resolves false when it did not read for `slowMs` (the stream should end).
@@ -42,7 +44,13 @@ export function serverStream<Req, Res>(
   opts: { slowMs: number; open: OpenStreams; telemetry?: Telemetry },
 ) {
   return (call: ServerWritableStream<Req, Res>): void => {
-    const requestId = acceptCall(call);
+    const requestId = requestIdOf(call.metadata);
+    let opened = false;
+    const open = (extra: Record<string, string> = {}) => {
+      if (opened) return;
+      opened = true;
+      sendHeaders(call, requestId, extra);
+    };
     const started = process.hrtime.bigint();
     const abort = new AbortController();
     let closing = false;
@@ -54,7 +62,9 @@ export function serverStream<Req, Res>(
     const control: StreamControl = {
       signal: abort.signal,
       closing: () => closing,
+      open,
       write: (message) => {
+        open();
         if (call.write(message as Res)) return Promise.resolve(true);
         return new Promise((resolve) => {
           const done = (drained: boolean) => {
@@ -72,6 +82,7 @@ export function serverStream<Req, Res>(
       },
     };
     const finish = (code: status, err?: unknown) => {
+      open(); // the request id header, also for a stream that ends before it opened
       forget();
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       opts.telemetry?.metrics?.rpc(method, status[code], ms / 1000);

@@ -18,13 +18,24 @@ export interface Telemetry {
   tracing?: Tracing;
 }
 
-/** The call's request id (the caller's `x-request-id`, or a new one), sent back in the response headers. */
-export function acceptCall(call: { metadata: Metadata; sendMetadata(headers: Metadata): void }): string {
-  const given = call.metadata.get('x-request-id')[0];
-  const requestId = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
+/** The call's request id: the caller's `x-request-id`, or a new one. */
+export function requestIdOf(metadata: Metadata): string {
+  const given = metadata.get('x-request-id')[0];
+  return typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
+}
+
+/** Sends the response headers: the request id and any `extra` ones. */
+export function sendHeaders(call: { sendMetadata(headers: Metadata): void }, requestId: string, extra: Record<string, string> = {}): void {
   const headers = new Metadata();
   headers.set('x-request-id', requestId);
+  for (const [key, value] of Object.entries(extra)) headers.set(key, value);
   call.sendMetadata(headers);
+}
+
+/** The call's request id, sent back in the response headers. */
+export function acceptCall(call: { metadata: Metadata; sendMetadata(headers: Metadata): void }): string {
+  const requestId = requestIdOf(call.metadata);
+  sendHeaders(call, requestId);
   return requestId;
 }
 

@@ -8,6 +8,9 @@ import { toProtoLimitStatus } from './limits.handler';
 
 /** WatchCharges: events -> wire, with flow control; a subscriber too slow to read, or a shutdown, ends the stream with its cursor. */
 
+/** Response header of WatchCharges: the sequence the stream starts after. */
+export const START_SEQUENCE_HEADER = 'x-start-after-sequence';
+
 const KIND = {
   charge_recorded: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,
   charge_rerated: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RERATED,
@@ -30,6 +33,9 @@ export const watchChargesHandler =
   (service: EventsService, slowMs: number) =>
   async (req: WatchChargesRequest, _metadata: Metadata, control: StreamControl): Promise<void> => {
     const feed = await service.open(req);
+    // Where the stream starts, so that a client that started "from now" and is cut off before
+    // its first event can resume without a gap.
+    control.open({ [START_SEQUENCE_HEADER]: feed.start.toString() });
     // The cursor to resume from: the last event handed to the stream, or where it started.
     // A message handed over is delivered before the status that ends the stream (HTTP/2 keeps
     // their order), also when the client was too slow to read it in time, so the cursor counts it.

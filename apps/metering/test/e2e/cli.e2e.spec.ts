@@ -70,13 +70,16 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     expect(rerated.stdout).toContain('changed 1 of 1 charges (1 newly priced)');
     const tail = spawn(process.execPath, [CLI, 'tail', '--account', 'acme', '--after', '0'], { env });
     let text = '';
+    let status = '';
     tail.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    tail.stderr.on('data', (d: Buffer) => (status += d.toString()));
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline && text.split('\n').length < 6) await new Promise((r) => setTimeout(r, 50));
     tail.kill('SIGINT');
     const lines = text.trim().split('\n');
     expect(lines[0]).toMatch(/^#1 charge_recorded u1 openai\/gpt-4o 300 tokens 0\.00225 USD key=c0$/);
     expect(lines[4]).toMatch(/^#5 charge_rerated u1 selfhosted\/llama-local 300 tokens 0\.00025 USD key=custom$/);
+    expect(status).toBe('watching acme after sequence 0\n');
   });
 
   it('creates, lists and revokes API keys', async () => {

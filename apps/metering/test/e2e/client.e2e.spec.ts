@@ -10,7 +10,8 @@ import { buildServer, ServerProcess, startServer } from '../support/server-proce
  * Issue 5: the TypeScript client (libs/client) against the real server, as a
  * backend uses it: reserve -> record -> usage; retries across a server killed
  * with SIGKILL reuse the idempotency key (no double charge); the event stream
- * resumes across a server restart with no event missed or repeated.
+ * resumes across a server restart with no event missed or repeated, also one
+ * started "from now" and cut off before its first event.
  */
 beforeAll(() => buildServer());
 requirePostgresInCi();
@@ -84,5 +85,40 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
     for (let n = 0; n < 10; n++) await client.recordCharge({ accountId: 'stream', userId: 'u1', provider: 'openai', model: 'gpt-4o', idempotencyKey: `b${n}` });
     await consuming;
     expect(seen.map((e) => e.sequence)).toEqual(Array.from({ length: 20 }, (_, n) => String(n + 1)));
+  });
+
+  it('resumes a stream started "from now" that was cut off before its first event from where it started, missing nothing', async () => {
+    for (let n = 0; n < 3; n++) await client.recordCharge({ accountId: 'now', userId: 'u1', provider: 'openai', model: 'gpt-4o', idempotencyKey: `before${n}` });
+    const other = await startServer(tdb.config);
+    const writer = new MeteringClient({ address: other.address, deadlineMs: 2000 });
+    try {
+      const abort = new AbortController();
+      const seen: ChargeEvent[] = [];
+      const starts: string[] = [];
+      let started: () => void = () => undefined;
+      const opened = new Promise<void>((resolve) => (started = resolve));
+      const consuming = (async () => {
+        const onStart = (after: string) => {
+          starts.push(after);
+          started();
+        };
+        for await (const event of client.watchCharges({ accountId: 'now' }, abort.signal, onStart)) {
+          seen.push(event);
+          if (seen.length === 5) abort.abort();
+        }
+      })();
+      await opened;
+      // Cut off without a status (SIGKILL), and charges committed through another process meanwhile.
+      await server.stop('SIGKILL');
+      for (let n = 0; n < 5; n++) await writer.recordCharge({ accountId: 'now', userId: 'u1', provider: 'openai', model: 'gpt-4o', idempotencyKey: `during${n}` });
+      server = await startServer(tdb.config, { PORT: String(port) });
+      await Promise.race([consuming, new Promise((resolve) => setTimeout(resolve, 20_000))]);
+      abort.abort();
+      expect(starts).toEqual(['3', '3']);
+      expect(seen.map((e) => e.sequence)).toEqual(['4', '5', '6', '7', '8']);
+    } finally {
+      writer.close();
+      await other.stop();
+    }
   });
 });

@@ -5531,7 +5531,10 @@ export const MeteringServiceService = {
    * every event committed since is delivered, none twice. The stream never
    * ends by itself; a subscriber that stops reading for too long is ended with
    * ABORTED (ErrorInfo reason SUBSCRIBER_TOO_SLOW, metadata
-   * resume_after_sequence) and resumes from its cursor.
+   * resume_after_sequence) and resumes from its cursor. The response header
+   * x-start-after-sequence says where the stream started (for a stream
+   * started without after_sequence, the last sequence committed then), so a
+   * subscriber cut off before its first event resumes from there.
    */
   watchCharges: {
     path: "/metering.v1.MeteringService/WatchCharges" as const,
@@ -5717,7 +5720,10 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * every event committed since is delivered, none twice. The stream never
    * ends by itself; a subscriber that stops reading for too long is ended with
    * ABORTED (ErrorInfo reason SUBSCRIBER_TOO_SLOW, metadata
-   * resume_after_sequence) and resumes from its cursor.
+   * resume_after_sequence) and resumes from its cursor. The response header
+   * x-start-after-sequence says where the stream started (for a stream
+   * started without after_sequence, the last sequence committed then), so a
+   * subscriber cut off before its first event resumes from there.
    */
   watchCharges: handleServerStreamingCall<WatchChargesRequest, WatchChargesResponse>;
   /** Sets the markup factor of a charge type, provider and model. */
@@ -6033,7 +6039,10 @@ export interface MeteringServiceClient extends Client {
    * every event committed since is delivered, none twice. The stream never
    * ends by itself; a subscriber that stops reading for too long is ended with
    * ABORTED (ErrorInfo reason SUBSCRIBER_TOO_SLOW, metadata
-   * resume_after_sequence) and resumes from its cursor.
+   * resume_after_sequence) and resumes from its cursor. The response header
+   * x-start-after-sequence says where the stream started (for a stream
+   * started without after_sequence, the last sequence committed then), so a
+   * subscriber cut off before its first event resumes from there.
    */
   watchCharges(
     request: WatchChargesRequest,
