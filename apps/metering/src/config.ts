@@ -20,6 +20,10 @@ export interface Config {
   streamSlowMs: number;
   /** WatchCharges: read the outbox at least this often even without a notification. */
   eventPollMs: number;
+  /** HTTP/2 keepalive: ping each connection this often... */
+  keepaliveMs: number;
+  /** ...and close it when the ping is not answered within this long (a dead peer's streams and calls end). */
+  keepaliveTimeoutMs: number;
   /** 'keys' (API keys required) or 'off' (development only: every caller is the operator). */
   authMode: AuthMode;
   /** The operator's key (any account, any scope); required with authMode 'keys'. */
@@ -74,5 +78,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reservationSweepMs: int(env, 'METERING_RESERVATION_SWEEP_MS', 1_000, 50, 3_600_000),
     streamSlowMs: int(env, 'METERING_STREAM_SLOW_MS', 30_000, 100, 3_600_000),
     eventPollMs: int(env, 'METERING_EVENT_POLL_MS', 1_000, 50, 60_000),
+    keepaliveMs: int(env, 'METERING_KEEPALIVE_MS', 60_000, 100, 7_200_000),
+    keepaliveTimeoutMs: int(env, 'METERING_KEEPALIVE_TIMEOUT_MS', 20_000, 100, 600_000),
   };
 }

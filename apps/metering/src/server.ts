@@ -190,7 +190,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const stopListening = await listen(db, EVENTS_CHANNEL, (account) => notifier.wake(account), (err) => log.warn('event listener', { error: String(err) }));
   const streams = new OpenStreams();
 
-  const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const server = new Server({
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    // A peer that is gone without closing its connection (a crashed host, a dropped network)
+    // would otherwise hold its streams open for hours.
+    'grpc.keepalive_time_ms': config.keepaliveMs,
+    'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
+  });
   server.addService(
     MeteringServiceService,
     meteringService(db, log, {

@@ -90,7 +90,7 @@ export function serverStream<Req, Res>(
     };
     run(call.request, call.metadata, control).then(
       () => {
-        finish(status.OK);
+        finish(call.cancelled ? status.CANCELLED : status.OK);
         if (!call.cancelled) call.end();
       },
       (err: unknown) => {

@@ -1,4 +1,5 @@
 import { type ClientReadableStream, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { connect, createServer, type Socket } from 'node:net';
 import { ChargeEvent, ChargeEventKind, LimitEnforcement, LimitMeasure, LimitPeriod, MeteringServiceClient, RerateMode, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, statusDetails } from '../support/grpc';
@@ -17,10 +18,12 @@ requirePostgresInCi();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A subscriber: collects events until told to stop. */
-function subscribe(client: MeteringServiceClient, req: Partial<WatchChargesRequest>) {
+/** A subscriber: collects events until told to stop. `requestId` finds its stream in the server's log. */
+function subscribe(client: MeteringServiceClient, req: Partial<WatchChargesRequest>, requestId?: string) {
   const events: ChargeEvent[] = [];
-  const stream: ClientReadableStream<WatchChargesResponse> = client.watchCharges(WatchChargesRequest.fromPartial(req), new Metadata());
+  const metadata = new Metadata();
+  if (requestId) metadata.set('x-request-id', requestId);
+  const stream: ClientReadableStream<WatchChargesResponse> = client.watchCharges(WatchChargesRequest.fromPartial(req), metadata);
   let failure: ServiceError | undefined;
   const ended = new Promise<void>((resolve) => {
     stream.on('data', (r: WatchChargesResponse) => events.push(r.event!));
@@ -56,7 +59,7 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
 
   beforeAll(async () => {
     tdb = await target.create();
-    server = await startServer(tdb.config, { METERING_RESERVATION_SWEEP_MS: '100', METERING_STREAM_SLOW_MS: '1000' });
+    server = await startServer(tdb.config, { METERING_RESERVATION_SWEEP_MS: '100', METERING_STREAM_SLOW_MS: '1000', METERING_KEEPALIVE_MS: '1000', METERING_KEEPALIVE_TIMEOUT_MS: '1000' });
     client = server.client;
   });
 
@@ -144,7 +147,7 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
     const reader = subscribe(client, { accountId: account, afterSequence: '0' });
     // The stalled subscriber on a connection of its own, so that nothing on it reads.
     const stalledClient = new MeteringServiceClient(server.address, credentials.createInsecure());
-    const stuck = subscribe(stalledClient, { accountId: account, afterSequence: '0' });
+    const stuck = subscribe(stalledClient, { accountId: account, afterSequence: '0' }, `stalled-${account}`);
     stuck.stream.pause();
     const big = { metadata: { note: 'x'.repeat(8000) } };
     const started = Date.now();
@@ -165,17 +168,19 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
     stalledClient.close();
   });
 
-  /** How many streams the server logged as ended with `code`. */
-  const streamsEnded = (code: string) => server.logs.filter((line) => line.includes('"msg":"stream ended"') && line.includes(`"code":"${code}"`)).length;
+  /** Waits until the server logged how the stream of `requestId` ended (or 20 s passed); its status code. */
+  const streamEnd = async (requestId: string) => {
+    const deadline = Date.now() + 20_000;
+    const find = () => server.logs.map((line) => (line.includes('"msg":"stream ended"') && line.includes(`"request_id":"${requestId}"`) ? (JSON.parse(line) as { code: string }).code : undefined)).find(Boolean);
+    while (!find() && Date.now() < deadline) await sleep(50);
+    return find();
+  };
 
   it('ends a subscriber that stops reading with ABORTED and its cursor, and it resumes from there with none missed or repeated', async () => {
-    const abortedBefore = streamsEnded('ABORTED');
     const { reader, stuck, stalledClient } = await stallWhileWriting('slow');
     await reader.until(500);
     // The stalled client reads again only after the server gave up on it (METERING_STREAM_SLOW_MS=1000).
-    const deadline = Date.now() + 20_000;
-    while (streamsEnded('ABORTED') === abortedBefore && Date.now() < deadline) await sleep(50);
-    expect(streamsEnded('ABORTED')).toBe(abortedBefore + 1);
+    expect(await streamEnd('stalled-slow')).toBe('ABORTED');
     stuck.stream.resume();
     await Promise.race([stuck.ended, sleep(20_000)]);
     stalledClient.close();
@@ -193,6 +198,36 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
     expect(again.events.map((e) => e.sequence)).toEqual(Array.from({ length: 500 - cursor }, (_, n) => String(cursor + n + 1)));
     reader.cancel();
     again.cancel();
+  });
+
+  it('ends the stream of a subscriber whose connection went silent without closing (keepalive)', async () => {
+    // A TCP proxy that, when frozen, forwards nothing and closes nothing: a peer that vanished.
+    const sockets: Socket[] = [];
+    const proxy = createServer((inbound) => {
+      const outbound = connect(server.port, '127.0.0.1');
+      inbound.pipe(outbound).pipe(inbound);
+      for (const socket of [inbound, outbound]) {
+        socket.on('error', () => undefined);
+        sockets.push(socket);
+      }
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const viaProxy = new MeteringServiceClient(`127.0.0.1:${(proxy.address() as { port: number }).port}`, credentials.createInsecure());
+    try {
+      const vanishing = subscribe(viaProxy, { accountId: 'vanish', afterSequence: '0' }, 'vanishing-subscriber');
+      await record(client, 'vanish', 'v1');
+      expect((await vanishing.until(1)).map((e) => e.sequence)).toEqual(['1']);
+      for (const socket of sockets) {
+        socket.unpipe();
+        socket.pause();
+      }
+      // Pinged every second, no answer within a second: the server closes the connection and the stream ends.
+      expect(await streamEnd('vanishing-subscriber')).toBe('CANCELLED');
+    } finally {
+      viaProxy.close();
+      for (const socket of sockets) socket.destroy();
+      proxy.close();
+    }
   });
 
   it('refuses a bad request with INVALID_ARGUMENT', async () => {
