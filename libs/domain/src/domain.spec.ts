@@ -158,7 +158,7 @@ describe('evaluateLimits (the seeds\' check_user_limits, with periods, soft limi
 
   it('finds the soft limits a batch of charges took past their amount, once', () => {
     const soft = [limit('', 'cost', '0.01', 'day', 'soft'), limit('u', 'messages', '5', 'month', 'soft'), limit('', 'tokens', '1', 'day', 'hard')];
-    const charge = (userId: string, cost: string) => ({ accountId: 'a', userId, usageDate: day, totalTokens: 10, costs: { totalCost: cost } });
+    const charge = (userId: string, cost: string) => ({ accountId: 'a', userId, usageDate: day, used: counter(1, 10, cost) });
     const counters = [
       { accountId: 'a', userId: '', period: 'day' as const, periodStart: day, used: counter(3, 30, '0.012') },
       { accountId: 'a', userId: 'u', period: 'month' as const, periodStart: '2026-03-01', used: counter(4, 40, '0.02') },
@@ -169,6 +169,10 @@ describe('evaluateLimits (the seeds\' check_user_limits, with periods, soft limi
     ]);
     // Already past before these charges: nothing new.
     expect(softLimitCrossings(soft, [{ ...counters[0], used: counter(3, 30, '0.02') }], [charge('u', '0.002')])).toEqual([]);
+    // A re-rating moves only the cost: 0.009 -> 0.012 crosses 0.01; the messages were counted before.
+    const rerated = { accountId: 'a', userId: 'u', usageDate: day, used: counter(0, 0, '0.003') };
+    expect(softLimitCrossings(soft, counters, [rerated])).toEqual([{ userId: 'u', limit: soft[0], periodStart: day, used: counters[0].used }]);
+    expect(softLimitCrossings(soft, [counters[1]], [rerated])).toEqual([]);
   });
 
   it('ignores limits of other users', () => {

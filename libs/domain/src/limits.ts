@@ -418,26 +418,34 @@ export function dailyOfLimits(accountId: string, userId: string, limits: Limit[]
   return d;
 }
 
+/** What a change moved of one user's recorded usage on one day: a new charge (1 message, its tokens and cost), or a re-rated one (only the cost's difference). */
+export interface UsageChange {
+  accountId: string;
+  userId: string;
+  usageDate: string;
+  used: UsageCounter;
+}
+
 /**
- * The soft limits that charges just took past their amount: for each soft
- * limit whose period counter moved (rows as they are after the charges, and
- * the charges), recorded usage before the charges did not exceed it and after
+ * The soft limits that changes just took past their amount: for each soft
+ * limit whose period counter moved (rows as they are after the changes, and
+ * the changes), recorded usage before the changes did not exceed it and after
  * them does. Reservations are not counted: this is about usage recorded.
  */
 export function softLimitCrossings(
   limits: Limit[],
   counters: Array<{ accountId: string; userId: string; period: LimitPeriod; periodStart: string; used: UsageCounter }>,
-  charges: Array<{ accountId: string; userId: string; usageDate: string; totalTokens: number; costs: { totalCost: string } | null }>,
+  changes: UsageChange[],
 ): Array<{ userId: string; limit: Limit; periodStart: string; used: UsageCounter }> {
   const out = [];
   for (const limit of limits.filter((l) => l.enforcement === 'soft')) {
     for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && r.period === limit.period)) {
-      const mine = charges.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period, c.usageDate) === row.periodStart);
+      const mine = changes.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period, c.usageDate) === row.periodStart);
       if (mine.length === 0) continue;
       const before: UsageCounter = {
-        messageCount: row.used.messageCount - BigInt(mine.length),
-        totalTokens: row.used.totalTokens - mine.reduce((n, c) => n + BigInt(c.totalTokens), 0n),
-        totalCost: mine.reduce((sum, c) => sum.minus(c.costs?.totalCost ?? 0), row.used.totalCost),
+        messageCount: mine.reduce((n, c) => n - c.used.messageCount, row.used.messageCount),
+        totalTokens: mine.reduce((n, c) => n - c.used.totalTokens, row.used.totalTokens),
+        totalCost: mine.reduce((sum, c) => sum.minus(c.used.totalCost), row.used.totalCost),
       };
       if (!recordedStatus(limit, row.periodStart, before).exceeded && recordedStatus(limit, row.periodStart, row.used).exceeded) {
         out.push({ userId: mine[mine.length - 1].userId, limit, periodStart: row.periodStart, used: row.used });

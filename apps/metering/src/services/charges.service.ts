@@ -22,7 +22,7 @@ import { appendEvents } from '../store/events.repo';
 import { Db, inTransaction, Tx } from '../store/db';
 import { readSoftLimits, readTimeZones } from '../store/limits.repo';
 import { finishReservations, lockReservations } from '../store/reservations.repo';
-import { applyRollupDeltas, deltaOfCharge } from '../store/usage.repo';
+import { applyRollupDeltas, deltaOfCharge, usageChangeOf } from '../store/usage.repo';
 import { PricingService } from './pricing.service';
 import { holdOf } from './reservations.service';
 
@@ -175,13 +175,14 @@ export class ChargesService {
         const reservation = charge.reservationId ? reservations.get(pair(charge.accountId, charge.reservationId)) : undefined;
         return reservation ? [{ charge, reservation }] : [];
       });
+      const deltas = inserted.map(deltaOfCharge);
       const counters = await applyRollupDeltas(
         tx,
-        inserted.map(deltaOfCharge),
+        deltas,
         settled.filter((s) => s.reservation.status === 'held').map((s) => holdOf(s.reservation, -1)),
       );
       const soft = inserted.length ? await readSoftLimits(tx, [...new Set(inserted.map((c) => c.accountId))]) : [];
-      const crossed = soft.length ? softLimitCrossings(soft, counters, inserted) : [];
+      const crossed = soft.length ? softLimitCrossings(soft, counters, deltas.map(usageChangeOf)) : [];
       await finishReservations(tx, settled.map((s) => ({ ref: s.reservation, status: 'settled', at: recordTime, chargeId: s.charge.chargeId })));
       await appendEvents(tx, [
         ...inserted.map((charge) => ({ kind: 'charge_recorded' as const, charge })),

@@ -1,9 +1,10 @@
-import { ChargeRecord, RerateQuery, validateRerate } from '@metering/domain';
+import { ChargeRecord, RerateQuery, softLimitCrossings, validateRerate } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
 import { Db, inTransaction } from '../store/db';
 import { appendEvents } from '../store/events.repo';
-import { applyRollupDeltas, deltaOfCharge, RollupDelta, subtractSums } from '../store/usage.repo';
+import { readSoftLimits } from '../store/limits.repo';
+import { applyRollupDeltas, deltaOfCharge, RollupDelta, subtractSums, usageChangeOf } from '../store/usage.repo';
 import { ChargePricing, PricingService } from './pricing.service';
 
 /** What a re-rating run changed. */
@@ -32,7 +33,9 @@ const samePricing = (a: ChargePricing, b: ChargePricing) =>
  * in mode 'all', re-prices every charge after a price correction) with the
  * prices in effect at each charge's usage time and the markups in force now.
  * Each batch locks its charges, rewrites the ones whose pricing changed, and
- * moves their rollups by the difference, in one transaction. Idempotent: a
+ * moves their rollups by the difference, and puts the re-rated charges (and
+ * any soft limit the new costs took past its amount) on the charge stream, in
+ * one transaction. Idempotent: a
  * second run finds nothing more to change.
  */
 export class RerateService {
@@ -69,8 +72,14 @@ export class RerateService {
           const next = deltaOfCharge(updated);
           deltas.push({ ...next, sums: subtractSums(next.sums, deltaOfCharge(old).sums) });
         }
-        await applyRollupDeltas(tx, deltas);
-        await appendEvents(tx, rerated.map((charge) => ({ kind: 'charge_rerated', charge })));
+        const counters = await applyRollupDeltas(tx, deltas);
+        // A re-rating that takes a soft cost limit past its amount says so, as a new charge would.
+        const soft = deltas.length ? await readSoftLimits(tx, [q.accountId]) : [];
+        const crossed = soft.length ? softLimitCrossings(soft, counters, deltas.map(usageChangeOf)) : [];
+        await appendEvents(tx, [
+          ...rerated.map((charge) => ({ kind: 'charge_rerated' as const, charge })),
+          ...crossed.map((softLimit) => ({ kind: 'soft_limit_exceeded' as const, softLimit })),
+        ]);
         return charges;
       });
       if (batch.length < RERATE_BATCH) return report;

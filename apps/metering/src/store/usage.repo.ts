@@ -1,5 +1,5 @@
 import { Dec } from '@metering/pricing';
-import { ChargeRecord, DailyUsageQuery, LimitPeriod, periodStartOf, RollupKey, UsageCounter } from '@metering/domain';
+import { ChargeRecord, DailyUsageQuery, LimitPeriod, periodStartOf, RollupKey, UsageChange, UsageCounter } from '@metering/domain';
 import type { Db, Tx } from './db';
 
 /** SQL of the rollups: daily_usage (reports) and usage_counters (limit checks). No business rules. */
@@ -100,6 +100,11 @@ export function deltaOfCharge(c: ChargeRecord): RollupDelta {
 }
 
 /** a - b, part by part (for re-rating: the new pricing of a charge minus the old). */
+/** What a rollup delta moves of the usage that limits count. */
+export function usageChangeOf(d: RollupDelta): UsageChange {
+  return { accountId: d.accountId, userId: d.userId, usageDate: d.usageDate, used: { messageCount: d.sums.messageCount, totalTokens: d.sums.totalTokens, totalCost: d.sums.totalCost } };
+}
+
 export function subtractSums(a: UsageSums, b: UsageSums): UsageSums {
   const out = {} as UsageSums;
   for (const k of INT_KEYS) out[k] = a[k] - b[k];

@@ -143,6 +143,26 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
     watcher.cancel();
   });
 
+  it('says so when a re-rating takes a soft cost limit past its amount, and a re-rating that changes nothing says nothing', async () => {
+    await call(client.putLimit, client, { accountId: 'repriced', userId: '', period: LimitPeriod.LIMIT_PERIOD_DAY, measure: LimitMeasure.LIMIT_MEASURE_COST, amount: '0.0001', enforcement: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT });
+    const watcher = subscribe(client, { accountId: 'repriced', afterSequence: '0' });
+    await record(client, 'repriced', 'unpriced', { userId: 'u1', provider: 'selfhosted', model: 'm2' });
+    await call(client.setPrice, client, { accountId: 'repriced', provider: 'selfhosted', model: 'm2', effectiveTime: { seconds: '946684800', nanos: 0 }, rates: { inputPerMillion: '1', outputPerMillion: '1', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined }, source: 'test', actor: '' });
+    const today = new Date().toISOString().slice(0, 10);
+    const rerate = (mode: RerateMode) => call(client.rerateCharges, client, { accountId: 'repriced', startDate: today, endDate: today, mode, provider: '', model: '', dryRun: false });
+    expect((await rerate(RerateMode.RERATE_MODE_UNPRICED_ONLY)).chargesChanged).toBe('1');
+    expect((await rerate(RerateMode.RERATE_MODE_ALL)).chargesChanged).toBe('0');
+    await watcher.until(3);
+    await sleep(300);
+    expect(watcher.events.map((e) => e.kind)).toEqual([
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED, // unpriced: cost 0, under 0.0001
+      ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RERATED, // 0.0003
+      ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED,
+    ]);
+    expect(watcher.events[2]).toMatchObject({ userId: 'u1', limit: { measure: LimitMeasure.LIMIT_MEASURE_COST, limit: '0.0001', used: '0.0003', exceeded: true } });
+    watcher.cancel();
+  });
+
   const stallWhileWriting = async (account: string) => {
     const reader = subscribe(client, { accountId: account, afterSequence: '0' });
     // The stalled subscriber on a connection of its own, so that nothing on it reads.
