@@ -158,8 +158,9 @@ export class MeteringClient {
       // Where the stream starts: for one started "from now", the cursor before its first event.
       stream.once('metadata', (headers: Metadata) => {
         const start = headers.get('x-start-after-sequence')[0];
-        if (cursor === undefined && typeof start === 'string') cursor = start;
-        if (typeof start === 'string') onStart?.(start);
+        if (typeof start !== 'string') return;
+        cursor ??= start;
+        onStart?.(start);
       });
       const onAbort = () => stream.cancel();
       signal?.addEventListener('abort', onAbort);

@@ -9,7 +9,7 @@ import { toProtoLimitStatus } from './limits.handler';
 /** WatchCharges: events -> wire, with flow control; a subscriber too slow to read, or a shutdown, ends the stream with its cursor. */
 
 /** Response header of WatchCharges: the sequence the stream starts after. */
-export const START_SEQUENCE_HEADER = 'x-start-after-sequence';
+const START_SEQUENCE_HEADER = 'x-start-after-sequence';
 
 const KIND = {
   charge_recorded: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RECORDED,

@@ -35,8 +35,7 @@ const samePricing = (a: ChargePricing, b: ChargePricing) =>
  * Each batch locks its charges, rewrites the ones whose pricing changed, and
  * moves their rollups by the difference, and puts the re-rated charges (and
  * any soft limit the new costs took past its amount) on the charge stream, in
- * one transaction. Idempotent: a
- * second run finds nothing more to change.
+ * one transaction. Idempotent: a second run finds nothing more to change.
  */
 export class RerateService {
   constructor(

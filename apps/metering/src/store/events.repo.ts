@@ -36,25 +36,29 @@ function payloadOf(e: NewEvent): object {
  */
 export async function appendEvents(tx: Tx, events: NewEvent[]): Promise<void> {
   if (events.length === 0) return;
-  const counts = new Map<string, number>();
-  for (const e of events) counts.set(accountOf(e), (counts.get(accountOf(e)) ?? 0) + 1);
-  const accounts = [...counts.keys()].sort();
-  const { rows } = await tx.raw(
-    `INSERT INTO event_sequences AS s (account_id, last_sequence)
-       SELECT * FROM unnest(?::text[], ?::bigint[])
-     ON CONFLICT (account_id) DO UPDATE SET last_sequence = s.last_sequence + excluded.last_sequence
-     RETURNING account_id, last_sequence::text`,
-    [accounts, accounts.map((a) => String(counts.get(a)))],
+  // One statement (one round trip): take each account's sequence row for its count of events,
+  // number the events from there in the order given, insert them, and notify each account.
+  await tx.raw(
+    `WITH ev AS (
+       SELECT e->>'account_id' AS account_id, e->>'kind' AS kind, e->'payload' AS payload, ord
+       FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS x(e, ord)
+     ), seq AS (
+       INSERT INTO event_sequences AS s (account_id, last_sequence)
+         SELECT account_id, count(*) FROM ev GROUP BY account_id ORDER BY account_id
+       ON CONFLICT (account_id) DO UPDATE SET last_sequence = s.last_sequence + excluded.last_sequence
+       RETURNING account_id, last_sequence
+     ), inserted AS (
+       INSERT INTO charge_events (account_id, sequence, kind, payload)
+         SELECT ev.account_id,
+                seq.last_sequence - count(*) OVER w + row_number() OVER (w ORDER BY ev.ord),
+                ev.kind, ev.payload
+         FROM ev JOIN seq USING (account_id)
+         WINDOW w AS (PARTITION BY ev.account_id)
+       RETURNING 1
+     )
+     SELECT pg_notify(?, account_id) FROM seq`,
+    [JSON.stringify(events.map((e) => ({ account_id: accountOf(e), kind: e.kind, payload: payloadOf(e) }))), EVENTS_CHANNEL],
   );
-  const next = new Map((rows as Array<{ account_id: string; last_sequence: string }>).map((r) => [r.account_id, BigInt(r.last_sequence) - BigInt(counts.get(r.account_id) ?? 0)]));
-  const values = events.map((e) => {
-    const account = accountOf(e);
-    const sequence = (next.get(account) ?? 0n) + 1n;
-    next.set(account, sequence);
-    return { account_id: account, sequence: sequence.toString(), kind: e.kind, payload: JSON.stringify(payloadOf(e)) };
-  });
-  await tx('charge_events').insert(values);
-  for (const account of accounts) await tx.raw('SELECT pg_notify(?, ?)', [EVENTS_CHANNEL, account]);
 }
 
 interface EventRow {

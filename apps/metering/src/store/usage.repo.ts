@@ -99,12 +99,12 @@ export function deltaOfCharge(c: ChargeRecord): RollupDelta {
   };
 }
 
-/** a - b, part by part (for re-rating: the new pricing of a charge minus the old). */
 /** What a rollup delta moves of the usage that limits count. */
 export function usageChangeOf(d: RollupDelta): UsageChange {
   return { accountId: d.accountId, userId: d.userId, usageDate: d.usageDate, used: { messageCount: d.sums.messageCount, totalTokens: d.sums.totalTokens, totalCost: d.sums.totalCost } };
 }
 
+/** a - b, part by part (for re-rating: the new pricing of a charge minus the old). */
 export function subtractSums(a: UsageSums, b: UsageSums): UsageSums {
   const out = {} as UsageSums;
   for (const k of INT_KEYS) out[k] = a[k] - b[k];
