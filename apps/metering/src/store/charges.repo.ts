@@ -151,12 +151,18 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
  */
 export async function insertChargesIfAbsent(tx: Tx, charges: ChargeRecord[]): Promise<ChargeRecord[]> {
   if (charges.length === 0) return [];
-  const rows: ChargeRow[] = await tx('charges')
-    .insert(charges.map(toChargeRow))
-    .onConflict(['account_id', 'idempotency_key'])
-    .ignore()
-    .returning('*');
-  return rows.map(fromChargeRow);
+  // The rows as one JSON parameter rather than a VALUES list of ~40 parameters per charge: a
+  // batch of 1000 charges would be a statement of 40,000 parameters, slow to build and to parse.
+  const rows = charges.map(toChargeRow);
+  const columns = Object.keys(rows[0]).map((c) => `"${c}"`).join(', ');
+  const { rows: inserted } = await tx.raw(
+    `INSERT INTO charges (${columns})
+       SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json)
+     ON CONFLICT (account_id, idempotency_key) DO NOTHING
+     RETURNING *`,
+    [JSON.stringify(rows)],
+  );
+  return (inserted as ChargeRow[]).map(fromChargeRow);
 }
 
 /** The stored charges with these (account, idempotency key) pairs. */
