@@ -20,6 +20,10 @@ export interface Config {
   streamSlowMs: number;
   /** WatchCharges: read the outbox at least this often even without a notification. */
   eventPollMs: number;
+  /** Outbox retention: events older than this are deleted (0: kept forever). */
+  eventRetentionSeconds: number;
+  /** How often the retention sweep runs. */
+  eventPruneMs: number;
   /** HTTP/2 keepalive: ping each connection this often... */
   keepaliveMs: number;
   /** ...and close it when the ping is not answered within this long (a dead peer's streams and calls end). */
@@ -78,6 +82,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reservationSweepMs: int(env, 'METERING_RESERVATION_SWEEP_MS', 1_000, 50, 3_600_000),
     streamSlowMs: int(env, 'METERING_STREAM_SLOW_MS', 30_000, 100, 3_600_000),
     eventPollMs: int(env, 'METERING_EVENT_POLL_MS', 1_000, 50, 60_000),
+    eventRetentionSeconds: int(env, 'METERING_EVENT_RETENTION_SECONDS', 0, 0, 100 * 366 * 86_400),
+    eventPruneMs: int(env, 'METERING_EVENT_PRUNE_MS', 3_600_000, 100, 86_400_000),
     keepaliveMs: int(env, 'METERING_KEEPALIVE_MS', 60_000, 100, 7_200_000),
     keepaliveTimeoutMs: int(env, 'METERING_KEEPALIVE_TIMEOUT_MS', 20_000, 100, 600_000),
   };

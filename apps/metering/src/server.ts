@@ -33,7 +33,7 @@ import type { Logger } from './logger';
 import { AccountsService } from './services/accounts.service';
 import { ApiKeysService } from './services/api-keys.service';
 import { ChargesService } from './services/charges.service';
-import { EventNotifier, EventsService } from './services/events.service';
+import { EventNotifier, EventsService, pruneEvents } from './services/events.service';
 import { LimitsService } from './services/limits.service';
 import { MarkupsService } from './services/markups.service';
 import { PricingService } from './services/pricing.service';
@@ -235,25 +235,32 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const timer = setInterval(probe, config.healthIntervalMs);
   timer.unref();
 
-  // Expired reservations free their holds without any caller (every process sweeps; SKIP LOCKED keeps them apart).
+  // Background sweeps, in every process, each never overlapping itself: expired reservations
+  // free their holds without any caller (SKIP LOCKED keeps processes apart), and events past
+  // the outbox retention are deleted.
+  const sweeps: NodeJS.Timeout[] = [];
+  const every = (ms: number, sweep: string, done: string, task: () => Promise<number>) => {
+    let running = false;
+    const t = setInterval(() => {
+      if (running || serving === false) return;
+      running = true;
+      task()
+        .then((n) => n > 0 && log.info(done, { count: n }))
+        .catch((err: unknown) => log.warn(`${sweep} failed`, { error: String(err) }))
+        .finally(() => (running = false));
+    }, ms);
+    t.unref();
+    sweeps.push(t);
+  };
   const reservations = new ReservationsService(db);
-  let sweeping = false;
-  const sweeper = setInterval(() => {
-    if (sweeping || serving === false) return;
-    sweeping = true;
-    reservations
-      .expireAllDue()
-      .then((n) => n > 0 && log.info('reservations expired', { count: n }))
-      .catch((err: unknown) => log.warn('reservation sweep failed', { error: String(err) }))
-      .finally(() => (sweeping = false));
-  }, config.reservationSweepMs);
-  sweeper.unref();
+  every(config.reservationSweepMs, 'reservation sweep', 'reservations expired', () => reservations.expireAllDue());
+  if (config.eventRetentionSeconds > 0) every(config.eventPruneMs, 'event retention sweep', 'events pruned', () => pruneEvents(db, config.eventRetentionSeconds));
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     (stopping ??= (async () => {
       clearInterval(timer);
-      clearInterval(sweeper);
+      for (const t of sweeps) clearInterval(t);
       serving = false;
       health.set(false);
       await new Promise<void>((resolve) => {

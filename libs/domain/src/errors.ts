@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'ALREADY_EXISTS'
   | 'NOT_FOUND'
   | 'FAILED_PRECONDITION'
+  | 'OUT_OF_RANGE'
   | 'RESOURCE_EXHAUSTED'
   | 'ABORTED'
   | 'UNAVAILABLE'

@@ -71,3 +71,16 @@ export class StreamClosedError extends DomainError {
     super('UNAVAILABLE', 'SERVER_SHUTTING_DOWN', `the server is shutting down; resume with after_sequence=${resumeAfter}`, { resume_after_sequence: resumeAfter.toString() });
   }
 }
+
+/** The events after the subscriber's cursor were deleted by the retention sweep: resuming from it would miss them. */
+export class EventsPrunedError extends DomainError {
+  constructor(afterSequence: bigint, oldest: bigint | undefined, last: bigint) {
+    const next = oldest === undefined ? last : oldest - 1n;
+    super(
+      'OUT_OF_RANGE',
+      'EVENTS_PRUNED',
+      `the events after sequence ${afterSequence} up to ${next} are past the retention period and were deleted; resume with after_sequence=${next} to accept the gap`,
+      { oldest_sequence: (oldest ?? last + 1n).toString(), resume_after_sequence: next.toString() },
+    );
+  }
+}

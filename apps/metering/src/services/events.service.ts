@@ -1,6 +1,6 @@
-import { ChargeEvent, eventMatches, validateWatch } from '@metering/domain';
+import { ChargeEvent, eventMatches, EventsPrunedError, validateWatch } from '@metering/domain';
 import { Db, read } from '../store/db';
-import { lastSequence, readEvents } from '../store/events.repo';
+import { deleteEventsOlderThan, firstSequence, lastSequence, readEvents } from '../store/events.repo';
 
 /** Wakes the subscribers of an account when its events commit (from Postgres NOTIFY, any process). */
 export class EventNotifier {
@@ -49,18 +49,27 @@ export class EventsService {
   /**
    * Validates the request and finds where the stream starts (after_sequence,
    * or the account's last sequence now); returns that cursor and the matching
-   * events after it (the iteration ends only when aborted).
+   * events after it (the iteration ends only when aborted). Sequences have no
+   * gaps, so a gap after the cursor means retention deleted those events: the
+   * stream refuses (OUT_OF_RANGE) rather than skip them.
    */
   async open(raw: Parameters<typeof validateWatch>[0]): Promise<{ start: bigint; events(signal: AbortSignal): AsyncIterable<ChargeEvent> }> {
     const q = validateWatch(raw);
     const { db, notifier, pollMs } = this;
-    const start = q.afterSequence ?? (await read(() => lastSequence(db, q.accountId)));
+    const last = await read(() => lastSequence(db, q.accountId));
+    const start = q.afterSequence ?? last;
+    if (start < last) {
+      const first = await read(() => firstSequence(db, q.accountId));
+      if (first === undefined || first > start + 1n) throw new EventsPrunedError(start, first, last);
+    }
     return {
       start,
       async *events(signal: AbortSignal) {
         let cursor = start;
         while (!signal.aborted) {
           const batch = await read(() => readEvents(db, q.accountId, cursor, EVENT_BATCH));
+          // Deleted by a retention sweep since the stream started.
+          if (batch.length > 0 && batch[0].sequence !== cursor + 1n) throw new EventsPrunedError(cursor, batch[0].sequence, batch[batch.length - 1].sequence);
           for (const event of batch) {
             cursor = event.sequence;
             if (eventMatches(event, q)) yield event;
@@ -69,5 +78,18 @@ export class EventsService {
         }
       },
     };
+  }
+}
+
+/** Events deleted per statement by the retention sweep: each delete is a short transaction. */
+export const PRUNE_BATCH = 10_000;
+
+/** Outbox retention: deletes the events older than `seconds`, in batches; returns how many. */
+export async function pruneEvents(db: Db, seconds: number): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const n = await deleteEventsOlderThan(db, seconds, PRUNE_BATCH);
+    total += n;
+    if (n < PRUNE_BATCH) return total;
   }
 }

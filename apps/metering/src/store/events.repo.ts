@@ -98,6 +98,23 @@ export async function readEvents(db: Db, accountId: string, after: bigint, limit
 }
 
 /** The sequence of an account's last event (0 when none). */
+/** The account's oldest event still kept (older ones may have been deleted by retention), if any. */
+export async function firstSequence(db: Db, accountId: string): Promise<bigint | undefined> {
+  const row = await db('charge_events').select(db.raw('min(sequence)::text AS s')).where('account_id', accountId).first();
+  return row?.s == null ? undefined : BigInt(row.s);
+}
+
+/** Deletes up to `limit` events older than `seconds` (by the database's clock); returns how many. */
+export async function deleteEventsOlderThan(db: Db, seconds: number, limit: number): Promise<number> {
+  const { rows } = await db.raw(
+    `DELETE FROM charge_events WHERE ctid IN (
+       SELECT ctid FROM charge_events WHERE created_at < now() - make_interval(secs => ?) LIMIT ?
+     ) RETURNING 1`,
+    [seconds, limit],
+  );
+  return rows.length;
+}
+
 export async function lastSequence(db: Db, accountId: string): Promise<bigint> {
   const row = await db('event_sequences').select(db.raw('last_sequence::text AS s')).where('account_id', accountId).first();
   return BigInt(row?.s ?? 0);

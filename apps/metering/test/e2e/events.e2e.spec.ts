@@ -305,3 +305,38 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
     resumed.cancel();
   });
 });
+
+describe.each(databaseTargets())('WatchCharges with outbox retention on $name', (target) => {
+  let tdb: TestDatabase;
+  let server: ServerProcess;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    server = await startServer(tdb.config, { METERING_EVENT_RETENTION_SECONDS: '2', METERING_EVENT_PRUNE_MS: '200' });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await tdb?.drop();
+  });
+
+  it('deletes events past the retention, keeps the charges, and refuses a resume that would miss events with OUT_OF_RANGE', async () => {
+    const client = server.client;
+    for (let n = 0; n < 3; n++) await record(client, 'kept', `old${n}`);
+    const deadline = Date.now() + 20_000;
+    while (!server.logs.some((l) => l.includes('"msg":"events pruned"')) && Date.now() < deadline) await sleep(100);
+    expect(server.logs.filter((l) => l.includes('"msg":"events pruned"')).map((l) => (JSON.parse(l) as { count: number }).count)).toEqual([3]);
+    const replay = subscribe(client, { accountId: 'kept', afterSequence: '0' });
+    await replay.ended;
+    expect(replay.error()?.code).toBe(status.OUT_OF_RANGE);
+    expect(statusDetails(replay.error()!).errorInfo).toMatchObject({ reason: 'EVENTS_PRUNED', metadata: { oldest_sequence: '4', resume_after_sequence: '3' } });
+    // From the last sequence: nothing is missing, the stream goes on.
+    const live = subscribe(client, { accountId: 'kept', afterSequence: '3' });
+    const fresh = await record(client, 'kept', 'new');
+    expect((await live.until(1)).map((e) => [e.sequence, e.charge?.chargeId])).toEqual([['4', fresh.charge!.chargeId]]);
+    live.cancel();
+    const today = new Date().toISOString().slice(0, 10);
+    const usage = await call(client.getDailyUsage, client, { accountId: 'kept', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    expect(usage.totals?.messageCount).toBe('4');
+  });
+});

@@ -1,6 +1,7 @@
-import { IdempotencyConflictError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
+import { EventsPrunedError, IdempotencyConflictError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
 import { Dec, formatDecimal, PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
+import { EventNotifier, EventsService, pruneEvents } from '../../src/services/events.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { MarkupsService } from '../../src/services/markups.service';
 import { PricingService } from '../../src/services/pricing.service';
@@ -233,5 +234,27 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     expect(accounts.length).toBeGreaterThan(3);
     for (const account of accounts) await expectRollupsMatchCharges(db, account);
     expect(await count('daily_usage')).toBeGreaterThan(10);
+  });
+
+  it('prunes the outbox, never the charges, and a feed refuses (not skips) events pruned under it', async () => {
+    const events = new EventsService(db, new EventNotifier(), 20);
+    const watch = (afterSequence: string) => events.open({ accountId: 'pruned', afterSequence, userId: '', provider: '', model: '' });
+    for (let n = 0; n < 3; n++) await charges.recordCharge(charge({ accountId: 'pruned', idempotencyKey: key() }));
+    const feed = await watch('0');
+    const chargesBefore = await count('charges');
+    expect(await pruneEvents(db, 0)).toBeGreaterThanOrEqual(3); // every event is older than 0 s
+    expect(await count('charge_events')).toBe(0);
+    expect(await count('charges')).toBe(chargesBefore);
+    await charges.recordCharge(charge({ accountId: 'pruned', idempotencyKey: key() }));
+    // The open feed finds 4 after its cursor 0: 1-3 are gone.
+    const abort = new AbortController();
+    const next = feed.events(abort.signal)[Symbol.asyncIterator]().next();
+    await expect(next).rejects.toBeInstanceOf(EventsPrunedError);
+    await expect(next).rejects.toMatchObject({ code: 'OUT_OF_RANGE', reason: 'EVENTS_PRUNED', metadata: { oldest_sequence: '4', resume_after_sequence: '3' } });
+    // A new stream from before the oldest kept event is refused at once; from 3 (accepting the gap), it goes on.
+    await expect(watch('1')).rejects.toMatchObject({ reason: 'EVENTS_PRUNED', metadata: { oldest_sequence: '4', resume_after_sequence: '3' } });
+    const resumed = (await watch('3')).events(abort.signal)[Symbol.asyncIterator]();
+    expect((await resumed.next()).value).toMatchObject({ sequence: 4n, kind: 'charge_recorded' });
+    abort.abort();
   });
 });

@@ -5534,7 +5534,9 @@ export const MeteringServiceService = {
    * resume_after_sequence) and resumes from its cursor. The response header
    * x-start-after-sequence says where the stream started (for a stream
    * started without after_sequence, the last sequence committed then), so a
-   * subscriber cut off before its first event resumes from there.
+   * subscriber cut off before its first event resumes from there. A cursor
+   * older than the oldest event kept by the server's retention is refused with
+   * OUT_OF_RANGE (ErrorInfo reason EVENTS_PRUNED) rather than skipped.
    */
   watchCharges: {
     path: "/metering.v1.MeteringService/WatchCharges" as const,
@@ -5723,7 +5725,9 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * resume_after_sequence) and resumes from its cursor. The response header
    * x-start-after-sequence says where the stream started (for a stream
    * started without after_sequence, the last sequence committed then), so a
-   * subscriber cut off before its first event resumes from there.
+   * subscriber cut off before its first event resumes from there. A cursor
+   * older than the oldest event kept by the server's retention is refused with
+   * OUT_OF_RANGE (ErrorInfo reason EVENTS_PRUNED) rather than skipped.
    */
   watchCharges: handleServerStreamingCall<WatchChargesRequest, WatchChargesResponse>;
   /** Sets the markup factor of a charge type, provider and model. */
@@ -6042,7 +6046,9 @@ export interface MeteringServiceClient extends Client {
    * resume_after_sequence) and resumes from its cursor. The response header
    * x-start-after-sequence says where the stream started (for a stream
    * started without after_sequence, the last sequence committed then), so a
-   * subscriber cut off before its first event resumes from there.
+   * subscriber cut off before its first event resumes from there. A cursor
+   * older than the oldest event kept by the server's retention is refused with
+   * OUT_OF_RANGE (ErrorInfo reason EVENTS_PRUNED) rather than skipped.
    */
   watchCharges(
     request: WatchChargesRequest,
