@@ -122,11 +122,11 @@ export class LimitsService {
       const limits = page.slice(0, q.pageSize);
       const now = this.clock();
       const candidates = this.candidateStarts(now);
-      // Counters of every scope on the page, read with the same query CheckLimits uses.
+      // Counters of every scope on the page, in one read with the query CheckLimits uses.
       const users = [...new Set(limits.map((l) => l.userId).filter((u) => u !== ''))];
-      const states = await Promise.all((users.length ? users : ['']).map((u) => readLimitCheckState(this.db, q.accountId, u, candidates)));
-      const timeZone = states[0].timeZone ?? DEFAULT_TIME_ZONE;
-      const usage = usageFrom(states.flatMap((s) => s.counters), localDay(now, timeZone));
+      const state = await readLimitCheckState(this.db, q.accountId, users, candidates);
+      const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
+      const usage = usageFrom(state.counters, localDay(now, timeZone));
       return {
         timeZone,
         nextPageToken: more ? encodeLimitPageToken(q, limits[limits.length - 1]) : '',
@@ -155,7 +155,7 @@ export class LimitsService {
   private async check(check: LimitCheck): Promise<LimitCheckResult> {
     const now = this.clock();
     const call = await read(() => this.callAmounts(this.db, check, now));
-    const state = await read(() => readLimitCheckState(this.db, check.accountId, check.userId, this.candidateStarts(now)));
+    const state = await read(() => readLimitCheckState(this.db, check.accountId, [check.userId], this.candidateStarts(now)));
     const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
     return this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
   }
@@ -228,7 +228,7 @@ export class LimitsService {
     const original = await findReservationByKey(tx, check.accountId, key);
     if (!original) throw new ConflictRetryError();
     if (original.requestHash !== requestHash) throw new IdempotencyConflictError(key, ['reservation request'], 'a reservation');
-    const state = await readLimitCheckState(tx, check.accountId, check.userId, this.candidateStarts(now));
+    const state = await readLimitCheckState(tx, check.accountId, [check.userId], this.candidateStarts(now));
     const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), NO_CALL);
     return { ...result, allowed: true, reason: result.limits.length ? 'within_limits' : 'no_limits_set', message: 'Reserved (replay of the original reservation)', reservation: asSeen(original, now), replayed: true };
   }

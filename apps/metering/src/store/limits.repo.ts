@@ -100,7 +100,7 @@ export async function readAccount(db: Db, accountId: string): Promise<{ timeZone
 
 /**
  * What CheckLimits reads, in one round trip of primary-key reads: the
- * account's time zone, every limit of the user and of its account, and their
+ * account's time zone, every limit of the users and of their account, and their
  * day and month counters for the given candidate days (the caller passes the
  * days around UTC's today, one of which is the account's local today, and
  * their months). A constant SQL text: nothing is built per call.
@@ -111,20 +111,21 @@ const CHECK_STATE_SQL = `
     FROM accounts WHERE account_id = ?
   UNION ALL
   SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-    FROM limits WHERE account_id = ? AND user_id IN ('', ?)
+    FROM limits WHERE account_id = ? AND user_id = ANY(?::text[])
   UNION ALL
   SELECT 'counter', user_id, period, NULL, NULL, NULL, updated_at, period_start, message_count::text, total_tokens::text, total_cost::text,
          reserved_messages::text, reserved_tokens::text, reserved_cost::text
     FROM usage_counters
-   WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id IN ('', ?)`;
+   WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id = ANY(?::text[])`;
 
 export async function readLimitCheckState(
   db: Db | Tx,
   accountId: string,
-  userId: string,
+  userIds: string[],
   candidateStarts: string[],
 ): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterRow[] }> {
-  const { rows } = await db.raw(CHECK_STATE_SQL, [accountId, accountId, userId, accountId, candidateStarts, userId]);
+  const scopes = ['', ...userIds]; // '' = the account
+  const { rows } = await db.raw(CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   return {
     timeZone: all.find((r) => r.kind === 'zone')?.user_id,
