@@ -20,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
 import { appendEvents } from '../store/events.repo';
 import { Db, inTransaction, Tx } from '../store/db';
-import { readSoftLimits, readTimeZones } from '../store/limits.repo';
+import { readWriteSettings } from '../store/limits.repo';
 import { finishReservations, lockReservations } from '../store/reservations.repo';
 import { applyRollupDeltas, deltaOfCharge, usageChangeOf } from '../store/usage.repo';
 import { PricingService } from './pricing.service';
@@ -155,7 +155,7 @@ export class ChargesService {
       const distinct = [...byKey.values()];
       const { reservations, refused } = await this.claimReservations(tx, distinct);
       const insertable = distinct.filter((c) => !refused.has(keyOf(c)));
-      const zones = await readTimeZones(tx, [...new Set(insertable.map((c) => c.accountId))]);
+      const { zones, softLimits } = await readWriteSettings(tx, [...new Set(insertable.map((c) => c.accountId))]);
       const pricing = await this.pricing.priceCharges(tx, insertable);
       const recordTime = this.clock();
       const charges: ChargeRecord[] = insertable.map((input, n) => ({
@@ -181,8 +181,7 @@ export class ChargesService {
         deltas,
         settled.filter((s) => s.reservation.status === 'held').map((s) => holdOf(s.reservation, -1)),
       );
-      const soft = inserted.length ? await readSoftLimits(tx, [...new Set(inserted.map((c) => c.accountId))]) : [];
-      const crossed = soft.length ? softLimitCrossings(soft, counters, deltas.map(usageChangeOf)) : [];
+      const crossed = softLimits.length ? softLimitCrossings(softLimits, counters, deltas.map(usageChangeOf)) : [];
       await finishReservations(tx, settled.map((s) => ({ ref: s.reservation, status: 'settled', at: recordTime, chargeId: s.charge.chargeId })));
       await appendEvents(tx, [
         ...inserted.map((charge) => ({ kind: 'charge_recorded' as const, charge })),

@@ -57,6 +57,27 @@ export async function readSoftLimits(db: Db | Tx, accountIds: string[]): Promise
   return rows.map(fromLimitRow);
 }
 
+/**
+ * What the write path reads of the accounts it writes for, in one round trip:
+ * their time zones (absent: UTC) and their soft limits, in key order.
+ */
+export async function readWriteSettings(tx: Tx, accountIds: string[]): Promise<{ zones: Map<string, string>; softLimits: Limit[] }> {
+  const { rows } = await tx.raw(
+    `SELECT 'zone' AS kind, account_id, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at
+       FROM accounts WHERE account_id = ANY(?::text[])
+     UNION ALL
+     SELECT 'limit', account_id, user_id, period, measure, enforcement, amount::text, updated_at
+       FROM limits WHERE account_id = ANY(?::text[]) AND enforcement = 'soft'
+     ORDER BY kind, account_id, user_id, period, measure, enforcement`,
+    [accountIds, accountIds],
+  );
+  const all = rows as Array<LimitRow & { kind: string }>;
+  return {
+    zones: new Map(all.filter((r) => r.kind === 'zone').map((r) => [r.account_id, r.user_id])),
+    softLimits: all.filter((r) => r.kind === 'limit').map(fromLimitRow),
+  };
+}
+
 /** One page of an account's limits in key order (one extra row tells whether more follow). */
 export async function listLimits(db: Db, q: ListLimitsQuery): Promise<Limit[]> {
   const query = db('limits').select(LIMIT_COLUMNS).where({ account_id: q.accountId });
