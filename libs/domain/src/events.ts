@@ -74,13 +74,13 @@ export class StreamClosedError extends DomainError {
 
 /** The events after the subscriber's cursor were deleted by the retention sweep: resuming from it would miss them. */
 export class EventsPrunedError extends DomainError {
-  constructor(afterSequence: bigint, oldest: bigint | undefined, last: bigint) {
-    const next = oldest === undefined ? last : oldest - 1n;
+  /** `oldest`: the first sequence still kept (the next one to be written when none is). */
+  constructor(afterSequence: bigint, oldest: bigint) {
     super(
       'OUT_OF_RANGE',
       'EVENTS_PRUNED',
-      `the events after sequence ${afterSequence} up to ${next} are past the retention period and were deleted; resume with after_sequence=${next} to accept the gap`,
-      { oldest_sequence: (oldest ?? last + 1n).toString(), resume_after_sequence: next.toString() },
+      `the events after sequence ${afterSequence} up to ${oldest - 1n} are past the retention period and were deleted; resume with after_sequence=${oldest - 1n} to accept the gap`,
+      { oldest_sequence: oldest.toString(), resume_after_sequence: (oldest - 1n).toString() },
     );
   }
 }

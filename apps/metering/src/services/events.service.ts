@@ -60,7 +60,7 @@ export class EventsService {
     const start = q.afterSequence ?? last;
     if (start < last) {
       const first = await read(() => firstSequence(db, q.accountId));
-      if (first === undefined || first > start + 1n) throw new EventsPrunedError(start, first, last);
+      if (first === undefined || first > start + 1n) throw new EventsPrunedError(start, first ?? last + 1n);
     }
     return {
       start,
@@ -69,7 +69,7 @@ export class EventsService {
         while (!signal.aborted) {
           const batch = await read(() => readEvents(db, q.accountId, cursor, EVENT_BATCH));
           // Deleted by a retention sweep since the stream started.
-          if (batch.length > 0 && batch[0].sequence !== cursor + 1n) throw new EventsPrunedError(cursor, batch[0].sequence, batch[batch.length - 1].sequence);
+          if (batch.length > 0 && batch[0].sequence !== cursor + 1n) throw new EventsPrunedError(cursor, batch[0].sequence);
           for (const event of batch) {
             cursor = event.sequence;
             if (eventMatches(event, q)) yield event;

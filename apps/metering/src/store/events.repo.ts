@@ -97,7 +97,6 @@ export async function readEvents(db: Db, accountId: string, after: bigint, limit
   return rows.map(fromEventRow);
 }
 
-/** The sequence of an account's last event (0 when none). */
 /** The account's oldest event still kept (older ones may have been deleted by retention), if any. */
 export async function firstSequence(db: Db, accountId: string): Promise<bigint | undefined> {
   const row = await db('charge_events').select(db.raw('min(sequence)::text AS s')).where('account_id', accountId).first();
@@ -115,6 +114,7 @@ export async function deleteEventsOlderThan(db: Db, seconds: number, limit: numb
   return rows.length;
 }
 
+/** The sequence of an account's last event (0 when none). */
 export async function lastSequence(db: Db, accountId: string): Promise<bigint> {
   const row = await db('event_sequences').select(db.raw('last_sequence::text AS s')).where('account_id', accountId).first();
   return BigInt(row?.s ?? 0);
