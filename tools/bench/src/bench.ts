@@ -2,7 +2,8 @@
  * The benchmark: in one run, on this machine, measure the ceilings (a no-op
  * grpc-js server driven by the same load generator; the service's own write
  * SQL on Postgres at 1 and 100 charges per transaction), then drive the real
- * service through the same scenarios, check correctness after the writes,
+ * service through the same scenarios and the charge stream under load, check
+ * correctness after the writes (and that every subscriber got every charge),
  * and report ratios against the ceilings measured in the same run.
  *
  *   npm run bench                      full run (10 s per scenario, 100k and 10M charges), writes docs/benchmarks.md
@@ -19,6 +20,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
 import { growAccount, rollupMismatches, storedOf, writeCeiling } from './sql';
+import { streamDelivery } from './stream';
 import { LoadResult, Workload } from './workload';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -161,13 +163,22 @@ async function main(): Promise<void> {
     record('RecordCharge at half its max (fixed rate)', 'service', `${half}/s`, background);
     acked.push(...background.acked);
 
+    log('charge stream');
+    const subscribers = 10;
+    const streamRate = smoke ? 50 : 200;
+    const stream = await streamDelivery(svcAt, OPERATOR_KEY, { subscribers, rate: streamRate, durationMs, accountId: 'stream' });
+    record('RecordCharge acknowledged (sent -> ack)', 'service', `${streamRate}/s`, stream.ack);
+    record(`WatchCharges: each of ${subscribers} subscribers (sent -> event)`, 'service', `${streamRate}/s`, stream.delivery, 'events/s');
+    acked.push(...stream.ack.acked);
+    checks[`stream subscribers that got every acknowledged charge once, in sequence order`] = `${stream.complete} of ${subscribers}`;
+
     log('correctness');
     const mismatches = await rollupMismatches(pool);
     checks['rollup rows differing from the sum of charges'] = String(mismatches.daily);
     checks['day and month counters differing from the sum of charges'] = String(mismatches.counters);
     const stored = await storedOf(pool, acked);
     checks['acknowledged charges stored exactly once'] = `${stored} of ${acked.length} (distinct ids: ${new Set(acked).size})`;
-    const ok = mismatches.daily === 0 && mismatches.counters === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays;
+    const ok = mismatches.daily === 0 && mismatches.counters === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays && stream.complete === subscribers;
 
     log('data scale');
     const scale: Array<{ charges: number; usage: LoadResult; check: LoadResult }> = [];
