@@ -7,7 +7,7 @@ It does what a backend does around an LLM call, and checks every answer:
   4. read the day's usage (GetDailyUsage) and the limit's state (ListLimits);
   5. send a bad request and read the google.rpc.BadRequest naming the bad fields;
   6. try another account's data with its key (PERMISSION_DENIED);
-  7. read the charge stream (WatchCharges) from the start.
+  7. read the charge stream (WatchCharges) from the start, and from now (where it starts is in its headers).
 Run by examples/run-python.sh (and CI) against a real server: /usr/bin/python3 backend.py --address HOST:PORT --operator-key KEY
 """
 import argparse
@@ -98,6 +98,14 @@ def main():
     first = next(iter(stream))
     stream.cancel()
     check(first.event.sequence == 1 and first.event.charge.charge_id == recorded.charge.charge_id, "WatchCharges streams the recorded charge with its sequence")
+
+    live = stub.WatchCharges(pb.WatchChargesRequest(), metadata=key, timeout=5)
+    start = dict(live.initial_metadata()).get("x-start-after-sequence")
+    check(start == "1", f"a stream from now says where it starts (x-start-after-sequence {start})")
+    later = stub.RecordCharge(pb.RecordChargeRequest(user_id="bob", idempotency_key=f"call-{uuid.uuid4()}", provider="openai", model="gpt-4o-mini", prompt_tokens=10, completion_tokens=5), metadata=key, timeout=5)
+    nxt = next(iter(live))
+    live.cancel()
+    check(nxt.event.sequence == 2 and nxt.event.charge.charge_id == later.charge.charge_id, "and streams what commits after that")
     print(f"python backend: all checks passed (account {account})")
 
 
