@@ -19,9 +19,11 @@ const PERIODS = `LATERAL (VALUES (''), (user_id)) AS s(u), LATERAL (VALUES ('day
 /**
  * One transaction of `perTx` charges written as the service writes them: a
  * multi-row insert with ON CONFLICT on the idempotency key, then the daily
- * rollup and the day and month counters (account and user) upserted, pre-aggregated, in key order.
+ * rollup and the day and month counters (account and user) upserted, pre-aggregated, in key order;
+ * with `outbox`, also the charge stream's events (the account's sequence row, one event per charge
+ * with the charge as its payload, and the NOTIFY), as the service appends them last.
  */
-export async function writeCharges(pool: Pool, accountId: string, users: number, perTx: number, keyPrefix: string): Promise<void> {
+export async function writeCharges(pool: Pool, accountId: string, users: number, perTx: number, keyPrefix: string, outbox = false): Promise<void> {
   const day = new Date().toISOString().slice(0, 10);
   const now = new Date();
   const rows = Array.from({ length: perTx }, () => {
@@ -38,7 +40,7 @@ export async function writeCharges(pool: Pool, accountId: string, users: number,
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    await client.query(`INSERT INTO charges (${CHARGE_COLUMNS.join(',')}) VALUES ${values} ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING *`, params);
+    const inserted = await client.query(`INSERT INTO charges (${CHARGE_COLUMNS.join(',')}) VALUES ${values} ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING *`, params);
     await client.query(
       `INSERT INTO daily_usage AS d (account_id, usage_date, user_id, provider, model, charge_type, message_count, prompt_tokens, completion_tokens, cached_prompt_tokens, total_tokens, provider_cost, prompt_cost, completion_cost, total_cost)
        SELECT $1, $2, u, 'openai', 'gpt-4o-mini', 'completion', n, n * 1200, n * 350, n * 400, n * 1550, n * 0.00035, n * 0.00014, n * 0.00021, n * 0.00035
@@ -61,6 +63,22 @@ export async function writeCharges(pool: Pool, accountId: string, users: number,
          total_tokens = c.total_tokens + excluded.total_tokens, total_cost = c.total_cost + excluded.total_cost, updated_at = now()`,
       [accountId, day, periods, [...scopes, ...scopes].map(([u]) => u), [...scopes, ...scopes].map(([, n]) => n)],
     );
+    if (outbox) {
+      await client.query(
+        `WITH seq AS (
+           INSERT INTO event_sequences AS s (account_id, last_sequence) VALUES ($1, $2)
+           ON CONFLICT (account_id) DO UPDATE SET last_sequence = s.last_sequence + excluded.last_sequence
+           RETURNING last_sequence
+         ), ins AS (
+           INSERT INTO charge_events (account_id, sequence, kind, payload)
+             SELECT $1, seq.last_sequence - $2 + e.ord, 'charge_recorded', e.payload
+             FROM seq, jsonb_array_elements($3::jsonb) WITH ORDINALITY AS e(payload, ord)
+           RETURNING 1
+         )
+         SELECT pg_notify('metering_events', $1)`,
+        [accountId, inserted.rows.length, JSON.stringify(inserted.rows)],
+      );
+    }
     await client.query('COMMIT');
   } catch (e) {
     await client.query('ROLLBACK');
@@ -71,14 +89,14 @@ export async function writeCharges(pool: Pool, accountId: string, users: number,
 }
 
 /** Transactions of `perTx` charges from `clients` connections for `durationMs`: charges per second. */
-export async function writeCeiling(pool: Pool, clients: number, perTx: number, durationMs: number, accountId: string): Promise<{ chargesPerSecond: number; transactions: number }> {
+export async function writeCeiling(pool: Pool, clients: number, perTx: number, durationMs: number, accountId: string, outbox = false): Promise<{ chargesPerSecond: number; transactions: number }> {
   const deadline = Date.now() + durationMs;
   let transactions = 0;
   const started = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: clients }, async () => {
       while (Date.now() < deadline) {
-        await writeCharges(pool, accountId, 10_000, perTx, `ceiling-${perTx}`);
+        await writeCharges(pool, accountId, 10_000, perTx, `ceiling-${perTx}`, outbox);
         transactions++;
       }
     }),
