@@ -170,19 +170,19 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
     const stuck = subscribe(stalledClient, { accountId: account, afterSequence: '0' }, `stalled-${account}`);
     stuck.stream.pause();
     const big = { metadata: { note: 'x'.repeat(8000) } };
-    const started = Date.now();
     for (let batch = 0; batch < 10; batch++) {
       const charges = Array.from({ length: 50 }, (_, n) => chargeRequest({ accountId: account, idempotencyKey: `s${batch}-${n}`, ...big }));
       await call(client.recordCharges, client, { charges });
     }
-    return { reader, stuck, stalledClient, writeMs: Date.now() - started };
+    return { reader, stuck, stalledClient };
   };
 
   it('holds back neither writers nor other subscribers while one subscriber stops reading', async () => {
-    const { reader, stuck, stalledClient, writeMs } = await stallWhileWriting('stall');
+    // Every write is answered and the other subscriber gets all 500, in order, while one subscriber reads nothing.
+    const { reader, stuck, stalledClient } = await stallWhileWriting('stall');
     await reader.until(500);
     expect(reader.events.map((e) => e.sequence)).toEqual(Array.from({ length: 500 }, (_, n) => String(n + 1)));
-    expect(writeMs).toBeLessThan(30_000);
+    expect(stuck.events).toEqual([]);
     reader.cancel();
     stuck.cancel();
     stalledClient.close();
