@@ -189,6 +189,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const notifier = new EventNotifier();
   const stopListening = await listen(db, EVENTS_CHANNEL, (account) => notifier.wake(account), (err) => log.warn('event listener', { error: String(err) }));
   const streams = new OpenStreams();
+  metrics?.countOpenStreams(() => streams.size);
 
   const server = new Server({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
@@ -254,7 +255,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   };
   const reservations = new ReservationsService(db);
   every(config.reservationSweepMs, 'reservation sweep', 'reservations expired', () => reservations.expireAllDue());
-  if (config.eventRetentionSeconds > 0) every(config.eventPruneMs, 'event retention sweep', 'events pruned', () => pruneEvents(db, config.eventRetentionSeconds));
+  if (config.eventRetentionSeconds > 0) {
+    every(config.eventPruneMs, 'event retention sweep', 'events pruned', async () => {
+      const n = await pruneEvents(db, config.eventRetentionSeconds);
+      metrics?.eventsPruned(n);
+      return n;
+    });
+  }
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>

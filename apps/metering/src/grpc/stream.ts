@@ -12,6 +12,10 @@ export class OpenStreams {
     return () => this.closers.delete(close);
   }
 
+  get size(): number {
+    return this.closers.size;
+  }
+
   closeAll(): void {
     for (const close of [...this.closers]) close();
   }
@@ -65,6 +69,7 @@ export function serverStream<Req, Res>(
       open,
       write: (message) => {
         open();
+        opts.telemetry?.metrics?.streamMessage(method);
         if (call.write(message as Res)) return Promise.resolve(true);
         return new Promise((resolve) => {
           const done = (drained: boolean) => {

@@ -6,7 +6,8 @@ import type { Db } from '../store/db';
  * Prometheus metrics, served as text on GET /metrics of their own HTTP port:
  * RPCs by method and code (count, latency), the database pool, write
  * transactions (duration, charges per batch), charges recorded by pricing
- * status, reservations held, and the process (CPU, memory, event loop).
+ * status, reservations held, server streams (open, messages sent), events
+ * pruned, and the process (CPU, memory, event loop).
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -32,6 +33,9 @@ export class Metrics {
     registers: [this.registry],
   });
   private readonly recorded = new Counter({ name: 'metering_charges_recorded_total', help: 'Charges stored (not replays), by pricing status.', labelNames: ['pricing_status'], registers: [this.registry] });
+  private readonly streamMessages = new Counter({ name: 'metering_stream_messages_total', help: 'Messages written to server streams (WatchCharges: events), by method.', labelNames: ['method'], registers: [this.registry] });
+  private readonly pruned = new Counter({ name: 'metering_events_pruned_total', help: 'Charge stream events deleted by the outbox retention sweep of this process.', registers: [this.registry] });
+  private openStreams: () => number = () => 0;
 
   constructor(db: Db) {
     collectDefaultMetrics({ register: this.registry, prefix: 'metering_' });
@@ -48,6 +52,15 @@ export class Metrics {
         this.set({ state: 'pending' }, p?.numPendingAcquires() ?? 0);
       },
     });
+    const open = () => this.openStreams();
+    new Gauge({
+      name: 'metering_streams_open',
+      help: 'Server streams open in this process (WatchCharges subscribers).',
+      registers: [this.registry],
+      collect() {
+        this.set(open());
+      },
+    });
     new Gauge({
       name: 'metering_reservations_held',
       help: 'Reservations currently holding amounts against limits (all accounts; read at scrape time).',
@@ -62,6 +75,19 @@ export class Metrics {
   rpc(method: string, code: string, seconds: number): void {
     this.rpcs.inc({ method, code });
     this.rpcSeconds.observe({ method, code }, seconds);
+  }
+
+  /** Where the open streams gauge reads its value. */
+  countOpenStreams(count: () => number): void {
+    this.openStreams = count;
+  }
+
+  streamMessage(method: string): void {
+    this.streamMessages.inc({ method });
+  }
+
+  eventsPruned(n: number): void {
+    this.pruned.inc(n);
   }
 
   /** One write transaction of `charges` charges, of which `priced` and `unpriced` were new. */

@@ -1,5 +1,6 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { createServer, type Server } from 'node:http';
+import { WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
 import { databaseTargets, TestDatabase } from '../support/databases';
 import { call, grpcError } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
@@ -46,6 +47,8 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('observabili
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${port}/v1/traces`,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       LOG_LEVEL: 'debug',
+      METERING_EVENT_RETENTION_SECONDS: '1',
+      METERING_EVENT_PRUNE_MS: '200',
     });
     const line = server.logs.map((l) => (l.startsWith('{') ? (JSON.parse(l) as { msg?: string; metrics_port?: number }) : {})).find((l) => l.msg === 'metrics');
     metricsUrl = `http://127.0.0.1:${line?.metrics_port}/metrics`;
@@ -79,6 +82,30 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('observabili
     expect(value('metering_db_pool_connections{state="used"}')).toBeGreaterThanOrEqual(0);
     expect(value('metering_process_resident_memory_bytes')).toBeGreaterThan(10_000_000);
     expect((await fetch(metricsUrl.replace('/metrics', '/other'))).status).toBe(404);
+  });
+
+  it('counts open streams, the events they sent, and the events the retention sweep deleted', async () => {
+    const client = server.client;
+    const scrape = async () => {
+      const text = await (await fetch(metricsUrl)).text();
+      return (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    };
+    const stream = client.watchCharges(WatchChargesRequest.fromPartial({ accountId: 'acme' }), new Metadata());
+    const first = new Promise<WatchChargesResponse>((resolve) => stream.once('data', resolve));
+    stream.on('error', () => undefined);
+    await new Promise((resolve) => stream.once('metadata', resolve)); // the stream is open on the server
+    await call(client.recordCharge, client, chargeRequest({ idempotencyKey: 'streamed' }));
+    expect((await first).event?.charge?.idempotencyKey).toBe('streamed');
+    let value = await scrape();
+    expect(value('metering_streams_open')).toBe(1);
+    expect(value('metering_stream_messages_total{method="WatchCharges"}')).toBe(1);
+    stream.cancel();
+    // Every event of this server is older than 1 s soon; the sweep runs every 200 ms.
+    const deadline = Date.now() + 20_000;
+    while (((await scrape())('metering_events_pruned_total') || 0) < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    value = await scrape();
+    expect(value('metering_events_pruned_total')).toBe(3); // m1, m2 (the rejected call wrote nothing) and "streamed"
+    expect(value('metering_streams_open')).toBe(0);
   });
 
   it('exports a server span per RPC over OTLP, continuing the caller\'s trace, and logs the caller\'s request id', async () => {
