@@ -1,7 +1,7 @@
 // A Go backend using Metering, with stubs generated from proto/ (see ../buf.gen.yaml).
 // It records a charge, replays it, reserves and records against the reservation,
-// reads the day's usage, and decodes the BadRequest of a bad request; it checks
-// every answer and exits non-zero on a mismatch. Run by examples/run-go.sh (and CI):
+// reads the day's usage, decodes the BadRequest of a bad request, and reads the
+// charge stream; it checks every answer and exits non-zero on a mismatch. Run by examples/run-go.sh (and CI):
 //
 //	backend -address 127.0.0.1:50051 -operator-key KEY
 package main
@@ -76,5 +76,24 @@ func main() {
 	}
 	sort.Strings(fields)
 	check(st.Code() == codes.InvalidArgument && fmt.Sprint(fields) == "[idempotency_key prompt_tokens provider]", fmt.Sprintf("INVALID_ARGUMENT names the bad fields %v", fields))
+
+	// The charge stream: from the start, then from now (where it starts is in the response headers).
+	streamCtx, stop := context.WithCancel(withKey)
+	fromStart := int64(0) // after_sequence is optional: unset means from now
+	history, err := client.WatchCharges(streamCtx, &pb.WatchChargesRequest{AfterSequence: &fromStart})
+	check(err == nil, "WatchCharges opens")
+	first, err := history.Recv()
+	check(err == nil && first.Event.GetSequence() == 1 && first.Event.GetCharge().GetChargeId() == recorded.Charge.GetChargeId(), "WatchCharges streams the recorded charge with its sequence")
+	live, err := client.WatchCharges(streamCtx, &pb.WatchChargesRequest{})
+	check(err == nil, "WatchCharges from now opens")
+	header, err := live.Header()
+	start := header.Get("x-start-after-sequence")
+	check(err == nil && fmt.Sprint(start) == "[1]", fmt.Sprintf("a stream from now says where it starts (x-start-after-sequence %v)", start))
+	later, err := client.RecordCharge(withKey, &pb.RecordChargeRequest{UserId: "bob", IdempotencyKey: "call-2", Provider: "openai", Model: "gpt-4o-mini", PromptTokens: 10, CompletionTokens: 5})
+	check(err == nil, "RecordCharge again")
+	next, err := live.Recv()
+	check(err == nil && next.Event.GetSequence() == 2 && next.Event.GetCharge().GetChargeId() == later.Charge.GetChargeId(), "and streams what commits after that")
+	stop()
+
 	fmt.Println("go backend: all checks passed (account " + account + ")")
 }
