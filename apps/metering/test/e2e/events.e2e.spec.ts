@@ -10,8 +10,10 @@ import { buildServer, ServerProcess, startServer } from '../support/server-proce
  * Issue 5, the charge stream, end to end: WatchCharges through the generated
  * client. Every committed charge once, in commit order, gapless sequences;
  * resume after a disconnect; several server processes on one database; re-rated
- * charges and expired reservations on the same stream; a subscriber that stops
- * reading is ended with its cursor and holds back neither writers nor others.
+ * charges, expired reservations and soft limits crossed (by a charge or a
+ * re-rating) on the same stream; a subscriber that stops reading is ended with
+ * its cursor and holds back neither writers nor others; one that vanishes is
+ * dropped by keepalive; outbox retention refuses cursors it would skip.
  */
 beforeAll(() => buildServer());
 requirePostgresInCi();
