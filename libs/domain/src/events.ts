@@ -84,3 +84,13 @@ export class EventsPrunedError extends DomainError {
     );
   }
 }
+
+/** A cursor past the account's last event (from another database, or made up): following it would skip the events up to it. */
+export class CursorAheadError extends DomainError {
+  constructor(afterSequence: bigint, last: bigint) {
+    super('OUT_OF_RANGE', 'CURSOR_AHEAD', `after_sequence ${afterSequence} is past the account's last event (${last}); resume with after_sequence <= ${last}`, {
+      field: 'after_sequence',
+      last_sequence: last.toString(),
+    });
+  }
+}

@@ -1,4 +1,4 @@
-import { ChargeEvent, eventMatches, EventsPrunedError, validateWatch } from '@metering/domain';
+import { ChargeEvent, CursorAheadError, eventMatches, EventsPrunedError, validateWatch } from '@metering/domain';
 import { Db, read } from '../store/db';
 import { deleteEventsOlderThan, firstSequence, lastSequence, readEvents } from '../store/events.repo';
 
@@ -51,13 +51,15 @@ export class EventsService {
    * or the account's last sequence now); returns that cursor and the matching
    * events after it (the iteration ends only when aborted). Sequences have no
    * gaps, so a gap after the cursor means retention deleted those events: the
-   * stream refuses (OUT_OF_RANGE) rather than skip them.
+   * stream refuses (OUT_OF_RANGE) rather than skip them; so it does a cursor
+   * past the last event, which would skip the events up to it.
    */
   async open(raw: Parameters<typeof validateWatch>[0]): Promise<{ start: bigint; events(signal: AbortSignal): AsyncIterable<ChargeEvent> }> {
     const q = validateWatch(raw);
     const { db, notifier, pollMs } = this;
     const last = await read(() => lastSequence(db, q.accountId));
     const start = q.afterSequence ?? last;
+    if (start > last) throw new CursorAheadError(start, last);
     if (start < last) {
       const first = await read(() => firstSequence(db, q.accountId));
       if (first === undefined || first > start + 1n) throw new EventsPrunedError(start, first ?? last + 1n);

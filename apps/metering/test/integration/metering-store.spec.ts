@@ -256,5 +256,8 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     const resumed = (await watch('3')).events(abort.signal)[Symbol.asyncIterator]();
     expect((await resumed.next()).value).toMatchObject({ sequence: 4n, kind: 'charge_recorded' });
     abort.abort();
+    // A cursor past the last event (4) would skip what comes next: refused too.
+    await expect(watch('5')).rejects.toMatchObject({ code: 'OUT_OF_RANGE', reason: 'CURSOR_AHEAD', metadata: { field: 'after_sequence', last_sequence: '4' } });
+    expect((await watch('4')).start).toBe(4n);
   });
 });
