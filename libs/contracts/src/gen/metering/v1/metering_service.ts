@@ -5535,8 +5535,9 @@ export const MeteringServiceService = {
    * x-start-after-sequence says where the stream started (for a stream
    * started without after_sequence, the last sequence committed then), so a
    * subscriber cut off before its first event resumes from there. A cursor
-   * older than the oldest event kept by the server's retention is refused with
-   * OUT_OF_RANGE (ErrorInfo reason EVENTS_PRUNED) rather than skipped.
+   * older than the oldest event kept by the server's retention, or past the
+   * account's last event, is refused with OUT_OF_RANGE (ErrorInfo reason
+   * EVENTS_PRUNED or CURSOR_AHEAD) rather than followed past a gap.
    */
   watchCharges: {
     path: "/metering.v1.MeteringService/WatchCharges" as const,
@@ -5726,8 +5727,9 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * x-start-after-sequence says where the stream started (for a stream
    * started without after_sequence, the last sequence committed then), so a
    * subscriber cut off before its first event resumes from there. A cursor
-   * older than the oldest event kept by the server's retention is refused with
-   * OUT_OF_RANGE (ErrorInfo reason EVENTS_PRUNED) rather than skipped.
+   * older than the oldest event kept by the server's retention, or past the
+   * account's last event, is refused with OUT_OF_RANGE (ErrorInfo reason
+   * EVENTS_PRUNED or CURSOR_AHEAD) rather than followed past a gap.
    */
   watchCharges: handleServerStreamingCall<WatchChargesRequest, WatchChargesResponse>;
   /** Sets the markup factor of a charge type, provider and model. */
@@ -6047,8 +6049,9 @@ export interface MeteringServiceClient extends Client {
    * x-start-after-sequence says where the stream started (for a stream
    * started without after_sequence, the last sequence committed then), so a
    * subscriber cut off before its first event resumes from there. A cursor
-   * older than the oldest event kept by the server's retention is refused with
-   * OUT_OF_RANGE (ErrorInfo reason EVENTS_PRUNED) rather than skipped.
+   * older than the oldest event kept by the server's retention, or past the
+   * account's last event, is refused with OUT_OF_RANGE (ErrorInfo reason
+   * EVENTS_PRUNED or CURSOR_AHEAD) rather than followed past a gap.
    */
   watchCharges(
     request: WatchChargesRequest,
