@@ -3,7 +3,7 @@ import { Dec } from '@metering/pricing';
 import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
 import { Db, inTransaction } from '../store/db';
 import { appendEvents } from '../store/events.repo';
-import { readSoftLimits } from '../store/limits.repo';
+import { readWriteSettings } from '../store/limits.repo';
 import { applyRollupDeltas, deltaOfCharge, RollupDelta, subtractSums, usageChangeOf } from '../store/usage.repo';
 import { ChargePricing, PricingService } from './pricing.service';
 
@@ -73,7 +73,7 @@ export class RerateService {
         }
         const counters = await applyRollupDeltas(tx, deltas);
         // A re-rating that takes a soft cost limit past its amount says so, as a new charge would.
-        const soft = deltas.length ? await readSoftLimits(tx, [q.accountId]) : [];
+        const soft = deltas.length ? (await readWriteSettings(tx, [q.accountId])).softLimits : [];
         const crossed = soft.length ? softLimitCrossings(soft, counters, deltas.map(usageChangeOf)) : [];
         await appendEvents(tx, [
           ...rerated.map((charge) => ({ kind: 'charge_rerated' as const, charge })),

@@ -51,15 +51,10 @@ export async function readLimits(db: Db | Tx, accountId: string, userIds: string
   return rows.map(fromLimitRow);
 }
 
-/** The soft limits of these accounts (every scope and period). */
-export async function readSoftLimits(db: Db | Tx, accountIds: string[]): Promise<Limit[]> {
-  const rows: LimitRow[] = await db('limits').select(LIMIT_COLUMNS).whereIn('account_id', accountIds).where('enforcement', 'soft').orderBy(['account_id', ...LIMIT_ORDER]);
-  return rows.map(fromLimitRow);
-}
-
 /**
- * What the write path reads of the accounts it writes for, in one round trip:
- * their time zones (absent: UTC) and their soft limits, in key order.
+ * What the write paths (recording, re-rating) read of the accounts they write
+ * for, in one round trip: their time zones (absent: UTC) and their soft limits
+ * (every scope and period), in key order.
  */
 export async function readWriteSettings(tx: Tx, accountIds: string[]): Promise<{ zones: Map<string, string>; softLimits: Limit[] }> {
   const { rows } = await tx.raw(
