@@ -179,7 +179,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   log.info('transport', { tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: config.authMode });
   if (config.authMode === 'off') log.warn('authentication is OFF (METERING_AUTH=off): every caller acts as the operator. For development only.');
 
-  const metrics = config.metricsPort !== undefined ? new Metrics(db) : undefined;
+  // Open server streams, so that shutdown can end them (and metrics count them).
+  const streams = new OpenStreams();
+  const metrics = config.metricsPort !== undefined ? new Metrics(db, () => streams.size) : undefined;
   const exposition = metrics && config.metricsPort !== undefined ? await metrics.serve(config.host, config.metricsPort) : undefined;
   if (exposition) log.info('metrics', { address: `${config.host}:${exposition.port}`, metrics_port: exposition.port, path: '/metrics' });
   const tracing = config.tracing ? Tracing.start(process.env.OTEL_SERVICE_NAME || 'metering') : undefined;
@@ -188,8 +190,6 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // WatchCharges subscribers wake on NOTIFY from any process writing to this database.
   const notifier = new EventNotifier();
   const stopListening = await listen(db, EVENTS_CHANNEL, (account) => notifier.wake(account), (err) => log.warn('event listener', { error: String(err) }));
-  const streams = new OpenStreams();
-  metrics?.countOpenStreams(() => streams.size);
 
   const server = new Server({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,

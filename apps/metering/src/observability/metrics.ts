@@ -35,9 +35,9 @@ export class Metrics {
   private readonly recorded = new Counter({ name: 'metering_charges_recorded_total', help: 'Charges stored (not replays), by pricing status.', labelNames: ['pricing_status'], registers: [this.registry] });
   private readonly streamMessages = new Counter({ name: 'metering_stream_messages_total', help: 'Messages written to server streams (WatchCharges: events), by method.', labelNames: ['method'], registers: [this.registry] });
   private readonly pruned = new Counter({ name: 'metering_events_pruned_total', help: 'Charge stream events deleted by the outbox retention sweep of this process.', registers: [this.registry] });
-  private openStreams: () => number = () => 0;
 
-  constructor(db: Db) {
+  /** `openStreams`: how many server streams are open now (read at scrape time). */
+  constructor(db: Db, openStreams: () => number) {
     collectDefaultMetrics({ register: this.registry, prefix: 'metering_' });
     type Pool = { numUsed(): number; numFree(): number; numPendingAcquires(): number };
     new Gauge({
@@ -52,13 +52,12 @@ export class Metrics {
         this.set({ state: 'pending' }, p?.numPendingAcquires() ?? 0);
       },
     });
-    const open = () => this.openStreams();
     new Gauge({
       name: 'metering_streams_open',
       help: 'Server streams open in this process (WatchCharges subscribers).',
       registers: [this.registry],
       collect() {
-        this.set(open());
+        this.set(openStreams());
       },
     });
     new Gauge({
@@ -75,11 +74,6 @@ export class Metrics {
   rpc(method: string, code: string, seconds: number): void {
     this.rpcs.inc({ method, code });
     this.rpcSeconds.observe({ method, code }, seconds);
-  }
-
-  /** Where the open streams gauge reads its value. */
-  countOpenStreams(count: () => number): void {
-    this.openStreams = count;
   }
 
   streamMessage(method: string): void {
