@@ -6,13 +6,13 @@
  */
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { MeteringServiceClient, RecordChargeRequest } from '@metering/contracts';
-import * as hdr from 'hdr-histogram-js';
+import { latencyMs, newHistogram } from './latency';
 import { chargeRequest, LoadResult, Workload } from './workload';
 
 async function run(w: Workload): Promise<LoadResult> {
   // Several channels, as several backend instances would have.
   const clients = Array.from({ length: Math.min(4, Math.max(1, w.concurrency)) }, () => new MeteringServiceClient(w.address, credentials.createInsecure()));
-  const histogram = hdr.build({ useWebAssembly: false, lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const histogram = newHistogram();
   const result: LoadResult = { calls: 0, errors: 0, errorCodes: {}, elapsedMs: 0, throughput: 0, latencyMs: { p50: 0, p99: 0, p999: 0, max: 0, mean: 0 }, acked: [], replays: 0, replayedOk: 0 };
   const sent: RecordChargeRequest[] = [];
   let seq = 0;
@@ -105,14 +105,7 @@ async function run(w: Workload): Promise<LoadResult> {
   }
   result.elapsedMs = Number(process.hrtime.bigint() - t0) / 1e6;
   result.throughput = units / (result.elapsedMs / 1000);
-  const ms = (us: number) => Math.round(us) / 1000;
-  result.latencyMs = {
-    p50: ms(histogram.getValueAtPercentile(50)),
-    p99: ms(histogram.getValueAtPercentile(99)),
-    p999: ms(histogram.getValueAtPercentile(99.9)),
-    max: ms(histogram.maxValue),
-    mean: ms(histogram.mean),
-  };
+  result.latencyMs = latencyMs(histogram);
   for (const c of clients) c.close();
   return result;
 }

@@ -8,7 +8,7 @@
  */
 import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { MeteringServiceClient, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
-import * as hdr from 'hdr-histogram-js';
+import { Histogram, latencyMs, newHistogram, recordMs } from './latency';
 import { chargeRequest, LoadResult } from './workload';
 
 export interface StreamDelivery {
@@ -18,15 +18,8 @@ export interface StreamDelivery {
   complete: number;
 }
 
-const histogram = () => hdr.build({ useWebAssembly: false, lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
-
-function summary(h: ReturnType<typeof histogram>, calls: number, elapsedMs: number, extra: Partial<LoadResult> = {}): LoadResult {
-  const ms = (us: number) => Math.round(us) / 1000;
-  return {
-    calls, errors: 0, errorCodes: {}, elapsedMs, throughput: calls / (elapsedMs / 1000), acked: [], replays: 0, replayedOk: 0,
-    latencyMs: { p50: ms(h.getValueAtPercentile(50)), p99: ms(h.getValueAtPercentile(99)), p999: ms(h.getValueAtPercentile(99.9)), max: ms(h.maxValue), mean: ms(h.mean) },
-    ...extra,
-  };
+function summary(h: Histogram, calls: number, elapsedMs: number, extra: Partial<LoadResult> = {}): LoadResult {
+  return { calls, errors: 0, errorCodes: {}, elapsedMs, throughput: calls / (elapsedMs / 1000), acked: [], replays: 0, replayedOk: 0, latencyMs: latencyMs(h), ...extra };
 }
 
 export async function streamDelivery(address: string, apiKey: string, o: { subscribers: number; rate: number; durationMs: number; accountId: string }): Promise<StreamDelivery> {
@@ -35,8 +28,8 @@ export async function streamDelivery(address: string, apiKey: string, o: { subsc
   const writer = new MeteringServiceClient(address, credentials.createInsecure());
   const readers = Array.from({ length: o.subscribers }, () => new MeteringServiceClient(address, credentials.createInsecure()));
   const sentAt = new Map<string, number>();
-  const acks = histogram();
-  const deliveries = histogram();
+  const acks = newHistogram();
+  const deliveries = newHistogram();
   const received: string[][] = readers.map(() => []);
   const sequences: string[][] = readers.map(() => []);
   let streamErrors = 0;
@@ -46,7 +39,7 @@ export async function streamDelivery(address: string, apiKey: string, o: { subsc
       const event = r.event;
       if (!event?.charge) return;
       const sent = sentAt.get(event.charge.idempotencyKey);
-      if (sent !== undefined) deliveries.recordValue(Math.max(1, Math.round((performance.now() - sent) * 1000)));
+      if (sent !== undefined) recordMs(deliveries, performance.now() - sent);
       received[i].push(event.charge.chargeId);
       sequences[i].push(event.sequence);
     });
@@ -71,7 +64,7 @@ export async function streamDelivery(address: string, apiKey: string, o: { subsc
         writer.recordCharge(req, metadata, { deadline: Date.now() + 30_000 }, (e, res) => {
           if (e || !res.charge) errors++;
           else {
-            acks.recordValue(Math.max(1, Math.round((performance.now() - sent) * 1000)));
+            recordMs(acks, performance.now() - sent);
             acked.push(res.charge.chargeId);
           }
           resolve();
