@@ -52,6 +52,10 @@ function subscribe(client: MeteringServiceClient, req: Partial<WatchChargesReque
   };
 }
 
+/** An account's price for a self-hosted model, $1 per million tokens in and out, since 2000. */
+const priceSelfhosted = (client: MeteringServiceClient, accountId: string, model: string) =>
+  call(client.setPrice, client, { accountId: accountId, provider: 'selfhosted', model: model, effectiveTime: { seconds: '946684800', nanos: 0 }, rates: { inputPerMillion: '1', outputPerMillion: '1', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined }, source: 'test', actor: '' });
+
 const record = (client: MeteringServiceClient, accountId: string, key: string, over = {}) => call(client.recordCharge, client, chargeRequest({ accountId, idempotencyKey: key, ...over }));
 
 describe.each(databaseTargets())('WatchCharges on $name', (target) => {
@@ -101,7 +105,7 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
     const u2 = subscribe(client, { accountId: 'mixed', afterSequence: '0', userId: 'u2' });
     await record(client, 'mixed', 'a', { userId: 'u1' });
     await record(client, 'mixed', 'b', { userId: 'u2', provider: 'selfhosted', model: 'm1' });
-    await call(client.setPrice, client, { accountId: 'mixed', provider: 'selfhosted', model: 'm1', effectiveTime: { seconds: '946684800', nanos: 0 }, rates: { inputPerMillion: '1', outputPerMillion: '1', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined }, source: 'test', actor: '' });
+    await priceSelfhosted(client, 'mixed', 'm1');
     const today = new Date().toISOString().slice(0, 10);
     await call(client.rerateCharges, client, { accountId: 'mixed', startDate: today, endDate: today, mode: RerateMode.RERATE_MODE_UNPRICED_ONLY, provider: '', model: '', dryRun: false });
     await call(client.checkLimits, client, checkRequest({ accountId: 'mixed', userId: 'u2', reserve: true, idempotencyKey: 'r', holdSeconds: 1 }));
@@ -149,7 +153,7 @@ describe.each(databaseTargets())('WatchCharges on $name', (target) => {
     await call(client.putLimit, client, { accountId: 'repriced', userId: '', period: LimitPeriod.LIMIT_PERIOD_DAY, measure: LimitMeasure.LIMIT_MEASURE_COST, amount: '0.0001', enforcement: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT });
     const watcher = subscribe(client, { accountId: 'repriced', afterSequence: '0' });
     await record(client, 'repriced', 'unpriced', { userId: 'u1', provider: 'selfhosted', model: 'm2' });
-    await call(client.setPrice, client, { accountId: 'repriced', provider: 'selfhosted', model: 'm2', effectiveTime: { seconds: '946684800', nanos: 0 }, rates: { inputPerMillion: '1', outputPerMillion: '1', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined }, source: 'test', actor: '' });
+    await priceSelfhosted(client, 'repriced', 'm2');
     const today = new Date().toISOString().slice(0, 10);
     const rerate = (mode: RerateMode) => call(client.rerateCharges, client, { accountId: 'repriced', startDate: today, endDate: today, mode, provider: '', model: '', dryRun: false });
     expect((await rerate(RerateMode.RERATE_MODE_UNPRICED_ONLY)).chargesChanged).toBe('1');

@@ -21,6 +21,9 @@ interface OtlpSpan {
   attributes: Array<{ key: string; value: { stringValue?: string; intValue?: string | number } }>;
 }
 
+/** One series' value in a Prometheus text exposition (NaN when absent). */
+const seriesValue = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+
 describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('observability on $name', (target) => {
   let tdb: TestDatabase;
   let server: ServerProcess;
@@ -69,7 +72,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('observabili
     const res = await fetch(metricsUrl);
     expect(res.headers.get('content-type')).toContain('text/plain');
     const text = await res.text();
-    const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    const value = (series: string) => seriesValue(text, series);
     expect(value('metering_rpc_requests_total{method="RecordCharge",code="OK"}')).toBe(2);
     expect(value('metering_rpc_requests_total{method="RecordCharge",code="INVALID_ARGUMENT"}')).toBe(1);
     expect(value('metering_rpc_requests_total{method="CheckLimits",code="OK"}')).toBe(1);
@@ -88,7 +91,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('observabili
     const client = server.client;
     const scrape = async () => {
       const text = await (await fetch(metricsUrl)).text();
-      return (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+      return (series: string) => seriesValue(text, series);
     };
     const stream = client.watchCharges(WatchChargesRequest.fromPartial({ accountId: 'acme' }), new Metadata());
     const first = new Promise<WatchChargesResponse>((resolve) => stream.once('data', resolve));
