@@ -4,6 +4,7 @@ import { ConflictRetryError, DomainError, UnavailableError } from '@metering/dom
 import { knex, Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
 import pg from 'pg';
+import { lockDataDir } from './data-dir-lock';
 import { migrationSource } from './migrations';
 
 export type Db = Knex;
@@ -37,18 +38,25 @@ export function openDatabase(config: DatabaseConfig): Db {
     urls.set(db, config.url);
     return db;
   }
-  if (config.dataDir !== ':memory:') mkdirSync(config.dataDir, { recursive: true });
+  const inMemory = config.dataDir === ':memory:';
+  if (!inMemory) mkdirSync(config.dataDir, { recursive: true });
   // One PGlite instance for the life of the Knex instance, closed by closeDatabase():
-  // a second instance on the same folder, or an unclosed one, would damage it.
-  const pglite = new PGlite(config.dataDir === ':memory:' ? undefined : config.dataDir, {
-    parsers: { [DATE_OID]: keepText, [INT8_OID]: keepText },
-  });
+  // a second instance on the same folder, or an unclosed one, would damage it, so the
+  // folder's lock (metering.pid, naming its holder) is taken first or this throws.
+  const unlock = inMemory ? () => undefined : lockDataDir(config.dataDir);
+  let pglite: PGlite;
+  try {
+    pglite = new PGlite(inMemory ? undefined : config.dataDir, { parsers: { [DATE_OID]: keepText, [INT8_OID]: keepText } });
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const db = knex({ client: ClientPgLite, dialect: 'postgres', connection: () => ({ pglite }) as object } as Knex.Config);
-  embedded.set(db, pglite);
+  embedded.set(db, { pglite, unlock });
   return db;
 }
 
-const embedded = new WeakMap<Db, PGlite>();
+const embedded = new WeakMap<Db, { pglite: PGlite; unlock: () => void }>();
 const urls = new WeakMap<Db, string>();
 
 /**
@@ -57,7 +65,7 @@ const urls = new WeakMap<Db, string>();
  * after a failure) or through the embedded database. Returns a stop function.
  */
 export async function listen(db: Db, channel: string, onNotify: (payload: string) => void, onError: (err: unknown) => void = () => undefined): Promise<() => Promise<void>> {
-  const pglite = embedded.get(db);
+  const pglite = embedded.get(db)?.pglite;
   if (pglite) return pglite.listen(channel, onNotify);
   const url = urls.get(db);
   if (!url) throw new Error('listen: not a database opened by openDatabase');
@@ -94,8 +102,10 @@ export async function listen(db: Db, channel: string, onNotify: (payload: string
 /** Closes the pool and, for the embedded database, the database itself (flushing it to its folder). */
 export async function closeDatabase(db: Db): Promise<void> {
   await db.destroy();
-  const pglite = embedded.get(db);
-  if (pglite && !pglite.closed) await pglite.close();
+  const local = embedded.get(db);
+  if (!local) return;
+  if (!local.pglite.closed) await local.pglite.close();
+  local.unlock();
 }
 
 /** Applies every pending migration. */
