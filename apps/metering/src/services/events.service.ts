@@ -1,6 +1,6 @@
 import { ChargeEvent, CursorAheadError, eventMatches, EventsPrunedError, validateWatch } from '@metering/domain';
 import { Db, read } from '../store/db';
-import { deleteEventsOlderThan, firstSequence, lastSequence, readEvents } from '../store/events.repo';
+import { deleteOldestEvents, eventAccounts, firstSequence, lastSequence, readEvents } from '../store/events.repo';
 
 /** Wakes the subscribers of an account when its events commit (from Postgres NOTIFY, any process). */
 export class EventNotifier {
@@ -70,9 +70,9 @@ export class EventsService {
         let cursor = start;
         while (!signal.aborted) {
           const batch = await read(() => readEvents(db, q.accountId, cursor, EVENT_BATCH));
-          // Deleted by a retention sweep since the stream started.
-          if (batch.length > 0 && batch[0].sequence !== cursor + 1n) throw new EventsPrunedError(cursor, batch[0].sequence);
           for (const event of batch) {
+            // Any gap, first of a batch or not, is events deleted by retention: refused, never stepped over.
+            if (event.sequence !== cursor + 1n) throw new EventsPrunedError(cursor, event.sequence);
             cursor = event.sequence;
             if (eventMatches(event, q)) yield event;
           }
@@ -86,12 +86,19 @@ export class EventsService {
 /** Events deleted per statement by the retention sweep: each delete is a short transaction. */
 export const PRUNE_BATCH = 10_000;
 
-/** Outbox retention: deletes the events older than `seconds`, in batches; returns how many. */
+/**
+ * Outbox retention: deletes each account's events older than `seconds`, from its
+ * lowest sequence up to (not including) its oldest event still within the period,
+ * in batches; returns how many. An old event above a newer one waits for it.
+ */
 export async function pruneEvents(db: Db, seconds: number): Promise<number> {
   let total = 0;
-  for (;;) {
-    const n = await deleteEventsOlderThan(db, seconds, PRUNE_BATCH);
-    total += n;
-    if (n < PRUNE_BATCH) return total;
+  for (const accountId of await eventAccounts(db)) {
+    for (;;) {
+      const n = await deleteOldestEvents(db, accountId, seconds, PRUNE_BATCH);
+      total += n;
+      if (n < PRUNE_BATCH) break;
+    }
   }
+  return total;
 }

@@ -103,13 +103,31 @@ export async function firstSequence(db: Db, accountId: string): Promise<bigint |
   return row?.s == null ? undefined : BigInt(row.s);
 }
 
-/** Deletes up to `limit` events older than `seconds` (by the database's clock); returns how many. */
-export async function deleteEventsOlderThan(db: Db, seconds: number, limit: number): Promise<number> {
+/** The accounts that have events (the retention sweep visits each). */
+export async function eventAccounts(db: Db): Promise<string[]> {
+  const rows: { account_id: string }[] = await db('event_sequences').select('account_id').orderBy('account_id');
+  return rows.map((r) => r.account_id);
+}
+
+/**
+ * Deletes up to `limit` of an account's oldest events, lowest sequences first,
+ * below its oldest event that is newer than `seconds` (by the database's clock);
+ * returns how many. created_at is the writer's transaction start, not its
+ * commit, so an event can be older than the one before it: deleting by
+ * created_at alone could delete N+1 and keep N, a hole a reader would step
+ * over. Deleting a prefix of the sequence never leaves one below a kept event.
+ */
+export async function deleteOldestEvents(db: Db, accountId: string, seconds: number, limit: number): Promise<number> {
   const { rows } = await db.raw(
-    `DELETE FROM charge_events WHERE ctid IN (
-       SELECT ctid FROM charge_events WHERE created_at < now() - make_interval(secs => ?) LIMIT ?
+    `DELETE FROM charge_events WHERE account_id = ? AND sequence IN (
+       SELECT sequence FROM charge_events
+       WHERE account_id = ?
+         AND sequence < coalesce(
+           (SELECT min(sequence) FROM charge_events WHERE account_id = ? AND created_at >= now() - make_interval(secs => ?)),
+           (SELECT max(sequence) + 1 FROM charge_events WHERE account_id = ?))
+       ORDER BY sequence LIMIT ?
      ) RETURNING 1`,
-    [seconds, limit],
+    [accountId, accountId, accountId, seconds, accountId, limit],
   );
   return rows.length;
 }

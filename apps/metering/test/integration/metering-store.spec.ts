@@ -1,4 +1,4 @@
-import { EventsPrunedError, IdempotencyConflictError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
+import { ChargeEvent, ChargeRecord, EventsPrunedError, IdempotencyConflictError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
 import { Dec, formatDecimal, PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
 import { EventNotifier, EventsService, pruneEvents } from '../../src/services/events.service';
@@ -7,6 +7,7 @@ import { MarkupsService } from '../../src/services/markups.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { UsageService } from '../../src/services/usage.service';
 import { closeDatabase, Db, migrate, openDatabase, rollbackAll } from '../../src/store/db';
+import { appendEvents, NewEvent, readEvents } from '../../src/store/events.repo';
 import { expectRollupsMatchCharges } from '../support/consistency';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 
@@ -36,6 +37,7 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
   const count = async (table: string) => Number((await db(table).count<{ n: string }[]>('* as n'))[0].n);
   let keyNo = 0;
   const key = () => `key-${++keyNo}`;
+  const events = (accountId: string, afterSequence: string) => new EventsService(db, new EventNotifier(), 20).open({ accountId, afterSequence, userId: '', provider: '', model: '' });
 
   beforeAll(async () => {
     tdb = await target.create();
@@ -259,5 +261,48 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     // A cursor past the last event (4) would skip what comes next: refused too.
     await expect(watch('5')).rejects.toMatchObject({ code: 'OUT_OF_RANGE', reason: 'CURSOR_AHEAD', metadata: { field: 'after_sequence', last_sequence: '4' } });
     expect((await watch('4')).start).toBe(4n);
+  });
+
+  // PGlite has one connection: two of its transactions cannot interleave, so created_at follows commit order there.
+  (target.name === 'postgres' ? it : it.skip)('never prunes an event above a kept one when created_at runs against the sequence', async () => {
+    const account = 'inverted';
+    const sequences = async () => (await db('charge_events').where('account_id', account).orderBy('sequence').select(db.raw('sequence::text AS s'))).map((r: { s: string }) => Number(r.s));
+    await charges.recordCharge(charge({ accountId: account, idempotencyKey: key() })); // sequence 1
+    const [first] = await readEvents(db, account, 0n, 1);
+    const rerated: NewEvent = { kind: 'charge_rerated', charge: first.charge as ChargeRecord };
+    // A writer's event is stamped with its transaction's start (now()), and numbered when it commits:
+    // tx1 starts first but commits after tx2, so sequence 3 is older than sequence 2.
+    const tx1 = await db.transaction();
+    const { rows } = await tx1.raw<{ rows: { t1: string }[] }>("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS t1");
+    await new Promise((r) => setTimeout(r, 1000));
+    await db.transaction((tx2) => appendEvents(tx2, [rerated])); // sequence 2, created 1 s after tx1 began
+    await appendEvents(tx1, [rerated]); // sequence 3, created when tx1 began
+    await tx1.commit();
+    await charges.recordCharge(charge({ accountId: account, idempotencyKey: key() })); // sequence 4
+    expect(await sequences()).toEqual([1, 2, 3, 4]);
+
+    // Retention whose cutoff falls half a second after tx1 began: 1 and 3 are older, 2 and 4 newer.
+    const [{ age }] = (await db.raw<{ rows: { age: number }[] }>('SELECT extract(epoch FROM now() - ?::timestamptz)::float8 AS age', [rows[0].t1])).rows;
+    await pruneEvents(db, age - 0.5);
+    // Only the prefix below the oldest kept event (2) goes; 3 waits for 2.
+    expect(await sequences()).toEqual([2, 3, 4]);
+    const abort = new AbortController();
+    const feed = (await events(account, '1')).events(abort.signal)[Symbol.asyncIterator]();
+    const got: bigint[] = [];
+    for (let n = 0; n < 3; n++) got.push(((await feed.next()).value as ChargeEvent).sequence);
+    abort.abort();
+    expect(got).toEqual([2n, 3n, 4n]);
+  });
+
+  it('a feed refuses a gap in the middle of a batch (not only at its start)', async () => {
+    const account = 'holed';
+    for (let n = 0; n < 3; n++) await charges.recordCharge(charge({ accountId: account, idempotencyKey: key() }));
+    // A hole below kept events, as an older server's sweep (by created_at alone) could leave.
+    await db('charge_events').where({ account_id: account, sequence: 2 }).delete();
+    const abort = new AbortController();
+    const feed = (await events(account, '0')).events(abort.signal)[Symbol.asyncIterator]();
+    expect(((await feed.next()).value as ChargeEvent).sequence).toBe(1n);
+    await expect(feed.next()).rejects.toMatchObject({ code: 'OUT_OF_RANGE', reason: 'EVENTS_PRUNED', metadata: { oldest_sequence: '3', resume_after_sequence: '2' } });
+    abort.abort();
   });
 });
