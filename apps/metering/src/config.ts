@@ -60,6 +60,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const [certFile, keyFile, clientCaFile] = [env.METERING_TLS_CERT, env.METERING_TLS_KEY, env.METERING_TLS_CLIENT_CA].map((v) => v || undefined);
   if (Boolean(certFile) !== Boolean(keyFile)) throw new Error('METERING_TLS_CERT and METERING_TLS_KEY go together');
   if (clientCaFile && !certFile) throw new Error('METERING_TLS_CLIENT_CA (mutual TLS) needs METERING_TLS_CERT and METERING_TLS_KEY');
+  if (env.METERING_LISTEN_DATABASE_URL && !env.DATABASE_URL) throw new Error('METERING_LISTEN_DATABASE_URL (LISTEN straight to Postgres when DATABASE_URL goes through a pooler) needs DATABASE_URL');
   const tracing = env.METERING_TRACING || 'off';
   if (!['otlp', 'off'].includes(tracing)) throw new Error(`METERING_TRACING must be otlp or off, got "${tracing}"`);
   return {
@@ -72,6 +73,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: int(env, 'PORT', 50051, 0, 65535),
     database: {
       url: env.DATABASE_URL || undefined,
+      listenUrl: env.METERING_LISTEN_DATABASE_URL || undefined,
       dataDir: env.METERING_DATA_DIR || '.data/pglite',
       poolMax: int(env, 'METERING_DB_POOL_MAX', 10, 1, 1000),
     },

@@ -13,6 +13,11 @@ export type Tx = Knex.Transaction;
 export interface DatabaseConfig {
   /** Postgres connection string; when absent, the embedded database (PGlite) in dataDir. */
   url?: string;
+  /**
+   * Where LISTEN connects (a session of its own), when `url` goes through a pooler in
+   * transaction mode (PgBouncer), which cannot keep a LISTEN; default: `url`.
+   */
+  listenUrl?: string;
   /** Folder of the embedded database; ':memory:' keeps it in memory (tests). */
   dataDir: string;
   poolMax: number;
@@ -35,7 +40,7 @@ export function openDatabase(config: DatabaseConfig): Db {
       pool: { min: 0, max: config.poolMax },
       acquireConnectionTimeout: 10_000,
     });
-    urls.set(db, config.url);
+    listenUrls.set(db, config.listenUrl ?? config.url);
     return db;
   }
   const inMemory = config.dataDir === ':memory:';
@@ -57,7 +62,7 @@ export function openDatabase(config: DatabaseConfig): Db {
 }
 
 const embedded = new WeakMap<Db, { pglite: PGlite; unlock: () => void }>();
-const urls = new WeakMap<Db, string>();
+const listenUrls = new WeakMap<Db, string>();
 
 /**
  * Calls `onNotify(payload)` for every NOTIFY on `channel` (from any process on
@@ -67,7 +72,7 @@ const urls = new WeakMap<Db, string>();
 export async function listen(db: Db, channel: string, onNotify: (payload: string) => void, onError: (err: unknown) => void = () => undefined): Promise<() => Promise<void>> {
   const pglite = embedded.get(db)?.pglite;
   if (pglite) return pglite.listen(channel, onNotify);
-  const url = urls.get(db);
+  const url = listenUrls.get(db);
   if (!url) throw new Error('listen: not a database opened by openDatabase');
   let stopped = false;
   let client: pg.Client | undefined;

@@ -295,6 +295,22 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
     resumed.cancel();
   });
 
+  it('wakes a subscriber by NOTIFY from another process alone, with polling every 60 s (LISTEN has a session of its own, also behind PgBouncer)', async () => {
+    const listener = await startServer(tdb.config, { METERING_EVENT_POLL_MS: '60000' });
+    try {
+      const watcher = subscribe(listener.client, { accountId: 'notified', afterSequence: '0' });
+      await new Promise((resolve) => watcher.stream.once('metadata', resolve));
+      await sleep(500); // it has read the (empty) outbox and waits
+      const started = Date.now();
+      await record(servers[1].client, 'notified', 'n1');
+      while (watcher.events.length < 1 && Date.now() - started < 5000) await sleep(20);
+      expect(watcher.events.map((e) => e.charge!.idempotencyKey)).toEqual(['n1']);
+      watcher.cancel();
+    } finally {
+      await listener.stop();
+    }
+  });
+
   it('ends streams with UNAVAILABLE and the cursor when their server shuts down, so subscribers resume on another', async () => {
     const extra = await startServer(tdb.config);
     const watcher = subscribe(extra.client, { accountId: 'moving', afterSequence: '0' });

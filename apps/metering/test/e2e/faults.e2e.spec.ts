@@ -5,6 +5,7 @@ import { closeDatabase, Db, openDatabase } from '../../src/store/db';
 import { expectRollupsMatchCharges } from '../support/consistency';
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { freePort, PgCluster, postgresBinariesAvailable } from '../support/pg-cluster';
+import { PGBOUNCER_BIN, PgBouncer } from '../support/pgbouncer';
 import { chargeRequest } from '../support/requests';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
 
@@ -90,15 +91,21 @@ describeEachOf(haveBinaries ? (['fast', 'immediate'] as const) : [], 'PostgreSQL
   let server: ServerProcess;
   let db: Db;
 
+  let bouncer: PgBouncer | undefined;
+
   beforeAll(async () => {
     cluster = await PgCluster.create();
-    server = await startServer({ url: cluster.url, dataDir: '', poolMax: 10 }, { METERING_HEALTH_INTERVAL_MS: '200' });
+    // Through PgBouncer when the suites run behind one (it stays up while Postgres restarts); LISTEN goes direct.
+    bouncer = PGBOUNCER_BIN ? await PgBouncer.start(cluster.url) : undefined;
+    const config = bouncer ? { url: bouncer.url(cluster.url), listenUrl: cluster.url } : { url: cluster.url };
+    server = await startServer({ ...config, dataDir: '', poolMax: 10 }, { METERING_HEALTH_INTERVAL_MS: '200' });
     db = openDatabase({ url: cluster.url, dataDir: '', poolMax: 2 });
   });
 
   afterAll(async () => {
     await server?.stop();
     if (db) await closeDatabase(db);
+    await bouncer?.stop();
     cluster?.destroy();
   });
 

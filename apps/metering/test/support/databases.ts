@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { knex } from 'knex';
 import type { DatabaseConfig } from '../../src/store/db';
+import { PGBOUNCER_BIN, PgBouncer } from './pgbouncer';
 
 /**
  * The databases every integration and end-to-end suite runs on: the embedded
@@ -11,6 +12,11 @@ import type { DatabaseConfig } from '../../src/store/db';
  * METERING_TEST_DATABASE_URL names a server (each test file gets a fresh
  * database on it, dropped afterwards). In CI (CI=true) the variable is
  * required: without it the Postgres suites fail instead of skipping.
+ *
+ * With METERING_TEST_PGBOUNCER (the pgbouncer binary), the Postgres target is
+ * reached through PgBouncer in transaction mode, started for each test
+ * database, with LISTEN going to Postgres directly (listenUrl, as
+ * METERING_LISTEN_DATABASE_URL); the embedded target is left out then.
  */
 export const PG_URL_VAR = 'METERING_TEST_DATABASE_URL';
 
@@ -34,9 +40,11 @@ async function createPostgres(adminUrl: string): Promise<TestDatabase> {
   }
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
+  const bouncer = PGBOUNCER_BIN ? await PgBouncer.start(adminUrl) : undefined;
   return {
-    config: { url: url.toString(), dataDir: '', poolMax: 10 },
+    config: bouncer ? { url: bouncer.url(url.toString()), listenUrl: url.toString(), dataDir: '', poolMax: 10 } : { url: url.toString(), dataDir: '', poolMax: 10 },
     drop: async () => {
+      await bouncer?.stop();
       const again = knex({ client: 'pg', connection: adminUrl, pool: { min: 0, max: 1 } });
       try {
         await again.raw('DROP DATABASE IF EXISTS ?? WITH (FORCE)', [name]);
@@ -56,7 +64,7 @@ function createPglite(): Promise<TestDatabase> {
 }
 
 export function databaseTargets(): DatabaseTarget[] {
-  const targets: DatabaseTarget[] = [{ name: 'pglite', create: createPglite }];
+  const targets: DatabaseTarget[] = PGBOUNCER_BIN ? [] : [{ name: 'pglite', create: createPglite }];
   const url = process.env[PG_URL_VAR];
   if (url) targets.push({ name: 'postgres', create: () => createPostgres(url) });
   return targets;

@@ -33,6 +33,7 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
       METERING_HOST: '127.0.0.1',
       METERING_AUTH: 'off',
       ...(db.url ? { DATABASE_URL: db.url } : { METERING_DATA_DIR: db.dataDir }),
+      ...(db.listenUrl ? { METERING_LISTEN_DATABASE_URL: db.listenUrl } : {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -31,6 +31,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...dev, [name]: value })).toThrow(new RegExp(`^${name} must be an integer from \\d+ to \\d+, got "${value}"$`));
   });
 
+  it('takes a LISTEN connection string of its own (beside a pooler), only with DATABASE_URL', () => {
+    const pooled = loadConfig({ ...dev, DATABASE_URL: 'postgres://m@pgbouncer:6432/m', METERING_LISTEN_DATABASE_URL: 'postgres://m@postgres:5432/m' });
+    expect(pooled.database).toMatchObject({ url: 'postgres://m@pgbouncer:6432/m', listenUrl: 'postgres://m@postgres:5432/m' });
+    expect(loadConfig({ ...dev, DATABASE_URL: 'postgres://m@postgres:5432/m' }).database.listenUrl).toBeUndefined();
+    expect(() => loadConfig({ ...dev, METERING_LISTEN_DATABASE_URL: 'postgres://m@postgres:5432/m' })).toThrow(/METERING_LISTEN_DATABASE_URL .* needs DATABASE_URL/);
+  });
+
   it('refuses an unknown log level or auth mode', () => {
     expect(() => loadConfig({ ...dev, LOG_LEVEL: 'verbose' })).toThrow('LOG_LEVEL must be debug, info, warn or error, got "verbose"');
     expect(() => loadConfig({ METERING_AUTH: 'maybe' })).toThrow('METERING_AUTH must be keys or off, got "maybe"');
