@@ -10,6 +10,7 @@ import { Authenticator, AuthMode, authorize } from './grpc/auth';
 import { Health } from './grpc/health';
 import { OpenStreams, serverStream, StreamControl } from './grpc/stream';
 import { unary } from './grpc/unary';
+import { checkedService, rejectMalformed } from './grpc/wire';
 import { watchChargesHandler } from './handlers/events.handler';
 import { Metrics } from './observability/metrics';
 import { Tracing } from './observability/tracing';
@@ -65,8 +66,13 @@ export function meteringService(
   // A revocation drops the key from this process's cache at once.
   const apiKeys = new ApiKeysService(db, clock, (accountId, keyId) => authenticator.forget(accountId, keyId));
   const authenticator = new Authenticator(apiKeys, opts.authMode ?? 'keys', opts.operatorKey);
-  // Every RPC: authenticate, authorize by the policy table (before any read or write), then the handler.
-  const guard = async (name: string, req: unknown, metadata: Metadata) => authorize(name, await authenticator.authenticate(metadata), req);
+  // Every RPC: authenticate, refuse a request whose bytes did not decode (INVALID_ARGUMENT naming
+  // the field), authorize by the policy table (before any read or write), then the handler.
+  const guard = async (name: string, req: unknown, metadata: Metadata) => {
+    const principal = await authenticator.authenticate(metadata);
+    rejectMalformed(req);
+    return authorize(name, principal, req);
+  };
   const rpc = <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
     unary(
       name,
@@ -199,7 +205,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
   });
   server.addService(
-    MeteringServiceService,
+    checkedService(MeteringServiceService, SERVICE_NAME),
     meteringService(db, log, {
       writeConcurrency: config.writeConcurrency,
       authMode: config.authMode,

@@ -1,0 +1,95 @@
+import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { RecordChargeRequest, WatchChargesRequest } from '@metering/contracts';
+import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { call, statusDetails } from '../support/grpc';
+import { chargeRequest } from '../support/requests';
+import { buildServer, ServerProcess, startServer } from '../support/server-process';
+import { longVarint, nestedGroups, nestedMetadata } from '../support/wire-bytes';
+
+/**
+ * End to end, on the wire: the real server on a real port sent request bytes
+ * that the generated client cannot produce (through a grpc-js client whose
+ * serializer passes bytes through). Malformed protobuf is INVALID_ARGUMENT
+ * naming the field, for unary and server-streaming RPCs, and nothing is
+ * written.
+ */
+beforeAll(() => buildServer());
+requirePostgresInCi();
+
+const path = (method: string) => `/metering.v1.MeteringService/${method}`;
+const bytesIn = (b: Buffer) => b;
+
+describe.each(databaseTargets())('request bytes on $name', (target) => {
+  let tdb: TestDatabase;
+  let server: ServerProcess;
+  let raw: Client;
+  const today = new Date().toISOString().slice(0, 10);
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    server = await startServer(tdb.config);
+    raw = new Client(server.address, credentials.createInsecure());
+  });
+
+  afterAll(async () => {
+    raw?.close();
+    await server?.stop();
+    await tdb?.drop();
+  });
+
+  /** A unary call with these exact request bytes; resolves to the error it fails with. */
+  const unaryError = (method: string, bytes: Uint8Array) =>
+    new Promise<ServiceError>((resolve, reject) =>
+      raw.makeUnaryRequest(path(method), bytesIn, bytesIn, Buffer.from(bytes), new Metadata(), { deadline: Date.now() + 10_000 }, (err) =>
+        err ? resolve(err) : reject(new Error(`${method} succeeded`)),
+      ),
+    );
+  /** A server-streaming call with these exact request bytes; resolves to the error the stream ends with. */
+  const streamError = (method: string, bytes: Uint8Array) =>
+    new Promise<ServiceError>((resolve, reject) => {
+      const stream = raw.makeServerStreamRequest(path(method), bytesIn, bytesIn, Buffer.from(bytes), new Metadata(), { deadline: Date.now() + 10_000 });
+      stream.on('data', () => reject(new Error(`${method} sent a message`)));
+      stream.on('error', resolve);
+      stream.on('end', () => reject(new Error(`${method} ended without an error`)));
+    });
+  const messagesOf = async (accountId: string) =>
+    (await call(server.client.getDailyUsage, server.client, { accountId, startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' })).totals
+      ?.messageCount;
+
+  const expectInvalid = (err: ServiceError, field: string, description: RegExp) => {
+    expect(err.code).toBe(status.INVALID_ARGUMENT);
+    expect(err.details).toMatch(/^invalid request: /);
+    const { badRequest, errorInfo } = statusDetails(err);
+    expect(badRequest?.fieldViolations).toEqual([{ field, description: expect.stringMatching(description) }]);
+    expect(errorInfo?.reason).toBe('INVALID_ARGUMENT');
+  };
+
+  const watch = (over: Partial<WatchChargesRequest>) => WatchChargesRequest.encode({ accountId: 'wire', afterSequence: '0', userId: '', provider: '', model: '', ...over }).finish();
+  const charge = (over: Partial<RecordChargeRequest>) => RecordChargeRequest.encode(chargeRequest({ accountId: 'wire', ...over })).finish();
+
+  describe('malformed protobuf is INVALID_ARGUMENT with a clear message, not INTERNAL', () => {
+    it('nested too deeply: metadata 34 levels (RecordCharge), groups 101 levels in an unknown field (WatchCharges)', async () => {
+      expectInvalid(await unaryError('RecordCharge', charge({ metadata: nestedMetadata(34) })), `metadata${'["a"]'.repeat(33)}`, /^is nested too deeply to decode/);
+      expectInvalid(await streamError('WatchCharges', Buffer.concat([watch({}), nestedGroups(99, 101)])), '99', /maximum recursion depth/);
+    });
+
+    it('an 11-byte varint (prompt_tokens of RecordCharge, after_sequence of WatchCharges)', async () => {
+      expectInvalid(await unaryError('RecordCharge', Buffer.concat([charge({}), longVarint(9, 11)])), 'prompt_tokens', /varint longer than 10 bytes/);
+      expectInvalid(await streamError('WatchCharges', Buffer.concat([watch({}), longVarint(2, 11)])), 'after_sequence', /varint longer than 10 bytes/);
+    });
+
+    it('a truncated length-delimited field (account_id of RecordCharge, model of WatchCharges)', async () => {
+      const unary = charge({});
+      expectInvalid(await unaryError('RecordCharge', unary.subarray(0, 4)), 'account_id', /^is truncated: 4 bytes long, 2 left/);
+      const stream = watch({ model: 'gpt-4o' });
+      expectInvalid(await streamError('WatchCharges', stream.subarray(0, stream.length - 1)), 'model', /^is truncated: 6 bytes long, 5 left/);
+    });
+
+    it('wrote nothing, logged no internal error, and keeps serving', async () => {
+      expect(await messagesOf('wire')).toBe('0');
+      expect(server.logs.filter((l) => l.includes('"rpc failed"'))).toEqual([]);
+      const ok = await call(server.client.recordCharge, server.client, chargeRequest({ accountId: 'wire', idempotencyKey: 'after-malformed' }));
+      expect(ok.charge?.totalCost?.amount).toBe('0.00225');
+    });
+  });
+});
