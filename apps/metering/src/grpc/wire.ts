@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createFileRegistry, type DescField, type DescMessage, fromBinary, ScalarType } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
@@ -9,12 +10,16 @@ import { type FieldViolation, ValidationError } from '@metering/domain';
  * Requests are checked on their bytes, before any handler sees them.
  *
  * grpc-js answers INTERNAL ("Error deserializing request") itself when a
- * request deserializer throws. `checkedService` wraps every request
- * deserializer of a service: when the bytes are not a valid message it
- * returns a `MalformedRequest` instead of throwing; the handler answers it
- * with INVALID_ARGUMENT naming the field (`rejectMalformed`). Only a failed
- * decode walks the bytes again, with the message descriptors, to name what
- * is wrong.
+ * request deserializer throws, and the protobuf decoder replaces invalid UTF-8
+ * with U+FFFD without a word (so two different idempotency keys could become
+ * one). `checkedService` wraps every request deserializer of a service: it
+ * decodes with a strict UTF-8 decoder, and when the bytes are not a valid
+ * message it returns a `MalformedRequest` instead of throwing; the handler
+ * answers it with INVALID_ARGUMENT naming the field (`rejectMalformed`).
+ *
+ * Valid requests pay nothing more than the strict decoder (ASCII strings do
+ * not even reach it); only a failed decode walks the bytes again, with the
+ * message descriptors, to name what is wrong.
  */
 
 /** The generated decoders refuse messages nested deeper than this (every message counts, a map entry too). */
@@ -30,6 +35,9 @@ export function rejectMalformed(request: unknown): void {
   if (request instanceof MalformedRequest) throw request.error;
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const decodeStrict = (bytes: Uint8Array) => strictUtf8.decode(bytes);
+
 let registry: ReturnType<typeof createFileRegistry> | undefined;
 /** The message descriptors of the contract, from the FileDescriptorSet buf built from proto/. */
 function descriptors() {
@@ -44,7 +52,11 @@ function requestTypes(serviceName: string): Map<string, DescMessage> {
   return new Map(service.methods.map((m) => [`/${service.typeName}/${m.name}`, m.input]));
 }
 
-/** The service definition with every request deserializer checked: a `MalformedRequest` (never a throw) for bytes that are not a valid message. */
+/**
+ * The service definition with every request deserializer checked: strict
+ * UTF-8, and a `MalformedRequest` (never a throw) for bytes that are not a
+ * valid message.
+ */
 export function checkedService<S extends ServiceDefinition>(service: S, serviceName: string): S {
   const inputs = requestTypes(serviceName);
   const checked: Record<string, MethodDefinition<unknown, unknown>> = {};
@@ -56,7 +68,9 @@ export function checkedService<S extends ServiceDefinition>(service: S, serviceN
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         try {
-          return decode(bytes);
+          // The generated decode(input: BinaryReader | Uint8Array) reads through the reader it is
+          // given, nested messages included: this one throws on invalid UTF-8.
+          return decode(new BinaryReader(bytes, decodeStrict) as unknown as Buffer);
         } catch (err) {
           return new MalformedRequest(new ValidationError(diagnose(input, bytes, err)));
         }
@@ -66,7 +80,7 @@ export function checkedService<S extends ServiceDefinition>(service: S, serviceN
   return checked as S;
 }
 
-/** What is wrong with bytes the generated decoder refused: the first structural fault. */
+/** What is wrong with bytes the generated decoder refused: every string that is not UTF-8, or the first structural fault. */
 export function diagnose(type: DescMessage, bytes: Uint8Array, decodeError?: unknown): FieldViolation[] {
   const found: FieldViolation[] = [];
   try {
@@ -126,9 +140,12 @@ function pathOf(parent: DescMessage, path: string, field: DescField, index: numb
   return field.fieldKind === 'list' ? `${base}[${index}]` : base;
 }
 
+const isString = (field: DescField) =>
+  (field.fieldKind === 'scalar' || (field.fieldKind === 'list' && field.listKind === 'scalar')) && field.scalar === ScalarType.STRING;
+
 /** Walks one message from the reader's position to `end`, as the generated decoder does, recording what it would refuse or alter. */
 function walk(wire: Wire, end: number, type: DescMessage, path: string, depth: number): void {
-  const { reader } = wire;
+  const { reader, found } = wire;
   const seen = new Map<number, number>();
   while (reader.pos < end) {
     const [number, wireType] = read(path, () => reader.tag());
@@ -145,7 +162,9 @@ function walk(wire: Wire, end: number, type: DescMessage, path: string, depth: n
     const length = read(here, () => reader.uint32());
     if (length > end - reader.pos) throw new WireFault(here, `is truncated: ${length} bytes long, ${end - reader.pos} left in the message`);
     const stop = reader.pos + length;
-    if (field.fieldKind === 'message' || (field.fieldKind === 'list' && field.listKind === 'message')) {
+    if (isString(field)) {
+      if (!isUtf8(wire.bytes.subarray(reader.pos, stop))) found.push({ field: here, description: 'must be valid UTF-8' });
+    } else if (field.fieldKind === 'message' || (field.fieldKind === 'list' && field.listKind === 'message')) {
       if (depth + 1 > MAX_MESSAGE_DEPTH) throw new WireFault(here, `is nested too deeply to decode (more than ${MAX_MESSAGE_DEPTH} protobuf messages)`);
       walk(wire, stop, field.message, here, depth + 1);
     } else if (field.fieldKind === 'map') {
@@ -158,7 +177,7 @@ function walk(wire: Wire, end: number, type: DescMessage, path: string, depth: n
 
 /** One entry of a map field (key = 1, value = 2), named by its key. */
 function mapEntry(wire: Wire, end: number, container: string, field: DescField & { fieldKind: 'map' }, depth: number): void {
-  const { reader } = wire;
+  const { reader, found } = wire;
   if (depth > MAX_MESSAGE_DEPTH) throw new WireFault(container, `is nested too deeply to decode (more than ${MAX_MESSAGE_DEPTH} protobuf messages)`);
   let key = '';
   let value: [number, number] | undefined;
@@ -172,6 +191,7 @@ function mapEntry(wire: Wire, end: number, container: string, field: DescField &
     if (length > end - reader.pos) throw new WireFault(container, `is truncated: ${length} bytes long, ${end - reader.pos} left in the message`);
     const bytes = wire.bytes.subarray(reader.pos, reader.pos + length);
     if (number === 1 && field.mapKey === ScalarType.STRING) {
+      if (!isUtf8(bytes)) found.push({ field: container, description: 'must have valid UTF-8 keys' });
       key = Buffer.from(bytes).toString('utf8');
     } else if (number === 2) {
       value = [reader.pos, reader.pos + length];
@@ -180,7 +200,9 @@ function mapEntry(wire: Wire, end: number, container: string, field: DescField &
   }
   if (!value) return;
   const here = `${container}[${JSON.stringify(key)}]`;
-  if (field.mapKind === 'message') {
+  if (field.mapKind === 'scalar' && field.scalar === ScalarType.STRING) {
+    if (!isUtf8(wire.bytes.subarray(value[0], value[1]))) found.push({ field: here, description: 'must be valid UTF-8' });
+  } else if (field.mapKind === 'message') {
     if (depth + 1 > MAX_MESSAGE_DEPTH) throw new WireFault(here, `is nested too deeply to decode (more than ${MAX_MESSAGE_DEPTH} protobuf messages)`);
     const after = reader.pos;
     reader.pos = value[0];

@@ -1,17 +1,17 @@
 import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { RecordChargeRequest, WatchChargesRequest } from '@metering/contracts';
+import { CheckLimitsRequest, RecordChargeRequest, RecordChargesRequest, WatchChargesRequest } from '@metering/contracts';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, statusDetails } from '../support/grpc';
-import { chargeRequest } from '../support/requests';
+import { chargeRequest, checkRequest } from '../support/requests';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
-import { longVarint, nestedGroups, nestedMetadata } from '../support/wire-bytes';
+import { longVarint, nestedGroups, nestedMetadata, withBytes } from '../support/wire-bytes';
 
 /**
  * End to end, on the wire: the real server on a real port sent request bytes
  * that the generated client cannot produce (through a grpc-js client whose
- * serializer passes bytes through). Malformed protobuf is INVALID_ARGUMENT
- * naming the field, for unary and server-streaming RPCs, and nothing is
- * written.
+ * serializer passes bytes through). Invalid UTF-8 in any string and
+ * malformed protobuf are INVALID_ARGUMENT naming the field, for unary and
+ * server-streaming RPCs, and nothing is written.
  */
 beforeAll(() => buildServer());
 requirePostgresInCi();
@@ -66,6 +66,34 @@ describe.each(databaseTargets())('request bytes on $name', (target) => {
 
   const watch = (over: Partial<WatchChargesRequest>) => WatchChargesRequest.encode({ accountId: 'wire', afterSequence: '0', userId: '', provider: '', model: '', ...over }).finish();
   const charge = (over: Partial<RecordChargeRequest>) => RecordChargeRequest.encode(chargeRequest({ accountId: 'wire', ...over })).finish();
+
+  describe('invalid UTF-8 is INVALID_ARGUMENT naming the field, never stored as U+FFFD', () => {
+    it('the issue\'s keys 6bff, 6bfe, 6bc0 are three refusals, not one charge and two replays of it', async () => {
+      for (const key of [[0x6b, 0xff], [0x6b, 0xfe], [0x6b, 0xc0]]) {
+        expectInvalid(await unaryError('RecordCharge', withBytes(charge({ accountId: 'utf8', idempotencyKey: '#?' }), '#?', Uint8Array.from(key))), 'idempotency_key', /^must be valid UTF-8$/);
+      }
+      expect(await messagesOf('utf8')).toBe('0');
+      // What a lenient decoder would have stored them as is a key like any other: recorded once, fresh.
+      const fresh = await call(server.client.recordCharge, server.client, chargeRequest({ accountId: 'utf8', idempotencyKey: 'k\uFFFD' }));
+      expect(fresh.replayed).toBe(false);
+      expect(await messagesOf('utf8')).toBe('1');
+    });
+
+    it('model, session key and metadata of RecordCharge; charges[3] of RecordCharges; estimate.model of CheckLimits; a WatchCharges filter', async () => {
+      const bad = Uint8Array.of(0x6b, 0xff);
+      expectInvalid(await unaryError('RecordCharge', withBytes(charge({ accountId: 'utf8', model: 'g#' }), 'g#', bad)), 'model', /UTF-8/);
+      expectInvalid(await unaryError('RecordCharge', withBytes(charge({ accountId: 'utf8', sessionKey: 's#' }), 's#', bad)), 'session_key', /UTF-8/);
+      expectInvalid(await unaryError('RecordCharge', withBytes(charge({ accountId: 'utf8', metadata: { 'm#': 'v' } }), 'm#', bad)), 'metadata', /UTF-8 keys/);
+      expectInvalid(await unaryError('RecordCharge', withBytes(charge({ accountId: 'utf8', metadata: { m: ['v#'] } }), 'v#', bad)), 'metadata["m"][0]', /UTF-8/);
+      const batch = RecordChargesRequest.encode({ charges: [0, 1, 2, 3, 4].map((i) => chargeRequest({ accountId: 'utf8', idempotencyKey: i === 3 ? 'b#' : `batch-${i}` })) }).finish();
+      expectInvalid(await unaryError('RecordCharges', withBytes(batch, 'b#', bad)), 'charges[3].idempotency_key', /^must be valid UTF-8$/);
+      const check = CheckLimitsRequest.encode(checkRequest({ accountId: 'utf8', estimate: { provider: 'openai', model: 'e#', chargeType: 0, promptTokens: '1', completionTokens: '1', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' } })).finish();
+      expectInvalid(await unaryError('CheckLimits', withBytes(check, 'e#', bad)), 'estimate.model', /UTF-8/);
+      expectInvalid(await streamError('WatchCharges', withBytes(watch({ accountId: 'utf8', model: 'w#' }), 'w#', bad)), 'model', /UTF-8/);
+      // None of the batch was written either.
+      expect(await messagesOf('utf8')).toBe('1');
+    });
+  });
 
   describe('malformed protobuf is INVALID_ARGUMENT with a clear message, not INTERNAL', () => {
     it('nested too deeply: metadata 34 levels (RecordCharge), groups 101 levels in an unknown field (WatchCharges)', async () => {

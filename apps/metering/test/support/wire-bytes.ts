@@ -19,3 +19,13 @@ export function nestedGroups(field: number, levels: number): Uint8Array {
   for (let i = 0; i < levels; i++) w.tag(field, WireType.EndGroup);
   return w.finish();
 }
+
+/** `encoded` with the UTF-8 bytes of `placeholder` (which must occur once) replaced by `bytes` of the same length: the framing stays valid. */
+export function withBytes(encoded: Uint8Array, placeholder: string, bytes: Uint8Array): Uint8Array {
+  const copy = Buffer.from(encoded);
+  const needle = Buffer.from(placeholder);
+  const at = copy.indexOf(needle);
+  if (at < 0 || copy.indexOf(needle, at + 1) >= 0 || bytes.length !== needle.length) throw new Error(`"${placeholder}" must occur once and be ${bytes.length} bytes`);
+  copy.set(bytes, at);
+  return copy;
+}

@@ -1,14 +1,18 @@
-import { MeteringServiceService, RecordChargeRequest, RecordChargesRequest, WatchChargesRequest } from '@metering/contracts';
+import { createFileRegistry, type DescMessage, fromBinary, ScalarType } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { descriptorSetBase64, MeteringServiceService, RecordChargeRequest, RecordChargesRequest, WatchChargesRequest } from '@metering/contracts';
 import { ValidationError } from '@metering/domain';
 import fc from 'fast-check';
 import { checkedService, MalformedRequest, MAX_MESSAGE_DEPTH } from '../../src/grpc/wire';
 import { chargeRequest } from '../support/requests';
-import { longVarint, nestedGroups, nestedMetadata } from '../support/wire-bytes';
+import { longVarint, nestedGroups, nestedMetadata, withBytes } from '../support/wire-bytes';
 
 /**
  * The request deserializers the server registers (grpc/wire.ts): bytes that
- * are not a valid message become an INVALID_ARGUMENT naming the field
- * instead of grpc-js' INTERNAL. The e2e suite (wire.e2e.spec.ts) sends the same
+ * are not a valid message, or that hold a string that is not UTF-8, become
+ * an INVALID_ARGUMENT naming the field instead of grpc-js' INTERNAL or a
+ * string silently altered to U+FFFD. The e2e suite (wire.e2e.spec.ts) sends the same
  * bytes to the real server.
  */
 const SERVICE = 'metering.v1.MeteringService';
@@ -93,5 +97,80 @@ describe('malformed protobuf', () => {
       ),
       { numRuns: 5000 },
     );
+  });
+});
+
+/** One place in a request where a string goes, as the encoded request and the path the server must name. */
+interface StringCase {
+  method: Method;
+  field: string;
+  /** The request with `text` (UTF-8 bytes, valid or not) at that place. */
+  encode(text: Uint8Array): Uint8Array;
+}
+
+const contract = createFileRegistry(fromBinary(FileDescriptorSetSchema, Buffer.from(descriptorSetBase64, 'base64')));
+
+/**
+ * Every string field reachable in a request type, nested messages and
+ * repeated fields included (the string goes in element [2], after two valid
+ * ones); message types already on the way down are not entered again, and
+ * google.protobuf types (Struct metadata) have their own cases below.
+ */
+function* stringFields(type: DescMessage, path: string, within: string[]): Generator<{ field: string; encode(text: Uint8Array): Uint8Array }> {
+  for (const field of type.fields) {
+    const repeated = field.fieldKind === 'list';
+    const at = `${path ? `${path}.` : ''}${field.name}${repeated ? '[2]' : ''}`;
+    const put = (inner: Uint8Array, filler: Uint8Array) => {
+      const w = new BinaryWriter();
+      if (repeated) for (let i = 0; i < 2; i++) w.tag(field.number, WireType.LengthDelimited).bytes(filler);
+      return w.tag(field.number, WireType.LengthDelimited).bytes(inner).finish();
+    };
+    const message = field.fieldKind === 'message' || (field.fieldKind === 'list' && field.listKind === 'message') ? field.message : undefined;
+    if ((field.fieldKind === 'scalar' || (field.fieldKind === 'list' && field.listKind === 'scalar')) && field.scalar === ScalarType.STRING) {
+      yield { field: at, encode: (text) => put(text, Buffer.from('ok')) };
+    } else if (message && !message.typeName.startsWith('google.protobuf.') && !within.includes(message.typeName)) {
+      for (const inner of stringFields(message, at, [...within, type.typeName])) yield { field: inner.field, encode: (text) => put(inner.encode(text), new Uint8Array()) };
+    }
+  }
+}
+
+const stringCases: StringCase[] = (Object.keys(MeteringServiceService) as Method[]).flatMap((method) => {
+  const input = contract.getService(SERVICE)?.methods.find((m) => m.localName === method)?.input;
+  if (!input) throw new Error(`${method} is not in the contract`);
+  return [...stringFields(input, '', [])].map((c) => ({ method, ...c }));
+});
+
+/** The issue's keys: "k" then 0xff, 0xfe, 0xc0 (a lone lead byte), each decoded to "k\uFFFD" by a lenient decoder. */
+const INVALID = [Uint8Array.of(0x6b, 0xff), Uint8Array.of(0x6b, 0xfe), Uint8Array.of(0x6b, 0xc0), Uint8Array.of(0xed, 0xa0, 0x80) /* a surrogate */, Uint8Array.of(0xc0, 0xaf) /* overlong "/" */];
+
+describe('invalid UTF-8', () => {
+  it('covers the strings of every request: RecordCharges charges[i], CheckLimits estimate, WatchCharges filters', () => {
+    const fields = (method: Method) => stringCases.filter((c) => c.method === method).map((c) => c.field);
+    expect(fields('recordCharges')).toEqual(expect.arrayContaining(['charges[2].idempotency_key', 'charges[2].model', 'charges[2].session_key']));
+    expect(fields('checkLimits')).toEqual(expect.arrayContaining(['estimate.model', 'idempotency_key']));
+    expect(fields('watchCharges')).toEqual(['account_id', 'user_id', 'provider', 'model']);
+    // Every method with a string field has its cases (ListModels and the like have few, none has none unseen).
+    expect(stringCases.length).toBeGreaterThan(100);
+  });
+
+  it.each(stringCases.map((c) => [c.method, c.field, c] as const))('%s %s: INVALID_ARGUMENT naming the field; valid UTF-8 there decodes', (_m, _f, c) => {
+    for (const bytes of INVALID) expect(violations(c.method, c.encode(bytes))).toEqual([{ field: c.field, description: 'must be valid UTF-8' }]);
+    // The same place with valid text (non-ASCII, and U+FFFD itself as a character) decodes.
+    expect(deserialize(c.method, c.encode(Buffer.from('kü\uFFFD😀')))).not.toBeInstanceOf(ValidationError);
+  });
+
+  it('metadata keys and values, nested and in lists, are named by their JSON path; every bad string is named at once', () => {
+    const base = encodeCharge({ metadata: { ok: 'fine', 'KEY!': 1, a: { b: ['x', 'VALUE!'] } } });
+    expect(violations('recordCharge', withBytes(base, 'KEY!', Uint8Array.of(0x6b, 0xff, 0x6b, 0xff)))).toEqual([{ field: 'metadata', description: 'must have valid UTF-8 keys' }]);
+    expect(violations('recordCharge', withBytes(base, 'VALUE!', Uint8Array.of(0x6b, 0xc0, 0x6b, 0x6b, 0x6b, 0x6b)))).toEqual([{ field: 'metadata["a"]["b"][1]', description: 'must be valid UTF-8' }]);
+    const both = withBytes(withBytes(base, 'VALUE!', Uint8Array.of(0x6b, 0xfe, 0x6b, 0x6b, 0x6b, 0x6b)), 'KEY!', Uint8Array.of(0xff, 0xff, 0xff, 0xff));
+    expect(violations('recordCharge', withBytes(both, 'k1', Uint8Array.of(0x6b, 0xff)))).toEqual([
+      { field: 'idempotency_key', description: 'must be valid UTF-8' },
+      { field: 'metadata', description: 'must have valid UTF-8 keys' },
+      { field: 'metadata["a"]["b"][1]', description: 'must be valid UTF-8' },
+    ]);
+    // In a batch: the charge's index and the JSON path.
+    const batch = RecordChargesRequest.encode({ charges: [0, 1, 2, 3].map((i) => chargeRequest({ idempotencyKey: `k${i}`, metadata: { note: i === 3 ? 'BAD!' : 'ok' } })) }).finish();
+    expect(violations('recordCharges', withBytes(batch, 'BAD!', Uint8Array.of(0x42, 0x41, 0x44, 0xff)))).toEqual([{ field: 'charges[3].metadata["note"]', description: 'must be valid UTF-8' }]);
   });
 });
