@@ -3,7 +3,7 @@ import type { PackageDefinition } from '@grpc/proto-loader';
 import { readFileSync } from 'node:fs';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { descriptorSetBase64, HealthService, MeteringServiceServer, MeteringServiceService, WatchChargesRequest } from '@metering/contracts';
+import { descriptorSetBase64, HealthService, MAX_MESSAGE_BYTES, MeteringServiceServer, MeteringServiceService, WatchChargesRequest } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
 import type { Config } from './config';
 import { Authenticator, AuthMode, authorize } from './grpc/auth';
@@ -198,7 +198,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const stopListening = await listen(db, EVENTS_CHANNEL, (account) => notifier.wake(account), (err) => log.warn('event listener', { error: String(err) }));
 
   const server = new Server({
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    // Both ways the limit gRPC clients have by default: RecordCharges refuses a batch whose answer could be larger.
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     // A peer that is gone without closing its connection (a crashed host, a dropped network)
     // would otherwise hold its streams open for hours.
     'grpc.keepalive_time_ms': config.keepaliveMs,

@@ -38,6 +38,29 @@ export function rejectMalformed(request: unknown): void {
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const decodeStrict = (bytes: Uint8Array) => strictUtf8.decode(bytes);
 
+/** The bytes each decoded request came from, while the request lives. */
+const wireBytes = new WeakMap<object, Uint8Array>();
+
+/**
+ * The encoded size of each element of a repeated message field (`field`, by
+ * number) of a request, read from the bytes it was decoded from: tag, length
+ * and body, as the element takes on the wire. Undefined for a request that
+ * did not come through a checked deserializer.
+ */
+export function repeatedSizes(request: object, field: number): number[] | undefined {
+  const bytes = wireBytes.get(request);
+  if (!bytes) return undefined;
+  const reader = new BinaryReader(bytes);
+  const sizes: number[] = [];
+  while (reader.pos < reader.len) {
+    const start = reader.pos;
+    const [number, wireType] = reader.tag();
+    reader.skip(wireType, number);
+    if (number === field && wireType === WireType.LengthDelimited) sizes.push(reader.pos - start);
+  }
+  return sizes;
+}
+
 let registry: ReturnType<typeof createFileRegistry> | undefined;
 /** The message descriptors of the contract, from the FileDescriptorSet buf built from proto/. */
 function descriptors() {
@@ -70,7 +93,9 @@ export function checkedService<S extends ServiceDefinition>(service: S, serviceN
         try {
           // The generated decode(input: BinaryReader | Uint8Array) reads through the reader it is
           // given, nested messages included: this one throws on invalid UTF-8.
-          return decode(new BinaryReader(bytes, decodeStrict) as unknown as Buffer);
+          const request = decode(new BinaryReader(bytes, decodeStrict) as unknown as Buffer);
+          wireBytes.set(request, bytes);
+          return request;
         } catch (err) {
           return new MalformedRequest(new ValidationError(diagnose(input, bytes, err)));
         }

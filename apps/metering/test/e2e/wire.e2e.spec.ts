@@ -1,7 +1,8 @@
 import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { CheckLimitsRequest, RecordChargeRequest, RecordChargesRequest, WatchChargesRequest } from '@metering/contracts';
+import { MeteringClient } from '@metering/client';
+import { CheckLimitsRequest, MAX_MESSAGE_BYTES, RecordChargeRequest, RecordChargesRequest, RecordChargesResponse, WatchChargesRequest } from '@metering/contracts';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
-import { call, statusDetails } from '../support/grpc';
+import { call, grpcError, statusDetails } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
 import { longVarint, nestedGroups, nestedMetadata, withBytes } from '../support/wire-bytes';
@@ -11,7 +12,8 @@ import { longVarint, nestedGroups, nestedMetadata, withBytes } from '../support/
  * that the generated client cannot produce (through a grpc-js client whose
  * serializer passes bytes through). Invalid UTF-8 in any string and
  * malformed protobuf are INVALID_ARGUMENT naming the field, for unary and
- * server-streaming RPCs, and nothing is written.
+ * server-streaming RPCs, and nothing is written. And through the generated
+ * client and libs/client: no answer is larger than a client accepts.
  */
 beforeAll(() => buildServer());
 requirePostgresInCi();
@@ -118,6 +120,51 @@ describe.each(databaseTargets())('request bytes on $name', (target) => {
       expect(server.logs.filter((l) => l.includes('"rpc failed"'))).toEqual([]);
       const ok = await call(server.client.recordCharge, server.client, chargeRequest({ accountId: 'wire', idempotencyKey: 'after-malformed' }));
       expect(ok.charge?.totalCost?.amount).toBe('0.00225');
+    });
+  });
+
+  describe('no answer is larger than a client accepts', () => {
+    // The issue's batch: 1,000 charges with 4 KB of metadata each, a request under 4 MiB.
+    const batch = Array.from({ length: 1000 }, (_, i) => chargeRequest({ accountId: 'big', idempotencyKey: `big-${i}`, metadata: { note: 'x'.repeat(4096) } }));
+
+    it('RecordCharges refuses, before writing, a batch whose answer could exceed 4 MiB, naming the limit', async () => {
+      expect(RecordChargesRequest.encode({ charges: batch }).finish().length).toBeLessThan(MAX_MESSAGE_BYTES);
+      // The generated client, with gRPC's default limits.
+      const err = await grpcError(call(server.client.recordCharges, server.client, { charges: batch }));
+      expectInvalid(err, 'charges', new RegExp(`^the answer could exceed the ${MAX_MESSAGE_BYTES}-byte message limit .* send fewer charges per call$`));
+      expect(await messagesOf('big')).toBe('0');
+    });
+
+    it('the same charges in two calls through libs/client are recorded, answered, and replayed on retry', async () => {
+      const client = new MeteringClient({ address: server.address, deadlineMs: 30_000 });
+      try {
+        const halves = [batch.slice(0, 500), batch.slice(500)];
+        const answers = [];
+        for (const half of halves) answers.push(await client.recordCharges(half));
+        expect(answers.flatMap((a) => a.results.map((r) => r.result?.$case))).toEqual(Array(1000).fill('recorded'));
+        expect(await messagesOf('big')).toBe('1000');
+        // One answer to all of them would have been over the limit: the refusal was needed.
+        const sizes = answers.map((a) => RecordChargesResponse.encode(a).finish().length);
+        expect(sizes[0] + sizes[1]).toBeGreaterThan(MAX_MESSAGE_BYTES);
+        expect(Math.max(...sizes)).toBeLessThan(MAX_MESSAGE_BYTES);
+        // A retry of a committed half is read like the first answer: every charge replayed, with its metadata.
+        const again = await client.recordCharges(halves[0]);
+        expect(again.results.every((r) => r.result?.$case === 'recorded' && r.result.value.replayed && r.result.value.charge?.metadata?.note === 'x'.repeat(4096))).toBe(true);
+        expect(await messagesOf('big')).toBe('1000');
+      } finally {
+        client.close();
+      }
+    });
+
+    it('libs/client refuses locally a request over the limit the server has', async () => {
+      const client = new MeteringClient({ address: server.address, attempts: 1 });
+      try {
+        const err = await grpcError(client.recordCharge({ accountId: 'big', userId: 'u1', provider: 'openai', model: 'gpt-4o', reference: 'x'.repeat(MAX_MESSAGE_BYTES) }));
+        expect(err.code).toBe(status.RESOURCE_EXHAUSTED);
+        expect(err.details).toBe(`Attempted to send message with a size larger than ${MAX_MESSAGE_BYTES}`);
+      } finally {
+        client.close();
+      }
     });
   });
 });
