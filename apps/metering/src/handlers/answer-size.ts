@@ -17,6 +17,7 @@ import { DomainError, MAX_ID_LENGTH, MAX_KEY_LENGTH, MAX_PROVIDER_LENGTH, MAX_TO
 import { CURRENCY_CODE, Dec } from '@metering/pricing';
 import { toRpcStatus } from '../grpc/errors';
 import { repeatedSizes } from '../grpc/wire';
+import { MAX_BATCH } from '../services/charges.service';
 
 /**
  * The answer to RecordCharges must fit MAX_MESSAGE_BYTES (4 MiB, what gRPC
@@ -29,8 +30,8 @@ import { repeatedSizes } from '../grpc/wire';
  * the stored values are the validated request's, tags are no longer) plus the
  * fields only the server fills: SERVER_FIELDS_BYTES at their largest, and
  * RESERVATION_BYTES when the charge settles a reservation. A charge's error
- * is at most ERROR_RESULT_BYTES (a thousandth of the limit, so that 1000
- * failed charges always fit): longer ones keep their first violations.
+ * is at most ERROR_RESULT_BYTES (the limit over MAX_BATCH, so that a batch
+ * of failed charges always fits): longer ones keep their first violations.
  */
 
 /** The largest google.protobuf.Timestamp (9999-12-31T23:59:59.999999999Z). */
@@ -48,8 +49,11 @@ const largest = (e: object) => Math.max(...Object.values(e).filter((v): v is num
  */
 const AMOUNT = { amount: '9'.repeat(1 + 2 + (-Dec.toExpNeg - 1) + Dec.precision), currencyCode: CURRENCY_CODE };
 const UUID = '00000000-0000-0000-0000-000000000000';
-/** A length prefix takes at most 5 bytes; the encodings below measure at least 1 for each of the 4 enclosing messages. */
-const LENGTH_PREFIX_SLACK = 4 * 4;
+/**
+ * The length prefixes of the 3 messages that enclose the echo (the result, `recorded`, the
+ * charge) take up to 5 bytes; the encoding below measures at least 1 for each.
+ */
+const LENGTH_PREFIX_SLACK = 3 * 4;
 
 /** What a recorded charge's answer adds to what its request sent, at most. */
 export const SERVER_FIELDS_BYTES =
@@ -109,8 +113,8 @@ export const RESERVATION_BYTES = RecordChargeResponse.encode({
   }),
 }).finish().length;
 
-/** The most one charge's error takes in the answer: a thousandth of the limit, less the framing of its result. */
-export const ERROR_RESULT_BYTES = Math.floor(MAX_MESSAGE_BYTES / 1000) - 16;
+/** The most one charge's error takes in the answer, its framing included: the limit over the most charges of a batch. */
+export const ERROR_RESULT_BYTES = Math.floor(MAX_MESSAGE_BYTES / MAX_BATCH);
 
 /**
  * The most bytes the answer to a batch can take. The request's own bytes
@@ -139,7 +143,7 @@ export function checkAnswerFits(req: RecordChargesRequest): void {
 /** A charge's error as its result, at most ERROR_RESULT_BYTES: a ValidationError too long keeps its first violations and says how many are left out. */
 export function errorResult(err: DomainError): RecordChargeResult {
   const result = (e: DomainError): RecordChargeResult => ({ result: { $case: 'error', value: toRpcStatus(e) } });
-  const fits = (r: RecordChargeResult) => RecordChargeResult.encode(r).finish().length <= ERROR_RESULT_BYTES;
+  const fits = (r: RecordChargeResult) => RecordChargesResponse.encode({ results: [r] }).finish().length <= ERROR_RESULT_BYTES;
   const whole = result(err);
   if (fits(whole) || !(err instanceof ValidationError)) return whole;
   for (let keep = err.violations.length - 1; keep > 0; keep--) {

@@ -131,6 +131,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('the size of
       expect(doc).toContain(`1000 charges of at most ${fits} bytes each`);
     }
     expect(docs[0]).toContain(`(${fits - RESERVATION_BYTES} bytes each when every one has a reservation_id)`);
+    expect(docs[0]).toContain(`A charge's error result is at most ${ERROR_RESULT_BYTES} bytes.`);
   });
 
   it('refuses before writing a batch whose bound is over the limit', async () => {

@@ -173,9 +173,9 @@ export interface RecordChargesRequest {
   /**
    * 1 to 1000 charges, each as in RecordCharge (own account, own idempotency key).
    * Refused as a whole when the answer could exceed 4 MiB: each charge's
-   * bytes plus what the server adds (at most 2420 bytes, 1401 more with a
-   * reservation_id), or at least 4178 bytes per charge, must sum to at most
-   * 4194304. So any 1000 charges of at most 1758 bytes each fit (357 bytes
+   * bytes plus what the server adds (at most 2416 bytes, 1401 more with a
+   * reservation_id), or at least 4194 bytes per charge, must sum to at most
+   * 4194304. So any 1000 charges of at most 1778 bytes each fit (377 bytes
    * each when every one has a reservation_id).
    */
   charges: RecordChargeRequest[];
@@ -5364,7 +5364,7 @@ export const MeteringServiceService = {
    * gRPC clients): since the answer echoes every charge, metadata included,
    * a batch whose answer could be larger is refused before anything is
    * written (INVALID_ARGUMENT on `charges`, naming the limit); send fewer
-   * charges per call. A charge's error result is at most 4178 bytes.
+   * charges per call. A charge's error result is at most 4194 bytes.
    */
   recordCharges: {
     path: "/metering.v1.MeteringService/RecordCharges" as const,
@@ -5689,7 +5689,7 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * gRPC clients): since the answer echoes every charge, metadata included,
    * a batch whose answer could be larger is refused before anything is
    * written (INVALID_ARGUMENT on `charges`, naming the limit); send fewer
-   * charges per call. A charge's error result is at most 4178 bytes.
+   * charges per call. A charge's error result is at most 4194 bytes.
    */
   recordCharges: handleUnaryCall<RecordChargesRequest, RecordChargesResponse>;
   /** Reads daily usage rollups of an account over an inclusive date range. */
@@ -5806,7 +5806,7 @@ export interface MeteringServiceClient extends Client {
    * gRPC clients): since the answer echoes every charge, metadata included,
    * a batch whose answer could be larger is refused before anything is
    * written (INVALID_ARGUMENT on `charges`, naming the limit); send fewer
-   * charges per call. A charge's error result is at most 4178 bytes.
+   * charges per call. A charge's error result is at most 4194 bytes.
    */
   recordCharges(
     request: RecordChargesRequest,
