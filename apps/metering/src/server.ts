@@ -3,13 +3,14 @@ import type { PackageDefinition } from '@grpc/proto-loader';
 import { readFileSync } from 'node:fs';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { descriptorSetBase64, HealthService, MeteringServiceServer, MeteringServiceService, WatchChargesRequest } from '@metering/contracts';
+import { descriptorSetBase64, HealthService, MAX_MESSAGE_BYTES, MeteringServiceServer, MeteringServiceService, WatchChargesRequest } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
 import type { Config } from './config';
 import { Authenticator, AuthMode, authorize } from './grpc/auth';
 import { Health } from './grpc/health';
 import { OpenStreams, serverStream, StreamControl } from './grpc/stream';
 import { unary } from './grpc/unary';
+import { checkedService, rejectMalformed } from './grpc/wire';
 import { watchChargesHandler } from './handlers/events.handler';
 import { Metrics } from './observability/metrics';
 import { Tracing } from './observability/tracing';
@@ -65,8 +66,13 @@ export function meteringService(
   // A revocation drops the key from this process's cache at once.
   const apiKeys = new ApiKeysService(db, clock, (accountId, keyId) => authenticator.forget(accountId, keyId));
   const authenticator = new Authenticator(apiKeys, opts.authMode ?? 'keys', opts.operatorKey);
-  // Every RPC: authenticate, authorize by the policy table (before any read or write), then the handler.
-  const guard = async (name: string, req: unknown, metadata: Metadata) => authorize(name, await authenticator.authenticate(metadata), req);
+  // Every RPC: authenticate, refuse a request whose bytes did not decode (INVALID_ARGUMENT naming
+  // the field), authorize by the policy table (before any read or write), then the handler.
+  const guard = async (name: string, req: unknown, metadata: Metadata) => {
+    const principal = await authenticator.authenticate(metadata);
+    rejectMalformed(req);
+    return authorize(name, principal, req);
+  };
   const rpc = <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
     unary(
       name,
@@ -192,14 +198,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const stopListening = await listen(db, EVENTS_CHANNEL, (account) => notifier.wake(account), (err) => log.warn('event listener', { error: String(err) }));
 
   const server = new Server({
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    // Both ways the limit gRPC clients have by default: RecordCharges refuses a batch whose answer could be larger.
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     // A peer that is gone without closing its connection (a crashed host, a dropped network)
     // would otherwise hold its streams open for hours.
     'grpc.keepalive_time_ms': config.keepaliveMs,
     'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
   });
   server.addService(
-    MeteringServiceService,
+    checkedService(MeteringServiceService, SERVICE_NAME),
     meteringService(db, log, {
       writeConcurrency: config.writeConcurrency,
       authMode: config.authMode,

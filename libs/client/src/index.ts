@@ -4,6 +4,7 @@ import {
   CheckLimitsRequest,
   CheckLimitsResponse,
   ErrorInfo,
+  MAX_MESSAGE_BYTES,
   MeteringServiceClient,
   MeteringServiceService,
   RecordChargeRequest,
@@ -67,7 +68,11 @@ export class MeteringClient {
   constructor(options: MeteringClientOptions) {
     const tls = options.tls;
     const creds: ChannelCredentials = !tls ? credentials.createInsecure() : tls === true ? credentials.createSsl() : credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null);
-    this.stub = new MeteringServiceClient(options.address, creds);
+    // The server's limits: it accepts requests and sends answers of at most MAX_MESSAGE_BYTES.
+    this.stub = new MeteringServiceClient(options.address, creds, {
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    });
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.attempts = Math.max(1, options.attempts ?? 4);
     this.apiKey = options.apiKey;

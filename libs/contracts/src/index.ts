@@ -1,5 +1,6 @@
 // The public surface of the generated contract (proto/ -> ts-proto). Nothing
-// here is written by hand except this list of re-exports.
+// here is written by hand except this list of re-exports and limits.ts, the
+// message size limit the contract's two sides share.
 export * from './gen/metering/v1/metering_service';
 export * from './gen/metering/v1/account';
 export * from './gen/metering/v1/charge';
@@ -22,3 +23,4 @@ export {
   HealthService,
 } from './gen/grpc/health/v1/health';
 export { descriptorSetBase64 } from './gen/descriptor_set';
+export { MAX_MESSAGE_BYTES } from './limits';

@@ -1,6 +1,6 @@
 import { Dec, formatDecimal, nestingProblem, PriceOrigin, TokenCounts } from '@metering/pricing';
 import { checkReservationId } from './reservation';
-import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, TimestampInput, Violations } from './validation';
+import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, MAX_KEY_LENGTH, TimestampInput, Violations } from './validation';
 
 export type ChargeType = 'completion' | 'plugin' | 'tool';
 export type RequestType = 'chat' | 'summarization' | 'embedding' | 'tool_call' | 'vision';
@@ -170,7 +170,7 @@ export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): 
   const input: ChargeInput = {
     accountId: checkId(v, 'account_id', raw.accountId),
     userId: checkId(v, 'user_id', raw.userId),
-    idempotencyKey: checkText(v, 'idempotency_key', raw.idempotencyKey, 255, { required: true }),
+    idempotencyKey: checkText(v, 'idempotency_key', raw.idempotencyKey, MAX_KEY_LENGTH, { required: true }),
     sessionKey: checkText(v, 'session_key', raw.sessionKey, 255),
     provider: checkProvider(v, 'provider', raw.provider),
     model: checkModel(v, 'model', raw.model),

@@ -41,7 +41,7 @@ export class ValidationError extends DomainError {
     super(
       'INVALID_ARGUMENT',
       'INVALID_ARGUMENT',
-      `invalid request: ${violations.map((v) => `${v.field}: ${v.description}`).join('; ')}`,
+      `invalid request: ${violations.map((v) => (v.field ? `${v.field}: ${v.description}` : v.description)).join('; ')}`,
       { fields: violations.map((v) => v.field).join(',') },
     );
   }

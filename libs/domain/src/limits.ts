@@ -1,7 +1,7 @@
 import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal, TokenCounts } from '@metering/pricing';
 import { CHARGE_TYPE_BY_NUMBER, ChargeType, checkTokens, MAX_CALLS, TokenCountsInput } from './charge';
 import { monthStart } from './time';
-import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, Violations } from './validation';
+import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, MAX_KEY_LENGTH, Violations } from './validation';
 
 export type LimitMeasure = 'messages' | 'tokens' | 'cost';
 export type LimitScope = 'account' | 'user';
@@ -277,7 +277,7 @@ export function validateCheckLimits(raw: CheckLimitsRequestInput): LimitCheck {
     if (raw.additionalCost) v.add('estimate', 'give either estimate or additional_cost, not both');
     check.estimate = checkEstimate(v, raw.estimate);
   }
-  const key = checkText(v, 'idempotency_key', raw.idempotencyKey ?? '', 255, { required: raw.reserve === true });
+  const key = checkText(v, 'idempotency_key', raw.idempotencyKey ?? '', MAX_KEY_LENGTH, { required: raw.reserve === true });
   const holdSeconds = raw.holdSeconds ? checkInt(v, 'hold_seconds', raw.holdSeconds, 1, MAX_HOLD_SECONDS) : DEFAULT_HOLD_SECONDS;
   if (raw.reserve) check.reserve = { idempotencyKey: key, holdSeconds };
   else if (key !== '') v.add('idempotency_key', 'is only used with reserve');

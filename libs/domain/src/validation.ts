@@ -17,6 +17,13 @@ export class Violations {
   }
 }
 
+/** The longest identifier (account, user): ASCII, so as many bytes. */
+export const MAX_ID_LENGTH = 128;
+/** The longest provider name: ASCII. */
+export const MAX_PROVIDER_LENGTH = 64;
+/** The longest model name or idempotency key, in UTF-16 code units (up to 3 bytes each in UTF-8). */
+export const MAX_KEY_LENGTH = 255;
+
 /** Characters that never belong in an identifier or a stored text: NUL (Postgres rejects it) and other C0/C1 controls. */
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
@@ -27,7 +34,7 @@ export function checkId(v: Violations, field: string, value: string, required = 
     if (required) v.add(field, 'is required');
     return '';
   }
-  if (value.length > 128) v.add(field, 'must be at most 128 characters');
+  if (value.length > MAX_ID_LENGTH) v.add(field, `must be at most ${MAX_ID_LENGTH} characters`);
   else if (!ID.test(value)) v.add(field, 'may contain only letters, digits and . _ : @ -');
   return value;
 }
@@ -44,19 +51,19 @@ export function checkText(v: Violations, field: string, value: string, maxLength
   return value;
 }
 
-const PROVIDER = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const PROVIDER = new RegExp(`^[a-z0-9][a-z0-9._-]{0,${MAX_PROVIDER_LENGTH - 1}}$`);
 
 export function checkProvider(v: Violations, field: string, value: string, required = true): string {
   if (value === '') {
     if (required) v.add(field, 'is required');
   } else if (!PROVIDER.test(value)) {
-    v.add(field, 'must be 1 to 64 characters of a-z 0-9 . _ - (lower case), e.g. "openai"');
+    v.add(field, `must be 1 to ${MAX_PROVIDER_LENGTH} characters of a-z 0-9 . _ - (lower case), e.g. "openai"`);
   }
   return value;
 }
 
 export function checkModel(v: Violations, field: string, value: string, required = true): string {
-  checkText(v, field, value, 255, { required });
+  checkText(v, field, value, MAX_KEY_LENGTH, { required });
   if (value !== '' && value.trim() !== value) v.add(field, 'must not start or end with white space');
   return value;
 }

@@ -1,7 +1,7 @@
 import { RecordChargeRequest, RecordChargeResponse, RecordChargesRequest, RecordChargesResponse } from '@metering/contracts';
 import { DomainError, ValidationError } from '@metering/domain';
-import { toRpcStatus } from '../grpc/errors';
 import { ChargesService, MAX_BATCH, RecordChargeResult } from '../services/charges.service';
+import { checkAnswerFits, errorResult } from './answer-size';
 import { toProtoCharge, toProtoReservation } from './convert';
 
 const toProtoRecorded = (r: RecordChargeResult): RecordChargeResponse => ({
@@ -17,19 +17,17 @@ export const recordChargeHandler =
     return toProtoRecorded(await service.recordCharge(req));
   };
 
-/** RecordCharges: one result per charge, in request order; a charge's own error becomes its google.rpc.Status. */
+/**
+ * RecordCharges: one result per charge, in request order; a charge's own error becomes its google.rpc.Status.
+ * A batch whose answer could exceed the message limit is refused before anything is written.
+ */
 export const recordChargesHandler =
   (service: ChargesService) =>
   async (req: RecordChargesRequest): Promise<RecordChargesResponse> => {
     if (req.charges.length === 0 || req.charges.length > MAX_BATCH) {
       throw new ValidationError([{ field: 'charges', description: `must hold 1 to ${MAX_BATCH} charges, got ${req.charges.length}` }]);
     }
+    checkAnswerFits(req);
     const results = await service.recordCharges(req.charges);
-    return {
-      results: results.map((r) =>
-        r instanceof DomainError
-          ? { result: { $case: 'error', value: toRpcStatus(r) } }
-          : { result: { $case: 'recorded', value: toProtoRecorded(r) } },
-      ),
-    };
+    return { results: results.map((r) => (r instanceof DomainError ? errorResult(r) : { result: { $case: 'recorded', value: toProtoRecorded(r) } })) };
   };

@@ -170,7 +170,14 @@ export interface RecordChargeResponse {
 
 /** A batch of charges to record. */
 export interface RecordChargesRequest {
-  /** 1 to 1000 charges, each as in RecordCharge (own account, own idempotency key). */
+  /**
+   * 1 to 1000 charges, each as in RecordCharge (own account, own idempotency key).
+   * Refused as a whole when the answer could exceed 4 MiB: each charge's
+   * bytes plus what the server adds (at most 2416 bytes, 1401 more with a
+   * reservation_id), or at least 4194 bytes per charge, must sum to at most
+   * 4194304. So any 1000 charges of at most 1778 bytes each fit (377 bytes
+   * each when every one has a reservation_id).
+   */
   charges: RecordChargeRequest[];
 }
 
@@ -5353,6 +5360,11 @@ export const MeteringServiceService = {
    * Records up to 1000 charges in one call, each idempotent by its own key,
    * with one result per charge in request order. Valid charges are written in
    * one transaction; an invalid or conflicting charge fails alone.
+   * No message either way exceeds 4 MiB (4194304 bytes, the default limit of
+   * gRPC clients): since the answer echoes every charge, metadata included,
+   * a batch whose answer could be larger is refused before anything is
+   * written (INVALID_ARGUMENT on `charges`, naming the limit); send fewer
+   * charges per call. A charge's error result is at most 4194 bytes.
    */
   recordCharges: {
     path: "/metering.v1.MeteringService/RecordCharges" as const,
@@ -5673,6 +5685,11 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * Records up to 1000 charges in one call, each idempotent by its own key,
    * with one result per charge in request order. Valid charges are written in
    * one transaction; an invalid or conflicting charge fails alone.
+   * No message either way exceeds 4 MiB (4194304 bytes, the default limit of
+   * gRPC clients): since the answer echoes every charge, metadata included,
+   * a batch whose answer could be larger is refused before anything is
+   * written (INVALID_ARGUMENT on `charges`, naming the limit); send fewer
+   * charges per call. A charge's error result is at most 4194 bytes.
    */
   recordCharges: handleUnaryCall<RecordChargesRequest, RecordChargesResponse>;
   /** Reads daily usage rollups of an account over an inclusive date range. */
@@ -5785,6 +5802,11 @@ export interface MeteringServiceClient extends Client {
    * Records up to 1000 charges in one call, each idempotent by its own key,
    * with one result per charge in request order. Valid charges are written in
    * one transaction; an invalid or conflicting charge fails alone.
+   * No message either way exceeds 4 MiB (4194304 bytes, the default limit of
+   * gRPC clients): since the answer echoes every charge, metadata included,
+   * a batch whose answer could be larger is refused before anything is
+   * written (INVALID_ARGUMENT on `charges`, naming the limit); send fewer
+   * charges per call. A charge's error result is at most 4194 bytes.
    */
   recordCharges(
     request: RecordChargesRequest,
