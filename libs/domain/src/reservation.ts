@@ -1,6 +1,7 @@
 import { Dec } from '@metering/pricing';
 import { DomainError } from './errors';
 import type { LimitStatus } from './limits';
+import { localDay } from './time';
 import { checkId, Violations } from './validation';
 
 export type ReservationStatus = 'held' | 'settled' | 'released' | 'expired';
@@ -98,4 +99,15 @@ export class QuotaExceededError extends DomainError {
         })),
     );
   }
+}
+
+/**
+ * The local day a charge counts on: the day of its usage_time in the
+ * account's zone, except that a charge settling a reservation without a
+ * usage_time of its own counts on the reservation's day (whose day and month
+ * counters held it). A call reserved before local midnight and recorded after
+ * it is then counted on the period that admitted it, not on the next one.
+ */
+export function chargeDay(charge: { usageTime: Date; usageTimeSupplied: boolean }, settles: Pick<Reservation, 'periodDay'> | undefined, timeZone: string): string {
+  return settles && !charge.usageTimeSupplied ? settles.periodDay : localDay(charge.usageTime, timeZone);
 }
