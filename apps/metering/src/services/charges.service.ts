@@ -13,6 +13,7 @@ import {
   ReservationStateError,
   ReservationUserMismatchError,
   softLimitCrossings,
+  UnavailableError,
   validateRecordCharge,
 } from '@metering/domain';
 import { CURRENCY_CODE, totalTokens } from '@metering/pricing';
@@ -58,8 +59,9 @@ interface Pending {
  * transactions are running wait in a queue, and the next transaction writes
  * all of them (up to MAX_BATCH) together, with one multi-row insert and
  * pre-aggregated rollup upserts in key order. A call is answered only after
- * its transaction commits; when a transaction fails, exactly the calls in it
- * fail, with the translated (retry-safe) error.
+ * its transaction commits; when a transaction fails, the batch is split and
+ * retried until only the calls that fail alone fail, each with its own
+ * translated error (never another tenant's).
  */
 export class ChargesService {
   private readonly queue: Pending[] = [];
@@ -106,15 +108,34 @@ export class ChargesService {
     while (this.queue.length > 0 && this.inFlight < this.maxInFlight) {
       const batch = this.queue.splice(0, MAX_BATCH);
       this.inFlight++;
-      this.write(batch.map((p) => p.input))
-        .then(
-          (results) => batch.forEach((p, n) => p.resolve(results[n])),
-          (err: unknown) => batch.forEach((p) => p.reject(err)),
-        )
+      this.writeSplitting(batch)
         .finally(() => {
           this.inFlight--;
           this.drain();
         });
+    }
+  }
+
+  /**
+   * Writes the calls of a group commit and answers each. When the transaction
+   * fails (one charge may make it fail for all, e.g. by taking a counter past
+   * its range), the batch is split in halves and each half retried, down to
+   * single calls: the calls that can be written are, and a call that fails
+   * alone gets its own (translated) error. An unreachable database fails the
+   * whole batch at once (UNAVAILABLE): splitting would not help.
+   */
+  private async writeSplitting(batch: Pending[]): Promise<void> {
+    try {
+      const results = await this.write(batch.map((p) => p.input));
+      batch.forEach((p, n) => p.resolve(results[n]));
+    } catch (err) {
+      if (batch.length === 1 || err instanceof UnavailableError) {
+        batch.forEach((p) => p.reject(err));
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await this.writeSplitting(batch.slice(0, half));
+      await this.writeSplitting(batch.slice(half));
     }
   }
 

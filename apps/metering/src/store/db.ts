@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
-import { ConflictRetryError, DomainError, UnavailableError } from '@metering/domain';
+import { ConflictRetryError, DomainError, UnavailableError, ValueOutOfRangeError } from '@metering/domain';
 import { knex, Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
 import pg from 'pg';
@@ -112,7 +112,8 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EP
 
 /**
  * Database errors as domain errors: lost connections and outages become
- * UnavailableError, serialization failures and deadlocks ConflictRetryError.
+ * UnavailableError, serialization failures and deadlocks ConflictRetryError,
+ * a numeric overflow (a total past bigint or numeric range) ValueOutOfRangeError.
  * Anything else is a bug and passes through (the gRPC layer answers INTERNAL
  * without leaking it).
  */
@@ -120,6 +121,7 @@ export function translateDbError(err: unknown): unknown {
   if (err instanceof DomainError) return err;
   const e = err as { code?: string; name?: string; message?: string };
   if (e?.code === '40001' || e?.code === '40P01') return new ConflictRetryError();
+  if (e?.code === '22003') return new ValueOutOfRangeError();
   if (
     (e?.code && (CONNECTION_CODES.has(e.code) || e.code.startsWith('08'))) ||
     e?.name === 'KnexTimeoutError' ||

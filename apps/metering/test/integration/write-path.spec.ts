@@ -93,6 +93,28 @@ describe.each(databaseTargets())('write path on $name', (target) => {
     }
   });
 
+  it('splits a group commit whose transaction one charge makes fail: the other tenants\' calls are recorded, the failing one is refused OUT_OF_RANGE, never INTERNAL', async () => {
+    // One transaction at a time, so the calls queued behind the first one are written in one batch.
+    const serial = new ChargesService(db, new PricingService(db, new PriceTable(), clock), clock, 1);
+    await serial.recordCharge(charge({ accountId: 'near-max', idempotencyKey: 'seed' }));
+    // A counter near the bigint limit: the next charge of this account cannot be added to it.
+    await db('usage_counters').where({ account_id: 'near-max' }).update({ total_tokens: '9223372036854775000' });
+    const outcomes = await Promise.allSettled([
+      serial.recordCharge(charge({ accountId: 'tenant-a', idempotencyKey: 'first' })),
+      serial.recordCharge(charge({ accountId: 'tenant-b', idempotencyKey: 'b' })),
+      serial.recordCharge(charge({ accountId: 'near-max', idempotencyKey: 'overflow' })),
+      serial.recordCharge(charge({ accountId: 'tenant-c', idempotencyKey: 'c' })),
+      serial.recordCharge(charge({ accountId: 'tenant-b', idempotencyKey: 'b2' })),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    const refused = (outcomes[2] as PromiseRejectedResult).reason;
+    expect(refused).toBeInstanceOf(DomainError);
+    expect([refused.code, refused.reason]).toEqual(['OUT_OF_RANGE', 'VALUE_OUT_OF_RANGE']);
+    expect(await db('charges').where({ account_id: 'near-max', idempotency_key: 'overflow' }).first()).toBeUndefined();
+    for (const a of ['tenant-a', 'tenant-b', 'tenant-c']) await expectRollupsMatchCharges(db, a);
+    expect(await countOf('tenant-b')).toBe(2);
+  });
+
   it('writes a batch of 1000 charges in one call, and replays it whole', async () => {
     const batch = Array.from({ length: 1000 }, (_, i) => charge({ accountId: 'big', userId: `u${i % 7}`, idempotencyKey: `big-${i}` }));
     const first = await charges.recordCharges(batch);
