@@ -174,7 +174,7 @@ export class ChargesService {
       const byKey = new Map<string, ChargeInput>();
       for (const c of inputs) if (!byKey.has(keyOf(c))) byKey.set(keyOf(c), c);
       const distinct = [...byKey.values()];
-      const { reservations, refused } = await this.claimReservations(tx, distinct);
+      const { reservations, refused, claimed, contestedClaims } = await this.claimReservations(tx, distinct);
       const insertable = distinct.filter((c) => !refused.has(keyOf(c)));
       const { zones, softLimits } = await readWriteSettings(tx, [...new Set(insertable.map((c) => c.accountId))]);
       const pricing = await this.pricing.priceCharges(tx, insertable);
@@ -190,6 +190,10 @@ export class ChargesService {
       }));
       charges.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
       const inserted = await insertChargesIfAbsent(tx, charges);
+      // A claiming key committed by a concurrent call since it was looked up: another charge of
+      // the batch was refused for a reservation nothing settles. Roll back; the retry sees the key.
+      const insertedKeys = new Set(inserted.map(keyOf));
+      if ([...contestedClaims].some((id) => !insertedKeys.has(claimed.get(id) ?? ''))) throw new ConflictRetryError();
       onInserted(inserted);
       // The reservations the new charges settle: their holds (if not already expired) give way to the usage.
       const settled = inserted.flatMap((charge) => {
@@ -238,10 +242,19 @@ export class ChargesService {
     const naming = charges.flatMap((c) => (c.reservationId ? [{ charge: c, reservationId: c.reservationId }] : []));
     const locked = await lockReservations(tx, naming.map(({ charge, reservationId }) => ({ accountId: charge.accountId, reservationId })));
     const reservations = new Map(locked.map((r) => [pair(r.accountId, r.reservationId), r]));
+    // A reservation named by several keys of the batch: a key already used is answered by its
+    // stored charge (a replay or a conflict) and writes nothing, so it must not claim it.
+    const names = new Map<string, number>();
+    for (const { charge: c, reservationId } of naming) names.set(pair(c.accountId, reservationId), (names.get(pair(c.accountId, reservationId)) ?? 0) + 1);
+    const contested = naming.filter(({ charge: c, reservationId }) => (names.get(pair(c.accountId, reservationId)) ?? 0) > 1).map((n) => n.charge);
+    const used = new Set((await findChargesByIdempotencyKeys(tx, contested)).map(keyOf));
     const refused = new Map<string, DomainError>();
-    const claimed = new Set<string>();
+    /** The reservations claimed, by the key that claims each; and those another charge of the batch was refused for. */
+    const claimed = new Map<string, string>();
+    const contestedClaims = new Set<string>();
     for (const { charge: c, reservationId } of naming) {
       const id = pair(c.accountId, reservationId);
+      if (used.has(keyOf(c))) continue;
       const r = reservations.get(id);
       const problem = !r
         ? new ReservationNotFoundError(reservationId)
@@ -251,8 +264,9 @@ export class ChargesService {
             ? new ReservationStateError({ reservationId: r.reservationId, status: claimed.has(id) ? 'settled' : r.status }, 'settle')
             : undefined;
       if (problem) refused.set(keyOf(c), problem);
-      else claimed.add(id);
+      else claimed.set(id, keyOf(c));
+      if (problem && claimed.has(id)) contestedClaims.add(id);
     }
-    return { reservations, refused };
+    return { reservations, refused, claimed, contestedClaims };
   }
 }
