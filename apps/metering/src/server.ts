@@ -79,7 +79,7 @@ export function meteringService(
     );
   const pricing = new PricingService(db, new PriceTable(), clock);
   const charges = new ChargesService(db, pricing, clock, writeConcurrency, (batch) => metrics?.writeBatch(batch));
-  const rerate = new RerateService(db, pricing);
+  const rerate = new RerateService(db, pricing, clock);
   const usage = new UsageService(db);
   const limits = new LimitsService(db, pricing, clock);
   const reservations = new ReservationsService(db, clock);

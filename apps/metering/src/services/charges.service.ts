@@ -1,31 +1,32 @@
 import {
   ChargeInput,
   ChargeRecord,
+  chargeDay,
   ConflictRetryError,
+  contestedClaims,
+  DEFAULT_TIME_ZONE,
   diffChargeContent,
   DomainError,
+  entriesOf,
   IdempotencyConflictError,
-  DEFAULT_TIME_ZONE,
-  chargeDay,
+  LedgerChange,
   RecordChargeRequestInput,
   Reservation,
-  ReservationNotFoundError,
-  ReservationStateError,
-  ReservationUserMismatchError,
-  softLimitCrossings,
+  chargeKey,
+  reservationKey,
+  settlementClaims,
+  softLimitEvents,
   UnavailableError,
   validateRecordCharge,
 } from '@metering/domain';
 import { CURRENCY_CODE, totalTokens } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
-import { appendEvents } from '../store/events.repo';
 import { Db, inTransaction, Tx } from '../store/db';
+import { applyEntries } from '../store/ledger.repo';
 import { readWriteSettings } from '../store/limits.repo';
-import { finishReservations, lockReservations } from '../store/reservations.repo';
-import { applyRollupDeltas, deltaOfCharge, usageChangeOf } from '../store/usage.repo';
+import { lockReservations } from '../store/reservations.repo';
 import { PricingService } from './pricing.service';
-import { holdOf } from './reservations.service';
 
 export interface RecordChargeResult {
   charge: ChargeRecord;
@@ -38,9 +39,6 @@ export interface RecordChargeResult {
 /** The outcome of one charge of a batch: recorded (or replayed), or a domain error for that charge alone. */
 export type BatchItemResult = RecordChargeResult | DomainError;
 
-/** A map key of two strings (an account and an idempotency key or a reservation id). */
-const pair = (a: string, b: string) => `${a}\u0000${b}`;
-const keyOf = (c: { accountId: string; idempotencyKey: string }) => pair(c.accountId, c.idempotencyKey);
 
 /** At most this many charges are written in one transaction. */
 export const MAX_BATCH = 1000;
@@ -172,10 +170,10 @@ export class ChargesService {
   private transact(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void): Promise<BatchItemResult[]> {
     return inTransaction(this.db, async (tx) => {
       const byKey = new Map<string, ChargeInput>();
-      for (const c of inputs) if (!byKey.has(keyOf(c))) byKey.set(keyOf(c), c);
+      for (const c of inputs) if (!byKey.has(chargeKey(c))) byKey.set(chargeKey(c), c);
       const distinct = [...byKey.values()];
-      const { reservations, refused, claimed, contestedClaims } = await this.claimReservations(tx, distinct);
-      const insertable = distinct.filter((c) => !refused.has(keyOf(c)));
+      const { reservations, refused, claimed, contested } = await this.claimReservations(tx, distinct);
+      const insertable = distinct.filter((c) => !refused.has(chargeKey(c)));
       const { zones, softLimits } = await readWriteSettings(tx, [...new Set(insertable.map((c) => c.accountId))]);
       const pricing = await this.pricing.priceCharges(tx, insertable);
       const recordTime = this.clock();
@@ -183,47 +181,40 @@ export class ChargesService {
         ...input,
         chargeId: randomUUID(),
         totalTokens: totalTokens(input.tokens),
-        usageDate: chargeDay(input, input.reservationId ? reservations.get(pair(input.accountId, input.reservationId)) : undefined, zones.get(input.accountId) ?? DEFAULT_TIME_ZONE),
+        usageDate: chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, zones.get(input.accountId) ?? DEFAULT_TIME_ZONE),
         recordTime,
         currencyCode: CURRENCY_CODE,
         ...pricing[n],
       }));
-      charges.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
+      charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
       const inserted = await insertChargesIfAbsent(tx, charges);
       // A claiming key committed by a concurrent call since it was looked up: another charge of
       // the batch was refused for a reservation nothing settles. Roll back; the retry sees the key.
-      const insertedKeys = new Set(inserted.map(keyOf));
-      if ([...contestedClaims].some((id) => !insertedKeys.has(claimed.get(id) ?? ''))) throw new ConflictRetryError();
+      const insertedKeys = new Set(inserted.map(chargeKey));
+      if ([...contested].some((id) => !insertedKeys.has(claimed.get(id) ?? ''))) throw new ConflictRetryError();
       onInserted(inserted);
-      // The reservations the new charges settle: their holds (if not already expired) give way to the usage.
+      // Decide (the ledger) and apply (the store): the new charges, and the reservations they settle.
       const settled = inserted.flatMap((charge) => {
-        const reservation = charge.reservationId ? reservations.get(pair(charge.accountId, charge.reservationId)) : undefined;
+        const reservation = charge.reservationId ? reservations.get(reservationKey(charge.accountId, charge.reservationId)) : undefined;
         return reservation ? [{ charge, reservation }] : [];
       });
-      const deltas = inserted.map(deltaOfCharge);
-      const counters = await applyRollupDeltas(
-        tx,
-        deltas,
-        settled.filter((s) => s.reservation.status === 'held').map((s) => holdOf(s.reservation, -1)),
-      );
-      const crossed = softLimits.length ? softLimitCrossings(softLimits, counters, deltas.map(usageChangeOf)) : [];
-      await finishReservations(tx, settled.map((s) => ({ ref: s.reservation, status: 'settled', at: recordTime, chargeId: s.charge.chargeId })));
-      await appendEvents(tx, [
-        ...inserted.map((charge) => ({ kind: 'charge_recorded' as const, charge })),
-        ...crossed.map((softLimit) => ({ kind: 'soft_limit_exceeded' as const, softLimit })),
+      const entries = entriesOf([
+        ...inserted.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })),
+        ...settled.map(({ charge, reservation }): LedgerChange => ({ kind: 'hold_settled', reservation, charge, at: recordTime })),
       ]);
-      for (const { charge, reservation } of settled) reservations.set(pair(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
+      await applyEntries(tx, entries, recordTime, (counters) => softLimitEvents(softLimits, counters, entries));
+      for (const { charge, reservation } of settled) reservations.set(reservationKey(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
-      const stored = new Map(inserted.map((c) => [keyOf(c), { charge: c, fresh: true }]));
-      const missing = distinct.filter((c) => !stored.has(keyOf(c)));
-      for (const c of await findChargesByIdempotencyKeys(tx, missing)) stored.set(keyOf(c), { charge: c, fresh: false });
+      const stored = new Map(inserted.map((c) => [chargeKey(c), { charge: c, fresh: true }]));
+      const missing = distinct.filter((c) => !stored.has(chargeKey(c)));
+      for (const c of await findChargesByIdempotencyKeys(tx, missing)) stored.set(chargeKey(c), { charge: c, fresh: false });
       const firstUse = new Set<string>();
       return inputs.map((input): BatchItemResult => {
-        const found = stored.get(keyOf(input));
-        if (!found) return refused.get(keyOf(input)) ?? new ConflictRetryError();
-        const replay = !found.fresh || firstUse.has(keyOf(input));
-        firstUse.add(keyOf(input));
-        const reservation = found.charge.reservationId ? reservations.get(pair(found.charge.accountId, found.charge.reservationId)) : undefined;
+        const found = stored.get(chargeKey(input));
+        if (!found) return refused.get(chargeKey(input)) ?? new ConflictRetryError();
+        const replay = !found.fresh || firstUse.has(chargeKey(input));
+        firstUse.add(chargeKey(input));
+        const reservation = found.charge.reservationId ? reservations.get(reservationKey(found.charge.accountId, found.charge.reservationId)) : undefined;
         if (!replay) return { charge: found.charge, replayed: false, reservation };
         const differs = diffChargeContent(found.charge, input);
         return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: found.charge, replayed: true, reservation };
@@ -232,41 +223,17 @@ export class ChargesService {
   }
 
   /**
-   * Locks the reservations the charges name and decides which charges may
-   * settle theirs: a reservation that is held (or already expired: the usage
-   * happened, so the charge is recorded) is claimed by the first charge that
-   * names it. The others are refused (not found, another user's, already
-   * settled or released), unless their key turns out to be a replay.
+   * Locks the reservations the charges name (in id order) and decides, with
+   * the domain's rule (settlementClaims), which charge of the batch may settle
+   * each. The keys of a reservation named by several charges are looked up
+   * first: a key already used writes nothing, so it claims nothing.
    */
   private async claimReservations(tx: Tx, charges: ChargeInput[]) {
-    const naming = charges.flatMap((c) => (c.reservationId ? [{ charge: c, reservationId: c.reservationId }] : []));
-    const locked = await lockReservations(tx, naming.map(({ charge, reservationId }) => ({ accountId: charge.accountId, reservationId })));
-    const reservations = new Map(locked.map((r) => [pair(r.accountId, r.reservationId), r]));
-    // A reservation named by several keys of the batch: a key already used is answered by its
-    // stored charge (a replay or a conflict) and writes nothing, so it must not claim it.
-    const names = new Map<string, number>();
-    for (const { charge: c, reservationId } of naming) names.set(pair(c.accountId, reservationId), (names.get(pair(c.accountId, reservationId)) ?? 0) + 1);
-    const contested = naming.filter(({ charge: c, reservationId }) => (names.get(pair(c.accountId, reservationId)) ?? 0) > 1).map((n) => n.charge);
-    const used = new Set((await findChargesByIdempotencyKeys(tx, contested)).map(keyOf));
-    const refused = new Map<string, DomainError>();
-    /** The reservations claimed, by the key that claims each; and those another charge of the batch was refused for. */
-    const claimed = new Map<string, string>();
-    const contestedClaims = new Set<string>();
-    for (const { charge: c, reservationId } of naming) {
-      const id = pair(c.accountId, reservationId);
-      if (used.has(keyOf(c))) continue;
-      const r = reservations.get(id);
-      const problem = !r
-        ? new ReservationNotFoundError(reservationId)
-        : r.userId !== c.userId
-          ? new ReservationUserMismatchError(r)
-          : r.status === 'settled' || r.status === 'released' || claimed.has(id)
-            ? new ReservationStateError({ reservationId: r.reservationId, status: claimed.has(id) ? 'settled' : r.status }, 'settle')
-            : undefined;
-      if (problem) refused.set(keyOf(c), problem);
-      else claimed.set(id, keyOf(c));
-      if (problem && claimed.has(id)) contestedClaims.add(id);
-    }
-    return { reservations, refused, claimed, contestedClaims };
+    const naming = charges.filter((c) => c.reservationId);
+    const locked = await lockReservations(tx, naming.map((c) => ({ accountId: c.accountId, reservationId: c.reservationId as string })));
+    const reservations = new Map(locked.map((r) => [reservationKey(r.accountId, r.reservationId), r]));
+    const contested = contestedClaims(naming);
+    const used = new Set((await findChargesByIdempotencyKeys(tx, contested)).map(chargeKey));
+    return { reservations, ...settlementClaims(naming, reservations, used) };
   }
 }

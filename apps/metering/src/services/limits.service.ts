@@ -1,5 +1,10 @@
 import {
+  asSeen,
   CallAmounts,
+  counterKeysOf,
+  CounterState,
+  entriesOf,
+  withDeltas,
   canonicalJson,
   CheckLimitsRequestInput,
   DailyLimits,
@@ -38,11 +43,10 @@ import { totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, readTimeZones, replaceDailyLimits } from '../store/limits.repo';
-import { appendEvents } from '../store/events.repo';
+import { applyEntries, lockCounters } from '../store/ledger.repo';
 import { findReservationByKey, insertReservation } from '../store/reservations.repo';
-import { applyRollupDeltas, CounterRow } from '../store/usage.repo';
 import { PricingService } from './pricing.service';
-import { asSeen, expireDue, holdOf, ZERO_HOLD } from './reservations.service';
+import { dueExpiries } from './reservations.service';
 
 export interface LimitCheckResult extends LimitDecision {
   date: string;
@@ -71,7 +75,7 @@ class Denied extends Error {
 }
 
 /** The counters of a scope and period from the rows read, zero when absent. */
-function usageFrom(rows: CounterRow[], day: string) {
+function usageFrom(rows: CounterState[], day: string) {
   return (userId: string, period: LimitPeriod): PeriodUsage => {
     const periodStart = periodStartOf(period, day);
     const row = rows.find((r) => r.userId === userId && r.period === period && r.periodStart === periodStart);
@@ -160,7 +164,7 @@ export class LimitsService {
     return this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
   }
 
-  private decide(check: LimitCheck, limits: Limit[], counters: CounterRow[], timeZone: string, day: string, call: CallAmounts): LimitCheckResult {
+  private decide(check: LimitCheck, limits: Limit[], counters: CounterState[], timeZone: string, day: string, call: CallAmounts): LimitCheckResult {
     const usage = usageFrom(counters, day);
     const decision = evaluateLimits({ userId: check.userId, limits, usage, call });
     return { ...decision, date: day, timeZone, userUsage: usage(check.userId, 'day').used, accountUsage: usage('', 'day').used, replayed: false };
@@ -177,10 +181,11 @@ export class LimitsService {
 
   /**
    * A reserving check, in one transaction: insert the reservation (its
-   * idempotency key decides replays), free this account's expired holds,
-   * lock the day and month counters of the user and the account in key order
+   * idempotency key decides replays), lock this account's expired holds and
+   * the day and month counters of the user and the account in key order
    * (concurrent reservations and charges queue here), decide against every
-   * limit with holds counted as spent, and either add the hold or roll back.
+   * limit with holds counted as spent and the expired ones gone, and either
+   * apply the expiries and the new hold (the ledger) or roll back.
    */
   private async reserve(check: LimitCheck, { idempotencyKey, holdSeconds }: { idempotencyKey: string; holdSeconds: number }): Promise<LimitCheckResult> {
     const now = this.clock();
@@ -207,13 +212,15 @@ export class LimitsService {
           expireTime: new Date(now.getTime() + holdSeconds * 1000),
         };
         if (!(await insertReservation(tx, reservation))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
-        const expired = await expireDue(tx, now, check.accountId);
-        const counters = await applyRollupDeltas(tx, [], [...expired.holds, ZERO_HOLD(check.accountId, check.userId, day)]);
+        // This account's expired holds are freed first, so the decision sees them gone.
+        // Every counter the transaction will write is locked in one statement, in key order.
+        const expired = await dueExpiries(tx, now, check.accountId);
+        const freed = entriesOf(expired).counters;
+        const locked = await lockCounters(tx, [...freed.map((d) => d.key), ...counterKeysOf(check.accountId, check.userId, day)], now);
         const limits = await readLimits(tx, check.accountId, ['', check.userId]);
-        const result = this.decide(check, limits, counters, timeZone, day, call);
+        const result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call);
         if (!result.allowed) throw new Denied(result);
-        await applyRollupDeltas(tx, [], [holdOf(reservation, 1)]);
-        await appendEvents(tx, expired.events);
+        await applyEntries(tx, entriesOf([...expired, { kind: 'hold_placed', reservation }]), now);
         return { ...result, reservation };
       });
     } catch (err) {

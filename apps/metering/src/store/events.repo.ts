@@ -1,4 +1,4 @@
-import type { ChargeEvent, ChargeEventKind, ChargeRecord, Limit, Reservation, SoftLimitCrossing } from '@metering/domain';
+import type { ChargeEvent, ChargeEventKind, LedgerEvent, Limit } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
 import type { Db, Tx } from './db';
@@ -8,11 +8,8 @@ import { fromReservationRow, ReservationRow, toReservationRow } from './reservat
 
 export const EVENTS_CHANNEL = 'metering_events';
 
-/** An event to append: a charge (recorded or re-rated) or a reservation (expired), as stored now. */
-export type NewEvent =
-  | { kind: 'charge_recorded' | 'charge_rerated'; charge: ChargeRecord }
-  | { kind: 'reservation_expired'; reservation: Reservation }
-  | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing };
+/** An event to append (the ledger decides them): a charge recorded or re-rated, a reservation expired, a soft limit crossed. */
+export type NewEvent = LedgerEvent;
 
 const accountOf = (e: NewEvent) => ('charge' in e ? e.charge.accountId : 'reservation' in e ? e.reservation.accountId : e.softLimit.limit.accountId);
 

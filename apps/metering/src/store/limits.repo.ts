@@ -1,7 +1,7 @@
 import { Dec } from '@metering/pricing';
-import { DailyLimits, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
+import { CounterState, DailyLimits, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
 import type { Db, Tx } from './db';
-import { CounterRow, toCounterRow } from './usage.repo';
+import { toCounterState } from './ledger.repo';
 
 /** SQL of the limits and accounts tables: one limit row per scope, period, measure and enforcement. No business rules. */
 
@@ -139,13 +139,13 @@ export async function readLimitCheckState(
   accountId: string,
   userIds: string[],
   candidateStarts: string[],
-): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterRow[] }> {
+): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[] }> {
   const scopes = ['', ...userIds]; // '' = the account
   const { rows } = await db.raw(CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   return {
     timeZone: all.find((r) => r.kind === 'zone')?.user_id,
     limits: all.filter((r) => r.kind === 'limit').map((r) => fromLimitRow({ ...(r as unknown as LimitRow), account_id: accountId })),
-    counters: all.filter((r) => r.kind === 'counter').map((r) => toCounterRow({ ...r, account_id: accountId })),
+    counters: all.filter((r) => r.kind === 'counter').map((r) => toCounterState({ ...r, account_id: accountId })),
   };
 }
