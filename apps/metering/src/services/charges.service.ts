@@ -202,7 +202,7 @@ export class ChargesService {
         ...inserted.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })),
         ...settled.map(({ charge, reservation }): LedgerChange => ({ kind: 'hold_settled', reservation, charge, at: recordTime })),
       ]);
-      await applyEntries(tx, entries, recordTime, (counters) => softLimitEvents(softLimits, counters, entries));
+      await applyEntries(tx, entries, recordTime, softLimits.length ? (counters) => softLimitEvents(softLimits, counters, entries) : undefined);
       for (const { charge, reservation } of settled) reservations.set(reservationKey(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [chargeKey(c), { charge: c, fresh: true }]));

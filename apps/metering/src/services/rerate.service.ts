@@ -71,7 +71,7 @@ export class RerateService {
         // A re-rating that takes a soft cost limit past its amount says so, as a new charge would.
         const soft = changes.length ? (await readWriteSettings(tx, [q.accountId])).softLimits : [];
         const entries = entriesOf(changes);
-        await applyEntries(tx, entries, this.clock(), (counters) => softLimitEvents(soft, counters, entries));
+        await applyEntries(tx, entries, this.clock(), soft.length ? (counters) => softLimitEvents(soft, counters, entries) : undefined);
         return charges;
       });
       if (batch.length < RERATE_BATCH) return report;

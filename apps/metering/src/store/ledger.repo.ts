@@ -1,8 +1,7 @@
 import { counterId, CounterDelta, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import type { Tx } from './db';
-import { appendEvents } from './events.repo';
-import { finishReservations } from './reservations.repo';
+import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 import { ROLLUP_COLUMNS } from './usage.repo';
 
 /**
@@ -38,54 +37,92 @@ const counterRow = (d: CounterDelta, now: Date) => ({
   updated_at: now,
 });
 
-/** Adds deltas to usage counters (creating missing rows) in one statement, in the given (key) order; returns the rows as they now are. */
-async function upsertCounters(tx: Tx, deltas: CounterDelta[], now: Date): Promise<CounterState[]> {
-  if (deltas.length === 0) return [];
-  const stored: Array<Record<string, string>> = await tx('usage_counters')
-    .insert(deltas.map((d) => counterRow(d, now)))
-    .onConflict(COUNTER_KEY)
-    .merge(Object.fromEntries([...COUNTER_COLUMNS.map((c) => [c, tx.raw('?? + excluded.??', [`usage_counters.${c}`, c])]), ['updated_at', tx.raw('excluded.updated_at')]]))
-    .returning([...COUNTER_KEY, ...COUNTER_COLUMNS]);
-  return stored.map(toCounterState);
-}
-
 /**
  * Locks usage counters (creating missing ones at zero) in key order and
  * returns them: what a decision against limits reads before it writes, so
  * that concurrent reservations and charges of the same counters queue here.
  * An upsert rather than SELECT FOR UPDATE, which cannot lock a row that does
- * not exist yet.
+ * not exist yet. One account's counters (the caller's keys share one account_id).
  */
 export async function lockCounters(tx: Tx, keys: CounterKey[], now: Date): Promise<CounterState[]> {
   const sorted = [...new Map(keys.map((k) => [counterId(k), k])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, k]) => k);
-  return upsertCounters(tx, sorted.map((key) => ({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: ZERO_USAGE })), now);
+  const { rows } = await tx.raw(LOCK_COUNTERS_SQL, [JSON.stringify(sorted.map((key) => counterRow({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: ZERO_USAGE }, now)))]);
+  return (rows as Array<Record<string, string>>).map(toCounterState);
 }
 
-async function upsertRollups(tx: Tx, entries: LedgerEntries, now: Date): Promise<void> {
-  if (entries.rollups.length === 0) return;
-  const rows = entries.rollups.map((d) => ({
+const ROLLUP_KEY = ['account_id', 'usage_date', 'user_id', 'provider', 'model', 'charge_type'];
+const ROLLUP_SUMS = Object.values(ROLLUP_COLUMNS);
+const list = (columns: readonly string[]) => columns.join(', ');
+const adds = (table: string, columns: readonly string[]) => columns.map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(', ');
+
+const rollupRows = (entries: LedgerEntries, now: Date) =>
+  entries.rollups.map((d) => ({
     account_id: d.accountId, usage_date: d.usageDate, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
     ...Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toString()])),
     ...Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toFixed()])),
     updated_at: now,
   }));
-  const sums = Object.values(ROLLUP_COLUMNS);
-  await tx('daily_usage')
-    .insert(rows)
-    .onConflict(['account_id', 'usage_date', 'user_id', 'provider', 'model', 'charge_type'])
-    .merge(Object.fromEntries([...sums.map((c) => [c, tx.raw('?? + excluded.??', [`daily_usage.${c}`, c])]), ['updated_at', tx.raw('excluded.updated_at')]]));
-}
+
+const reservationRows = (entries: LedgerEntries) =>
+  entries.reservations.map((e) => ({ account_id: e.ref.accountId, reservation_id: e.ref.reservationId, status: e.status, finish_time: e.at, charge_id: e.chargeId ?? null }));
+
+/**
+ * The writes of a set of entries as data-modifying CTEs of one statement (one
+ * round trip), each made to run after the one before by a condition on it (so
+ * every writer locks tables, and rows within them, in the same order):
+ * reservations leave the held state, then daily_usage, then usage_counters
+ * (RETURNING the counters as they now are). Three parameters, each a JSON
+ * array, in that order. The text is constant: nothing is built per call.
+ */
+const APPLY_CTES = `finished AS (
+       UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
+         FROM json_populate_recordset(NULL::reservations, ?::json) u
+        WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id
+       RETURNING 1
+     ), daily AS (
+       INSERT INTO daily_usage AS d (${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])})
+         SELECT ${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::daily_usage, ?::json)
+          WHERE (SELECT count(*) FROM finished) >= 0
+       ON CONFLICT (${list(ROLLUP_KEY)}) DO UPDATE SET ${adds('d', ROLLUP_SUMS)}, updated_at = excluded.updated_at
+       RETURNING 1
+     ), counters AS (
+       INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
+         SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
+          WHERE (SELECT count(*) FROM daily) >= 0
+       ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
+       RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
+     )`;
+
+const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
+    SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
+  ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET updated_at = excluded.updated_at
+  RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}`;
+
+/** The entries' writes, and their events last, in one statement. */
+const APPLY_WITH_EVENTS_SQL = `WITH ${APPLY_CTES}, ${OUTBOX_CTES('(SELECT count(*) FROM counters) >= 0')}
+  SELECT 'counter' AS kind, ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])} FROM counters
+  UNION ALL
+  SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')} FROM seq, pg_notify(?, account_id)`;
+
+/** The entries' writes without events (the caller appends events that depend on the counters after). */
+const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])} FROM counters`;
 
 /**
  * Applies entries: reservations leave the held state, rollups and counters
- * move, and the events (the entries' own, then those `eventsAfter` derives
- * from the counters as now stored, e.g. soft limits crossed) go to the outbox.
- * Returns the counters the entries moved, as they now are.
+ * move, and the events go to the outbox: the entries' own, then those
+ * `eventsAfter` derives from the counters as now stored (soft limits crossed).
+ * One statement without `eventsAfter`, two with it (the second appends the
+ * events). Returns the counters the entries moved, as they now are.
  */
-export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, eventsAfter: (counters: CounterState[]) => LedgerEvent[] = () => []): Promise<CounterState[]> {
-  await finishReservations(tx, entries.reservations);
-  await upsertRollups(tx, entries, now);
-  const counters = await upsertCounters(tx, entries.counters, now);
+export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, eventsAfter?: (counters: CounterState[]) => LedgerEvent[]): Promise<CounterState[]> {
+  if (entries.reservations.length + entries.rollups.length + entries.counters.length + entries.events.length === 0) return [];
+  const writes = [JSON.stringify(reservationRows(entries)), JSON.stringify(rollupRows(entries, now)), JSON.stringify(entries.counters.map((d) => counterRow(d, now)))];
+  if (!eventsAfter) {
+    const { rows } = await tx.raw(APPLY_WITH_EVENTS_SQL, [...writes, outboxParam(entries.events), EVENTS_CHANNEL]);
+    return (rows as Array<Record<string, string>>).filter((r) => r.kind === 'counter').map(toCounterState);
+  }
+  const { rows } = await tx.raw(APPLY_SQL, writes);
+  const counters = (rows as Array<Record<string, string>>).map(toCounterState);
   await appendEvents(tx, [...entries.events, ...eventsAfter(counters)]);
   return counters;
 }

@@ -1,6 +1,5 @@
 import { Dec } from '@metering/pricing';
 import type { Reservation, ReservationRef, ReservationStatus } from '@metering/domain';
-import type { Knex } from 'knex';
 import type { Db, Tx } from './db';
 
 /** SQL of the reservations table. Runs inside the caller's transaction; no business rules. */
@@ -99,21 +98,4 @@ export async function lockDueReservations(tx: Tx, now: Date, limit: number, acco
   if (accountId !== undefined) query.where('account_id', accountId);
   const rows: ReservationRow[] = await query.orderBy(['account_id', 'reservation_id']).limit(limit).forUpdate().skipLocked();
   return rows.map(fromReservationRow);
-}
-
-/** Marks reservations settled, released or expired. */
-export async function finishReservations(tx: Tx, done: Array<{ ref: ReservationRef; status: Exclude<ReservationStatus, 'held'>; at: Date; chargeId?: string }>): Promise<void> {
-  if (done.length === 0) return;
-  await tx.raw(
-    `UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
-       FROM unnest(?::text[], ?::uuid[], ?::text[], ?::timestamptz[], ?::uuid[]) AS u(account_id, reservation_id, status, finish_time, charge_id)
-      WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id`,
-    [
-      done.map((d) => d.ref.accountId),
-      done.map((d) => d.ref.reservationId),
-      done.map((d) => d.status),
-      done.map((d) => d.at.toISOString()),
-      done.map((d) => d.chargeId ?? null),
-    ] as Knex.RawBinding[],
-  );
 }
