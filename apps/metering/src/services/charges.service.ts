@@ -24,9 +24,9 @@ import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
 import { Db, inTransaction, Tx } from '../store/db';
 import { applyEntries } from '../store/ledger.repo';
-import { readWriteSettings } from '../store/limits.repo';
 import { lockReservations } from '../store/reservations.repo';
 import { PricingService } from './pricing.service';
+import { SettingsCache } from './settings-cache';
 
 export interface RecordChargeResult {
   charge: ChargeRecord;
@@ -72,6 +72,8 @@ export class ChargesService {
     private readonly maxInFlight = 2,
     /** Told about every write transaction (metrics). */
     private readonly onBatch: (b: { charges: number; priced: number; unpriced: number; seconds: number; ok: boolean }) => void = () => undefined,
+    /** Prices, markups and account settings of the write path (shared with CheckLimits in a server). */
+    private readonly cache = new SettingsCache(),
   ) {}
 
   async recordCharge(raw: RecordChargeRequestInput): Promise<RecordChargeResult> {
@@ -168,26 +170,28 @@ export class ChargesService {
   }
 
   private transact(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void): Promise<BatchItemResult[]> {
-    return inTransaction(this.db, async (tx) => {
+    return this.cache.retrying((view) => inTransaction(this.db, async (tx) => {
       const byKey = new Map<string, ChargeInput>();
       for (const c of inputs) if (!byKey.has(chargeKey(c))) byKey.set(chargeKey(c), c);
       const distinct = [...byKey.values()];
       const { reservations, refused, claimed, contested } = await this.claimReservations(tx, distinct);
       const insertable = distinct.filter((c) => !refused.has(chargeKey(c)));
-      const { zones, softLimits } = await readWriteSettings(tx, [...new Set(insertable.map((c) => c.accountId))]);
-      const pricing = await this.pricing.priceCharges(tx, insertable);
+      // Time zones, soft limits, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
+      const settings = await view.settings(tx, [...new Set(insertable.map((c) => c.accountId))]);
+      const softLimits = [...settings.values()].flatMap((s) => s.softLimits);
+      const pricing = await this.pricing.priceCharges(tx, insertable, view);
       const recordTime = this.clock();
       const charges: ChargeRecord[] = insertable.map((input, n) => ({
         ...input,
         chargeId: randomUUID(),
         totalTokens: totalTokens(input.tokens),
-        usageDate: chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, zones.get(input.accountId) ?? DEFAULT_TIME_ZONE),
+        usageDate: chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, settings.get(input.accountId)?.timeZone ?? DEFAULT_TIME_ZONE),
         recordTime,
         currencyCode: CURRENCY_CODE,
         ...pricing[n],
       }));
       charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
-      const inserted = await insertChargesIfAbsent(tx, charges);
+      const inserted = await insertChargesIfAbsent(tx, charges, view.epoch);
       // A claiming key committed by a concurrent call since it was looked up: another charge of
       // the batch was refused for a reservation nothing settles. Roll back; the retry sees the key.
       const insertedKeys = new Set(inserted.map(chargeKey));
@@ -219,7 +223,7 @@ export class ChargesService {
         const differs = diffChargeContent(found.charge, input);
         return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: found.charge, replayed: true, reservation };
       });
-    });
+    }));
   }
 
   /**

@@ -108,6 +108,18 @@ export async function rollbackAll(db: Db): Promise<void> {
   await db.migrate.rollback({ migrationSource }, true);
 }
 
+/**
+ * The settings a process cached (prices, markups, account settings) changed
+ * since it cached them: a write statement's epoch check failed and nothing
+ * was written. The process drops its cache and retries; should it give up,
+ * the caller sees ABORTED (retry-safe).
+ */
+export class SettingsChangedError extends ConflictRetryError {
+  constructor() {
+    super('settings changed while the request was served; retry with the same idempotency key');
+  }
+}
+
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '53300']);
 
 /**
@@ -121,6 +133,7 @@ export function translateDbError(err: unknown): unknown {
   if (err instanceof DomainError) return err;
   const e = err as { code?: string; name?: string; message?: string };
   if (e?.code === '40001' || e?.code === '40P01') return new ConflictRetryError();
+  if (e?.code === 'MT001') return new SettingsChangedError();
   if (e?.code === '22003') return new ValueOutOfRangeError();
   if (
     (e?.code && (CONNECTION_CODES.has(e.code) || e.code.startsWith('08'))) ||

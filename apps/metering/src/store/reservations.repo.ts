@@ -1,6 +1,7 @@
 import { Dec } from '@metering/pricing';
 import type { Reservation, ReservationRef, ReservationStatus } from '@metering/domain';
 import type { Db, Tx } from './db';
+import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the reservations table. Runs inside the caller's transaction; no business rules. */
 
@@ -55,13 +56,19 @@ export const toReservationRow = (r: Reservation): ReservationRow => ({
   charge_id: r.chargeId ?? null,
 });
 
-/** Inserts a reservation unless its idempotency key is taken (then false; a concurrent insert of the key waits for the other transaction). */
-export async function insertReservation(tx: Tx, r: Reservation): Promise<boolean> {
-  const rows = await tx('reservations')
-    .insert(toReservationRow(r))
-    .onConflict(['account_id', 'idempotency_key'])
-    .ignore()
-    .returning('reservation_id');
+/**
+ * Inserts a reservation unless its idempotency key is taken (then false; a
+ * concurrent insert of the key waits for the other transaction). Fails with
+ * SettingsChangedError unless the settings epoch is still `settingsEpoch`.
+ */
+export async function insertReservation(tx: Tx, r: Reservation, settingsEpoch: string | undefined): Promise<boolean> {
+  const row = toReservationRow(r);
+  const columns = Object.keys(row).join(', ');
+  const { rows } = await tx.raw(
+    `INSERT INTO reservations (${columns}) SELECT ${columns} FROM json_populate_record(NULL::reservations, ?::json) WHERE ${SETTINGS_ARE}
+     ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING reservation_id`,
+    [JSON.stringify(row), settingsEpoch ?? null],
+  );
   return rows.length === 1;
 }
 

@@ -64,7 +64,8 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
     await limits.checkLimits(checkRequest({ accountId: a }));
     const estimate = { provider: 'openai', model: 'gpt-4o', chargeType: 0, promptTokens: '10', completionTokens: '20', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' };
 
-    const held = await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'warm-r' }));
+    await limits.checkLimits(checkRequest({ accountId: a, estimate }));
+    const held = await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'warm-r', estimate }));
     await charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'warm-s', reservationId: held.reservation?.reservationId }));
 
     let reservationId = '';
@@ -82,15 +83,39 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
     const second = (await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'r2' }))).reservation?.reservationId ?? '';
     Object.assign(counts, { release: await count(() => reservations.release({ accountId: a, reservationId: second })) });
     expect(counts).toEqual({
-      recordCharge: 7,
-      recordChargeReplay: 7,
-      recordCharges100: 7,
+      recordCharge: 4,
+      recordChargeReplay: 4,
+      recordCharges100: 4,
       checkLimits: 1,
-      checkLimitsEstimate: 3,
-      reserve: 8,
-      settle: 8,
+      checkLimitsEstimate: 1,
+      reserve: 7,
+      settle: 5,
       release: 4,
     });
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  it('keeps the settings cache exact across replicas: a price, markup or time zone changed by another process is used by the next charge', async () => {
+    const a = 'replicas';
+    // Another server process on the same database: its own services and caches.
+    const otherPricing = new PricingService(db, new PriceTable(), clock);
+    const rates = (input: string, output: string) => ({ inputPerMillion: input, outputPerMillion: output, cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined });
+    const setPrice = (from: string, input: string, output: string) =>
+      otherPricing.setPrice({ accountId: '', provider: 'selfhosted', model: 'cache-test', effectiveTime: { seconds: String(Date.parse(from) / 1000), nanos: 0 }, rates: rates(input, output), source: 'test', actor: 'ops@example.com' });
+    const record = (key: string) =>
+      charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: key, provider: 'selfhosted', model: 'cache-test', promptTokens: '1000000', completionTokens: '1000000' }));
+    await setPrice('2026-01-01T00:00:00Z', '1', '2');
+    expect((await record('c1')).charge.costs?.totalCost).toBe('3');
+    expect(await count(() => record('c2'))).toBe(4); // cached
+    await setPrice('2026-02-01T00:00:00Z', '10', '20');
+    const changed = await statements(() => record('c3'));
+    expect(changed.length).toBeGreaterThan(4); // the epoch check failed, the cache was dropped and the transaction ran again
+    expect((await db('charges').where({ account_id: a, idempotency_key: 'c3' }).first()).total_cost).toMatch(/^30(\.0+)?$/);
+    // A markup and a time zone changed by hand in SQL (no service involved) are seen too.
+    await db('markups').insert({ account_id: a, provider: 'selfhosted', model: 'cache-test', charge_type: 'completion', factor: '2', updated_by: 'sql' });
+    expect((await record('c4')).charge.costs?.totalCost).toBe('60');
+    await db('accounts').insert({ account_id: a, time_zone: 'Pacific/Kiritimati' }).onConflict('account_id').merge();
+    expect((await record('c5')).charge.usageDate).toBe(new Intl.DateTimeFormat('en-CA', { timeZone: 'Pacific/Kiritimati' }).format(now));
     await expectRollupsMatchCharges(db, a);
   });
 });
