@@ -1,6 +1,6 @@
 import type { ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery } from '@metering/domain';
 import type { PriceOrigin } from '@metering/pricing';
-import type { Tx } from './db';
+import { statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the charges table. Runs inside the caller's transaction; no business rules. */
@@ -158,7 +158,9 @@ export async function insertChargesIfAbsent(tx: Tx, charges: ChargeRecord[], set
   // batch of 1000 charges would be a statement of 40,000 parameters, slow to build and to parse.
   const rows = charges.map(toChargeRow);
   const columns = Object.keys(rows[0]).map((c) => `"${c}"`).join(', ');
-  const { rows: inserted } = await tx.raw(
+  const { rows: inserted } = await statement(
+    tx,
+    'insert_charges',
     `INSERT INTO charges (${columns})
        SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
      ON CONFLICT (account_id, idempotency_key) DO NOTHING
@@ -173,7 +175,9 @@ export async function findChargesByIdempotencyKeys(tx: Tx, keys: Array<{ account
   if (keys.length === 0) return [];
   // Two arrays joined by unnest rather than a row-value IN list, which the
   // embedded database plans poorly for long lists.
-  const { rows } = await tx.raw(
+  const { rows } = await statement(
+    tx,
+    'find_charges',
     `SELECT c.* FROM charges c
        JOIN unnest(?::text[], ?::text[]) AS k(account_id, idempotency_key) USING (account_id, idempotency_key)`,
     [keys.map((k) => k.accountId), keys.map((k) => k.idempotencyKey)],

@@ -15,6 +15,8 @@ export interface DatabaseConfig {
   /** Folder of the embedded database; ':memory:' keeps it in memory (tests). */
   dataDir: string;
   poolMax: number;
+  /** Hot-path statements are prepared once per connection under a name (default); false sends them unnamed. */
+  namedStatements?: boolean;
 }
 
 const DATE_OID = 1082;
@@ -27,6 +29,7 @@ pg.types.setTypeParser(INT8_OID, keepText);
 
 /** Opens the database: Postgres when a URL is configured, otherwise embedded Postgres (PGlite). */
 export function openDatabase(config: DatabaseConfig): Db {
+  namedStatements = config.namedStatements !== false;
   if (config.url) {
     const db = knex({
       client: 'pg',
@@ -49,6 +52,18 @@ export function openDatabase(config: DatabaseConfig): Db {
 }
 
 const embedded = new WeakMap<Db, PGlite>();
+let namedStatements = true;
+
+/**
+ * A hot-path statement of constant text, with `?` bindings: on Postgres it is
+ * parsed and planned once per connection and then executed by `name`
+ * (a named prepared statement); the embedded database ignores the name. The
+ * text must never vary for one name.
+ */
+export function statement(db: Db | Tx, name: string, sql: string, bindings: readonly unknown[]): Knex.Raw {
+  const q = db.raw(sql, bindings as Knex.RawBinding[]);
+  return namedStatements ? q.options({ name: `metering_${name}` }) : q;
+}
 const urls = new WeakMap<Db, string>();
 
 /**

@@ -1,7 +1,7 @@
 import type { ChargeEvent, ChargeEventKind, LedgerEvent, Limit } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
-import type { Db, Tx } from './db';
+import { Db, statement, Tx } from './db';
 import { fromReservationRow, ReservationRow, toReservationRow } from './reservations.repo';
 
 /** SQL of the event outbox (charge_events) and its per-account sequences. No business rules. */
@@ -34,7 +34,7 @@ function payloadOf(e: NewEvent): object {
 export async function appendEvents(tx: Tx, events: NewEvent[]): Promise<void> {
   if (events.length === 0) return;
   // One statement (one round trip).
-  await tx.raw(`WITH ${OUTBOX_CTES('TRUE')} SELECT pg_notify(?, account_id) FROM seq`, [outboxParam(events), EVENTS_CHANNEL]);
+  await statement(tx, 'append_events', `WITH ${OUTBOX_CTES('TRUE')} SELECT pg_notify(?, account_id) FROM seq`, [outboxParam(events), EVENTS_CHANNEL]);
 }
 
 /** The events as the one jsonb parameter of OUTBOX_CTES. */

@@ -1,6 +1,6 @@
 import { counterId, CounterDelta, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
-import type { Tx } from './db';
+import { statement, Tx } from './db';
 import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 import { ROLLUP_COLUMNS } from './usage.repo';
 
@@ -46,7 +46,7 @@ const counterRow = (d: CounterDelta, now: Date) => ({
  */
 export async function lockCounters(tx: Tx, keys: CounterKey[], now: Date): Promise<CounterState[]> {
   const sorted = [...new Map(keys.map((k) => [counterId(k), k])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, k]) => k);
-  const { rows } = await tx.raw(LOCK_COUNTERS_SQL, [JSON.stringify(sorted.map((key) => counterRow({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: ZERO_USAGE }, now)))]);
+  const { rows } = await statement(tx, 'lock_counters', LOCK_COUNTERS_SQL, [JSON.stringify(sorted.map((key) => counterRow({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: ZERO_USAGE }, now)))]);
   return (rows as Array<Record<string, string>>).map(toCounterState);
 }
 
@@ -118,10 +118,10 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
   if (entries.reservations.length + entries.rollups.length + entries.counters.length + entries.events.length === 0) return [];
   const writes = [JSON.stringify(reservationRows(entries)), JSON.stringify(rollupRows(entries, now)), JSON.stringify(entries.counters.map((d) => counterRow(d, now)))];
   if (!eventsAfter) {
-    const { rows } = await tx.raw(APPLY_WITH_EVENTS_SQL, [...writes, outboxParam(entries.events), EVENTS_CHANNEL]);
+    const { rows } = await statement(tx, 'apply_entries_events', APPLY_WITH_EVENTS_SQL, [...writes, outboxParam(entries.events), EVENTS_CHANNEL]);
     return (rows as Array<Record<string, string>>).filter((r) => r.kind === 'counter').map(toCounterState);
   }
-  const { rows } = await tx.raw(APPLY_SQL, writes);
+  const { rows } = await statement(tx, 'apply_entries', APPLY_SQL, writes);
   const counters = (rows as Array<Record<string, string>>).map(toCounterState);
   await appendEvents(tx, [...entries.events, ...eventsAfter(counters)]);
   return counters;

@@ -1,6 +1,6 @@
 import { Dec } from '@metering/pricing';
 import { CounterState, DailyLimits, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
-import type { Db, Tx } from './db';
+import { Db, statement, Tx } from './db';
 import { toCounterState } from './ledger.repo';
 
 /** SQL of the limits and accounts tables: one limit row per scope, period, measure and enforcement. No business rules. */
@@ -139,7 +139,7 @@ export async function readLimitCheckState(
   candidateStarts: string[],
 ): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string }> {
   const scopes = ['', ...userIds]; // '' = the account
-  const { rows } = await db.raw(CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes]);
+  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   return {
     timeZone: all.find((r) => r.kind === 'zone')?.user_id,

@@ -1,6 +1,6 @@
 import { Dec } from '@metering/pricing';
 import type { Reservation, ReservationRef, ReservationStatus } from '@metering/domain';
-import type { Db, Tx } from './db';
+import { Db, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the reservations table. Runs inside the caller's transaction; no business rules. */
@@ -64,7 +64,9 @@ export const toReservationRow = (r: Reservation): ReservationRow => ({
 export async function insertReservation(tx: Tx, r: Reservation, settingsEpoch: string | undefined): Promise<boolean> {
   const row = toReservationRow(r);
   const columns = Object.keys(row).join(', ');
-  const { rows } = await tx.raw(
+  const { rows } = await statement(
+    tx,
+    'insert_reservation',
     `INSERT INTO reservations (${columns}) SELECT ${columns} FROM json_populate_record(NULL::reservations, ?::json) WHERE ${SETTINGS_ARE}
      ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING reservation_id`,
     [JSON.stringify(row), settingsEpoch ?? null],
@@ -85,7 +87,9 @@ export async function findReservation(db: Db | Tx, ref: ReservationRef): Promise
 /** Locks reservations for update in (account, id) order, so that concurrent settlers cannot deadlock. */
 export async function lockReservations(tx: Tx, refs: ReservationRef[]): Promise<Reservation[]> {
   if (refs.length === 0) return [];
-  const { rows } = await tx.raw(
+  const { rows } = await statement(
+    tx,
+    'lock_reservations',
     `SELECT r.* FROM reservations r
        JOIN unnest(?::text[], ?::uuid[]) AS k(account_id, reservation_id) USING (account_id, reservation_id)
       ORDER BY r.account_id, r.reservation_id
