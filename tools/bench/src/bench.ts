@@ -181,8 +181,8 @@ async function main(): Promise<void> {
     const batch = record('RecordCharges, 100 charges per call', 'service', 8, await load(workload(svcAt, { method: 'recordCharges', concurrency: 8, accountId: 'batch' }), svc.child), 'charges/s');
     acked.push(...batch.acked);
     const checkAlone = record('CheckLimits', 'service', 64, await load(workload(svcAt, { method: 'checkLimits', users: 10_000 }), svc.child));
-    const checkOne = record('CheckLimits', 'service', 1, await load(workload(svcAt, { method: 'checkLimits', users: 10_000, concurrency: 1 }), svc.child));
-    const noopCheckOne = record('CheckLimits (no-op server)', 'noop', 1, await load(workload(noopAt, { method: 'checkLimits', concurrency: 1 }), noop.child));
+    record('CheckLimits', 'service', 1, await load(workload(svcAt, { method: 'checkLimits', users: 10_000, concurrency: 1 }), svc.child));
+    record('CheckLimits (no-op server)', 'noop', 1, await load(workload(noopAt, { method: 'checkLimits', concurrency: 1 }), noop.child));
     const half = Math.max(1, Math.round(svcRc[64].throughput / 2));
     const [checkLoaded, background] = await Promise.all([
       load(workload(svcAt, { method: 'checkLimits' })),
