@@ -141,11 +141,13 @@ export class ChargesService {
 
   /**
    * Writes charges in one transaction: locks the reservations they settle
-   * (in id order), prices them (two reads), inserts the new keys in
-   * (account, key) order (so concurrent batches cannot deadlock), answers the
-   * others as replays or conflicts, and applies the rollups together with the
-   * settled holds. Several charges of one batch with the same key are
-   * answered as the first one and its replays.
+   * (in id order), prices them (from the settings cache; two reads on a
+   * miss), inserts the new keys in (account, key) order (so concurrent
+   * batches cannot deadlock) checking the settings epoch, answers the others
+   * as replays or conflicts, and applies the ledger's entries of the new
+   * charges and the holds they settle (one statement; docs/architecture.md).
+   * Several charges of one batch with the same key are answered as the first
+   * one and its replays.
    */
   private async write(inputs: ChargeInput[]): Promise<BatchItemResult[]> {
     const started = process.hrtime.bigint();
@@ -236,8 +238,8 @@ export class ChargesService {
     const naming = charges.filter((c) => c.reservationId);
     const locked = await lockReservations(tx, naming.map((c) => ({ accountId: c.accountId, reservationId: c.reservationId as string })));
     const reservations = new Map(locked.map((r) => [reservationKey(r.accountId, r.reservationId), r]));
-    const contested = contestedClaims(naming);
-    const used = new Set((await findChargesByIdempotencyKeys(tx, contested)).map(chargeKey));
+    const rivals = contestedClaims(naming);
+    const used = new Set((await findChargesByIdempotencyKeys(tx, rivals)).map(chargeKey));
     return { reservations, ...settlementClaims(naming, reservations, used) };
   }
 }

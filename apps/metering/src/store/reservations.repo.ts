@@ -102,7 +102,9 @@ export async function lockReservations(tx: Tx, refs: ReservationRef[]): Promise<
 /**
  * Locks up to `limit` held reservations whose expiry has passed (of one
  * account, or of all), skipping rows another transaction holds (it is
- * settling, releasing or expiring them), in (account, id) order.
+ * settling, releasing or expiring them), in (account, id) order. Without an
+ * account (the sweeper) this statement spans accounts: on a cluster
+ * distributed by account_id it needs a per-account form.
  */
 export async function lockDueReservations(tx: Tx, now: Date, limit: number, accountId?: string): Promise<Reservation[]> {
   const query = tx('reservations').where('status', 'held').where('expire_time', '<=', now);
