@@ -40,6 +40,7 @@ import { MarkupsService } from './services/markups.service';
 import { PricingService } from './services/pricing.service';
 import { RerateService } from './services/rerate.service';
 import { ReservationsService } from './services/reservations.service';
+import { SettingsCache } from './services/settings-cache';
 import { UsageService } from './services/usage.service';
 import { closeDatabase, Db, listen, migrate, openDatabase } from './store/db';
 import { EVENTS_CHANNEL } from './store/events.repo';
@@ -84,10 +85,12 @@ export function meteringService(
       telemetry,
     );
   const pricing = new PricingService(db, new PriceTable(), clock);
-  const charges = new ChargesService(db, pricing, clock, writeConcurrency, (batch) => metrics?.writeBatch(batch));
-  const rerate = new RerateService(db, pricing);
+  // One in-process settings cache for the hot paths (exact across replicas: see SettingsCache).
+  const settings = new SettingsCache();
+  const charges = new ChargesService(db, pricing, clock, writeConcurrency, (batch) => metrics?.writeBatch(batch), settings);
+  const rerate = new RerateService(db, pricing, clock);
   const usage = new UsageService(db);
-  const limits = new LimitsService(db, pricing, clock);
+  const limits = new LimitsService(db, pricing, clock, settings);
   const reservations = new ReservationsService(db, clock);
   const accounts = new AccountsService(db);
   const markups = new MarkupsService(db);

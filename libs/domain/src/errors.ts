@@ -77,6 +77,17 @@ export class ConflictRetryError extends DomainError {
   }
 }
 
+/**
+ * A value of this request cannot be stored: it would take a stored total (a
+ * usage counter or rollup of the account) past the database's range. Nothing
+ * was written; the other calls of its batch are not affected.
+ */
+export class ValueOutOfRangeError extends DomainError {
+  constructor(message = 'the charge would take a stored usage total of this account past its range (64-bit); nothing was written') {
+    super('OUT_OF_RANGE', 'VALUE_OUT_OF_RANGE', message);
+  }
+}
+
 /** The thing asked for does not exist (e.g. no price for a model at that time). */
 export class NotFoundError extends DomainError {
   constructor(reason: string, message: string) {

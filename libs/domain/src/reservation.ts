@@ -1,6 +1,8 @@
 import { Dec } from '@metering/pricing';
+import type { ChargeInput } from './charge';
 import { DomainError } from './errors';
 import type { LimitStatus } from './limits';
+import { localDay } from './time';
 import { checkId, Violations } from './validation';
 
 export type ReservationStatus = 'held' | 'settled' | 'released' | 'expired';
@@ -98,4 +100,62 @@ export class QuotaExceededError extends DomainError {
         })),
     );
   }
+}
+
+/**
+ * The local day a charge counts on: the day of its usage_time in the
+ * account's zone, except that a charge settling a reservation without a
+ * usage_time of its own counts on the reservation's day (whose day and month
+ * counters held it). A call reserved before local midnight and recorded after
+ * it is then counted on the period that admitted it, not on the next one.
+ */
+export function chargeDay(charge: { usageTime: Date; usageTimeSupplied: boolean }, settles: Pick<Reservation, 'periodDay'> | undefined, timeZone: string): string {
+  return settles && !charge.usageTimeSupplied ? settles.periodDay : localDay(charge.usageTime, timeZone);
+}
+
+/** A map key of an account's reservation. */
+export const reservationKey = (accountId: string, reservationId: string) => `${accountId}\u0000${reservationId}`;
+/** A map key of an account's idempotency key. */
+export const chargeKey = (c: { accountId: string; idempotencyKey: string }) => `${c.accountId}\u0000${c.idempotencyKey}`;
+
+type Naming = Pick<ChargeInput, 'accountId' | 'userId' | 'idempotencyKey' | 'reservationId'>;
+
+/** The charges naming a reservation that another charge of the same batch names too. */
+export function contestedClaims<C extends Naming>(naming: C[]): C[] {
+  const count = new Map<string, number>();
+  for (const c of naming) if (c.reservationId) count.set(reservationKey(c.accountId, c.reservationId), (count.get(reservationKey(c.accountId, c.reservationId)) ?? 0) + 1);
+  return naming.filter((c) => c.reservationId && (count.get(reservationKey(c.accountId, c.reservationId)) ?? 0) > 1);
+}
+
+/**
+ * Which charge of a batch settles each reservation the batch names: a
+ * reservation that is held (or already expired: the usage happened, so the
+ * charge is recorded) is claimed by the first charge that names it whose key
+ * is not already used (a used key is answered by its stored charge and writes
+ * nothing). The others are refused: not found, another user's, already
+ * settled or released (or claimed by an earlier charge of the batch).
+ * Returns the refusals by charge key, the claims (reservation key -> charge
+ * key), and the reservations a charge was refused for because another claimed
+ * them (contested: the claim must then really write, see ChargesService).
+ */
+export function settlementClaims(naming: Naming[], reservations: Map<string, Reservation>, used: Set<string>) {
+  const refused = new Map<string, DomainError>();
+  const claimed = new Map<string, string>();
+  const contested = new Set<string>();
+  for (const c of naming) {
+    if (!c.reservationId || used.has(chargeKey(c))) continue;
+    const id = reservationKey(c.accountId, c.reservationId);
+    const r = reservations.get(id);
+    const problem = !r
+      ? new ReservationNotFoundError(c.reservationId)
+      : r.userId !== c.userId
+        ? new ReservationUserMismatchError(r)
+        : r.status === 'settled' || r.status === 'released' || claimed.has(id)
+          ? new ReservationStateError({ reservationId: r.reservationId, status: claimed.has(id) ? 'settled' : r.status }, 'settle')
+          : undefined;
+    if (problem) refused.set(chargeKey(c), problem);
+    else claimed.set(id, chargeKey(c));
+    if (problem && claimed.has(id)) contested.add(id);
+  }
+  return { refused, claimed, contested };
 }

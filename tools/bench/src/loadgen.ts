@@ -82,6 +82,8 @@ async function run(w: Workload): Promise<LoadResult> {
     }),
   );
   measuring = true;
+  // Tells the benchmark the measured window starts (it samples the server's CPU time here and at the end).
+  process.send?.({ phase: 'measuring' });
   const t0 = process.hrtime.bigint();
   const deadline = Date.now() + w.durationMs;
   if (w.rate) {

@@ -13,7 +13,7 @@ import {
 } from '@metering/contracts';
 import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType, Reservation } from '@metering/domain';
 import { CURRENCY_CODE, Dec, formatDecimal, PriceOrigin } from '@metering/pricing';
-import type { UsageSums } from '../store/usage.repo';
+import type { RollupSums } from '@metering/domain';
 
 /** Domain -> wire conversions shared by the handlers (requests need none: they have the shape of the domain inputs). */
 
@@ -86,7 +86,7 @@ export function toProtoCharge(c: ChargeRecord): Charge {
   };
 }
 
-export function toProtoSums(s: UsageSums): PbUsageSums {
+export function toProtoSums(s: RollupSums): PbUsageSums {
   const tokens: TokenCounts = {
     promptTokens: s.promptTokens.toString(),
     completionTokens: s.completionTokens.toString(),

@@ -1,30 +1,32 @@
 import {
   ChargeInput,
   ChargeRecord,
+  chargeDay,
   ConflictRetryError,
+  contestedClaims,
+  DEFAULT_TIME_ZONE,
   diffChargeContent,
   DomainError,
+  entriesOf,
   IdempotencyConflictError,
-  DEFAULT_TIME_ZONE,
-  localDay,
+  LedgerChange,
   RecordChargeRequestInput,
   Reservation,
-  ReservationNotFoundError,
-  ReservationStateError,
-  ReservationUserMismatchError,
-  softLimitCrossings,
+  chargeKey,
+  reservationKey,
+  settlementClaims,
+  softLimitEvents,
+  UnavailableError,
   validateRecordCharge,
 } from '@metering/domain';
 import { CURRENCY_CODE, totalTokens } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
-import { appendEvents } from '../store/events.repo';
 import { Db, inTransaction, Tx } from '../store/db';
-import { readWriteSettings } from '../store/limits.repo';
-import { finishReservations, lockReservations } from '../store/reservations.repo';
-import { applyRollupDeltas, deltaOfCharge, usageChangeOf } from '../store/usage.repo';
+import { applyEntries } from '../store/ledger.repo';
+import { lockReservations } from '../store/reservations.repo';
 import { PricingService } from './pricing.service';
-import { holdOf } from './reservations.service';
+import { SettingsCache } from './settings-cache';
 
 export interface RecordChargeResult {
   charge: ChargeRecord;
@@ -37,9 +39,6 @@ export interface RecordChargeResult {
 /** The outcome of one charge of a batch: recorded (or replayed), or a domain error for that charge alone. */
 export type BatchItemResult = RecordChargeResult | DomainError;
 
-/** A map key of two strings (an account and an idempotency key or a reservation id). */
-const pair = (a: string, b: string) => `${a}\u0000${b}`;
-const keyOf = (c: { accountId: string; idempotencyKey: string }) => pair(c.accountId, c.idempotencyKey);
 
 /** At most this many charges are written in one transaction. */
 export const MAX_BATCH = 1000;
@@ -58,8 +57,9 @@ interface Pending {
  * transactions are running wait in a queue, and the next transaction writes
  * all of them (up to MAX_BATCH) together, with one multi-row insert and
  * pre-aggregated rollup upserts in key order. A call is answered only after
- * its transaction commits; when a transaction fails, exactly the calls in it
- * fail, with the translated (retry-safe) error.
+ * its transaction commits; when a transaction fails, the batch is split and
+ * retried until only the calls that fail alone fail, each with its own
+ * translated error (never another tenant's).
  */
 export class ChargesService {
   private readonly queue: Pending[] = [];
@@ -72,6 +72,8 @@ export class ChargesService {
     private readonly maxInFlight = 2,
     /** Told about every write transaction (metrics). */
     private readonly onBatch: (b: { charges: number; priced: number; unpriced: number; seconds: number; ok: boolean }) => void = () => undefined,
+    /** Prices, markups and account settings of the write path (shared with CheckLimits in a server). */
+    private readonly cache = new SettingsCache(),
   ) {}
 
   async recordCharge(raw: RecordChargeRequestInput): Promise<RecordChargeResult> {
@@ -106,11 +108,7 @@ export class ChargesService {
     while (this.queue.length > 0 && this.inFlight < this.maxInFlight) {
       const batch = this.queue.splice(0, MAX_BATCH);
       this.inFlight++;
-      this.write(batch.map((p) => p.input))
-        .then(
-          (results) => batch.forEach((p, n) => p.resolve(results[n])),
-          (err: unknown) => batch.forEach((p) => p.reject(err)),
-        )
+      this.writeSplitting(batch)
         .finally(() => {
           this.inFlight--;
           this.drain();
@@ -119,12 +117,37 @@ export class ChargesService {
   }
 
   /**
+   * Writes the calls of a group commit and answers each. When the transaction
+   * fails (one charge may make it fail for all, e.g. by taking a counter past
+   * its range), the batch is split in halves and each half retried, down to
+   * single calls: the calls that can be written are, and a call that fails
+   * alone gets its own (translated) error. An unreachable database fails the
+   * whole batch at once (UNAVAILABLE): splitting would not help.
+   */
+  private async writeSplitting(batch: Pending[]): Promise<void> {
+    try {
+      const results = await this.write(batch.map((p) => p.input));
+      batch.forEach((p, n) => p.resolve(results[n]));
+    } catch (err) {
+      if (batch.length === 1 || err instanceof UnavailableError) {
+        batch.forEach((p) => p.reject(err));
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await this.writeSplitting(batch.slice(0, half));
+      await this.writeSplitting(batch.slice(half));
+    }
+  }
+
+  /**
    * Writes charges in one transaction: locks the reservations they settle
-   * (in id order), prices them (two reads), inserts the new keys in
-   * (account, key) order (so concurrent batches cannot deadlock), answers the
-   * others as replays or conflicts, and applies the rollups together with the
-   * settled holds. Several charges of one batch with the same key are
-   * answered as the first one and its replays.
+   * (in id order), prices them (from the settings cache; two reads on a
+   * miss), inserts the new keys in (account, key) order (so concurrent
+   * batches cannot deadlock) checking the settings epoch, answers the others
+   * as replays or conflicts, and applies the ledger's entries of the new
+   * charges and the holds they settle (one statement; docs/architecture.md).
+   * Several charges of one batch with the same key are answered as the first
+   * one and its replays.
    */
   private async write(inputs: ChargeInput[]): Promise<BatchItemResult[]> {
     const started = process.hrtime.bigint();
@@ -149,89 +172,74 @@ export class ChargesService {
   }
 
   private transact(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void): Promise<BatchItemResult[]> {
-    return inTransaction(this.db, async (tx) => {
+    return this.cache.retrying((view) => inTransaction(this.db, async (tx) => {
       const byKey = new Map<string, ChargeInput>();
-      for (const c of inputs) if (!byKey.has(keyOf(c))) byKey.set(keyOf(c), c);
+      for (const c of inputs) if (!byKey.has(chargeKey(c))) byKey.set(chargeKey(c), c);
       const distinct = [...byKey.values()];
-      const { reservations, refused } = await this.claimReservations(tx, distinct);
-      const insertable = distinct.filter((c) => !refused.has(keyOf(c)));
-      const { zones, softLimits } = await readWriteSettings(tx, [...new Set(insertable.map((c) => c.accountId))]);
-      const pricing = await this.pricing.priceCharges(tx, insertable);
+      const { reservations, refused, claimed, contested } = await this.claimReservations(tx, distinct);
+      const insertable = distinct.filter((c) => !refused.has(chargeKey(c)));
+      // Time zones, soft limits, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
+      const settings = await view.settings(tx, [...new Set(insertable.map((c) => c.accountId))]);
+      const softLimits = [...settings.values()].flatMap((s) => s.softLimits);
+      const pricing = await this.pricing.priceCharges(tx, insertable, view);
       const recordTime = this.clock();
       const charges: ChargeRecord[] = insertable.map((input, n) => ({
         ...input,
         chargeId: randomUUID(),
         totalTokens: totalTokens(input.tokens),
-        usageDate: localDay(input.usageTime, zones.get(input.accountId) ?? DEFAULT_TIME_ZONE),
+        usageDate: chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, settings.get(input.accountId)?.timeZone ?? DEFAULT_TIME_ZONE),
         recordTime,
         currencyCode: CURRENCY_CODE,
         ...pricing[n],
       }));
-      charges.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
-      const inserted = await insertChargesIfAbsent(tx, charges);
+      charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
+      const inserted = await insertChargesIfAbsent(tx, charges, view.epoch);
+      // A claiming key committed by a concurrent call since it was looked up: another charge of
+      // the batch was refused for a reservation nothing settles. Roll back; the retry sees the key.
+      const insertedKeys = new Set(inserted.map(chargeKey));
+      if ([...contested].some((id) => !insertedKeys.has(claimed.get(id) ?? ''))) throw new ConflictRetryError();
       onInserted(inserted);
-      // The reservations the new charges settle: their holds (if not already expired) give way to the usage.
+      // Decide (the ledger) and apply (the store): the new charges, and the reservations they settle.
       const settled = inserted.flatMap((charge) => {
-        const reservation = charge.reservationId ? reservations.get(pair(charge.accountId, charge.reservationId)) : undefined;
+        const reservation = charge.reservationId ? reservations.get(reservationKey(charge.accountId, charge.reservationId)) : undefined;
         return reservation ? [{ charge, reservation }] : [];
       });
-      const deltas = inserted.map(deltaOfCharge);
-      const counters = await applyRollupDeltas(
-        tx,
-        deltas,
-        settled.filter((s) => s.reservation.status === 'held').map((s) => holdOf(s.reservation, -1)),
-      );
-      const crossed = softLimits.length ? softLimitCrossings(softLimits, counters, deltas.map(usageChangeOf)) : [];
-      await finishReservations(tx, settled.map((s) => ({ ref: s.reservation, status: 'settled', at: recordTime, chargeId: s.charge.chargeId })));
-      await appendEvents(tx, [
-        ...inserted.map((charge) => ({ kind: 'charge_recorded' as const, charge })),
-        ...crossed.map((softLimit) => ({ kind: 'soft_limit_exceeded' as const, softLimit })),
+      const entries = entriesOf([
+        ...inserted.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })),
+        ...settled.map(({ charge, reservation }): LedgerChange => ({ kind: 'hold_settled', reservation, charge, at: recordTime })),
       ]);
-      for (const { charge, reservation } of settled) reservations.set(pair(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
+      await applyEntries(tx, entries, recordTime, softLimits.length ? (counters) => softLimitEvents(softLimits, counters, entries) : undefined);
+      for (const { charge, reservation } of settled) reservations.set(reservationKey(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
-      const stored = new Map(inserted.map((c) => [keyOf(c), { charge: c, fresh: true }]));
-      const missing = distinct.filter((c) => !stored.has(keyOf(c)));
-      for (const c of await findChargesByIdempotencyKeys(tx, missing)) stored.set(keyOf(c), { charge: c, fresh: false });
+      const stored = new Map(inserted.map((c) => [chargeKey(c), { charge: c, fresh: true }]));
+      const missing = distinct.filter((c) => !stored.has(chargeKey(c)));
+      for (const c of await findChargesByIdempotencyKeys(tx, missing)) stored.set(chargeKey(c), { charge: c, fresh: false });
       const firstUse = new Set<string>();
       return inputs.map((input): BatchItemResult => {
-        const found = stored.get(keyOf(input));
-        if (!found) return refused.get(keyOf(input)) ?? new ConflictRetryError();
-        const replay = !found.fresh || firstUse.has(keyOf(input));
-        firstUse.add(keyOf(input));
-        const reservation = found.charge.reservationId ? reservations.get(pair(found.charge.accountId, found.charge.reservationId)) : undefined;
+        const found = stored.get(chargeKey(input));
+        if (!found) return refused.get(chargeKey(input)) ?? new ConflictRetryError();
+        const replay = !found.fresh || firstUse.has(chargeKey(input));
+        firstUse.add(chargeKey(input));
+        const reservation = found.charge.reservationId ? reservations.get(reservationKey(found.charge.accountId, found.charge.reservationId)) : undefined;
         if (!replay) return { charge: found.charge, replayed: false, reservation };
         const differs = diffChargeContent(found.charge, input);
         return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: found.charge, replayed: true, reservation };
       });
-    });
+    }));
   }
 
   /**
-   * Locks the reservations the charges name and decides which charges may
-   * settle theirs: a reservation that is held (or already expired: the usage
-   * happened, so the charge is recorded) is claimed by the first charge that
-   * names it. The others are refused (not found, another user's, already
-   * settled or released), unless their key turns out to be a replay.
+   * Locks the reservations the charges name (in id order) and decides, with
+   * the domain's rule (settlementClaims), which charge of the batch may settle
+   * each. The keys of a reservation named by several charges are looked up
+   * first: a key already used writes nothing, so it claims nothing.
    */
   private async claimReservations(tx: Tx, charges: ChargeInput[]) {
-    const naming = charges.flatMap((c) => (c.reservationId ? [{ charge: c, reservationId: c.reservationId }] : []));
-    const locked = await lockReservations(tx, naming.map(({ charge, reservationId }) => ({ accountId: charge.accountId, reservationId })));
-    const reservations = new Map(locked.map((r) => [pair(r.accountId, r.reservationId), r]));
-    const refused = new Map<string, DomainError>();
-    const claimed = new Set<string>();
-    for (const { charge: c, reservationId } of naming) {
-      const id = pair(c.accountId, reservationId);
-      const r = reservations.get(id);
-      const problem = !r
-        ? new ReservationNotFoundError(reservationId)
-        : r.userId !== c.userId
-          ? new ReservationUserMismatchError(r)
-          : r.status === 'settled' || r.status === 'released' || claimed.has(id)
-            ? new ReservationStateError({ reservationId: r.reservationId, status: claimed.has(id) ? 'settled' : r.status }, 'settle')
-            : undefined;
-      if (problem) refused.set(keyOf(c), problem);
-      else claimed.add(id);
-    }
-    return { reservations, refused };
+    const naming = charges.filter((c) => c.reservationId);
+    const locked = await lockReservations(tx, naming.map((c) => ({ accountId: c.accountId, reservationId: c.reservationId as string })));
+    const reservations = new Map(locked.map((r) => [reservationKey(r.accountId, r.reservationId), r]));
+    const rivals = contestedClaims(naming);
+    const used = new Set((await findChargesByIdempotencyKeys(tx, rivals)).map(chargeKey));
+    return { reservations, ...settlementClaims(naming, reservations, used) };
   }
 }

@@ -1,5 +1,10 @@
 import {
+  asSeen,
   CallAmounts,
+  counterKeysOf,
+  CounterState,
+  entriesOf,
+  withDeltas,
   canonicalJson,
   CheckLimitsRequestInput,
   DailyLimits,
@@ -37,12 +42,12 @@ import {
 import { totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
-import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, readTimeZones, replaceDailyLimits } from '../store/limits.repo';
-import { appendEvents } from '../store/events.repo';
+import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, replaceDailyLimits } from '../store/limits.repo';
+import { applyEntries, lockCounters } from '../store/ledger.repo';
 import { findReservationByKey, insertReservation } from '../store/reservations.repo';
-import { applyRollupDeltas, CounterRow } from '../store/usage.repo';
 import { PricingService } from './pricing.service';
-import { asSeen, expireDue, holdOf, ZERO_HOLD } from './reservations.service';
+import { SettingsCache, SettingsView } from './settings-cache';
+import { dueExpiries } from './reservations.service';
 
 export interface LimitCheckResult extends LimitDecision {
   date: string;
@@ -71,7 +76,7 @@ class Denied extends Error {
 }
 
 /** The counters of a scope and period from the rows read, zero when absent. */
-function usageFrom(rows: CounterRow[], day: string) {
+function usageFrom(rows: CounterState[], day: string) {
   return (userId: string, period: LimitPeriod): PeriodUsage => {
     const periodStart = periodStartOf(period, day);
     const row = rows.find((r) => r.userId === userId && r.period === period && r.periodStart === periodStart);
@@ -89,6 +94,8 @@ export class LimitsService {
     private readonly db: Db,
     private readonly pricing: PricingService,
     private readonly clock: () => Date = () => new Date(),
+    /** Prices, markups and account settings of the hot paths (shared with RecordCharge in a server). */
+    private readonly cache = new SettingsCache(),
   ) {}
 
   async setLimits(raw: SetLimitsRequestInput): Promise<DailyLimits> {
@@ -151,36 +158,48 @@ export class LimitsService {
     return [...new Set([...days, ...days.map(monthStart)])];
   }
 
-  /** A plain check: one round trip of primary-key reads (plus the two pricing reads when an estimate is given). */
+  /**
+   * A plain check: one round trip of primary-key reads. An estimate is priced
+   * from the settings cache (the pricing reads only on a miss), checked
+   * against the settings epoch the same read returns.
+   */
   private async check(check: LimitCheck): Promise<LimitCheckResult> {
     const now = this.clock();
-    const call = await read(() => this.callAmounts(this.db, check, now));
-    const state = await read(() => readLimitCheckState(this.db, check.accountId, [check.userId], this.candidateStarts(now)));
-    const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
-    return this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
+    for (let attempt = 1; ; attempt++) {
+      const view = this.cache.view();
+      const call = await read(() => this.callAmounts(this.db, check, now, view));
+      const state = await read(() => readLimitCheckState(this.db, check.accountId, [check.userId], this.candidateStarts(now)));
+      if (check.estimate && state.settingsEpoch !== view.epoch && attempt < 3) {
+        this.cache.clear();
+        continue;
+      }
+      const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
+      return this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
+    }
   }
 
-  private decide(check: LimitCheck, limits: Limit[], counters: CounterRow[], timeZone: string, day: string, call: CallAmounts): LimitCheckResult {
+  private decide(check: LimitCheck, limits: Limit[], counters: CounterState[], timeZone: string, day: string, call: CallAmounts): LimitCheckResult {
     const usage = usageFrom(counters, day);
     const decision = evaluateLimits({ userId: check.userId, limits, usage, call });
     return { ...decision, date: day, timeZone, userUsage: usage(check.userId, 'day').used, accountUsage: usage('', 'day').used, replayed: false };
   }
 
   /** The tokens and cost a call is expected to add: as given, or priced from the estimate. */
-  private async callAmounts(db: Db | Tx, check: LimitCheck, now: Date): Promise<CallAmounts> {
+  private async callAmounts(db: Db | Tx, check: LimitCheck, now: Date, view: SettingsView): Promise<CallAmounts> {
     const e = check.estimate;
     if (!e) return { tokens: check.additionalTokens, cost: check.additionalCost };
-    const [priced] = await this.pricing.estimates(db, [{ accountId: check.accountId, provider: e.provider, model: e.model, at: now, chargeType: e.chargeType, tokens: e.tokens, callCount: e.callCount }]);
+    const [priced] = await this.pricing.estimates(db, [{ accountId: check.accountId, provider: e.provider, model: e.model, at: now, chargeType: e.chargeType, tokens: e.tokens, callCount: e.callCount }], view);
     if (!priced.cost) throw new UnpricedEstimateError(e.provider, e.model);
     return { tokens: check.additionalTokens > 0n ? check.additionalTokens : BigInt(totalTokens(e.tokens)), cost: priced.cost.totalCost };
   }
 
   /**
    * A reserving check, in one transaction: insert the reservation (its
-   * idempotency key decides replays), free this account's expired holds,
-   * lock the day and month counters of the user and the account in key order
+   * idempotency key decides replays), lock this account's expired holds and
+   * the day and month counters of the user and the account in key order
    * (concurrent reservations and charges queue here), decide against every
-   * limit with holds counted as spent, and either add the hold or roll back.
+   * limit with holds counted as spent and the expired ones gone, and either
+   * apply the expiries and the new hold (the ledger) or roll back.
    */
   private async reserve(check: LimitCheck, { idempotencyKey, holdSeconds }: { idempotencyKey: string; holdSeconds: number }): Promise<LimitCheckResult> {
     const now = this.clock();
@@ -188,10 +207,11 @@ export class LimitsService {
       .update(canonicalJson({ u: check.userId, t: check.additionalTokens.toString(), c: check.additionalCost.toFixed(), e: check.estimate ?? null, h: holdSeconds }))
       .digest('base64url');
     try {
-      return await inTransaction(this.db, async (tx) => {
-        const timeZone = (await readTimeZones(tx, [check.accountId])).get(check.accountId) ?? DEFAULT_TIME_ZONE;
+      return await this.cache.retrying((view) => inTransaction(this.db, async (tx) => {
+        // The time zone and the estimate's price from the settings cache; the insert checks its epoch.
+        const timeZone = (await view.settings(tx, [check.accountId])).get(check.accountId)?.timeZone ?? DEFAULT_TIME_ZONE;
         const day = localDay(now, timeZone);
-        const call = await this.callAmounts(tx, check, now);
+        const call = await this.callAmounts(tx, check, now, view);
         const reservation: Reservation = {
           accountId: check.accountId,
           reservationId: randomUUID(),
@@ -206,16 +226,18 @@ export class LimitsService {
           createTime: now,
           expireTime: new Date(now.getTime() + holdSeconds * 1000),
         };
-        if (!(await insertReservation(tx, reservation))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
-        const expired = await expireDue(tx, now, check.accountId);
-        const counters = await applyRollupDeltas(tx, [], [...expired.holds, ZERO_HOLD(check.accountId, check.userId, day)]);
+        if (!(await insertReservation(tx, reservation, view.epoch))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
+        // This account's expired holds are freed first, so the decision sees them gone.
+        // Every counter the transaction will write is locked in one statement, in key order.
+        const expired = await dueExpiries(tx, now, check.accountId);
+        const freed = entriesOf(expired).counters;
+        const locked = await lockCounters(tx, [...freed.map((d) => d.key), ...counterKeysOf(check.accountId, check.userId, day)], now);
         const limits = await readLimits(tx, check.accountId, ['', check.userId]);
-        const result = this.decide(check, limits, counters, timeZone, day, call);
+        const result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call);
         if (!result.allowed) throw new Denied(result);
-        await applyRollupDeltas(tx, [], [holdOf(reservation, 1)]);
-        await appendEvents(tx, expired.events);
+        await applyEntries(tx, entriesOf([...expired, { kind: 'hold_placed', reservation }]), now);
         return { ...result, reservation };
-      });
+      }));
     } catch (err) {
       if (err instanceof Denied) return err.result;
       throw err;

@@ -32,9 +32,9 @@ import {
   TokenCounts,
 } from '@metering/pricing';
 import { Db, inTransaction, read, Tx } from '../store/db';
-import { findMarkups } from '../store/markups.repo';
-import { deleteOperatorPrice, findOperatorPriceVersions, listOperatorPrices, lockOperatorPrice, upsertOperatorPrice } from '../store/prices.repo';
+import { deleteOperatorPrice, listOperatorPrices, lockOperatorPrice, upsertOperatorPrice } from '../store/prices.repo';
 import { insertPricingChange, listPricingChanges, PricingChange } from '../store/pricing-changes.repo';
+import { DIRECT_LOOKUPS, PriceLookups } from './settings-cache';
 
 /** The pricing fields of a charge. */
 export type ChargePricing = Pick<ChargeRecord, 'pricingStatus' | 'priceVersion' | 'markup' | 'priceOrigin' | 'costs' | 'rateTime'>;
@@ -102,9 +102,9 @@ export class PricingService {
    * The price in effect for each item (an account's model at a moment), by
    * precedence: one read of the operator prices for the whole list.
    */
-  async pricesAt(db: Db | Tx, items: PriceItem[]): Promise<Array<PriceVersion | undefined>> {
+  async pricesAt(db: Db | Tx, items: PriceItem[], lookups: PriceLookups = DIRECT_LOOKUPS): Promise<Array<PriceVersion | undefined>> {
     const models = uniqueBy(items.map((i): [string, string] => [i.provider, i.model]));
-    const operator = (await findOperatorPriceVersions(db, items.map((i) => i.accountId), models)).map(operatorVersion);
+    const operator = (await lookups.operatorPrices(db, items.map((i) => i.accountId), models)).map(operatorVersion);
     return items.map((i) => {
       const mine = operator.filter((v) => v.provider === i.provider && v.model === i.model);
       return choosePrice({
@@ -116,8 +116,8 @@ export class PricingService {
   }
 
   /** The markup of each item: the account's own, else the default, else 1. One read for the whole list. */
-  async markupsOf(db: Db | Tx, items: Array<Omit<MarkupKey, 'accountId'> & { accountId: string }>): Promise<Dec[]> {
-    const found = await findMarkups(db, uniqueBy(items.map((i) => ({ accountId: i.accountId, provider: i.provider, model: i.model, chargeType: i.chargeType }))));
+  async markupsOf(db: Db | Tx, items: Array<Omit<MarkupKey, 'accountId'> & { accountId: string }>, lookups: PriceLookups = DIRECT_LOOKUPS): Promise<Dec[]> {
+    const found = await lookups.markups(db, uniqueBy(items.map((i) => ({ accountId: i.accountId, provider: i.provider, model: i.model, chargeType: i.chargeType }))));
     const factor = (i: (typeof items)[number], accountId: string) =>
       found.find((m) => m.accountId === accountId && m.provider === i.provider && m.model === i.model && m.chargeType === i.chargeType)?.factor;
     return items.map((i) => (i.accountId && factor(i, i.accountId)) || factor(i, '') || new Dec(1));
@@ -128,9 +128,12 @@ export class PricingService {
     return (await this.pricesAt(db, [item]))[0];
   }
 
-  /** The costs of token mixes for accounts at moments (no cost when a model has no price then): two reads for the whole list. */
-  async estimates(db: Db | Tx, items: EstimateItem[]): Promise<Estimate[]> {
-    const [prices, markups] = await Promise.all([this.pricesAt(db, items), this.markupsOf(db, items)]);
+  /**
+   * The costs of token mixes for accounts at moments (no cost when a model has no price then): two
+   * reads for the whole list, or none when `lookups` (the hot paths' settings cache) has them.
+   */
+  async estimates(db: Db | Tx, items: EstimateItem[], lookups: PriceLookups = DIRECT_LOOKUPS): Promise<Estimate[]> {
+    const [prices, markups] = await Promise.all([this.pricesAt(db, items, lookups), this.markupsOf(db, items, lookups)]);
     return items.map((q, n) => {
       const price = prices[n];
       const markup = markups[n];
@@ -139,8 +142,8 @@ export class PricingService {
   }
 
   /** The pricing of charges at their usage times, now. A model without a price is unpriced, with no cost invented. */
-  async priceCharges(db: Db | Tx, charges: ChargeInput[]): Promise<ChargePricing[]> {
-    const estimates = await this.estimates(db, charges.map((c) => ({ ...c, at: c.usageTime })));
+  async priceCharges(db: Db | Tx, charges: ChargeInput[], lookups: PriceLookups = DIRECT_LOOKUPS): Promise<ChargePricing[]> {
+    const estimates = await this.estimates(db, charges.map((c) => ({ ...c, at: c.usageTime })), lookups);
     const rateTime = this.clock();
     return estimates.map(({ price, markup, cost }): ChargePricing => {
       if (!price || !cost) return { pricingStatus: 'unpriced', priceVersion: null, markup: null, priceOrigin: null, costs: null, rateTime };

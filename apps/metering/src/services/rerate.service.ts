@@ -1,10 +1,9 @@
-import { ChargeRecord, RerateQuery, softLimitCrossings, validateRerate } from '@metering/domain';
+import { ChargeRecord, entriesOf, LedgerChange, RerateQuery, softLimitEvents, validateRerate } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
 import { Db, inTransaction } from '../store/db';
-import { appendEvents } from '../store/events.repo';
+import { applyEntries } from '../store/ledger.repo';
 import { readWriteSettings } from '../store/limits.repo';
-import { applyRollupDeltas, deltaOfCharge, RollupDelta, subtractSums, usageChangeOf } from '../store/usage.repo';
 import { ChargePricing, PricingService } from './pricing.service';
 
 /** What a re-rating run changed. */
@@ -41,6 +40,7 @@ export class RerateService {
   constructor(
     private readonly db: Db,
     private readonly pricing: PricingService,
+    private readonly clock: () => Date = () => new Date(),
   ) {}
 
   async rerate(raw: Parameters<typeof validateRerate>[0]): Promise<RerateReport> {
@@ -52,8 +52,7 @@ export class RerateService {
     for (;;) {
       const batch = await inTransaction(this.db, async (tx) => {
         const charges = await lockChargesToRerate(tx, q, after, RERATE_BATCH);
-        const deltas: RollupDelta[] = [];
-        const rerated: ChargeRecord[] = [];
+        const changes: LedgerChange[] = [];
         const repriced = await this.pricing.priceCharges(tx, charges);
         for (const [n, old] of charges.entries()) {
           report.examined++;
@@ -67,18 +66,12 @@ export class RerateService {
           report.totalCostAfter = report.totalCostAfter.plus(updated.costs?.totalCost ?? 0);
           if (q.dryRun) continue;
           await updateChargePricing(tx, updated);
-          rerated.push(updated);
-          const next = deltaOfCharge(updated);
-          deltas.push({ ...next, sums: subtractSums(next.sums, deltaOfCharge(old).sums) });
+          changes.push({ kind: 'charge_rerated', before: old, after: updated });
         }
-        const counters = await applyRollupDeltas(tx, deltas);
         // A re-rating that takes a soft cost limit past its amount says so, as a new charge would.
-        const soft = deltas.length ? (await readWriteSettings(tx, [q.accountId])).softLimits : [];
-        const crossed = soft.length ? softLimitCrossings(soft, counters, deltas.map(usageChangeOf)) : [];
-        await appendEvents(tx, [
-          ...rerated.map((charge) => ({ kind: 'charge_rerated' as const, charge })),
-          ...crossed.map((softLimit) => ({ kind: 'soft_limit_exceeded' as const, softLimit })),
-        ]);
+        const soft = changes.length ? (await readWriteSettings(tx, [q.accountId])).softLimits : [];
+        const entries = entriesOf(changes);
+        await applyEntries(tx, entries, this.clock(), soft.length ? (counters) => softLimitEvents(soft, counters, entries) : undefined);
         return charges;
       });
       if (batch.length < RERATE_BATCH) return report;

@@ -1,38 +1,18 @@
-import { Reservation, ReservationNotFoundError, ReservationRef, ReservationStateError, validateReservationRef } from '@metering/domain';
-import { Dec } from '@metering/pricing';
+import { asSeen, entriesOf, LedgerChange, LedgerEntries, Reservation, ReservationNotFoundError, ReservationRef, ReservationStateError, validateReservationRef } from '@metering/domain';
 import { Db, inTransaction, read, Tx } from '../store/db';
-import { appendEvents, NewEvent } from '../store/events.repo';
-import { findReservation, finishReservations, lockDueReservations, lockReservations } from '../store/reservations.repo';
-import { applyRollupDeltas, HoldDelta } from '../store/usage.repo';
-
-/** What a reservation adds to (sign 1) or removes from (sign -1) the held amounts of its counters. */
-export function holdOf(r: Reservation, sign: 1 | -1): HoldDelta {
-  const s = BigInt(sign);
-  return { accountId: r.accountId, userId: r.userId, periodDay: r.periodDay, messages: r.heldMessages * s, tokens: r.heldTokens * s, cost: r.heldCost.times(sign) };
-}
-
-/** A held reservation past its expiry reads as expired (the sweeper frees it within its interval). */
-export function asSeen(r: Reservation, now: Date): Reservation {
-  return r.status === 'held' && r.expireTime <= now ? { ...r, status: 'expired' } : r;
-}
+import { applyEntries } from '../store/ledger.repo';
+import { findReservation, lockDueReservations, lockReservations } from '../store/reservations.repo';
 
 export const EXPIRY_BATCH = 500;
 
 /**
- * Frees held reservations whose expiry has passed, in the caller's
- * transaction (of one account, or of all): locks them (skipping any another
- * transaction holds), marks them expired, and returns the holds to remove
- * from the counters and the events to append. The caller applies the holds
- * with its own counter changes, in one ordered statement, and appends the
- * events last.
+ * Locks up to EXPIRY_BATCH held reservations past their expiry (of one
+ * account, or of all), skipping any another transaction holds, and returns
+ * their expiry as ledger changes: the caller applies them with its own.
  */
-export async function expireDue(tx: Tx, now: Date, accountId?: string): Promise<{ holds: HoldDelta[]; events: NewEvent[] }> {
+export async function dueExpiries(tx: Tx, now: Date, accountId?: string): Promise<LedgerChange[]> {
   const due = await lockDueReservations(tx, now, EXPIRY_BATCH, accountId);
-  await finishReservations(tx, due.map((r) => ({ ref: r, status: 'expired', at: now })));
-  return {
-    holds: due.map((r) => holdOf(r, -1)),
-    events: due.map((r) => ({ kind: 'reservation_expired', reservation: { ...r, status: 'expired', finishTime: now } })),
-  };
+  return due.map((reservation) => ({ kind: 'hold_expired', reservation, at: now }));
 }
 
 /** ReleaseReservation, GetReservation, and the expiry sweeper. Settling is part of RecordCharge (ChargesService). */
@@ -49,8 +29,7 @@ export class ReservationsService {
       const [r] = await lockReservations(tx, [ref]);
       if (!r) throw new ReservationNotFoundError(ref.reservationId);
       if (r.status !== 'held') throw new ReservationStateError(r, 'release');
-      await applyRollupDeltas(tx, [], [holdOf(r, -1)]);
-      await finishReservations(tx, [{ ref, status: 'released', at: now }]);
+      await applyEntries(tx, entriesOf([{ kind: 'hold_released', reservation: r, at: now }]), now);
       return { ...r, status: 'released', finishTime: now };
     });
   }
@@ -67,15 +46,13 @@ export class ReservationsService {
     let total = 0;
     for (;;) {
       const n = await inTransaction(this.db, async (tx) => {
-        const { holds, events } = await expireDue(tx, this.clock());
-        await applyRollupDeltas(tx, [], holds);
-        await appendEvents(tx, events);
-        return holds.length;
+        const now = this.clock();
+        const entries: LedgerEntries = entriesOf(await dueExpiries(tx, now));
+        await applyEntries(tx, entries, now);
+        return entries.reservations.length;
       });
       total += n;
       if (n < EXPIRY_BATCH) return total;
     }
   }
 }
-
-export const ZERO_HOLD = (accountId: string, userId: string, periodDay: string): HoldDelta => ({ accountId, userId, periodDay, messages: 0n, tokens: 0n, cost: new Dec(0) });

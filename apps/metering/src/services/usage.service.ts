@@ -1,10 +1,11 @@
 import { DailyUsageRequestInput, encodePageToken, validateDailyUsageQuery } from '@metering/domain';
 import { Db, read } from '../store/db';
-import { DailyUsageRow, listDailyUsage, sumDailyUsage, UsageSums } from '../store/usage.repo';
+import type { RollupSums } from '@metering/domain';
+import { DailyUsageRow, listDailyUsage, sumDailyUsage } from '../store/usage.repo';
 
 export interface DailyUsagePage {
   rows: DailyUsageRow[];
-  totals: UsageSums;
+  totals: RollupSums;
   nextPageToken: string;
 }
 

@@ -1,6 +1,7 @@
 import type { ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery } from '@metering/domain';
 import type { PriceOrigin } from '@metering/pricing';
-import type { Tx } from './db';
+import { statement, Tx } from './db';
+import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the charges table. Runs inside the caller's transaction; no business rules. */
 
@@ -147,20 +148,24 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
  * Inserts the charges whose idempotency keys are free, in the given order (a
  * caller that sorts by key makes concurrent batches lock keys in one order).
  * Returns the stored charges; a taken key is skipped (a concurrent insert of
- * the same key waits for the other transaction and then skips).
+ * the same key waits for the other transaction and then skips). Fails with
+ * SettingsChangedError unless the settings epoch is still `settingsEpoch` (the
+ * one the charges were priced at).
  */
-export async function insertChargesIfAbsent(tx: Tx, charges: ChargeRecord[]): Promise<ChargeRecord[]> {
+export async function insertChargesIfAbsent(tx: Tx, charges: ChargeRecord[], settingsEpoch: string | undefined): Promise<ChargeRecord[]> {
   if (charges.length === 0) return [];
   // The rows as one JSON parameter rather than a VALUES list of ~40 parameters per charge: a
   // batch of 1000 charges would be a statement of 40,000 parameters, slow to build and to parse.
   const rows = charges.map(toChargeRow);
   const columns = Object.keys(rows[0]).map((c) => `"${c}"`).join(', ');
-  const { rows: inserted } = await tx.raw(
+  const { rows: inserted } = await statement(
+    tx,
+    'insert_charges',
     `INSERT INTO charges (${columns})
-       SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json)
+       SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
      ON CONFLICT (account_id, idempotency_key) DO NOTHING
      RETURNING *`,
-    [JSON.stringify(rows)],
+    [JSON.stringify(rows), settingsEpoch ?? null],
   );
   return (inserted as ChargeRow[]).map(fromChargeRow);
 }
@@ -170,7 +175,9 @@ export async function findChargesByIdempotencyKeys(tx: Tx, keys: Array<{ account
   if (keys.length === 0) return [];
   // Two arrays joined by unnest rather than a row-value IN list, which the
   // embedded database plans poorly for long lists.
-  const { rows } = await tx.raw(
+  const { rows } = await statement(
+    tx,
+    'find_charges',
     `SELECT c.* FROM charges c
        JOIN unnest(?::text[], ?::text[]) AS k(account_id, idempotency_key) USING (account_id, idempotency_key)`,
     [keys.map((k) => k.accountId), keys.map((k) => k.idempotencyKey)],

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
-import { ConflictRetryError, DomainError, UnavailableError } from '@metering/domain';
+import { ConflictRetryError, DomainError, UnavailableError, ValueOutOfRangeError } from '@metering/domain';
 import { knex, Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
 import pg from 'pg';
@@ -21,6 +21,8 @@ export interface DatabaseConfig {
   /** Folder of the embedded database; ':memory:' keeps it in memory (tests). */
   dataDir: string;
   poolMax: number;
+  /** Hot-path statements are prepared once per connection under a name (default); false sends them unnamed. */
+  namedStatements?: boolean;
 }
 
 const DATE_OID = 1082;
@@ -33,6 +35,7 @@ pg.types.setTypeParser(INT8_OID, keepText);
 
 /** Opens the database: Postgres when a URL is configured, otherwise embedded Postgres (PGlite). */
 export function openDatabase(config: DatabaseConfig): Db {
+  namedStatements = config.namedStatements !== false;
   if (config.url) {
     const db = knex({
       client: 'pg',
@@ -63,6 +66,18 @@ export function openDatabase(config: DatabaseConfig): Db {
 
 const embedded = new WeakMap<Db, { pglite: PGlite; unlock: () => void }>();
 const listenUrls = new WeakMap<Db, string>();
+let namedStatements = true;
+
+/**
+ * A hot-path statement of constant text, with `?` bindings: on Postgres it is
+ * parsed and planned once per connection and then executed by `name`
+ * (a named prepared statement); the embedded database ignores the name. The
+ * text must never vary for one name.
+ */
+export function statement(db: Db | Tx, name: string, sql: string, bindings: readonly unknown[]): Knex.Raw {
+  const q = db.raw(sql, bindings as Knex.RawBinding[]);
+  return namedStatements ? q.options({ name: `metering_${name}` }) : q;
+}
 
 /**
  * Calls `onNotify(payload)` for every NOTIFY on `channel` (from any process on
@@ -123,11 +138,24 @@ export async function rollbackAll(db: Db): Promise<void> {
   await db.migrate.rollback({ migrationSource }, true);
 }
 
+/**
+ * The settings a process cached (prices, markups, account settings) changed
+ * since it cached them: a write statement's epoch check failed and nothing
+ * was written. The process drops its cache and retries; should it give up,
+ * the caller sees ABORTED (retry-safe).
+ */
+export class SettingsChangedError extends ConflictRetryError {
+  constructor() {
+    super('settings changed while the request was served; retry with the same idempotency key');
+  }
+}
+
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '53300']);
 
 /**
  * Database errors as domain errors: lost connections and outages become
- * UnavailableError, serialization failures and deadlocks ConflictRetryError.
+ * UnavailableError, serialization failures and deadlocks ConflictRetryError,
+ * a numeric overflow (a total past bigint or numeric range) ValueOutOfRangeError.
  * Anything else is a bug and passes through (the gRPC layer answers INTERNAL
  * without leaking it).
  */
@@ -135,6 +163,8 @@ export function translateDbError(err: unknown): unknown {
   if (err instanceof DomainError) return err;
   const e = err as { code?: string; name?: string; message?: string };
   if (e?.code === '40001' || e?.code === '40P01') return new ConflictRetryError();
+  if (e?.code === 'MT001') return new SettingsChangedError();
+  if (e?.code === '22003') return new ValueOutOfRangeError();
   if (
     (e?.code && (CONNECTION_CODES.has(e.code) || e.code.startsWith('08'))) ||
     e?.name === 'KnexTimeoutError' ||

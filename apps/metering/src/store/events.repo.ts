@@ -1,18 +1,15 @@
-import type { ChargeEvent, ChargeEventKind, ChargeRecord, Limit, Reservation, SoftLimitCrossing } from '@metering/domain';
+import type { ChargeEvent, ChargeEventKind, LedgerEvent, Limit } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
-import type { Db, Tx } from './db';
+import { Db, statement, Tx } from './db';
 import { fromReservationRow, ReservationRow, toReservationRow } from './reservations.repo';
 
 /** SQL of the event outbox (charge_events) and its per-account sequences. No business rules. */
 
 export const EVENTS_CHANNEL = 'metering_events';
 
-/** An event to append: a charge (recorded or re-rated) or a reservation (expired), as stored now. */
-export type NewEvent =
-  | { kind: 'charge_recorded' | 'charge_rerated'; charge: ChargeRecord }
-  | { kind: 'reservation_expired'; reservation: Reservation }
-  | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing };
+/** An event to append (the ledger decides them): a charge recorded or re-rated, a reservation expired, a soft limit crossed. */
+export type NewEvent = LedgerEvent;
 
 const accountOf = (e: NewEvent) => ('charge' in e ? e.charge.accountId : 'reservation' in e ? e.reservation.accountId : e.softLimit.limit.accountId);
 
@@ -36,12 +33,25 @@ function payloadOf(e: NewEvent): object {
  */
 export async function appendEvents(tx: Tx, events: NewEvent[]): Promise<void> {
   if (events.length === 0) return;
-  // One statement (one round trip): take each account's sequence row for its count of events,
-  // number the events from there in the order given, insert them, and notify each account.
-  await tx.raw(
-    `WITH ev AS (
+  // One statement (one round trip).
+  await statement(tx, 'append_events', `WITH ${OUTBOX_CTES('TRUE')} SELECT pg_notify(?, account_id) FROM seq`, [outboxParam(events), EVENTS_CHANNEL]);
+}
+
+/** The events as the one jsonb parameter of OUTBOX_CTES. */
+export const outboxParam = (events: NewEvent[]) => JSON.stringify(events.map((e) => ({ account_id: accountOf(e), kind: e.kind, payload: payloadOf(e) })));
+
+/**
+ * The CTEs that append events (one `?` parameter: outboxParam) inside a larger
+ * statement: take each account's sequence row for its count of events (in
+ * account order), number the events from there in the order given, and insert
+ * them. `after` is a condition that makes them run after the statement's
+ * other writes (the outbox is the last write). The caller selects
+ * pg_notify(channel, account_id) FROM seq to notify each account on commit.
+ */
+export const OUTBOX_CTES = (after: string) => `ev AS (
        SELECT e->>'account_id' AS account_id, e->>'kind' AS kind, e->'payload' AS payload, ord
        FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS x(e, ord)
+       WHERE ${after}
      ), seq AS (
        INSERT INTO event_sequences AS s (account_id, last_sequence)
          SELECT account_id, count(*) FROM ev GROUP BY account_id ORDER BY account_id
@@ -55,11 +65,7 @@ export async function appendEvents(tx: Tx, events: NewEvent[]): Promise<void> {
          FROM ev JOIN seq USING (account_id)
          WINDOW w AS (PARTITION BY ev.account_id)
        RETURNING 1
-     )
-     SELECT pg_notify(?, account_id) FROM seq`,
-    [JSON.stringify(events.map((e) => ({ account_id: accountOf(e), kind: e.kind, payload: payloadOf(e) }))), EVENTS_CHANNEL],
-  );
-}
+     )`;
 
 interface EventRow {
   account_id: string;

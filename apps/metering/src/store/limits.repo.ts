@@ -1,7 +1,7 @@
 import { Dec } from '@metering/pricing';
-import { DailyLimits, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
-import type { Db, Tx } from './db';
-import { CounterRow, toCounterRow } from './usage.repo';
+import { CounterState, DailyLimits, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
+import { Db, statement, Tx } from './db';
+import { toCounterState } from './ledger.repo';
 
 /** SQL of the limits and accounts tables: one limit row per scope, period, measure and enforcement. No business rules. */
 
@@ -56,7 +56,7 @@ export async function readLimits(db: Db | Tx, accountId: string, userIds: string
  * for, in one round trip: their time zones (absent: UTC) and their soft limits
  * (every scope and period), in key order.
  */
-export async function readWriteSettings(tx: Tx, accountIds: string[]): Promise<{ zones: Map<string, string>; softLimits: Limit[] }> {
+export async function readWriteSettings(tx: Db | Tx, accountIds: string[]): Promise<{ zones: Map<string, string>; softLimits: Limit[] }> {
   const { rows } = await tx.raw(
     `SELECT 'zone' AS kind, account_id, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at
        FROM accounts WHERE account_id = ANY(?::text[])
@@ -94,12 +94,6 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
   return dailyOfLimits(accountId, userId, await readLimits(db, accountId, [userId]));
 }
 
-/** The time zones of the accounts that have one set. */
-export async function readTimeZones(db: Db | Tx, accountIds: string[]): Promise<Map<string, string>> {
-  const rows: Array<{ account_id: string; time_zone: string }> = await db('accounts').select('account_id', 'time_zone').whereIn('account_id', accountIds);
-  return new Map(rows.map((r) => [r.account_id, r.time_zone]));
-}
-
 export async function upsertAccount(tx: Tx, accountId: string, timeZone: string): Promise<{ timeZone: string; updatedAt: Date }> {
   const [row] = await tx('accounts')
     .insert({ account_id: accountId, time_zone: timeZone })
@@ -119,7 +113,9 @@ export async function readAccount(db: Db, accountId: string): Promise<{ timeZone
  * account's time zone, every limit of the users and of their account, and their
  * day and month counters for the given candidate days (the caller passes the
  * days around UTC's today, one of which is the account's local today, and
- * their months). A constant SQL text: nothing is built per call.
+ * their months), and the settings epoch (a reference row: a check that priced
+ * an estimate from the settings cache compares it). A constant SQL text:
+ * nothing is built per call.
  */
 const CHECK_STATE_SQL = `
   SELECT 'zone' AS kind, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at,
@@ -132,20 +128,23 @@ const CHECK_STATE_SQL = `
   SELECT 'counter', user_id, period, NULL, NULL, NULL, updated_at, period_start, message_count::text, total_tokens::text, total_cost::text,
          reserved_messages::text, reserved_tokens::text, reserved_cost::text
     FROM usage_counters
-   WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id = ANY(?::text[])`;
+   WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id = ANY(?::text[])
+  UNION ALL
+  SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch`;
 
 export async function readLimitCheckState(
   db: Db | Tx,
   accountId: string,
   userIds: string[],
   candidateStarts: string[],
-): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterRow[] }> {
+): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string }> {
   const scopes = ['', ...userIds]; // '' = the account
-  const { rows } = await db.raw(CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes]);
+  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   return {
     timeZone: all.find((r) => r.kind === 'zone')?.user_id,
+    settingsEpoch: all.find((r) => r.kind === 'epoch')?.user_id ?? '',
     limits: all.filter((r) => r.kind === 'limit').map((r) => fromLimitRow({ ...(r as unknown as LimitRow), account_id: accountId })),
-    counters: all.filter((r) => r.kind === 'counter').map((r) => toCounterRow({ ...r, account_id: accountId })),
+    counters: all.filter((r) => r.kind === 'counter').map((r) => toCounterState({ ...r, account_id: accountId })),
   };
 }

@@ -1,7 +1,7 @@
 import { Dec } from '@metering/pricing';
 import type { Reservation, ReservationRef, ReservationStatus } from '@metering/domain';
-import type { Knex } from 'knex';
-import type { Db, Tx } from './db';
+import { Db, statement, Tx } from './db';
+import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the reservations table. Runs inside the caller's transaction; no business rules. */
 
@@ -56,13 +56,21 @@ export const toReservationRow = (r: Reservation): ReservationRow => ({
   charge_id: r.chargeId ?? null,
 });
 
-/** Inserts a reservation unless its idempotency key is taken (then false; a concurrent insert of the key waits for the other transaction). */
-export async function insertReservation(tx: Tx, r: Reservation): Promise<boolean> {
-  const rows = await tx('reservations')
-    .insert(toReservationRow(r))
-    .onConflict(['account_id', 'idempotency_key'])
-    .ignore()
-    .returning('reservation_id');
+/**
+ * Inserts a reservation unless its idempotency key is taken (then false; a
+ * concurrent insert of the key waits for the other transaction). Fails with
+ * SettingsChangedError unless the settings epoch is still `settingsEpoch`.
+ */
+export async function insertReservation(tx: Tx, r: Reservation, settingsEpoch: string | undefined): Promise<boolean> {
+  const row = toReservationRow(r);
+  const columns = Object.keys(row).join(', ');
+  const { rows } = await statement(
+    tx,
+    'insert_reservation',
+    `INSERT INTO reservations (${columns}) SELECT ${columns} FROM json_populate_record(NULL::reservations, ?::json) WHERE ${SETTINGS_ARE}
+     ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING reservation_id`,
+    [JSON.stringify(row), settingsEpoch ?? null],
+  );
   return rows.length === 1;
 }
 
@@ -79,7 +87,9 @@ export async function findReservation(db: Db | Tx, ref: ReservationRef): Promise
 /** Locks reservations for update in (account, id) order, so that concurrent settlers cannot deadlock. */
 export async function lockReservations(tx: Tx, refs: ReservationRef[]): Promise<Reservation[]> {
   if (refs.length === 0) return [];
-  const { rows } = await tx.raw(
+  const { rows } = await statement(
+    tx,
+    'lock_reservations',
     `SELECT r.* FROM reservations r
        JOIN unnest(?::text[], ?::uuid[]) AS k(account_id, reservation_id) USING (account_id, reservation_id)
       ORDER BY r.account_id, r.reservation_id
@@ -92,28 +102,13 @@ export async function lockReservations(tx: Tx, refs: ReservationRef[]): Promise<
 /**
  * Locks up to `limit` held reservations whose expiry has passed (of one
  * account, or of all), skipping rows another transaction holds (it is
- * settling, releasing or expiring them), in (account, id) order.
+ * settling, releasing or expiring them), in (account, id) order. Without an
+ * account (the sweeper) this statement spans accounts: on a cluster
+ * distributed by account_id it needs a per-account form.
  */
 export async function lockDueReservations(tx: Tx, now: Date, limit: number, accountId?: string): Promise<Reservation[]> {
   const query = tx('reservations').where('status', 'held').where('expire_time', '<=', now);
   if (accountId !== undefined) query.where('account_id', accountId);
   const rows: ReservationRow[] = await query.orderBy(['account_id', 'reservation_id']).limit(limit).forUpdate().skipLocked();
   return rows.map(fromReservationRow);
-}
-
-/** Marks reservations settled, released or expired. */
-export async function finishReservations(tx: Tx, done: Array<{ ref: ReservationRef; status: Exclude<ReservationStatus, 'held'>; at: Date; chargeId?: string }>): Promise<void> {
-  if (done.length === 0) return;
-  await tx.raw(
-    `UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
-       FROM unnest(?::text[], ?::uuid[], ?::text[], ?::timestamptz[], ?::uuid[]) AS u(account_id, reservation_id, status, finish_time, charge_id)
-      WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id`,
-    [
-      done.map((d) => d.ref.accountId),
-      done.map((d) => d.ref.reservationId),
-      done.map((d) => d.status),
-      done.map((d) => d.at.toISOString()),
-      done.map((d) => d.chargeId ?? null),
-    ] as Knex.RawBinding[],
-  );
 }

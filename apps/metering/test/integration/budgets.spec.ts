@@ -224,6 +224,39 @@ describe.each(databaseTargets())('budgets on $name', (target) => {
     await expectRollupsMatchCharges(db, a);
   });
 
+  // Two reservations either side of local midnight (New York), each allowed on its own day or
+  // month, settled after midnight at exactly their estimate (one message): each charge counts on
+  // its reservation's period, so neither period goes past its limit.
+  it.each([
+    { period: 'day' as const, before: '2026-12-02T04:59:45Z', after: '2026-12-02T05:00:03Z', days: ['2026-12-01', '2026-12-02'], starts: ['2026-12-01', '2026-12-02'] },
+    { period: 'month' as const, before: '2027-01-01T04:59:45Z', after: '2027-01-01T05:00:03Z', days: ['2026-12-31', '2027-01-01'], starts: ['2026-12-01', '2027-01-01'] },
+  ])('counts a settling charge on its reservation\'s $period across local midnight, unless its usage_time says otherwise', async ({ period, before, after, days, starts }) => {
+    const a = `midnight-${period}`;
+    await accounts.setAccount({ accountId: a, timeZone: 'America/New_York' });
+    await put(a, 'u1', period, 'messages', '1');
+    now = new Date(before);
+    const r1 = await reserve(a, 'r1');
+    now = new Date(after);
+    const r2 = await reserve(a, 'r2');
+    expect([r1.allowed, r1.date, r2.allowed, r2.date]).toEqual([true, days[0], true, days[1]]);
+    now = new Date(new Date(after).getTime() + 7000);
+    const c1 = await charge(a, 'c1', { reservationId: r1.reservation!.reservationId });
+    const c2 = await charge(a, 'c2', { reservationId: r2.reservation!.reservationId });
+    expect([c1.charge.usageDate, c2.charge.usageDate]).toEqual(days);
+    expect(c1.charge.usageTime).toEqual(now);
+    const rows = await db('usage_counters').where({ account_id: a, user_id: 'u1', period }).orderBy('period_start').select('period_start', 'message_count', 'reserved_messages');
+    expect(rows).toEqual(starts.map((s) => ({ period_start: s, message_count: '1', reserved_messages: '0' })));
+    const check = await limits.checkLimits(checkRequest({ accountId: a }));
+    expect(check.limits.find((l) => l.period === period)).toMatchObject({ periodStart: starts[1], used: '1', reserved: '0' });
+    // A usage_time given by the caller decides: the charge counts on the day it names.
+    now = new Date(before);
+    const r3 = await reserve(a, 'r3', { userId: 'u2' });
+    now = new Date(after);
+    const c3 = await charge(a, 'c3', { userId: 'u2', reservationId: r3.reservation!.reservationId, usageTime: { seconds: String(now.getTime() / 1000), nanos: 0 } });
+    expect([r3.reservation!.periodDay, c3.charge.usageDate]).toEqual(days);
+    await expectRollupsMatchCharges(db, a);
+  });
+
   // The embedded database has one connection (transactions run one at a time): one measure there
   // proves the counting; Postgres, with real concurrency, runs all three.
   describe.each(

@@ -93,6 +93,48 @@ describe.each(databaseTargets())('write path on $name', (target) => {
     }
   });
 
+  it('splits a group commit whose transaction one charge makes fail: the other tenants\' calls are recorded, the failing one is refused OUT_OF_RANGE, never INTERNAL', async () => {
+    // One transaction at a time, so the calls queued behind the first one are written in one batch.
+    const serial = new ChargesService(db, new PricingService(db, new PriceTable(), clock), clock, 1);
+    await serial.recordCharge(charge({ accountId: 'near-max', idempotencyKey: 'seed' }));
+    // A counter near the bigint limit: the next charge of this account cannot be added to it.
+    await db('usage_counters').where({ account_id: 'near-max' }).update({ total_tokens: '9223372036854775000' });
+    const outcomes = await Promise.allSettled([
+      serial.recordCharge(charge({ accountId: 'tenant-a', idempotencyKey: 'first' })),
+      serial.recordCharge(charge({ accountId: 'tenant-b', idempotencyKey: 'b' })),
+      serial.recordCharge(charge({ accountId: 'near-max', idempotencyKey: 'overflow' })),
+      serial.recordCharge(charge({ accountId: 'tenant-c', idempotencyKey: 'c' })),
+      serial.recordCharge(charge({ accountId: 'tenant-b', idempotencyKey: 'b2' })),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    const refused = (outcomes[2] as PromiseRejectedResult).reason;
+    expect(refused).toBeInstanceOf(DomainError);
+    expect([refused.code, refused.reason]).toEqual(['OUT_OF_RANGE', 'VALUE_OUT_OF_RANGE']);
+    expect(await db('charges').where({ account_id: 'near-max', idempotency_key: 'overflow' }).first()).toBeUndefined();
+    for (const a of ['tenant-a', 'tenant-b', 'tenant-c']) await expectRollupsMatchCharges(db, a);
+    expect(await countOf('tenant-b')).toBe(2);
+  });
+
+  it('lets the second charge of a batch settle a reservation when the first one naming it is a used key (nothing of it is written)', async () => {
+    const reservationId = '11111111-1111-4111-8111-111111111111';
+    await db('reservations').insert({
+      account_id: 'claim', reservation_id: reservationId, idempotency_key: 'r', user_id: 'u1', status: 'held', held_messages: 1, held_tokens: 0, held_cost: '0',
+      period_day: '2026-11-23', request_hash: 'h', create_time: NOW, expire_time: new Date(NOW.getTime() + 600_000),
+    });
+    await db('usage_counters').insert(
+      ['day', 'month'].flatMap((period) => ['', 'u1'].map((user_id) => ({ account_id: 'claim', period, period_start: period === 'day' ? '2026-11-23' : '2026-11-01', user_id, reserved_messages: 1 }))),
+    );
+    await charges.recordCharge(charge({ accountId: 'claim', idempotencyKey: 'k1' }));
+    const [k1, k2] = await charges.recordCharges([
+      charge({ accountId: 'claim', idempotencyKey: 'k1', reservationId }),
+      charge({ accountId: 'claim', idempotencyKey: 'k2', reservationId }),
+    ]);
+    expect(k1).toBeInstanceOf(IdempotencyConflictError);
+    expect(k2).toMatchObject({ replayed: false, reservation: { reservationId, status: 'settled' } });
+    expect(await db('reservations').where({ account_id: 'claim' }).pluck('status')).toEqual(['settled']);
+    await expectRollupsMatchCharges(db, 'claim');
+  });
+
   it('writes a batch of 1000 charges in one call, and replays it whole', async () => {
     const batch = Array.from({ length: 1000 }, (_, i) => charge({ accountId: 'big', userId: `u${i % 7}`, idempotencyKey: `big-${i}` }));
     const first = await charges.recordCharges(batch);

@@ -302,7 +302,12 @@ export interface Charge {
   recordTime:
     | Timestamp
     | undefined;
-  /** The UTC day (YYYY-MM-DD) whose rollup this charge counts in. */
+  /**
+   * The local day (YYYY-MM-DD, in the account's time zone, UTC without one)
+   * whose rollup and counters this charge counts in: the day of usage_time,
+   * or, for a charge that settles a reservation and gave no usage_time, the
+   * reservation's day.
+   */
   usageDate: string;
   /** Whether a cost could be computed. */
   pricingStatus: PricingStatus;

@@ -148,7 +148,10 @@ export interface RecordChargeRequest {
    * hold is replaced by the actual usage. A reservation is settled at most
    * once (another charge with it is FAILED_PRECONDITION; a retry with the same
    * idempotency key is a replay). A charge for an expired reservation is
-   * still recorded (the usage happened) and settles it.
+   * still recorded (the usage happened) and settles it. Without a usage_time
+   * of its own, a settling charge counts on the reservation's local day (and
+   * its month), the period whose counters held it, even when it is recorded
+   * after local midnight; with one, on the day of its usage_time.
    */
   reservationId: string;
 }

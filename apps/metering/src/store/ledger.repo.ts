@@ -1,0 +1,128 @@
+import { counterId, CounterDelta, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
+import { Dec } from '@metering/pricing';
+import { statement, Tx } from './db';
+import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
+import { ROLLUP_COLUMNS } from './usage.repo';
+
+/**
+ * Applies the usage ledger's entries (libs/domain/src/ledger.ts) in the
+ * caller's transaction, in the one order every write path uses, so that
+ * concurrent writers lock rows in the same order and cannot deadlock:
+ *
+ *   reservations (already locked by the caller, in id order) -> daily_usage
+ *   (key order) -> usage_counters (key order) -> the outbox (last: its
+ *   per-account sequence row is held until commit).
+ *
+ * Charges are inserted by the caller before (their idempotency keys decide
+ * what is new). Every statement filters on or writes one account's rows by
+ * account_id (a batch of several accounts writes each account's rows), and
+ * timestamps are parameters, not the database's clock. No business rules.
+ */
+
+const COUNTER_COLUMNS = ['message_count', 'unpriced_message_count', 'total_tokens', 'total_cost', 'reserved_messages', 'reserved_tokens', 'reserved_cost'] as const;
+const COUNTER_KEY = ['account_id', 'period', 'period_start', 'user_id'];
+
+export function toCounterState(r: Record<string, string>): CounterState {
+  return {
+    accountId: r.account_id, period: r.period as LimitPeriod, periodStart: r.period_start, userId: r.user_id,
+    used: { messageCount: BigInt(r.message_count ?? 0), totalTokens: BigInt(r.total_tokens ?? 0), totalCost: new Dec(r.total_cost ?? 0) },
+    reserved: { messageCount: BigInt(r.reserved_messages ?? 0), totalTokens: BigInt(r.reserved_tokens ?? 0), totalCost: new Dec(r.reserved_cost ?? 0) },
+  };
+}
+
+const counterRow = (d: CounterDelta, now: Date) => ({
+  account_id: d.key.accountId, period: d.key.period, period_start: d.key.periodStart, user_id: d.key.userId,
+  message_count: d.used.messageCount.toString(), unpriced_message_count: d.unpricedMessages.toString(), total_tokens: d.used.totalTokens.toString(), total_cost: d.used.totalCost.toFixed(),
+  reserved_messages: d.reserved.messageCount.toString(), reserved_tokens: d.reserved.totalTokens.toString(), reserved_cost: d.reserved.totalCost.toFixed(),
+  updated_at: now,
+});
+
+/**
+ * Locks usage counters (creating missing ones at zero) in key order and
+ * returns them: what a decision against limits reads before it writes, so
+ * that concurrent reservations and charges of the same counters queue here.
+ * An upsert rather than SELECT FOR UPDATE, which cannot lock a row that does
+ * not exist yet. One account's counters (the caller's keys share one account_id).
+ */
+export async function lockCounters(tx: Tx, keys: CounterKey[], now: Date): Promise<CounterState[]> {
+  const sorted = [...new Map(keys.map((k) => [counterId(k), k])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, k]) => k);
+  const { rows } = await statement(tx, 'lock_counters', LOCK_COUNTERS_SQL, [JSON.stringify(sorted.map((key) => counterRow({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: ZERO_USAGE }, now)))]);
+  return (rows as Array<Record<string, string>>).map(toCounterState);
+}
+
+const ROLLUP_KEY = ['account_id', 'usage_date', 'user_id', 'provider', 'model', 'charge_type'];
+const ROLLUP_SUMS = Object.values(ROLLUP_COLUMNS);
+const list = (columns: readonly string[]) => columns.join(', ');
+const adds = (table: string, columns: readonly string[]) => columns.map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(', ');
+
+const rollupRows = (entries: LedgerEntries, now: Date) =>
+  entries.rollups.map((d) => ({
+    account_id: d.accountId, usage_date: d.usageDate, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
+    ...Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toString()])),
+    ...Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toFixed()])),
+    updated_at: now,
+  }));
+
+const reservationRows = (entries: LedgerEntries) =>
+  entries.reservations.map((e) => ({ account_id: e.ref.accountId, reservation_id: e.ref.reservationId, status: e.status, finish_time: e.at, charge_id: e.chargeId ?? null }));
+
+/**
+ * The writes of a set of entries as data-modifying CTEs of one statement (one
+ * round trip), each made to run after the one before by a condition on it (so
+ * every writer locks tables, and rows within them, in the same order):
+ * reservations leave the held state, then daily_usage, then usage_counters
+ * (RETURNING the counters as they now are). Three parameters, each a JSON
+ * array, in that order. The text is constant: nothing is built per call.
+ */
+const APPLY_CTES = `finished AS (
+       UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
+         FROM json_populate_recordset(NULL::reservations, ?::json) u
+        WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id
+       RETURNING 1
+     ), daily AS (
+       INSERT INTO daily_usage AS d (${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])})
+         SELECT ${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::daily_usage, ?::json)
+          WHERE (SELECT count(*) FROM finished) >= 0
+       ON CONFLICT (${list(ROLLUP_KEY)}) DO UPDATE SET ${adds('d', ROLLUP_SUMS)}, updated_at = excluded.updated_at
+       RETURNING 1
+     ), counters AS (
+       INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
+         SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
+          WHERE (SELECT count(*) FROM daily) >= 0
+       ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
+       RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
+     )`;
+
+const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
+    SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
+  ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET updated_at = excluded.updated_at
+  RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}`;
+
+/** The entries' writes, and their events last, in one statement. */
+const APPLY_WITH_EVENTS_SQL = `WITH ${APPLY_CTES}, ${OUTBOX_CTES('(SELECT count(*) FROM counters) >= 0')}
+  SELECT 'counter' AS kind, ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])} FROM counters
+  UNION ALL
+  SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')} FROM seq, pg_notify(?, account_id)`;
+
+/** The entries' writes without events (the caller appends events that depend on the counters after). */
+const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])} FROM counters`;
+
+/**
+ * Applies entries: reservations leave the held state, rollups and counters
+ * move, and the events go to the outbox: the entries' own, then those
+ * `eventsAfter` derives from the counters as now stored (soft limits crossed).
+ * One statement without `eventsAfter`, two with it (the second appends the
+ * events). Returns the counters the entries moved, as they now are.
+ */
+export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, eventsAfter?: (counters: CounterState[]) => LedgerEvent[]): Promise<CounterState[]> {
+  if (entries.reservations.length + entries.rollups.length + entries.counters.length + entries.events.length === 0) return [];
+  const writes = [JSON.stringify(reservationRows(entries)), JSON.stringify(rollupRows(entries, now)), JSON.stringify(entries.counters.map((d) => counterRow(d, now)))];
+  if (!eventsAfter) {
+    const { rows } = await statement(tx, 'apply_entries_events', APPLY_WITH_EVENTS_SQL, [...writes, outboxParam(entries.events), EVENTS_CHANNEL]);
+    return (rows as Array<Record<string, string>>).filter((r) => r.kind === 'counter').map(toCounterState);
+  }
+  const { rows } = await statement(tx, 'apply_entries', APPLY_SQL, writes);
+  const counters = (rows as Array<Record<string, string>>).map(toCounterState);
+  await appendEvents(tx, [...entries.events, ...eventsAfter(counters)]);
+  return counters;
+}

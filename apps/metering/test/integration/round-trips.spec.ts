@@ -1,0 +1,121 @@
+import { PriceTable } from '@metering/pricing';
+import { ChargesService } from '../../src/services/charges.service';
+import { LimitsService } from '../../src/services/limits.service';
+import { PricingService } from '../../src/services/pricing.service';
+import { ReservationsService } from '../../src/services/reservations.service';
+import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
+import { expectRollupsMatchCharges } from '../support/consistency';
+import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { chargeRequest, checkRequest } from '../support/requests';
+
+/**
+ * The round-trip guard (issue 15): the statements each hot operation sends to
+ * the database (BEGIN and COMMIT included), counted from the driver's query
+ * events, never timed. A change that adds a round trip to a hot path fails
+ * here; one that removes a round trip lowers the number here in the same
+ * commit. The counts are after warm-up (the price, markup and settings cache
+ * filled), as in a running server.
+ */
+requirePostgresInCi();
+
+describe.each(databaseTargets())('round trips on $name', (target) => {
+  let tdb: TestDatabase;
+  let db: Db;
+  let charges: ChargesService;
+  let limits: LimitsService;
+  let reservations: ReservationsService;
+  const now = new Date();
+  const clock = () => now;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    db = openDatabase(tdb.config);
+    await migrate(db);
+    const pricing = new PricingService(db, new PriceTable(), clock);
+    charges = new ChargesService(db, pricing, clock);
+    limits = new LimitsService(db, pricing, clock);
+    reservations = new ReservationsService(db, clock);
+  });
+
+  afterAll(async () => {
+    if (db) await closeDatabase(db);
+    await tdb?.drop();
+  });
+
+  /** The statements `fn` sends. */
+  const statements = async (fn: () => Promise<unknown>): Promise<string[]> => {
+    const sent: string[] = [];
+    const listener = (q: { sql: string }) => sent.push(q.sql);
+    db.on('query', listener);
+    try {
+      await fn();
+    } finally {
+      db.off('query', listener);
+    }
+    return sent;
+  };
+  const count = async (fn: () => Promise<unknown>) => (await statements(fn)).length;
+
+  it('counts the statements of RecordCharge, RecordCharges, CheckLimits (plain, with an estimate, reserving), settle and release', async () => {
+    const a = 'trips';
+    // Warm-up: the account exists with a limit, and one charge and one check have been served.
+    await limits.putLimit({ accountId: a, userId: '', period: 1, measure: 3, enforcement: 1, amount: '100' });
+    await charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'warm' }));
+    await limits.checkLimits(checkRequest({ accountId: a }));
+    const estimate = { provider: 'openai', model: 'gpt-4o', chargeType: 0, promptTokens: '10', completionTokens: '20', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' };
+
+    await limits.checkLimits(checkRequest({ accountId: a, estimate }));
+    const held = await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'warm-r', estimate }));
+    await charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'warm-s', reservationId: held.reservation?.reservationId }));
+
+    let reservationId = '';
+    const counts = {
+      recordCharge: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one' }))),
+      recordChargeReplay: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one' }))),
+      recordCharges100: await count(() => charges.recordCharges(Array.from({ length: 100 }, (_, n) => chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: `b${n}` })))),
+      checkLimits: await count(() => limits.checkLimits(checkRequest({ accountId: a }))),
+      checkLimitsEstimate: await count(() => limits.checkLimits(checkRequest({ accountId: a, estimate }))),
+      reserve: await count(async () => {
+        reservationId = (await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'r1' }))).reservation?.reservationId ?? '';
+      }),
+      settle: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'settle', reservationId }))),
+    };
+    const second = (await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'r2' }))).reservation?.reservationId ?? '';
+    Object.assign(counts, { release: await count(() => reservations.release({ accountId: a, reservationId: second })) });
+    expect(counts).toEqual({
+      recordCharge: 4,
+      recordChargeReplay: 4,
+      recordCharges100: 4,
+      checkLimits: 1,
+      checkLimitsEstimate: 1,
+      reserve: 7,
+      settle: 5,
+      release: 4,
+    });
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  it('keeps the settings cache exact across replicas: a price, markup or time zone changed by another process is used by the next charge', async () => {
+    const a = 'replicas';
+    // Another server process on the same database: its own services and caches.
+    const otherPricing = new PricingService(db, new PriceTable(), clock);
+    const rates = (input: string, output: string) => ({ inputPerMillion: input, outputPerMillion: output, cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined });
+    const setPrice = (from: string, input: string, output: string) =>
+      otherPricing.setPrice({ accountId: '', provider: 'selfhosted', model: 'cache-test', effectiveTime: { seconds: String(Date.parse(from) / 1000), nanos: 0 }, rates: rates(input, output), source: 'test', actor: 'ops@example.com' });
+    const record = (key: string) =>
+      charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: key, provider: 'selfhosted', model: 'cache-test', promptTokens: '1000000', completionTokens: '1000000' }));
+    await setPrice('2026-01-01T00:00:00Z', '1', '2');
+    expect((await record('c1')).charge.costs?.totalCost).toBe('3');
+    expect(await count(() => record('c2'))).toBe(4); // cached
+    await setPrice('2026-02-01T00:00:00Z', '10', '20');
+    const changed = await statements(() => record('c3'));
+    expect(changed.length).toBeGreaterThan(4); // the epoch check failed, the cache was dropped and the transaction ran again
+    expect((await db('charges').where({ account_id: a, idempotency_key: 'c3' }).first()).total_cost).toMatch(/^30(\.0+)?$/);
+    // A markup and a time zone changed by hand in SQL (no service involved) are seen too.
+    await db('markups').insert({ account_id: a, provider: 'selfhosted', model: 'cache-test', charge_type: 'completion', factor: '2', updated_by: 'sql' });
+    expect((await record('c4')).charge.costs?.totalCost).toBe('60');
+    await db('accounts').insert({ account_id: a, time_zone: 'Pacific/Kiritimati' }).onConflict('account_id').merge();
+    expect((await record('c5')).charge.usageDate).toBe(new Intl.DateTimeFormat('en-CA', { timeZone: 'Pacific/Kiritimati' }).format(now));
+    await expectRollupsMatchCharges(db, a);
+  });
+});

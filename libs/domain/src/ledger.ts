@@ -1,0 +1,312 @@
+import { Dec } from '@metering/pricing';
+import type { ChargeRecord } from './charge';
+import type { SoftLimitCrossing } from './events';
+import { Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
+import type { Reservation, ReservationRef, ReservationStatus } from './reservation';
+import type { RollupKey } from './usage';
+
+/**
+ * The usage ledger: what every kind of change does to usage, decided in one
+ * place, with no I/O. A service reads what a decision needs, describes what
+ * happened as changes, and hands the entries this module makes of them to the
+ * store, which applies them in its one safe order (apps/metering/src/store/
+ * ledger.repo.ts; docs/architecture.md explains the write path).
+ *
+ * The kinds of change, and what each makes:
+ *
+ * | change         | rollups (daily_usage) | counters: used       | counters: reserved | reservation      | event               |
+ * |----------------|-----------------------|----------------------|--------------------|------------------|---------------------|
+ * | charge_recorded| + the charge          | + the charge         |                    |                  | charge_recorded     |
+ * | charge_rerated | + (after - before)    | + (after - before)   |                    |                  | charge_rerated      |
+ * | hold_placed    |                       |                      | + the hold         | (inserted first) |                     |
+ * | hold_settled   |                       |                      | - the hold if held | settled          |                     |
+ * | hold_released  |                       |                      | - the hold         | released         |                     |
+ * | hold_expired   |                       |                      | - the hold         | expired          | reservation_expired |
+ *
+ * Counter entries are made for the four counters a user's usage on a local
+ * day moves: day and month, of the user and of its account (user_id '').
+ * A soft limit that the applied counters show crossed adds a
+ * soft_limit_exceeded event (`softLimitEvents`, after the counters are known).
+ *
+ * A release makes no event on purpose: it is the caller's own synchronous
+ * request, answered with the reservation, while an expiry happens without a
+ * caller and the charge stream is the only way to learn of it. A hold placed
+ * makes no event either (CheckLimits answers it); its reservation row is
+ * inserted before the decision, because its idempotency key decides replays.
+ *
+ * A new kind of change (a refund, a credit burn) is one more case here and its
+ * tests: the store applies whatever entries it is given.
+ */
+
+// ---- The amounts ----
+
+/**
+ * Everything a daily rollup row sums (the Django models' DailyBillingRecord and TokenUsage),
+ * exact: bigint counts and tokens, decimal money. The family of amounts:
+ * - RollupSums: one daily_usage row (reports);
+ * - UsageCounter: what limits measure (messages, total tokens, billed cost);
+ * - CounterDelta: a change to one usage_counters row (used, unpriced, reserved);
+ * - CounterState / PeriodUsage: a counter as stored, and a scope's period as limits see it;
+ * - UsageChange: what one change moved of one user's used amounts on one day (soft limits).
+ */
+export interface RollupSums {
+  messageCount: bigint;
+  unpricedMessageCount: bigint;
+  promptTokens: bigint;
+  completionTokens: bigint;
+  reasoningTokens: bigint;
+  cachedPromptTokens: bigint;
+  cacheWriteTokens: bigint;
+  cacheWrite1hTokens: bigint;
+  totalTokens: bigint;
+  callCount: bigint;
+  providerCost: Dec;
+  promptCost: Dec;
+  completionCost: Dec;
+  callCost: Dec;
+  totalCost: Dec;
+}
+
+export const ROLLUP_INT_SUMS = [
+  'messageCount', 'unpricedMessageCount', 'promptTokens', 'completionTokens', 'reasoningTokens', 'cachedPromptTokens', 'cacheWriteTokens', 'cacheWrite1hTokens', 'totalTokens', 'callCount',
+] as const;
+export const ROLLUP_MONEY_SUMS = ['providerCost', 'promptCost', 'completionCost', 'callCost', 'totalCost'] as const;
+
+export const ZERO_SUMS: RollupSums = {
+  ...(Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [k, 0n])) as Record<(typeof ROLLUP_INT_SUMS)[number], bigint>),
+  ...(Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [k, new Dec(0)])) as Record<(typeof ROLLUP_MONEY_SUMS)[number], Dec>),
+};
+
+function combineSums(a: RollupSums, b: RollupSums, sign: 1n | -1n): RollupSums {
+  const out = {} as RollupSums;
+  for (const k of ROLLUP_INT_SUMS) out[k] = a[k] + sign * b[k];
+  for (const k of ROLLUP_MONEY_SUMS) out[k] = sign === 1n ? a[k].plus(b[k]) : a[k].minus(b[k]);
+  return out;
+}
+
+/** The sums to add (negative parts subtract) under one rollup key of an account. */
+export interface RollupDelta extends RollupKey {
+  accountId: string;
+  sums: RollupSums;
+}
+
+/** A usage counter: a scope (user_id '' = the account) and period of an account. */
+export interface CounterKey {
+  accountId: string;
+  period: LimitPeriod;
+  periodStart: string;
+  userId: string;
+}
+
+/** A change to one usage counter: the used amounts (of recorded charges) and the amounts open reservations hold. */
+export interface CounterDelta {
+  key: CounterKey;
+  used: UsageCounter;
+  unpricedMessages: bigint;
+  reserved: UsageCounter;
+}
+
+/** A usage counter as stored. */
+export interface CounterState extends CounterKey {
+  used: UsageCounter;
+  reserved: UsageCounter;
+}
+
+const addUsage = (a: UsageCounter, b: UsageCounter): UsageCounter => ({
+  messageCount: a.messageCount + b.messageCount,
+  totalTokens: a.totalTokens + b.totalTokens,
+  totalCost: a.totalCost.plus(b.totalCost),
+});
+const negate = (a: UsageCounter): UsageCounter => ({ messageCount: -a.messageCount, totalTokens: -a.totalTokens, totalCost: a.totalCost.negated() });
+
+// ---- The changes ----
+
+export type LedgerChange =
+  | { kind: 'charge_recorded'; charge: ChargeRecord }
+  | { kind: 'charge_rerated'; before: ChargeRecord; after: ChargeRecord }
+  | { kind: 'hold_placed'; reservation: Reservation }
+  /** The reservation as locked before the charge (held, or already expired: then its hold is gone). */
+  | { kind: 'hold_settled'; reservation: Reservation; charge: ChargeRecord; at: Date }
+  | { kind: 'hold_released'; reservation: Reservation; at: Date }
+  | { kind: 'hold_expired'; reservation: Reservation; at: Date };
+
+/** An event for the account's charge stream, as the outbox stores it. */
+export type LedgerEvent =
+  | { kind: 'charge_recorded' | 'charge_rerated'; charge: ChargeRecord }
+  | { kind: 'reservation_expired'; reservation: Reservation }
+  | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing };
+
+/** A reservation leaving the held state. */
+export interface ReservationEntry {
+  ref: ReservationRef;
+  status: Exclude<ReservationStatus, 'held'>;
+  at: Date;
+  chargeId?: string;
+}
+
+/** What a set of changes does, aggregated per row and in each table's key order (the order rows are locked in). */
+export interface LedgerEntries {
+  rollups: RollupDelta[];
+  counters: CounterDelta[];
+  reservations: ReservationEntry[];
+  events: LedgerEvent[];
+  /** What each change moved of used amounts, in order (to tell which soft limits it crossed). */
+  usage: UsageChange[];
+}
+
+/** What one charge adds to its rollup. */
+export function rollupOfCharge(c: ChargeRecord): RollupDelta {
+  const t = c.tokens;
+  const cost = c.costs;
+  return {
+    accountId: c.accountId,
+    usageDate: c.usageDate,
+    userId: c.userId,
+    provider: c.provider,
+    model: c.model,
+    chargeType: c.chargeType,
+    sums: {
+      messageCount: 1n,
+      unpricedMessageCount: c.pricingStatus === 'unpriced' ? 1n : 0n,
+      promptTokens: BigInt(t.promptTokens),
+      completionTokens: BigInt(t.completionTokens),
+      reasoningTokens: BigInt(t.reasoningTokens),
+      cachedPromptTokens: BigInt(t.cachedPromptTokens),
+      cacheWriteTokens: BigInt(t.cacheWriteTokens),
+      cacheWrite1hTokens: BigInt(t.cacheWrite1hTokens),
+      totalTokens: BigInt(c.totalTokens),
+      callCount: BigInt(c.callCount),
+      providerCost: new Dec(cost?.providerCost ?? 0),
+      promptCost: new Dec(cost?.promptCost ?? 0),
+      completionCost: new Dec(cost?.completionCost ?? 0),
+      callCost: new Dec(cost?.callCost ?? 0),
+      totalCost: new Dec(cost?.totalCost ?? 0),
+    },
+  };
+}
+
+/** The four counters a user's usage on a local day moves: day and month, of the account ('') and of the user. */
+export function counterKeysOf(accountId: string, userId: string, day: string): CounterKey[] {
+  return (['day', 'month'] as const).flatMap((period) => ['', userId].map((u) => ({ accountId, period, periodStart: periodStartOf(period, day), userId: u })));
+}
+
+/** What a reservation holds on its counters: 1 message, its tokens and its cost. */
+export const heldOf = (r: Reservation): UsageCounter => ({ messageCount: r.heldMessages, totalTokens: r.heldTokens, totalCost: r.heldCost });
+
+/** A held reservation past its expiry reads as expired (the sweeper frees it within its interval). */
+export function asSeen(r: Reservation, now: Date): Reservation {
+  return r.status === 'held' && r.expireTime <= now ? { ...r, status: 'expired' } : r;
+}
+
+interface Made {
+  rollups: RollupDelta[];
+  counters: CounterDelta[];
+  reservations: ReservationEntry[];
+  events: LedgerEvent[];
+  usage: UsageChange[];
+}
+
+function usageEntries(made: Made, rollup: RollupDelta): void {
+  const used = { messageCount: rollup.sums.messageCount, totalTokens: rollup.sums.totalTokens, totalCost: rollup.sums.totalCost };
+  made.rollups.push(rollup);
+  made.usage.push({ accountId: rollup.accountId, userId: rollup.userId, usageDate: rollup.usageDate, used });
+  for (const key of counterKeysOf(rollup.accountId, rollup.userId, rollup.usageDate)) {
+    made.counters.push({ key, used, unpricedMessages: rollup.sums.unpricedMessageCount, reserved: ZERO_USAGE });
+  }
+}
+
+function holdEntries(made: Made, r: Reservation, sign: 1 | -1): void {
+  const held = sign === 1 ? heldOf(r) : negate(heldOf(r));
+  for (const key of counterKeysOf(r.accountId, r.userId, r.periodDay)) made.counters.push({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: held });
+}
+
+const finished = (r: Reservation, status: ReservationEntry['status'], at: Date, chargeId?: string): ReservationEntry => ({
+  ref: { accountId: r.accountId, reservationId: r.reservationId },
+  status,
+  at,
+  ...(chargeId ? { chargeId } : {}),
+});
+
+/** The entries of one change. */
+function make(made: Made, change: LedgerChange): void {
+  switch (change.kind) {
+    case 'charge_recorded':
+      usageEntries(made, rollupOfCharge(change.charge));
+      made.events.push({ kind: 'charge_recorded', charge: change.charge });
+      return;
+    case 'charge_rerated': {
+      const after = rollupOfCharge(change.after);
+      usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) });
+      made.events.push({ kind: 'charge_rerated', charge: change.after });
+      return;
+    }
+    case 'hold_placed':
+      holdEntries(made, change.reservation, 1);
+      return;
+    case 'hold_settled':
+      // An expired reservation's hold was already removed by its expiry: the usage alone counts.
+      if (change.reservation.status === 'held') holdEntries(made, change.reservation, -1);
+      made.reservations.push(finished(change.reservation, 'settled', change.at, change.charge.chargeId));
+      return;
+    case 'hold_released':
+      holdEntries(made, change.reservation, -1);
+      made.reservations.push(finished(change.reservation, 'released', change.at));
+      return;
+    case 'hold_expired':
+      holdEntries(made, change.reservation, -1);
+      made.reservations.push(finished(change.reservation, 'expired', change.at));
+      made.events.push({ kind: 'reservation_expired', reservation: { ...change.reservation, status: 'expired', finishTime: change.at } });
+      return;
+  }
+}
+
+const SEP = '\u0000';
+const rollupId = (d: RollupDelta) => [d.accountId, d.usageDate, d.userId, d.provider, d.model, d.chargeType].join(SEP);
+export const counterId = (k: CounterKey) => [k.accountId, k.period, k.periodStart, k.userId].join(SEP);
+const reservationId = (e: ReservationEntry) => [e.ref.accountId, e.ref.reservationId].join(SEP);
+const byId = <T>(id: (t: T) => string) => (a: T, b: T) => (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0);
+
+/** Adds up items with the same id, keeping the first one's key, and returns them in id order (their lock order). */
+function aggregate<T>(items: T[], id: (t: T) => string, add: (a: T, b: T) => T): T[] {
+  const seen = new Map<string, T>();
+  for (const item of items) {
+    const before = seen.get(id(item));
+    seen.set(id(item), before ? add(before, item) : item);
+  }
+  return [...seen.values()].sort(byId(id));
+}
+
+const addCounterDeltas = (a: CounterDelta, b: CounterDelta): CounterDelta => ({
+  key: a.key,
+  used: addUsage(a.used, b.used),
+  unpricedMessages: a.unpricedMessages + b.unpricedMessages,
+  reserved: addUsage(a.reserved, b.reserved),
+});
+
+/** The entries of a set of changes: rollups and counters summed per row, every table in key order, events in the order of the changes. */
+export function entriesOf(changes: LedgerChange[]): LedgerEntries {
+  const made: Made = { rollups: [], counters: [], reservations: [], events: [], usage: [] };
+  for (const change of changes) make(made, change);
+  return {
+    rollups: aggregate(made.rollups, rollupId, (a, b) => ({ ...a, sums: combineSums(a.sums, b.sums, 1n) })),
+    counters: aggregate(made.counters, (d) => counterId(d.key), addCounterDeltas),
+    reservations: [...made.reservations].sort(byId(reservationId)),
+    events: made.events,
+    usage: made.usage,
+  };
+}
+
+/** Counters as they will be once the deltas are applied (to decide before writing, on rows read under lock). */
+export function withDeltas(rows: CounterState[], deltas: CounterDelta[]): CounterState[] {
+  const change = new Map(deltas.map((d) => [counterId(d.key), d]));
+  return rows.map((r) => {
+    const d = change.get(counterId(r));
+    return d ? { ...r, used: addUsage(r.used, d.used), reserved: addUsage(r.reserved, d.reserved) } : r;
+  });
+}
+
+/** The soft_limit_exceeded events of applied entries: each soft limit the counters (as now stored) show newly crossed. */
+export function softLimitEvents(softLimits: Limit[], counters: CounterState[], entries: LedgerEntries): LedgerEvent[] {
+  if (softLimits.length === 0 || entries.usage.length === 0) return [];
+  return softLimitCrossings(softLimits, counters, entries.usage).map((softLimit) => ({ kind: 'soft_limit_exceeded' as const, softLimit }));
+}
