@@ -34,6 +34,7 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
       METERING_AUTH: 'off',
       ...(db.url ? { DATABASE_URL: db.url } : { METERING_DATA_DIR: db.dataDir }),
       ...(db.listenUrl ? { METERING_LISTEN_DATABASE_URL: db.listenUrl } : {}),
+      ...(db.namedStatements === false ? { METERING_NAMED_STATEMENTS: 'false' } : {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
