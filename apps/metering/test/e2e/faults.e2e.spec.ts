@@ -97,7 +97,7 @@ describeEachOf(haveBinaries ? (['fast', 'immediate'] as const) : [], 'PostgreSQL
     cluster = await PgCluster.create();
     // Through PgBouncer when the suites run behind one (it stays up while Postgres restarts); LISTEN goes direct.
     bouncer = PGBOUNCER_BIN ? await PgBouncer.start(cluster.url) : undefined;
-    const config = bouncer ? { url: bouncer.url(cluster.url), listenUrl: cluster.url } : { url: cluster.url };
+    const config = bouncer ? bouncer.connection(cluster.url) : { url: cluster.url };
     server = await startServer({ ...config, dataDir: '', poolMax: 10 }, { METERING_HEALTH_INTERVAL_MS: '200' });
     db = openDatabase({ url: cluster.url, dataDir: '', poolMax: 2 });
   });

@@ -42,10 +42,7 @@ async function createPostgres(adminUrl: string): Promise<TestDatabase> {
   url.pathname = `/${name}`;
   const bouncer = PGBOUNCER_BIN ? await PgBouncer.start(adminUrl) : undefined;
   return {
-    // Debian's PgBouncer (1.18) cannot keep named prepared statements in transaction mode.
-    config: bouncer
-      ? { url: bouncer.url(url.toString()), listenUrl: url.toString(), namedStatements: false, dataDir: '', poolMax: 10 }
-       : { url: url.toString(), dataDir: '', poolMax: 10 },
+    config: bouncer ? { ...bouncer.connection(url.toString()), dataDir: '', poolMax: 10 } : { url: url.toString(), dataDir: '', poolMax: 10 },
     drop: async () => {
       await bouncer?.stop();
       const again = knex({ client: 'pg', connection: adminUrl, pool: { min: 0, max: 1 } });

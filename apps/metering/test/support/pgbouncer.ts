@@ -69,6 +69,15 @@ export class PgBouncer {
     return bouncer;
   }
 
+  /**
+   * How the server connects through this pooler: queries through it, LISTEN straight to
+   * `direct`, and statements unnamed (Debian's PgBouncer 1.18 cannot keep named prepared
+   * statements in transaction mode; 1.21+ with max_prepared_statements can).
+   */
+  connection(direct: string): { url: string; listenUrl: string; namedStatements: false } {
+    return { url: this.url(direct), listenUrl: direct, namedStatements: false };
+  }
+
   /** The URL of `database` through the pooler. */
   url(direct: string): string {
     const u = new URL(direct);
