@@ -72,11 +72,6 @@ export const ROLLUP_INT_SUMS = [
 ] as const;
 export const ROLLUP_MONEY_SUMS = ['providerCost', 'promptCost', 'completionCost', 'callCost', 'totalCost'] as const;
 
-export const ZERO_SUMS: RollupSums = {
-  ...(Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [k, 0n])) as Record<(typeof ROLLUP_INT_SUMS)[number], bigint>),
-  ...(Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [k, new Dec(0)])) as Record<(typeof ROLLUP_MONEY_SUMS)[number], Dec>),
-};
-
 function combineSums(a: RollupSums, b: RollupSums, sign: 1n | -1n): RollupSums {
   const out = {} as RollupSums;
   for (const k of ROLLUP_INT_SUMS) out[k] = a[k] + sign * b[k];
