@@ -1,4 +1,4 @@
-import { Dec, formatDecimal, nestingProblem, PriceOrigin, TokenCounts } from '@metering/pricing';
+import { Dec, formatDecimal, nestingProblem, PriceOrigin, TOKEN_CLASSES, TokenCounts, tokenField } from '@metering/pricing';
 import { checkReservationId } from './reservation';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, TimestampInput, Violations } from './validation';
 
@@ -138,26 +138,12 @@ function checkUsageTime(v: Violations, value: RecordChargeRequestInput['usageTim
   return checkTimestamp(v, 'usage_time', value, now, EARLIEST_USAGE_TIME, new Date(now.getTime() + MAX_CLOCK_SKEW_MS));
 }
 
-/** The token classes of a request (RecordCharge, EstimateCost), as int64 strings off the wire. */
-export interface TokenCountsInput {
-  promptTokens: string;
-  completionTokens: string;
-  reasoningTokens: string;
-  cachedPromptTokens: string;
-  cacheWriteTokens: string;
-  cacheWrite1hTokens: string;
-}
+/** The token classes of a request (RecordCharge, EstimateCost), as int64 strings off the wire ('' or absent is 0). */
+export type TokenCountsInput = { [K in keyof TokenCounts]?: string };
 
 /** Checks each token class and that they nest; bad fields are added to `v`. */
 export function checkTokens(v: Violations, raw: TokenCountsInput): TokenCounts {
-  const tokens: TokenCounts = {
-    promptTokens: checkInt(v, 'prompt_tokens', raw.promptTokens, 0, MAX_TOKENS),
-    completionTokens: checkInt(v, 'completion_tokens', raw.completionTokens, 0, MAX_TOKENS),
-    reasoningTokens: checkInt(v, 'reasoning_tokens', raw.reasoningTokens, 0, MAX_TOKENS),
-    cachedPromptTokens: checkInt(v, 'cached_prompt_tokens', raw.cachedPromptTokens, 0, MAX_TOKENS),
-    cacheWriteTokens: checkInt(v, 'cache_write_tokens', raw.cacheWriteTokens, 0, MAX_TOKENS),
-    cacheWrite1hTokens: checkInt(v, 'cache_write_1h_tokens', raw.cacheWrite1hTokens, 0, MAX_TOKENS),
-  };
+  const tokens = Object.fromEntries(TOKEN_CLASSES.map((k) => [k, checkInt(v, tokenField(k), raw[k], 0, MAX_TOKENS)])) as unknown as TokenCounts;
   const problem = nestingProblem(tokens);
   if (problem) v.add(problem.field, problem.description);
   return tokens;
@@ -217,12 +203,7 @@ export function diffChargeContent(stored: ChargeInput, incoming: ChargeInput): s
     ['model', stored.model, incoming.model],
     ['charge_type', stored.chargeType, incoming.chargeType],
     ['request_type', stored.requestType, incoming.requestType],
-    ['prompt_tokens', stored.tokens.promptTokens, incoming.tokens.promptTokens],
-    ['completion_tokens', stored.tokens.completionTokens, incoming.tokens.completionTokens],
-    ['reasoning_tokens', stored.tokens.reasoningTokens, incoming.tokens.reasoningTokens],
-    ['cached_prompt_tokens', stored.tokens.cachedPromptTokens, incoming.tokens.cachedPromptTokens],
-    ['cache_write_tokens', stored.tokens.cacheWriteTokens, incoming.tokens.cacheWriteTokens],
-    ['cache_write_1h_tokens', stored.tokens.cacheWrite1hTokens, incoming.tokens.cacheWrite1hTokens],
+    ...TOKEN_CLASSES.map((k): [string, unknown, unknown] => [tokenField(k), stored.tokens[k], incoming.tokens[k]]),
     ['call_count', stored.callCount, incoming.callCount],
     ['reference', stored.reference, incoming.reference],
     ['endpoint', stored.endpoint, incoming.endpoint],

@@ -2,7 +2,7 @@ import { PRICE_CATALOG } from './catalog';
 import { computeCost } from './cost';
 import { Dec, formatDecimal } from './money';
 import { parsePriceRow, PriceTable } from './price-table';
-import { TokenCounts } from './tokens';
+import { TokenCounts, zeroTokens } from './tokens';
 import {
   fromAnthropicUsage,
   fromCohereUsage,
@@ -26,9 +26,9 @@ const models = new Set(PRICE_CATALOG.map((r) => `${r.provider}/${r.model}`));
 const cost = (provider: string, model: string, tokens: TokenCounts, at = NOW, calls = 0) => {
   const price = table.priceAt(provider, model, at);
   if (!price) throw new Error(`no price for ${provider}/${model}`);
-  return formatDecimal(computeCost(price, tokens, ONE, calls).totalCost);
+  return formatDecimal(computeCost(price, tokens, ONE, { callCount: calls }).totalCost);
 };
-const none: TokenCounts = { promptTokens: 0, completionTokens: 0, reasoningTokens: 0, cachedPromptTokens: 0, cacheWriteTokens: 0, cacheWrite1hTokens: 0 };
+const none: TokenCounts = zeroTokens();
 
 describe('catalogue coverage', () => {
   it('has at least 100 models across the eight providers, and embedding models', () => {

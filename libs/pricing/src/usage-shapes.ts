@@ -1,4 +1,4 @@
-import { TokenCounts } from './tokens';
+import { TokenCounts, zeroTokens } from './tokens';
 
 /**
  * Each provider's documented usage object, mapped to our canonical token
@@ -20,6 +20,7 @@ export interface OpenAIChatUsage {
 
 export function fromOpenAIChatUsage(u: OpenAIChatUsage): TokenCounts {
   return {
+    ...zeroTokens(),
     promptTokens: u.prompt_tokens,
     completionTokens: u.completion_tokens,
     reasoningTokens: n(u.completion_tokens_details?.reasoning_tokens),
@@ -69,6 +70,7 @@ export function fromAnthropicUsage(u: AnthropicUsage): TokenCounts {
   const read = n(u.cache_read_input_tokens);
   const write = n(u.cache_creation_input_tokens);
   return {
+    ...zeroTokens(),
     promptTokens: u.input_tokens + read + write,
     completionTokens: u.output_tokens,
     reasoningTokens: 0,
@@ -95,6 +97,7 @@ export interface GeminiUsageMetadata {
 export function fromGeminiUsage(u: GeminiUsageMetadata): TokenCounts {
   const thoughts = n(u.thoughtsTokenCount);
   return {
+    ...zeroTokens(),
     promptTokens: u.promptTokenCount + n(u.toolUsePromptTokenCount),
     completionTokens: n(u.candidatesTokenCount) + thoughts,
     reasoningTokens: thoughts,
@@ -121,6 +124,7 @@ export interface CohereUsage {
 
 export function fromCohereUsage(u: CohereUsage): TokenCounts {
   return {
+    ...zeroTokens(),
     promptTokens: n(u.billed_units.input_tokens),
     completionTokens: n(u.billed_units.output_tokens),
     reasoningTokens: 0,

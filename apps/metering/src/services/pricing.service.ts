@@ -134,7 +134,7 @@ export class PricingService {
     return items.map((q, n) => {
       const price = prices[n];
       const markup = markups[n];
-      return price ? { price, markup, cost: computeCost(price, q.tokens, markup, q.callCount) } : { markup };
+      return price ? { price, markup, cost: computeCost(price, q.tokens, markup, { callCount: q.callCount }) } : { markup };
     });
   }
 

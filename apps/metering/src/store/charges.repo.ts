@@ -1,5 +1,5 @@
 import type { ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery } from '@metering/domain';
-import type { PriceOrigin } from '@metering/pricing';
+import { type PriceOrigin, zeroTokens } from '@metering/pricing';
 import type { Tx } from './db';
 
 /** SQL of the charges table. Runs inside the caller's transaction; no business rules. */
@@ -103,6 +103,7 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
     chargeType: r.charge_type,
     requestType: r.request_type,
     tokens: {
+      ...zeroTokens(),
       promptTokens: Number(r.prompt_tokens),
       completionTokens: Number(r.completion_tokens),
       reasoningTokens: Number(r.reasoning_tokens),
