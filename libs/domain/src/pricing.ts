@@ -142,16 +142,57 @@ export interface ModelListQuery {
   accountId: string;
   at: Date;
   includeHistory: boolean;
+  /** Only models whose id or an alias contains this (lower case). */
+  name?: string;
+  /** Prices per page; 0: the whole list. */
+  pageSize: number;
+  /** The sort key of the last price of the previous page. */
+  after?: string;
 }
 
-export function validateListModels(raw: { provider: string; accountId: string; at?: TimestampInput; includeHistory: boolean }, now: Date): ModelListQuery {
+export interface ModelListInput {
+  provider: string;
+  accountId: string;
+  at?: TimestampInput;
+  includeHistory: boolean;
+  pageSize?: number;
+  pageToken?: string;
+  name?: string;
+}
+
+/** What a ListModels page token is bound to: the filters (and the moment, when one was given). */
+function modelListFingerprint(raw: ModelListInput, q: Omit<ModelListQuery, 'after' | 'pageSize'>): string {
+  return JSON.stringify([q.provider ?? '', q.accountId, q.includeHistory, q.name ?? '', raw.at ? q.at.toISOString() : '']);
+}
+
+/** The token of the page after the price with sort key `lastKey`. */
+export function encodeModelPageToken(raw: ModelListInput, q: ModelListQuery, lastKey: string): string {
+  return Buffer.from(JSON.stringify({ f: modelListFingerprint(raw, q), k: lastKey }), 'utf8').toString('base64url');
+}
+
+export function validateListModels(raw: ModelListInput, now: Date): ModelListQuery {
   const v = new Violations();
-  const q = {
+  const name = (raw.name ?? '').trim().toLowerCase();
+  if (name.length > 255) v.add('name', 'must be at most 255 characters');
+  const q: ModelListQuery = {
     provider: checkProvider(v, 'provider', raw.provider, false) || undefined,
     accountId: checkId(v, 'account_id', raw.accountId ?? '', false),
     at: checkTimestamp(v, 'at', raw.at, now),
     includeHistory: raw.includeHistory === true,
+    name: name || undefined,
+    pageSize: raw.pageSize ? checkInt(v, 'page_size', raw.pageSize, 1, 1000) : 0,
   };
+  if (raw.pageToken) {
+    try {
+      if (raw.pageToken.length > 2048) throw new Error('too long');
+      const body = JSON.parse(Buffer.from(raw.pageToken, 'base64url').toString('utf8')) as { f?: unknown; k?: unknown };
+      if (body.f !== modelListFingerprint(raw, q) || typeof body.k !== 'string') throw new Error('foreign');
+      q.after = body.k;
+    } catch {
+      v.add('page_token', 'is not a token returned by a previous page of this same query');
+    }
+    if (!q.pageSize) v.add('page_size', 'is required with page_token');
+  }
   v.done();
   return q;
 }

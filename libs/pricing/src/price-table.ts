@@ -31,6 +31,8 @@ export interface PriceVersion extends ParsedRates {
   spec: PriceRates;
   /** From when the catalogue no longer prices the model (retired); absent while it is priced. */
   retiredTime?: Date;
+  /** Other ids priced as this model (catalogue rows). */
+  aliases?: readonly string[];
 }
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
@@ -43,12 +45,13 @@ export function parsePriceRow(row: PriceRow): PriceVersion {
     throw new Error(`price row ${where}: effectiveFrom must be a real day, YYYY-MM-DD`);
   }
   if (!row.source.trim()) throw new Error(`price row ${where}: source is required`);
-  const { provider, model, effectiveFrom: _day, source, aliases: _aliases, version, retired, ...spec } = row;
+  const { provider, model, effectiveFrom: _day, source, aliases, version, retired, ...spec } = row;
   const retiredTime = retired === undefined ? undefined : new Date(`${retired}T00:00:00Z`);
   if (retiredTime && (!DATE.test(retired ?? '') || Number.isNaN(retiredTime.getTime()))) throw new Error(`price row ${where}: retired must be a real day, YYYY-MM-DD`);
   return {
     version: version ?? where, provider, model, origin: 'catalog', accountId: '', effectiveTime, source, spec, ...parseRates(spec, where),
     ...(retiredTime ? { retiredTime } : {}),
+    ...(aliases?.length ? { aliases } : {}),
   };
 }
 
@@ -60,6 +63,12 @@ export function inEffect<T extends { effectiveTime: Date }>(sorted: readonly T[]
     else break;
   }
   return found;
+}
+
+/** The catalogue version in effect at `at`, unless the model was retired by then. */
+export function catalogInEffect(sorted: readonly PriceVersion[], at: Date): PriceVersion | undefined {
+  const found = inEffect(sorted, at);
+  return found?.retiredTime && found.retiredTime.getTime() <= at.getTime() ? undefined : found;
 }
 
 /**
@@ -142,8 +151,7 @@ export class PriceTable {
 
   /** The price in effect for the provider and model at a moment, or undefined when there is none. */
   priceAt(provider: string, model: string, at: Date): PriceVersion | undefined {
-    const found = inEffect(this.lookup(provider, model) ?? [], at);
-    return found?.retiredTime && found.retiredTime.getTime() <= at.getTime() ? undefined : found;
+    return catalogInEffect(this.lookup(provider, model) ?? [], at);
   }
 
   /** Every version of one model (or alias), oldest first. */
@@ -158,10 +166,7 @@ export class PriceTable {
 
   /** The version of every model in effect at `at` (models not yet priced then, or retired, are left out), in provider, model order. */
   current(at: Date): PriceVersion[] {
-    return [...this.models.keys()].sort().flatMap((k) => {
-      const v = inEffect(this.models.get(k) ?? [], at);
-      return v && !(v.retiredTime && v.retiredTime.getTime() <= at.getTime()) ? [v] : [];
-    });
+    return [...this.models.keys()].sort().flatMap((k) => catalogInEffect(this.models.get(k) ?? [], at) ?? []);
   }
 }
 

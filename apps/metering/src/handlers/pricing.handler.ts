@@ -41,6 +41,8 @@ export function toProtoModelPrice(p: PriceVersion): ModelPrice {
     effectiveTime: toProtoTimestamp(p.effectiveTime),
     source: p.source,
     currencyCode: CURRENCY_CODE,
+    aliases: [...(p.aliases ?? [])],
+    retireTime: p.retiredTime && toProtoTimestamp(p.retiredTime),
     rates: {
       inputPerMillion: s.input,
       outputPerMillion: s.output,
@@ -98,7 +100,10 @@ const toProtoChange = (c: PricingChange): PbPricingChange => ({
 
 export const listModelsHandler =
   (service: PricingService) =>
-  async (req: ListModelsRequest): Promise<ListModelsResponse> => ({ prices: (await service.listModels(req)).map(toProtoModelPrice) });
+  async (req: ListModelsRequest): Promise<ListModelsResponse> => {
+    const { prices, nextPageToken } = await service.listModels(req);
+    return { prices: prices.map(toProtoModelPrice), nextPageToken };
+  };
 
 export const getPriceHandler =
   (service: PricingService) =>

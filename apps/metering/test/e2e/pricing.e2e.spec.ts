@@ -47,7 +47,7 @@ describe.each(databaseTargets())('pricing API on $name', (target) => {
   });
 
   it('lists models with their current prices, gets one at a time, and answers NOT_FOUND for an unknown model', async () => {
-    const { prices } = await call(client.listModels, client, { provider: 'openai', accountId: '', at: undefined, includeHistory: false });
+    const { prices } = await call(client.listModels, client, { provider: 'openai', accountId: '', at: undefined, includeHistory: false, pageSize: 0, pageToken: '', name: '' });
     expect(prices.length).toBeGreaterThan(5);
     expect(prices.every((p) => p.provider === 'openai' && p.currencyCode === 'USD' && p.origin === PriceOrigin.PRICE_ORIGIN_CATALOG)).toBe(true);
     const old = await call(client.getPrice, client, { provider: 'openai', model: 'gpt-4o', accountId: '', at: epoch('2024-06-01T00:00:00Z') });

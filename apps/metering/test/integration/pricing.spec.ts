@@ -155,10 +155,10 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
     const old = await charges.recordCharge(charge({ accountId: 'vip', idempotencyKey: key(), usageTime: ts('2026-05-01T00:00:00Z') }));
     expect(old.charge).toMatchObject({ priceOrigin: 'catalog', priceVersion: 'openai/gpt-4o@2024-10-02', costs: { totalCost: '12.5' } });
 
-    const listed = await pricing.listModels({ provider: 'openai', accountId: 'vip', at: undefined, includeHistory: false });
+    const { prices: listed } = await pricing.listModels({ provider: 'openai', accountId: 'vip', at: undefined, includeHistory: false });
     expect(listed.find((p) => p.model === 'gpt-4o')).toMatchObject({ origin: 'account' });
     expect(new Set(listed.map((p) => p.model)).size).toBe(listed.length);
-    const history = await pricing.listModels({ provider: 'openai', accountId: 'vip', at: undefined, includeHistory: true });
+    const { prices: history } = await pricing.listModels({ provider: 'openai', accountId: 'vip', at: undefined, includeHistory: true });
     expect(history.filter((p) => p.model === 'gpt-4o').map((p) => p.origin)).toEqual(['catalog', 'catalog', 'operator', 'account']);
 
     expect(await pricing.deletePrice({ accountId: 'vip', provider: 'openai', model: 'gpt-4o', effectiveTime: at, actor: 'ops' })).toBe(true);
@@ -169,9 +169,56 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
   });
 
   it('lists every catalogue model, and has no price for an unknown model (NOT_FOUND, never another model)', async () => {
-    const all = await pricing.listModels({ provider: '', accountId: '', at: undefined, includeHistory: true });
+    const { prices: all, nextPageToken } = await pricing.listModels({ provider: '', accountId: '', at: undefined, includeHistory: true });
     expect(all.filter((p) => p.origin === 'catalog')).toHaveLength(PRICE_CATALOG.length);
+    expect(nextPageToken).toBe('');
     await expect(pricing.getPrice({ provider: 'openai', model: 'gpt-unknown', accountId: '', at: undefined })).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('pages ListModels (the pages are the whole list, in order, once), filters by provider (or its alias) and by name, and refuses a foreign token', async () => {
+    const list = (over: Record<string, unknown>) => pricing.listModels({ provider: '', accountId: '', at: ts('2026-12-01T12:00:00Z'), includeHistory: false, ...over });
+    const { prices: all } = await list({});
+    expect(all.length).toBeGreaterThan(1000);
+    const paged = [];
+    let pageToken = '';
+    let pages = 0;
+    do {
+      const page = await list({ pageSize: 400, pageToken });
+      expect(page.prices.length).toBeLessThanOrEqual(400);
+      paged.push(...page.prices);
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken);
+    expect(pages).toBe(Math.ceil(all.length / 400));
+    expect(paged.map((p) => p.version)).toEqual(all.map((p) => p.version));
+
+    const google = (await list({ provider: 'google' })).prices;
+    expect(google.length).toBeGreaterThan(20);
+    expect(google.every((p) => p.provider === 'googleai')).toBe(true);
+    const named = (await list({ name: 'GPT-5.4' })).prices;
+    expect(named.map((p) => `${p.provider}/${p.model}`)).toEqual(expect.arrayContaining(['openai/gpt-5.4', 'aws/openai.gpt-5.4', 'openrouter/openai/gpt-5.4']));
+    expect(named.every((p) => p.model.toLowerCase().includes('gpt-5.4') || (p.aliases ?? []).some((a) => a.includes('gpt-5.4')))).toBe(true);
+
+    const first = await list({ pageSize: 10 });
+    const violation = async (over: Record<string, unknown>) => {
+      const e = await list(over).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(ValidationError);
+      return (e as ValidationError).violations.map((v) => v.field);
+    };
+    expect(await violation({ pageSize: 10, pageToken: first.nextPageToken, provider: 'openai' })).toEqual(['page_token']);
+    expect(await violation({ pageSize: 10, pageToken: 'garbage!' })).toEqual(['page_token']);
+    expect(await violation({ pageSize: 1001 })).toEqual(['page_size']);
+    expect(await violation({ pageToken: first.nextPageToken })).toEqual(['page_size']);
+  });
+
+  it('gets a price with its source and version: upstream rows name the upstream package, curated rows our layer', async () => {
+    const get = (provider: string, model: string) => pricing.getPrice({ provider, model, accountId: '', at: ts('2026-12-01T12:00:00Z') });
+    expect(await get('openai', 'gpt-5.4')).toMatchObject({ version: 'genai-prices@0.1.8:openai/gpt-5.4@2026-12-01', source: expect.stringMatching(/^genai-prices@0\.1\.8 /) });
+    // Through an alias (a dated snapshot), a provider alias, and a declared fallback provider (Azure serves OpenAI's models).
+    expect((await get('openai', 'gpt-5.4-2026-03-05')).model).toBe('gpt-5.4');
+    expect((await get('google', 'gemini-3-flash-preview')).provider).toBe('googleai');
+    expect((await get('azure', 'gpt-4o-mini-2024-07-18')).version).toMatch(/^genai-prices@0\.1\.8:/);
+    expect(await get('googleai', 'gemini-1.5-flash-8b')).toMatchObject({ version: 'googleai/gemini-1.5-flash-8b@2024-10-03', source: expect.stringContaining('ai.google.dev') });
   });
 
   it('applies an account markup over the default, keeps who changed what in the audit trail, and pages it', async () => {

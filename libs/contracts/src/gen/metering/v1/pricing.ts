@@ -192,6 +192,17 @@ export interface ModelPrice {
     | undefined;
   /** The currency of the rates: "USD". */
   currencyCode: string;
+  /**
+   * Other model ids priced as this one (dated snapshots, regional ids,
+   * "provider/model" forms), lower case; catalogue prices only.
+   */
+  aliases: string[];
+  /**
+   * When the catalogue stopped pricing the model (retired by its provider, or
+   * no longer listed upstream); absent while it is priced. Usage before it
+   * keeps this price.
+   */
+  retireTime: Timestamp | undefined;
 }
 
 /** Which models to list. */
@@ -206,6 +217,15 @@ export interface ListModelsRequest {
     | undefined;
   /** List every version (catalogue and operator), not only the ones in effect. */
   includeHistory: boolean;
+  /** Prices per page, 1 to 1000; 0 returns the whole list in one response. */
+  pageSize: number;
+  /** The next_page_token of the previous page (same filters); empty for the first page. */
+  pageToken: string;
+  /**
+   * Only models whose id or one of whose aliases contains this text, ignoring
+   * case (for browsing the list; charges are priced by exact ids only).
+   */
+  name: string;
 }
 
 /** Models and prices. */
@@ -215,6 +235,8 @@ export interface ListModelsResponse {
    * with include_history; ordered by provider, model, effective time.
    */
   prices: ModelPrice[];
+  /** Token of the next page; empty on the last page (and when page_size is 0). */
+  nextPageToken: string;
 }
 
 /** Which price to get. */
@@ -849,6 +871,8 @@ function createBaseModelPrice(): ModelPrice {
     source: "",
     rates: undefined,
     currencyCode: "",
+    aliases: [],
+    retireTime: undefined,
   };
 }
 
@@ -880,6 +904,12 @@ export const ModelPrice: MessageFns<ModelPrice> = {
     }
     if (message.currencyCode !== "") {
       writer.uint32(74).string(message.currencyCode);
+    }
+    for (const v of message.aliases) {
+      writer.uint32(82).string(v!);
+    }
+    if (message.retireTime !== undefined) {
+      Timestamp.encode(message.retireTime, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -969,6 +999,22 @@ export const ModelPrice: MessageFns<ModelPrice> = {
             message.currencyCode = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.aliases.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.retireTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1004,6 +1050,14 @@ export const ModelPrice: MessageFns<ModelPrice> = {
         : isSet(object.currency_code)
         ? globalThis.String(object.currency_code)
         : "",
+      aliases: globalThis.Array.isArray(object?.aliases)
+        ? object.aliases.map((e: any) => globalThis.String(e))
+        : [],
+      retireTime: isSet(object.retireTime)
+        ? fromJsonTimestamp(object.retireTime)
+        : isSet(object.retire_time)
+        ? fromJsonTimestamp(object.retire_time)
+        : undefined,
     };
   },
 
@@ -1036,6 +1090,12 @@ export const ModelPrice: MessageFns<ModelPrice> = {
     if (message.currencyCode !== "") {
       obj.currencyCode = message.currencyCode;
     }
+    if (message.aliases?.length) {
+      obj.aliases = message.aliases;
+    }
+    if (message.retireTime !== undefined) {
+      obj.retireTime = fromTimestamp(message.retireTime).toISOString();
+    }
     return obj;
   },
 
@@ -1057,12 +1117,16 @@ export const ModelPrice: MessageFns<ModelPrice> = {
       ? PriceRates.fromPartial(object.rates)
       : undefined;
     message.currencyCode = object.currencyCode ?? "";
+    message.aliases = object.aliases?.map((e) => e) || [];
+    message.retireTime = (object.retireTime !== undefined && object.retireTime !== null)
+      ? Timestamp.fromPartial(object.retireTime)
+      : undefined;
     return message;
   },
 };
 
 function createBaseListModelsRequest(): ListModelsRequest {
-  return { provider: "", accountId: "", at: undefined, includeHistory: false };
+  return { provider: "", accountId: "", at: undefined, includeHistory: false, pageSize: 0, pageToken: "", name: "" };
 }
 
 export const ListModelsRequest: MessageFns<ListModelsRequest> = {
@@ -1078,6 +1142,15 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
     }
     if (message.includeHistory !== false) {
       writer.uint32(32).bool(message.includeHistory);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(40).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(50).string(message.pageToken);
+    }
+    if (message.name !== "") {
+      writer.uint32(58).string(message.name);
     }
     return writer;
   },
@@ -1127,6 +1200,30 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
             message.includeHistory = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1153,6 +1250,17 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
         : isSet(object.include_history)
         ? globalThis.Boolean(object.include_history)
         : false,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -1170,6 +1278,15 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
     if (message.includeHistory !== false) {
       obj.includeHistory = message.includeHistory;
     }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
     return obj;
   },
 
@@ -1182,18 +1299,24 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
     message.accountId = object.accountId ?? "";
     message.at = (object.at !== undefined && object.at !== null) ? Timestamp.fromPartial(object.at) : undefined;
     message.includeHistory = object.includeHistory ?? false;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.name = object.name ?? "";
     return message;
   },
 };
 
 function createBaseListModelsResponse(): ListModelsResponse {
-  return { prices: [] };
+  return { prices: [], nextPageToken: "" };
 }
 
 export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   encode(message: ListModelsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.prices) {
       ModelPrice.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -1219,6 +1342,14 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
             message.prices.push(ModelPrice.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1234,6 +1365,11 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   fromJSON(object: any): ListModelsResponse {
     return {
       prices: globalThis.Array.isArray(object?.prices) ? object.prices.map((e: any) => ModelPrice.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -1241,6 +1377,9 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     const obj: any = {};
     if (message.prices?.length) {
       obj.prices = message.prices.map((e) => ModelPrice.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -1251,6 +1390,7 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   fromPartial(object: DeepPartial<ListModelsResponse>): ListModelsResponse {
     const message = createBaseListModelsResponse();
     message.prices = object.prices?.map((e) => ModelPrice.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
