@@ -244,7 +244,7 @@ export function checkRates(spec: PriceRates): { parsed?: ParsedRates; problems: 
       if (startSecond !== undefined && startSecond === endSecond) problems.push({ field: `${prefix}end_time`, description: 'must differ from start_time' });
       return { startSecond: startSecond ?? 0, endSecond: endSecond ?? 0, rates: tier(w, prefix, rates) };
     });
-    const overlap = overlappingWindow(parsed.timeOfDay);
+    const overlap = problems.some((p) => p.field.startsWith('time_of_day')) ? undefined : overlappingWindow(parsed.timeOfDay);
     if (overlap !== undefined) problems.push({ field: `time_of_day[${overlap}]`, description: 'overlaps an earlier window' });
   }
   for (const [name, factor] of Object.entries(spec.serviceTiers ?? {})) {

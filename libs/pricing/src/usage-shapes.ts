@@ -319,7 +319,8 @@ export function mapUsage(format: UsageFormat, usage: unknown, maxCount = MAX_USA
   if (Buffer.byteLength(JSON.stringify(usage), 'utf8') > MAX_USAGE_BYTES) return { problems: [{ field: 'usage', description: `must be at most ${MAX_USAGE_BYTES} bytes as JSON` }] };
   const reader = new Reader(usage as Record<string, unknown>, maxCount);
   const { tokens: partial, ...rest } = MAPPINGS[format](reader);
-  if (reader.problems.length) return { problems: reader.problems };
+  // A field read for two classes (a Gemini list for audio and for image) is named once.
+  if (reader.problems.length) return { problems: [...new Map(reader.problems.map((p) => [p.field, p])).values()] };
   const tokens = tokenCounts(partial);
   for (const [k, value] of Object.entries(tokens)) {
     if (value > maxCount) return { problems: [{ field: 'usage', description: `adds up to more than ${maxCount} tokens (${k})` }] };
