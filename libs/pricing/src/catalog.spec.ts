@@ -3,14 +3,20 @@ import { computeCost } from './cost';
 import { Dec, formatDecimal } from './money';
 import { parsePriceRow, PriceTable } from './price-table';
 import { TokenCounts, zeroTokens } from './tokens';
-import {
-  fromAnthropicUsage,
-  fromCohereUsage,
-  fromDeepSeekUsage,
-  fromGeminiUsage,
-  fromOpenAIChatUsage,
-  fromOpenAIResponsesUsage,
-} from './usage-shapes';
+import { mapUsage, UsageFormat } from './usage-shapes';
+
+/** The token classes of a usage object of a format (throws on a problem). */
+const tokensOf = (format: UsageFormat) => (usage: object): TokenCounts => {
+  const { mapped, problems } = mapUsage(format, usage);
+  if (!mapped) throw new Error(JSON.stringify(problems));
+  return mapped.tokens;
+};
+const fromOpenAIChatUsage = tokensOf('openai_chat');
+const fromOpenAIResponsesUsage = tokensOf('openai_responses');
+const fromAnthropicUsage = tokensOf('anthropic_messages');
+const fromGeminiUsage = tokensOf('gemini');
+const fromDeepSeekUsage = tokensOf('deepseek');
+const fromCohereUsage = tokensOf('cohere');
 
 /**
  * The built-in catalogue: coverage, well-formedness, and conformance — each

@@ -7,3 +7,4 @@ export * from './cost';
 export * from './usage-shapes';
 export * from './catalogue-file';
 export * from './curated';
+export * from './service-tiers';

@@ -130,7 +130,14 @@ export const MAX_TOOLS = 32;
 /** A tool name: what a charge's tool_calls and a price's tool_calls are keyed by. */
 export const TOOL_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
-const FIELD: Record<keyof TokenRates | 'perCall' | 'perRequest', string> = {
+/** The token-rate classes, in wire order. */
+export const TOKEN_RATE_KEYS = [
+  'input', 'output', 'cachedInput', 'cacheWrite', 'cacheWrite1h', 'reasoning',
+  'inputAudio', 'cachedInputAudio', 'outputAudio', 'inputImage', 'cachedInputImage', 'outputImage',
+] as const satisfies ReadonlyArray<keyof TokenRates>;
+
+/** The snake_case wire name of each rate (metering.v1.PriceRates). */
+export const RATE_FIELD: Record<keyof TokenRates | 'perCall' | 'perRequest', string> = {
   input: 'input_per_million',
   output: 'output_per_million',
   cachedInput: 'cached_input_per_million',
@@ -180,7 +187,7 @@ export function checkRates(spec: PriceRates): { parsed?: ParsedRates; problems: 
     return parsed;
   };
   const tier = (r: TokenRates, prefix: string, base?: Rates): Rates => {
-    const one = (key: keyof TokenRates, fallback: Dec | undefined) => decimal(r[key], prefix + FIELD[key], fallback);
+    const one = (key: keyof TokenRates, fallback: Dec | undefined) => decimal(r[key], prefix + RATE_FIELD[key], fallback);
     const input = one('input', undefined);
     const output = one('output', undefined);
     const cachedInput = one('cachedInput', input);
@@ -199,8 +206,8 @@ export function checkRates(spec: PriceRates): { parsed?: ParsedRates; problems: 
       inputImage: one('inputImage', input),
       cachedInputImage: one('cachedInputImage', cachedInput),
       outputImage: one('outputImage', output),
-      perCall: base ? base.perCall : decimal(spec.perCall, FIELD.perCall, new Dec(0)),
-      perRequest: base ? base.perRequest : decimal(spec.perRequest, FIELD.perRequest, new Dec(0)),
+      perCall: base ? base.perCall : decimal(spec.perCall, RATE_FIELD.perCall, new Dec(0)),
+      perRequest: base ? base.perRequest : decimal(spec.perRequest, RATE_FIELD.perRequest, new Dec(0)),
       toolCalls: base ? base.toolCalls : toolPrices(),
     };
   };
@@ -237,7 +244,7 @@ export function checkRates(spec: PriceRates): { parsed?: ParsedRates; problems: 
       if (startSecond !== undefined && startSecond === endSecond) problems.push({ field: `${prefix}end_time`, description: 'must differ from start_time' });
       return { startSecond: startSecond ?? 0, endSecond: endSecond ?? 0, rates: tier(w, prefix, rates) };
     });
-    const overlap = overlappingWindow(parsed.timeOfDay);
+    const overlap = problems.some((p) => p.field.startsWith('time_of_day')) ? undefined : overlappingWindow(parsed.timeOfDay);
     if (overlap !== undefined) problems.push({ field: `time_of_day[${overlap}]`, description: 'overlaps an earlier window' });
   }
   for (const [name, factor] of Object.entries(spec.serviceTiers ?? {})) {

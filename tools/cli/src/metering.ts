@@ -9,6 +9,7 @@ import {
   LimitMeasure,
   LimitPeriod,
   Money,
+  PriceRates,
   RerateMode,
   Status,
 } from '@metering/contracts';
@@ -167,7 +168,7 @@ async function prices(action: string): Promise<void> {
     const { price } = await client.call('setPrice', {
       accountId: opt.account, provider: need('provider'), model: need('model'),
       effectiveTime: from ? { seconds: String(Math.floor(from.getTime() / 1000)), nanos: 0 } : undefined,
-      rates: { inputPerMillion: need('input'), outputPerMillion: need('output'), cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined },
+      rates: PriceRates.fromPartial({ inputPerMillion: need('input'), outputPerMillion: need('output') }),
       source: opt.source, actor: 'metering CLI',
     });
     return out(`set: ${price?.provider}/${price?.model} ${price?.version}`);

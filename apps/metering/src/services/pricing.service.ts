@@ -1,4 +1,5 @@
 import {
+  BilledCounts,
   ChangeListQuery,
   ChargeInput,
   ChargeRecord,
@@ -32,7 +33,8 @@ import {
   parseRates,
   PriceTable,
   PriceVersion,
-  TokenCounts,
+  unpricedReason,
+  BilledUsage,
 } from '@metering/pricing';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { findMarkups } from '../store/markups.repo';
@@ -57,10 +59,9 @@ export interface PriceItem {
   at: Date;
 }
 
-/** A token mix to price for an account. */
-export interface EstimateItem extends PriceItem {
+/** A token mix (with its tool calls and service tier) to price for an account. */
+export interface EstimateItem extends PriceItem, BilledCounts {
   chargeType: ChargeType;
-  tokens: TokenCounts;
   callCount: number;
 }
 
@@ -137,7 +138,11 @@ export class PricingService {
     return items.map((q, n) => {
       const price = prices[n];
       const markup = markups[n];
-      return price ? { price, markup, cost: computeCost(price, q.tokens, markup, { callCount: q.callCount }) } : { markup };
+      // A completion pays the model's per-request fee; the time of day picks peak or off-peak rates.
+      const usage: BilledUsage = { callCount: q.callCount, requests: q.chargeType === 'completion' ? 1 : 0, toolCalls: q.toolCalls, serviceTier: q.serviceTier, at: q.at };
+      // Fail closed: a tier or tool the price does not cover leaves the charge unpriced.
+      if (!price || unpricedReason(price, usage)) return { markup };
+      return { price, markup, cost: computeCost(price, q.tokens, markup, usage) };
     });
   }
 

@@ -1,4 +1,4 @@
-import { Dec } from '@metering/pricing';
+import { Dec, TOKEN_CLASSES, TokenCounts } from '@metering/pricing';
 import { ChargeRecord, DailyUsageQuery, LimitPeriod, periodStartOf, RollupKey, UsageChange, UsageCounter } from '@metering/domain';
 import type { Db, Tx } from './db';
 
@@ -14,6 +14,12 @@ export interface UsageSums {
   cachedPromptTokens: bigint;
   cacheWriteTokens: bigint;
   cacheWrite1hTokens: bigint;
+  audioPromptTokens: bigint;
+  cachedAudioPromptTokens: bigint;
+  imagePromptTokens: bigint;
+  cachedImagePromptTokens: bigint;
+  audioCompletionTokens: bigint;
+  imageCompletionTokens: bigint;
   totalTokens: bigint;
   callCount: bigint;
   providerCost: Dec;
@@ -36,6 +42,12 @@ const INT_COLUMNS = {
   cachedPromptTokens: 'cached_prompt_tokens',
   cacheWriteTokens: 'cache_write_tokens',
   cacheWrite1hTokens: 'cache_write_1h_tokens',
+  audioPromptTokens: 'audio_prompt_tokens',
+  cachedAudioPromptTokens: 'cached_audio_prompt_tokens',
+  imagePromptTokens: 'image_prompt_tokens',
+  cachedImagePromptTokens: 'cached_image_prompt_tokens',
+  audioCompletionTokens: 'audio_completion_tokens',
+  imageCompletionTokens: 'image_completion_tokens',
   totalTokens: 'total_tokens',
   callCount: 'call_count',
 } as const;
@@ -82,12 +94,7 @@ export function deltaOfCharge(c: ChargeRecord): RollupDelta {
     sums: {
       messageCount: 1n,
       unpricedMessageCount: c.pricingStatus === 'unpriced' ? 1n : 0n,
-      promptTokens: BigInt(t.promptTokens),
-      completionTokens: BigInt(t.completionTokens),
-      reasoningTokens: BigInt(t.reasoningTokens),
-      cachedPromptTokens: BigInt(t.cachedPromptTokens),
-      cacheWriteTokens: BigInt(t.cacheWriteTokens),
-      cacheWrite1hTokens: BigInt(t.cacheWrite1hTokens),
+      ...(Object.fromEntries(TOKEN_CLASSES.map((k) => [k, BigInt(t[k])])) as Record<keyof TokenCounts, bigint>),
       totalTokens: BigInt(c.totalTokens),
       callCount: BigInt(c.callCount),
       providerCost: new Dec(cost?.providerCost ?? 0),

@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import {
   ChargeType,
+  EstimateCostRequest,
   MeteringServiceClient,
   PriceOrigin,
   PriceRates,
@@ -19,7 +20,7 @@ import { buildServer, ServerProcess, startServer } from '../support/server-proce
  */
 const request = chargeRequest;
 
-const rates = (over: Partial<PriceRates> = {}): PriceRates => ({
+const rates = (over: Partial<PriceRates> = {}): PriceRates => PriceRates.fromPartial({
   inputPerMillion: '1', outputPerMillion: '2', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '',
   reasoningPerMillion: '', perCall: '', longContext: undefined, ...over,
 });
@@ -74,10 +75,10 @@ describe.each(databaseTargets())('pricing API on $name', (target) => {
       callCount: '2', callCost: { amount: '1', currencyCode: 'USD' }, totalCost: { amount: '1.0005', currencyCode: 'USD' },
     });
 
-    const estimate = await call(client.estimateCost, client, {
+    const estimate = await call(client.estimateCost, client, EstimateCostRequest.fromPartial({
       accountId: 'acme', ...custom, chargeType: ChargeType.CHARGE_TYPE_TOOL, promptTokens: '100', completionTokens: '200', reasoningTokens: '0',
       cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '2', at: undefined,
-    });
+    }));
     expect(estimate).toMatchObject({ pricingStatus: PricingStatus.PRICING_STATUS_PRICED, totalCost: after.charge?.totalCost, priceVersion: set.price?.version });
 
     const rerated = await call(client.rerateCharges, client, { accountId: 'acme', startDate: today, endDate: today, mode: RerateMode.RERATE_MODE_UNPRICED_ONLY, provider: '', model: '', dryRun: false });
