@@ -185,10 +185,10 @@ export function generate(input: GenerateInput): { file: CatalogueFile; report: R
   }
 
   // Retired: upstream models of the committed catalogue that upstream no longer lists keep their rows.
+  const emitted = new Set(models.map((m) => key(m.provider, m.model)));
   for (const prev of previous?.models ?? []) {
     const k = key(prev.provider, prev.model);
-    if (prev.origin !== 'upstream' || upstreamByKey.has(k) && models.some((m) => key(m.provider, m.model) === k)) continue;
-    if (upstreamByKey.has(k) && curatedByKey.get(k)?.rows) continue;
+    if (prev.origin !== 'upstream' || emitted.has(k) || (upstreamByKey.has(k) && curatedByKey.get(k)?.rows)) continue;
     const rows = prev.rows.filter((r) => r.effectiveFrom <= day);
     if (rows.length === 0) continue;
     if (!prev.retired) report.retired.push(k);
@@ -224,7 +224,7 @@ export function generate(input: GenerateInput): { file: CatalogueFile; report: R
   }
 
   const providers = providerList(upstream, curatedProviders, models, report);
-  finishAliases(models, providers, upstream, report);
+  finishAliases(models, upstream, report);
   models.sort((a, b) => key(a.provider, a.model).localeCompare(key(b.provider, b.model)));
   report.models = models.filter((m) => !m.retired).length;
   report.providers = new Set(models.filter((m) => !m.retired).map((m) => m.provider)).size;
@@ -260,7 +260,7 @@ function providerList(upstream: UpstreamRead, ours: readonly CuratedProvider[], 
  * `provider/model` forms (with our id and upstream's) are added. An alias that
  * is another model's own id, or that two models claim, is dropped and reported.
  */
-function finishAliases(models: CatalogueModel[], providers: CatalogueProvider[], upstream: UpstreamRead, report: Report) {
+function finishAliases(models: CatalogueModel[], upstream: UpstreamRead, report: Report) {
   const upstreamId = new Map(upstream.providers.map((p) => [p.id, p.upstreamId]));
   const ids = new Map<string, CatalogueModel>();
   for (const m of models) {
@@ -294,5 +294,4 @@ function finishAliases(models: CatalogueModel[], providers: CatalogueProvider[],
     if (aliases.length) m.aliases = aliases;
     else delete m.aliases;
   }
-  void providers;
 }

@@ -1,5 +1,5 @@
 import { NotFoundError, RecordChargeRequestInput, SetPriceInput, ValidationError } from '@metering/domain';
-import { PRICE_CATALOG, PriceTable } from '@metering/pricing';
+import { CATALOGUE, catalogueRows, PRICE_CATALOG, PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
 import { MarkupsService } from '../../src/services/markups.service';
 import { PricingService } from '../../src/services/pricing.service';
@@ -94,6 +94,35 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
     expect(await rerate.rerate(range)).toMatchObject({ examined: 0, changed: 0 });
     expect(await rerate.rerate({ ...range, mode: 2 })).toMatchObject({ examined: 2, changed: 0 });
     void second;
+  });
+
+  it('keeps the version of charges priced before a regenerated price: the new row applies from its day, re-rating changes nothing before it', async () => {
+    // The catalogue as a regeneration leaves it after upstream changed gpt-5.4 (tools/prices proves the generator appends
+    // exactly this): the old row stays, a new one applies from 2026-12-10.
+    const file = structuredClone(CATALOGUE);
+    const gpt = file.models.find((m) => m.provider === 'openai' && m.model === 'gpt-5.4');
+    if (!gpt) throw new Error('no openai/gpt-5.4 in the catalogue');
+    gpt.rows.push({ effectiveFrom: '2026-12-10', version: 'genai-prices@0.1.9:openai/gpt-5.4@2026-12-10', source: 'genai-prices@0.1.9', rates: { input: '2', output: '12' } });
+    const at = (iso: string) => () => new Date(iso);
+    const priceWith = (table: PriceTable, now: string) => new PricingService(db, table, at(now));
+    const oldPricing = priceWith(new PriceTable(), '2026-12-05T12:00:00Z');
+    const mix = { promptTokens: '100000', completionTokens: '10000' };
+    const before = await new ChargesService(db, oldPricing, at('2026-12-05T12:00:00Z')).recordCharge(
+      charge({ accountId: 'regen', idempotencyKey: key(), model: 'gpt-5.4', usageTime: ts('2026-12-05T10:00:00Z'), ...mix }),
+    );
+    // 100000 x 2.50 + 10000 x 15 = 400000 per 1M
+    expect(before.charge).toMatchObject({ priceVersion: 'genai-prices@0.1.8:openai/gpt-5.4@2026-12-01', costs: { totalCost: '0.4' } });
+
+    const newPricing = priceWith(new PriceTable(catalogueRows(file), file.providers), '2026-12-11T12:00:00Z');
+    const after = await new ChargesService(db, newPricing, at('2026-12-11T12:00:00Z')).recordCharge(
+      charge({ accountId: 'regen', idempotencyKey: key(), model: 'gpt-5.4', usageTime: ts('2026-12-11T10:00:00Z'), ...mix }),
+    );
+    // 100000 x 2 + 10000 x 12 = 320000 per 1M
+    expect(after.charge).toMatchObject({ priceVersion: 'genai-prices@0.1.9:openai/gpt-5.4@2026-12-10', costs: { totalCost: '0.32' } });
+    const range = { accountId: 'regen', startDate: '2026-12-01', endDate: '2026-12-11', mode: 2, provider: '', model: '', dryRun: false };
+    expect(await new RerateService(db, newPricing).rerate(range)).toMatchObject({ examined: 2, changed: 0 });
+    const kept = await db('charges').where({ account_id: 'regen', charge_id: before.charge.chargeId }).first();
+    expect(kept).toMatchObject({ price_version: 'genai-prices@0.1.8:openai/gpt-5.4@2026-12-01', total_cost: '0.4' });
   });
 
   it('re-prices a date range after a price correction (mode ALL) and moves the rollups by the difference', async () => {
@@ -209,6 +238,7 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
     expect(await violation({ pageSize: 10, pageToken: 'garbage!' })).toEqual(['page_token']);
     expect(await violation({ pageSize: 1001 })).toEqual(['page_size']);
     expect(await violation({ pageToken: first.nextPageToken })).toEqual(['page_size']);
+    expect(await violation({ pageSize: -1, name: 'x'.repeat(256) })).toEqual(['name', 'page_size']);
   });
 
   it('gets a price with its source and version: upstream rows name the upstream package, curated rows our layer', async () => {
