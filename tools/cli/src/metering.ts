@@ -174,7 +174,7 @@ async function prices(action: string): Promise<void> {
     return out(`set: ${price?.provider}/${price?.model} ${price?.version}`);
   }
   if (action !== 'show') throw new UsageError('prices show|set');
-  const { prices: list } = await client.call('listModels', { provider: opt.provider, accountId: opt.account, at: undefined, includeHistory: false });
+  const { prices: list } = await client.call('listModels', { provider: opt.provider, accountId: opt.account, at: undefined, includeHistory: false, pageSize: 0, pageToken: '', name: '' });
   if (opt.json) return out(JSON.stringify(list, null, 2));
   out(table(['provider', 'model', 'input/1M', 'output/1M', 'version'], list.map((p) => [p.provider, p.model, p.rates?.inputPerMillion ?? '', p.rates?.outputPerMillion ?? '', p.version])));
 }
