@@ -49,16 +49,16 @@ export const CATALOGUE: CatalogueFile = generated as unknown as CatalogueFile;
 /** The rows of a catalogue file, one per model and version. */
 export function catalogueRows(file: CatalogueFile): PriceRow[] {
   return file.models.flatMap((m) =>
-  m.rows.map((r): PriceRow => ({
-    provider: m.provider,
-    model: m.model,
-    effectiveFrom: r.effectiveFrom,
-    source: r.source,
-    version: r.version,
-    ...(m.retired ? { retired: m.retired } : {}),
-    ...(m.aliases ? { aliases: m.aliases } : {}),
-    ...r.rates,
-  })),
+    m.rows.map((r): PriceRow => ({
+      provider: m.provider,
+      model: m.model,
+      effectiveFrom: r.effectiveFrom,
+      source: r.source,
+      version: r.version,
+      ...(m.retired ? { retired: m.retired } : {}),
+      ...(m.aliases ? { aliases: m.aliases } : {}),
+      ...r.rates,
+    })),
   );
 }
 

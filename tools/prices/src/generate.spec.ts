@@ -58,7 +58,7 @@ describe('regeneration', () => {
       ['2026-12-01', 'genai-prices@0.1.8:openai/gpt-5.4@2026-12-01', '2.5'],
       ['2026-12-10', 'genai-prices@0.1.9:openai/gpt-5.4@2026-12-10', '2'],
     ]);
-    expect(report.changed).toEqual([expect.objectContaining({ model: 'openai/gpt-5.4', effectiveFrom: '2026-12-10', after: 'input 2, output 12, cachedInput 0.2' })]);
+    expect(report.changed).toEqual([expect.objectContaining({ model: 'openai/gpt-5.4', effectiveFrom: '2026-12-10', after: 'input 2, output 12, cachedInput 0.2, serviceTiers {batch 0.5, flex 0.5, priority 2}' })]);
     const table = new PriceTable(catalogueRows(file), file.providers);
     // A charge of 2026-12-05 is priced (and re-rated) with the old row; one of 2026-12-11 with the new.
     expect(table.priceAt('openai', 'gpt-5.4', new Date('2026-12-05T10:00:00Z'))?.version).toBe(old?.version);

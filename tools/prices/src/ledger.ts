@@ -1,5 +1,5 @@
 import type { CatalogueFile, CatalogueModel, CatalogueProvider, CatalogueRow, CuratedModel, CuratedProvider, PriceRates } from '@metering/pricing';
-import { checkRates, Dec, formatDecimal } from '@metering/pricing';
+import { checkRates, curatedServiceTiers, Dec, formatDecimal } from '@metering/pricing';
 import type { UpstreamModel, UpstreamRead } from './upstream';
 
 /**
@@ -89,6 +89,12 @@ export function describeUpstream(u: UpstreamModel | undefined): string {
 }
 
 const sameRates = (a: PriceRates, b: PriceRates) => describeRates(a) === describeRates(b);
+
+/** Rates with our curated service-tier factors (libs/pricing/src/service-tiers.ts) when they have none: written into the rows, so a change is a new row. */
+function withServiceTiers(provider: string, model: string, rates: PriceRates): PriceRates {
+  const tiers = rates.serviceTiers ?? curatedServiceTiers(provider, model);
+  return tiers ? { ...rates, serviceTiers: tiers } : rates;
+}
 const key = (provider: string, model: string) => `${provider}/${model}`;
 
 /** The row in effect on a day among rows sorted by date. */
@@ -139,6 +145,7 @@ export function generate(input: GenerateInput): { file: CatalogueFile; report: R
       if (c.reviewed !== describeUpstream(u)) report.unreviewed.push(`${k}: extended, reviewed against "${c.reviewed ?? '(nothing)'}", upstream now "${describeUpstream(u)}"`);
       u = { ...u, pieces: u.pieces.map((p) => ({ ...p, rates: { ...p.rates, ...c.extend, toolCalls: c.extend?.toolCalls ? { ...p.rates.toolCalls, ...c.extend.toolCalls } : p.rates.toolCalls } })) };
     }
+    u = { ...u, pieces: u.pieces.map((p) => ({ ...p, rates: withServiceTiers(u.provider, u.upstreamModel, p.rates) })) };
     const prev = previousByKey.get(k);
     const prevRows = prev?.origin === 'upstream' ? [...prev.rows].sort(byDate) : [];
     const dated = u.pieces.filter((p) => p.from !== null) as Array<{ from: string; rates: PriceRates }>;
@@ -205,7 +212,8 @@ export function generate(input: GenerateInput): { file: CatalogueFile; report: R
       continue;
     }
     if (c.reviewed !== upstreamText) report.unreviewed.push(`${k}: reviewed against "${c.reviewed ?? '(nothing)'}", upstream now "${upstreamText}"`);
-    const rows: CatalogueRow[] = c.rows.map(({ effectiveFrom, source, ...rates }) => {
+    const rows: CatalogueRow[] = c.rows.map(({ effectiveFrom, source, ...given }) => {
+      const rates = withServiceTiers(c.provider, c.model, given);
       const { problems } = checkRates(rates);
       if (problems.length) report.errors.push(`curated: ${k}@${effectiveFrom}: ${problems.map((p) => `${p.field} ${p.description}`).join('; ')}`);
       return { effectiveFrom, version: `${c.provider}/${c.model}@${effectiveFrom}`, source, rates };
@@ -213,7 +221,9 @@ export function generate(input: GenerateInput): { file: CatalogueFile; report: R
     rows.sort(byDate);
     const ours = inEffectOn(rows, day);
     if (u && ours) {
-      const upstreamNow = u.pieces.filter((p) => p.from === null || p.from <= day).pop()?.rates;
+      // Compared with our service-tier factors on both sides: those are ours either way.
+      const raw = u.pieces.filter((p) => p.from === null || p.from <= day).pop()?.rates;
+      const upstreamNow = raw && withServiceTiers(c.provider, c.model, raw);
       if (!upstreamNow || !sameRates(ours.rates, upstreamNow)) {
         report.disagreements.push({ model: k, ours: describeRates(ours.rates), upstream: upstreamNow ? describeRates(upstreamNow) : 'none', why: c.why });
       }

@@ -6,12 +6,13 @@ import { generate, Report } from './ledger';
 import { readUpstream } from './upstream';
 
 /**
- * `npm run prices:generate [-- --check] [-- --day YYYY-MM-DD]`: regenerates
+ * `npm run prices:generate [-- --check] [-- --day YYYY-MM-DD] [-- --from-scratch]`: regenerates
  * libs/pricing/src/generated/catalogue.json from the pinned
  * @pydantic/genai-prices, the committed catalogue and libs/pricing/src/curated.ts,
  * and prints the report. With --check it writes nothing and fails when the
  * committed file is not what this generates, or when a curated entry is
- * unreviewed. The data is read through the package's public API
+ * unreviewed. --from-scratch ignores the committed rows (a first import only:
+ * it drops the history the committed file holds). The data is read through the package's public API
  * (waitForUpdate returns its bundled providers); its calcPrice is never used.
  */
 
@@ -90,7 +91,7 @@ async function main() {
   const day = dayArg >= 0 ? args[dayArg + 1] : new Date().toISOString().slice(0, 10);
   if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new Error(`--day must be YYYY-MM-DD, got ${day}`);
   const committed = existsSync(CATALOGUE_PATH) ? readFileSync(CATALOGUE_PATH, 'utf8') : undefined;
-  const previous = committed ? (JSON.parse(committed) as CatalogueFile) : undefined;
+  const previous = committed && !args.includes('--from-scratch') ? (JSON.parse(committed) as CatalogueFile) : undefined;
   const data = await waitForUpdate();
   if (!data) throw new Error('@pydantic/genai-prices returned no bundled data');
   const { file, report } = generate({ previous, upstream: readUpstream(data), upstreamVersion: upstreamVersion(), curated: CURATED, curatedProviders: CURATED_PROVIDERS, day });
