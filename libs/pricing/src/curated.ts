@@ -126,8 +126,9 @@ export const CURATED: readonly CuratedModel[] = [
   // Built-in tools as charges of their own (CHARGE_TYPE_TOOL with call_count); inside a completion, record
   // tool_calls on the model's charge instead: the model's own tool prices apply (see web_search_preview above).
   {
-    provider: 'openai', model: 'web_search', why: `${ABSENT}: the GA web search tool as a TOOL charge, $10 per 1,000 calls on every model`, reviewed: 'absent',
-    rows: [openai('2025-05-21', { input: '0', output: '0', perCall: '0.01' })],
+    provider: 'openai', model: 'web_search', reviewed: 'absent',
+    why: `${ABSENT}: the GA web search tool as a TOOL charge, $10 per 1,000 calls on every model (we have no start date for it: priced from the day it was added here)`,
+    rows: [openai('2026-12-01', { input: '0', output: '0', perCall: '0.01' })],
   },
   {
     provider: 'openai', model: 'web_search_preview', why: `${ABSENT}: the preview web search tool as a TOOL charge at its GPT-4o / GPT-4.1 price (reasoning models bill $10: record it as tool_calls on their charge)`, reviewed: 'absent',
