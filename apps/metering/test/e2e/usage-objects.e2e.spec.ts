@@ -2,10 +2,13 @@ import { status } from '@grpc/grpc-js';
 import {
   CheckLimitsRequest,
   EstimateCostRequest,
+  GetPriceRequest,
   GetDailyUsageRequest,
   MeteringServiceClient,
+  PriceRates,
   PricingStatus,
   RecordChargeRequest,
+  SetPriceRequest,
   ServiceTier,
   UsageFormat,
 } from '@metering/contracts';
@@ -284,5 +287,44 @@ describe.each(databaseTargets())('provider usage objects on $name', (target) => 
     expect(await badFields(call(client.checkLimits, client, CheckLimitsRequest.fromPartial({
       accountId: 'sums', userId: 'u1', estimate: { provider: 'openai', model: 'gpt-realtime', usage: { input_tokens: -1 }, usageFormat: realtime.format },
     })))).toEqual(['estimate.usage.input_tokens']);
+  });
+
+  it('sets, shows and bills an operator price with the new rates: audio, image, per request, tools, time of day, tiers', async () => {
+    const rates = PriceRates.fromPartial({
+      inputPerMillion: '2', outputPerMillion: '8', cachedInputPerMillion: '0.5', inputAudioPerMillion: '40', cachedInputAudioPerMillion: '2.5', outputAudioPerMillion: '80',
+      inputImagePerMillion: '5', outputImagePerMillion: '30', perRequest: '0.001', toolCalls: { web_search: '0.025' },
+      timeOfDay: [{ startTime: '01:00', endTime: '04:00', inputPerMillion: '4', outputPerMillion: '16' }],
+      serviceTiers: { batch: '0.5', flex: '', priority: '' },
+    });
+    const set = await call(client.setPrice, client, SetPriceRequest.fromPartial({
+      accountId: 'voice', provider: 'selfhosted', model: 'voice-1', effectiveTime: { seconds: '946684800', nanos: 0 }, rates, source: 'contract', actor: 'ops',
+    }));
+    const { price } = await call(client.getPrice, client, GetPriceRequest.fromPartial({ accountId: 'voice', provider: 'selfhosted', model: 'voice-1' }));
+    expect(price?.version).toBe(set.price?.version);
+    expect(price?.rates).toMatchObject({
+      inputAudioPerMillion: '40', cachedInputAudioPerMillion: '2.5', outputAudioPerMillion: '80', inputImagePerMillion: '5', outputImagePerMillion: '30',
+      cachedInputImagePerMillion: '', perRequest: '0.001', toolCalls: { web_search: '0.025' }, serviceTiers: { batch: '0.5', flex: '', priority: '' },
+      timeOfDay: [{ startTime: '01:00', endTime: '04:00', inputPerMillion: '4', outputPerMillion: '16', cachedInputPerMillion: '' }],
+    });
+    const usage = {
+      prompt_tokens: 10000, completion_tokens: 2000,
+      prompt_tokens_details: { cached_tokens: 3000, audio_tokens: 4000 }, completion_tokens_details: { audio_tokens: 1500 },
+    };
+    const voice = { provider: 'selfhosted', model: 'voice-1', format: UsageFormat.USAGE_FORMAT_OPENAI_CHAT, usage };
+    // Off-peak: text 3,000 x 2 + cached 3,000 x 0.5 + audio 4,000 x 40 = 6,000 + 1,500 + 160,000 = 167,500 (the cache reads are text:
+    // Chat Completions does not split them by modality); output text 500 x 8 + audio 1,500 x 80 = 4,000 + 120,000 = 124,000;
+    // calls: 0.001 per request + 2 web searches x 0.025 = 0.051. 0.1675 + 0.124 + 0.051 = 0.3425.
+    const offPeak = await call(client.recordCharge, client, withUsage(voice, 'voice-1', { accountId: 'voice', toolCalls: { web_search: '2' }, usageTime: yesterdayAt('12:00') }));
+    expect(offPeak.charge).toMatchObject({ priceVersion: set.price?.version, callCost: { amount: '0.051' }, totalCost: { amount: '0.3425' } });
+    // Batch: the token costs halve (0.14575), the calls do not: 0.19675.
+    const batch = await call(client.recordCharge, client, withUsage(voice, 'voice-2', { accountId: 'voice', toolCalls: { web_search: '2' }, serviceTier: ServiceTier.SERVICE_TIER_BATCH, usageTime: yesterdayAt('12:00') }));
+    expect(batch.charge?.totalCost?.amount).toBe('0.19675');
+    // Peak window: input 4 (cached and audio input fall back to it), output 16 (audio output too): 10,000 x 4 + 2,000 x 16 = 72,000; + 0.001.
+    const peak = await call(client.recordCharge, client, withUsage(voice, 'voice-3', { accountId: 'voice', usageTime: yesterdayAt('02:30') }));
+    expect(peak.charge?.totalCost?.amount).toBe('0.073');
+    expect(await badFields(call(client.setPrice, client, SetPriceRequest.fromPartial({
+      accountId: 'voice', provider: 'selfhosted', model: 'voice-2', source: 'x',
+      rates: PriceRates.fromPartial({ inputPerMillion: '1', outputPerMillion: '1', outputAudioPerMillion: '-1', toolCalls: { 'Web Search': '1' }, timeOfDay: [{ startTime: '9am', endTime: '10:00', inputPerMillion: '1', outputPerMillion: '1' }], serviceTiers: { batch: '0', flex: '', priority: '' } }),
+    })))).toEqual(['rates.output_audio_per_million', 'rates.service_tiers.batch', 'rates.time_of_day[0].start_time', 'rates.tool_calls']);
   });
 });
