@@ -208,6 +208,12 @@ describe.each(databaseTargets())('provider usage objects on $name', (target) => 
   it('fails closed for a tier the model has no price for', async () => {
     const { charge } = await call(client.recordCharge, client, withUsage(CASES[0], 'no-priority', { serviceTier: ServiceTier.SERVICE_TIER_PRIORITY }));
     expect(charge).toMatchObject({ pricingStatus: PricingStatus.PRICING_STATUS_UNPRICED, totalCost: undefined, serviceTier: ServiceTier.SERVICE_TIER_PRIORITY });
+    const o4 = { provider: 'openai', model: 'o4-mini', usage: CASES[0].usage, usageFormat: CASES[0].format, serviceTier: ServiceTier.SERVICE_TIER_PRIORITY };
+    const estimate = await call(client.estimateCost, client, EstimateCostRequest.fromPartial(o4));
+    expect(estimate).toMatchObject({ pricingStatus: PricingStatus.PRICING_STATUS_UNPRICED, totalCost: undefined });
+    const hold = await grpcError(call(client.checkLimits, client, CheckLimitsRequest.fromPartial({ accountId: 'acme', userId: 'u1', estimate: o4 })));
+    expect(hold.code).toBe(status.FAILED_PRECONDITION);
+    expect(hold.details).toMatch(/no priority service tier price/);
   });
 
   it('gives the same cost for explicit counts that agree, and names the fields that disagree (nothing written)', async () => {
