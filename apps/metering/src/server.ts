@@ -11,6 +11,7 @@ import { Health } from './grpc/health';
 import { OpenStreams, serverStream, StreamControl } from './grpc/stream';
 import { unary } from './grpc/unary';
 import { watchChargesHandler } from './handlers/events.handler';
+import { withDecodeErrorsAsInvalid } from './grpc/decode';
 import { Metrics } from './observability/metrics';
 import { Tracing } from './observability/tracing';
 import { createApiKeyHandler, listApiKeysHandler, revokeApiKeyHandler } from './handlers/api-keys.handler';
@@ -199,7 +200,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
   });
   server.addService(
-    MeteringServiceService,
+    withDecodeErrorsAsInvalid(MeteringServiceService),
     meteringService(db, log, {
       writeConcurrency: config.writeConcurrency,
       authMode: config.authMode,

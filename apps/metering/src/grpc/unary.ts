@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger';
 import type { Metrics } from '../observability/metrics';
 import { Tracing } from '../observability/tracing';
+import { assertDecoded } from './decode';
 import { toServiceError } from './errors';
 
 /**
@@ -50,7 +51,10 @@ export function unary<Req, Res>(method: string, log: Logger, handle: (req: Req, 
       if (span) Tracing.end(span, code, status[code]);
     };
     Promise.resolve()
-      .then(() => handle(call.request, call.metadata))
+      .then(() => {
+        assertDecoded(call.request);
+        return handle(call.request, call.metadata);
+      })
       .then(
         (response) => {
           log.debug('rpc', { method, request_id: requestId, code: 'OK', duration_ms: ms() });

@@ -23,6 +23,7 @@ import {
   SetPriceInput,
 } from '@metering/domain';
 import {
+  BilledUsage,
   catalogInEffect,
   choosePrice,
   computeCost,
@@ -34,7 +35,6 @@ import {
   PriceTable,
   PriceVersion,
   unpricedReason,
-  BilledUsage,
 } from '@metering/pricing';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { findMarkups } from '../store/markups.repo';
@@ -49,6 +49,8 @@ export interface Estimate {
   price?: PriceVersion;
   markup: Dec;
   cost?: Cost;
+  /** Why a model with a price cannot price this usage (a service tier or tool it has no price for). */
+  unpriced?: string;
 }
 
 /** An account's model at a moment. */
@@ -141,8 +143,9 @@ export class PricingService {
       // A completion pays the model's per-request fee; the time of day picks peak or off-peak rates.
       const usage: BilledUsage = { callCount: q.callCount, requests: q.chargeType === 'completion' ? 1 : 0, toolCalls: q.toolCalls, serviceTier: q.serviceTier, at: q.at };
       // Fail closed: a tier or tool the price does not cover leaves the charge unpriced.
-      if (!price || unpricedReason(price, usage)) return { markup };
-      return { price, markup, cost: computeCost(price, q.tokens, markup, usage) };
+      if (!price) return { markup };
+      const unpriced = unpricedReason(price, usage);
+      return unpriced ? { markup, unpriced } : { price, markup, cost: computeCost(price, q.tokens, markup, usage) };
     });
   }
 

@@ -511,7 +511,10 @@ export interface Charge {
     | undefined;
   /** Billable calls of a per-call priced tool or plugin (e.g. web searches). */
   callCount: string;
-  /** Billed cost of the calls, call_count x the per-call price x markup; absent when unpriced. */
+  /**
+   * Billed cost of the calls, x markup: call_count x the per-call price, the
+   * tool_calls at the model's tool prices and its per-request fee; absent when unpriced.
+   */
   callCost:
     | Money
     | undefined;

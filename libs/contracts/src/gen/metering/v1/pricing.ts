@@ -438,7 +438,7 @@ export interface EstimateCostResponse {
   completionCost:
     | Money
     | undefined;
-  /** Billed per-call cost. */
+  /** Billed per-call cost (calls, tool calls and the per-request fee). */
   callCost:
     | Money
     | undefined;
