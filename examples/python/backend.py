@@ -7,7 +7,9 @@ It does what a backend does around an LLM call, and checks every answer:
   4. read the day's usage (GetDailyUsage) and the limit's state (ListLimits);
   5. send a bad request and read the google.rpc.BadRequest naming the bad fields;
   6. try another account's data with its key (PERMISSION_DENIED);
-  7. read the charge stream (WatchCharges) from the start, and from now (where it starts is in its headers).
+  7. read the charge stream (WatchCharges) from the start, and from now (where it starts is in its headers);
+  8. record calls by sending the provider's own usage object as it came back (an OpenAI chat completion's
+     and an Anthropic message's), and check each costs exactly what the same call sent as counts costs.
 Run by examples/run-python.sh (and CI) against a real server: /usr/bin/python3 backend.py --address HOST:PORT --operator-key KEY
 """
 import argparse
@@ -19,8 +21,9 @@ from datetime import date
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen"))
 
 import grpc  # noqa: E402
+from google.protobuf import struct_pb2  # noqa: E402
 from google.rpc import error_details_pb2, status_pb2  # noqa: E402
-from metering.v1 import account_pb2, limits_pb2, metering_service_pb2 as pb, metering_service_pb2_grpc as rpc  # noqa: E402
+from metering.v1 import account_pb2, charge_pb2, limits_pb2, metering_service_pb2 as pb, metering_service_pb2_grpc as rpc  # noqa: E402
 
 
 def check(condition, what):
@@ -35,6 +38,62 @@ def status_details(err):
         if key == "grpc-status-details-bin":
             return status_pb2.Status.FromString(value)
     return None
+
+
+def struct(value):
+    """A dict (e.g. an SDK's `response.usage.model_dump()`) as a google.protobuf.Struct."""
+    s = struct_pb2.Struct()
+    s.update(value)
+    return s
+
+
+def bad_fields(err):
+    """The fields a google.rpc.BadRequest in a failed call names."""
+    bad = error_details_pb2.BadRequest()
+    for any_detail in status_details(err).details:
+        if any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            any_detail.Unpack(bad)
+    return sorted(v.field for v in bad.field_violations)
+
+
+def record_usage_objects(stub, key):
+    """Step 8: usage objects as the providers return them, against the same calls sent as counts."""
+    # An OpenAI chat completion's response.usage (gpt-4o: 2.50 / 1.25 cached / 10.00 per 1M):
+    # 156 x 2.50 + 1024 x 1.25 + 310 x 10.00 = 390 + 1280 + 3100 per 1M = 0.00477 USD.
+    openai_usage = {
+        "prompt_tokens": 1180, "completion_tokens": 310, "total_tokens": 1490,
+        "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+    }
+    # An Anthropic message's usage (claude-sonnet-4-5: 3 / 0.30 cache read / 3.75 cache write / 15 per 1M), whose
+    # input_tokens leave out the cache reads and writes: 25 x 3 + 3000 x 0.30 + 1200 x 3.75 + 450 x 15 = 75 + 900 + 4500 + 6750
+    # per 1M = 0.012225 USD.
+    anthropic_usage = {
+        "input_tokens": 25, "cache_creation_input_tokens": 1200, "cache_read_input_tokens": 3000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 1200, "ephemeral_1h_input_tokens": 0}, "output_tokens": 450, "service_tier": "standard",
+    }
+    calls = [
+        ("OpenAI chat", "openai", "gpt-4o", charge_pb2.USAGE_FORMAT_OPENAI_CHAT, openai_usage,
+         {"prompt_tokens": 1180, "cached_prompt_tokens": 1024, "completion_tokens": 310}, "0.00477"),
+        ("Anthropic message", "anthropic", "claude-sonnet-4-5", charge_pb2.USAGE_FORMAT_ANTHROPIC_MESSAGES, anthropic_usage,
+         {"prompt_tokens": 4225, "cached_prompt_tokens": 3000, "cache_write_tokens": 1200, "completion_tokens": 450}, "0.012225"),
+    ]
+    for name, provider, model, usage_format, usage, counts, expected in calls:
+        as_object = stub.RecordCharge(pb.RecordChargeRequest(
+            user_id="carol", idempotency_key=f"call-{uuid.uuid4()}", provider=provider, model=model,
+            usage=struct(usage), usage_format=usage_format), metadata=key, timeout=5)
+        as_counts = stub.RecordCharge(pb.RecordChargeRequest(
+            user_id="carol", idempotency_key=f"call-{uuid.uuid4()}", provider=provider, model=model, **counts), metadata=key, timeout=5)
+        cost = as_object.charge.total_cost.amount
+        check(cost == as_counts.charge.total_cost.amount == expected, f"an {name} usage object costs what its counts cost ({cost} USD)")
+        check(as_object.charge.tokens.prompt_tokens == counts["prompt_tokens"], f"the {name} usage object is mapped to the token classes")
+    try:
+        stub.RecordCharge(pb.RecordChargeRequest(
+            user_id="carol", idempotency_key=f"call-{uuid.uuid4()}", provider="openai", model="gpt-4o",
+            usage=struct(openai_usage), usage_format=charge_pb2.USAGE_FORMAT_OPENAI_CHAT, prompt_tokens=156), metadata=key, timeout=5)
+        check(False, "counts that disagree with the usage object are refused")
+    except grpc.RpcError as err:
+        check(err.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_fields(err) == ["prompt_tokens"], "counts that disagree with the usage object are INVALID_ARGUMENT naming them")
 
 
 def main():
@@ -80,12 +139,7 @@ def main():
         stub.RecordCharge(pb.RecordChargeRequest(user_id="alice", provider="OpenAI", model="gpt-4o", prompt_tokens=-1), metadata=key, timeout=5)
         check(False, "a bad request is refused")
     except grpc.RpcError as err:
-        details = status_details(err)
-        bad = error_details_pb2.BadRequest()
-        for any_detail in details.details:
-            if any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                any_detail.Unpack(bad)
-        fields = sorted(v.field for v in bad.field_violations)
+        fields = bad_fields(err)
         check(err.code() == grpc.StatusCode.INVALID_ARGUMENT and fields == ["idempotency_key", "prompt_tokens", "provider"], f"INVALID_ARGUMENT names the bad fields {fields}")
 
     try:
@@ -106,6 +160,8 @@ def main():
     nxt = next(iter(live))
     live.cancel()
     check(nxt.event.sequence == 2 and nxt.event.charge.charge_id == later.charge.charge_id, "and streams what commits after that")
+
+    record_usage_objects(stub, key)
     print(f"python backend: all checks passed (account {account})")
 
 

@@ -1,4 +1,6 @@
-import { Dec, formatDecimal, nestingProblem, PriceOrigin, TokenCounts } from '@metering/pricing';
+import { Dec, formatDecimal, PriceOrigin, TokenCounts } from '@metering/pricing';
+import { billedFields, BilledUsageInput, checkBilledUsage, MAX_CALLS, ServiceTierName } from './billed-usage';
+import { canonicalJson } from './json';
 import { checkReservationId } from './reservation';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, MAX_KEY_LENGTH, TimestampInput, Violations } from './validation';
 
@@ -10,10 +12,6 @@ export type PricingStatus = 'priced' | 'unpriced';
 export const CHARGE_TYPE_BY_NUMBER: Record<number, ChargeType> = { 1: 'completion', 2: 'plugin', 3: 'tool' };
 export const REQUEST_TYPE_BY_NUMBER: Record<number, RequestType> = { 1: 'chat', 2: 'summarization', 3: 'embedding', 4: 'tool_call', 5: 'vision' };
 
-/** Per-charge token counts are bounded: far above any real call, far below 2^53 even summed over years. */
-export const MAX_TOKENS = 1_000_000_000_000;
-/** Per-call priced calls in one charge. */
-export const MAX_CALLS = 1_000_000;
 export const MAX_RESPONSE_TIME_MS = 86_400_000;
 export const MAX_METADATA_BYTES = 16 * 1024;
 export const MAX_METADATA_DEPTH = 8;
@@ -25,7 +23,7 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
 export type JsonObject = { [key: string]: JsonValue };
 
 /** A RecordCharge request as it comes off the wire (int64 as strings, enums as numbers), not yet trusted. */
-export interface RecordChargeRequestInput extends TokenCountsInput {
+export interface RecordChargeRequestInput extends BilledUsageInput {
   accountId: string;
   userId: string;
   idempotencyKey: string;
@@ -61,6 +59,9 @@ export interface ChargeInput {
   tokens: TokenCounts;
   /** Per-call priced calls (tool or plugin). */
   callCount: number;
+  /** Tool calls inside the completion, by tool name (no zero counts). */
+  toolCalls: Record<string, number>;
+  serviceTier: ServiceTierName;
   reference: string;
   endpoint: string;
   responseTimeMs: number | null;
@@ -138,35 +139,10 @@ function checkUsageTime(v: Violations, value: RecordChargeRequestInput['usageTim
   return checkTimestamp(v, 'usage_time', value, now, EARLIEST_USAGE_TIME, new Date(now.getTime() + MAX_CLOCK_SKEW_MS));
 }
 
-/** The token classes of a request (RecordCharge, EstimateCost), as int64 strings off the wire. */
-export interface TokenCountsInput {
-  promptTokens: string;
-  completionTokens: string;
-  reasoningTokens: string;
-  cachedPromptTokens: string;
-  cacheWriteTokens: string;
-  cacheWrite1hTokens: string;
-}
-
-/** Checks each token class and that they nest; bad fields are added to `v`. */
-export function checkTokens(v: Violations, raw: TokenCountsInput): TokenCounts {
-  const tokens: TokenCounts = {
-    promptTokens: checkInt(v, 'prompt_tokens', raw.promptTokens, 0, MAX_TOKENS),
-    completionTokens: checkInt(v, 'completion_tokens', raw.completionTokens, 0, MAX_TOKENS),
-    reasoningTokens: checkInt(v, 'reasoning_tokens', raw.reasoningTokens, 0, MAX_TOKENS),
-    cachedPromptTokens: checkInt(v, 'cached_prompt_tokens', raw.cachedPromptTokens, 0, MAX_TOKENS),
-    cacheWriteTokens: checkInt(v, 'cache_write_tokens', raw.cacheWriteTokens, 0, MAX_TOKENS),
-    cacheWrite1hTokens: checkInt(v, 'cache_write_1h_tokens', raw.cacheWrite1hTokens, 0, MAX_TOKENS),
-  };
-  const problem = nestingProblem(tokens);
-  if (problem) v.add(problem.field, problem.description);
-  return tokens;
-}
-
 /** Validates a RecordCharge request; throws ValidationError naming every bad field. */
 export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): ChargeInput {
   const v = new Violations();
-  const tokens = checkTokens(v, raw);
+  const billed = checkBilledUsage(v, raw);
   const input: ChargeInput = {
     accountId: checkId(v, 'account_id', raw.accountId),
     userId: checkId(v, 'user_id', raw.userId),
@@ -176,7 +152,7 @@ export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): 
     model: checkModel(v, 'model', raw.model),
     chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER) ?? 'completion',
     requestType: checkEnum(v, 'request_type', raw.requestType, REQUEST_TYPE_BY_NUMBER) ?? 'chat',
-    tokens,
+    ...billed,
     callCount: checkInt(v, 'call_count', raw.callCount, 0, MAX_CALLS),
     reference: checkText(v, 'reference', raw.reference, 255),
     endpoint: checkText(v, 'endpoint', raw.endpoint, 255),
@@ -193,21 +169,13 @@ export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): 
   return input;
 }
 
-/** JSON with object keys sorted, so that equal metadata compares equal whatever its key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
 /**
  * The request fields (proto names) in which a retry differs from the stored
  * charge with the same idempotency key. Empty means a true replay. usage_time
  * is compared only when the retry supplies it (otherwise it is the server's
- * clock at the first attempt).
+ * clock at the first attempt). What was used is compared as billed (token
+ * classes, tool calls, service tier), whether it came as explicit counts or
+ * as a provider usage object.
  */
 export function diffChargeContent(stored: ChargeInput, incoming: ChargeInput): string[] {
   const fields: Array<[string, unknown, unknown]> = [
@@ -217,12 +185,7 @@ export function diffChargeContent(stored: ChargeInput, incoming: ChargeInput): s
     ['model', stored.model, incoming.model],
     ['charge_type', stored.chargeType, incoming.chargeType],
     ['request_type', stored.requestType, incoming.requestType],
-    ['prompt_tokens', stored.tokens.promptTokens, incoming.tokens.promptTokens],
-    ['completion_tokens', stored.tokens.completionTokens, incoming.tokens.completionTokens],
-    ['reasoning_tokens', stored.tokens.reasoningTokens, incoming.tokens.reasoningTokens],
-    ['cached_prompt_tokens', stored.tokens.cachedPromptTokens, incoming.tokens.cachedPromptTokens],
-    ['cache_write_tokens', stored.tokens.cacheWriteTokens, incoming.tokens.cacheWriteTokens],
-    ['cache_write_1h_tokens', stored.tokens.cacheWrite1hTokens, incoming.tokens.cacheWrite1hTokens],
+    ...billedFields(stored, incoming),
     ['call_count', stored.callCount, incoming.callCount],
     ['reference', stored.reference, incoming.reference],
     ['endpoint', stored.endpoint, incoming.endpoint],

@@ -1,5 +1,7 @@
 export * from './errors';
 export * from './validation';
+export * from './json';
+export * from './billed-usage';
 export * from './charge';
 export * from './usage';
 export * from './limits';

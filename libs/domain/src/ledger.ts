@@ -1,4 +1,4 @@
-import { Dec } from '@metering/pricing';
+import { Dec, TOKEN_CLASSES, type TokenCounts } from '@metering/pricing';
 import type { ChargeRecord } from './charge';
 import type { SoftLimitCrossing } from './events';
 import { Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
@@ -49,15 +49,7 @@ import type { RollupKey } from './usage';
  * - CounterState / PeriodUsage: a counter as stored, and a scope's period as limits see it;
  * - UsageChange: what one change moved of one user's used amounts on one day (soft limits).
  */
-export interface RollupSums {
-  messageCount: bigint;
-  unpricedMessageCount: bigint;
-  promptTokens: bigint;
-  completionTokens: bigint;
-  reasoningTokens: bigint;
-  cachedPromptTokens: bigint;
-  cacheWriteTokens: bigint;
-  cacheWrite1hTokens: bigint;
+export type RollupSums = { messageCount: bigint; unpricedMessageCount: bigint } & { [K in keyof TokenCounts]: bigint } & {
   totalTokens: bigint;
   callCount: bigint;
   providerCost: Dec;
@@ -65,11 +57,10 @@ export interface RollupSums {
   completionCost: Dec;
   callCost: Dec;
   totalCost: Dec;
-}
+};
 
-export const ROLLUP_INT_SUMS = [
-  'messageCount', 'unpricedMessageCount', 'promptTokens', 'completionTokens', 'reasoningTokens', 'cachedPromptTokens', 'cacheWriteTokens', 'cacheWrite1hTokens', 'totalTokens', 'callCount',
-] as const;
+/** The integer sums: counts, every token class (libs/pricing TOKEN_CLASSES), total tokens, per-call calls. */
+export const ROLLUP_INT_SUMS = ['messageCount', 'unpricedMessageCount', ...TOKEN_CLASSES, 'totalTokens', 'callCount'] as const;
 export const ROLLUP_MONEY_SUMS = ['providerCost', 'promptCost', 'completionCost', 'callCost', 'totalCost'] as const;
 
 function combineSums(a: RollupSums, b: RollupSums, sign: 1n | -1n): RollupSums {
@@ -163,12 +154,7 @@ export function rollupOfCharge(c: ChargeRecord): RollupDelta {
     sums: {
       messageCount: 1n,
       unpricedMessageCount: c.pricingStatus === 'unpriced' ? 1n : 0n,
-      promptTokens: BigInt(t.promptTokens),
-      completionTokens: BigInt(t.completionTokens),
-      reasoningTokens: BigInt(t.reasoningTokens),
-      cachedPromptTokens: BigInt(t.cachedPromptTokens),
-      cacheWriteTokens: BigInt(t.cacheWriteTokens),
-      cacheWrite1hTokens: BigInt(t.cacheWrite1hTokens),
+      ...(Object.fromEntries(TOKEN_CLASSES.map((k) => [k, BigInt(t[k])])) as { [K in keyof TokenCounts]: bigint }),
       totalTokens: BigInt(c.totalTokens),
       callCount: BigInt(c.callCount),
       providerCost: new Dec(cost?.providerCost ?? 0),

@@ -1,5 +1,6 @@
-import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal, TokenCounts } from '@metering/pricing';
-import { CHARGE_TYPE_BY_NUMBER, ChargeType, checkTokens, MAX_CALLS, TokenCountsInput } from './charge';
+import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal } from '@metering/pricing';
+import { BilledCounts, BilledUsageInput, checkBilledUsage, MAX_CALLS } from './billed-usage';
+import { CHARGE_TYPE_BY_NUMBER, ChargeType } from './charge';
 import { monthStart } from './time';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, MAX_KEY_LENGTH, Violations } from './validation';
 
@@ -209,7 +210,7 @@ export function validateListLimits(raw: { accountId: string; userId: string; pag
   return q;
 }
 
-export interface EstimateInput extends TokenCountsInput {
+export interface EstimateInput extends BilledUsageInput {
   provider: string;
   model: string;
   chargeType: number;
@@ -228,12 +229,11 @@ export interface CheckLimitsRequestInput {
   denyAsError?: boolean;
 }
 
-/** A token mix for the server to price. */
-export interface UsageEstimate {
+/** A token mix (with tool calls and service tier) for the server to price. */
+export interface UsageEstimate extends BilledCounts {
   provider: string;
   model: string;
   chargeType: ChargeType;
-  tokens: TokenCounts;
   callCount: number;
 }
 
@@ -257,7 +257,7 @@ function checkEstimate(v: Violations, raw: EstimateInput): UsageEstimate {
     provider: checkProvider(sub, 'provider', raw.provider ?? ''),
     model: checkModel(sub, 'model', raw.model ?? ''),
     chargeType: checkEnum(sub, 'charge_type', raw.chargeType ?? 0, CHARGE_TYPE_BY_NUMBER) ?? 'completion',
-    tokens: checkTokens(sub, raw),
+    ...checkBilledUsage(sub, raw),
     callCount: checkInt(sub, 'call_count', raw.callCount, 0, MAX_CALLS),
   };
   for (const x of sub.list) v.add(`estimate.${x.field}`, x.description);

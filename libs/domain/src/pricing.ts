@@ -1,25 +1,33 @@
-import { checkRates, PriceRates, TokenCounts } from '@metering/pricing';
-import { ChargeType, CHARGE_TYPE_BY_NUMBER, checkTokens, MAX_CALLS, TokenCountsInput } from './charge';
+import { checkRates, PriceRates, RATE_FIELD, TOKEN_RATE_KEYS, TokenRates } from '@metering/pricing';
+import { BilledCounts, BilledUsageInput, checkBilledUsage, MAX_CALLS } from './billed-usage';
+import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
 import { checkDateRange } from './usage';
 import { checkActor, checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, TimestampInput, Violations } from './validation';
 
+/** Token rates as they come off the wire (camelCase of metering.v1.PriceRates' fields), '' when not given. */
+export interface TokenRatesInput {
+  inputPerMillion?: string;
+  outputPerMillion?: string;
+  cachedInputPerMillion?: string;
+  cacheWritePerMillion?: string;
+  cacheWrite1hPerMillion?: string;
+  reasoningPerMillion?: string;
+  inputAudioPerMillion?: string;
+  cachedInputAudioPerMillion?: string;
+  outputAudioPerMillion?: string;
+  inputImagePerMillion?: string;
+  cachedInputImagePerMillion?: string;
+  outputImagePerMillion?: string;
+}
+
 /** Rates as they come off the wire (metering.v1.PriceRates): decimal strings, '' when not given. */
-export interface PriceRatesInput {
-  inputPerMillion: string;
-  outputPerMillion: string;
-  cachedInputPerMillion: string;
-  cacheWritePerMillion: string;
-  cacheWrite1hPerMillion: string;
-  reasoningPerMillion: string;
-  perCall: string;
-  longContext?: {
-    thresholdPromptTokens: string;
-    inputPerMillion: string;
-    outputPerMillion: string;
-    cachedInputPerMillion: string;
-    cacheWritePerMillion: string;
-    cacheWrite1hPerMillion: string;
-  };
+export interface PriceRatesInput extends TokenRatesInput {
+  perCall?: string;
+  perRequest?: string;
+  toolCalls?: Record<string, string>;
+  longContext?: TokenRatesInput & { thresholdPromptTokens: string };
+  timeOfDay?: Array<TokenRatesInput & { startTime: string; endTime: string }>;
+  serviceTiers?: { batch?: string; flex?: string; priority?: string };
 }
 
 /** An operator price version, validated. */
@@ -35,33 +43,36 @@ export interface OperatorPrice {
   updateTime?: Date;
 }
 
-const opt = (s: string) => (s === '' ? undefined : s);
+/** The camelCase wire name of a snake_case field ("cache_write_1h_per_million" -> "cacheWrite1hPerMillion"). */
+export const wireName = (snake: string) => snake.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+
+/** A wire string as an optional rate: '' (or not a string, left for checkRates to name) is absent. */
+const opt = (s: unknown) => (s === '' || s === undefined || s === null ? undefined : (s as string));
+
+function tokenRatesOf(r: TokenRatesInput): TokenRates {
+  const rates: Record<string, string | undefined> = {};
+  for (const key of TOKEN_RATE_KEYS) rates[key] = opt((r as unknown as Record<string, unknown>)[wireName(RATE_FIELD[key])]);
+  return { ...rates, input: rates.input ?? '', output: rates.output ?? '' } as TokenRates;
+}
+
+/** Drops absent keys, so that the stored spec (and the audit trail) has only what was set. */
+function compact<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as T;
+}
 
 /** Wire rates to the pricing lib's shape: empty strings become absent classes. */
 export function specOf(r: PriceRatesInput): PriceRates {
-  const spec: PriceRates = {
-    input: r.inputPerMillion,
-    output: r.outputPerMillion,
-    cachedInput: opt(r.cachedInputPerMillion),
-    cacheWrite: opt(r.cacheWritePerMillion),
-    cacheWrite1h: opt(r.cacheWrite1hPerMillion),
-    reasoning: opt(r.reasoningPerMillion),
-    perCall: opt(r.perCall),
-  };
+  const spec: PriceRates = { ...tokenRatesOf(r), perCall: opt(r.perCall), perRequest: opt(r.perRequest) };
+  if (r.toolCalls && Object.keys(r.toolCalls).length) spec.toolCalls = { ...r.toolCalls };
   if (r.longContext) {
     const lc = r.longContext;
     const threshold = /^\d{1,13}$/.test(String(lc.thresholdPromptTokens)) ? Number(lc.thresholdPromptTokens) : -1;
-    spec.longContext = {
-      thresholdPromptTokens: threshold,
-      input: lc.inputPerMillion,
-      output: lc.outputPerMillion,
-      cachedInput: opt(lc.cachedInputPerMillion),
-      cacheWrite: opt(lc.cacheWritePerMillion),
-      cacheWrite1h: opt(lc.cacheWrite1hPerMillion),
-    };
+    spec.longContext = compact({ ...tokenRatesOf(lc), thresholdPromptTokens: threshold });
   }
-  for (const key of Object.keys(spec) as Array<keyof PriceRates>) if (spec[key] === undefined) delete spec[key];
-  return spec;
+  if (r.timeOfDay?.length) spec.timeOfDay = r.timeOfDay.map((w) => compact({ ...tokenRatesOf(w), startTime: String(w.startTime), endTime: String(w.endTime) }));
+  const tiers = compact({ batch: opt(r.serviceTiers?.batch), flex: opt(r.serviceTiers?.flex), priority: opt(r.serviceTiers?.priority) });
+  if (Object.keys(tiers).length) spec.serviceTiers = tiers;
+  return compact(spec);
 }
 
 export interface SetPriceInput {
@@ -142,21 +153,62 @@ export interface ModelListQuery {
   accountId: string;
   at: Date;
   includeHistory: boolean;
+  /** Only models whose id or an alias contains this (lower case). */
+  name?: string;
+  /** Prices per page; 0: the whole list. */
+  pageSize: number;
+  /** The sort key of the last price of the previous page. */
+  after?: string;
 }
 
-export function validateListModels(raw: { provider: string; accountId: string; at?: TimestampInput; includeHistory: boolean }, now: Date): ModelListQuery {
+export interface ModelListInput {
+  provider: string;
+  accountId: string;
+  at?: TimestampInput;
+  includeHistory: boolean;
+  pageSize?: number;
+  pageToken?: string;
+  name?: string;
+}
+
+/** What a ListModels page token is bound to: the filters (and the moment, when one was given). */
+function modelListFingerprint(raw: ModelListInput, q: Omit<ModelListQuery, 'after' | 'pageSize'>): string {
+  return JSON.stringify([q.provider ?? '', q.accountId, q.includeHistory, q.name ?? '', raw.at ? q.at.toISOString() : '']);
+}
+
+/** The token of the page after the price with sort key `lastKey`. */
+export function encodeModelPageToken(raw: ModelListInput, q: ModelListQuery, lastKey: string): string {
+  return Buffer.from(JSON.stringify({ f: modelListFingerprint(raw, q), k: lastKey }), 'utf8').toString('base64url');
+}
+
+export function validateListModels(raw: ModelListInput, now: Date): ModelListQuery {
   const v = new Violations();
-  const q = {
+  const name = (raw.name ?? '').trim().toLowerCase();
+  if (name.length > 255) v.add('name', 'must be at most 255 characters');
+  const q: ModelListQuery = {
     provider: checkProvider(v, 'provider', raw.provider, false) || undefined,
     accountId: checkId(v, 'account_id', raw.accountId ?? '', false),
     at: checkTimestamp(v, 'at', raw.at, now),
     includeHistory: raw.includeHistory === true,
+    name: name || undefined,
+    pageSize: raw.pageSize ? checkInt(v, 'page_size', raw.pageSize, 1, 1000) : 0,
   };
+  if (raw.pageToken) {
+    try {
+      if (raw.pageToken.length > 2048) throw new Error('too long');
+      const body = JSON.parse(Buffer.from(raw.pageToken, 'base64url').toString('utf8')) as { f?: unknown; k?: unknown };
+      if (body.f !== modelListFingerprint(raw, q) || typeof body.k !== 'string') throw new Error('foreign');
+      q.after = body.k;
+    } catch {
+      v.add('page_token', 'is not a token returned by a previous page of this same query');
+    }
+    if (!q.pageSize) v.add('page_size', 'is required with page_token');
+  }
   v.done();
   return q;
 }
 
-export interface EstimateCostInput extends TokenCountsInput {
+export interface EstimateCostInput extends BilledUsageInput {
   accountId: string;
   provider: string;
   model: string;
@@ -165,12 +217,11 @@ export interface EstimateCostInput extends TokenCountsInput {
   at?: TimestampInput;
 }
 
-export interface CostEstimateQuery {
+export interface CostEstimateQuery extends BilledCounts {
   accountId: string;
   provider: string;
   model: string;
   chargeType: ChargeType;
-  tokens: TokenCounts;
   callCount: number;
   at: Date;
 }
@@ -182,7 +233,7 @@ export function validateEstimateCost(raw: EstimateCostInput, now: Date): CostEst
     provider: checkProvider(v, 'provider', raw.provider),
     model: checkModel(v, 'model', raw.model),
     chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER) ?? 'completion',
-    tokens: checkTokens(v, raw),
+    ...checkBilledUsage(v, raw),
     callCount: checkInt(v, 'call_count', raw.callCount, 0, MAX_CALLS),
     at: checkTimestamp(v, 'at', raw.at, now),
   };

@@ -75,8 +75,8 @@ export class ReservationNotFoundError extends DomainError {
 
 /** The estimate names a model without a price, so its cost cannot be held. */
 export class UnpricedEstimateError extends DomainError {
-  constructor(provider: string, model: string) {
-    super('FAILED_PRECONDITION', 'MODEL_UNPRICED', `no price for ${provider}/${model}: give additional_cost instead of estimate`, { provider, model });
+  constructor(provider: string, model: string, why?: string) {
+    super('FAILED_PRECONDITION', 'MODEL_UNPRICED', `no price for ${provider}/${model}${why ? ` (${why})` : ''}: give additional_cost instead of estimate`, { provider, model });
   }
 }
 

@@ -1,16 +1,22 @@
-import { PRICE_CATALOG } from './catalog';
+import { CATALOGUE, PRICE_CATALOG } from './catalog';
 import { computeCost } from './cost';
 import { Dec, formatDecimal } from './money';
 import { parsePriceRow, PriceTable } from './price-table';
-import { TokenCounts } from './tokens';
-import {
-  fromAnthropicUsage,
-  fromCohereUsage,
-  fromDeepSeekUsage,
-  fromGeminiUsage,
-  fromOpenAIChatUsage,
-  fromOpenAIResponsesUsage,
-} from './usage-shapes';
+import { TokenCounts, zeroTokens } from './tokens';
+import { mapUsage, UsageFormat } from './usage-shapes';
+
+/** The token classes of a usage object of a format (throws on a problem). */
+const tokensOf = (format: UsageFormat) => (usage: object): TokenCounts => {
+  const { mapped, problems } = mapUsage(format, usage);
+  if (!mapped) throw new Error(JSON.stringify(problems));
+  return mapped.tokens;
+};
+const fromOpenAIChatUsage = tokensOf('openai_chat');
+const fromOpenAIResponsesUsage = tokensOf('openai_responses');
+const fromAnthropicUsage = tokensOf('anthropic_messages');
+const fromGeminiUsage = tokensOf('gemini');
+const fromDeepSeekUsage = tokensOf('deepseek');
+const fromCohereUsage = tokensOf('cohere');
 
 /**
  * The built-in catalogue: coverage, well-formedness, and conformance — each
@@ -18,7 +24,7 @@ import {
  * the digit against arithmetic done by hand in the comments (USD per 1M tokens).
  */
 const table = new PriceTable();
-const NOW = new Date('2026-11-23T12:00:00Z');
+const NOW = new Date('2026-12-01T12:00:00Z');
 const ONE = new Dec(1);
 const PROVIDERS = ['openai', 'anthropic', 'googleai', 'metaai', 'mistral', 'deepseek', 'xai', 'cohere'];
 const models = new Set(PRICE_CATALOG.map((r) => `${r.provider}/${r.model}`));
@@ -26,15 +32,16 @@ const models = new Set(PRICE_CATALOG.map((r) => `${r.provider}/${r.model}`));
 const cost = (provider: string, model: string, tokens: TokenCounts, at = NOW, calls = 0) => {
   const price = table.priceAt(provider, model, at);
   if (!price) throw new Error(`no price for ${provider}/${model}`);
-  return formatDecimal(computeCost(price, tokens, ONE, calls).totalCost);
+  return formatDecimal(computeCost(price, tokens, ONE, { callCount: calls, at }).totalCost);
 };
-const none: TokenCounts = { promptTokens: 0, completionTokens: 0, reasoningTokens: 0, cachedPromptTokens: 0, cacheWriteTokens: 0, cacheWrite1hTokens: 0 };
+const none: TokenCounts = zeroTokens();
 
 describe('catalogue coverage', () => {
-  it('has at least 100 models across the eight providers, and embedding models', () => {
-    expect(models.size).toBeGreaterThanOrEqual(100);
-    for (const provider of PROVIDERS) expect(PRICE_CATALOG.filter((r) => r.provider === provider).length).toBeGreaterThanOrEqual(2);
-    expect(new Set(PRICE_CATALOG.map((r) => r.provider))).toEqual(new Set(PROVIDERS));
+  it('prices at least 1,000 models over at least 30 providers today, the eight of the Django models among them, and embedding models', () => {
+    const priced = table.current(NOW);
+    expect(priced.length).toBeGreaterThanOrEqual(1000);
+    expect(new Set(priced.map((v) => v.provider)).size).toBeGreaterThanOrEqual(30);
+    for (const provider of PROVIDERS) expect(priced.filter((v) => v.provider === provider).length).toBeGreaterThanOrEqual(2);
     expect(PRICE_CATALOG.filter((r) => /embed/.test(r.model)).length).toBeGreaterThanOrEqual(5);
   });
 
@@ -45,16 +52,17 @@ describe('catalogue coverage', () => {
 });
 
 describe('catalogue rows', () => {
-  it('every row parses, has a source and a real date not after 2026-12-31, and no model is listed twice for one date', () => {
+  it('every row parses, has a source and a real date, and no model is listed twice for one date', () => {
     const seen = new Set<string>();
     for (const row of PRICE_CATALOG) {
       const parsed = parsePriceRow(row);
       expect(row.source.trim().length).toBeGreaterThan(0);
-      expect(row.effectiveFrom <= '2026-12-31').toBe(true);
       const key = `${row.provider}/${row.model}@${row.effectiveFrom}`;
       expect(seen.has(key)).toBe(false);
       seen.add(key);
-      expect(parsed.version).toBe(key);
+      // Upstream rows name the upstream version; curated rows are provider/model@day.
+      expect([key, parsed.version]).toEqual([key, row.version ?? key]);
+      expect(parsed.version.endsWith(`@${row.effectiveFrom}`)).toBe(true);
     }
     expect(() => new PriceTable([...PRICE_CATALOG, PRICE_CATALOG[5]])).toThrow(/listed twice/);
   });
@@ -70,7 +78,7 @@ describe('catalogue rows', () => {
           expect([where, k, p.longContext.rates[k].greaterThanOrEqualTo(p.rates[k])]).toEqual([where, k, true]);
         }
       }
-      if (row.provider === 'anthropic' && !row.perCall) {
+      if (row.provider === 'anthropic' && row.cacheWrite !== undefined) {
         expect([where, row.cacheWrite !== undefined && row.cacheWrite1h !== undefined]).toEqual([where, true]);
         expect([where, p.rates.cacheWrite1h.greaterThan(p.rates.cacheWrite)]).toEqual([where, true]);
       }
@@ -78,8 +86,8 @@ describe('catalogue rows', () => {
   });
 
   it('prices an alias (a dated snapshot id) with its model, and aliases never shadow a model', () => {
-    expect(table.priceAt('anthropic', 'claude-sonnet-4-5-20250929', NOW)?.version).toBe('anthropic/claude-sonnet-4-5@2025-09-29');
-    const aliases = PRICE_CATALOG.flatMap((r) => (r.aliases ?? []).map((a) => `${r.provider}/${a}`));
+    expect(table.priceAt('anthropic', 'claude-sonnet-4-5-20250929', NOW)?.version).toBe('genai-prices@0.1.8:anthropic/claude-sonnet-4-5@2025-09-29');
+    const aliases = CATALOGUE.models.flatMap((m) => (m.aliases ?? []).map((a) => `${m.provider}/${a}`));
     for (const a of aliases) expect(models.has(a)).toBe(false);
     expect(new Set(aliases).size).toBe(aliases.length);
   });
@@ -117,8 +125,11 @@ describe('conformance: provider usage shapes priced to the digit', () => {
   it('Gemini 2.5 Pro above 200k prompt tokens, with cached content and thoughts (2.50 / 0.625 / 15)', () => {
     const t = fromGeminiUsage({ promptTokenCount: 250000, cachedContentTokenCount: 50000, candidatesTokenCount: 2000, thoughtsTokenCount: 3000 });
     expect(t).toMatchObject({ promptTokens: 250000, completionTokens: 5000, reasoningTokens: 3000 });
-    // 200000 x 2.50 + 50000 x 0.625 + 5000 x 15 = 500000 + 31250 + 75000 = 606250
-    expect(cost('googleai', 'gemini-2.5-pro', t)).toBe('0.60625');
+    // Cache reads at 10% of input since November 2025 (0.25 in the tier):
+    // 200000 x 2.50 + 50000 x 0.25 + 5000 x 15 = 500000 + 12500 + 75000 = 587500
+    expect(cost('googleai', 'gemini-2.5-pro', t)).toBe('0.5875');
+    // Before, at 25% (0.625): 500000 + 31250 + 75000 = 606250
+    expect(cost('googleai', 'gemini-2.5-pro', t, new Date('2025-10-01T00:00:00Z'))).toBe('0.60625');
   });
 
   it('Gemini 2.5 Flash with tool-use prompt tokens and thoughts (0.30 / 2.50)', () => {
@@ -130,9 +141,14 @@ describe('conformance: provider usage shapes priced to the digit', () => {
   it('DeepSeek cache hits, at the price of the usage time', () => {
     const t = fromDeepSeekUsage({ prompt_tokens: 10000, prompt_cache_hit_tokens: 6000, prompt_cache_miss_tokens: 4000, completion_tokens: 1000 });
     // V3.2 (0.28 / 0.028 / 0.42): 4000 x 0.28 + 6000 x 0.028 + 1000 x 0.42 = 1120 + 168 + 420 = 1708
-    expect(cost('deepseek', 'deepseek-chat', t)).toBe('0.001708');
+    expect(cost('deepseek', 'deepseek-chat', t, new Date('2025-11-01T00:00:00Z'))).toBe('0.001708');
     // In March 2025 (0.27 / 0.07 / 1.10): 1080 + 420 + 1100 = 2600
     expect(cost('deepseek', 'deepseek-chat', t, new Date('2025-03-01T00:00:00Z'))).toBe('0.0026');
+    // deepseek-chat was retired after 2026-07-24: unpriced since.
+    expect(table.priceAt('deepseek', 'deepseek-chat', NOW)).toBeUndefined();
+    // V4-Flash since 2026-08-17 (0.22 / 0.007 / 0.66): 880 + 42 + 660 = 1582; in its peak window 01:00-04:00 UTC at 2x.
+    expect(cost('deepseek', 'deepseek-v4-flash', t, new Date('2026-11-30T12:00:00Z'))).toBe('0.001582');
+    expect(cost('deepseek', 'deepseek-v4-flash', t, new Date('2026-11-30T02:30:00Z'))).toBe('0.003164');
   });
 
   it('xAI (OpenAI-compatible usage) above 128k prompt tokens (grok-4: 6 / 0.75 / 30)', () => {
@@ -142,7 +158,7 @@ describe('conformance: provider usage shapes priced to the digit', () => {
   });
 
   it('Mistral and Meta Llama (OpenAI-compatible usage)', () => {
-    // mistral-large-latest: 3000 x 2 + 700 x 6 = 6000 + 4200 = 10200
+    // mistral-large-latest (an alias of mistral-large): 3000 x 2 + 700 x 6 = 6000 + 4200 = 10200
     expect(cost('mistral', 'mistral-large-latest', fromOpenAIChatUsage({ prompt_tokens: 3000, completion_tokens: 700 }))).toBe('0.0102');
     // llama-3.3-70b-instruct: 10000 x 0.88 + 2000 x 0.88 = 8800 + 1760 = 10560
     expect(cost('metaai', 'llama-3.3-70b-instruct', fromOpenAIChatUsage({ prompt_tokens: 10000, completion_tokens: 2000 }))).toBe('0.01056');

@@ -5,3 +5,6 @@ export * from './catalog';
 export * from './price-table';
 export * from './cost';
 export * from './usage-shapes';
+export * from './catalogue-file';
+export * from './curated';
+export * from './service-tiers';

@@ -4,13 +4,11 @@ import { computeCost } from './cost';
 import { Dec, formatDecimal, parseDecimal, parseMarkup } from './money';
 import { choosePrice, parsePriceRow, PriceTable, PriceVersion } from './price-table';
 import { checkRates } from './rates';
-import { nestingProblem, TokenCounts } from './tokens';
+import { nestingProblem, tokenCounts, TokenCounts } from './tokens';
 
 const table = new PriceTable();
 const NOW = new Date('2026-11-23T12:00:00Z');
-const tokens = (t: Partial<TokenCounts>): TokenCounts => ({
-  promptTokens: 0, completionTokens: 0, reasoningTokens: 0, cachedPromptTokens: 0, cacheWriteTokens: 0, cacheWrite1hTokens: 0, ...t,
-});
+const tokens = (t: Partial<TokenCounts>): TokenCounts => tokenCounts(t);
 const priceOf = (provider: string, model: string, at = NOW) => {
   const p = table.priceAt(provider, model, at);
   if (!p) throw new Error(`no price for ${provider}/${model}`);
@@ -82,12 +80,12 @@ describe('cost math', () => {
 
   it('bills per-call prices (tool and plugin calls) with the markup, apart from tokens', () => {
     const search = parsePriceRow({ provider: 'test', model: 'web_search', effectiveFrom: '2025-01-01', source: 'test', input: '0', output: '0', perCall: '0.01' });
-    const c = computeCost(search, tokens({}), new Dec('1.5'), 3);
+    const c = computeCost(search, tokens({}), new Dec('1.5'), { callCount: 3 });
     expect(formatDecimal(c.callCost)).toBe('0.045');
     expect(formatDecimal(c.providerCost)).toBe('0.03');
     expect(formatDecimal(c.totalCost)).toBe('0.045');
     // A model without a per-call price bills tokens only.
-    expect(formatDecimal(computeCost(priceOf('openai', 'gpt-4o'), tokens({}), ONE, 5).totalCost)).toBe('0');
+    expect(formatDecimal(computeCost(priceOf('openai', 'gpt-4o'), tokens({}), ONE, { callCount: 5 }).totalCost)).toBe('0');
   });
 
   it('rejects token classes that do not nest', () => {

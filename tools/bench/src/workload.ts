@@ -40,11 +40,11 @@ export interface LoadResult {
 
 /** A realistic RecordCharge: gpt-4o-mini, a few hundred tokens, some cached. */
 export function chargeRequest(accountId: string, userId: string, idempotencyKey: string): RecordChargeRequest {
-  return {
+  return RecordChargeRequest.fromPartial({
     accountId, userId, idempotencyKey, sessionKey: 'bench-session', provider: 'openai', model: 'gpt-4o-mini',
     chargeType: ChargeType.CHARGE_TYPE_COMPLETION, requestType: 0, promptTokens: '1200', completionTokens: '350',
     reasoningTokens: '0', cachedPromptTokens: '400', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0',
     reference: 'bench', endpoint: '/v1/chat/completions', responseTimeMs: '850', wasCached: false, hadError: false, reservationId: '',
     errorMessage: '', metadata: { team: 'bench' }, usageTime: undefined,
-  };
+  });
 }

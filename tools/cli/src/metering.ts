@@ -9,6 +9,7 @@ import {
   LimitMeasure,
   LimitPeriod,
   Money,
+  PriceRates,
   RerateMode,
   Status,
 } from '@metering/contracts';
@@ -167,13 +168,13 @@ async function prices(action: string): Promise<void> {
     const { price } = await client.call('setPrice', {
       accountId: opt.account, provider: need('provider'), model: need('model'),
       effectiveTime: from ? { seconds: String(Math.floor(from.getTime() / 1000)), nanos: 0 } : undefined,
-      rates: { inputPerMillion: need('input'), outputPerMillion: need('output'), cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined },
+      rates: PriceRates.fromPartial({ inputPerMillion: need('input'), outputPerMillion: need('output') }),
       source: opt.source, actor: 'metering CLI',
     });
     return out(`set: ${price?.provider}/${price?.model} ${price?.version}`);
   }
   if (action !== 'show') throw new UsageError('prices show|set');
-  const { prices: list } = await client.call('listModels', { provider: opt.provider, accountId: opt.account, at: undefined, includeHistory: false });
+  const { prices: list } = await client.call('listModels', { provider: opt.provider, accountId: opt.account, at: undefined, includeHistory: false, pageSize: 0, pageToken: '', name: '' });
   if (opt.json) return out(JSON.stringify(list, null, 2));
   out(table(['provider', 'model', 'input/1M', 'output/1M', 'version'], list.map((p) => [p.provider, p.model, p.rates?.inputPerMillion ?? '', p.rates?.outputPerMillion ?? '', p.version])));
 }

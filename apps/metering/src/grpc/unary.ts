@@ -50,7 +50,9 @@ export function unary<Req, Res>(method: string, log: Logger, handle: (req: Req, 
       if (span) Tracing.end(span, code, status[code]);
     };
     Promise.resolve()
-      .then(() => handle(call.request, call.metadata))
+      .then(() => {
+        return handle(call.request, call.metadata);
+      })
       .then(
         (response) => {
           log.debug('rpc', { method, request_id: requestId, code: 'OK', duration_ms: ms() });

@@ -7,12 +7,13 @@ import {
   RequestType as PbRequestType,
   Reservation as PbReservation,
   ReservationStatus as PbReservationStatus,
+  ServiceTier as PbServiceTier,
   Timestamp,
   TokenCounts,
   UsageSums as PbUsageSums,
 } from '@metering/contracts';
-import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType, Reservation } from '@metering/domain';
-import { CURRENCY_CODE, Dec, formatDecimal, PriceOrigin } from '@metering/pricing';
+import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType, Reservation, SERVICE_TIER_BY_NUMBER } from '@metering/domain';
+import { CURRENCY_CODE, Dec, TokenCounts as DomainTokenCounts, formatDecimal, PriceOrigin, TOKEN_CLASSES } from '@metering/pricing';
 import type { RollupSums } from '@metering/domain';
 
 /** Domain -> wire conversions shared by the handlers (requests need none: they have the shape of the domain inputs). */
@@ -20,6 +21,7 @@ import type { RollupSums } from '@metering/domain';
 const invert = <T extends string>(byNumber: Record<number, T>) => new Map(Object.entries(byNumber).map(([n, name]) => [name, Number(n)]));
 const CHARGE_TYPE_NUMBER = invert(CHARGE_TYPE_BY_NUMBER);
 const REQUEST_TYPE_NUMBER = invert(REQUEST_TYPE_BY_NUMBER);
+const SERVICE_TIER_NUMBER = invert(SERVICE_TIER_BY_NUMBER);
 
 export const toProtoChargeType = (t: ChargeType): PbChargeType => CHARGE_TYPE_NUMBER.get(t) as PbChargeType;
 export const toProtoRequestType = (t: RequestType): PbRequestType => REQUEST_TYPE_NUMBER.get(t) as PbRequestType;
@@ -53,15 +55,7 @@ export function toProtoCharge(c: ChargeRecord): Charge {
     model: c.model,
     chargeType: toProtoChargeType(c.chargeType),
     requestType: toProtoRequestType(c.requestType),
-    tokens: {
-      promptTokens: String(t.promptTokens),
-      completionTokens: String(t.completionTokens),
-      reasoningTokens: String(t.reasoningTokens),
-      cachedPromptTokens: String(t.cachedPromptTokens),
-      cacheWriteTokens: String(t.cacheWriteTokens),
-      totalTokens: String(c.totalTokens),
-      cacheWrite1hTokens: String(t.cacheWrite1hTokens),
-    },
+    tokens: toProtoTokens(t, c.totalTokens),
     reference: c.reference,
     endpoint: c.endpoint,
     responseTimeMs: c.responseTimeMs === null ? undefined : String(c.responseTimeMs),
@@ -83,19 +77,18 @@ export function toProtoCharge(c: ChargeRecord): Charge {
     callCost: c.costs ? toProtoMoney(c.costs.callCost) : undefined,
     priceOrigin: toProtoPriceOrigin(c.priceOrigin),
     rateTime: toProtoTimestamp(c.rateTime),
+    serviceTier: SERVICE_TIER_NUMBER.get(c.serviceTier) as PbServiceTier,
+    toolCalls: Object.fromEntries(Object.entries(c.toolCalls).map(([tool, n]) => [tool, String(n)])),
   };
 }
 
+/** Token classes (numbers or exact bigint sums) to the wire's int64 strings. */
+function toProtoTokens(t: { [K in keyof DomainTokenCounts]: number | bigint }, total: number | bigint): TokenCounts {
+  return { ...(Object.fromEntries(TOKEN_CLASSES.map((k) => [k, t[k].toString()])) as Omit<TokenCounts, 'totalTokens'>), totalTokens: total.toString() };
+}
+
 export function toProtoSums(s: RollupSums): PbUsageSums {
-  const tokens: TokenCounts = {
-    promptTokens: s.promptTokens.toString(),
-    completionTokens: s.completionTokens.toString(),
-    reasoningTokens: s.reasoningTokens.toString(),
-    cachedPromptTokens: s.cachedPromptTokens.toString(),
-    cacheWriteTokens: s.cacheWriteTokens.toString(),
-    totalTokens: s.totalTokens.toString(),
-    cacheWrite1hTokens: s.cacheWrite1hTokens.toString(),
-  };
+  const tokens = toProtoTokens(s, s.totalTokens);
   return {
     messageCount: s.messageCount.toString(),
     unpricedMessageCount: s.unpricedMessageCount.toString(),

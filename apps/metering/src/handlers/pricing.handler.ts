@@ -7,19 +7,23 @@ import {
   GetPriceRequest,
   GetPriceResponse,
   ListModelsRequest,
+  LongContextRates,
   ListModelsResponse,
   ListPricingChangesRequest,
   ListPricingChangesResponse,
   ModelPrice,
   PricingChange as PbPricingChange,
   PricingChangeKind,
+  PriceRates as PbPriceRates,
   PricingStatus,
   RerateChargesRequest,
   RerateChargesResponse,
   SetPriceRequest,
   SetPriceResponse,
+  TimeOfDayRates,
 } from '@metering/contracts';
-import { CURRENCY_CODE, formatDecimal, PriceVersion } from '@metering/pricing';
+import { wireName } from '@metering/domain';
+import { CURRENCY_CODE, formatDecimal, PriceRates, PriceVersion, RATE_FIELD, TOKEN_RATE_KEYS, TokenRates } from '@metering/pricing';
 import { Estimate, PricingService } from '../services/pricing.service';
 import { RerateService } from '../services/rerate.service';
 import { PricingChange, PricingChangeKind as ChangeKind } from '../store/pricing-changes.repo';
@@ -29,9 +33,26 @@ import { toProtoChargeType, toProtoMoney, toProtoPriceOrigin, toProtoTimestamp }
 
 const or = (s: string | undefined) => s ?? '';
 
-export function toProtoModelPrice(p: PriceVersion): ModelPrice {
-  const s = p.spec;
+/** Token rates to the wire's camelCase fields ('' when not set); long-context tiers and windows have no reasoning rate of their own. */
+function toProtoTokenRates<T>(r: TokenRates, withReasoning: boolean): T {
+  return Object.fromEntries(TOKEN_RATE_KEYS.filter((k) => withReasoning || k !== 'reasoning').map((k) => [wireName(RATE_FIELD[k]), or(r[k])])) as T;
+}
+
+export function toProtoRates(s: PriceRates): PbPriceRates {
   const lc = s.longContext;
+  type Tokens<T, Other extends keyof T> = Omit<T, Other>;
+  return {
+    ...toProtoTokenRates<Tokens<PbPriceRates, 'perCall' | 'perRequest' | 'toolCalls' | 'longContext' | 'timeOfDay' | 'serviceTiers'>>(s, true),
+    perCall: or(s.perCall),
+    perRequest: or(s.perRequest),
+    toolCalls: { ...s.toolCalls },
+    longContext: lc && { ...toProtoTokenRates<Tokens<LongContextRates, 'thresholdPromptTokens'>>(lc, false), thresholdPromptTokens: String(lc.thresholdPromptTokens) },
+    timeOfDay: (s.timeOfDay ?? []).map((w) => ({ ...toProtoTokenRates<Tokens<TimeOfDayRates, 'startTime' | 'endTime'>>(w, false), startTime: w.startTime, endTime: w.endTime })),
+    serviceTiers: s.serviceTiers && { batch: or(s.serviceTiers.batch), flex: or(s.serviceTiers.flex), priority: or(s.serviceTiers.priority) },
+  };
+}
+
+export function toProtoModelPrice(p: PriceVersion): ModelPrice {
   return {
     provider: p.provider,
     model: p.model,
@@ -41,23 +62,9 @@ export function toProtoModelPrice(p: PriceVersion): ModelPrice {
     effectiveTime: toProtoTimestamp(p.effectiveTime),
     source: p.source,
     currencyCode: CURRENCY_CODE,
-    rates: {
-      inputPerMillion: s.input,
-      outputPerMillion: s.output,
-      cachedInputPerMillion: or(s.cachedInput),
-      cacheWritePerMillion: or(s.cacheWrite),
-      cacheWrite1hPerMillion: or(s.cacheWrite1h),
-      reasoningPerMillion: or(s.reasoning),
-      perCall: or(s.perCall),
-      longContext: lc && {
-        thresholdPromptTokens: String(lc.thresholdPromptTokens),
-        inputPerMillion: lc.input,
-        outputPerMillion: lc.output,
-        cachedInputPerMillion: or(lc.cachedInput),
-        cacheWritePerMillion: or(lc.cacheWrite),
-        cacheWrite1hPerMillion: or(lc.cacheWrite1h),
-      },
-    },
+    aliases: [...(p.aliases ?? [])],
+    retireTime: p.retiredTime && toProtoTimestamp(p.retiredTime),
+    rates: toProtoRates(p.spec),
   };
 }
 
@@ -98,7 +105,10 @@ const toProtoChange = (c: PricingChange): PbPricingChange => ({
 
 export const listModelsHandler =
   (service: PricingService) =>
-  async (req: ListModelsRequest): Promise<ListModelsResponse> => ({ prices: (await service.listModels(req)).map(toProtoModelPrice) });
+  async (req: ListModelsRequest): Promise<ListModelsResponse> => {
+    const { prices, nextPageToken } = await service.listModels(req);
+    return { prices: prices.map(toProtoModelPrice), nextPageToken };
+  };
 
 export const getPriceHandler =
   (service: PricingService) =>

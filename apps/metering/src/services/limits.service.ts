@@ -188,8 +188,8 @@ export class LimitsService {
   private async callAmounts(db: Db | Tx, check: LimitCheck, now: Date, view: SettingsView): Promise<CallAmounts> {
     const e = check.estimate;
     if (!e) return { tokens: check.additionalTokens, cost: check.additionalCost };
-    const [priced] = await this.pricing.estimates(db, [{ accountId: check.accountId, provider: e.provider, model: e.model, at: now, chargeType: e.chargeType, tokens: e.tokens, callCount: e.callCount }], view);
-    if (!priced.cost) throw new UnpricedEstimateError(e.provider, e.model);
+    const [priced] = await this.pricing.estimates(db, [{ accountId: check.accountId, provider: e.provider, model: e.model, at: now, chargeType: e.chargeType, tokens: e.tokens, toolCalls: e.toolCalls, serviceTier: e.serviceTier, callCount: e.callCount }], view);
+    if (!priced.cost) throw new UnpricedEstimateError(e.provider, e.model, priced.unpriced);
     return { tokens: check.additionalTokens > 0n ? check.additionalTokens : BigInt(totalTokens(e.tokens)), cost: priced.cost.totalCost };
   }
 

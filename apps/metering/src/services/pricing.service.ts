@@ -1,4 +1,5 @@
 import {
+  BilledCounts,
   ChangeListQuery,
   ChargeInput,
   ChargeRecord,
@@ -14,12 +15,16 @@ import {
   validateEstimateCost,
   validateGetPrice,
   validateListModels,
+  encodeModelPageToken,
+  ModelListInput,
   validateListPricingChanges,
   validateSetPrice,
   EstimateCostInput,
   SetPriceInput,
 } from '@metering/domain';
 import {
+  BilledUsage,
+  catalogInEffect,
   choosePrice,
   computeCost,
   Cost,
@@ -29,7 +34,7 @@ import {
   parseRates,
   PriceTable,
   PriceVersion,
-  TokenCounts,
+  unpricedReason,
 } from '@metering/pricing';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { deleteOperatorPrice, listOperatorPrices, lockOperatorPrice, upsertOperatorPrice } from '../store/prices.repo';
@@ -44,6 +49,8 @@ export interface Estimate {
   price?: PriceVersion;
   markup: Dec;
   cost?: Cost;
+  /** Why a model with a price cannot price this usage (a service tier or tool it has no price for). */
+  unpriced?: string;
 }
 
 /** An account's model at a moment. */
@@ -54,10 +61,9 @@ export interface PriceItem {
   at: Date;
 }
 
-/** A token mix to price for an account. */
-export interface EstimateItem extends PriceItem {
+/** A token mix (with its tool calls and service tier) to price for an account. */
+export interface EstimateItem extends PriceItem, BilledCounts {
   chargeType: ChargeType;
-  tokens: TokenCounts;
   callCount: number;
 }
 
@@ -137,7 +143,12 @@ export class PricingService {
     return items.map((q, n) => {
       const price = prices[n];
       const markup = markups[n];
-      return price ? { price, markup, cost: computeCost(price, q.tokens, markup, q.callCount) } : { markup };
+      // A completion pays the model's per-request fee; the time of day picks peak or off-peak rates.
+      const usage: BilledUsage = { callCount: q.callCount, requests: q.chargeType === 'completion' ? 1 : 0, toolCalls: q.toolCalls, serviceTier: q.serviceTier, at: q.at };
+      // Fail closed: a tier or tool the price does not cover leaves the charge unpriced.
+      if (!price) return { markup };
+      const unpriced = unpricedReason(price, usage);
+      return unpriced ? { markup, unpriced } : { price, markup, cost: computeCost(price, q.tokens, markup, usage) };
     });
   }
 
@@ -168,25 +179,36 @@ export class PricingService {
   /**
    * The price of every model in effect at `at`, by precedence (one per model),
    * or every version of the catalogue and of the operator prices with
-   * includeHistory; ordered by provider, model, effective time.
+   * includeHistory; ordered by provider, model, effective time; filtered by
+   * provider (an alias names its provider) and by a text in the model id or
+   * its aliases; paged when page_size is set.
    */
-  async listModels(raw: Parameters<typeof validateListModels>[0]): Promise<PriceVersion[]> {
+  async listModels(raw: ModelListInput): Promise<{ prices: PriceVersion[]; nextPageToken: string }> {
     const q = validateListModels(raw, this.clock());
+    const provider = q.provider && this.catalog.providerId(q.provider);
     const operator = (await read(() => listOperatorPrices(this.db, q))).map(operatorVersion);
-    const catalog = this.catalog.versions().filter((v) => !q.provider || v.provider === q.provider);
+    const catalog = this.catalog.versions().filter((v) => !provider || v.provider === provider);
     const byModel = new Map<string, PriceVersion[]>();
     for (const v of [...catalog, ...operator]) {
       const key = `${v.provider}\u0000${v.model}`;
       byModel.set(key, [...(byModel.get(key) ?? []), v]);
     }
-    const keys = [...byModel.keys()].sort();
     const byTime = (a: PriceVersion, b: PriceVersion) => a.effectiveTime.getTime() - b.effectiveTime.getTime();
-    if (q.includeHistory) return keys.flatMap((k) => (byModel.get(k) ?? []).sort(byTime));
-    return keys.flatMap((k) => {
-      const versions = (byModel.get(k) ?? []).sort(byTime);
+    let list = [...byModel.values()].flatMap((all): PriceVersion[] => {
+      const versions = all.sort(byTime);
+      if (q.includeHistory) return versions;
       const layer = (origin: PriceVersion['origin']) => inEffect(versions.filter((v) => v.origin === origin), q.at);
-      return choosePrice({ account: layer('account'), operator: layer('operator'), catalog: layer('catalog') }) ?? [];
+      const chosen = choosePrice({ account: layer('account'), operator: layer('operator'), catalog: catalogInEffect(versions.filter((v) => v.origin === 'catalog'), q.at) });
+      return chosen ? [chosen] : [];
     });
+    const name = q.name;
+    if (name) list = list.filter((v) => v.model.toLowerCase().includes(name) || (v.aliases ?? []).some((a) => a.includes(name)));
+    const keyed = list.map((v) => ({ v, key: modelListKey(v) })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const after = q.after;
+    const rest = after === undefined ? keyed : keyed.filter((k) => k.key > after);
+    if (!q.pageSize || rest.length <= q.pageSize) return { prices: rest.map((k) => k.v), nextPageToken: '' };
+    const page = rest.slice(0, q.pageSize);
+    return { prices: page.map((k) => k.v), nextPageToken: encodeModelPageToken(raw, q, page[page.length - 1].key) };
   }
 
   async setPrice(raw: SetPriceInput): Promise<PriceVersion> {
@@ -223,6 +245,14 @@ export class PricingService {
     const changes = more ? rows.slice(0, q.pageSize) : rows;
     return { changes, nextPageToken: more ? encodeChangePageToken(q, changes[changes.length - 1].changeId) : '' };
   }
+}
+
+/** Versions at the same moment list in precedence order, lowest first: catalogue, operator, account. */
+const ORIGIN_RANK: Record<PriceVersion['origin'], string> = { catalog: '0', operator: '1', account: '2' };
+
+/** The order of ListModels, and its page cursor: provider, model, effective time, then origin and account. */
+function modelListKey(v: PriceVersion): string {
+  return [v.provider, v.model, v.effectiveTime.toISOString(), ORIGIN_RANK[v.origin], v.accountId].join('\u0000');
 }
 
 /** An operator price as recorded in the audit trail. */

@@ -1,5 +1,5 @@
-import type { ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery } from '@metering/domain';
-import type { PriceOrigin } from '@metering/pricing';
+import type { ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery, ServiceTierName } from '@metering/domain';
+import { type PriceOrigin, TOKEN_CLASSES, type TokenCounts, tokenField } from '@metering/pricing';
 import { statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
@@ -21,6 +21,14 @@ export interface ChargeRow {
   cached_prompt_tokens: string;
   cache_write_tokens: string;
   cache_write_1h_tokens: string;
+  audio_prompt_tokens: string;
+  cached_audio_prompt_tokens: string;
+  image_prompt_tokens: string;
+  cached_image_prompt_tokens: string;
+  audio_completion_tokens: string;
+  image_completion_tokens: string;
+  service_tier: ServiceTierName;
+  tool_calls: Record<string, number>;
   total_tokens: string;
   call_count: string;
   reference: string;
@@ -48,6 +56,9 @@ export interface ChargeRow {
   total_cost: string | null;
 }
 
+type TokenColumn = 'prompt_tokens' | 'completion_tokens' | 'reasoning_tokens' | 'cached_prompt_tokens' | 'cache_write_tokens' | 'cache_write_1h_tokens'
+  | 'audio_prompt_tokens' | 'cached_audio_prompt_tokens' | 'image_prompt_tokens' | 'cached_image_prompt_tokens' | 'audio_completion_tokens' | 'image_completion_tokens';
+
 export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
   return {
     account_id: c.accountId,
@@ -59,12 +70,9 @@ export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
     model: c.model,
     charge_type: c.chargeType,
     request_type: c.requestType,
-    prompt_tokens: String(c.tokens.promptTokens),
-    completion_tokens: String(c.tokens.completionTokens),
-    reasoning_tokens: String(c.tokens.reasoningTokens),
-    cached_prompt_tokens: String(c.tokens.cachedPromptTokens),
-    cache_write_tokens: String(c.tokens.cacheWriteTokens),
-    cache_write_1h_tokens: String(c.tokens.cacheWrite1hTokens),
+    ...(Object.fromEntries(TOKEN_CLASSES.map((k) => [tokenField(k), String(c.tokens[k])])) as Pick<ChargeRow, TokenColumn>),
+    service_tier: c.serviceTier,
+    tool_calls: c.toolCalls,
     total_tokens: String(c.totalTokens),
     call_count: String(c.callCount),
     reference: c.reference,
@@ -103,14 +111,10 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
     model: r.model,
     chargeType: r.charge_type,
     requestType: r.request_type,
-    tokens: {
-      promptTokens: Number(r.prompt_tokens),
-      completionTokens: Number(r.completion_tokens),
-      reasoningTokens: Number(r.reasoning_tokens),
-      cachedPromptTokens: Number(r.cached_prompt_tokens),
-      cacheWriteTokens: Number(r.cache_write_tokens),
-      cacheWrite1hTokens: Number(r.cache_write_1h_tokens),
-    },
+    // Events written before a class existed lack its column: 0.
+    tokens: Object.fromEntries(TOKEN_CLASSES.map((k) => [k, Number(r[tokenField(k) as TokenColumn] ?? 0)])) as unknown as TokenCounts,
+    serviceTier: r.service_tier ?? 'standard',
+    toolCalls: r.tool_calls ?? {},
     totalTokens: Number(r.total_tokens),
     callCount: Number(r.call_count),
     reference: r.reference,

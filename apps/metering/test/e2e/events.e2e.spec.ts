@@ -1,6 +1,6 @@
 import { type ClientReadableStream, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { connect, createServer, type Socket } from 'node:net';
-import { ChargeEvent, ChargeEventKind, LimitEnforcement, LimitMeasure, LimitPeriod, MeteringServiceClient, RerateMode, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
+import { ChargeEvent, ChargeEventKind, LimitEnforcement, LimitMeasure, LimitPeriod, MeteringServiceClient, PriceRates, RerateMode, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, statusDetails } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
@@ -54,7 +54,7 @@ function subscribe(client: MeteringServiceClient, req: Partial<WatchChargesReque
 
 /** An account's price for a self-hosted model, $1 per million tokens in and out, since 2000. */
 const priceSelfhosted = (client: MeteringServiceClient, accountId: string, model: string) =>
-  call(client.setPrice, client, { accountId: accountId, provider: 'selfhosted', model: model, effectiveTime: { seconds: '946684800', nanos: 0 }, rates: { inputPerMillion: '1', outputPerMillion: '1', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined }, source: 'test', actor: '' });
+  call(client.setPrice, client, { accountId: accountId, provider: 'selfhosted', model: model, effectiveTime: { seconds: '946684800', nanos: 0 }, rates: PriceRates.fromPartial({ inputPerMillion: '1', outputPerMillion: '1' }), source: 'test', actor: '' });
 
 const record = (client: MeteringServiceClient, accountId: string, key: string, over = {}) => call(client.recordCharge, client, chargeRequest({ accountId, idempotencyKey: key, ...over }));
 

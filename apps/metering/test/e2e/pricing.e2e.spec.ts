@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import {
   ChargeType,
+  EstimateCostRequest,
   MeteringServiceClient,
   PriceOrigin,
   PriceRates,
@@ -19,7 +20,7 @@ import { buildServer, ServerProcess, startServer } from '../support/server-proce
  */
 const request = chargeRequest;
 
-const rates = (over: Partial<PriceRates> = {}): PriceRates => ({
+const rates = (over: Partial<PriceRates> = {}): PriceRates => PriceRates.fromPartial({
   inputPerMillion: '1', outputPerMillion: '2', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '',
   reasoningPerMillion: '', perCall: '', longContext: undefined, ...over,
 });
@@ -47,7 +48,7 @@ describe.each(databaseTargets())('pricing API on $name', (target) => {
   });
 
   it('lists models with their current prices, gets one at a time, and answers NOT_FOUND for an unknown model', async () => {
-    const { prices } = await call(client.listModels, client, { provider: 'openai', accountId: '', at: undefined, includeHistory: false });
+    const { prices } = await call(client.listModels, client, { provider: 'openai', accountId: '', at: undefined, includeHistory: false, pageSize: 0, pageToken: '', name: '' });
     expect(prices.length).toBeGreaterThan(5);
     expect(prices.every((p) => p.provider === 'openai' && p.currencyCode === 'USD' && p.origin === PriceOrigin.PRICE_ORIGIN_CATALOG)).toBe(true);
     const old = await call(client.getPrice, client, { provider: 'openai', model: 'gpt-4o', accountId: '', at: epoch('2024-06-01T00:00:00Z') });
@@ -74,10 +75,10 @@ describe.each(databaseTargets())('pricing API on $name', (target) => {
       callCount: '2', callCost: { amount: '1', currencyCode: 'USD' }, totalCost: { amount: '1.0005', currencyCode: 'USD' },
     });
 
-    const estimate = await call(client.estimateCost, client, {
+    const estimate = await call(client.estimateCost, client, EstimateCostRequest.fromPartial({
       accountId: 'acme', ...custom, chargeType: ChargeType.CHARGE_TYPE_TOOL, promptTokens: '100', completionTokens: '200', reasoningTokens: '0',
       cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '2', at: undefined,
-    });
+    }));
     expect(estimate).toMatchObject({ pricingStatus: PricingStatus.PRICING_STATUS_PRICED, totalCost: after.charge?.totalCost, priceVersion: set.price?.version });
 
     const rerated = await call(client.rerateCharges, client, { accountId: 'acme', startDate: today, endDate: today, mode: RerateMode.RERATE_MODE_UNPRICED_ONLY, provider: '', model: '', dryRun: false });

@@ -1,6 +1,6 @@
 import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { MeteringClient } from '@metering/client';
-import { CheckLimitsRequest, MAX_MESSAGE_BYTES, RecordChargeRequest, RecordChargesRequest, RecordChargesResponse, WatchChargesRequest } from '@metering/contracts';
+import { CheckLimitsRequest, MAX_MESSAGE_BYTES, RecordChargeRequest, RecordChargesRequest, RecordChargesResponse, ReservationEstimate, WatchChargesRequest } from '@metering/contracts';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, grpcError, statusDetails } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
@@ -89,7 +89,7 @@ describe.each(databaseTargets())('request bytes on $name', (target) => {
       expectInvalid(await unaryError('RecordCharge', withBytes(charge({ accountId: 'utf8', metadata: { m: ['v#'] } }), 'v#', bad)), 'metadata["m"][0]', /UTF-8/);
       const batch = RecordChargesRequest.encode({ charges: [0, 1, 2, 3, 4].map((i) => chargeRequest({ accountId: 'utf8', idempotencyKey: i === 3 ? 'b#' : `batch-${i}` })) }).finish();
       expectInvalid(await unaryError('RecordCharges', withBytes(batch, 'b#', bad)), 'charges[3].idempotency_key', /^must be valid UTF-8$/);
-      const check = CheckLimitsRequest.encode(checkRequest({ accountId: 'utf8', estimate: { provider: 'openai', model: 'e#', chargeType: 0, promptTokens: '1', completionTokens: '1', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' } })).finish();
+      const check = CheckLimitsRequest.encode(checkRequest({ accountId: 'utf8', estimate: ReservationEstimate.fromPartial({ provider: 'openai', model: 'e#', chargeType: 0, promptTokens: '1', completionTokens: '1', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' }) })).finish();
       expectInvalid(await unaryError('CheckLimits', withBytes(check, 'e#', bad)), 'estimate.model', /UTF-8/);
       expectInvalid(await streamError('WatchCharges', withBytes(watch({ accountId: 'utf8', model: 'w#' }), 'w#', bad)), 'model', /UTF-8/);
       // None of the batch was written either.

@@ -154,8 +154,8 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
         call: (r: never) => pricing.listPricingChanges(r),
       },
       {
-        name: 'ListModels', base: { provider: '', accountId: '', at: undefined, includeHistory: false },
-        fields: { provider: ['provider', 'provider'], accountId: ['account_id', 'id'], at: ['at', 'time'] },
+        name: 'ListModels', base: { provider: '', accountId: '', at: undefined, includeHistory: false, pageSize: 0, pageToken: '', name: '' },
+        fields: { provider: ['provider', 'provider'], accountId: ['account_id', 'id'], at: ['at', 'time'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'] },
         call: (r: never) => pricing.listModels(r),
       },
       {

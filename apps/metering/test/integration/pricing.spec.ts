@@ -1,5 +1,5 @@
 import { NotFoundError, RecordChargeRequestInput, SetPriceInput, ValidationError } from '@metering/domain';
-import { PRICE_CATALOG, PriceTable } from '@metering/pricing';
+import { CATALOGUE, catalogueRows, PRICE_CATALOG, PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
 import { MarkupsService } from '../../src/services/markups.service';
 import { PricingService } from '../../src/services/pricing.service';
@@ -96,6 +96,35 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
     void second;
   });
 
+  it('keeps the version of charges priced before a regenerated price: the new row applies from its day, re-rating changes nothing before it', async () => {
+    // The catalogue as a regeneration leaves it after upstream changed gpt-5.4 (tools/prices proves the generator appends
+    // exactly this): the old row stays, a new one applies from 2026-12-10.
+    const file = structuredClone(CATALOGUE);
+    const gpt = file.models.find((m) => m.provider === 'openai' && m.model === 'gpt-5.4');
+    if (!gpt) throw new Error('no openai/gpt-5.4 in the catalogue');
+    gpt.rows.push({ effectiveFrom: '2026-12-10', version: 'genai-prices@0.1.9:openai/gpt-5.4@2026-12-10', source: 'genai-prices@0.1.9', rates: { input: '2', output: '12' } });
+    const at = (iso: string) => () => new Date(iso);
+    const priceWith = (table: PriceTable, now: string) => new PricingService(db, table, at(now));
+    const oldPricing = priceWith(new PriceTable(), '2026-12-05T12:00:00Z');
+    const mix = { promptTokens: '100000', completionTokens: '10000' };
+    const before = await new ChargesService(db, oldPricing, at('2026-12-05T12:00:00Z')).recordCharge(
+      charge({ accountId: 'regen', idempotencyKey: key(), model: 'gpt-5.4', usageTime: ts('2026-12-05T10:00:00Z'), ...mix }),
+    );
+    // 100000 x 2.50 + 10000 x 15 = 400000 per 1M
+    expect(before.charge).toMatchObject({ priceVersion: 'genai-prices@0.1.8:openai/gpt-5.4@2026-12-01', costs: { totalCost: '0.4' } });
+
+    const newPricing = priceWith(new PriceTable(catalogueRows(file), file.providers), '2026-12-11T12:00:00Z');
+    const after = await new ChargesService(db, newPricing, at('2026-12-11T12:00:00Z')).recordCharge(
+      charge({ accountId: 'regen', idempotencyKey: key(), model: 'gpt-5.4', usageTime: ts('2026-12-11T10:00:00Z'), ...mix }),
+    );
+    // 100000 x 2 + 10000 x 12 = 320000 per 1M
+    expect(after.charge).toMatchObject({ priceVersion: 'genai-prices@0.1.9:openai/gpt-5.4@2026-12-10', costs: { totalCost: '0.32' } });
+    const range = { accountId: 'regen', startDate: '2026-12-01', endDate: '2026-12-11', mode: 2, provider: '', model: '', dryRun: false };
+    expect(await new RerateService(db, newPricing).rerate(range)).toMatchObject({ examined: 2, changed: 0 });
+    const kept = await db('charges').where({ account_id: 'regen', charge_id: before.charge.chargeId }).first();
+    expect(kept).toMatchObject({ price_version: 'genai-prices@0.1.8:openai/gpt-5.4@2026-12-01', total_cost: '0.4' });
+  });
+
   it('re-prices a date range after a price correction (mode ALL) and moves the rollups by the difference', async () => {
     const p = price({ accountId: 'corrected', provider: 'custom', model: 'ft-1', rates: rates('10', '10') });
     await pricing.setPrice(p);
@@ -155,10 +184,10 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
     const old = await charges.recordCharge(charge({ accountId: 'vip', idempotencyKey: key(), usageTime: ts('2026-05-01T00:00:00Z') }));
     expect(old.charge).toMatchObject({ priceOrigin: 'catalog', priceVersion: 'openai/gpt-4o@2024-10-02', costs: { totalCost: '12.5' } });
 
-    const listed = await pricing.listModels({ provider: 'openai', accountId: 'vip', at: undefined, includeHistory: false });
+    const { prices: listed } = await pricing.listModels({ provider: 'openai', accountId: 'vip', at: undefined, includeHistory: false });
     expect(listed.find((p) => p.model === 'gpt-4o')).toMatchObject({ origin: 'account' });
     expect(new Set(listed.map((p) => p.model)).size).toBe(listed.length);
-    const history = await pricing.listModels({ provider: 'openai', accountId: 'vip', at: undefined, includeHistory: true });
+    const { prices: history } = await pricing.listModels({ provider: 'openai', accountId: 'vip', at: undefined, includeHistory: true });
     expect(history.filter((p) => p.model === 'gpt-4o').map((p) => p.origin)).toEqual(['catalog', 'catalog', 'operator', 'account']);
 
     expect(await pricing.deletePrice({ accountId: 'vip', provider: 'openai', model: 'gpt-4o', effectiveTime: at, actor: 'ops' })).toBe(true);
@@ -169,9 +198,57 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
   });
 
   it('lists every catalogue model, and has no price for an unknown model (NOT_FOUND, never another model)', async () => {
-    const all = await pricing.listModels({ provider: '', accountId: '', at: undefined, includeHistory: true });
+    const { prices: all, nextPageToken } = await pricing.listModels({ provider: '', accountId: '', at: undefined, includeHistory: true });
     expect(all.filter((p) => p.origin === 'catalog')).toHaveLength(PRICE_CATALOG.length);
+    expect(nextPageToken).toBe('');
     await expect(pricing.getPrice({ provider: 'openai', model: 'gpt-unknown', accountId: '', at: undefined })).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('pages ListModels (the pages are the whole list, in order, once), filters by provider (or its alias) and by name, and refuses a foreign token', async () => {
+    const list = (over: Record<string, unknown>) => pricing.listModels({ provider: '', accountId: '', at: ts('2026-12-01T12:00:00Z'), includeHistory: false, ...over });
+    const { prices: all } = await list({});
+    expect(all.length).toBeGreaterThan(1000);
+    const paged = [];
+    let pageToken = '';
+    let pages = 0;
+    do {
+      const page = await list({ pageSize: 400, pageToken });
+      expect(page.prices.length).toBeLessThanOrEqual(400);
+      paged.push(...page.prices);
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken);
+    expect(pages).toBe(Math.ceil(all.length / 400));
+    expect(paged.map((p) => p.version)).toEqual(all.map((p) => p.version));
+
+    const google = (await list({ provider: 'google' })).prices;
+    expect(google.length).toBeGreaterThan(20);
+    expect(google.every((p) => p.provider === 'googleai')).toBe(true);
+    const named = (await list({ name: 'GPT-5.4' })).prices;
+    expect(named.map((p) => `${p.provider}/${p.model}`)).toEqual(expect.arrayContaining(['openai/gpt-5.4', 'aws/openai.gpt-5.4', 'openrouter/openai/gpt-5.4']));
+    expect(named.every((p) => p.model.toLowerCase().includes('gpt-5.4') || (p.aliases ?? []).some((a) => a.includes('gpt-5.4')))).toBe(true);
+
+    const first = await list({ pageSize: 10 });
+    const violation = async (over: Record<string, unknown>) => {
+      const e = await list(over).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(ValidationError);
+      return (e as ValidationError).violations.map((v) => v.field);
+    };
+    expect(await violation({ pageSize: 10, pageToken: first.nextPageToken, provider: 'openai' })).toEqual(['page_token']);
+    expect(await violation({ pageSize: 10, pageToken: 'garbage!' })).toEqual(['page_token']);
+    expect(await violation({ pageSize: 1001 })).toEqual(['page_size']);
+    expect(await violation({ pageToken: first.nextPageToken })).toEqual(['page_size']);
+    expect(await violation({ pageSize: -1, name: 'x'.repeat(256) })).toEqual(['name', 'page_size']);
+  });
+
+  it('gets a price with its source and version: upstream rows name the upstream package, curated rows our layer', async () => {
+    const get = (provider: string, model: string) => pricing.getPrice({ provider, model, accountId: '', at: ts('2026-12-01T12:00:00Z') });
+    expect(await get('openai', 'gpt-5.4')).toMatchObject({ version: 'genai-prices@0.1.8:openai/gpt-5.4@2026-12-01', source: expect.stringMatching(/^genai-prices@0\.1\.8 /) });
+    // Through an alias (a dated snapshot), a provider alias, and a declared fallback provider (Azure serves OpenAI's models).
+    expect((await get('openai', 'gpt-5.4-2026-03-05')).model).toBe('gpt-5.4');
+    expect((await get('google', 'gemini-3-flash-preview')).provider).toBe('googleai');
+    expect((await get('azure', 'gpt-4o-mini-2024-07-18')).version).toMatch(/^genai-prices@0\.1\.8:/);
+    expect(await get('googleai', 'gemini-1.5-flash-8b')).toMatchObject({ version: 'googleai/gemini-1.5-flash-8b@2024-10-03', source: expect.stringContaining('ai.google.dev') });
   });
 
   it('applies an account markup over the default, keeps who changed what in the audit trail, and pages it', async () => {

@@ -1,3 +1,4 @@
+import { ReservationEstimate } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
 import { LimitsService } from '../../src/services/limits.service';
@@ -62,7 +63,7 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
     await limits.putLimit({ accountId: a, userId: '', period: 1, measure: 3, enforcement: 1, amount: '100' });
     await charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'warm' }));
     await limits.checkLimits(checkRequest({ accountId: a }));
-    const estimate = { provider: 'openai', model: 'gpt-4o', chargeType: 0, promptTokens: '10', completionTokens: '20', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' };
+    const estimate = ReservationEstimate.fromPartial({ provider: 'openai', model: 'gpt-4o', chargeType: 0, promptTokens: '10', completionTokens: '20', reasoningTokens: '0', cachedPromptTokens: '0', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0' });
 
     await limits.checkLimits(checkRequest({ accountId: a, estimate }));
     const held = await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'warm-r', estimate }));

@@ -171,6 +171,175 @@ export function pricingStatusToJSON(object: PricingStatus): string {
   }
 }
 
+/**
+ * The service tier an LLM call ran in. Tiers other than standard are billed
+ * at the standard token rates times the model's factor for the tier
+ * (PriceRates.service_tiers); a charge in a tier its price has no factor for
+ * is UNPRICED.
+ */
+export enum ServiceTier {
+  /** SERVICE_TIER_UNSPECIFIED - Not set: the standard tier. */
+  SERVICE_TIER_UNSPECIFIED = 0,
+  /** SERVICE_TIER_STANDARD - The standard tier (OpenAI "default", Anthropic "standard"). */
+  SERVICE_TIER_STANDARD = 1,
+  /** SERVICE_TIER_BATCH - Batch APIs (OpenAI Batch, Anthropic Message Batches, Gemini Batch Mode). */
+  SERVICE_TIER_BATCH = 2,
+  /** SERVICE_TIER_FLEX - OpenAI's flex processing (service_tier "flex"). */
+  SERVICE_TIER_FLEX = 3,
+  /** SERVICE_TIER_PRIORITY - OpenAI's priority processing (service_tier "priority"), Anthropic's Priority Tier. */
+  SERVICE_TIER_PRIORITY = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function serviceTierFromJSON(object: any): ServiceTier {
+  switch (object) {
+    case 0:
+    case "SERVICE_TIER_UNSPECIFIED":
+      return ServiceTier.SERVICE_TIER_UNSPECIFIED;
+    case 1:
+    case "SERVICE_TIER_STANDARD":
+      return ServiceTier.SERVICE_TIER_STANDARD;
+    case 2:
+    case "SERVICE_TIER_BATCH":
+      return ServiceTier.SERVICE_TIER_BATCH;
+    case 3:
+    case "SERVICE_TIER_FLEX":
+      return ServiceTier.SERVICE_TIER_FLEX;
+    case 4:
+    case "SERVICE_TIER_PRIORITY":
+      return ServiceTier.SERVICE_TIER_PRIORITY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ServiceTier.UNRECOGNIZED;
+  }
+}
+
+export function serviceTierToJSON(object: ServiceTier): string {
+  switch (object) {
+    case ServiceTier.SERVICE_TIER_UNSPECIFIED:
+      return "SERVICE_TIER_UNSPECIFIED";
+    case ServiceTier.SERVICE_TIER_STANDARD:
+      return "SERVICE_TIER_STANDARD";
+    case ServiceTier.SERVICE_TIER_BATCH:
+      return "SERVICE_TIER_BATCH";
+    case ServiceTier.SERVICE_TIER_FLEX:
+      return "SERVICE_TIER_FLEX";
+    case ServiceTier.SERVICE_TIER_PRIORITY:
+      return "SERVICE_TIER_PRIORITY";
+    case ServiceTier.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
+ * The format of a provider's usage object sent as RecordChargeRequest.usage
+ * (and EstimateCostRequest.usage, ReservationEstimate.usage): the server maps
+ * its fields to the token classes of TokenCounts.
+ */
+export enum UsageFormat {
+  /** USAGE_FORMAT_UNSPECIFIED - Not set: no usage object. With a usage object, INVALID_ARGUMENT. */
+  USAGE_FORMAT_UNSPECIFIED = 0,
+  /** USAGE_FORMAT_OPENAI_CHAT - OpenAI Chat Completions `usage` (prompt_tokens, completion_tokens, *_details). */
+  USAGE_FORMAT_OPENAI_CHAT = 1,
+  /** USAGE_FORMAT_OPENAI_RESPONSES - OpenAI Responses API `usage` (input_tokens, output_tokens, *_details); also the Images API's. */
+  USAGE_FORMAT_OPENAI_RESPONSES = 2,
+  /** USAGE_FORMAT_ANTHROPIC_MESSAGES - Anthropic Messages `usage` (input_tokens excludes cache reads and writes). */
+  USAGE_FORMAT_ANTHROPIC_MESSAGES = 3,
+  /** USAGE_FORMAT_GEMINI - Gemini `usageMetadata` (promptTokenCount, candidatesTokenCount, thoughtsTokenCount, *TokensDetails). */
+  USAGE_FORMAT_GEMINI = 4,
+  /** USAGE_FORMAT_BEDROCK_CONVERSE - AWS Bedrock Converse `usage` (inputTokens excludes cacheReadInputTokens and cacheWriteInputTokens). */
+  USAGE_FORMAT_BEDROCK_CONVERSE = 5,
+  /** USAGE_FORMAT_DEEPSEEK - DeepSeek `usage` (OpenAI-shaped, cache hits as prompt_cache_hit_tokens). */
+  USAGE_FORMAT_DEEPSEEK = 6,
+  /** USAGE_FORMAT_COHERE - Cohere v2 Chat `usage` (billed_units are what is charged). */
+  USAGE_FORMAT_COHERE = 7,
+  /**
+   * USAGE_FORMAT_OPENAI_COMPATIBLE - Mistral, Groq, Together, Fireworks, OpenRouter and other OpenAI-compatible
+   * APIs: the Chat Completions shape. When total_tokens shows that
+   * completion_tokens excludes reasoning tokens (xAI), they are added to it.
+   */
+  USAGE_FORMAT_OPENAI_COMPATIBLE = 8,
+  /** USAGE_FORMAT_XAI - xAI `usage`: the Chat Completions shape, with reasoning tokens outside completion_tokens. */
+  USAGE_FORMAT_XAI = 9,
+  /** USAGE_FORMAT_OPENAI_REALTIME - OpenAI Realtime `response.usage` (input_token_details with text, audio, image and cached_tokens_details). */
+  USAGE_FORMAT_OPENAI_REALTIME = 10,
+  UNRECOGNIZED = -1,
+}
+
+export function usageFormatFromJSON(object: any): UsageFormat {
+  switch (object) {
+    case 0:
+    case "USAGE_FORMAT_UNSPECIFIED":
+      return UsageFormat.USAGE_FORMAT_UNSPECIFIED;
+    case 1:
+    case "USAGE_FORMAT_OPENAI_CHAT":
+      return UsageFormat.USAGE_FORMAT_OPENAI_CHAT;
+    case 2:
+    case "USAGE_FORMAT_OPENAI_RESPONSES":
+      return UsageFormat.USAGE_FORMAT_OPENAI_RESPONSES;
+    case 3:
+    case "USAGE_FORMAT_ANTHROPIC_MESSAGES":
+      return UsageFormat.USAGE_FORMAT_ANTHROPIC_MESSAGES;
+    case 4:
+    case "USAGE_FORMAT_GEMINI":
+      return UsageFormat.USAGE_FORMAT_GEMINI;
+    case 5:
+    case "USAGE_FORMAT_BEDROCK_CONVERSE":
+      return UsageFormat.USAGE_FORMAT_BEDROCK_CONVERSE;
+    case 6:
+    case "USAGE_FORMAT_DEEPSEEK":
+      return UsageFormat.USAGE_FORMAT_DEEPSEEK;
+    case 7:
+    case "USAGE_FORMAT_COHERE":
+      return UsageFormat.USAGE_FORMAT_COHERE;
+    case 8:
+    case "USAGE_FORMAT_OPENAI_COMPATIBLE":
+      return UsageFormat.USAGE_FORMAT_OPENAI_COMPATIBLE;
+    case 9:
+    case "USAGE_FORMAT_XAI":
+      return UsageFormat.USAGE_FORMAT_XAI;
+    case 10:
+    case "USAGE_FORMAT_OPENAI_REALTIME":
+      return UsageFormat.USAGE_FORMAT_OPENAI_REALTIME;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UsageFormat.UNRECOGNIZED;
+  }
+}
+
+export function usageFormatToJSON(object: UsageFormat): string {
+  switch (object) {
+    case UsageFormat.USAGE_FORMAT_UNSPECIFIED:
+      return "USAGE_FORMAT_UNSPECIFIED";
+    case UsageFormat.USAGE_FORMAT_OPENAI_CHAT:
+      return "USAGE_FORMAT_OPENAI_CHAT";
+    case UsageFormat.USAGE_FORMAT_OPENAI_RESPONSES:
+      return "USAGE_FORMAT_OPENAI_RESPONSES";
+    case UsageFormat.USAGE_FORMAT_ANTHROPIC_MESSAGES:
+      return "USAGE_FORMAT_ANTHROPIC_MESSAGES";
+    case UsageFormat.USAGE_FORMAT_GEMINI:
+      return "USAGE_FORMAT_GEMINI";
+    case UsageFormat.USAGE_FORMAT_BEDROCK_CONVERSE:
+      return "USAGE_FORMAT_BEDROCK_CONVERSE";
+    case UsageFormat.USAGE_FORMAT_DEEPSEEK:
+      return "USAGE_FORMAT_DEEPSEEK";
+    case UsageFormat.USAGE_FORMAT_COHERE:
+      return "USAGE_FORMAT_COHERE";
+    case UsageFormat.USAGE_FORMAT_OPENAI_COMPATIBLE:
+      return "USAGE_FORMAT_OPENAI_COMPATIBLE";
+    case UsageFormat.USAGE_FORMAT_XAI:
+      return "USAGE_FORMAT_XAI";
+    case UsageFormat.USAGE_FORMAT_OPENAI_REALTIME:
+      return "USAGE_FORMAT_OPENAI_REALTIME";
+    case UsageFormat.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Where a price comes from. Precedence, highest first: ACCOUNT, OPERATOR, CATALOG. */
 export enum PriceOrigin {
   /** PRICE_ORIGIN_UNSPECIFIED - Not set (an unpriced charge). */
@@ -224,9 +393,11 @@ export function priceOriginToJSON(object: PriceOrigin): string {
 /**
  * Token counts of one LLM call, in our canonical classes. The classes nest as
  * OpenAI reports them: cached and cache-write tokens are part of prompt_tokens,
- * reasoning tokens are part of completion_tokens. total_tokens is always
- * prompt_tokens + completion_tokens. See the README for how to map each
- * provider's usage object.
+ * and so are audio and image input tokens (their cache reads are part of both
+ * their modality and cached_prompt_tokens); reasoning, audio and image output
+ * tokens are part of completion_tokens. total_tokens is always prompt_tokens +
+ * completion_tokens. Send the provider's usage object instead of counting (see
+ * UsageFormat); the README maps each provider's fields.
  */
 export interface TokenCounts {
   /** All input tokens, including cached_prompt_tokens and cache_write_tokens. 0 to 10^12. */
@@ -250,6 +421,18 @@ export interface TokenCounts {
    * cache_creation.ephemeral_1h_input_tokens); at most cache_write_tokens.
    */
   cacheWrite1hTokens: string;
+  /** Audio input tokens, part of prompt_tokens (OpenAI's prompt_tokens_details.audio_tokens). */
+  audioPromptTokens: string;
+  /** Of audio_prompt_tokens, those read from the cache; also part of cached_prompt_tokens. */
+  cachedAudioPromptTokens: string;
+  /** Image input tokens, part of prompt_tokens. */
+  imagePromptTokens: string;
+  /** Of image_prompt_tokens, those read from the cache; also part of cached_prompt_tokens. */
+  cachedImagePromptTokens: string;
+  /** Audio output tokens, part of completion_tokens. */
+  audioCompletionTokens: string;
+  /** Image output tokens, part of completion_tokens. */
+  imageCompletionTokens: string;
 }
 
 /** One recorded billable event (the seeds' Charge and TokenUsage in one). */
@@ -333,14 +516,31 @@ export interface Charge {
     | undefined;
   /** Billable calls of a per-call priced tool or plugin (e.g. web searches). */
   callCount: string;
-  /** Billed cost of the calls, call_count x the per-call price x markup; absent when unpriced. */
+  /**
+   * Billed cost of the calls, x markup: call_count x the per-call price, the
+   * tool_calls at the model's tool prices and its per-request fee; absent when unpriced.
+   */
   callCost:
     | Money
     | undefined;
   /** Where the price came from (catalogue, operator, account); UNSPECIFIED when unpriced. */
   priceOrigin: PriceOrigin;
   /** When the charge was last priced: its record_time, or when it was re-rated. */
-  rateTime: Timestamp | undefined;
+  rateTime:
+    | Timestamp
+    | undefined;
+  /** The service tier of the call; STANDARD unless the request said otherwise. */
+  serviceTier: ServiceTier;
+  /**
+   * Calls of provider tools inside the completion, by tool name (e.g.
+   * "web_search": 2), billed at the model's tool prices into call_cost.
+   */
+  toolCalls: { [key: string]: string };
+}
+
+export interface Charge_ToolCallsEntry {
+  key: string;
+  value: string;
 }
 
 function createBaseTokenCounts(): TokenCounts {
@@ -352,6 +552,12 @@ function createBaseTokenCounts(): TokenCounts {
     cacheWriteTokens: "0",
     totalTokens: "0",
     cacheWrite1hTokens: "0",
+    audioPromptTokens: "0",
+    cachedAudioPromptTokens: "0",
+    imagePromptTokens: "0",
+    cachedImagePromptTokens: "0",
+    audioCompletionTokens: "0",
+    imageCompletionTokens: "0",
   };
 }
 
@@ -377,6 +583,24 @@ export const TokenCounts: MessageFns<TokenCounts> = {
     }
     if (message.cacheWrite1hTokens !== "0") {
       writer.uint32(56).int64(message.cacheWrite1hTokens);
+    }
+    if (message.audioPromptTokens !== "0") {
+      writer.uint32(64).int64(message.audioPromptTokens);
+    }
+    if (message.cachedAudioPromptTokens !== "0") {
+      writer.uint32(72).int64(message.cachedAudioPromptTokens);
+    }
+    if (message.imagePromptTokens !== "0") {
+      writer.uint32(80).int64(message.imagePromptTokens);
+    }
+    if (message.cachedImagePromptTokens !== "0") {
+      writer.uint32(88).int64(message.cachedImagePromptTokens);
+    }
+    if (message.audioCompletionTokens !== "0") {
+      writer.uint32(96).int64(message.audioCompletionTokens);
+    }
+    if (message.imageCompletionTokens !== "0") {
+      writer.uint32(104).int64(message.imageCompletionTokens);
     }
     return writer;
   },
@@ -450,6 +674,54 @@ export const TokenCounts: MessageFns<TokenCounts> = {
             message.cacheWrite1hTokens = reader.int64().toString();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.audioPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.cachedAudioPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.imagePromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.cachedImagePromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.audioCompletionTokens = reader.int64().toString();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.imageCompletionTokens = reader.int64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -499,6 +771,36 @@ export const TokenCounts: MessageFns<TokenCounts> = {
         : isSet(object.cache_write_1h_tokens)
         ? globalThis.String(object.cache_write_1h_tokens)
         : "0",
+      audioPromptTokens: isSet(object.audioPromptTokens)
+        ? globalThis.String(object.audioPromptTokens)
+        : isSet(object.audio_prompt_tokens)
+        ? globalThis.String(object.audio_prompt_tokens)
+        : "0",
+      cachedAudioPromptTokens: isSet(object.cachedAudioPromptTokens)
+        ? globalThis.String(object.cachedAudioPromptTokens)
+        : isSet(object.cached_audio_prompt_tokens)
+        ? globalThis.String(object.cached_audio_prompt_tokens)
+        : "0",
+      imagePromptTokens: isSet(object.imagePromptTokens)
+        ? globalThis.String(object.imagePromptTokens)
+        : isSet(object.image_prompt_tokens)
+        ? globalThis.String(object.image_prompt_tokens)
+        : "0",
+      cachedImagePromptTokens: isSet(object.cachedImagePromptTokens)
+        ? globalThis.String(object.cachedImagePromptTokens)
+        : isSet(object.cached_image_prompt_tokens)
+        ? globalThis.String(object.cached_image_prompt_tokens)
+        : "0",
+      audioCompletionTokens: isSet(object.audioCompletionTokens)
+        ? globalThis.String(object.audioCompletionTokens)
+        : isSet(object.audio_completion_tokens)
+        ? globalThis.String(object.audio_completion_tokens)
+        : "0",
+      imageCompletionTokens: isSet(object.imageCompletionTokens)
+        ? globalThis.String(object.imageCompletionTokens)
+        : isSet(object.image_completion_tokens)
+        ? globalThis.String(object.image_completion_tokens)
+        : "0",
     };
   },
 
@@ -525,6 +827,24 @@ export const TokenCounts: MessageFns<TokenCounts> = {
     if (message.cacheWrite1hTokens !== "0") {
       obj.cacheWrite1hTokens = message.cacheWrite1hTokens;
     }
+    if (message.audioPromptTokens !== "0") {
+      obj.audioPromptTokens = message.audioPromptTokens;
+    }
+    if (message.cachedAudioPromptTokens !== "0") {
+      obj.cachedAudioPromptTokens = message.cachedAudioPromptTokens;
+    }
+    if (message.imagePromptTokens !== "0") {
+      obj.imagePromptTokens = message.imagePromptTokens;
+    }
+    if (message.cachedImagePromptTokens !== "0") {
+      obj.cachedImagePromptTokens = message.cachedImagePromptTokens;
+    }
+    if (message.audioCompletionTokens !== "0") {
+      obj.audioCompletionTokens = message.audioCompletionTokens;
+    }
+    if (message.imageCompletionTokens !== "0") {
+      obj.imageCompletionTokens = message.imageCompletionTokens;
+    }
     return obj;
   },
 
@@ -540,6 +860,12 @@ export const TokenCounts: MessageFns<TokenCounts> = {
     message.cacheWriteTokens = object.cacheWriteTokens ?? "0";
     message.totalTokens = object.totalTokens ?? "0";
     message.cacheWrite1hTokens = object.cacheWrite1hTokens ?? "0";
+    message.audioPromptTokens = object.audioPromptTokens ?? "0";
+    message.cachedAudioPromptTokens = object.cachedAudioPromptTokens ?? "0";
+    message.imagePromptTokens = object.imagePromptTokens ?? "0";
+    message.cachedImagePromptTokens = object.cachedImagePromptTokens ?? "0";
+    message.audioCompletionTokens = object.audioCompletionTokens ?? "0";
+    message.imageCompletionTokens = object.imageCompletionTokens ?? "0";
     return message;
   },
 };
@@ -577,6 +903,8 @@ function createBaseCharge(): Charge {
     callCost: undefined,
     priceOrigin: 0,
     rateTime: undefined,
+    serviceTier: 0,
+    toolCalls: {},
   };
 }
 
@@ -675,6 +1003,12 @@ export const Charge: MessageFns<Charge> = {
     if (message.rateTime !== undefined) {
       Timestamp.encode(message.rateTime, writer.uint32(250).fork()).join();
     }
+    if (message.serviceTier !== 0) {
+      writer.uint32(256).int32(message.serviceTier);
+    }
+    globalThis.Object.entries(message.toolCalls).forEach(([key, value]: [string, string]) => {
+      Charge_ToolCallsEntry.encode({ key: key as any, value }, writer.uint32(266).fork()).join();
+    });
     return writer;
   },
 
@@ -939,6 +1273,25 @@ export const Charge: MessageFns<Charge> = {
             message.rateTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 32: {
+            if (tag !== 256) {
+              break;
+            }
+
+            message.serviceTier = reader.int32() as any;
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            const entry33 = Charge_ToolCallsEntry.decode(reader, reader.uint32());
+            if (entry33.value !== undefined) {
+              message.toolCalls[entry33.key] = entry33.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1080,6 +1433,38 @@ export const Charge: MessageFns<Charge> = {
         : isSet(object.rate_time)
         ? fromJsonTimestamp(object.rate_time)
         : undefined,
+      serviceTier: isSet(object.serviceTier)
+        ? serviceTierFromJSON(object.serviceTier)
+        : isSet(object.service_tier)
+        ? serviceTierFromJSON(object.service_tier)
+        : 0,
+      toolCalls: isObject(object.toolCalls)
+        ? (globalThis.Object.entries(object.toolCalls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tool_calls)
+        ? (globalThis.Object.entries(object.tool_calls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1178,6 +1563,18 @@ export const Charge: MessageFns<Charge> = {
     if (message.rateTime !== undefined) {
       obj.rateTime = fromTimestamp(message.rateTime).toISOString();
     }
+    if (message.serviceTier !== 0) {
+      obj.serviceTier = serviceTierToJSON(message.serviceTier);
+    }
+    if (message.toolCalls) {
+      const entries = globalThis.Object.entries(message.toolCalls) as [string, string][];
+      if (entries.length > 0) {
+        obj.toolCalls = {};
+        entries.forEach(([k, v]) => {
+          obj.toolCalls[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1235,6 +1632,101 @@ export const Charge: MessageFns<Charge> = {
     message.rateTime = (object.rateTime !== undefined && object.rateTime !== null)
       ? Timestamp.fromPartial(object.rateTime)
       : undefined;
+    message.serviceTier = object.serviceTier ?? 0;
+    message.toolCalls = (globalThis.Object.entries(object.toolCalls ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseCharge_ToolCallsEntry(): Charge_ToolCallsEntry {
+  return { key: "", value: "0" };
+}
+
+export const Charge_ToolCallsEntry: MessageFns<Charge_ToolCallsEntry> = {
+  encode(message: Charge_ToolCallsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "0") {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Charge_ToolCallsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCharge_ToolCallsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Charge_ToolCallsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "0",
+    };
+  },
+
+  toJSON(message: Charge_ToolCallsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "0") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Charge_ToolCallsEntry>): Charge_ToolCallsEntry {
+    return Charge_ToolCallsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Charge_ToolCallsEntry>): Charge_ToolCallsEntry {
+    const message = createBaseCharge_ToolCallsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "0";
     return message;
   },
 };

@@ -6,8 +6,19 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Struct } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { ChargeType, chargeTypeFromJSON, chargeTypeToJSON } from "./charge";
+import {
+  ChargeType,
+  chargeTypeFromJSON,
+  chargeTypeToJSON,
+  ServiceTier,
+  serviceTierFromJSON,
+  serviceTierToJSON,
+  UsageFormat,
+  usageFormatFromJSON,
+  usageFormatToJSON,
+} from "./charge";
 import { Money } from "./money";
 
 /** Who a limit applies to. */
@@ -485,6 +496,36 @@ export interface ReservationEstimate {
   cacheWrite1hTokens: string;
   /** Per-call priced calls, 0 to 10^6. */
   callCount: string;
+  /** Audio input tokens, part of prompt_tokens. */
+  audioPromptTokens: string;
+  /** Cached audio input tokens, part of audio_prompt_tokens and cached_prompt_tokens. */
+  cachedAudioPromptTokens: string;
+  /** Image input tokens, part of prompt_tokens. */
+  imagePromptTokens: string;
+  /** Cached image input tokens, part of image_prompt_tokens and cached_prompt_tokens. */
+  cachedImagePromptTokens: string;
+  /** Audio output tokens, part of completion_tokens. */
+  audioCompletionTokens: string;
+  /** Image output tokens, part of completion_tokens. */
+  imageCompletionTokens: string;
+  /** The service tier; UNSPECIFIED means standard. */
+  serviceTier: ServiceTier;
+  /** Tool calls expected inside the completion, by tool name (as in RecordChargeRequest). */
+  toolCalls: { [key: string]: string };
+  /**
+   * The expected usage as a provider usage object (e.g. the usage of a
+   * similar earlier call), as in RecordChargeRequest.
+   */
+  usage:
+    | { [key: string]: any }
+    | undefined;
+  /** The shape of usage; required with it. */
+  usageFormat: UsageFormat;
+}
+
+export interface ReservationEstimate_ToolCallsEntry {
+  key: string;
+  value: string;
 }
 
 function createBaseDailyLimits(): DailyLimits {
@@ -1689,6 +1730,16 @@ function createBaseReservationEstimate(): ReservationEstimate {
     cacheWriteTokens: "0",
     cacheWrite1hTokens: "0",
     callCount: "0",
+    audioPromptTokens: "0",
+    cachedAudioPromptTokens: "0",
+    imagePromptTokens: "0",
+    cachedImagePromptTokens: "0",
+    audioCompletionTokens: "0",
+    imageCompletionTokens: "0",
+    serviceTier: 0,
+    toolCalls: {},
+    usage: undefined,
+    usageFormat: 0,
   };
 }
 
@@ -1723,6 +1774,36 @@ export const ReservationEstimate: MessageFns<ReservationEstimate> = {
     }
     if (message.callCount !== "0") {
       writer.uint32(80).int64(message.callCount);
+    }
+    if (message.audioPromptTokens !== "0") {
+      writer.uint32(88).int64(message.audioPromptTokens);
+    }
+    if (message.cachedAudioPromptTokens !== "0") {
+      writer.uint32(96).int64(message.cachedAudioPromptTokens);
+    }
+    if (message.imagePromptTokens !== "0") {
+      writer.uint32(104).int64(message.imagePromptTokens);
+    }
+    if (message.cachedImagePromptTokens !== "0") {
+      writer.uint32(112).int64(message.cachedImagePromptTokens);
+    }
+    if (message.audioCompletionTokens !== "0") {
+      writer.uint32(120).int64(message.audioCompletionTokens);
+    }
+    if (message.imageCompletionTokens !== "0") {
+      writer.uint32(128).int64(message.imageCompletionTokens);
+    }
+    if (message.serviceTier !== 0) {
+      writer.uint32(136).int32(message.serviceTier);
+    }
+    globalThis.Object.entries(message.toolCalls).forEach(([key, value]: [string, string]) => {
+      ReservationEstimate_ToolCallsEntry.encode({ key: key as any, value }, writer.uint32(146).fork()).join();
+    });
+    if (message.usage !== undefined) {
+      Struct.encode(Struct.wrap(message.usage), writer.uint32(154).fork()).join();
+    }
+    if (message.usageFormat !== 0) {
+      writer.uint32(160).int32(message.usageFormat);
     }
     return writer;
   },
@@ -1820,6 +1901,89 @@ export const ReservationEstimate: MessageFns<ReservationEstimate> = {
             message.callCount = reader.int64().toString();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.audioPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.cachedAudioPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.imagePromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.cachedImagePromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.audioCompletionTokens = reader.int64().toString();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.imageCompletionTokens = reader.int64().toString();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.serviceTier = reader.int32() as any;
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            const entry18 = ReservationEstimate_ToolCallsEntry.decode(reader, reader.uint32());
+            if (entry18.value !== undefined) {
+              message.toolCalls[entry18.key] = entry18.value;
+            }
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.usage = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.usageFormat = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1876,6 +2040,74 @@ export const ReservationEstimate: MessageFns<ReservationEstimate> = {
         : isSet(object.call_count)
         ? globalThis.String(object.call_count)
         : "0",
+      audioPromptTokens: isSet(object.audioPromptTokens)
+        ? globalThis.String(object.audioPromptTokens)
+        : isSet(object.audio_prompt_tokens)
+        ? globalThis.String(object.audio_prompt_tokens)
+        : "0",
+      cachedAudioPromptTokens: isSet(object.cachedAudioPromptTokens)
+        ? globalThis.String(object.cachedAudioPromptTokens)
+        : isSet(object.cached_audio_prompt_tokens)
+        ? globalThis.String(object.cached_audio_prompt_tokens)
+        : "0",
+      imagePromptTokens: isSet(object.imagePromptTokens)
+        ? globalThis.String(object.imagePromptTokens)
+        : isSet(object.image_prompt_tokens)
+        ? globalThis.String(object.image_prompt_tokens)
+        : "0",
+      cachedImagePromptTokens: isSet(object.cachedImagePromptTokens)
+        ? globalThis.String(object.cachedImagePromptTokens)
+        : isSet(object.cached_image_prompt_tokens)
+        ? globalThis.String(object.cached_image_prompt_tokens)
+        : "0",
+      audioCompletionTokens: isSet(object.audioCompletionTokens)
+        ? globalThis.String(object.audioCompletionTokens)
+        : isSet(object.audio_completion_tokens)
+        ? globalThis.String(object.audio_completion_tokens)
+        : "0",
+      imageCompletionTokens: isSet(object.imageCompletionTokens)
+        ? globalThis.String(object.imageCompletionTokens)
+        : isSet(object.image_completion_tokens)
+        ? globalThis.String(object.image_completion_tokens)
+        : "0",
+      serviceTier: isSet(object.serviceTier)
+        ? serviceTierFromJSON(object.serviceTier)
+        : isSet(object.service_tier)
+        ? serviceTierFromJSON(object.service_tier)
+        : 0,
+      toolCalls: isObject(object.toolCalls)
+        ? (globalThis.Object.entries(object.toolCalls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tool_calls)
+        ? (globalThis.Object.entries(object.tool_calls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      usage: isObject(object.usage) ? object.usage : undefined,
+      usageFormat: isSet(object.usageFormat)
+        ? usageFormatFromJSON(object.usageFormat)
+        : isSet(object.usage_format)
+        ? usageFormatFromJSON(object.usage_format)
+        : 0,
     };
   },
 
@@ -1911,6 +2143,42 @@ export const ReservationEstimate: MessageFns<ReservationEstimate> = {
     if (message.callCount !== "0") {
       obj.callCount = message.callCount;
     }
+    if (message.audioPromptTokens !== "0") {
+      obj.audioPromptTokens = message.audioPromptTokens;
+    }
+    if (message.cachedAudioPromptTokens !== "0") {
+      obj.cachedAudioPromptTokens = message.cachedAudioPromptTokens;
+    }
+    if (message.imagePromptTokens !== "0") {
+      obj.imagePromptTokens = message.imagePromptTokens;
+    }
+    if (message.cachedImagePromptTokens !== "0") {
+      obj.cachedImagePromptTokens = message.cachedImagePromptTokens;
+    }
+    if (message.audioCompletionTokens !== "0") {
+      obj.audioCompletionTokens = message.audioCompletionTokens;
+    }
+    if (message.imageCompletionTokens !== "0") {
+      obj.imageCompletionTokens = message.imageCompletionTokens;
+    }
+    if (message.serviceTier !== 0) {
+      obj.serviceTier = serviceTierToJSON(message.serviceTier);
+    }
+    if (message.toolCalls) {
+      const entries = globalThis.Object.entries(message.toolCalls) as [string, string][];
+      if (entries.length > 0) {
+        obj.toolCalls = {};
+        entries.forEach(([k, v]) => {
+          obj.toolCalls[k] = v;
+        });
+      }
+    }
+    if (message.usage !== undefined) {
+      obj.usage = message.usage;
+    }
+    if (message.usageFormat !== 0) {
+      obj.usageFormat = usageFormatToJSON(message.usageFormat);
+    }
     return obj;
   },
 
@@ -1929,6 +2197,109 @@ export const ReservationEstimate: MessageFns<ReservationEstimate> = {
     message.cacheWriteTokens = object.cacheWriteTokens ?? "0";
     message.cacheWrite1hTokens = object.cacheWrite1hTokens ?? "0";
     message.callCount = object.callCount ?? "0";
+    message.audioPromptTokens = object.audioPromptTokens ?? "0";
+    message.cachedAudioPromptTokens = object.cachedAudioPromptTokens ?? "0";
+    message.imagePromptTokens = object.imagePromptTokens ?? "0";
+    message.cachedImagePromptTokens = object.cachedImagePromptTokens ?? "0";
+    message.audioCompletionTokens = object.audioCompletionTokens ?? "0";
+    message.imageCompletionTokens = object.imageCompletionTokens ?? "0";
+    message.serviceTier = object.serviceTier ?? 0;
+    message.toolCalls = (globalThis.Object.entries(object.toolCalls ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.usage = object.usage ?? undefined;
+    message.usageFormat = object.usageFormat ?? 0;
+    return message;
+  },
+};
+
+function createBaseReservationEstimate_ToolCallsEntry(): ReservationEstimate_ToolCallsEntry {
+  return { key: "", value: "0" };
+}
+
+export const ReservationEstimate_ToolCallsEntry: MessageFns<ReservationEstimate_ToolCallsEntry> = {
+  encode(message: ReservationEstimate_ToolCallsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "0") {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReservationEstimate_ToolCallsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReservationEstimate_ToolCallsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReservationEstimate_ToolCallsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "0",
+    };
+  },
+
+  toJSON(message: ReservationEstimate_ToolCallsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "0") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReservationEstimate_ToolCallsEntry>): ReservationEstimate_ToolCallsEntry {
+    return ReservationEstimate_ToolCallsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReservationEstimate_ToolCallsEntry>): ReservationEstimate_ToolCallsEntry {
+    const message = createBaseReservationEstimate_ToolCallsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "0";
     return message;
   },
 };
@@ -1973,6 +2344,10 @@ function fromJsonTimestamp(o: any): Timestamp {
   } else {
     return Timestamp.fromJSON(o);
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

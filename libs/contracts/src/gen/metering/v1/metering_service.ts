@@ -32,6 +32,12 @@ import {
   RequestType,
   requestTypeFromJSON,
   requestTypeToJSON,
+  ServiceTier,
+  serviceTierFromJSON,
+  serviceTierToJSON,
+  UsageFormat,
+  usageFormatFromJSON,
+  usageFormatToJSON,
 } from "./charge";
 import { ChargeEvent } from "./events";
 import {
@@ -154,6 +160,49 @@ export interface RecordChargeRequest {
    * after local midnight; with one, on the day of its usage_time.
    */
   reservationId: string;
+  /** Audio input tokens, part of prompt_tokens. */
+  audioPromptTokens: string;
+  /** Of audio_prompt_tokens, those read from the cache; also part of cached_prompt_tokens. */
+  cachedAudioPromptTokens: string;
+  /** Image input tokens, part of prompt_tokens. */
+  imagePromptTokens: string;
+  /** Of image_prompt_tokens, those read from the cache; also part of cached_prompt_tokens. */
+  cachedImagePromptTokens: string;
+  /** Audio output tokens, part of completion_tokens. */
+  audioCompletionTokens: string;
+  /** Image output tokens, part of completion_tokens. */
+  imageCompletionTokens: string;
+  /** The service tier the call ran in; UNSPECIFIED means standard. */
+  serviceTier: ServiceTier;
+  /**
+   * Calls of provider tools inside the completion, by tool name (lower case
+   * letters, digits, '_'; at most 32 tools, 0 to 10^6 calls each), e.g.
+   * {"web_search": 2}: billed at the model's price for each tool. A tool the
+   * model has no price for leaves the charge UNPRICED.
+   */
+  toolCalls: { [key: string]: string };
+  /**
+   * The provider's own usage object, as the API returned it (e.g. OpenAI's
+   * response.usage), instead of counting tokens by hand; usage_format says
+   * which shape it has. The server maps it to the token classes (and
+   * Anthropic's web searches to tool_calls["web_search"], its service_tier to
+   * service_tier). Token classes, tool calls and the service tier also sent
+   * explicitly must agree with it (a 0 or unset class counts as not sent), or
+   * the request is INVALID_ARGUMENT naming them. At most 16 KiB as JSON and
+   * 8 levels deep; unknown fields are ignored, the fields read must be
+   * integers from 0 to 10^12. A retry with the same idempotency key is a
+   * replay when it bills the same classes, however they were sent.
+   */
+  usage:
+    | { [key: string]: any }
+    | undefined;
+  /** The shape of usage; required with it. */
+  usageFormat: UsageFormat;
+}
+
+export interface RecordChargeRequest_ToolCallsEntry {
+  key: string;
+  value: string;
 }
 
 /** The recorded charge. */
@@ -641,6 +690,16 @@ function createBaseRecordChargeRequest(): RecordChargeRequest {
     cacheWrite1hTokens: "0",
     callCount: "0",
     reservationId: "",
+    audioPromptTokens: "0",
+    cachedAudioPromptTokens: "0",
+    imagePromptTokens: "0",
+    cachedImagePromptTokens: "0",
+    audioCompletionTokens: "0",
+    imageCompletionTokens: "0",
+    serviceTier: 0,
+    toolCalls: {},
+    usage: undefined,
+    usageFormat: 0,
   };
 }
 
@@ -717,6 +776,36 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     }
     if (message.reservationId !== "") {
       writer.uint32(194).string(message.reservationId);
+    }
+    if (message.audioPromptTokens !== "0") {
+      writer.uint32(200).int64(message.audioPromptTokens);
+    }
+    if (message.cachedAudioPromptTokens !== "0") {
+      writer.uint32(208).int64(message.cachedAudioPromptTokens);
+    }
+    if (message.imagePromptTokens !== "0") {
+      writer.uint32(216).int64(message.imagePromptTokens);
+    }
+    if (message.cachedImagePromptTokens !== "0") {
+      writer.uint32(224).int64(message.cachedImagePromptTokens);
+    }
+    if (message.audioCompletionTokens !== "0") {
+      writer.uint32(232).int64(message.audioCompletionTokens);
+    }
+    if (message.imageCompletionTokens !== "0") {
+      writer.uint32(240).int64(message.imageCompletionTokens);
+    }
+    if (message.serviceTier !== 0) {
+      writer.uint32(248).int32(message.serviceTier);
+    }
+    globalThis.Object.entries(message.toolCalls).forEach(([key, value]: [string, string]) => {
+      RecordChargeRequest_ToolCallsEntry.encode({ key: key as any, value }, writer.uint32(258).fork()).join();
+    });
+    if (message.usage !== undefined) {
+      Struct.encode(Struct.wrap(message.usage), writer.uint32(266).fork()).join();
+    }
+    if (message.usageFormat !== 0) {
+      writer.uint32(272).int32(message.usageFormat);
     }
     return writer;
   },
@@ -926,6 +1015,89 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
             message.reservationId = reader.string();
             continue;
           }
+          case 25: {
+            if (tag !== 200) {
+              break;
+            }
+
+            message.audioPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 26: {
+            if (tag !== 208) {
+              break;
+            }
+
+            message.cachedAudioPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 27: {
+            if (tag !== 216) {
+              break;
+            }
+
+            message.imagePromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 28: {
+            if (tag !== 224) {
+              break;
+            }
+
+            message.cachedImagePromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 29: {
+            if (tag !== 232) {
+              break;
+            }
+
+            message.audioCompletionTokens = reader.int64().toString();
+            continue;
+          }
+          case 30: {
+            if (tag !== 240) {
+              break;
+            }
+
+            message.imageCompletionTokens = reader.int64().toString();
+            continue;
+          }
+          case 31: {
+            if (tag !== 248) {
+              break;
+            }
+
+            message.serviceTier = reader.int32() as any;
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            const entry32 = RecordChargeRequest_ToolCallsEntry.decode(reader, reader.uint32());
+            if (entry32.value !== undefined) {
+              message.toolCalls[entry32.key] = entry32.value;
+            }
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.usage = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 34: {
+            if (tag !== 272) {
+              break;
+            }
+
+            message.usageFormat = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1040,6 +1212,74 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
         : isSet(object.reservation_id)
         ? globalThis.String(object.reservation_id)
         : "",
+      audioPromptTokens: isSet(object.audioPromptTokens)
+        ? globalThis.String(object.audioPromptTokens)
+        : isSet(object.audio_prompt_tokens)
+        ? globalThis.String(object.audio_prompt_tokens)
+        : "0",
+      cachedAudioPromptTokens: isSet(object.cachedAudioPromptTokens)
+        ? globalThis.String(object.cachedAudioPromptTokens)
+        : isSet(object.cached_audio_prompt_tokens)
+        ? globalThis.String(object.cached_audio_prompt_tokens)
+        : "0",
+      imagePromptTokens: isSet(object.imagePromptTokens)
+        ? globalThis.String(object.imagePromptTokens)
+        : isSet(object.image_prompt_tokens)
+        ? globalThis.String(object.image_prompt_tokens)
+        : "0",
+      cachedImagePromptTokens: isSet(object.cachedImagePromptTokens)
+        ? globalThis.String(object.cachedImagePromptTokens)
+        : isSet(object.cached_image_prompt_tokens)
+        ? globalThis.String(object.cached_image_prompt_tokens)
+        : "0",
+      audioCompletionTokens: isSet(object.audioCompletionTokens)
+        ? globalThis.String(object.audioCompletionTokens)
+        : isSet(object.audio_completion_tokens)
+        ? globalThis.String(object.audio_completion_tokens)
+        : "0",
+      imageCompletionTokens: isSet(object.imageCompletionTokens)
+        ? globalThis.String(object.imageCompletionTokens)
+        : isSet(object.image_completion_tokens)
+        ? globalThis.String(object.image_completion_tokens)
+        : "0",
+      serviceTier: isSet(object.serviceTier)
+        ? serviceTierFromJSON(object.serviceTier)
+        : isSet(object.service_tier)
+        ? serviceTierFromJSON(object.service_tier)
+        : 0,
+      toolCalls: isObject(object.toolCalls)
+        ? (globalThis.Object.entries(object.toolCalls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tool_calls)
+        ? (globalThis.Object.entries(object.tool_calls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      usage: isObject(object.usage) ? object.usage : undefined,
+      usageFormat: isSet(object.usageFormat)
+        ? usageFormatFromJSON(object.usageFormat)
+        : isSet(object.usage_format)
+        ? usageFormatFromJSON(object.usage_format)
+        : 0,
     };
   },
 
@@ -1117,6 +1357,42 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     if (message.reservationId !== "") {
       obj.reservationId = message.reservationId;
     }
+    if (message.audioPromptTokens !== "0") {
+      obj.audioPromptTokens = message.audioPromptTokens;
+    }
+    if (message.cachedAudioPromptTokens !== "0") {
+      obj.cachedAudioPromptTokens = message.cachedAudioPromptTokens;
+    }
+    if (message.imagePromptTokens !== "0") {
+      obj.imagePromptTokens = message.imagePromptTokens;
+    }
+    if (message.cachedImagePromptTokens !== "0") {
+      obj.cachedImagePromptTokens = message.cachedImagePromptTokens;
+    }
+    if (message.audioCompletionTokens !== "0") {
+      obj.audioCompletionTokens = message.audioCompletionTokens;
+    }
+    if (message.imageCompletionTokens !== "0") {
+      obj.imageCompletionTokens = message.imageCompletionTokens;
+    }
+    if (message.serviceTier !== 0) {
+      obj.serviceTier = serviceTierToJSON(message.serviceTier);
+    }
+    if (message.toolCalls) {
+      const entries = globalThis.Object.entries(message.toolCalls) as [string, string][];
+      if (entries.length > 0) {
+        obj.toolCalls = {};
+        entries.forEach(([k, v]) => {
+          obj.toolCalls[k] = v;
+        });
+      }
+    }
+    if (message.usage !== undefined) {
+      obj.usage = message.usage;
+    }
+    if (message.usageFormat !== 0) {
+      obj.usageFormat = usageFormatToJSON(message.usageFormat);
+    }
     return obj;
   },
 
@@ -1151,6 +1427,109 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     message.cacheWrite1hTokens = object.cacheWrite1hTokens ?? "0";
     message.callCount = object.callCount ?? "0";
     message.reservationId = object.reservationId ?? "";
+    message.audioPromptTokens = object.audioPromptTokens ?? "0";
+    message.cachedAudioPromptTokens = object.cachedAudioPromptTokens ?? "0";
+    message.imagePromptTokens = object.imagePromptTokens ?? "0";
+    message.cachedImagePromptTokens = object.cachedImagePromptTokens ?? "0";
+    message.audioCompletionTokens = object.audioCompletionTokens ?? "0";
+    message.imageCompletionTokens = object.imageCompletionTokens ?? "0";
+    message.serviceTier = object.serviceTier ?? 0;
+    message.toolCalls = (globalThis.Object.entries(object.toolCalls ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.usage = object.usage ?? undefined;
+    message.usageFormat = object.usageFormat ?? 0;
+    return message;
+  },
+};
+
+function createBaseRecordChargeRequest_ToolCallsEntry(): RecordChargeRequest_ToolCallsEntry {
+  return { key: "", value: "0" };
+}
+
+export const RecordChargeRequest_ToolCallsEntry: MessageFns<RecordChargeRequest_ToolCallsEntry> = {
+  encode(message: RecordChargeRequest_ToolCallsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "0") {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordChargeRequest_ToolCallsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordChargeRequest_ToolCallsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordChargeRequest_ToolCallsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "0",
+    };
+  },
+
+  toJSON(message: RecordChargeRequest_ToolCallsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "0") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RecordChargeRequest_ToolCallsEntry>): RecordChargeRequest_ToolCallsEntry {
+    return RecordChargeRequest_ToolCallsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RecordChargeRequest_ToolCallsEntry>): RecordChargeRequest_ToolCallsEntry {
+    const message = createBaseRecordChargeRequest_ToolCallsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "0";
     return message;
   },
 };

@@ -18,6 +18,12 @@ import {
   PricingStatus,
   pricingStatusFromJSON,
   pricingStatusToJSON,
+  ServiceTier,
+  serviceTierFromJSON,
+  serviceTierToJSON,
+  UsageFormat,
+  usageFormatFromJSON,
+  usageFormatToJSON,
 } from "./charge";
 import { Money } from "./money";
 
@@ -126,9 +132,11 @@ export function rerateModeToJSON(object: RerateMode): string {
 
 /**
  * The rates of a price in USD, as exact decimal strings ("2.50"): per 1M
- * tokens for the token classes, per call for per_call. A class left empty
- * falls back: cached input and cache writes to input, 1-hour cache writes to
- * cache writes, reasoning to output, per_call to 0.
+ * tokens for the token classes, per call for per_call and tool_calls, per
+ * request for per_request. A class left empty falls back: cached input and
+ * cache writes to input, 1-hour cache writes to cache writes, reasoning to
+ * output, audio and image input to input, their cache reads to cached input,
+ * audio and image output to output, per_call and per_request to 0.
  */
 export interface PriceRates {
   /** Prompt tokens that are neither cache reads nor cache writes, USD per 1M tokens. Required. */
@@ -146,7 +154,91 @@ export interface PriceRates {
   /** One call of a per-call priced tool or plugin (e.g. a web search), USD per call. */
   perCall: string;
   /** Rates of the whole request once its prompt exceeds a threshold; absent when the model has no such tier. */
-  longContext: LongContextRates | undefined;
+  longContext:
+    | LongContextRates
+    | undefined;
+  /** Audio prompt tokens not read from the cache, USD per 1M tokens. */
+  inputAudioPerMillion: string;
+  /** Audio prompt tokens read from the cache, USD per 1M tokens. */
+  cachedInputAudioPerMillion: string;
+  /** Audio completion tokens, USD per 1M tokens. */
+  outputAudioPerMillion: string;
+  /** Image prompt tokens not read from the cache, USD per 1M tokens. */
+  inputImagePerMillion: string;
+  /** Image prompt tokens read from the cache, USD per 1M tokens. */
+  cachedInputImagePerMillion: string;
+  /** Image completion tokens, USD per 1M tokens. */
+  outputImagePerMillion: string;
+  /** A fee per request, billed once per completion charge, USD. */
+  perRequest: string;
+  /**
+   * Provider tools used inside a completion, USD per call, by tool name
+   * (e.g. "web_search": "0.01"); see RecordChargeRequest.tool_calls.
+   */
+  toolCalls: { [key: string]: string };
+  /**
+   * Windows of the day (UTC) with other token rates, e.g. peak hours; at most
+   * 24, not overlapping. Outside every window the rates above apply.
+   */
+  timeOfDay: TimeOfDayRates[];
+  /** Factors on the token rates for service tiers other than standard. */
+  serviceTiers: ServiceTierFactors | undefined;
+}
+
+export interface PriceRates_ToolCallsEntry {
+  key: string;
+  value: string;
+}
+
+/**
+ * The token rates of a time-of-day window (USD per 1M tokens). Classes left
+ * empty fall back within the window as in PriceRates.
+ */
+export interface TimeOfDayRates {
+  /** Start of the window, "HH:MM" or "HH:MM:SS" in UTC, inclusive. */
+  startTime: string;
+  /**
+   * End of the window, "HH:MM" or "HH:MM:SS" in UTC, exclusive; earlier than
+   * start_time for a window past midnight.
+   */
+  endTime: string;
+  /** Input rate in the window. Required. */
+  inputPerMillion: string;
+  /** Output rate in the window. Required. */
+  outputPerMillion: string;
+  /** Cache-read rate in the window. */
+  cachedInputPerMillion: string;
+  /** Cache-write rate in the window. */
+  cacheWritePerMillion: string;
+  /** 1-hour cache-write rate in the window. */
+  cacheWrite1hPerMillion: string;
+  /** Audio input rate in the window. */
+  inputAudioPerMillion: string;
+  /** Cached audio input rate in the window. */
+  cachedInputAudioPerMillion: string;
+  /** Audio output rate in the window. */
+  outputAudioPerMillion: string;
+  /** Image input rate in the window. */
+  inputImagePerMillion: string;
+  /** Cached image input rate in the window. */
+  cachedInputImagePerMillion: string;
+  /** Image output rate in the window. */
+  outputImagePerMillion: string;
+}
+
+/**
+ * Factors on every token rate for a service tier, as decimal strings above 0
+ * and at most 100 (e.g. "0.5" for a batch discount of 50%); empty when the
+ * model is not offered in the tier. Per-call, per-request and tool prices do
+ * not change with the tier.
+ */
+export interface ServiceTierFactors {
+  /** The batch tier's factor. */
+  batch: string;
+  /** The flex tier's factor. */
+  flex: string;
+  /** The priority tier's factor. */
+  priority: string;
 }
 
 /**
@@ -166,6 +258,18 @@ export interface LongContextRates {
   cacheWritePerMillion: string;
   /** 1-hour cache-write rate in the tier; falls back to the tier's cache-write rate. */
   cacheWrite1hPerMillion: string;
+  /** Audio input rate in the tier; falls back to the tier's input rate. */
+  inputAudioPerMillion: string;
+  /** Cached audio input rate in the tier; falls back to the tier's cache-read rate. */
+  cachedInputAudioPerMillion: string;
+  /** Audio output rate in the tier; falls back to the tier's output rate. */
+  outputAudioPerMillion: string;
+  /** Image input rate in the tier; falls back to the tier's input rate. */
+  inputImagePerMillion: string;
+  /** Cached image input rate in the tier; falls back to the tier's cache-read rate. */
+  cachedInputImagePerMillion: string;
+  /** Image output rate in the tier; falls back to the tier's output rate. */
+  outputImagePerMillion: string;
 }
 
 /** One version of a model's price. */
@@ -192,6 +296,17 @@ export interface ModelPrice {
     | undefined;
   /** The currency of the rates: "USD". */
   currencyCode: string;
+  /**
+   * Other model ids priced as this one (dated snapshots, regional ids,
+   * "provider/model" forms), lower case; catalogue prices only.
+   */
+  aliases: string[];
+  /**
+   * When the catalogue stopped pricing the model (retired by its provider, or
+   * no longer listed upstream); absent while it is priced. Usage before it
+   * keeps this price.
+   */
+  retireTime: Timestamp | undefined;
 }
 
 /** Which models to list. */
@@ -206,6 +321,15 @@ export interface ListModelsRequest {
     | undefined;
   /** List every version (catalogue and operator), not only the ones in effect. */
   includeHistory: boolean;
+  /** Prices per page, 1 to 1000; 0 returns the whole list in one response. */
+  pageSize: number;
+  /** The next_page_token of the previous page (same filters); empty for the first page. */
+  pageToken: string;
+  /**
+   * Only models whose id or one of whose aliases contains this text, ignoring
+   * case (for browsing the list; charges are priced by exact ids only).
+   */
+  name: string;
 }
 
 /** Models and prices. */
@@ -215,6 +339,8 @@ export interface ListModelsResponse {
    * with include_history; ordered by provider, model, effective time.
    */
   prices: ModelPrice[];
+  /** Token of the next page; empty on the last page (and when page_size is 0). */
+  nextPageToken: string;
 }
 
 /** Which price to get. */
@@ -259,8 +385,37 @@ export interface EstimateCostRequest {
   cacheWrite1hTokens: string;
   /** Per-call priced calls, 0 to 10^6. */
   callCount: string;
-  /** The moment whose prices apply; defaults to now. */
-  at: Timestamp | undefined;
+  /** The moment whose prices apply (and whose time of day); defaults to now. */
+  at:
+    | Timestamp
+    | undefined;
+  /** Audio input tokens, part of prompt_tokens. */
+  audioPromptTokens: string;
+  /** Cached audio input tokens, part of audio_prompt_tokens and cached_prompt_tokens. */
+  cachedAudioPromptTokens: string;
+  /** Image input tokens, part of prompt_tokens. */
+  imagePromptTokens: string;
+  /** Cached image input tokens, part of image_prompt_tokens and cached_prompt_tokens. */
+  cachedImagePromptTokens: string;
+  /** Audio output tokens, part of completion_tokens. */
+  audioCompletionTokens: string;
+  /** Image output tokens, part of completion_tokens. */
+  imageCompletionTokens: string;
+  /** The service tier; UNSPECIFIED means standard. */
+  serviceTier: ServiceTier;
+  /** Tool calls inside the completion, by tool name (as in RecordChargeRequest). */
+  toolCalls: { [key: string]: string };
+  /** The provider's usage object instead of (or agreeing with) the counts, as in RecordChargeRequest. */
+  usage:
+    | { [key: string]: any }
+    | undefined;
+  /** The shape of usage; required with it. */
+  usageFormat: UsageFormat;
+}
+
+export interface EstimateCostRequest_ToolCallsEntry {
+  key: string;
+  value: string;
 }
 
 /** What the token mix would cost. */
@@ -283,7 +438,7 @@ export interface EstimateCostResponse {
   completionCost:
     | Money
     | undefined;
-  /** Billed per-call cost. */
+  /** Billed per-call cost (calls, tool calls and the per-request fee). */
   callCost:
     | Money
     | undefined;
@@ -444,6 +599,16 @@ function createBasePriceRates(): PriceRates {
     reasoningPerMillion: "",
     perCall: "",
     longContext: undefined,
+    inputAudioPerMillion: "",
+    cachedInputAudioPerMillion: "",
+    outputAudioPerMillion: "",
+    inputImagePerMillion: "",
+    cachedInputImagePerMillion: "",
+    outputImagePerMillion: "",
+    perRequest: "",
+    toolCalls: {},
+    timeOfDay: [],
+    serviceTiers: undefined,
   };
 }
 
@@ -472,6 +637,36 @@ export const PriceRates: MessageFns<PriceRates> = {
     }
     if (message.longContext !== undefined) {
       LongContextRates.encode(message.longContext, writer.uint32(66).fork()).join();
+    }
+    if (message.inputAudioPerMillion !== "") {
+      writer.uint32(74).string(message.inputAudioPerMillion);
+    }
+    if (message.cachedInputAudioPerMillion !== "") {
+      writer.uint32(82).string(message.cachedInputAudioPerMillion);
+    }
+    if (message.outputAudioPerMillion !== "") {
+      writer.uint32(90).string(message.outputAudioPerMillion);
+    }
+    if (message.inputImagePerMillion !== "") {
+      writer.uint32(98).string(message.inputImagePerMillion);
+    }
+    if (message.cachedInputImagePerMillion !== "") {
+      writer.uint32(106).string(message.cachedInputImagePerMillion);
+    }
+    if (message.outputImagePerMillion !== "") {
+      writer.uint32(114).string(message.outputImagePerMillion);
+    }
+    if (message.perRequest !== "") {
+      writer.uint32(122).string(message.perRequest);
+    }
+    globalThis.Object.entries(message.toolCalls).forEach(([key, value]: [string, string]) => {
+      PriceRates_ToolCallsEntry.encode({ key: key as any, value }, writer.uint32(130).fork()).join();
+    });
+    for (const v of message.timeOfDay) {
+      TimeOfDayRates.encode(v!, writer.uint32(138).fork()).join();
+    }
+    if (message.serviceTiers !== undefined) {
+      ServiceTierFactors.encode(message.serviceTiers, writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -553,6 +748,89 @@ export const PriceRates: MessageFns<PriceRates> = {
             message.longContext = LongContextRates.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.inputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.cachedInputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.outputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.inputImagePerMillion = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.cachedInputImagePerMillion = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.outputImagePerMillion = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.perRequest = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            const entry16 = PriceRates_ToolCallsEntry.decode(reader, reader.uint32());
+            if (entry16.value !== undefined) {
+              message.toolCalls[entry16.key] = entry16.value;
+            }
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.timeOfDay.push(TimeOfDayRates.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.serviceTiers = ServiceTierFactors.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -607,6 +885,78 @@ export const PriceRates: MessageFns<PriceRates> = {
         : isSet(object.long_context)
         ? LongContextRates.fromJSON(object.long_context)
         : undefined,
+      inputAudioPerMillion: isSet(object.inputAudioPerMillion)
+        ? globalThis.String(object.inputAudioPerMillion)
+        : isSet(object.input_audio_per_million)
+        ? globalThis.String(object.input_audio_per_million)
+        : "",
+      cachedInputAudioPerMillion: isSet(object.cachedInputAudioPerMillion)
+        ? globalThis.String(object.cachedInputAudioPerMillion)
+        : isSet(object.cached_input_audio_per_million)
+        ? globalThis.String(object.cached_input_audio_per_million)
+        : "",
+      outputAudioPerMillion: isSet(object.outputAudioPerMillion)
+        ? globalThis.String(object.outputAudioPerMillion)
+        : isSet(object.output_audio_per_million)
+        ? globalThis.String(object.output_audio_per_million)
+        : "",
+      inputImagePerMillion: isSet(object.inputImagePerMillion)
+        ? globalThis.String(object.inputImagePerMillion)
+        : isSet(object.input_image_per_million)
+        ? globalThis.String(object.input_image_per_million)
+        : "",
+      cachedInputImagePerMillion: isSet(object.cachedInputImagePerMillion)
+        ? globalThis.String(object.cachedInputImagePerMillion)
+        : isSet(object.cached_input_image_per_million)
+        ? globalThis.String(object.cached_input_image_per_million)
+        : "",
+      outputImagePerMillion: isSet(object.outputImagePerMillion)
+        ? globalThis.String(object.outputImagePerMillion)
+        : isSet(object.output_image_per_million)
+        ? globalThis.String(object.output_image_per_million)
+        : "",
+      perRequest: isSet(object.perRequest)
+        ? globalThis.String(object.perRequest)
+        : isSet(object.per_request)
+        ? globalThis.String(object.per_request)
+        : "",
+      toolCalls: isObject(object.toolCalls)
+        ? (globalThis.Object.entries(object.toolCalls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tool_calls)
+        ? (globalThis.Object.entries(object.tool_calls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      timeOfDay: globalThis.Array.isArray(object?.timeOfDay)
+        ? object.timeOfDay.map((e: any) => TimeOfDayRates.fromJSON(e))
+        : globalThis.Array.isArray(object?.time_of_day)
+        ? object.time_of_day.map((e: any) => TimeOfDayRates.fromJSON(e))
+        : [],
+      serviceTiers: isSet(object.serviceTiers)
+        ? ServiceTierFactors.fromJSON(object.serviceTiers)
+        : isSet(object.service_tiers)
+        ? ServiceTierFactors.fromJSON(object.service_tiers)
+        : undefined,
     };
   },
 
@@ -636,6 +986,42 @@ export const PriceRates: MessageFns<PriceRates> = {
     if (message.longContext !== undefined) {
       obj.longContext = LongContextRates.toJSON(message.longContext);
     }
+    if (message.inputAudioPerMillion !== "") {
+      obj.inputAudioPerMillion = message.inputAudioPerMillion;
+    }
+    if (message.cachedInputAudioPerMillion !== "") {
+      obj.cachedInputAudioPerMillion = message.cachedInputAudioPerMillion;
+    }
+    if (message.outputAudioPerMillion !== "") {
+      obj.outputAudioPerMillion = message.outputAudioPerMillion;
+    }
+    if (message.inputImagePerMillion !== "") {
+      obj.inputImagePerMillion = message.inputImagePerMillion;
+    }
+    if (message.cachedInputImagePerMillion !== "") {
+      obj.cachedInputImagePerMillion = message.cachedInputImagePerMillion;
+    }
+    if (message.outputImagePerMillion !== "") {
+      obj.outputImagePerMillion = message.outputImagePerMillion;
+    }
+    if (message.perRequest !== "") {
+      obj.perRequest = message.perRequest;
+    }
+    if (message.toolCalls) {
+      const entries = globalThis.Object.entries(message.toolCalls) as [string, string][];
+      if (entries.length > 0) {
+        obj.toolCalls = {};
+        entries.forEach(([k, v]) => {
+          obj.toolCalls[k] = v;
+        });
+      }
+    }
+    if (message.timeOfDay?.length) {
+      obj.timeOfDay = message.timeOfDay.map((e) => TimeOfDayRates.toJSON(e));
+    }
+    if (message.serviceTiers !== undefined) {
+      obj.serviceTiers = ServiceTierFactors.toJSON(message.serviceTiers);
+    }
     return obj;
   },
 
@@ -654,6 +1040,539 @@ export const PriceRates: MessageFns<PriceRates> = {
     message.longContext = (object.longContext !== undefined && object.longContext !== null)
       ? LongContextRates.fromPartial(object.longContext)
       : undefined;
+    message.inputAudioPerMillion = object.inputAudioPerMillion ?? "";
+    message.cachedInputAudioPerMillion = object.cachedInputAudioPerMillion ?? "";
+    message.outputAudioPerMillion = object.outputAudioPerMillion ?? "";
+    message.inputImagePerMillion = object.inputImagePerMillion ?? "";
+    message.cachedInputImagePerMillion = object.cachedInputImagePerMillion ?? "";
+    message.outputImagePerMillion = object.outputImagePerMillion ?? "";
+    message.perRequest = object.perRequest ?? "";
+    message.toolCalls = (globalThis.Object.entries(object.toolCalls ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.timeOfDay = object.timeOfDay?.map((e) => TimeOfDayRates.fromPartial(e)) || [];
+    message.serviceTiers = (object.serviceTiers !== undefined && object.serviceTiers !== null)
+      ? ServiceTierFactors.fromPartial(object.serviceTiers)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePriceRates_ToolCallsEntry(): PriceRates_ToolCallsEntry {
+  return { key: "", value: "" };
+}
+
+export const PriceRates_ToolCallsEntry: MessageFns<PriceRates_ToolCallsEntry> = {
+  encode(message: PriceRates_ToolCallsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PriceRates_ToolCallsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePriceRates_ToolCallsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PriceRates_ToolCallsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: PriceRates_ToolCallsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PriceRates_ToolCallsEntry>): PriceRates_ToolCallsEntry {
+    return PriceRates_ToolCallsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PriceRates_ToolCallsEntry>): PriceRates_ToolCallsEntry {
+    const message = createBasePriceRates_ToolCallsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseTimeOfDayRates(): TimeOfDayRates {
+  return {
+    startTime: "",
+    endTime: "",
+    inputPerMillion: "",
+    outputPerMillion: "",
+    cachedInputPerMillion: "",
+    cacheWritePerMillion: "",
+    cacheWrite1hPerMillion: "",
+    inputAudioPerMillion: "",
+    cachedInputAudioPerMillion: "",
+    outputAudioPerMillion: "",
+    inputImagePerMillion: "",
+    cachedInputImagePerMillion: "",
+    outputImagePerMillion: "",
+  };
+}
+
+export const TimeOfDayRates: MessageFns<TimeOfDayRates> = {
+  encode(message: TimeOfDayRates, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.startTime !== "") {
+      writer.uint32(10).string(message.startTime);
+    }
+    if (message.endTime !== "") {
+      writer.uint32(18).string(message.endTime);
+    }
+    if (message.inputPerMillion !== "") {
+      writer.uint32(26).string(message.inputPerMillion);
+    }
+    if (message.outputPerMillion !== "") {
+      writer.uint32(34).string(message.outputPerMillion);
+    }
+    if (message.cachedInputPerMillion !== "") {
+      writer.uint32(42).string(message.cachedInputPerMillion);
+    }
+    if (message.cacheWritePerMillion !== "") {
+      writer.uint32(50).string(message.cacheWritePerMillion);
+    }
+    if (message.cacheWrite1hPerMillion !== "") {
+      writer.uint32(58).string(message.cacheWrite1hPerMillion);
+    }
+    if (message.inputAudioPerMillion !== "") {
+      writer.uint32(66).string(message.inputAudioPerMillion);
+    }
+    if (message.cachedInputAudioPerMillion !== "") {
+      writer.uint32(74).string(message.cachedInputAudioPerMillion);
+    }
+    if (message.outputAudioPerMillion !== "") {
+      writer.uint32(82).string(message.outputAudioPerMillion);
+    }
+    if (message.inputImagePerMillion !== "") {
+      writer.uint32(90).string(message.inputImagePerMillion);
+    }
+    if (message.cachedInputImagePerMillion !== "") {
+      writer.uint32(98).string(message.cachedInputImagePerMillion);
+    }
+    if (message.outputImagePerMillion !== "") {
+      writer.uint32(106).string(message.outputImagePerMillion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TimeOfDayRates {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTimeOfDayRates();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.startTime = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.endTime = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inputPerMillion = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.outputPerMillion = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cachedInputPerMillion = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.cacheWritePerMillion = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.cacheWrite1hPerMillion = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.inputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.cachedInputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.outputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.inputImagePerMillion = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.cachedInputImagePerMillion = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.outputImagePerMillion = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TimeOfDayRates {
+    return {
+      startTime: isSet(object.startTime)
+        ? globalThis.String(object.startTime)
+        : isSet(object.start_time)
+        ? globalThis.String(object.start_time)
+        : "",
+      endTime: isSet(object.endTime)
+        ? globalThis.String(object.endTime)
+        : isSet(object.end_time)
+        ? globalThis.String(object.end_time)
+        : "",
+      inputPerMillion: isSet(object.inputPerMillion)
+        ? globalThis.String(object.inputPerMillion)
+        : isSet(object.input_per_million)
+        ? globalThis.String(object.input_per_million)
+        : "",
+      outputPerMillion: isSet(object.outputPerMillion)
+        ? globalThis.String(object.outputPerMillion)
+        : isSet(object.output_per_million)
+        ? globalThis.String(object.output_per_million)
+        : "",
+      cachedInputPerMillion: isSet(object.cachedInputPerMillion)
+        ? globalThis.String(object.cachedInputPerMillion)
+        : isSet(object.cached_input_per_million)
+        ? globalThis.String(object.cached_input_per_million)
+        : "",
+      cacheWritePerMillion: isSet(object.cacheWritePerMillion)
+        ? globalThis.String(object.cacheWritePerMillion)
+        : isSet(object.cache_write_per_million)
+        ? globalThis.String(object.cache_write_per_million)
+        : "",
+      cacheWrite1hPerMillion: isSet(object.cacheWrite1hPerMillion)
+        ? globalThis.String(object.cacheWrite1hPerMillion)
+        : isSet(object.cache_write_1h_per_million)
+        ? globalThis.String(object.cache_write_1h_per_million)
+        : "",
+      inputAudioPerMillion: isSet(object.inputAudioPerMillion)
+        ? globalThis.String(object.inputAudioPerMillion)
+        : isSet(object.input_audio_per_million)
+        ? globalThis.String(object.input_audio_per_million)
+        : "",
+      cachedInputAudioPerMillion: isSet(object.cachedInputAudioPerMillion)
+        ? globalThis.String(object.cachedInputAudioPerMillion)
+        : isSet(object.cached_input_audio_per_million)
+        ? globalThis.String(object.cached_input_audio_per_million)
+        : "",
+      outputAudioPerMillion: isSet(object.outputAudioPerMillion)
+        ? globalThis.String(object.outputAudioPerMillion)
+        : isSet(object.output_audio_per_million)
+        ? globalThis.String(object.output_audio_per_million)
+        : "",
+      inputImagePerMillion: isSet(object.inputImagePerMillion)
+        ? globalThis.String(object.inputImagePerMillion)
+        : isSet(object.input_image_per_million)
+        ? globalThis.String(object.input_image_per_million)
+        : "",
+      cachedInputImagePerMillion: isSet(object.cachedInputImagePerMillion)
+        ? globalThis.String(object.cachedInputImagePerMillion)
+        : isSet(object.cached_input_image_per_million)
+        ? globalThis.String(object.cached_input_image_per_million)
+        : "",
+      outputImagePerMillion: isSet(object.outputImagePerMillion)
+        ? globalThis.String(object.outputImagePerMillion)
+        : isSet(object.output_image_per_million)
+        ? globalThis.String(object.output_image_per_million)
+        : "",
+    };
+  },
+
+  toJSON(message: TimeOfDayRates): unknown {
+    const obj: any = {};
+    if (message.startTime !== "") {
+      obj.startTime = message.startTime;
+    }
+    if (message.endTime !== "") {
+      obj.endTime = message.endTime;
+    }
+    if (message.inputPerMillion !== "") {
+      obj.inputPerMillion = message.inputPerMillion;
+    }
+    if (message.outputPerMillion !== "") {
+      obj.outputPerMillion = message.outputPerMillion;
+    }
+    if (message.cachedInputPerMillion !== "") {
+      obj.cachedInputPerMillion = message.cachedInputPerMillion;
+    }
+    if (message.cacheWritePerMillion !== "") {
+      obj.cacheWritePerMillion = message.cacheWritePerMillion;
+    }
+    if (message.cacheWrite1hPerMillion !== "") {
+      obj.cacheWrite1hPerMillion = message.cacheWrite1hPerMillion;
+    }
+    if (message.inputAudioPerMillion !== "") {
+      obj.inputAudioPerMillion = message.inputAudioPerMillion;
+    }
+    if (message.cachedInputAudioPerMillion !== "") {
+      obj.cachedInputAudioPerMillion = message.cachedInputAudioPerMillion;
+    }
+    if (message.outputAudioPerMillion !== "") {
+      obj.outputAudioPerMillion = message.outputAudioPerMillion;
+    }
+    if (message.inputImagePerMillion !== "") {
+      obj.inputImagePerMillion = message.inputImagePerMillion;
+    }
+    if (message.cachedInputImagePerMillion !== "") {
+      obj.cachedInputImagePerMillion = message.cachedInputImagePerMillion;
+    }
+    if (message.outputImagePerMillion !== "") {
+      obj.outputImagePerMillion = message.outputImagePerMillion;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TimeOfDayRates>): TimeOfDayRates {
+    return TimeOfDayRates.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TimeOfDayRates>): TimeOfDayRates {
+    const message = createBaseTimeOfDayRates();
+    message.startTime = object.startTime ?? "";
+    message.endTime = object.endTime ?? "";
+    message.inputPerMillion = object.inputPerMillion ?? "";
+    message.outputPerMillion = object.outputPerMillion ?? "";
+    message.cachedInputPerMillion = object.cachedInputPerMillion ?? "";
+    message.cacheWritePerMillion = object.cacheWritePerMillion ?? "";
+    message.cacheWrite1hPerMillion = object.cacheWrite1hPerMillion ?? "";
+    message.inputAudioPerMillion = object.inputAudioPerMillion ?? "";
+    message.cachedInputAudioPerMillion = object.cachedInputAudioPerMillion ?? "";
+    message.outputAudioPerMillion = object.outputAudioPerMillion ?? "";
+    message.inputImagePerMillion = object.inputImagePerMillion ?? "";
+    message.cachedInputImagePerMillion = object.cachedInputImagePerMillion ?? "";
+    message.outputImagePerMillion = object.outputImagePerMillion ?? "";
+    return message;
+  },
+};
+
+function createBaseServiceTierFactors(): ServiceTierFactors {
+  return { batch: "", flex: "", priority: "" };
+}
+
+export const ServiceTierFactors: MessageFns<ServiceTierFactors> = {
+  encode(message: ServiceTierFactors, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batch !== "") {
+      writer.uint32(10).string(message.batch);
+    }
+    if (message.flex !== "") {
+      writer.uint32(18).string(message.flex);
+    }
+    if (message.priority !== "") {
+      writer.uint32(26).string(message.priority);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceTierFactors {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceTierFactors();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.batch = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.flex = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.priority = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceTierFactors {
+    return {
+      batch: isSet(object.batch) ? globalThis.String(object.batch) : "",
+      flex: isSet(object.flex) ? globalThis.String(object.flex) : "",
+      priority: isSet(object.priority) ? globalThis.String(object.priority) : "",
+    };
+  },
+
+  toJSON(message: ServiceTierFactors): unknown {
+    const obj: any = {};
+    if (message.batch !== "") {
+      obj.batch = message.batch;
+    }
+    if (message.flex !== "") {
+      obj.flex = message.flex;
+    }
+    if (message.priority !== "") {
+      obj.priority = message.priority;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ServiceTierFactors>): ServiceTierFactors {
+    return ServiceTierFactors.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ServiceTierFactors>): ServiceTierFactors {
+    const message = createBaseServiceTierFactors();
+    message.batch = object.batch ?? "";
+    message.flex = object.flex ?? "";
+    message.priority = object.priority ?? "";
     return message;
   },
 };
@@ -666,6 +1585,12 @@ function createBaseLongContextRates(): LongContextRates {
     cachedInputPerMillion: "",
     cacheWritePerMillion: "",
     cacheWrite1hPerMillion: "",
+    inputAudioPerMillion: "",
+    cachedInputAudioPerMillion: "",
+    outputAudioPerMillion: "",
+    inputImagePerMillion: "",
+    cachedInputImagePerMillion: "",
+    outputImagePerMillion: "",
   };
 }
 
@@ -688,6 +1613,24 @@ export const LongContextRates: MessageFns<LongContextRates> = {
     }
     if (message.cacheWrite1hPerMillion !== "") {
       writer.uint32(50).string(message.cacheWrite1hPerMillion);
+    }
+    if (message.inputAudioPerMillion !== "") {
+      writer.uint32(58).string(message.inputAudioPerMillion);
+    }
+    if (message.cachedInputAudioPerMillion !== "") {
+      writer.uint32(66).string(message.cachedInputAudioPerMillion);
+    }
+    if (message.outputAudioPerMillion !== "") {
+      writer.uint32(74).string(message.outputAudioPerMillion);
+    }
+    if (message.inputImagePerMillion !== "") {
+      writer.uint32(82).string(message.inputImagePerMillion);
+    }
+    if (message.cachedInputImagePerMillion !== "") {
+      writer.uint32(90).string(message.cachedInputImagePerMillion);
+    }
+    if (message.outputImagePerMillion !== "") {
+      writer.uint32(98).string(message.outputImagePerMillion);
     }
     return writer;
   },
@@ -753,6 +1696,54 @@ export const LongContextRates: MessageFns<LongContextRates> = {
             message.cacheWrite1hPerMillion = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.inputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.cachedInputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.outputAudioPerMillion = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.inputImagePerMillion = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.cachedInputImagePerMillion = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.outputImagePerMillion = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -797,6 +1788,36 @@ export const LongContextRates: MessageFns<LongContextRates> = {
         : isSet(object.cache_write_1h_per_million)
         ? globalThis.String(object.cache_write_1h_per_million)
         : "",
+      inputAudioPerMillion: isSet(object.inputAudioPerMillion)
+        ? globalThis.String(object.inputAudioPerMillion)
+        : isSet(object.input_audio_per_million)
+        ? globalThis.String(object.input_audio_per_million)
+        : "",
+      cachedInputAudioPerMillion: isSet(object.cachedInputAudioPerMillion)
+        ? globalThis.String(object.cachedInputAudioPerMillion)
+        : isSet(object.cached_input_audio_per_million)
+        ? globalThis.String(object.cached_input_audio_per_million)
+        : "",
+      outputAudioPerMillion: isSet(object.outputAudioPerMillion)
+        ? globalThis.String(object.outputAudioPerMillion)
+        : isSet(object.output_audio_per_million)
+        ? globalThis.String(object.output_audio_per_million)
+        : "",
+      inputImagePerMillion: isSet(object.inputImagePerMillion)
+        ? globalThis.String(object.inputImagePerMillion)
+        : isSet(object.input_image_per_million)
+        ? globalThis.String(object.input_image_per_million)
+        : "",
+      cachedInputImagePerMillion: isSet(object.cachedInputImagePerMillion)
+        ? globalThis.String(object.cachedInputImagePerMillion)
+        : isSet(object.cached_input_image_per_million)
+        ? globalThis.String(object.cached_input_image_per_million)
+        : "",
+      outputImagePerMillion: isSet(object.outputImagePerMillion)
+        ? globalThis.String(object.outputImagePerMillion)
+        : isSet(object.output_image_per_million)
+        ? globalThis.String(object.output_image_per_million)
+        : "",
     };
   },
 
@@ -820,6 +1841,24 @@ export const LongContextRates: MessageFns<LongContextRates> = {
     if (message.cacheWrite1hPerMillion !== "") {
       obj.cacheWrite1hPerMillion = message.cacheWrite1hPerMillion;
     }
+    if (message.inputAudioPerMillion !== "") {
+      obj.inputAudioPerMillion = message.inputAudioPerMillion;
+    }
+    if (message.cachedInputAudioPerMillion !== "") {
+      obj.cachedInputAudioPerMillion = message.cachedInputAudioPerMillion;
+    }
+    if (message.outputAudioPerMillion !== "") {
+      obj.outputAudioPerMillion = message.outputAudioPerMillion;
+    }
+    if (message.inputImagePerMillion !== "") {
+      obj.inputImagePerMillion = message.inputImagePerMillion;
+    }
+    if (message.cachedInputImagePerMillion !== "") {
+      obj.cachedInputImagePerMillion = message.cachedInputImagePerMillion;
+    }
+    if (message.outputImagePerMillion !== "") {
+      obj.outputImagePerMillion = message.outputImagePerMillion;
+    }
     return obj;
   },
 
@@ -834,6 +1873,12 @@ export const LongContextRates: MessageFns<LongContextRates> = {
     message.cachedInputPerMillion = object.cachedInputPerMillion ?? "";
     message.cacheWritePerMillion = object.cacheWritePerMillion ?? "";
     message.cacheWrite1hPerMillion = object.cacheWrite1hPerMillion ?? "";
+    message.inputAudioPerMillion = object.inputAudioPerMillion ?? "";
+    message.cachedInputAudioPerMillion = object.cachedInputAudioPerMillion ?? "";
+    message.outputAudioPerMillion = object.outputAudioPerMillion ?? "";
+    message.inputImagePerMillion = object.inputImagePerMillion ?? "";
+    message.cachedInputImagePerMillion = object.cachedInputImagePerMillion ?? "";
+    message.outputImagePerMillion = object.outputImagePerMillion ?? "";
     return message;
   },
 };
@@ -849,6 +1894,8 @@ function createBaseModelPrice(): ModelPrice {
     source: "",
     rates: undefined,
     currencyCode: "",
+    aliases: [],
+    retireTime: undefined,
   };
 }
 
@@ -880,6 +1927,12 @@ export const ModelPrice: MessageFns<ModelPrice> = {
     }
     if (message.currencyCode !== "") {
       writer.uint32(74).string(message.currencyCode);
+    }
+    for (const v of message.aliases) {
+      writer.uint32(82).string(v!);
+    }
+    if (message.retireTime !== undefined) {
+      Timestamp.encode(message.retireTime, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -969,6 +2022,22 @@ export const ModelPrice: MessageFns<ModelPrice> = {
             message.currencyCode = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.aliases.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.retireTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1004,6 +2073,14 @@ export const ModelPrice: MessageFns<ModelPrice> = {
         : isSet(object.currency_code)
         ? globalThis.String(object.currency_code)
         : "",
+      aliases: globalThis.Array.isArray(object?.aliases)
+        ? object.aliases.map((e: any) => globalThis.String(e))
+        : [],
+      retireTime: isSet(object.retireTime)
+        ? fromJsonTimestamp(object.retireTime)
+        : isSet(object.retire_time)
+        ? fromJsonTimestamp(object.retire_time)
+        : undefined,
     };
   },
 
@@ -1036,6 +2113,12 @@ export const ModelPrice: MessageFns<ModelPrice> = {
     if (message.currencyCode !== "") {
       obj.currencyCode = message.currencyCode;
     }
+    if (message.aliases?.length) {
+      obj.aliases = message.aliases;
+    }
+    if (message.retireTime !== undefined) {
+      obj.retireTime = fromTimestamp(message.retireTime).toISOString();
+    }
     return obj;
   },
 
@@ -1057,12 +2140,16 @@ export const ModelPrice: MessageFns<ModelPrice> = {
       ? PriceRates.fromPartial(object.rates)
       : undefined;
     message.currencyCode = object.currencyCode ?? "";
+    message.aliases = object.aliases?.map((e) => e) || [];
+    message.retireTime = (object.retireTime !== undefined && object.retireTime !== null)
+      ? Timestamp.fromPartial(object.retireTime)
+      : undefined;
     return message;
   },
 };
 
 function createBaseListModelsRequest(): ListModelsRequest {
-  return { provider: "", accountId: "", at: undefined, includeHistory: false };
+  return { provider: "", accountId: "", at: undefined, includeHistory: false, pageSize: 0, pageToken: "", name: "" };
 }
 
 export const ListModelsRequest: MessageFns<ListModelsRequest> = {
@@ -1078,6 +2165,15 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
     }
     if (message.includeHistory !== false) {
       writer.uint32(32).bool(message.includeHistory);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(40).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(50).string(message.pageToken);
+    }
+    if (message.name !== "") {
+      writer.uint32(58).string(message.name);
     }
     return writer;
   },
@@ -1127,6 +2223,30 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
             message.includeHistory = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1153,6 +2273,17 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
         : isSet(object.include_history)
         ? globalThis.Boolean(object.include_history)
         : false,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
     };
   },
 
@@ -1170,6 +2301,15 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
     if (message.includeHistory !== false) {
       obj.includeHistory = message.includeHistory;
     }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
     return obj;
   },
 
@@ -1182,18 +2322,24 @@ export const ListModelsRequest: MessageFns<ListModelsRequest> = {
     message.accountId = object.accountId ?? "";
     message.at = (object.at !== undefined && object.at !== null) ? Timestamp.fromPartial(object.at) : undefined;
     message.includeHistory = object.includeHistory ?? false;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.name = object.name ?? "";
     return message;
   },
 };
 
 function createBaseListModelsResponse(): ListModelsResponse {
-  return { prices: [] };
+  return { prices: [], nextPageToken: "" };
 }
 
 export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   encode(message: ListModelsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.prices) {
       ModelPrice.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -1219,6 +2365,14 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
             message.prices.push(ModelPrice.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1234,6 +2388,11 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   fromJSON(object: any): ListModelsResponse {
     return {
       prices: globalThis.Array.isArray(object?.prices) ? object.prices.map((e: any) => ModelPrice.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -1241,6 +2400,9 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     const obj: any = {};
     if (message.prices?.length) {
       obj.prices = message.prices.map((e) => ModelPrice.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -1251,6 +2413,7 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
   fromPartial(object: DeepPartial<ListModelsResponse>): ListModelsResponse {
     const message = createBaseListModelsResponse();
     message.prices = object.prices?.map((e) => ModelPrice.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -1459,6 +2622,16 @@ function createBaseEstimateCostRequest(): EstimateCostRequest {
     cacheWrite1hTokens: "0",
     callCount: "0",
     at: undefined,
+    audioPromptTokens: "0",
+    cachedAudioPromptTokens: "0",
+    imagePromptTokens: "0",
+    cachedImagePromptTokens: "0",
+    audioCompletionTokens: "0",
+    imageCompletionTokens: "0",
+    serviceTier: 0,
+    toolCalls: {},
+    usage: undefined,
+    usageFormat: 0,
   };
 }
 
@@ -1499,6 +2672,36 @@ export const EstimateCostRequest: MessageFns<EstimateCostRequest> = {
     }
     if (message.at !== undefined) {
       Timestamp.encode(message.at, writer.uint32(98).fork()).join();
+    }
+    if (message.audioPromptTokens !== "0") {
+      writer.uint32(104).int64(message.audioPromptTokens);
+    }
+    if (message.cachedAudioPromptTokens !== "0") {
+      writer.uint32(112).int64(message.cachedAudioPromptTokens);
+    }
+    if (message.imagePromptTokens !== "0") {
+      writer.uint32(120).int64(message.imagePromptTokens);
+    }
+    if (message.cachedImagePromptTokens !== "0") {
+      writer.uint32(128).int64(message.cachedImagePromptTokens);
+    }
+    if (message.audioCompletionTokens !== "0") {
+      writer.uint32(136).int64(message.audioCompletionTokens);
+    }
+    if (message.imageCompletionTokens !== "0") {
+      writer.uint32(144).int64(message.imageCompletionTokens);
+    }
+    if (message.serviceTier !== 0) {
+      writer.uint32(152).int32(message.serviceTier);
+    }
+    globalThis.Object.entries(message.toolCalls).forEach(([key, value]: [string, string]) => {
+      EstimateCostRequest_ToolCallsEntry.encode({ key: key as any, value }, writer.uint32(162).fork()).join();
+    });
+    if (message.usage !== undefined) {
+      Struct.encode(Struct.wrap(message.usage), writer.uint32(170).fork()).join();
+    }
+    if (message.usageFormat !== 0) {
+      writer.uint32(176).int32(message.usageFormat);
     }
     return writer;
   },
@@ -1612,6 +2815,89 @@ export const EstimateCostRequest: MessageFns<EstimateCostRequest> = {
             message.at = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.audioPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.cachedAudioPromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.imagePromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.cachedImagePromptTokens = reader.int64().toString();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.audioCompletionTokens = reader.int64().toString();
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.imageCompletionTokens = reader.int64().toString();
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.serviceTier = reader.int32() as any;
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            const entry20 = EstimateCostRequest_ToolCallsEntry.decode(reader, reader.uint32());
+            if (entry20.value !== undefined) {
+              message.toolCalls[entry20.key] = entry20.value;
+            }
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.usage = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.usageFormat = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1674,6 +2960,74 @@ export const EstimateCostRequest: MessageFns<EstimateCostRequest> = {
         ? globalThis.String(object.call_count)
         : "0",
       at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      audioPromptTokens: isSet(object.audioPromptTokens)
+        ? globalThis.String(object.audioPromptTokens)
+        : isSet(object.audio_prompt_tokens)
+        ? globalThis.String(object.audio_prompt_tokens)
+        : "0",
+      cachedAudioPromptTokens: isSet(object.cachedAudioPromptTokens)
+        ? globalThis.String(object.cachedAudioPromptTokens)
+        : isSet(object.cached_audio_prompt_tokens)
+        ? globalThis.String(object.cached_audio_prompt_tokens)
+        : "0",
+      imagePromptTokens: isSet(object.imagePromptTokens)
+        ? globalThis.String(object.imagePromptTokens)
+        : isSet(object.image_prompt_tokens)
+        ? globalThis.String(object.image_prompt_tokens)
+        : "0",
+      cachedImagePromptTokens: isSet(object.cachedImagePromptTokens)
+        ? globalThis.String(object.cachedImagePromptTokens)
+        : isSet(object.cached_image_prompt_tokens)
+        ? globalThis.String(object.cached_image_prompt_tokens)
+        : "0",
+      audioCompletionTokens: isSet(object.audioCompletionTokens)
+        ? globalThis.String(object.audioCompletionTokens)
+        : isSet(object.audio_completion_tokens)
+        ? globalThis.String(object.audio_completion_tokens)
+        : "0",
+      imageCompletionTokens: isSet(object.imageCompletionTokens)
+        ? globalThis.String(object.imageCompletionTokens)
+        : isSet(object.image_completion_tokens)
+        ? globalThis.String(object.image_completion_tokens)
+        : "0",
+      serviceTier: isSet(object.serviceTier)
+        ? serviceTierFromJSON(object.serviceTier)
+        : isSet(object.service_tier)
+        ? serviceTierFromJSON(object.service_tier)
+        : 0,
+      toolCalls: isObject(object.toolCalls)
+        ? (globalThis.Object.entries(object.toolCalls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tool_calls)
+        ? (globalThis.Object.entries(object.tool_calls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      usage: isObject(object.usage) ? object.usage : undefined,
+      usageFormat: isSet(object.usageFormat)
+        ? usageFormatFromJSON(object.usageFormat)
+        : isSet(object.usage_format)
+        ? usageFormatFromJSON(object.usage_format)
+        : 0,
     };
   },
 
@@ -1715,6 +3069,42 @@ export const EstimateCostRequest: MessageFns<EstimateCostRequest> = {
     if (message.at !== undefined) {
       obj.at = fromTimestamp(message.at).toISOString();
     }
+    if (message.audioPromptTokens !== "0") {
+      obj.audioPromptTokens = message.audioPromptTokens;
+    }
+    if (message.cachedAudioPromptTokens !== "0") {
+      obj.cachedAudioPromptTokens = message.cachedAudioPromptTokens;
+    }
+    if (message.imagePromptTokens !== "0") {
+      obj.imagePromptTokens = message.imagePromptTokens;
+    }
+    if (message.cachedImagePromptTokens !== "0") {
+      obj.cachedImagePromptTokens = message.cachedImagePromptTokens;
+    }
+    if (message.audioCompletionTokens !== "0") {
+      obj.audioCompletionTokens = message.audioCompletionTokens;
+    }
+    if (message.imageCompletionTokens !== "0") {
+      obj.imageCompletionTokens = message.imageCompletionTokens;
+    }
+    if (message.serviceTier !== 0) {
+      obj.serviceTier = serviceTierToJSON(message.serviceTier);
+    }
+    if (message.toolCalls) {
+      const entries = globalThis.Object.entries(message.toolCalls) as [string, string][];
+      if (entries.length > 0) {
+        obj.toolCalls = {};
+        entries.forEach(([k, v]) => {
+          obj.toolCalls[k] = v;
+        });
+      }
+    }
+    if (message.usage !== undefined) {
+      obj.usage = message.usage;
+    }
+    if (message.usageFormat !== 0) {
+      obj.usageFormat = usageFormatToJSON(message.usageFormat);
+    }
     return obj;
   },
 
@@ -1735,6 +3125,109 @@ export const EstimateCostRequest: MessageFns<EstimateCostRequest> = {
     message.cacheWrite1hTokens = object.cacheWrite1hTokens ?? "0";
     message.callCount = object.callCount ?? "0";
     message.at = (object.at !== undefined && object.at !== null) ? Timestamp.fromPartial(object.at) : undefined;
+    message.audioPromptTokens = object.audioPromptTokens ?? "0";
+    message.cachedAudioPromptTokens = object.cachedAudioPromptTokens ?? "0";
+    message.imagePromptTokens = object.imagePromptTokens ?? "0";
+    message.cachedImagePromptTokens = object.cachedImagePromptTokens ?? "0";
+    message.audioCompletionTokens = object.audioCompletionTokens ?? "0";
+    message.imageCompletionTokens = object.imageCompletionTokens ?? "0";
+    message.serviceTier = object.serviceTier ?? 0;
+    message.toolCalls = (globalThis.Object.entries(object.toolCalls ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.usage = object.usage ?? undefined;
+    message.usageFormat = object.usageFormat ?? 0;
+    return message;
+  },
+};
+
+function createBaseEstimateCostRequest_ToolCallsEntry(): EstimateCostRequest_ToolCallsEntry {
+  return { key: "", value: "0" };
+}
+
+export const EstimateCostRequest_ToolCallsEntry: MessageFns<EstimateCostRequest_ToolCallsEntry> = {
+  encode(message: EstimateCostRequest_ToolCallsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "0") {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EstimateCostRequest_ToolCallsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEstimateCostRequest_ToolCallsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EstimateCostRequest_ToolCallsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "0",
+    };
+  },
+
+  toJSON(message: EstimateCostRequest_ToolCallsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "0") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EstimateCostRequest_ToolCallsEntry>): EstimateCostRequest_ToolCallsEntry {
+    return EstimateCostRequest_ToolCallsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EstimateCostRequest_ToolCallsEntry>): EstimateCostRequest_ToolCallsEntry {
+    const message = createBaseEstimateCostRequest_ToolCallsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "0";
     return message;
   },
 };

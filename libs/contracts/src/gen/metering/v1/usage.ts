@@ -56,7 +56,7 @@ export interface UsageSums {
     | undefined;
   /** Billable tool or plugin calls. */
   callCount: string;
-  /** Billed per-call cost, over priced charges. */
+  /** Billed per-call cost (calls, tool calls, per-request fees), over priced charges. */
   callCost: Money | undefined;
 }
 
