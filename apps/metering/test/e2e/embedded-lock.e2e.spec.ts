@@ -16,6 +16,8 @@ import { buildServer, ROOT, ServerProcess, startServer } from '../support/server
  * with SIGKILL, or naming a pid now used by another process, does not block a restart.
  */
 const run = promisify(execFile);
+// Each test starts servers on PGlite (the first one initializes and migrates the folder): slow on a loaded machine.
+const TEST_MS = 150_000;
 const MAIN = join(ROOT, 'dist', 'apps', 'metering', 'main.js');
 
 beforeAll(() => buildServer());
@@ -29,7 +31,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('one process
   async function refused(args: string[]): Promise<string> {
     const env = { PATH: process.env.PATH ?? '', PORT: '0', METERING_AUTH: 'off', METERING_DATA_DIR: tdb.config.dataDir };
     // A process that is not refused serves until the timeout kills it (code null).
-    const result = await run(process.execPath, [MAIN, ...args], { cwd: ROOT, env, timeout: 15_000 }).then(
+    const result = await run(process.execPath, [MAIN, ...args], { cwd: ROOT, env, timeout: 30_000 }).then(
       (r) => ({ code: 0, out: r.stdout + r.stderr }),
       (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
     );
@@ -73,7 +75,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('one process
     expect(existsSync(join(tdb.config.dataDir, 'metering.pid'))).toBe(false);
     server = await startServer(tdb.config);
     expect(await messageCount(server.client)).toBe('5');
-  });
+  }, TEST_MS);
 
   it('starts after the holder was killed with SIGKILL (a stale lock), with the charges it acknowledged', async () => {
     const holder = server as ServerProcess;
@@ -88,7 +90,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('one process
     await record(server.client, ['b3']);
     expect(await server.stop('SIGTERM')).toBe(0);
     server = undefined;
-  });
+  }, TEST_MS);
 
   it('judges a lock by its holder: a live pid with another start time is a reused pid (stale), the same process is alive', async () => {
     const lockFile = join(tdb.config.dataDir, 'metering.pid');
@@ -102,5 +104,5 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('one process
     writeFileSync(lockFile, JSON.stringify(reused) + '\n');
     server = await startServer(tdb.config);
     expect(await messageCount(server.client)).toBe('8');
-  });
+  }, TEST_MS);
 });

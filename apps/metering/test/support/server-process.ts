@@ -43,7 +43,11 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     let buffer = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start in 30 s:\n${logs.join('\n')}`)), 30_000);
+    // A server that has not started in time is killed: left running, it would hold its database (and keep jest from exiting).
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start in 45 s:\n${logs.join('\n')}`));
+    }, 45_000);
     child.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
     child.stdout?.on('data', (d: Buffer) => {
       buffer += d.toString();
