@@ -18,8 +18,9 @@ import { type FieldViolation, ValidationError } from '@metering/domain';
  * answers it with INVALID_ARGUMENT naming the field (`rejectMalformed`).
  *
  * Valid requests pay nothing more than the strict decoder (ASCII strings do
- * not even reach it); only a failed decode walks the bytes again, with the
- * message descriptors, to name what is wrong.
+ * not even reach it) and a WeakMap entry keeping their bytes (so RecordCharges
+ * can size its answer from them, `repeatedSizes`); only a failed decode walks
+ * the bytes again, with the message descriptors, to name what is wrong.
  */
 
 /** The generated decoders refuse messages nested deeper than this (every message counts, a map entry too). */
