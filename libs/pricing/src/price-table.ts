@@ -1,4 +1,3 @@
-import { curatedServiceTiers } from './service-tiers';
 import { CATALOGUE_PROVIDERS, PRICE_CATALOG, PriceRow } from './catalog';
 import type { CatalogueProvider } from './catalogue-file';
 import { ParsedRates, parseRates, PriceRates, Rates } from './rates';
@@ -109,9 +108,7 @@ export class PriceTable {
     }
     const aliasKeys = new Set<string>();
     for (const row of rows) {
-      // Service tiers upstream has no prices for come from our curated factors (./service-tiers.ts).
-      const serviceTiers = row.serviceTiers ?? curatedServiceTiers(row.provider, row.model);
-      const parsed = parsePriceRow(serviceTiers ? { ...row, serviceTiers } : row);
+      const parsed = parsePriceRow(row);
       const add = (name: string, alias: boolean) => {
         const key = `${row.provider}/${name.toLowerCase()}`;
         const versions = this.byKey.get(key) ?? [];

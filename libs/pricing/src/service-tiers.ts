@@ -5,7 +5,9 @@ import type { PriceRates, ServiceTier } from './rates';
  * from has no batch / flex / priority prices, so these are ours, each with
  * its source. A factor multiplies every token rate of the model's price in
  * effect (see PriceRates.serviceTiers); per-call, per-request and tool prices
- * stay. A catalogue row that sets its own serviceTiers keeps them. A tier
+ * stay. The generator (tools/prices) writes them into the catalogue rows, so a
+ * changed factor is a new dated row like any price change; a row that sets its
+ * own serviceTiers keeps them. A tier
  * listed for no model leaves its charges unpriced (fail closed): e.g. OpenAI
  * priority for o4-mini ($2.00 / $0.50 / $8.00 against $1.10 / $0.275 / $4.40)
  * and gpt-4o-mini are not one exact factor of the standard rates, so they are
