@@ -1,5 +1,5 @@
 // The public surface of the generated contract (proto/ -> ts-proto). Nothing
-// here is written by hand except this list of re-exports.
+// here is written by hand except this list of re-exports and registry.ts.
 export * from './gen/metering/v1/metering_service';
 export * from './gen/metering/v1/account';
 export * from './gen/metering/v1/charge';
@@ -22,3 +22,4 @@ export {
   HealthService,
 } from './gen/grpc/health/v1/health';
 export { descriptorSetBase64 } from './gen/descriptor_set';
+export { messageDesc, meteringServiceDesc, protoJson, registry } from './registry';
