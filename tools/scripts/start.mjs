@@ -8,7 +8,8 @@ import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
 await import('./build.mjs');
-const env = { ...process.env, METERING_AUTH: process.env.METERING_AUTH || 'off' };
+// The HTTP port (the API over Connect, and the dashboard at /) on 8080 unless set; the server logs its URL.
+const env = { ...process.env, METERING_AUTH: process.env.METERING_AUTH || 'off', METERING_HTTP_PORT: process.env.METERING_HTTP_PORT ?? '8080' };
 const child = spawn(process.execPath, ['--enable-source-maps', join(root, 'dist/apps/metering/main.js'), ...process.argv.slice(2)], { stdio: 'inherit', env });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

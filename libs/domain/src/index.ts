@@ -9,3 +9,4 @@ export * from './time';
 export * from './reservation';
 export * from './auth';
 export * from './events';
+export * from './charge-query';

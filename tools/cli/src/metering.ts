@@ -5,7 +5,9 @@ import {
   BadRequest,
   ChargeEvent,
   ChargeEventKind,
+  type Charge,
   ChargeType,
+  ExportFormat,
   type DailyUsage,
   type LimitUsage,
   LimitEnforcement,
@@ -21,7 +23,8 @@ import {
 } from '@metering/contracts';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import Decimal from 'decimal.js';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { barChart, csv, type ListingFormat, out, printJson, responseJson, table, terminalWidth } from './output';
 
 /**
@@ -122,6 +125,73 @@ async function usage(o: UsageOptions): Promise<void> {
     }
     const chart = [...days].map(([date, d]) => ({ label: date, value: d.cost, note: `${d.cost.toFixed()} USD${d.unpriced ? ` (+${d.unpriced} unpriced)` : ''}` }));
     out(`\nspend per day (USD)\n${barChart(chart, Math.min(50, width - 50))}`);
+  }
+}
+
+// ---- charges
+
+interface ChargeFilterOptions {
+  account: string;
+  from: string;
+  to: string;
+  user: string;
+  provider: string;
+  model: string;
+  chargeType?: keyof typeof CHARGE_TYPE;
+  pricing?: keyof typeof PRICING;
+}
+
+const PRICING = { priced: PricingStatus.PRICING_STATUS_PRICED, unpriced: PricingStatus.PRICING_STATUS_UNPRICED };
+const filtersOf = (o: ChargeFilterOptions) => ({
+  accountId: o.account, startDate: o.from, endDate: o.to, userId: o.user, provider: o.provider, model: o.model,
+  chargeType: o.chargeType ? CHARGE_TYPE[o.chargeType] : 0, pricingStatus: o.pricing ? PRICING[o.pricing] : 0,
+});
+const chargeCost = (c: Charge) => (c.pricingStatus === PricingStatus.PRICING_STATUS_UNPRICED ? 'unpriced' : money(c.totalCost));
+const CHARGE_COLUMNS = ['charge id', 'usage time', 'user', 'provider', 'model', 'type', 'tokens', 'cost USD', 'idempotency key'];
+const CHARGE_CSV_COLUMNS = ['charge_id', 'usage_time', 'user_id', 'provider', 'model', 'charge_type', 'total_tokens', 'total_cost_usd', 'idempotency_key'];
+const chargeRow = (c: Charge) => [c.chargeId, when(c.usageTime), c.userId, c.provider, c.model, nameOf(CHARGE_TYPE, c.chargeType), c.tokens?.totalTokens ?? '0', chargeCost(c), c.idempotencyKey];
+
+async function chargesGet(o: { account: string; chargeId?: string; idempotencyKey?: string; json?: boolean }): Promise<void> {
+  if (!o.chargeId === !o.idempotencyKey) throw new UsageError("give exactly one of option '--charge-id <id>' and option '--idempotency-key <key>'");
+  const response = await client().call('getCharge', { accountId: o.account, chargeId: o.chargeId ?? '', idempotencyKey: o.idempotencyKey ?? '' });
+  if (o.json) return printJson(responseJson('getCharge', response));
+  const c = response.charge!;
+  const fields: Array<[string, string]> = [
+    ['charge id', c.chargeId], ['account', c.accountId], ['user', c.userId], ['idempotency key', c.idempotencyKey], ['model', `${c.provider}/${c.model}`],
+    ['type', nameOf(CHARGE_TYPE, c.chargeType)], ['usage time', when(c.usageTime)], ['recorded', when(c.recordTime)], ['usage date', c.usageDate],
+    ['tokens', `${c.tokens?.totalTokens ?? 0} (prompt ${c.tokens?.promptTokens ?? 0}, completion ${c.tokens?.completionTokens ?? 0}, cached ${c.tokens?.cachedPromptTokens ?? 0}, reasoning ${c.tokens?.reasoningTokens ?? 0})`],
+    ['cost USD', chargeCost(c)], ['price version', c.priceVersion], ['markup', c.markup],
+  ];
+  out(fields.map(([k, v]) => `${k.padEnd(16)}${v}`).join('\n'));
+}
+
+async function chargesList(o: ChargeFilterOptions & { pageSize: number; pageToken: string; all?: boolean } & ListingFormat): Promise<void> {
+  const charges: Charge[] = [];
+  let pageToken = o.pageToken;
+  do {
+    const page = await client().call('listCharges', { ...filtersOf(o), pageSize: o.pageSize, pageToken });
+    charges.push(...page.charges);
+    pageToken = page.nextPageToken;
+  } while (o.all && pageToken);
+  if (o.json) printJson(responseJson('listCharges', { charges, nextPageToken: pageToken }));
+  else if (o.csv) out(csv(CHARGE_CSV_COLUMNS, charges.map((c) => [...chargeRow(c).slice(0, 7), c.pricingStatus === PricingStatus.PRICING_STATUS_UNPRICED ? '' : money(c.totalCost), c.idempotencyKey])));
+  else out(table(CHARGE_COLUMNS, charges.map(chargeRow), ['tokens', 'cost USD']));
+  // On stderr, so that --json and --csv stay one document.
+  if (pageToken && !o.json) process.stderr.write(`more charges; next page: --page-token ${pageToken}\n`);
+}
+
+async function chargesExport(o: ChargeFilterOptions & { format: 'csv' | 'jsonl'; output?: string }): Promise<void> {
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  const sink = o.output ? createWriteStream(o.output) : process.stdout;
+  let count = 0;
+  for await (const chunk of client().exportCharges({ ...filtersOf(o), format: o.format === 'csv' ? ExportFormat.EXPORT_FORMAT_CSV : ExportFormat.EXPORT_FORMAT_JSON_LINES }, abort.signal)) {
+    count += Number(chunk.chargeCount);
+    if (!sink.write(chunk.data)) await once(sink, 'drain');
+  }
+  if (o.output) {
+    await new Promise((resolve) => (sink as ReturnType<typeof createWriteStream>).end(resolve));
+    process.stderr.write(`exported ${count} charges to ${o.output}\n`);
   }
 }
 
@@ -334,6 +404,33 @@ export function program(): Command {
     .addOption(providerOption())
     .addOption(modelOption())
     .action(usage);
+
+  const charges = command(root, 'charges', 'single charges: look one up, list them, export them');
+  command(charges, 'get', 'one charge, by its id or its idempotency key')
+    .addOption(accountOption())
+    .option('--charge-id <id>', 'the charge id RecordCharge answered')
+    .option('--idempotency-key <key>', 'the key the backend recorded it with')
+    .option('--json', 'print the protobuf JSON mapping of the answer (as buf curl does)')
+    .action(chargesGet);
+  const chargeFilters = (cmd: Command) =>
+    cmd
+      .addOption(accountOption())
+      .addOption(fromOption())
+      .addOption(toOption())
+      .addOption(userOption())
+      .addOption(providerOption())
+      .addOption(modelOption())
+      .addOption(new Option('--charge-type <type>', 'only this charge type').choices(Object.keys(CHARGE_TYPE)))
+      .addOption(new Option('--pricing <status>', 'only priced or only unpriced charges').choices(Object.keys(PRICING)));
+  listing(chargeFilters(command(charges, 'list', 'charges of a range of days, a page at a time').alias('show')))
+    .addOption(new Option('--page-size <n>', 'charges per page').argParser(positiveInt).default(100))
+    .addOption(new Option('--page-token <token>', 'the page after the one that printed this token').default('', 'the first page'))
+    .option('--all', 'every page, in one listing')
+    .action(chargesList);
+  chargeFilters(command(charges, 'export', 'every charge of a range of days as CSV or JSON lines, streamed (any size)'))
+    .addOption(new Option('--format <format>', 'the file format').choices(['csv', 'jsonl']).default('csv'))
+    .option('--output <file>', 'write to this file (default: stdout)')
+    .action(chargesExport);
 
   const limits = command(root, 'limits', 'the account\'s and its users\' limits');
   listing(command(limits, 'show', 'every limit with used, reserved and remaining in its current period').alias('list'))

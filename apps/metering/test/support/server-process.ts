@@ -15,6 +15,8 @@ export function buildServer(): void {
 export interface ServerProcess {
   port: number;
   address: string;
+  /** The HTTP port's base URL (Connect and the dashboard), e.g. http://127.0.0.1:8080, when METERING_HTTP_PORT was set. */
+  httpUrl?: string;
   child: ChildProcess;
   logs: string[];
   client: MeteringServiceClient;
@@ -41,6 +43,7 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     let buffer = '';
+    let httpUrl: string | undefined;
     const timer = setTimeout(() => reject(new Error(`server did not start in 30 s:\n${logs.join('\n')}`)), 30_000);
     child.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
     child.stdout?.on('data', (d: Buffer) => {
@@ -52,11 +55,12 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
         logs.push(line);
         const entry = (() => {
           try {
-            return JSON.parse(line) as { msg?: string; port?: number };
+            return JSON.parse(line) as { msg?: string; port?: number; http_port?: number };
           } catch {
             return {};
           }
         })();
+        if (entry.msg === 'http' && entry.http_port) httpUrl = `http://127.0.0.1:${entry.http_port}`;
         if (entry.msg === 'listening' && entry.port) {
           clearTimeout(timer);
           const address = `127.0.0.1:${entry.port}`;
@@ -65,6 +69,7 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
           resolve({
             port: entry.port,
             address,
+            httpUrl,
             child,
             logs,
             client,

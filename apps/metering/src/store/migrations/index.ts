@@ -5,6 +5,7 @@ import * as budgets from './20261124200000_budgets';
 import * as apiKeys from './20261124300000_api_keys';
 import * as events from './20261124400000_events';
 import * as eventRetention from './20261129100000_event_retention';
+import * as chargesByDayId from './20261201100000_charges_by_day_id';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -14,6 +15,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261124300000_api_keys': apiKeys,
   '20261124400000_events': events,
   '20261129100000_event_retention': eventRetention,
+  '20261201100000_charges_by_day_id': chargesByDayId,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
