@@ -149,6 +149,7 @@ export function meteringService(methods: MeteringMethods, log: Logger, telemetry
   const server: Record<string, unknown> = {};
   for (const [name, def] of Object.entries(MeteringServiceService)) {
     const rpcName = def.path.split('/').pop() as string;
+    if (!(def.responseStream ? methods.streams[name] : methods.unary[name])) throw new Error(`${rpcName} has no implementation in meteringMethods`);
     server[name] = def.responseStream
       ? serverStream(rpcName, log, methods.streams[name] as StreamMethod, { slowMs: methods.slowMs, open: methods.open, telemetry })
       : unary(rpcName, log, methods.unary[name] as (req: unknown, metadata: Metadata) => Promise<unknown>, telemetry);

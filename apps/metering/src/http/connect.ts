@@ -20,12 +20,24 @@ import type { MeteringMethods } from '../server';
 
 type Method = keyof typeof MeteringServiceService;
 
-/** The call's headers as gRPC metadata: the same `authorization: Bearer <key>` and `x-request-id`. */
+/** The headers the RPCs read, as gRPC metadata reads them. */
+const FORWARDED = ['authorization', 'x-request-id', 'traceparent', 'tracestate'];
+
+/**
+ * The call's headers as gRPC metadata: the same `authorization: Bearer <key>` and
+ * `x-request-id`. A value gRPC metadata cannot carry (non-ASCII) is left out, as if not sent.
+ */
 function metadataOf(headers: Headers): Metadata {
   const md = new Metadata();
-  headers.forEach((value, key) => {
-    if (!key.endsWith('-bin')) md.set(key, value);
-  });
+  for (const key of FORWARDED) {
+    const value = headers.get(key);
+    if (value === null) continue;
+    try {
+      md.set(key, value);
+    } catch {
+      // not a legal metadata value
+    }
+  }
   return md;
 }
 

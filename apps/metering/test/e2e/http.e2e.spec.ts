@@ -105,6 +105,8 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('HTTP/JSON (
 
     expect((await post('GetDailyUsage', { startDate: '2026-12-01', endDate: '2026-12-01' }, '')).json.code).toBe('unauthenticated');
     expect((await post('GetDailyUsage', { startDate: '2026-12-01', endDate: '2026-12-01' }, 'mk.wrong')).status).toBe(401);
+    const latin1 = await fetch(`${base}/metering.v1.MeteringService/GetAccount`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer caf\u00e9' }, body: '{}' });
+    expect(latin1.status).toBe(401);
     const other = await post('GetDailyUsage', { accountId: 'other', startDate: '2026-12-01', endDate: '2026-12-01' });
     expect([other.status, other.json.code]).toEqual([403, 'permission_denied']);
     const asOperator = await post('GetDailyUsage', { accountId: 'other', startDate: '2026-12-01', endDate: '2026-12-01' }, operatorKey);
