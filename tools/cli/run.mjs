@@ -1,5 +1,7 @@
-// `npm run metering -- <command> [options]`: bundles the admin CLI (esbuild, about a second)
-// and runs dist/tools/cli/metering.js. `metering help` lists the commands.
+#!/usr/bin/env node
+// `npx metering <command> [options]` (the package's bin; also `npm run metering -- ...`, which
+// prints npm's banner first): bundles the admin CLI (esbuild, about a second) and runs
+// dist/tools/cli/metering.js. `metering --help` lists the commands.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { bundle, root } from '../scripts/build.mjs';

@@ -93,6 +93,7 @@ if (check(deployment && job && configMap && service && pdb, 'k8s: a Deployment, 
   for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) check(container[probe]?.grpc?.port === grpcPort, `k8s: ${probe} is a gRPC probe on the grpc port`);
   check(String(grpcPort) === configMap.data.PORT && configMap.data.PORT === imageEnv.PORT, 'k8s: the grpc port agrees with the ConfigMap PORT and the image');
   check(String(container.ports.find((p) => p.name === 'metrics')?.containerPort) === configMap.data.METERING_METRICS_PORT, 'k8s: the metrics port agrees with the ConfigMap');
+  check(String(container.ports.find((p) => p.name === 'http')?.containerPort) === configMap.data.METERING_HTTP_PORT && configMap.data.METERING_HTTP_PORT === imageEnv.METERING_HTTP_PORT, 'k8s: the HTTP port agrees with the ConfigMap and the image');
   check(pod.securityContext?.runAsNonRoot === true && job.spec.template.spec.securityContext?.runAsNonRoot === true, 'k8s: pods run as non-root');
   check(job.spec.template.spec.containers[0].image === container.image, 'k8s: the migration job runs the same image');
   check(JSON.stringify(job.spec.template.spec.containers[0].args) === '["--migrate-only"]', 'k8s: the migration job runs --migrate-only');
@@ -165,8 +166,8 @@ if (!process.argv.includes('--lint-only') && problems.length === 0) {
     url.pathname = `/${database}`;
     const app = pathIn(runtime.name, runtime.workdir);
     execFileSync('chmod', ['-R', 'a+rX', work]);
-    const [grpcPort, metricsPort] = [await freePort(), await freePort()];
-    const env = { ...runtime.env, ...configMap.data, DATABASE_URL: url.toString(), METERING_OPERATOR_KEY: randomBytes(32).toString('base64url'), PORT: String(grpcPort), METERING_METRICS_PORT: String(metricsPort) };
+    const [grpcPort, metricsPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+    const env = { ...runtime.env, ...configMap.data, DATABASE_URL: url.toString(), METERING_OPERATOR_KEY: randomBytes(32).toString('base64url'), PORT: String(grpcPort), METERING_METRICS_PORT: String(metricsPort), METERING_HTTP_PORT: String(httpPort) };
     const [cmd, ...cmdArgs] = JSON.parse(entrypoint.getArgumentsContent());
     const asUser = process.getuid?.() === 0 ? { uid: 1000, gid: 1000 } : {};
     log(`runtime: the migration job (${[cmd, ...cmdArgs, ...job.spec.template.spec.containers[0].args].join(' ')}) as uid 1000`);

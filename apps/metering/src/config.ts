@@ -34,6 +34,8 @@ export interface Config {
   operatorKey?: string;
   /** Prometheus metrics on GET /metrics of this port (0: any free port); off when unset. */
   metricsPort?: number;
+  /** The HTTP port: the API over the Connect protocol (JSON for browsers and curl) and the dashboard at / (0: any free port); off when unset. */
+  httpPort?: number;
   /** OpenTelemetry tracing over OTLP/HTTP (METERING_TRACING=otlp). */
   tracing: boolean;
   /** TLS: PEM files of the server's certificate chain and key; with clientCaFile, clients must present a certificate it signed (mutual TLS). */
@@ -65,6 +67,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!['otlp', 'off'].includes(tracing)) throw new Error(`METERING_TRACING must be otlp or off, got "${tracing}"`);
   return {
     metricsPort: env.METERING_METRICS_PORT ? int(env, 'METERING_METRICS_PORT', 0, 0, 65535) : undefined,
+    httpPort: env.METERING_HTTP_PORT ? int(env, 'METERING_HTTP_PORT', 0, 0, 65535) : undefined,
     tracing: tracing === 'otlp',
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
     authMode,

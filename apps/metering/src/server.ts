@@ -3,19 +3,21 @@ import type { PackageDefinition } from '@grpc/proto-loader';
 import { readFileSync } from 'node:fs';
 import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { descriptorSetBase64, HealthService, MAX_MESSAGE_BYTES, MeteringServiceServer, MeteringServiceService, WatchChargesRequest } from '@metering/contracts';
+import { descriptorSetBase64, HealthService, MAX_MESSAGE_BYTES, MeteringServiceServer, MeteringServiceService } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
 import type { Config } from './config';
 import { Authenticator, AuthMode, authorize } from './grpc/auth';
 import { Health } from './grpc/health';
 import { OpenStreams, serverStream, StreamControl } from './grpc/stream';
-import { unary } from './grpc/unary';
+import { type Telemetry, unary } from './grpc/unary';
 import { checkedService, rejectMalformed } from './grpc/wire';
+import { type HttpServer, serveHttp } from './http/server';
 import { watchChargesHandler } from './handlers/events.handler';
 import { Metrics } from './observability/metrics';
 import { Tracing } from './observability/tracing';
 import { createApiKeyHandler, listApiKeysHandler, revokeApiKeyHandler } from './handlers/api-keys.handler';
 import { recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
+import { exportChargesHandler, getChargeHandler, listChargesHandler } from './handlers/charge-queries.handler';
 import { getAccountHandler, setAccountHandler } from './handlers/accounts.handler';
 import { checkLimitsHandler, deleteLimitHandler, getLimitsHandler, listLimitsHandler, putLimitHandler, setLimitsHandler } from './handlers/limits.handler';
 import { getReservationHandler, releaseReservationHandler } from './handlers/reservations.handler';
@@ -34,6 +36,7 @@ import type { Logger } from './logger';
 import { AccountsService } from './services/accounts.service';
 import { ApiKeysService } from './services/api-keys.service';
 import { ChargesService } from './services/charges.service';
+import { ChargeQueriesService } from './services/charge-queries.service';
 import { EventNotifier, EventsService, pruneEvents } from './services/events.service';
 import { LimitsService } from './services/limits.service';
 import { MarkupsService } from './services/markups.service';
@@ -47,23 +50,37 @@ import { EVENTS_CHANNEL } from './store/events.repo';
 
 export const SERVICE_NAME = 'metering.v1.MeteringService';
 
-/** The MeteringService implementation: each RPC is handler -> service -> store. */
-export function meteringService(
-  db: Db,
-  log: Logger,
-  opts: {
-    clock?: () => Date;
-    writeConcurrency?: number;
-    authMode?: AuthMode;
-    operatorKey?: string;
-    metrics?: Metrics;
-    tracing?: Tracing;
-    /** WatchCharges: woken by NOTIFY; streams registered for shutdown; how long a subscriber may not read; how often to poll. */
-    events?: { notifier: EventNotifier; open: OpenStreams; slowMs: number; pollMs: number };
-  } = {},
-): MeteringServiceServer {
+/** A unary RPC, whatever the transport: authenticate, authorize, then handler -> service -> store. */
+export type UnaryMethod = (req: never, metadata: Metadata) => Promise<unknown>;
+/** A server-streaming RPC, whatever the transport: it writes through a StreamControl. */
+export type StreamMethod = (req: never, metadata: Metadata, control: StreamControl) => Promise<void>;
+
+/**
+ * Every RPC of MeteringService as a transport-neutral function, keyed by the generated method
+ * name (recordCharge, ...). The gRPC server (meteringService) and the HTTP port (Connect, src/http)
+ * serve these same functions, so authentication, the access policy, validation and every rule
+ * exist once.
+ */
+export interface MeteringMethods {
+  unary: Record<string, UnaryMethod>;
+  streams: Record<string, StreamMethod>;
+  /** How long a stream subscriber may not read; open streams, so that shutdown can end them. */
+  slowMs: number;
+  open: OpenStreams;
+}
+
+export interface MeteringOptions {
+  clock?: () => Date;
+  writeConcurrency?: number;
+  authMode?: AuthMode;
+  operatorKey?: string;
+  metrics?: Metrics;
+  /** WatchCharges: woken by NOTIFY; streams registered for shutdown; how long a subscriber may not read; how often to poll. */
+  events?: { notifier: EventNotifier; open: OpenStreams; slowMs: number; pollMs: number };
+}
+
+export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMethods {
   const { clock, writeConcurrency, metrics } = opts;
-  const telemetry = { service: SERVICE_NAME, metrics, tracing: opts.tracing };
   // A revocation drops the key from this process's cache at once.
   const apiKeys = new ApiKeysService(db, clock, (accountId, keyId) => authenticator.forget(accountId, keyId));
   const authenticator = new Authenticator(apiKeys, opts.authMode ?? 'keys', opts.operatorKey);
@@ -74,16 +91,18 @@ export function meteringService(
     rejectMalformed(req);
     return authorize(name, principal, req);
   };
-  const rpc = <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
-    unary(
-      name,
-      log,
-      async (req: Req, metadata: Metadata) => {
-        await guard(name, req, metadata);
-        return handle(req);
-      },
-      telemetry,
-    );
+  const rpc =
+    <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
+    async (req: Req, metadata: Metadata): Promise<Res> => {
+      await guard(name, req, metadata);
+      return handle(req);
+    };
+  const stream =
+    <Req>(name: string, handle: (req: Req, metadata: Metadata, control: StreamControl) => Promise<void>) =>
+    async (req: Req, metadata: Metadata, control: StreamControl): Promise<void> => {
+      await guard(name, req, metadata);
+      return handle(req, metadata, control);
+    };
   const pricing = new PricingService(db, new PriceTable(), clock);
   // One in-process settings cache for the hot paths (exact across replicas: see SettingsCache).
   const settings = new SettingsCache();
@@ -96,7 +115,8 @@ export function meteringService(
   const markups = new MarkupsService(db);
   const streams = opts.events ?? { notifier: new EventNotifier(), open: new OpenStreams(), slowMs: 30_000, pollMs: 1000 };
   const eventsService = new EventsService(db, streams.notifier, streams.pollMs);
-  return {
+  const chargeQueries = new ChargeQueriesService(db);
+  const unary = {
     recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
     recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
     getDailyUsage: rpc('GetDailyUsage', getDailyUsageHandler(usage)),
@@ -120,19 +140,30 @@ export function meteringService(
     setPrice: rpc('SetPrice', setPriceHandler(pricing)),
     deletePrice: rpc('DeletePrice', deletePriceHandler(pricing)),
     rerateCharges: rpc('RerateCharges', rerateChargesHandler(rerate)),
-    watchCharges: serverStream(
-      'WatchCharges',
-      log,
-      async (req: WatchChargesRequest, metadata: Metadata, control: StreamControl) => {
-        await guard('WatchCharges', req, metadata);
-        return watchChargesHandler(eventsService, streams.slowMs)(req, metadata, control);
-      },
-      { slowMs: streams.slowMs, open: streams.open, telemetry },
-    ),
+    getCharge: rpc('GetCharge', getChargeHandler(chargeQueries)),
+    listCharges: rpc('ListCharges', listChargesHandler(chargeQueries)),
     createApiKey: rpc('CreateApiKey', createApiKeyHandler(apiKeys)),
     revokeApiKey: rpc('RevokeApiKey', revokeApiKeyHandler(apiKeys)),
     listApiKeys: rpc('ListApiKeys', listApiKeysHandler(apiKeys)),
-  };
+  } satisfies Partial<Record<keyof MeteringServiceServer, unknown>>;
+  const serverStreams = {
+    watchCharges: stream('WatchCharges', watchChargesHandler(eventsService, streams.slowMs)),
+    exportCharges: stream('ExportCharges', exportChargesHandler(chargeQueries, streams.slowMs)),
+  } satisfies Partial<Record<keyof MeteringServiceServer, unknown>>;
+  return { unary: unary as Record<string, UnaryMethod>, streams: serverStreams as Record<string, StreamMethod>, slowMs: streams.slowMs, open: streams.open };
+}
+
+/** The gRPC MeteringService: each of the methods with its request id, log line, metrics, trace span and error mapping. */
+export function meteringService(methods: MeteringMethods, log: Logger, telemetry: Telemetry): MeteringServiceServer {
+  const server: Record<string, unknown> = {};
+  for (const [name, def] of Object.entries(MeteringServiceService)) {
+    const rpcName = def.path.split('/').pop() as string;
+    if (!(def.responseStream ? methods.streams[name] : methods.unary[name])) throw new Error(`${rpcName} has no implementation in meteringMethods`);
+    server[name] = def.responseStream
+      ? serverStream(rpcName, log, methods.streams[name] as StreamMethod, { slowMs: methods.slowMs, open: methods.open, telemetry })
+      : unary(rpcName, log, methods.unary[name] as (req: unknown, metadata: Metadata) => Promise<unknown>, telemetry);
+  }
+  return server as unknown as MeteringServiceServer;
 }
 
 /**
@@ -165,6 +196,8 @@ function serverCredentials(config: Config): ServerCredentials {
 
 export interface RunningServer {
   port: number;
+  /** The HTTP port (Connect and the dashboard), when METERING_HTTP_PORT is set. */
+  httpPort?: number;
   db: Db;
   health: Health;
   /** Stops taking calls (health NOT_SERVING first), lets in-flight calls finish within the grace period, closes the database. */
@@ -209,17 +242,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     'grpc.keepalive_time_ms': config.keepaliveMs,
     'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
   });
-  server.addService(
-    checkedService(MeteringServiceService, SERVICE_NAME),
-    meteringService(db, log, {
-      writeConcurrency: config.writeConcurrency,
-      authMode: config.authMode,
-      operatorKey: config.operatorKey,
-      metrics,
-      tracing,
-      events: { notifier, open: streams, slowMs: config.streamSlowMs, pollMs: config.eventPollMs },
-    }),
-  );
+  const methods = meteringMethods(db, {
+    writeConcurrency: config.writeConcurrency,
+    authMode: config.authMode,
+    operatorKey: config.operatorKey,
+    metrics,
+    events: { notifier, open: streams, slowMs: config.streamSlowMs, pollMs: config.eventPollMs },
+  });
+  const telemetry: Telemetry = { service: SERVICE_NAME, metrics, tracing };
+  server.addService(checkedService(MeteringServiceService, SERVICE_NAME), meteringService(methods, log, telemetry));
   const health = new Health(['', SERVICE_NAME]);
   server.addService(HealthService, health.implementation());
   new ReflectionService(reflectionPackage()).addToServer(server);
@@ -227,6 +258,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${config.host}:${config.port}`, serverCredentials(config), (err, p) => (err ? reject(err) : resolve(p))),
   );
+
+  let http: HttpServer | undefined;
+  if (config.httpPort !== undefined) {
+    http = await serveHttp(config, config.httpPort, methods, log, telemetry);
+    const url = `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${http.port}/`;
+    log.info('http', { address: `${config.host}:${http.port}`, http_port: http.port, protocol: 'connect', dashboard: url });
+  }
 
   let serving: boolean | undefined;
   const setServing = (ok: boolean) => {
@@ -298,11 +336,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         health.endWatches();
         streams.closeAll();
       });
+      await http?.close();
       await stopListening();
       await closeDatabase(db);
       await new Promise((resolve) => (exposition ? exposition.server.close(resolve) : resolve(undefined)));
       await tracing?.shutdown();
       log.info('stopped');
     })());
-  return { port, db, health, shutdown };
+  return { port, httpPort: http?.port, db, health, shutdown };
 }

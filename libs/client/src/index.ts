@@ -4,6 +4,8 @@ import {
   CheckLimitsRequest,
   CheckLimitsResponse,
   ErrorInfo,
+  ExportChargesRequest,
+  ExportChargesResponse,
   MAX_MESSAGE_BYTES,
   MeteringServiceClient,
   MeteringServiceService,
@@ -185,6 +187,24 @@ export class MeteringClient {
         signal?.removeEventListener('abort', onAbort);
       }
       await sleep(Math.min(2000, 50 * 2 ** failures++));
+    }
+  }
+
+  /**
+   * An export of charges (CSV or JSON lines) as its chunks, in order: write each to a file as it
+   * comes. Not retried (a second attempt would start the file again); ends when `signal` aborts.
+   */
+  async *exportCharges(request: Partial<ExportChargesRequest>, signal?: AbortSignal): AsyncGenerator<ExportChargesResponse> {
+    const stream = this.stub.exportCharges(ExportChargesRequest.fromPartial(request), this.metadata());
+    const onAbort = () => stream.cancel();
+    signal?.addEventListener('abort', onAbort);
+    try {
+      for await (const chunk of stream as AsyncIterable<ExportChargesResponse>) yield chunk;
+    } catch (err) {
+      if (signal?.aborted && (err as ServiceError).code === status.CANCELLED) return;
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 

@@ -1,9 +1,10 @@
 // The public surface of the generated contract (proto/ -> ts-proto). Nothing
-// here is written by hand except this list of re-exports and limits.ts, the
-// message size limit the contract's two sides share.
+// here is written by hand except this list of re-exports, registry.ts and limits.ts,
+// the message size limit the contract's two sides share.
 export * from './gen/metering/v1/metering_service';
 export * from './gen/metering/v1/account';
 export * from './gen/metering/v1/charge';
+export * from './gen/metering/v1/charge_queries';
 export * from './gen/metering/v1/events';
 export * from './gen/metering/v1/usage';
 export * from './gen/metering/v1/limits';
@@ -24,3 +25,4 @@ export {
 } from './gen/grpc/health/v1/health';
 export { descriptorSetBase64 } from './gen/descriptor_set';
 export { MAX_MESSAGE_BYTES } from './limits';
+export { messageDesc, meteringServiceDesc, protoJson, registry } from './registry';

@@ -12,3 +12,4 @@ export * from './reservation';
 export * from './auth';
 export * from './events';
 export * from './ledger';
+export * from './charge-query';

@@ -3,228 +3,349 @@ import { errorInfo, MeteringClient } from '@metering/client';
 import {
   ApiKeyScope,
   BadRequest,
+  ChargeEvent,
   ChargeEventKind,
+  type Charge,
   ChargeType,
+  ExportFormat,
+  type DailyUsage,
+  type LimitUsage,
   LimitEnforcement,
   LimitMeasure,
   LimitPeriod,
-  Money,
+  LimitScope,
+  type Money,
+  type ModelPrice,
   PriceRates,
+  PricingStatus,
+  protoJson,
   RerateMode,
   Status,
+  type UsageSums,
 } from '@metering/contracts';
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import Decimal from 'decimal.js';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { barChart, csv, type ListingFormat, out, printJson, responseJson, table, terminalWidth } from './output';
 
 /**
- * `metering`: the admin CLI. Speaks the same gRPC API as every client, so it
- * works against any deployment (METERING_ADDRESS, METERING_API_KEY).
+ * `metering`: the admin CLI. Speaks the same gRPC API as every client, so it works against any
+ * deployment (METERING_ADDRESS, METERING_API_KEY). Every command and subcommand has --help;
+ * every listing has --json (the protobuf JSON mapping) and --csv.
+ * Exit codes: 0 done, 1 the server refused or failed (the message says why), 2 bad usage.
  */
-const HELP = `metering <command> [options]
 
-  usage     --account A --from YYYY-MM-DD --to YYYY-MM-DD [--user U] [--provider P] [--model M] [--json]
-  limits    show --account A [--user U] [--json]
-            set --account A [--user U] --period day|month --measure messages|tokens|cost --amount X [--soft]
-            delete --account A [--user U] --period day|month --measure messages|tokens|cost [--soft]
-  markups   show [--account A] [--provider P] [--json]
-            set --provider P --model M --factor F [--account A] [--charge-type completion|plugin|tool]
-  prices    show [--provider P] [--account A] [--json]
-            set --provider P --model M --input USD/1M --output USD/1M [--account A] [--from ISO-TIME] [--source TEXT]
-  keys      list --account A [--json]
-            create --account A --name TEXT --scopes record,read,admin   (prints the secret once)
-            revoke --account A --key-id k_...
-  tail      --account A [--after N] [--user U] [--json]      (the charge stream; Ctrl-C stops)
-  rerate    --account A --from YYYY-MM-DD --to YYYY-MM-DD [--all] [--dry-run]   (day by day, with progress)
-  help
-
-Connection: --address host:port (METERING_ADDRESS, default 127.0.0.1:50051), --api-key KEY
-(METERING_API_KEY), --ca FILE (TLS with this CA), --tls (TLS with the system roots).
-Exit codes: 0 done, 1 the server refused or failed (the message says why), 2 bad usage.`;
-
+/** Bad usage found after parsing (exit code 2). */
 class UsageError extends Error {}
 
-const { values: opt, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    account: { type: 'string', default: '' },
-    user: { type: 'string', default: '' },
-    provider: { type: 'string', default: '' },
-    model: { type: 'string', default: '' },
-    from: { type: 'string' },
-    to: { type: 'string' },
-    period: { type: 'string' },
-    measure: { type: 'string' },
-    amount: { type: 'string' },
-    soft: { type: 'boolean', default: false },
-    factor: { type: 'string' },
-    'charge-type': { type: 'string', default: 'completion' },
-    name: { type: 'string' },
-    scopes: { type: 'string' },
-    'key-id': { type: 'string' },
-    input: { type: 'string' },
-    output: { type: 'string' },
-    source: { type: 'string', default: 'set with the metering CLI' },
-    after: { type: 'string' },
-    all: { type: 'boolean', default: false },
-    'dry-run': { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    address: { type: 'string', default: process.env.METERING_ADDRESS ?? '127.0.0.1:50051' },
-    'api-key': { type: 'string', default: process.env.METERING_API_KEY },
-    ca: { type: 'string' },
-    tls: { type: 'boolean', default: false },
-  },
-});
-
-const client = new MeteringClient({
-  address: opt.address,
-  apiKey: opt['api-key'],
-  tls: opt.ca ? { ca: readFileSync(opt.ca) } : opt.tls,
-  deadlineMs: 30_000,
-});
-
-const out = (text: string): void => {
-  process.stdout.write(`${text}\n`);
-};
-const money = (m?: Money) => m?.amount ?? '0';
-const need = (name: keyof typeof opt): string => {
-  const v = opt[name];
-  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`);
-  return v;
-};
-const pick = <T>(name: string, value: string | undefined, choices: Record<string, T>): T => {
-  if (value === undefined || !(value in choices)) throw new UsageError(`--${name} must be one of ${Object.keys(choices).join(', ')}`);
-  return choices[value];
-};
-
-/** A table with right-aligned numbers. */
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^-?[\d.,]*$/.test(r[i])));
-  const line = (cells: string[]) => cells.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+interface Connection {
+  address: string;
+  apiKey?: string;
+  ca?: string;
+  tls?: boolean;
 }
 
+let connection: Connection = { address: '127.0.0.1:50051' };
+let open: MeteringClient | undefined;
+const client = (): MeteringClient =>
+  (open ??= new MeteringClient({
+    address: connection.address,
+    apiKey: connection.apiKey,
+    tls: connection.ca ? { ca: readFileSync(connection.ca) } : connection.tls,
+    deadlineMs: 30_000,
+  }));
+
+const money = (m?: Money) => m?.amount || '0';
 const PERIOD = { day: LimitPeriod.LIMIT_PERIOD_DAY, month: LimitPeriod.LIMIT_PERIOD_MONTH };
 const MEASURE = { messages: LimitMeasure.LIMIT_MEASURE_MESSAGES, tokens: LimitMeasure.LIMIT_MEASURE_TOKENS, cost: LimitMeasure.LIMIT_MEASURE_COST };
 const CHARGE_TYPE = { completion: ChargeType.CHARGE_TYPE_COMPLETION, plugin: ChargeType.CHARGE_TYPE_PLUGIN, tool: ChargeType.CHARGE_TYPE_TOOL };
+const SCOPE = { record: ApiKeyScope.API_KEY_SCOPE_RECORD, read: ApiKeyScope.API_KEY_SCOPE_READ, admin: ApiKeyScope.API_KEY_SCOPE_ADMIN };
 const nameOf = <T extends Record<string, number>>(map: T, n: number) => Object.keys(map).find((k) => map[k] === n) ?? String(n);
+const kindName = (kind: ChargeEventKind) => (ChargeEventKind[kind] ?? String(kind)).replace('CHARGE_EVENT_KIND_', '').toLowerCase();
+const when = (t?: { seconds: string; nanos?: number }) => (t ? new Date(Number(t.seconds) * 1000).toISOString() : '');
 
-async function usage(): Promise<void> {
-  const rows = [];
+/** A cost for people: `unpriced` when no charge of the sums had a price, the unpriced ones named when some had none. */
+function costOf(sums: Pick<UsageSums, 'messageCount' | 'unpricedMessageCount' | 'totalCost'> | undefined): string {
+  const unpriced = Number(sums?.unpricedMessageCount ?? 0);
+  if (unpriced > 0 && unpriced === Number(sums?.messageCount ?? 0)) return 'unpriced';
+  return unpriced > 0 ? `${money(sums?.totalCost)} +${unpriced} unpriced` : money(sums?.totalCost);
+}
+
+/** The listing options every listing has. */
+const listing = (cmd: Command): Command =>
+  cmd
+    .addOption(new Option('--json', 'print the protobuf JSON mapping of the answer (as buf curl does)').conflicts('csv'))
+    .addOption(new Option('--csv', 'print CSV with a header row').conflicts('json'));
+
+// ---- usage
+
+interface UsageOptions extends ListingFormat {
+  account: string;
+  from: string;
+  to: string;
+  user: string;
+  provider: string;
+  model: string;
+}
+
+async function usage(o: UsageOptions): Promise<void> {
+  const rows: DailyUsage[] = [];
   let pageToken = '';
-  let totals;
+  let totals: UsageSums | undefined;
   do {
-    const page = await client.call('getDailyUsage', {
-      accountId: opt.account, startDate: need('from'), endDate: need('to'), userId: opt.user, provider: opt.provider, model: opt.model, chargeType: 0, pageSize: 1000, pageToken,
+    const page = await client().call('getDailyUsage', {
+      accountId: o.account, startDate: o.from, endDate: o.to, userId: o.user, provider: o.provider, model: o.model, chargeType: 0, pageSize: 1000, pageToken,
     });
     rows.push(...page.usage);
     totals = page.totals;
     pageToken = page.nextPageToken;
   } while (pageToken);
-  if (opt.json) return out(JSON.stringify({ usage: rows, totals }, null, 2));
+  if (o.json) return printJson(responseJson('getDailyUsage', { usage: rows, totals, nextPageToken: '' }));
+  if (o.csv) {
+    return out(csv(
+      ['date', 'user_id', 'provider', 'model', 'charge_type', 'messages', 'unpriced_messages', 'prompt_tokens', 'completion_tokens', 'total_tokens', 'total_cost_usd'],
+      rows.map((r) => [r.date, r.userId, r.provider, r.model, nameOf(CHARGE_TYPE, r.chargeType), r.sums!.messageCount, r.sums!.unpricedMessageCount, r.sums!.tokens!.promptTokens, r.sums!.tokens!.completionTokens, r.sums!.tokens!.totalTokens, r.sums!.messageCount === r.sums!.unpricedMessageCount ? '' : money(r.sums!.totalCost)]),
+    ));
+  }
   out(table(
     ['date', 'user', 'provider', 'model', 'type', 'messages', 'tokens', 'cost USD'],
-    rows.map((r) => [r.date, r.userId, r.provider, r.model, nameOf(CHARGE_TYPE, r.chargeType), r.sums!.messageCount, r.sums!.tokens!.totalTokens, money(r.sums!.totalCost)]),
+    rows.map((r) => [r.date, r.userId, r.provider, r.model, nameOf(CHARGE_TYPE, r.chargeType), r.sums!.messageCount, r.sums!.tokens!.totalTokens, costOf(r.sums)]),
+    ['messages', 'tokens', 'cost USD'],
   ));
-  out(`total: ${totals?.messageCount ?? 0} messages, ${totals?.tokens?.totalTokens ?? 0} tokens, ${money(totals?.totalCost)} USD` + (Number(totals?.unpricedMessageCount ?? 0) ? ` (${totals?.unpricedMessageCount} unpriced)` : ''));
+  const unpriced = Number(totals?.unpricedMessageCount ?? 0);
+  out(`total: ${totals?.messageCount ?? 0} messages, ${totals?.tokens?.totalTokens ?? 0} tokens, ${money(totals?.totalCost)} USD` + (unpriced ? ` (${unpriced} unpriced)` : ''));
+  // Spend per day as bars, when the terminal has room for them.
+  const width = terminalWidth();
+  if (width >= 60 && rows.length > 0) {
+    const days = new Map<string, { cost: Decimal; unpriced: number }>();
+    for (const r of rows) {
+      const day = days.get(r.date) ?? { cost: new Decimal(0), unpriced: 0 };
+      day.cost = day.cost.plus(money(r.sums!.totalCost));
+      day.unpriced += Number(r.sums!.unpricedMessageCount);
+      days.set(r.date, day);
+    }
+    const chart = [...days].map(([date, d]) => ({ label: date, value: d.cost, note: `${d.cost.toFixed()} USD${d.unpriced ? ` (+${d.unpriced} unpriced)` : ''}` }));
+    out(`\nspend per day (USD)\n${barChart(chart, Math.min(50, width - 50))}`);
+  }
 }
 
-async function limits(action: string): Promise<void> {
-  const key = { accountId: opt.account, userId: opt.user };
-  const enforcement = opt.soft ? LimitEnforcement.LIMIT_ENFORCEMENT_SOFT : LimitEnforcement.LIMIT_ENFORCEMENT_HARD;
-  if (action === 'set') {
-    const { limit } = await client.call('putLimit', { ...key, period: pick('period', opt.period, PERIOD), measure: pick('measure', opt.measure, MEASURE), amount: need('amount'), enforcement });
-    return out(`set: ${limit?.userId || '(account)'} ${opt.period} ${opt.measure} ${opt.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
-  }
-  if (action === 'delete') {
-    const { deleted } = await client.call('deleteLimit', { ...key, period: pick('period', opt.period, PERIOD), measure: pick('measure', opt.measure, MEASURE), enforcement });
-    return out(deleted ? 'deleted' : 'no such limit');
-  }
-  if (action !== 'show') throw new UsageError('limits show|set|delete');
-  const page = await client.call('listLimits', { ...key, pageSize: 1000, pageToken: '' });
-  if (opt.json) return out(JSON.stringify(page, null, 2));
-  out(table(
-    ['scope', 'period', 'measure', 'kind', 'limit', 'used', 'reserved', 'remaining', 'since', 'exceeded'],
-    page.limits.map((l) => [l.limit!.userId || '(account)', nameOf(PERIOD, l.limit!.period), nameOf(MEASURE, l.limit!.measure), l.limit!.enforcement === LimitEnforcement.LIMIT_ENFORCEMENT_SOFT ? 'soft' : 'hard', l.limit!.amount, l.used, l.reserved, l.remaining, l.periodStart, l.exceeded ? 'yes' : '']),
-  ));
-  out(`time zone: ${page.timeZone}`);
+// ---- charges
+
+interface ChargeFilterOptions {
+  account: string;
+  from: string;
+  to: string;
+  user: string;
+  provider: string;
+  model: string;
+  chargeType?: keyof typeof CHARGE_TYPE;
+  pricing?: keyof typeof PRICING;
 }
 
-async function markups(action: string): Promise<void> {
-  if (action === 'set') {
-    const { markup } = await client.call('setMarkup', { accountId: opt.account, provider: need('provider'), model: need('model'), chargeType: pick('charge-type', opt['charge-type'], CHARGE_TYPE), factor: need('factor'), actor: 'metering CLI' });
-    return out(`set: ${markup?.provider}/${markup?.model} ${opt['charge-type']} x${markup?.factor}${markup?.accountId ? ` for ${markup.accountId}` : ' (default)'}`);
-  }
-  if (action !== 'show') throw new UsageError('markups show|set');
-  const { markups: list } = await client.call('listMarkups', { accountId: opt.account, provider: opt.provider });
-  if (opt.json) return out(JSON.stringify(list, null, 2));
-  out(table(['provider', 'model', 'type', 'factor', 'account'], list.map((m) => [m.provider, m.model, nameOf(CHARGE_TYPE, m.chargeType), m.factor, m.accountId || '(default)'])));
+const PRICING = { priced: PricingStatus.PRICING_STATUS_PRICED, unpriced: PricingStatus.PRICING_STATUS_UNPRICED };
+const filtersOf = (o: ChargeFilterOptions) => ({
+  accountId: o.account, startDate: o.from, endDate: o.to, userId: o.user, provider: o.provider, model: o.model,
+  chargeType: o.chargeType ? CHARGE_TYPE[o.chargeType] : 0, pricingStatus: o.pricing ? PRICING[o.pricing] : 0,
+});
+const chargeCost = (c: Charge) => (c.pricingStatus === PricingStatus.PRICING_STATUS_UNPRICED ? 'unpriced' : money(c.totalCost));
+const CHARGE_COLUMNS = ['charge id', 'usage time', 'user', 'provider', 'model', 'type', 'tokens', 'cost USD', 'idempotency key'];
+const CHARGE_CSV_COLUMNS = ['charge_id', 'usage_time', 'user_id', 'provider', 'model', 'charge_type', 'total_tokens', 'total_cost_usd', 'idempotency_key'];
+const chargeRow = (c: Charge) => [c.chargeId, when(c.usageTime), c.userId, c.provider, c.model, nameOf(CHARGE_TYPE, c.chargeType), c.tokens?.totalTokens ?? '0', chargeCost(c), c.idempotencyKey];
+
+async function chargesGet(o: { account: string; chargeId?: string; idempotencyKey?: string; json?: boolean }): Promise<void> {
+  if (!o.chargeId === !o.idempotencyKey) throw new UsageError("give exactly one of option '--charge-id <id>' and option '--idempotency-key <key>'");
+  const response = await client().call('getCharge', { accountId: o.account, chargeId: o.chargeId ?? '', idempotencyKey: o.idempotencyKey ?? '' });
+  if (o.json) return printJson(responseJson('getCharge', response));
+  const c = response.charge!;
+  const fields: Array<[string, string]> = [
+    ['charge id', c.chargeId], ['account', c.accountId], ['user', c.userId], ['idempotency key', c.idempotencyKey], ['model', `${c.provider}/${c.model}`],
+    ['type', nameOf(CHARGE_TYPE, c.chargeType)], ['usage time', when(c.usageTime)], ['recorded', when(c.recordTime)], ['usage date', c.usageDate],
+    ['tokens', `${c.tokens?.totalTokens ?? 0} (prompt ${c.tokens?.promptTokens ?? 0}, completion ${c.tokens?.completionTokens ?? 0}, cached ${c.tokens?.cachedPromptTokens ?? 0}, reasoning ${c.tokens?.reasoningTokens ?? 0})`],
+    ['cost USD', chargeCost(c)], ['price version', c.priceVersion], ['markup', c.markup],
+  ];
+  out(fields.map(([k, v]) => `${k.padEnd(16)}${v}`).join('\n'));
 }
 
-async function prices(action: string): Promise<void> {
-  if (action === 'set') {
-    const from = opt.from ? new Date(opt.from) : undefined;
-    if (from && Number.isNaN(from.getTime())) throw new UsageError('--from must be an ISO time, e.g. 2026-12-01T00:00:00Z');
-    const { price } = await client.call('setPrice', {
-      accountId: opt.account, provider: need('provider'), model: need('model'),
-      effectiveTime: from ? { seconds: String(Math.floor(from.getTime() / 1000)), nanos: 0 } : undefined,
-      rates: PriceRates.fromPartial({ inputPerMillion: need('input'), outputPerMillion: need('output') }),
-      source: opt.source, actor: 'metering CLI',
-    });
-    return out(`set: ${price?.provider}/${price?.model} ${price?.version}`);
-  }
-  if (action !== 'show') throw new UsageError('prices show|set');
-  const { prices: list } = await client.call('listModels', { provider: opt.provider, accountId: opt.account, at: undefined, includeHistory: false, pageSize: 0, pageToken: '', name: '' });
-  if (opt.json) return out(JSON.stringify(list, null, 2));
-  out(table(['provider', 'model', 'input/1M', 'output/1M', 'version'], list.map((p) => [p.provider, p.model, p.rates?.inputPerMillion ?? '', p.rates?.outputPerMillion ?? '', p.version])));
+async function chargesList(o: ChargeFilterOptions & { pageSize: number; pageToken: string; all?: boolean } & ListingFormat): Promise<void> {
+  const charges: Charge[] = [];
+  let pageToken = o.pageToken;
+  do {
+    const page = await client().call('listCharges', { ...filtersOf(o), pageSize: o.pageSize, pageToken });
+    charges.push(...page.charges);
+    pageToken = page.nextPageToken;
+  } while (o.all && pageToken);
+  if (o.json) printJson(responseJson('listCharges', { charges, nextPageToken: pageToken }));
+  else if (o.csv) out(csv(CHARGE_CSV_COLUMNS, charges.map((c) => [...chargeRow(c).slice(0, 7), c.pricingStatus === PricingStatus.PRICING_STATUS_UNPRICED ? '' : money(c.totalCost), c.idempotencyKey])));
+  else out(table(CHARGE_COLUMNS, charges.map(chargeRow), ['tokens', 'cost USD']));
+  // On stderr, so that --json and --csv stay one document.
+  if (pageToken && !o.json) process.stderr.write(`more charges; next page: --page-token ${pageToken}\n`);
 }
 
-const SCOPE = { record: ApiKeyScope.API_KEY_SCOPE_RECORD, read: ApiKeyScope.API_KEY_SCOPE_READ, admin: ApiKeyScope.API_KEY_SCOPE_ADMIN };
-
-async function keys(action: string): Promise<void> {
-  if (action === 'create') {
-    const scopes = need('scopes').split(',').map((s) => pick('scopes', s.trim(), SCOPE));
-    const { key, secret } = await client.call('createApiKey', { accountId: opt.account, name: need('name'), scopes });
-    out(`created ${key?.keyId} for ${key?.accountId} (${need('scopes')})`);
-    return out(`secret (shown only now): ${secret}`);
+async function chargesExport(o: ChargeFilterOptions & { format: 'csv' | 'jsonl'; output?: string }): Promise<void> {
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  const sink = o.output ? createWriteStream(o.output) : process.stdout;
+  let count = 0;
+  for await (const chunk of client().exportCharges({ ...filtersOf(o), format: o.format === 'csv' ? ExportFormat.EXPORT_FORMAT_CSV : ExportFormat.EXPORT_FORMAT_JSON_LINES }, abort.signal)) {
+    count += Number(chunk.chargeCount);
+    if (!sink.write(chunk.data)) await once(sink, 'drain');
   }
-  if (action === 'revoke') {
-    const { key } = await client.call('revokeApiKey', { accountId: opt.account, keyId: need('key-id') });
-    return out(`revoked ${key?.keyId}`);
+  if (o.output) {
+    await new Promise((resolve) => (sink as ReturnType<typeof createWriteStream>).end(resolve));
+    process.stderr.write(`exported ${count} charges to ${o.output}\n`);
   }
-  if (action !== 'list' && action !== 'show') throw new UsageError('keys list|create|revoke');
-  const { keys: list } = await client.call('listApiKeys', { accountId: opt.account });
-  if (opt.json) return out(JSON.stringify(list, null, 2));
-  const when = (t?: { seconds: string }) => (t ? new Date(Number(t.seconds) * 1000).toISOString() : '');
-  out(table(['key id', 'name', 'scopes', 'created', 'revoked'], list.map((k) => [k.keyId, k.name, k.scopes.map((s) => nameOf(SCOPE, s)).join(','), when(k.createTime), when(k.revokeTime)])));
 }
 
-async function tail(): Promise<void> {
+// ---- limits
+
+interface LimitKey {
+  account: string;
+  user: string;
+  period: keyof typeof PERIOD;
+  measure: keyof typeof MEASURE;
+  soft?: boolean;
+}
+
+const enforcementOf = (o: { soft?: boolean }) => (o.soft ? LimitEnforcement.LIMIT_ENFORCEMENT_SOFT : LimitEnforcement.LIMIT_ENFORCEMENT_HARD);
+
+async function limitsSet(o: LimitKey & { amount: string }): Promise<void> {
+  const { limit } = await client().call('putLimit', { accountId: o.account, userId: o.user, period: PERIOD[o.period], measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
+  out(`set: ${limit?.userId || '(account)'} ${o.period} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
+}
+
+async function limitsDelete(o: LimitKey): Promise<void> {
+  const { deleted } = await client().call('deleteLimit', { accountId: o.account, userId: o.user, period: PERIOD[o.period], measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
+  out(deleted ? 'deleted' : 'no such limit');
+}
+
+async function limitsShow(o: { account: string; user: string } & ListingFormat): Promise<void> {
+  const limits: LimitUsage[] = [];
+  let pageToken = '';
+  let timeZone = '';
+  do {
+    const page = await client().call('listLimits', { accountId: o.account, userId: o.user, pageSize: 1000, pageToken });
+    limits.push(...page.limits);
+    timeZone = page.timeZone;
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  if (o.json) return printJson(responseJson('listLimits', { limits, timeZone, nextPageToken: '' }));
+  const rows = limits.map((l) => [l.limit!.userId || '(account)', nameOf(PERIOD, l.limit!.period), nameOf(MEASURE, l.limit!.measure), l.limit!.enforcement === LimitEnforcement.LIMIT_ENFORCEMENT_SOFT ? 'soft' : 'hard', l.limit!.amount, l.used, l.reserved, l.remaining, l.periodStart, l.exceeded ? 'yes' : '']);
+  if (o.csv) return out(csv(['user_id', 'period', 'measure', 'enforcement', 'amount', 'used', 'reserved', 'remaining', 'period_start', 'exceeded'], rows.map((r) => [r[0] === '(account)' ? '' : r[0], ...r.slice(1, 9), r[9] ? 'true' : 'false'])));
+  out(table(['scope', 'period', 'measure', 'kind', 'limit', 'used', 'reserved', 'remaining', 'since', 'exceeded'], rows, ['limit', 'used', 'reserved', 'remaining']));
+  out(`time zone: ${timeZone}`);
+}
+
+// ---- markups
+
+async function markupsSet(o: { account: string; provider: string; model: string; factor: string; chargeType: keyof typeof CHARGE_TYPE }): Promise<void> {
+  const { markup } = await client().call('setMarkup', { accountId: o.account, provider: o.provider, model: o.model, chargeType: CHARGE_TYPE[o.chargeType], factor: o.factor, actor: 'metering CLI' });
+  out(`set: ${markup?.provider}/${markup?.model} ${o.chargeType} x${markup?.factor}${markup?.accountId ? ` for ${markup.accountId}` : ' (default)'}`);
+}
+
+async function markupsShow(o: { account: string; provider: string } & ListingFormat): Promise<void> {
+  const response = await client().call('listMarkups', { accountId: o.account, provider: o.provider });
+  if (o.json) return printJson(responseJson('listMarkups', response));
+  const rows = response.markups.map((m) => [m.provider, m.model, nameOf(CHARGE_TYPE, m.chargeType), m.factor, m.accountId || '(default)']);
+  if (o.csv) return out(csv(['provider', 'model', 'charge_type', 'factor', 'account_id'], rows.map((r) => [...r.slice(0, 4), r[4] === '(default)' ? '' : r[4]])));
+  out(table(['provider', 'model', 'type', 'factor', 'account'], rows, ['factor']));
+}
+
+// ---- prices
+
+async function pricesSet(o: { account: string; provider: string; model: string; input: string; output: string; from?: string; source: string }): Promise<void> {
+  const from = o.from ? new Date(o.from) : undefined;
+  if (from && Number.isNaN(from.getTime())) throw new UsageError(`option '--from <time>' argument '${o.from}' is not an ISO time, e.g. 2026-12-01T00:00:00Z`);
+  const { price } = await client().call('setPrice', {
+    accountId: o.account, provider: o.provider, model: o.model,
+    effectiveTime: from ? { seconds: String(Math.floor(from.getTime() / 1000)), nanos: 0 } : undefined,
+    rates: PriceRates.fromPartial({ inputPerMillion: o.input, outputPerMillion: o.output }),
+    source: o.source, actor: 'metering CLI',
+  });
+  out(`set: ${price?.provider}/${price?.model} ${price?.version}`);
+}
+
+/** One page of the catalogue (ListModels pages and filters on the server), or every page with --all. */
+async function pricesShow(o: { account: string; provider: string; name: string; pageSize: number; pageToken: string; all?: boolean } & ListingFormat): Promise<void> {
+  const prices: ModelPrice[] = [];
+  let pageToken = o.pageToken;
+  do {
+    const page = await client().call('listModels', { provider: o.provider, accountId: o.account, at: undefined, includeHistory: false, name: o.name, pageSize: o.all ? 1000 : o.pageSize, pageToken });
+    prices.push(...page.prices);
+    pageToken = page.nextPageToken;
+  } while (o.all && pageToken);
+  if (o.json) printJson(responseJson('listModels', { prices, nextPageToken: pageToken }));
+  else if (o.csv) out(csv(['provider', 'model', 'input_per_million', 'output_per_million', 'cached_input_per_million', 'version'], prices.map((p) => [p.provider, p.model, p.rates?.inputPerMillion ?? '', p.rates?.outputPerMillion ?? '', p.rates?.cachedInputPerMillion ?? '', p.version])));
+  else out(table(['provider', 'model', 'input/1M', 'output/1M', 'version'], prices.map((p) => [p.provider, p.model, p.rates?.inputPerMillion ?? '', p.rates?.outputPerMillion ?? '', p.version]), ['input/1M', 'output/1M']));
+  // On stderr, so that --json and --csv stay one document.
+  if (pageToken && !o.json) process.stderr.write(`more models; next page: --page-token ${pageToken}\n`);
+}
+
+// ---- keys
+
+async function keysCreate(o: { account: string; name: string; scopes: string }): Promise<void> {
+  const names = o.scopes.split(',').map((s) => s.trim());
+  const bad = names.find((s) => !(s in SCOPE));
+  if (bad !== undefined) throw new UsageError(`option '--scopes <list>' has '${bad}'; each scope must be one of ${Object.keys(SCOPE).join(', ')}`);
+  const { key, secret } = await client().call('createApiKey', { accountId: o.account, name: o.name, scopes: names.map((s) => SCOPE[s as keyof typeof SCOPE]) });
+  out(`created ${key?.keyId} for ${key?.accountId} (${names.join(',')})`);
+  out(`secret (shown only now): ${secret}`);
+}
+
+async function keysRevoke(o: { account: string; keyId: string }): Promise<void> {
+  const { key } = await client().call('revokeApiKey', { accountId: o.account, keyId: o.keyId });
+  out(`revoked ${key?.keyId}`);
+}
+
+async function keysList(o: { account: string } & ListingFormat): Promise<void> {
+  const response = await client().call('listApiKeys', { accountId: o.account });
+  if (o.json) return printJson(responseJson('listApiKeys', response));
+  const rows = response.keys.map((k) => [k.keyId, k.name, k.scopes.map((s) => nameOf(SCOPE, s)).join(','), when(k.createTime), when(k.revokeTime)]);
+  if (o.csv) return out(csv(['key_id', 'name', 'scopes', 'create_time', 'revoke_time'], rows));
+  out(table(['key id', 'name', 'scopes', 'created', 'revoked'], rows));
+}
+
+// ---- tail
+
+/** One event of the charge stream for people, whatever its kind. */
+export function describeEvent(e: ChargeEvent): string {
+  const head = `#${e.sequence} ${kindName(e.kind)}`;
+  if (e.charge) {
+    const c = e.charge;
+    const cost = c.pricingStatus === PricingStatus.PRICING_STATUS_UNPRICED ? 'unpriced' : `${money(c.totalCost)} USD`;
+    return `${head} ${c.userId} ${c.provider}/${c.model} ${c.tokens?.totalTokens ?? 0} tokens ${cost} key=${c.idempotencyKey}`;
+  }
+  if (e.reservation) {
+    const r = e.reservation;
+    return `${head} ${r.reservationId} of ${r.userId || '(account)'} held ${r.heldMessages} messages ${r.heldTokens} tokens ${money(r.heldCost)} USD key=${r.idempotencyKey}`;
+  }
+  if (e.limit) {
+    const l = e.limit;
+    const scope = l.scope === LimitScope.LIMIT_SCOPE_USER ? `user ${e.userId}` : `account (by user ${e.userId})`;
+    return `${head} ${scope}: ${nameOf(PERIOD, l.period)} ${nameOf(MEASURE, l.measure)} soft limit ${l.limit}, used ${l.used}, reserved ${l.reserved}, remaining ${l.remaining}, since ${l.periodStart}`;
+  }
+  return `${head} ${JSON.stringify(protoJson('metering.v1.ChargeEvent', ChargeEvent.encode(e).finish()))}`;
+}
+
+async function tail(o: { account: string; after?: string; user: string; provider: string; model: string; json?: boolean }): Promise<void> {
   const abort = new AbortController();
   process.once('SIGINT', () => abort.abort());
   process.once('SIGTERM', () => abort.abort());
   // On stderr, so that --json output stays one event per line; the sequence is a cursor for --after.
-  const watching = (after: string) => process.stderr.write(`watching ${opt.account} after sequence ${after}\n`);
-  for await (const e of client.watchCharges({ accountId: opt.account, afterSequence: opt.after, userId: opt.user, provider: opt.provider, model: opt.model }, abort.signal, watching)) {
-    if (opt.json) {
-      out(JSON.stringify(e));
-      continue;
-    }
-    const what = e.charge
-      ? `${e.charge.userId} ${e.charge.provider}/${e.charge.model} ${e.charge.tokens?.totalTokens ?? 0} tokens ${money(e.charge.totalCost)} USD key=${e.charge.idempotencyKey}`
-      : `reservation ${e.reservation?.reservationId} of ${e.reservation?.userId}`;
-    out(`#${e.sequence} ${nameOf(ChargeEventKind as unknown as Record<string, number>, e.kind).replace('CHARGE_EVENT_KIND_', '').toLowerCase()} ${what}`);
+  const watching = (after: string) => process.stderr.write(`watching ${o.account} after sequence ${after}\n`);
+  for await (const e of client().watchCharges({ accountId: o.account, afterSequence: o.after, userId: o.user, provider: o.provider, model: o.model }, abort.signal, watching)) {
+    out(o.json ? JSON.stringify(protoJson('metering.v1.ChargeEvent', ChargeEvent.encode(e).finish())) : describeEvent(e));
   }
 }
 
-async function rerate(): Promise<void> {
-  const [from, to] = [need('from'), need('to')];
+// ---- rerate
+
+async function rerate(o: { account: string; from: string; to: string; provider: string; model: string; all?: boolean; dryRun?: boolean }): Promise<void> {
   const days: string[] = [];
-  for (let t = Date.parse(`${from}T00:00:00Z`); t <= Date.parse(`${to}T00:00:00Z`); t += 86_400_000) days.push(new Date(t).toISOString().slice(0, 10));
-  if (days.length === 0 || Number.isNaN(Date.parse(`${from}T00:00:00Z`))) throw new UsageError('--from and --to must be YYYY-MM-DD with from <= to');
+  for (let t = Date.parse(`${o.from}T00:00:00Z`); t <= Date.parse(`${o.to}T00:00:00Z`); t += 86_400_000) days.push(new Date(t).toISOString().slice(0, 10));
   const sum = { examined: 0, changed: 0, newlyPriced: 0 };
   for (const [n, day] of days.entries()) {
-    const r = await client.call('rerateCharges', { accountId: opt.account, startDate: day, endDate: day, mode: opt.all ? RerateMode.RERATE_MODE_ALL : RerateMode.RERATE_MODE_UNPRICED_ONLY, provider: opt.provider, model: opt.model, dryRun: opt['dry-run'] });
+    const r = await client().call('rerateCharges', { accountId: o.account, startDate: day, endDate: day, mode: o.all ? RerateMode.RERATE_MODE_ALL : RerateMode.RERATE_MODE_UNPRICED_ONLY, provider: o.provider, model: o.model, dryRun: o.dryRun ?? false });
     sum.examined += Number(r.chargesExamined);
     sum.changed += Number(r.chargesChanged);
     sum.newlyPriced += Number(r.chargesNewlyPriced);
@@ -232,7 +353,173 @@ async function rerate(): Promise<void> {
     process.stderr.write(`\r[${bar}] ${n + 1}/${days.length} days, ${sum.examined} charges examined, ${sum.changed} changed`);
   }
   process.stderr.write('\n');
-  out(`${opt['dry-run'] ? 'dry run: would change' : 'changed'} ${sum.changed} of ${sum.examined} charges (${sum.newlyPriced} newly priced)`);
+  out(`${o.dryRun ? 'dry run: would change' : 'changed'} ${sum.changed} of ${sum.examined} charges (${sum.newlyPriced} newly priced)`);
+}
+
+// ---- the program
+
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+/** A YYYY-MM-DD option value (the server checks that the day exists); commander names the option in the error. */
+const date = (value: string): string => {
+  if (!DATE.test(value)) throw new InvalidArgumentError('It must be a day in the form YYYY-MM-DD.');
+  return value;
+};
+const positiveInt = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new InvalidArgumentError('It must be a whole number from 1 to 100000.');
+  return n;
+};
+
+const accountOption = () => new Option('--account <id>', 'the account').default('', "the API key's own");
+const userOption = (what = 'only this user', otherwise = 'every user') => new Option('--user <id>', what).default('', otherwise);
+const providerOption = () => new Option('--provider <id>', 'only this provider').default('', 'every provider');
+const modelOption = () => new Option('--model <id>', 'only this model').default('', 'every model');
+const fromOption = () => new Option('--from <date>', 'first UTC day, YYYY-MM-DD').argParser(date).makeOptionMandatory();
+const toOption = () => new Option('--to <date>', 'last UTC day, YYYY-MM-DD').argParser(date).makeOptionMandatory();
+const periodOption = () => new Option('--period <period>', 'the period').choices(Object.keys(PERIOD)).makeOptionMandatory();
+const measureOption = () => new Option('--measure <measure>', 'what the limit counts').choices(Object.keys(MEASURE)).makeOptionMandatory();
+
+export function program(): Command {
+  const root = new Command('metering')
+    .description('The Metering admin CLI: usage, limits, markups, prices, API keys, the charge stream and re-rating, over the gRPC API.')
+    .addOption(new Option('--address <host:port>', 'the server').env('METERING_ADDRESS').default('127.0.0.1:50051'))
+    .addOption(new Option('--api-key <key>', 'an API key or the operator key').env('METERING_API_KEY'))
+    .option('--ca <file>', 'TLS, trusting this CA certificate (PEM)')
+    .option('--tls', 'TLS with the system roots')
+    .helpOption('-h, --help', 'show help for the command')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
+    .addHelpText('after', '\nExit codes: 0 done, 1 the server refused or failed (the message says why), 2 bad usage.')
+    .hook('preAction', (cmd) => {
+      connection = cmd.opts<Connection>();
+    });
+  // Subcommands made from here on inherit the help option, exitOverride and output settings.
+  const command = (parent: Command, name: string, description: string) => parent.command(name).description(description).helpOption('-h, --help', 'show help for the command');
+
+  listing(command(root, 'usage', 'usage per day, user, provider, model and charge type, with totals (and spend per day when the terminal is wide)'))
+    .addOption(accountOption())
+    .addOption(fromOption())
+    .addOption(toOption())
+    .addOption(userOption())
+    .addOption(providerOption())
+    .addOption(modelOption())
+    .action(usage);
+
+  const charges = command(root, 'charges', 'single charges: look one up, list them, export them');
+  command(charges, 'get', 'one charge, by its id or its idempotency key')
+    .addOption(accountOption())
+    .option('--charge-id <id>', 'the charge id RecordCharge answered')
+    .option('--idempotency-key <key>', 'the key the backend recorded it with')
+    .option('--json', 'print the protobuf JSON mapping of the answer (as buf curl does)')
+    .action(chargesGet);
+  const chargeFilters = (cmd: Command) =>
+    cmd
+      .addOption(accountOption())
+      .addOption(fromOption())
+      .addOption(toOption())
+      .addOption(userOption())
+      .addOption(providerOption())
+      .addOption(modelOption())
+      .addOption(new Option('--charge-type <type>', 'only this charge type').choices(Object.keys(CHARGE_TYPE)))
+      .addOption(new Option('--pricing <status>', 'only priced or only unpriced charges').choices(Object.keys(PRICING)));
+  listing(chargeFilters(command(charges, 'list', 'charges of a range of days, a page at a time').alias('show')))
+    .addOption(new Option('--page-size <n>', 'charges per page').argParser(positiveInt).default(100))
+    .addOption(new Option('--page-token <token>', 'the page after the one that printed this token').default('', 'the first page'))
+    .option('--all', 'every page, in one listing')
+    .action(chargesList);
+  chargeFilters(command(charges, 'export', 'every charge of a range of days as CSV or JSON lines, streamed (any size)'))
+    .addOption(new Option('--format <format>', 'the file format').choices(['csv', 'jsonl']).default('csv'))
+    .option('--output <file>', 'write to this file (default: stdout)')
+    .action(chargesExport);
+
+  const limits = command(root, 'limits', 'the account\'s and its users\' limits');
+  listing(command(limits, 'show', 'every limit with used, reserved and remaining in its current period').alias('list'))
+    .addOption(accountOption())
+    .addOption(userOption('only this user\'s limits'))
+    .action(limitsShow);
+  command(limits, 'set', 'set (create or change) a limit')
+    .addOption(accountOption())
+    .addOption(userOption('a limit of this user', 'the whole account'))
+    .addOption(periodOption())
+    .addOption(measureOption())
+    .requiredOption('--amount <amount>', 'an integer for messages and tokens, a decimal USD amount for cost')
+    .option('--soft', 'a soft limit: checks stay allowed and say it is exceeded')
+    .action(limitsSet);
+  command(limits, 'delete', 'delete a limit')
+    .addOption(accountOption())
+    .addOption(userOption('a limit of this user', 'the whole account'))
+    .addOption(periodOption())
+    .addOption(measureOption())
+    .option('--soft', 'the soft limit')
+    .action(limitsDelete);
+
+  const markups = command(root, 'markups', 'markup factors on provider cost');
+  listing(command(markups, 'show', 'the markups, an account\'s own and the defaults').alias('list'))
+    .addOption(accountOption())
+    .addOption(providerOption())
+    .action(markupsShow);
+  command(markups, 'set', 'set a markup factor')
+    .addOption(new Option('--account <id>', 'for this account').default('', 'the default of every account'))
+    .requiredOption('--provider <id>', 'the provider')
+    .requiredOption('--model <id>', 'the model')
+    .requiredOption('--factor <factor>', 'the factor, e.g. 1.2')
+    .addOption(new Option('--charge-type <type>', 'the charge type').choices(Object.keys(CHARGE_TYPE)).default('completion'))
+    .action(markupsSet);
+
+  const prices = command(root, 'prices', 'the price catalogue and operator prices');
+  listing(command(prices, 'show', 'the prices in effect, a page at a time').alias('list'))
+    .addOption(new Option('--account <id>', "merge in this account's own prices").default('', 'none'))
+    .addOption(providerOption())
+    .addOption(new Option('--name <text>', 'only models whose id or alias contains this text').default('', 'any'))
+    .addOption(new Option('--page-size <n>', 'models per page').argParser(positiveInt).default(100))
+    .addOption(new Option('--page-token <token>', 'the page after the one that printed this token').default('', 'the first page'))
+    .option('--all', 'every model, in one listing')
+    .action(pricesShow);
+  command(prices, 'set', 'set an operator price (for every account, or one account\'s own)')
+    .addOption(new Option('--account <id>', "this account's own price").default('', 'for every account'))
+    .requiredOption('--provider <id>', 'the provider')
+    .requiredOption('--model <id>', 'the model')
+    .requiredOption('--input <usd>', 'USD per 1M input tokens')
+    .requiredOption('--output <usd>', 'USD per 1M output tokens')
+    .option('--from <time>', 'in effect from this ISO time (default: now)')
+    .option('--source <text>', 'where the price comes from', 'set with the metering CLI')
+    .action(pricesSet);
+
+  const keys = command(root, 'keys', 'the account\'s API keys');
+  listing(command(keys, 'list', 'the keys (never their secrets)').alias('show'))
+    .addOption(accountOption())
+    .action(keysList);
+  command(keys, 'create', 'create a key; prints its secret once')
+    .addOption(accountOption())
+    .requiredOption('--name <text>', 'what the key is for')
+    .requiredOption('--scopes <list>', `comma-separated, of ${Object.keys(SCOPE).join(', ')}`)
+    .action(keysCreate);
+  command(keys, 'revoke', 'revoke a key at once')
+    .addOption(accountOption())
+    .requiredOption('--key-id <id>', 'the key, k_...')
+    .action(keysRevoke);
+
+  command(root, 'tail', 'follow the charge stream (every event kind); Ctrl-C stops')
+    .addOption(accountOption())
+    .option('--after <sequence>', 'start after this sequence (default: from now)')
+    .addOption(userOption())
+    .addOption(providerOption())
+    .addOption(modelOption())
+    .option('--json', 'one protobuf JSON event per line')
+    .action(tail);
+
+  command(root, 'rerate', 'price unpriced charges again (or all with --all), day by day with progress')
+    .addOption(accountOption())
+    .addOption(fromOption())
+    .addOption(toOption())
+    .addOption(providerOption())
+    .addOption(modelOption())
+    .option('--all', 'every charge, not only the unpriced ones')
+    .option('--dry-run', 'count what would change, change nothing')
+    .action(rerate);
+
+  return root;
 }
 
 /** A refusal or failure from the server, for humans: the code, the message, and the fields BadRequest names. */
@@ -245,38 +532,38 @@ function explain(err: ServiceError): string {
     }
   }
   const reason = errorInfo(err)?.reason;
-  if (err.code === status.UNAVAILABLE) lines.push(`  is the server running at ${opt.address}?`);
+  if (err.code === status.UNAVAILABLE) lines.push(`  is the server running at ${connection.address}?`);
   if (err.code === status.UNAUTHENTICATED) lines.push('  give an API key with --api-key or METERING_API_KEY');
   if (reason && reason !== status[err.code]) lines.push(`  reason: ${reason}`);
   return lines.join('\n');
 }
 
-async function main(): Promise<number> {
-  const [command, action = 'show'] = positionals;
+export async function main(argv: string[]): Promise<number> {
+  // `metering ... | head` closes the pipe early: that ends the output, it is no error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   try {
-    if (command === 'usage') await usage();
-    else if (command === 'limits') await limits(action);
-    else if (command === 'markups') await markups(action);
-    else if (command === 'prices') await prices(action);
-    else if (command === 'keys') await keys(action === 'show' ? 'list' : action);
-    else if (command === 'tail') await tail();
-    else if (command === 'rerate') await rerate();
-    else if (command === 'help' || command === undefined) out(HELP);
-    else throw new UsageError(`unknown command "${command}"`);
+    await program().parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help asked for (--help, -h, `help`) is success; any other parse error (commander printed it) is bad usage.
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || (err.code === 'commander.help' && err.exitCode === 0) ? 0 : 2;
+    }
     if (err instanceof UsageError) {
-      process.stderr.write(`error: ${err.message}\n\n${HELP}\n`);
+      process.stderr.write(`error: ${err.message}\n(run with --help for usage)\n`);
       return 2;
     }
-    if ((err as ServiceError).code !== undefined) {
+    if ((err as ServiceError).code !== undefined && (err as ServiceError).metadata !== undefined) {
       process.stderr.write(`${explain(err as ServiceError)}\n`);
       return 1;
     }
     throw err;
   } finally {
-    client.close();
+    open?.close();
   }
 }
 
-main().then((code) => process.exit(code));
+if (require.main === module) void main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -50,6 +50,9 @@ const REQUESTS: Record<Method, object> = {
   revokeApiKey: { accountId: VICTIM, keyId: 'k_000000000000' },
   listApiKeys: { accountId: VICTIM },
   watchCharges: { accountId: VICTIM, afterSequence: '0' },
+  getCharge: { accountId: VICTIM, idempotencyKey: 'real' },
+  listCharges: { accountId: VICTIM, startDate: '2026-01-01', endDate: '2026-12-31' },
+  exportCharges: { accountId: VICTIM, startDate: '2026-01-01', endDate: '2026-12-31', format: pb.ExportFormat.EXPORT_FORMAT_CSV },
 };
 
 const pascal = (m: string) => m[0].toUpperCase() + m.slice(1);
@@ -61,7 +64,7 @@ function invoke(client: pb.MeteringServiceClient, method: Method, request: objec
   if (def.responseStream) {
     // A stream: its first message (or its error) within 2 s; then it is cancelled.
     return new Promise((resolve, reject) => {
-      const stream = client.makeServerStreamRequest(def.path, def.requestSerialize as (v: unknown) => Buffer, def.responseDeserialize, message, metadata, { deadline: Date.now() + 10_000 });
+      const stream = client.makeServerStreamRequest(def.path, def.requestSerialize as (v: unknown) => Buffer, def.responseDeserialize as (b: Buffer) => unknown, message, metadata, { deadline: Date.now() + 10_000 });
       const timer = setTimeout(() => {
         stream.cancel();
         resolve(undefined);

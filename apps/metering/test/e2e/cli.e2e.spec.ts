@@ -2,11 +2,16 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { databaseTargets, TestDatabase } from '../support/databases';
-import { chargeRequest } from '../support/requests';
+import { LimitEnforcement, LimitMeasure, LimitPeriod } from '@metering/contracts';
+import { chargeRequest, checkRequest } from '../support/requests';
 import { call } from '../support/grpc';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
 
-/** Issue 5: the admin CLI (`npm run metering`), run as a process against the real server. */
+/**
+ * Issues 5 and 19: the admin CLI (`npm run metering`, `npx metering`), run as a process against
+ * the real server: help on every command, exit codes, JSON in the protobuf mapping, CSV, unpriced
+ * costs shown as such, spend per day, paged prices, and every kind of event in `tail`.
+ */
 const CLI = join(ROOT, 'dist', 'tools', 'cli', 'metering.js');
 const run = promisify(execFile);
 
@@ -49,9 +54,26 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     const lines = table.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^date\s+user\s+provider\s+model\s+type\s+messages\s+tokens\s+cost USD$/);
     expect(lines.find((l) => l.includes('u1') && l.includes('gpt-4o'))).toMatch(/\s2\s+600\s+0\.0045$/);
+    expect(lines.find((l) => l.includes('llama-local'))).toMatch(/\s1\s+300\s+unpriced$/);
     expect(lines.at(-1)).toBe('total: 4 messages, 1200 tokens, 0.00675 USD (1 unpriced)');
+    // The protobuf JSON mapping: enum names, int64 as strings, and zeros kept.
     const json = JSON.parse((await cli('usage', '--account', 'acme', '--from', today, '--to', today, '--json')).stdout);
     expect(json.totals.messageCount).toBe('4');
+    expect(json.usage[0]).toMatchObject({ date: today, chargeType: 'CHARGE_TYPE_COMPLETION' });
+    expect(json.usage.find((r: { model: string }) => r.model === 'gpt-4o').sums).toMatchObject({ unpricedMessageCount: '0', callCount: '0', tokens: { reasoningTokens: '0' } });
+    expect(json.nextPageToken).toBe('');
+    const csv = (await cli('usage', '--account', 'acme', '--from', today, '--to', today, '--csv')).stdout.trim().split('\n');
+    expect(csv[0]).toBe('date,user_id,provider,model,charge_type,messages,unpriced_messages,prompt_tokens,completion_tokens,total_tokens,total_cost_usd');
+    expect(csv).toContain(`${today},u1,openai,gpt-4o,completion,2,0,200,400,600,0.0045`);
+    expect(csv).toContain(`${today},u1,selfhosted,llama-local,completion,1,1,100,200,300,`);
+  });
+
+  it('draws spend per day when the terminal is wide, and not when it is narrow', async () => {
+    const wide = await run(process.execPath, [CLI, 'usage', '--account', 'acme', '--from', today, '--to', today], { env: { ...env, COLUMNS: '120' } });
+    expect(wide.stdout).toContain('spend per day (USD)');
+    expect(wide.stdout).toMatch(new RegExp(`${today}  █{50}  0\\.00675 USD \\(\\+1 unpriced\\)`));
+    const narrow = await run(process.execPath, [CLI, 'usage', '--account', 'acme', '--from', today, '--to', today], { env: { ...env, COLUMNS: '40' } });
+    expect(narrow.stdout).not.toContain('spend per day');
   });
 
   it('sets and shows limits, markups and prices', async () => {
@@ -62,6 +84,24 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     expect((await cli('markups', 'show', '--account', 'acme')).stdout).toMatch(/openai\s+gpt-4o\s+completion\s+1\.5\s+acme/);
     expect((await cli('prices', 'set', '--provider', 'selfhosted', '--model', 'llama-local', '--input', '0.5', '--output', '1', '--from', '2020-01-01T00:00:00Z')).code).toBe(0);
     expect((await cli('prices', 'show', '--provider', 'selfhosted')).stdout).toMatch(/selfhosted\s+llama-local\s+0\.5\s+1\s/);
+    const limits = JSON.parse((await cli('limits', 'show', '--account', 'acme', '--json')).stdout);
+    expect(limits.limits[0]).toMatchObject({ exceeded: false, reserved: '0', limit: { period: 'LIMIT_PERIOD_MONTH', measure: 'LIMIT_MEASURE_COST', enforcement: 'LIMIT_ENFORCEMENT_HARD' } });
+    expect((await cli('limits', 'show', '--account', 'acme', '--csv')).stdout).toMatch(/^user_id,period,measure,enforcement,amount,used,reserved,remaining,period_start,exceeded\n,month,cost,hard,10,0\.00675,0,9\.99325,\d{4}-\d{2}-\d{2},false\n$/);
+    expect((await cli('markups', 'show', '--account', 'acme', '--csv')).stdout).toBe('provider,model,charge_type,factor,account_id\nopenai,gpt-4o,completion,1.5,acme\n');
+  });
+
+  it('shows the price catalogue a page at a time', async () => {
+    const all = JSON.parse((await cli('prices', 'show', '--provider', 'openai', '--all', '--json')).stdout).prices as Array<{ model: string }>;
+    expect(all.length).toBeGreaterThan(3);
+    const first = await cli('prices', 'list', '--provider', 'openai', '--page-size', '2', '--csv');
+    expect(first.stdout.trim().split('\n').slice(1).map((l) => l.split(',')[1])).toEqual(all.slice(0, 2).map((p) => p.model));
+    const token = /next page: --page-token (\S+)/.exec(first.stderr)![1];
+    expect(first.stderr).toContain(`2 of ${all.length} models`);
+    const second = await cli('prices', 'show', '--provider', 'openai', '--page-size', '2', '--page-token', token, '--json');
+    expect(JSON.parse(second.stdout).prices.map((p: { model: string }) => p.model)).toEqual(all.slice(2, 4).map((p) => p.model));
+    const bad = await cli('prices', 'show', '--page-token', 'nonsense');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("option '--page-token <token>'");
   });
 
   it('re-rates day by day with progress, and tails the charge stream', async () => {
@@ -78,8 +118,66 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     tail.kill('SIGINT');
     const lines = text.trim().split('\n');
     expect(lines[0]).toMatch(/^#1 charge_recorded u1 openai\/gpt-4o 300 tokens 0\.00225 USD key=c0$/);
+    expect(lines[3]).toMatch(/^#4 charge_recorded u1 selfhosted\/llama-local 300 tokens unpriced key=custom$/);
     expect(lines[4]).toMatch(/^#5 charge_rerated u1 selfhosted\/llama-local 300 tokens 0\.00025 USD key=custom$/);
     expect(status).toBe('watching acme after sequence 0\n');
+  });
+
+  it('tails every kind of event: expired reservations and soft limits crossed too', async () => {
+    await call(server.client.putLimit, server.client, { accountId: 'softy', userId: '', period: LimitPeriod.LIMIT_PERIOD_DAY, measure: LimitMeasure.LIMIT_MEASURE_MESSAGES, amount: '1', enforcement: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT });
+    await call(server.client.recordCharge, server.client, chargeRequest({ accountId: 'softy', idempotencyKey: 's1' }));
+    await call(server.client.checkLimits, server.client, checkRequest({ accountId: 'softy', userId: 'u3', reserve: true, idempotencyKey: 'hold-1', holdSeconds: 1, additionalTokens: '50' }));
+    const read = async (...extra: string[]) => {
+      const tail = spawn(process.execPath, [CLI, 'tail', '--account', 'softy', '--after', '0', ...extra], { env });
+      let text = '';
+      tail.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && text.split('\n').length < 4) await new Promise((r) => setTimeout(r, 50));
+      tail.kill('SIGINT');
+      return text.trim().split('\n');
+    };
+    const lines = await read();
+    expect(lines[0]).toMatch(/^#1 charge_recorded u1 openai\/gpt-4o 300 tokens 0\.00225 USD key=s1$/);
+    expect(lines[1]).toMatch(/^#2 soft_limit_exceeded account \(by user u1\): day messages soft limit 1, used 1, reserved 0, remaining 0, since \d{4}-\d{2}-\d{2}$/);
+    expect(lines[2]).toMatch(/^#3 reservation_expired [0-9a-f-]{36} of u3 held 1 messages 50 tokens 0 USD key=hold-1$/);
+    const json = (await read('--json')).map((l) => JSON.parse(l));
+    expect(json.map((e) => e.kind)).toEqual(['CHARGE_EVENT_KIND_CHARGE_RECORDED', 'CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED', 'CHARGE_EVENT_KIND_RESERVATION_EXPIRED']);
+    expect(json[1]).toMatchObject({ sequence: '2', userId: 'u1', limit: { exceeded: true, scope: 'LIMIT_SCOPE_ACCOUNT' } });
+    expect(json[0].charge).toMatchObject({ wasCached: false, hadError: false, pricingStatus: 'PRICING_STATUS_PRICED' });
+    expect(json[0].eventTime).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/);
+  });
+
+  it('looks up, lists and exports single charges', async () => {
+    const got = await cli('charges', 'get', '--account', 'acme', '--idempotency-key', 'c1');
+    expect(got.code).toBe(0);
+    const chargeId = /^charge id\s+(\S+)$/m.exec(got.stdout)![1];
+    expect(got.stdout).toMatch(/^model\s+openai\/gpt-4o$/m);
+    const byId = JSON.parse((await cli('charges', 'get', '--account', 'acme', '--charge-id', chargeId, '--json')).stdout);
+    expect(byId.charge).toMatchObject({ chargeId, idempotencyKey: 'c1', wasCached: false, pricingStatus: 'PRICING_STATUS_PRICED' });
+    const neither = await cli('charges', 'get', '--account', 'acme');
+    expect([neither.code, neither.stderr]).toEqual([2, expect.stringContaining("exactly one of option '--charge-id <id>'")]);
+    const missing = await cli('charges', 'get', '--account', 'acme', '--idempotency-key', 'nope');
+    expect([missing.code, missing.stderr]).toEqual([1, expect.stringContaining('error: NOT_FOUND')]);
+
+    const listed = await cli('charges', 'list', '--account', 'acme', '--from', today, '--to', today, '--page-size', '3');
+    expect(listed.stdout.trim().split('\n')).toHaveLength(2 + 3);
+    const token = /next page: --page-token (\S+)/.exec(listed.stderr)![1];
+    const rest = await cli('charges', 'list', '--account', 'acme', '--from', today, '--to', today, '--page-size', '3', '--page-token', token, '--csv');
+    const csvRows = rest.stdout.trim().split('\n');
+    expect(csvRows[0]).toBe('charge_id,usage_time,user_id,provider,model,charge_type,total_tokens,total_cost_usd,idempotency_key');
+    // The two pages hold the four charges once each.
+    const keys = [...listed.stdout.trim().split('\n').slice(2).map((l) => l.split(/\s+/).at(-1)), ...csvRows.slice(1).map((l) => l.split(',').at(-1))];
+    expect(keys.sort()).toEqual(['c0', 'c1', 'c2', 'custom']);
+    const openai = JSON.parse((await cli('charges', 'list', '--account', 'acme', '--from', today, '--to', today, '--provider', 'openai', '--pricing', 'priced', '--json')).stdout);
+    expect(openai.charges.map((c: { idempotencyKey: string }) => c.idempotencyKey).sort()).toEqual(['c0', 'c1', 'c2']);
+    expect(openai.nextPageToken).toBe('');
+
+    const exported = await cli('charges', 'export', '--account', 'acme', '--from', today, '--to', today, '--format', 'jsonl');
+    const lines = exported.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((c) => c.idempotencyKey).sort()).toEqual(['c0', 'c1', 'c2', 'custom']);
+    const csvExport = await cli('charges', 'export', '--account', 'acme', '--from', today, '--to', today);
+    expect(csvExport.stdout.split('\n')[0]).toMatch(/^charge_id,account_id,user_id,idempotency_key,/);
+    expect(csvExport.stdout.trim().split('\n')).toHaveLength(5);
   });
 
   it('creates, lists and revokes API keys', async () => {
@@ -98,9 +196,47 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     expect(bad.stderr).toMatch(/start_date: /);
     const usage = await cli('limits', 'set', '--account', 'acme', '--period', 'week', '--measure', 'cost', '--amount', '1');
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toContain('--period must be one of day, month');
+    expect(usage.stderr).toContain("error: option '--period <period>' argument 'week' is invalid. Allowed choices are day, month.");
+    const unknown = await cli('usage', '--account', 'acme', '--from', today, '--to', today, '--bogus');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("error: unknown option '--bogus'");
+    const missing = await cli('usage', '--account', 'acme', '--to', today);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("error: required option '--from <date>' not specified");
+    const badDate = await cli('usage', '--from', '1.12.2026', '--to', today);
+    expect(badDate.code).toBe(2);
+    expect(badDate.stderr).toContain("error: option '--from <date>' argument '1.12.2026' is invalid");
+    const wrongCommand = await cli('prices', 'lst');
+    expect(wrongCommand.code).toBe(2);
+    expect(wrongCommand.stderr).toContain("error: unknown command 'lst'");
+    const both = await cli('usage', '--from', today, '--to', today, '--json', '--csv');
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("error: option '--json' cannot be used with option '--csv'");
     const down = await cli('usage', '--account', 'acme', '--from', today, '--to', today, '--address', '127.0.0.1:1');
     expect(down.code).toBe(1);
     expect(down.stderr).toContain('is the server running at 127.0.0.1:1?');
+  });
+
+  it('has --help and -h on every command and subcommand (exit code 0)', async () => {
+    const seen: string[] = [];
+    const visit = async (path: string[]) => {
+      const long = await cli(...path, '--help');
+      const short = await cli(...path, '-h');
+      expect([long.code, short.code]).toEqual([0, 0]);
+      expect(short.stdout).toBe(long.stdout);
+      expect(long.stdout).toMatch(new RegExp(`^Usage: metering${path.map((p) => ` ${p}`).join('')}(\\|[a-z]+)? \\[options\\]`));
+      seen.push(path.join(' '));
+      const commands = long.stdout.split('Commands:')[1] ?? '';
+      for (const m of commands.matchAll(/^ {2}([a-z]+)[ |]/gm)) if (m[1] !== 'help') await visit([...path, m[1]]);
+    };
+    await visit([]);
+    // The README's reference is this help, regenerated by tools/cli/reference.mjs.
+    execFileSync(process.execPath, [join(ROOT, 'tools', 'cli', 'reference.mjs'), '--check'], { stdio: 'pipe' });
+    expect(seen).toEqual(['', 'usage', 'charges', 'charges get', 'charges list', 'charges export', 'limits', 'limits show', 'limits set', 'limits delete', 'markups', 'markups show', 'markups set', 'prices', 'prices show', 'prices set', 'keys', 'keys list', 'keys create', 'keys revoke', 'tail', 'rerate']);
+  });
+
+  it('runs as `npx metering` (the package bin) with nothing but its output on stdout', async () => {
+    const { stdout } = await run('npx', ['--no-install', 'metering', 'usage', '--account', 'acme', '--from', today, '--to', today, '--json'], { cwd: ROOT, env: { ...process.env, METERING_ADDRESS: server.address } });
+    expect(JSON.parse(stdout).totals.messageCount).toBe('4');
   });
 });

@@ -3,6 +3,7 @@ import { DomainError, RecordChargeRequestInput, ValidationError } from '@meterin
 import { PriceTable } from '@metering/pricing';
 import fc from 'fast-check';
 import { ChargesService } from '../../src/services/charges.service';
+import { ChargeQueriesService } from '../../src/services/charge-queries.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { MarkupsService } from '../../src/services/markups.service';
 import { PricingService } from '../../src/services/pricing.service';
@@ -69,6 +70,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
     const accounts = new AccountsService(db);
     const apiKeys = new ApiKeysService(db, clock);
     const events = new EventsService(db, new EventNotifier());
+    const chargeQueries = new ChargeQueriesService(db);
     const check = { accountId: 'fuzz', userId: 'u1', additionalTokens: '0', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false };
     const limitKey = { accountId: 'fuzz', userId: '', period: 1, measure: 2, enforcement: 0 };
     const limitKeyFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], period: ['period', 'requiredEnum'], measure: ['measure', 'requiredEnum'], enforcement: ['enforcement', 'enum'] };
@@ -180,6 +182,29 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
         name: 'DeletePrice', base: { accountId: '', provider: 'selfhosted', model: 'm', effectiveTime: { seconds: '1767225600', nanos: 0 }, actor: '' },
         fields: { accountId: ['account_id', 'id'], provider: ['provider', 'provider'], model: ['model', 'model'], effectiveTime: ['effective_time', 'time'], actor: ['actor', 'text'] },
         call: (r: never) => pricing.deletePrice(r),
+      },
+      {
+        name: 'GetCharge (by id)', base: { accountId: 'fuzz', chargeId: '00000000-0000-4000-8000-000000000000', idempotencyKey: '' },
+        fields: { accountId: ['account_id', 'requiredId'], chargeId: ['charge_id', 'uuid'] },
+        call: (r: never) => chargeQueries.getCharge(r),
+      },
+      {
+        name: 'GetCharge (by idempotency key)', base: { accountId: 'fuzz', chargeId: '', idempotencyKey: 'k1' },
+        fields: { accountId: ['account_id', 'requiredId'], idempotencyKey: ['idempotency_key', 'text'] },
+        call: (r: never) => chargeQueries.getCharge(r),
+      },
+      {
+        name: 'ListCharges', base: { ...range, userId: '', provider: '', model: '', chargeType: 0, pricingStatus: 0, pageSize: 0, pageToken: '' },
+        fields: {
+          ...rangeFields, userId: ['user_id', 'id'], provider: ['provider', 'provider'], model: ['model', 'model'], chargeType: ['charge_type', 'enum'],
+          pricingStatus: ['pricing_status', 'enum'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'],
+        },
+        call: (r: never) => chargeQueries.listCharges(r),
+      },
+      {
+        name: 'ExportCharges', base: { ...range, userId: '', provider: '', model: '', chargeType: 0, pricingStatus: 0, format: 1 },
+        fields: { ...rangeFields, userId: ['user_id', 'id'], provider: ['provider', 'provider'], chargeType: ['charge_type', 'enum'], pricingStatus: ['pricing_status', 'enum'], format: ['format', 'requiredEnum'] },
+        call: async (r: never) => chargeQueries.exportCharges(r),
       },
       {
         name: 'RerateCharges', base: { ...range, mode: 0, provider: '', model: '', dryRun: false },

@@ -15,6 +15,8 @@ export function buildServer(): void {
 export interface ServerProcess {
   port: number;
   address: string;
+  /** The HTTP port's base URL (Connect and the dashboard), e.g. http://127.0.0.1:8080, when METERING_HTTP_PORT was set. */
+  httpUrl?: string;
   child: ChildProcess;
   logs: string[];
   client: MeteringServiceClient;
@@ -43,6 +45,7 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     let buffer = '';
+    let httpUrl: string | undefined;
     // A server that has not started in time is killed: left running, it would hold its database (and keep jest from exiting).
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -58,11 +61,12 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
         logs.push(line);
         const entry = (() => {
           try {
-            return JSON.parse(line) as { msg?: string; port?: number };
+            return JSON.parse(line) as { msg?: string; port?: number; http_port?: number };
           } catch {
             return {};
           }
         })();
+        if (entry.msg === 'http' && entry.http_port) httpUrl = `http://127.0.0.1:${entry.http_port}`;
         if (entry.msg === 'listening' && entry.port) {
           clearTimeout(timer);
           const address = `127.0.0.1:${entry.port}`;
@@ -71,6 +75,7 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
           resolve({
             port: entry.port,
             address,
+            httpUrl,
             child,
             logs,
             client,

@@ -6,6 +6,7 @@ import * as apiKeys from './20261124300000_api_keys';
 import * as events from './20261124400000_events';
 import * as eventRetention from './20261129100000_event_retention';
 import * as tokenClasses from './20261201100000_token_classes';
+import * as chargesByDayId from './20261201110000_charges_by_day_id';
 import * as settingsEpoch from './20261201120000_settings_epoch';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261124400000_events': events,
   '20261129100000_event_retention': eventRetention,
   '20261201100000_token_classes': tokenClasses,
+  '20261201110000_charges_by_day_id': chargesByDayId,
   '20261201120000_settings_epoch': settingsEpoch,
 };
 

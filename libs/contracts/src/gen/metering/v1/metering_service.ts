@@ -39,6 +39,14 @@ import {
   usageFormatFromJSON,
   usageFormatToJSON,
 } from "./charge";
+import {
+  ExportChargesRequest,
+  ExportChargesResponse,
+  GetChargeRequest,
+  GetChargeResponse,
+  ListChargesRequest,
+  ListChargesResponse,
+} from "./charge_queries";
 import { ChargeEvent } from "./events";
 import {
   CheckLimitsReason,
@@ -5943,6 +5951,44 @@ export const MeteringServiceService = {
       Buffer.from(WatchChargesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchChargesResponse => WatchChargesResponse.decode(value),
   },
+  /**
+   * Reads one charge by its charge_id or its idempotency_key, for audits and
+   * support. NOT_FOUND (ErrorInfo reason CHARGE_NOT_FOUND) when the account has none.
+   */
+  getCharge: {
+    path: "/metering.v1.MeteringService/GetCharge" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetChargeRequest): Buffer => Buffer.from(GetChargeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetChargeRequest => GetChargeRequest.decode(value),
+    responseSerialize: (value: GetChargeResponse): Buffer => Buffer.from(GetChargeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetChargeResponse => GetChargeResponse.decode(value),
+  },
+  /** Lists an account's charges of a range of days with filters, a page at a time. */
+  listCharges: {
+    path: "/metering.v1.MeteringService/ListCharges" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListChargesRequest): Buffer => Buffer.from(ListChargesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListChargesRequest => ListChargesRequest.decode(value),
+    responseSerialize: (value: ListChargesResponse): Buffer => Buffer.from(ListChargesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListChargesResponse => ListChargesResponse.decode(value),
+  },
+  /**
+   * Streams an account's charges of a range of days as a file (CSV or JSON
+   * lines) in chunks, read from the database a batch at a time: any number of
+   * charges in bounded memory. Ends when the last charge is sent.
+   */
+  exportCharges: {
+    path: "/metering.v1.MeteringService/ExportCharges" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ExportChargesRequest): Buffer => Buffer.from(ExportChargesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportChargesRequest => ExportChargesRequest.decode(value),
+    responseSerialize: (value: ExportChargesResponse): Buffer =>
+      Buffer.from(ExportChargesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportChargesResponse => ExportChargesResponse.decode(value),
+  },
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup: {
     path: "/metering.v1.MeteringService/SetMarkup" as const,
@@ -6131,6 +6177,19 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * EVENTS_PRUNED or CURSOR_AHEAD) rather than followed past a gap.
    */
   watchCharges: handleServerStreamingCall<WatchChargesRequest, WatchChargesResponse>;
+  /**
+   * Reads one charge by its charge_id or its idempotency_key, for audits and
+   * support. NOT_FOUND (ErrorInfo reason CHARGE_NOT_FOUND) when the account has none.
+   */
+  getCharge: handleUnaryCall<GetChargeRequest, GetChargeResponse>;
+  /** Lists an account's charges of a range of days with filters, a page at a time. */
+  listCharges: handleUnaryCall<ListChargesRequest, ListChargesResponse>;
+  /**
+   * Streams an account's charges of a range of days as a file (CSV or JSON
+   * lines) in chunks, read from the database a batch at a time: any number of
+   * charges in bounded memory. Ends when the last charge is sent.
+   */
+  exportCharges: handleServerStreamingCall<ExportChargesRequest, ExportChargesResponse>;
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup: handleUnaryCall<SetMarkupRequest, SetMarkupResponse>;
   /** Lists markup factors. */
@@ -6466,6 +6525,55 @@ export interface MeteringServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchChargesResponse>;
+  /**
+   * Reads one charge by its charge_id or its idempotency_key, for audits and
+   * support. NOT_FOUND (ErrorInfo reason CHARGE_NOT_FOUND) when the account has none.
+   */
+  getCharge(
+    request: GetChargeRequest,
+    callback: (error: ServiceError | null, response: GetChargeResponse) => void,
+  ): ClientUnaryCall;
+  getCharge(
+    request: GetChargeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetChargeResponse) => void,
+  ): ClientUnaryCall;
+  getCharge(
+    request: GetChargeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetChargeResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists an account's charges of a range of days with filters, a page at a time. */
+  listCharges(
+    request: ListChargesRequest,
+    callback: (error: ServiceError | null, response: ListChargesResponse) => void,
+  ): ClientUnaryCall;
+  listCharges(
+    request: ListChargesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListChargesResponse) => void,
+  ): ClientUnaryCall;
+  listCharges(
+    request: ListChargesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListChargesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Streams an account's charges of a range of days as a file (CSV or JSON
+   * lines) in chunks, read from the database a batch at a time: any number of
+   * charges in bounded memory. Ends when the last charge is sent.
+   */
+  exportCharges(
+    request: ExportChargesRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportChargesResponse>;
+  exportCharges(
+    request: ExportChargesRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportChargesResponse>;
   /** Sets the markup factor of a charge type, provider and model. */
   setMarkup(
     request: SetMarkupRequest,
