@@ -25,7 +25,7 @@ const violations = (f: () => unknown): string[] => {
 };
 
 describe('validateRecordCharge', () => {
-  it('accepts a minimal charge with the seeds\' defaults', () => {
+  it('accepts a minimal charge with the Django models\' defaults', () => {
     const c = validateRecordCharge(request(), NOW);
     expect(c.chargeType).toBe('completion');
     expect(c.requestType).toBe('chat');
@@ -80,7 +80,7 @@ describe('diffChargeContent', () => {
   });
 });
 
-describe('evaluateLimits (the seeds\' check_user_limits, with periods, soft limits and holds)', () => {
+describe('evaluateLimits (the Django models\' check_user_limits, with periods, soft limits and holds)', () => {
   const counter = (m: number, t: number, c = '0'): UsageCounter => ({ messageCount: BigInt(m), totalTokens: BigInt(t), totalCost: new Dec(c) });
   const day = '2026-03-31';
   type Counters = Partial<Record<string, { used?: UsageCounter; reserved?: UsageCounter }>>;
@@ -150,7 +150,7 @@ describe('evaluateLimits (the seeds\' check_user_limits, with periods, soft limi
     expect(both.limits.map((l) => l.enforcement)).toEqual(['hard', 'soft']);
   });
 
-  it('checks messages before tokens, and the user before the account, as the seeds do', () => {
+  it('checks messages before tokens, and the user before the account, as the Django models do', () => {
     const d = run([limit('', 'messages', '1'), limit('u', 'tokens', '1'), limit('u', 'messages', '1')], { 'u/day': { used: counter(1, 5) }, '/day': { used: counter(1, 5) } });
     expect(d.message).toBe('Daily message limit reached (1)');
     expect(d.limits.map((l) => `${l.measure}/${l.scope}`)).toEqual(['messages/user', 'messages/account', 'tokens/user']);

@@ -335,7 +335,7 @@ const amountOf = (measure: LimitMeasure, u: UsageCounter): Dec =>
 
 /**
  * The state of one limit for a call: used and reserved in the current period,
- * what remains, and whether the call would exceed it. The seeds' rules, with
+ * what remains, and whether the call would exceed it. The Django models' rules, with
  * reservations counted as spent: a message limit is reached when used +
  * reserved >= the limit; a token limit is exceeded when used + reserved + the
  * call's tokens > the limit; a cost limit when used + reserved >= the limit or
@@ -368,10 +368,10 @@ export function limitStatus(limit: Limit, usage: PeriodUsage, call: CallAmounts 
 const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, account: 1, day: 0, month: 1, hard: 0, soft: 1 } as const;
 
 /**
- * The seeds' check_user_limits, generalised: every limit of the user and of
+ * The Django models' check_user_limits, generalised: every limit of the user and of
  * its account (day and month, hard and soft) against the counters of their
  * current periods, reservations counted as spent. With no limits: allowed
- * ("No limits set"). Limits are checked in the seeds' order (messages, then
+ * ("No limits set"). Limits are checked in the Django models' order (messages, then
  * tokens, then cost; the user's before the account's; then day before month);
  * the first hard limit exceeded denies and gives the reason. When no hard
  * limit denies but a soft one is exceeded, the call is allowed with reason
@@ -395,7 +395,7 @@ export function evaluateLimits(input: { userId: string; limits: Limit[]; usage: 
   return { allowed: false, reason: REASON_OF[hit.measure], message: `${text} reached (${shown})`, limits: statuses };
 }
 
-/** The seeds' daily limits of a scope as limit rows (hard, per day). */
+/** The Django models' daily limits of a scope as limit rows (hard, per day). */
 export function limitsOfDaily(d: DailyLimits): Limit[] {
   const key = { accountId: d.accountId, userId: d.userId, period: 'day', enforcement: 'hard' } as const;
   const amounts: Array<[LimitMeasure, bigint | Dec | undefined]> = [
@@ -406,7 +406,7 @@ export function limitsOfDaily(d: DailyLimits): Limit[] {
   return amounts.flatMap(([measure, amount]) => (amount === undefined ? [] : [{ ...key, measure, amount: new Dec(amount.toString()) }]));
 }
 
-/** The hard day limits among a scope's limits, as the seeds' daily limits. */
+/** The hard day limits among a scope's limits, as the Django models' daily limits. */
 export function dailyOfLimits(accountId: string, userId: string, limits: Limit[]): DailyLimits {
   const d: DailyLimits = { accountId, userId };
   for (const l of limits) {

@@ -3,7 +3,7 @@ import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
 import { checkActor, checkEnum, checkId, checkModel, checkProvider, Violations } from './validation';
 
 /**
- * A markup factor (the seeds' LLMPrices) for one charge type, provider and
+ * A markup factor (the Django models' LLMPrices) for one charge type, provider and
  * model: the default of every account (accountId '') or one account's
  * override. Precedence: the account's own, else the default, else 1.
  */

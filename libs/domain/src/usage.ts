@@ -6,7 +6,7 @@ export const MAX_USAGE_RANGE_DAYS = 366;
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
-/** The key of one daily rollup row (the seeds' DailyBillingRecord, with model and charge type added). */
+/** The key of one daily rollup row (the Django models' DailyBillingRecord, with model and charge type added). */
 export interface RollupKey {
   usageDate: string;
   userId: string;

@@ -24,7 +24,7 @@ describe('cost math', () => {
     expect(formatDecimal(c.completionCost)).toBe('0.002');
   });
 
-  it('gpt-4o-mini, 1 prompt token costs 0.00000015 (the seed rounded it to 0)', () => {
+  it('gpt-4o-mini, 1 prompt token costs 0.00000015 (the Django models rounded it to 0)', () => {
     const c = computeCost(priceOf('openai', 'gpt-4o-mini'), tokens({ promptTokens: 1 }), ONE);
     expect(formatDecimal(c.totalCost)).toBe('0.00000015');
   });
@@ -169,7 +169,7 @@ describe('the catalogue', () => {
     expect(() => parsePriceRow({ ...PRICE_CATALOG[0], source: ' ' })).toThrow(/source/);
   });
 
-  it('has the six models of the seeds and a current flagship of OpenAI, Anthropic and Google', () => {
+  it('has the six models the Django app priced and a current flagship of OpenAI, Anthropic and Google', () => {
     for (const [provider, model] of [
       ['openai', 'gpt-4o'], ['openai', 'gpt-4o-mini'], ['openai', 'gpt-4-turbo'], ['openai', 'gpt-3.5-turbo'], ['openai', 'o1-preview'], ['openai', 'o1-mini'],
       ['openai', 'gpt-5'], ['anthropic', 'claude-sonnet-4-5'], ['googleai', 'gemini-2.5-pro'],

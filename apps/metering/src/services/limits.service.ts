@@ -86,7 +86,7 @@ function usageFrom(rows: CounterState[], day: string) {
 
 /**
  * CheckLimits (plain, or reserving), and limit management: SetLimits and
- * GetLimits (the seeds' hard day limits), PutLimit, DeleteLimit, ListLimits.
+ * GetLimits (the Django models' hard day limits), PutLimit, DeleteLimit, ListLimits.
  * Periods are the account's local days and months.
  */
 export class LimitsService {

@@ -5,7 +5,7 @@ import { deleteMarkup, listMarkups, lockMarkup, upsertMarkup } from '../store/ma
 import { insertPricingChange } from '../store/pricing-changes.repo';
 
 /**
- * SetMarkup, ListMarkups, DeleteMarkup: the seeds' LLMPrices, managed at run
+ * SetMarkup, ListMarkups, DeleteMarkup: the Django models' LLMPrices, managed at run
  * time, as defaults for every account or per-account overrides. Every change
  * is recorded in the audit trail (pricing_changes) in its own transaction.
  */

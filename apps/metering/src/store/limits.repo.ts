@@ -82,7 +82,7 @@ export async function listLimits(db: Db, q: ListLimitsQuery): Promise<Limit[]> {
   return rows.map(fromLimitRow);
 }
 
-/** Replaces the hard day limits of one scope (the seeds' daily limits): measures absent from `limits` are removed. */
+/** Replaces the hard day limits of one scope (the Django models' daily limits): measures absent from `limits` are removed. */
 export async function replaceDailyLimits(tx: Tx, limits: DailyLimits): Promise<void> {
   await tx('limits').where({ account_id: limits.accountId, user_id: limits.userId, period: 'day', enforcement: 'hard' }).delete();
   const rows = limitsOfDaily(limits).map((l) => ({ ...keyOf(l), amount: l.amount.toFixed() }));

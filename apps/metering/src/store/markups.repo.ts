@@ -2,7 +2,7 @@ import { Dec } from '@metering/pricing';
 import type { ChargeType, Markup, MarkupKey } from '@metering/domain';
 import type { Db, Tx } from './db';
 
-/** SQL of the markups table (the seeds' LLMPrices; account_id '' = the default of every account). No business rules. */
+/** SQL of the markups table (the Django models' LLMPrices; account_id '' = the default of every account). No business rules. */
 
 interface MarkupRow {
   account_id: string;

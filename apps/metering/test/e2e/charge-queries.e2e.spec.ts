@@ -154,7 +154,7 @@ describe.each(databaseTargets())('GetCharge, ListCharges and ExportCharges on $n
       const db = knex({ client: 'pg', connection: tdb.config.url, pool: { min: 0, max: 1 } });
       try {
         await call(client.recordCharge, client, chargeRequest({ accountId: 'big', idempotencyKey: 'seed', usageTime: { seconds: String(Date.parse('2026-11-15T12:00:00Z') / 1000), nanos: 0 } }));
-        // Every column copied from the seed but the keys and the day; ids in ascending order (the
+        // Every column copied from the first charge but the keys and the day; ids in ascending order (the
         // indexes are appended to, not split at random: 1M rows in well under a minute).
         const over: Record<string, string> = {
           charge_id: "lpad(to_hex(g), 32, '0')::uuid",

@@ -93,7 +93,7 @@ describe.each(databaseTargets())('budgets on $name', (target) => {
     expect(next.limits.map((l) => l.limit.enforcement)).toEqual(['soft']);
     expect(next.nextPageToken).toBe('');
     expect((await failure(limits.listLimits({ accountId: 'other', userId: 'u1', pageSize: 2, pageToken: forU1.nextPageToken }))).message).toContain('page_token');
-    // SetLimits and GetLimits see only the hard day limits (the seeds' daily limits).
+    // SetLimits and GetLimits see only the hard day limits (the Django models' daily limits).
     expect(await limits.getLimits({ accountId: a, userId: 'u1' })).toMatchObject({ tokens: 1000n });
     expect(await limits.deleteLimit({ accountId: a, userId: 'u1', period: PERIOD.day, measure: MEASURE.tokens, enforcement: ENFORCEMENT.soft })).toBe(true);
     expect(await limits.deleteLimit({ accountId: a, userId: 'u1', period: PERIOD.day, measure: MEASURE.tokens, enforcement: ENFORCEMENT.soft })).toBe(false);

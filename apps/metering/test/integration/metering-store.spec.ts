@@ -71,7 +71,7 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     expect(row.usage_date).toBe('2026-11-23');
   });
 
-  it('keeps one gpt-4o-mini prompt token as 0.00000015 (the seed stored 0)', async () => {
+  it('keeps one gpt-4o-mini prompt token as 0.00000015 (the Django models stored 0)', async () => {
     const { charge: c } = await charges.recordCharge(charge({ idempotencyKey: key(), model: 'gpt-4o-mini', promptTokens: '1', completionTokens: '0' }));
     expect(c.costs?.totalCost).toBe('0.00000015');
     expect((await db('charges').where({ charge_id: c.chargeId }).first()).total_cost).toBe('0.00000015');
@@ -208,7 +208,7 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     expect(first.totals.totalTokens.toString()).toBe(all.t);
   });
 
-  it('checks user and account limits against today\'s counters with the seeds\' rules', async () => {
+  it('checks user and account limits against today\'s counters with the Django models\' rules', async () => {
     const acct = 'limited';
     const check = (userId: string, additionalTokens = '0') => limits.checkLimits({ accountId: acct, userId, additionalTokens, additionalCost: undefined });
     expect(await check('u1')).toMatchObject({ allowed: true, reason: 'no_limits_set' });

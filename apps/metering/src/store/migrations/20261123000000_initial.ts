@@ -56,7 +56,7 @@ const SCHEMA = [
   `
     CREATE INDEX charges_unpriced ON charges (account_id, usage_date) WHERE pricing_status = 'unpriced'`,
   `
-    -- The seeds' DailyBillingRecord, keyed by account, UTC date, user, provider, model and charge type.
+    -- The Django models' DailyBillingRecord, keyed by account, UTC date, user, provider, model and charge type.
     CREATE TABLE daily_usage (
       account_id              text    NOT NULL,
       usage_date              date    NOT NULL,
@@ -106,7 +106,7 @@ const SCHEMA = [
       PRIMARY KEY (account_id, user_id, period, measure)
     )`,
   `
-    -- The seeds' LLMPrices: billed = provider cost x factor.
+    -- The Django models' LLMPrices: billed = provider cost x factor.
     CREATE TABLE markups (
       provider     text    NOT NULL,
       model        text    NOT NULL,

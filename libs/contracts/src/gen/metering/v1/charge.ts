@@ -10,9 +10,9 @@ import { Struct } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import { Money } from "./money";
 
-/** What a charge bills for (the seeds' Charge.charge_type). */
+/** What a charge bills for (the Django models' Charge.charge_type). */
 export enum ChargeType {
-  /** CHARGE_TYPE_UNSPECIFIED - Not set. RecordCharge treats it as CHARGE_TYPE_COMPLETION (the seeds' default). */
+  /** CHARGE_TYPE_UNSPECIFIED - Not set. RecordCharge treats it as CHARGE_TYPE_COMPLETION (the Django models' default). */
   CHARGE_TYPE_UNSPECIFIED = 0,
   /** CHARGE_TYPE_COMPLETION - A prompt and its completion ("completion"). */
   CHARGE_TYPE_COMPLETION = 1,
@@ -60,9 +60,9 @@ export function chargeTypeToJSON(object: ChargeType): string {
   }
 }
 
-/** The kind of API request that produced the usage (the seeds' TokenUsage.request_type). */
+/** The kind of API request that produced the usage (the Django models' TokenUsage.request_type). */
 export enum RequestType {
-  /** REQUEST_TYPE_UNSPECIFIED - Not set. RecordCharge treats it as REQUEST_TYPE_CHAT (the seeds' default). */
+  /** REQUEST_TYPE_UNSPECIFIED - Not set. RecordCharge treats it as REQUEST_TYPE_CHAT (the Django models' default). */
   REQUEST_TYPE_UNSPECIFIED = 0,
   /** REQUEST_TYPE_CHAT - A chat completion ("chat"). */
   REQUEST_TYPE_CHAT = 1,
@@ -435,7 +435,7 @@ export interface TokenCounts {
   imageCompletionTokens: string;
 }
 
-/** One recorded billable event (the seeds' Charge and TokenUsage in one). */
+/** One recorded billable event (the Django models' Charge and TokenUsage in one). */
 export interface Charge {
   /** Server-assigned id of the charge (a UUID). */
   chargeId: string;
@@ -445,7 +445,7 @@ export interface Charge {
   userId: string;
   /** The caller's idempotency key; unique per account. */
   idempotencyKey: string;
-  /** Optional session identifier (the seeds' session_key / chat_session). */
+  /** Optional session identifier (the Django models' session_key / chat_session). */
   sessionKey: string;
   /** LLM provider, lower case, e.g. "openai", "anthropic", "googleai", "metaai". */
   provider: string;

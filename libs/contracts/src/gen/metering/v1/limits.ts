@@ -329,9 +329,9 @@ export function reservationStatusToJSON(object: ReservationStatus): string {
 }
 
 /**
- * The hard day limits of one scope (the seeds' limits): a whole account (user_id empty) or one user
+ * The hard day limits of one scope (the Django models' limits): a whole account (user_id empty) or one user
  * of it. An unset limit means no limit of that measure. A limit of 0 allows
- * nothing (the seeds' 0 meaning "no limit" is expressed by leaving it unset).
+ * nothing (the Django models' 0 meaning "no limit" is expressed by leaving it unset).
  */
 export interface DailyLimits {
   /** The account. */

@@ -10,7 +10,7 @@ import { Timestamp } from "../../google/protobuf/timestamp";
 import { ChargeType, chargeTypeFromJSON, chargeTypeToJSON } from "./charge";
 
 /**
- * A markup factor (the seeds' LLMPrices): billed cost = provider cost x factor
+ * A markup factor (the Django models' LLMPrices): billed cost = provider cost x factor
  * for charges of this charge type, provider and model. 1 when none is set.
  * Precedence: the account's own markup, else the default, else 1.
  */

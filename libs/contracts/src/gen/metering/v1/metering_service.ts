@@ -89,7 +89,7 @@ import {
 } from "./pricing";
 import { DailyUsage, UsageSums } from "./usage";
 
-/** One billable LLM call to record. Field names follow the seeds' Charge and TokenUsage. */
+/** One billable LLM call to record. Field names follow the Django models' Charge and TokenUsage. */
 export interface RecordChargeRequest {
   /** The account billed. 1 to 128 characters of [A-Za-z0-9._:@-]. */
   accountId: string;

@@ -10,7 +10,7 @@ import { ChargeType, chargeTypeFromJSON, chargeTypeToJSON, TokenCounts } from ".
 import { Money } from "./money";
 
 /**
- * Usage of one day and one key (the seeds' DailyBillingRecord, keyed by
+ * Usage of one day and one key (the Django models' DailyBillingRecord, keyed by
  * account, UTC date, user, provider, model and charge type).
  */
 export interface DailyUsage {
