@@ -1,4 +1,4 @@
-// Lint for every project. The module boundaries of DESIGN.md are enforced
+// Lint for every project. The module boundaries (docs/architecture.md) are enforced
 // here: the app may use every lib; domain and pricing libs use no I/O
 // library; contracts use nothing of ours.
 import nx from '@nx/eslint-plugin';
