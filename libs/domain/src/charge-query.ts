@@ -1,5 +1,6 @@
 import { CHARGE_TYPE_BY_NUMBER, ChargeType, PricingStatus } from './charge';
 import { checkDateRange, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parseDay } from './usage';
+import { decodePageToken, encodePageToken, stringTuple } from './page-token';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, Violations } from './validation';
 
 /** GetCharge, ListCharges and ExportCharges: reading stored charges, for audits, support and exports. */
@@ -77,23 +78,12 @@ function checkFilters(v: Violations, raw: ChargeFiltersInput): ChargeFilters {
 const fingerprint = (f: ChargeFilters) => [f.accountId, f.startDate, f.endDate, f.userId ?? '', f.provider ?? '', f.model ?? '', f.chargeType ?? '', f.pricingStatus ?? ''].join('\u0001');
 
 export function encodeChargePageToken(f: ChargeFilters, last: ChargeCursor): string {
-  return Buffer.from(JSON.stringify({ f: fingerprint(f), k: [last.usageDate, last.chargeId] }), 'utf8').toString('base64url');
+  return encodePageToken(fingerprint(f), [last.usageDate, last.chargeId]);
 }
 
-function decodeChargePageToken(v: Violations, token: string, f: ChargeFilters): ChargeCursor | undefined {
-  if (token === '') return undefined;
-  try {
-    if (token.length > 2048) throw new Error('too long');
-    const body = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { f?: unknown; k?: unknown };
-    const k = body.k;
-    if (body.f === fingerprint(f) && Array.isArray(k) && k.length === 2 && typeof k[0] === 'string' && typeof k[1] === 'string' && parseDay(k[0]) && UUID.test(k[1])) {
-      return { usageDate: k[0], chargeId: k[1] };
-    }
-  } catch {
-    // fall through to the violation below
-  }
-  v.add('page_token', 'is not a token returned by a previous page of this same query');
-  return undefined;
+function chargeCursor(key: unknown): ChargeCursor | undefined {
+  const k = stringTuple(key, 2);
+  return k && parseDay(k[0]) && UUID.test(k[1]) ? { usageDate: k[0], chargeId: k[1] } : undefined;
 }
 
 /** Validates a ListCharges request; throws ValidationError naming every bad field. */
@@ -101,7 +91,7 @@ export function validateListCharges(raw: ChargeFiltersInput & { pageSize: number
   const v = new Violations();
   const filters = checkFilters(v, raw);
   const pageSize = raw.pageSize === 0 ? DEFAULT_PAGE_SIZE : checkInt(v, 'page_size', raw.pageSize, 1, MAX_PAGE_SIZE);
-  const after = decodeChargePageToken(v, raw.pageToken, filters);
+  const after = decodePageToken(v, raw.pageToken, fingerprint(filters), chargeCursor);
   v.done();
   return { ...filters, pageSize, after };
 }

@@ -5,7 +5,7 @@ import { ValidationError } from './errors';
 import { evaluateLimits, Limit, periodStartOf, softLimitCrossings, UsageCounter, validateCheckLimits, validatePutLimit, validateSetLimits, ZERO_USAGE } from './limits';
 import { checkTimeZone, localDay, monthStart, neighbourDays } from './time';
 import { Violations } from './validation';
-import { encodePageToken, parseDay, validateDailyUsageQuery } from './usage';
+import { encodeUsagePageToken, parseDay, validateDailyUsageQuery } from './usage';
 
 const NOW = new Date('2026-11-23T12:00:00Z');
 const request = (over: Partial<RecordChargeRequestInput> = {}): RecordChargeRequestInput => ({
@@ -254,7 +254,7 @@ describe('GetDailyUsage queries', () => {
 
   it('accepts its own page token and rejects it for another query', () => {
     const q = validateDailyUsageQuery(raw);
-    const token = encodePageToken(q, { usageDate: '2026-01-02', userId: 'u', provider: 'openai', model: 'gpt-4o', chargeType: 'tool' });
+    const token = encodeUsagePageToken(q, { usageDate: '2026-01-02', userId: 'u', provider: 'openai', model: 'gpt-4o', chargeType: 'tool' });
     expect(validateDailyUsageQuery({ ...raw, pageToken: token }).after?.chargeType).toBe('tool');
     expect(violations(() => validateDailyUsageQuery({ ...raw, userId: 'other', pageToken: token }))).toEqual(['page_token']);
     expect(violations(() => validateDailyUsageQuery({ ...raw, pageToken: 'garbage!' }))).toEqual(['page_token']);

@@ -2,6 +2,7 @@ import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal } from '@metering/prici
 import { BilledCounts, BilledUsageInput, checkBilledUsage, MAX_CALLS } from './billed-usage';
 import { CHARGE_TYPE_BY_NUMBER, ChargeType } from './charge';
 import { monthStart } from './time';
+import { decodePageToken, encodePageToken, stringTuple } from './page-token';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, MAX_KEY_LENGTH, Violations } from './validation';
 
 export type LimitMeasure = 'messages' | 'tokens' | 'cost';
@@ -177,37 +178,25 @@ export interface ListLimitsQuery {
   after?: LimitCursor;
 }
 
+const limitListFilters = (q: Pick<ListLimitsQuery, 'accountId' | 'userId'>) => [q.accountId, q.userId ?? ''];
+
 export function encodeLimitPageToken(q: ListLimitsQuery, last: LimitCursor): string {
-  return Buffer.from(JSON.stringify({ f: [q.accountId, q.userId ?? ''], k: [last.userId, last.period, last.measure, last.enforcement] })).toString('base64url');
+  return encodePageToken(limitListFilters(q), [last.userId, last.period, last.measure, last.enforcement]);
+}
+
+function limitCursor(key: unknown): LimitCursor | undefined {
+  const k = stringTuple(key, 4);
+  if (!k || !['day', 'month'].includes(k[1]) || !['messages', 'tokens', 'cost'].includes(k[2]) || !['hard', 'soft'].includes(k[3])) return undefined;
+  return { userId: k[0], period: k[1] as LimitPeriod, measure: k[2] as LimitMeasure, enforcement: k[3] as LimitEnforcement };
 }
 
 export function validateListLimits(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): ListLimitsQuery {
   const v = new Violations();
-  const q: ListLimitsQuery = {
-    accountId: checkId(v, 'account_id', raw.accountId),
-    userId: checkId(v, 'user_id', raw.userId, false) || undefined,
-    pageSize: raw.pageSize === 0 ? 100 : checkInt(v, 'page_size', raw.pageSize, 1, 1000),
-  };
-  if (raw.pageToken) {
-    try {
-      const body = JSON.parse(Buffer.from(raw.pageToken.slice(0, 2048), 'base64url').toString('utf8')) as { f: unknown; k: unknown };
-      const [userId, period, measure, enforcement] = body.k as string[];
-      if (
-        JSON.stringify(body.f) !== JSON.stringify([q.accountId, q.userId ?? '']) ||
-        typeof userId !== 'string' ||
-        !['day', 'month'].includes(period) ||
-        !['messages', 'tokens', 'cost'].includes(measure) ||
-        !['hard', 'soft'].includes(enforcement)
-      ) {
-        throw new Error('foreign token');
-      }
-      q.after = { userId, period: period as LimitPeriod, measure: measure as LimitMeasure, enforcement: enforcement as LimitEnforcement };
-    } catch {
-      v.add('page_token', 'is not a token returned by a previous page of this same query');
-    }
-  }
+  const filters = { accountId: checkId(v, 'account_id', raw.accountId), userId: checkId(v, 'user_id', raw.userId, false) || undefined };
+  const pageSize = raw.pageSize === 0 ? 100 : checkInt(v, 'page_size', raw.pageSize, 1, 1000);
+  const after = decodePageToken(v, raw.pageToken, limitListFilters(filters), limitCursor);
   v.done();
-  return q;
+  return { ...filters, pageSize, after };
 }
 
 export interface EstimateInput extends BilledUsageInput {

@@ -1,6 +1,7 @@
 import { checkRates, PriceRates, RATE_FIELD, TOKEN_RATE_KEYS, TokenRates } from '@metering/pricing';
 import { BilledCounts, BilledUsageInput, checkBilledUsage, MAX_CALLS } from './billed-usage';
 import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
+import { decodePageToken, encodePageToken } from './page-token';
 import { checkDateRange } from './usage';
 import { checkActor, checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, TimestampInput, Violations } from './validation';
 
@@ -178,7 +179,7 @@ function modelListFingerprint(raw: ModelListInput, q: Omit<ModelListQuery, 'afte
 
 /** The token of the page after the price with sort key `lastKey`. */
 export function encodeModelPageToken(raw: ModelListInput, q: ModelListQuery, lastKey: string): string {
-  return Buffer.from(JSON.stringify({ f: modelListFingerprint(raw, q), k: lastKey }), 'utf8').toString('base64url');
+  return encodePageToken(modelListFingerprint(raw, q), lastKey);
 }
 
 export function validateListModels(raw: ModelListInput, now: Date): ModelListQuery {
@@ -194,14 +195,7 @@ export function validateListModels(raw: ModelListInput, now: Date): ModelListQue
     pageSize: raw.pageSize ? checkInt(v, 'page_size', raw.pageSize, 1, 1000) : 0,
   };
   if (raw.pageToken) {
-    try {
-      if (raw.pageToken.length > 2048) throw new Error('too long');
-      const body = JSON.parse(Buffer.from(raw.pageToken, 'base64url').toString('utf8')) as { f?: unknown; k?: unknown };
-      if (body.f !== modelListFingerprint(raw, q) || typeof body.k !== 'string') throw new Error('foreign');
-      q.after = body.k;
-    } catch {
-      v.add('page_token', 'is not a token returned by a previous page of this same query');
-    }
+    q.after = decodePageToken(v, raw.pageToken, modelListFingerprint(raw, q), (k) => (typeof k === 'string' ? k : undefined));
     if (!q.pageSize) v.add('page_size', 'is required with page_token');
   }
   v.done();
@@ -278,27 +272,16 @@ export interface ChangeListQuery {
   beforeId?: bigint;
 }
 
-const changeToken = (accountId: string, id: bigint) => Buffer.from(JSON.stringify({ a: accountId, id: id.toString() }), 'utf8').toString('base64url');
-
 export function encodeChangePageToken(q: ChangeListQuery, lastId: bigint): string {
-  return changeToken(q.accountId, lastId);
+  return encodePageToken(q.accountId, lastId.toString());
 }
 
 export function validateListPricingChanges(raw: { accountId: string; pageSize: number; pageToken: string }): ChangeListQuery {
   const v = new Violations();
   const accountId = checkId(v, 'account_id', raw.accountId ?? '', false);
   const pageSize = raw.pageSize === 0 ? 100 : checkInt(v, 'page_size', raw.pageSize, 1, 1000);
-  let beforeId: bigint | undefined;
-  if (raw.pageToken) {
-    try {
-      if (raw.pageToken.length > 256) throw new Error('too long');
-      const body = JSON.parse(Buffer.from(raw.pageToken, 'base64url').toString('utf8')) as { a?: unknown; id?: unknown };
-      if (body.a !== accountId || typeof body.id !== 'string' || !/^\d{1,19}$/.test(body.id)) throw new Error('foreign');
-      beforeId = BigInt(body.id);
-    } catch {
-      v.add('page_token', 'is not a token returned by a previous page of this same query');
-    }
-  }
+  const lastId = decodePageToken(v, raw.pageToken ?? '', accountId, (k) => (typeof k === 'string' && /^\d{1,19}$/.test(k) ? k : undefined));
+  const beforeId = lastId === undefined ? undefined : BigInt(lastId);
   v.done();
   return { accountId, pageSize, beforeId };
 }

@@ -1,4 +1,5 @@
 import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
+import { decodePageToken, encodePageToken, stringTuple } from './page-token';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, Violations } from './validation';
 
 /** The longest date range one GetDailyUsage may read, in days (inclusive). */
@@ -76,32 +77,14 @@ function filterFingerprint(q: Omit<DailyUsageQuery, 'after' | 'pageSize'>): stri
   return [q.accountId, q.startDate, q.endDate, q.userId ?? '', q.provider ?? '', q.model ?? '', q.chargeType ?? ''].join('\u0001');
 }
 
-export function encodePageToken(q: DailyUsageQuery, last: RollupKey): string {
-  const body = { f: filterFingerprint(q), k: [last.usageDate, last.userId, last.provider, last.model, last.chargeType] };
-  return Buffer.from(JSON.stringify(body), 'utf8').toString('base64url');
+export function encodeUsagePageToken(q: DailyUsageQuery, last: RollupKey): string {
+  return encodePageToken(filterFingerprint(q), [last.usageDate, last.userId, last.provider, last.model, last.chargeType]);
 }
 
-function decodePageToken(v: Violations, token: string, q: Omit<DailyUsageQuery, 'after' | 'pageSize'>): RollupKey | undefined {
-  if (token === '') return undefined;
-  try {
-    if (token.length > 2048) throw new Error('too long');
-    const body = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { f?: unknown; k?: unknown };
-    const k = body.k;
-    if (
-      body.f === filterFingerprint(q) &&
-      Array.isArray(k) &&
-      k.length === 5 &&
-      k.every((x) => typeof x === 'string') &&
-      parseDay(k[0]) &&
-      Object.values(CHARGE_TYPE_BY_NUMBER).includes(k[4] as ChargeType)
-    ) {
-      return { usageDate: k[0], userId: k[1], provider: k[2], model: k[3], chargeType: k[4] as ChargeType };
-    }
-  } catch {
-    // fall through to the violation below
-  }
-  v.add('page_token', 'is not a token returned by a previous page of this same query');
-  return undefined;
+function rollupKey(key: unknown): RollupKey | undefined {
+  const k = stringTuple(key, 5);
+  if (!k || !parseDay(k[0]) || !Object.values(CHARGE_TYPE_BY_NUMBER).includes(k[4] as ChargeType)) return undefined;
+  return { usageDate: k[0], userId: k[1], provider: k[2], model: k[3], chargeType: k[4] as ChargeType };
 }
 
 /** Validates a GetDailyUsage request; throws ValidationError naming every bad field. */
@@ -119,7 +102,7 @@ export function validateDailyUsageQuery(raw: DailyUsageRequestInput): DailyUsage
     chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER),
   };
   const pageSize = raw.pageSize === 0 ? DEFAULT_PAGE_SIZE : checkInt(v, 'page_size', raw.pageSize, 1, MAX_PAGE_SIZE);
-  const after = decodePageToken(v, raw.pageToken, filters);
+  const after = decodePageToken(v, raw.pageToken, filterFingerprint(filters), rollupKey);
   v.done();
   return { ...filters, pageSize, after };
 }

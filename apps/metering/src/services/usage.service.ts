@@ -1,4 +1,4 @@
-import { DailyUsageRequestInput, encodePageToken, validateDailyUsageQuery } from '@metering/domain';
+import { DailyUsageRequestInput, encodeUsagePageToken, validateDailyUsageQuery } from '@metering/domain';
 import { Db, read } from '../store/db';
 import type { RollupSums } from '@metering/domain';
 import { DailyUsageRow, listDailyUsage, sumDailyUsage } from '../store/usage.repo';
@@ -18,6 +18,6 @@ export class UsageService {
     const [rows, totals] = await read(() => Promise.all([listDailyUsage(this.db, q), sumDailyUsage(this.db, q)]));
     const more = rows.length > q.pageSize;
     const page = more ? rows.slice(0, q.pageSize) : rows;
-    return { rows: page, totals, nextPageToken: more ? encodePageToken(q, page[page.length - 1]) : '' };
+    return { rows: page, totals, nextPageToken: more ? encodeUsagePageToken(q, page[page.length - 1]) : '' };
   }
 }
