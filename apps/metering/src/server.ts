@@ -18,9 +18,9 @@ import { Tracing } from './observability/tracing';
 import { createApiKeyHandler, listApiKeysHandler, revokeApiKeyHandler } from './handlers/api-keys.handler';
 import { recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
 import { exportChargesHandler, getChargeHandler, listChargesHandler } from './handlers/charge-queries.handler';
-import { getAccountHandler, setAccountHandler } from './handlers/accounts.handler';
+import { getAccountHandler, listAccountsHandler, setAccountHandler } from './handlers/accounts.handler';
 import { checkLimitsHandler, deleteLimitHandler, getLimitsHandler, listLimitsHandler, putLimitHandler, setLimitsHandler } from './handlers/limits.handler';
-import { getReservationHandler, releaseReservationHandler } from './handlers/reservations.handler';
+import { getReservationHandler, listReservationsHandler, releaseReservationHandler } from './handlers/reservations.handler';
 import { deleteMarkupHandler, listMarkupsHandler, setMarkupHandler } from './handlers/markups.handler';
 import {
   deletePriceHandler,
@@ -111,7 +111,7 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const usage = new UsageService(db);
   const limits = new LimitsService(db, pricing, clock, settings);
   const reservations = new ReservationsService(db, clock);
-  const accounts = new AccountsService(db);
+  const accounts = new AccountsService(db, clock);
   const markups = new MarkupsService(db);
   const streams = opts.events ?? { notifier: new EventNotifier(), open: new OpenStreams(), slowMs: 30_000, pollMs: 1000 };
   const eventsService = new EventsService(db, streams.notifier, streams.pollMs);
@@ -140,6 +140,8 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
     setPrice: rpc('SetPrice', setPriceHandler(pricing)),
     deletePrice: rpc('DeletePrice', deletePriceHandler(pricing)),
     rerateCharges: rpc('RerateCharges', rerateChargesHandler(rerate)),
+    listAccounts: rpc('ListAccounts', listAccountsHandler(accounts)),
+    listReservations: rpc('ListReservations', listReservationsHandler(reservations)),
     getCharge: rpc('GetCharge', getChargeHandler(chargeQueries)),
     listCharges: rpc('ListCharges', listChargesHandler(chargeQueries)),
     createApiKey: rpc('CreateApiKey', createApiKeyHandler(apiKeys)),

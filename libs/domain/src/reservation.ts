@@ -3,7 +3,8 @@ import type { ChargeInput } from './charge';
 import { DomainError } from './errors';
 import type { LimitStatus } from './limits';
 import { localDay } from './time';
-import { checkId, Violations } from './validation';
+import { decodePageToken, encodePageToken, stringTuple } from './page-token';
+import { checkId, checkInt, Violations } from './validation';
 
 export type ReservationStatus = 'held' | 'settled' | 'released' | 'expired';
 
@@ -158,4 +159,32 @@ export function settlementClaims(naming: Naming[], reservations: Map<string, Res
     if (problem && claimed.has(id)) contested.add(id);
   }
   return { refused, claimed, contested };
+}
+
+export interface ListReservationsQuery {
+  accountId: string;
+  userId?: string;
+  pageSize: number;
+  /** List reservations after this one in (expire time, id) order (from the page token). */
+  after?: { expireTime: Date; reservationId: string };
+}
+
+const reservationListFilters = (q: Pick<ListReservationsQuery, 'accountId' | 'userId'>) => [q.accountId, q.userId ?? ''];
+
+export function encodeReservationPageToken(q: ListReservationsQuery, last: Reservation): string {
+  return encodePageToken(reservationListFilters(q), [last.expireTime.toISOString(), last.reservationId]);
+}
+
+/** Validates a ListReservations request (open reservations of an account, soonest to expire first). */
+export function validateListReservations(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): ListReservationsQuery {
+  const v = new Violations();
+  const filters = { accountId: checkId(v, 'account_id', raw.accountId), userId: checkId(v, 'user_id', raw.userId, false) || undefined };
+  const pageSize = raw.pageSize === 0 ? 100 : checkInt(v, 'page_size', raw.pageSize, 1, 1000);
+  const after = decodePageToken(v, raw.pageToken, reservationListFilters(filters), (key) => {
+    const k = stringTuple(key, 2);
+    const expireTime = k ? new Date(k[0]) : undefined;
+    return k && expireTime && !Number.isNaN(expireTime.getTime()) && UUID.test(k[1]) ? { expireTime, reservationId: k[1] } : undefined;
+  });
+  v.done();
+  return { ...filters, pageSize, after };
 }

@@ -1,4 +1,6 @@
-import { checkId, Violations } from './validation';
+import type { Dec } from '@metering/pricing';
+import { decodePageToken, encodePageToken } from './page-token';
+import { checkId, checkInt, MAX_ID_LENGTH, Violations } from './validation';
 
 /**
  * Account-local calendar days. An account's days and months follow its IANA
@@ -76,4 +78,33 @@ export function validateAccountId(raw: { accountId: string }): string {
   const accountId = checkId(v, 'account_id', raw.accountId);
   v.done();
   return accountId;
+}
+
+/** An account in the operator's list: its settings and its month to date (account-wide counters). */
+export interface AccountSummary {
+  account: Account;
+  monthStart: string;
+  monthMessageCount: bigint;
+  monthUnpricedMessageCount: bigint;
+  monthCost: Dec;
+}
+
+export interface ListAccountsQuery {
+  accountIdPrefix: string;
+  pageSize: number;
+  /** List accounts after this id (from the page token). */
+  after?: string;
+}
+
+export function encodeAccountPageToken(q: ListAccountsQuery, lastAccountId: string): string {
+  return encodePageToken(q.accountIdPrefix, lastAccountId);
+}
+
+export function validateListAccounts(raw: { accountIdPrefix: string; pageSize: number; pageToken: string }): ListAccountsQuery {
+  const v = new Violations();
+  const accountIdPrefix = checkId(v, 'account_id_prefix', raw.accountIdPrefix, false);
+  const pageSize = raw.pageSize === 0 ? 100 : checkInt(v, 'page_size', raw.pageSize, 1, 1000);
+  const after = decodePageToken(v, raw.pageToken, accountIdPrefix, (k) => (typeof k === 'string' && k.length <= MAX_ID_LENGTH ? k : undefined));
+  v.done();
+  return { accountIdPrefix, pageSize, after };
 }

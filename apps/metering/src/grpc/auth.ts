@@ -68,9 +68,10 @@ export class Authenticator {
  * How each RPC's account is taken from its request: 'own' means account_id
  * is the account acted on (empty = the key's own account); 'shared' means an
  * empty account_id names the defaults of every account (prices, markups),
- * which any key may read and only the operator may change.
+ * which any key may read and only the operator may change; 'operator' means
+ * the RPC spans accounts (ListAccounts): only the operator key may call it.
  */
-type AccountRule = 'own' | 'shared';
+type AccountRule = 'own' | 'shared' | 'operator';
 
 interface Rule {
   scope: Scope;
@@ -109,6 +110,8 @@ export const POLICY: Readonly<Record<string, Rule>> = {
   CreateApiKey: { scope: 'admin', account: 'own' },
   RevokeApiKey: { scope: 'admin', account: 'own' },
   ListApiKeys: { scope: 'admin', account: 'own' },
+  ListReservations: { scope: 'read', account: 'own' },
+  ListAccounts: { scope: 'admin', account: 'operator' },
 };
 
 /**
@@ -120,6 +123,7 @@ export function authorize(method: string, who: Principal, request: unknown): voi
   const rule = POLICY[method];
   if (!rule) throw new PermissionDeniedError('NO_POLICY', `${method} has no access policy`);
   if (who.operator) return;
+  if (rule.account === 'operator') throw new PermissionDeniedError('OPERATOR_ONLY', `${method} lists every account: it needs the operator key`);
   if (!who.scopes.has(rule.scope)) throw new PermissionDeniedError('MISSING_SCOPE', `this API key lacks the ${rule.scope} scope that ${method} needs`);
   const targets = (method === 'RecordCharges' ? (request as { charges?: unknown[] }).charges ?? [] : [request]) as Array<{ accountId?: string }>;
   for (const target of targets) {

@@ -1,8 +1,8 @@
-import { GetReservationRequest, GetReservationResponse, ReleaseReservationRequest, ReleaseReservationResponse } from '@metering/contracts';
+import { GetReservationRequest, GetReservationResponse, ListReservationsRequest, ListReservationsResponse, ReleaseReservationRequest, ReleaseReservationResponse } from '@metering/contracts';
 import { ReservationsService } from '../services/reservations.service';
 import { toProtoReservation } from './convert';
 
-/** ReleaseReservation and GetReservation: wire -> service -> wire. Reserving is CheckLimits; settling is RecordCharge. */
+/** ReleaseReservation, GetReservation and ListReservations: wire -> service -> wire. Reserving is CheckLimits; settling is RecordCharge. */
 
 export const releaseReservationHandler =
   (service: ReservationsService) =>
@@ -11,3 +11,10 @@ export const releaseReservationHandler =
 export const getReservationHandler =
   (service: ReservationsService) =>
   async (req: GetReservationRequest): Promise<GetReservationResponse> => ({ reservation: toProtoReservation(await service.get(req)) });
+
+export const listReservationsHandler =
+  (service: ReservationsService) =>
+  async (req: ListReservationsRequest): Promise<ListReservationsResponse> => {
+    const page = await service.list(req);
+    return { reservations: page.reservations.map(toProtoReservation), nextPageToken: page.nextPageToken };
+  };

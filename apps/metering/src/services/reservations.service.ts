@@ -1,7 +1,7 @@
-import { asSeen, entriesOf, LedgerChange, LedgerEntries, Reservation, ReservationNotFoundError, ReservationRef, ReservationStateError, validateReservationRef } from '@metering/domain';
+import { asSeen, encodeReservationPageToken, entriesOf, LedgerChange, LedgerEntries, Reservation, ReservationNotFoundError, ReservationRef, ReservationStateError, validateListReservations, validateReservationRef } from '@metering/domain';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { applyEntries } from '../store/ledger.repo';
-import { findReservation, lockDueReservations, lockReservations } from '../store/reservations.repo';
+import { findReservation, listOpenReservations, lockDueReservations, lockReservations } from '../store/reservations.repo';
 
 export const EXPIRY_BATCH = 500;
 
@@ -15,7 +15,7 @@ export async function dueExpiries(tx: Tx, now: Date, accountId?: string): Promis
   return due.map((reservation) => ({ kind: 'hold_expired', reservation, at: now }));
 }
 
-/** ReleaseReservation, GetReservation, and the expiry sweeper. Settling is part of RecordCharge (ChargesService). */
+/** ReleaseReservation, GetReservation, ListReservations, and the expiry sweeper. Settling is part of RecordCharge (ChargesService). */
 export class ReservationsService {
   constructor(
     private readonly db: Db,
@@ -39,6 +39,14 @@ export class ReservationsService {
     const r = await read(() => findReservation(this.db, ref));
     if (!r) throw new ReservationNotFoundError(ref.reservationId);
     return asSeen(r, this.clock());
+  }
+
+  /** ListReservations: a page of the account's open reservations, soonest to expire first. */
+  async list(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): Promise<{ reservations: Reservation[]; nextPageToken: string }> {
+    const q = validateListReservations(raw);
+    const found = await read(() => listOpenReservations(this.db, q, this.clock()));
+    const reservations = found.slice(0, q.pageSize);
+    return { reservations, nextPageToken: found.length > q.pageSize ? encodeReservationPageToken(q, reservations[reservations.length - 1]) : '' };
   }
 
   /** Expires every due reservation, EXPIRY_BATCH per transaction; returns how many. */

@@ -94,20 +94,6 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
   return dailyOfLimits(accountId, userId, await readLimits(db, accountId, [userId]));
 }
 
-export async function upsertAccount(tx: Tx, accountId: string, timeZone: string): Promise<{ timeZone: string; updatedAt: Date }> {
-  const [row] = await tx('accounts')
-    .insert({ account_id: accountId, time_zone: timeZone })
-    .onConflict('account_id')
-    .merge({ time_zone: timeZone, updated_at: tx.fn.now() })
-    .returning(['time_zone', 'updated_at']);
-  return { timeZone: row.time_zone, updatedAt: row.updated_at };
-}
-
-export async function readAccount(db: Db, accountId: string): Promise<{ timeZone: string; updatedAt: Date } | undefined> {
-  const row = await db('accounts').select('time_zone', 'updated_at').where({ account_id: accountId }).first();
-  return row ? { timeZone: row.time_zone, updatedAt: row.updated_at } : undefined;
-}
-
 /**
  * What CheckLimits reads, in one round trip of primary-key reads: the
  * account's time zone, every limit of the users and of their account, and their

@@ -1,5 +1,5 @@
 import { Dec } from '@metering/pricing';
-import type { Reservation, ReservationRef, ReservationStatus } from '@metering/domain';
+import type { ListReservationsQuery, Reservation, ReservationRef, ReservationStatus } from '@metering/domain';
 import { Db, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
@@ -82,6 +82,15 @@ export async function findReservationByKey(db: Db | Tx, accountId: string, idemp
 export async function findReservation(db: Db | Tx, ref: ReservationRef): Promise<Reservation | undefined> {
   const row = await db('reservations').where({ account_id: ref.accountId, reservation_id: ref.reservationId }).first();
   return row ? fromReservationRow(row) : undefined;
+}
+
+/** A page of an account's open reservations (held, not past expiry at `now`), in (expire time, id) order. */
+export async function listOpenReservations(db: Db, q: ListReservationsQuery, now: Date): Promise<Reservation[]> {
+  const query = db('reservations').where({ account_id: q.accountId, status: 'held' }).where('expire_time', '>', now);
+  if (q.userId !== undefined) query.where('user_id', q.userId);
+  if (q.after) query.whereRaw('(expire_time, reservation_id) > (?, ?::uuid)', [q.after.expireTime, q.after.reservationId]);
+  const rows: ReservationRow[] = await query.orderBy(['expire_time', 'reservation_id']).limit(q.pageSize + 1);
+  return rows.map(fromReservationRow);
 }
 
 /** Locks reservations for update in (account, id) order, so that concurrent settlers cannot deadlock. */

@@ -53,6 +53,8 @@ const REQUESTS: Record<Method, object> = {
   getCharge: { accountId: VICTIM, idempotencyKey: 'real' },
   listCharges: { accountId: VICTIM, startDate: '2026-01-01', endDate: '2026-12-31' },
   exportCharges: { accountId: VICTIM, startDate: '2026-01-01', endDate: '2026-12-31', format: pb.ExportFormat.EXPORT_FORMAT_CSV },
+  listReservations: { accountId: VICTIM },
+  listAccounts: { accountIdPrefix: VICTIM },
 };
 
 const pascal = (m: string) => m[0].toUpperCase() + m.slice(1);
@@ -150,7 +152,8 @@ describe.each(databaseTargets())('API keys and tenants on $name', (target) => {
     for (const method of Object.keys(REQUESTS) as Method[]) {
       const err = await grpcError(invoke(client, method, REQUESTS[method], bearer(keys.attacker.secret)));
       expect([method, err.code]).toEqual([method, status.PERMISSION_DENIED]);
-      expect(statusDetails(err).errorInfo?.reason).toBe('WRONG_ACCOUNT');
+      // An RPC that spans accounts (ListAccounts) is the operator's alone.
+      expect([method, statusDetails(err).errorInfo?.reason]).toEqual([method, POLICY[pascal(method)].account === 'operator' ? 'OPERATOR_ONLY' : 'WRONG_ACCOUNT']);
       expect(err.details).not.toMatch(/secret-model|1000|1\.5/);
     }
     expect(await victimState()).toEqual(before);
@@ -188,6 +191,11 @@ describe.each(databaseTargets())('API keys and tenants on $name', (target) => {
     await invoke(client, 'setMarkup', { ...REQUESTS.setMarkup, accountId: '', factor: '1.1' }, asOperator);
     const batch = await grpcError(invoke(client, 'recordCharges', { charges: [{ ...REQUESTS.recordCharge, accountId: '', idempotencyKey: 'b1' }, { ...REQUESTS.recordCharge, accountId: 'attacker', idempotencyKey: 'b2' }] }, record));
     expect(batch.code).toBe(status.PERMISSION_DENIED);
+    // The operator lists every account; an account's own admin key may not.
+    const listed = (await invoke(client, 'listAccounts', {}, asOperator)) as pb.ListAccountsResponse;
+    expect(listed.accounts.map((a) => a.account?.accountId)).toEqual(expect.arrayContaining(['attacker', VICTIM]));
+    const own = await grpcError(invoke(client, 'listAccounts', {}, bearer(keys.victim.secret)));
+    expect([own.code, statusDetails(own).errorInfo?.reason]).toEqual([status.PERMISSION_DENIED, 'OPERATOR_ONLY']);
   });
 
   it('lists keys without their secrets and stores only a hash', async () => {

@@ -42,7 +42,7 @@ describe.each(databaseTargets())('budgets on $name', (target) => {
     charges = new ChargesService(db, pricing, clock);
     limits = new LimitsService(db, pricing, clock);
     reservations = new ReservationsService(db, clock);
-    accounts = new AccountsService(db);
+    accounts = new AccountsService(db, clock);
     usage = new UsageService(db);
   });
 
@@ -176,6 +176,64 @@ describe.each(databaseTargets())('budgets on $name', (target) => {
     expect(late.reservation).toMatchObject({ status: 'settled' });
     expect((await failure(charge(a, 'c6', { reservationId: short.reservationId }))).reason).toBe('RESERVATION_SETTLED');
     await expectRollupsMatchCharges(db, a);
+  });
+
+  it('lists open reservations soonest to expire first, page by page, without settled, released or expired ones', async () => {
+    const a = 'open';
+    const hold = async (key: string, holdSeconds: number, userId = 'u1') => (await reserve(a, key, { holdSeconds, userId })).reservation!.reservationId;
+    const [late, soon, other, settled, released, expiring] = [await hold('late', 300), await hold('soon', 60), await hold('other', 120, 'u2'), await hold('settled', 90), await hold('released', 90), await hold('expiring', 1)];
+    await charge(a, 'c1', { reservationId: settled });
+    await reservations.release({ accountId: a, reservationId: released });
+    now = new Date(now.getTime() + 1500); // `expiring` is past its expiry, not yet swept
+    const ids = async (q: { userId?: string; pageSize?: number }) => {
+      const seen: string[] = [];
+      let pageToken = '';
+      do {
+        const page = await reservations.list({ accountId: a, userId: q.userId ?? '', pageSize: q.pageSize ?? 0, pageToken });
+        expect(page.reservations.every((r) => r.status === 'held')).toBe(true);
+        seen.push(...page.reservations.map((r) => r.reservationId));
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      return seen;
+    };
+    expect(await ids({})).toEqual([soon, other, late]);
+    expect(await ids({ pageSize: 1 })).toEqual([soon, other, late]);
+    expect(await ids({ userId: 'u1' })).toEqual([soon, late]);
+    expect(await ids({ userId: 'nobody' })).toEqual([]);
+    const first = await reservations.list({ accountId: a, userId: '', pageSize: 1, pageToken: '' });
+    expect((await failure(reservations.list({ accountId: a, userId: 'u1', pageSize: 1, pageToken: first.nextPageToken }))).message).toContain('page_token');
+    expect(expiring).toBeDefined();
+  });
+
+  it('lists every account the service knows to the operator, by id and prefix, with its month to date in its own time zone', async () => {
+    await accounts.setAccount({ accountId: 'list-tokyo', timeZone: 'Asia/Tokyo' });
+    await charge('list-tokyo', 'c1');
+    await charge('list-tokyo', 'c2', { provider: 'selfhosted', model: 'unknown-model' });
+    await put('list-limit-only', '', 'day', 'messages', '5');
+    await charge('list-charged', 'c1');
+    const all = [];
+    let pageToken = '';
+    do {
+      const page = await accounts.list({ accountIdPrefix: 'list-', pageSize: 2, pageToken });
+      all.push(...page.accounts);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(all.map((x) => [x.account.accountId, x.account.timeZone])).toEqual([
+      ['list-charged', 'UTC'],
+      ['list-limit-only', 'UTC'],
+      ['list-tokyo', 'Asia/Tokyo'],
+    ]);
+    const tokyo = all[2];
+    // The month to date is what GetDailyUsage sums for the account's current month.
+    const [y, m] = tokyo.monthStart.split('-').map(Number);
+    const monthEnd = new Date(Date.UTC(y, m, 0)).toISOString().slice(0, 10);
+    const month = await usage.getDailyUsage({ accountId: 'list-tokyo', startDate: tokyo.monthStart, endDate: monthEnd, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    expect([tokyo.monthMessageCount, tokyo.monthUnpricedMessageCount, tokyo.monthCost.toFixed()]).toEqual([2n, 1n, month.totals.totalCost.toFixed()]);
+    expect(tokyo.monthCost.gt(0)).toBe(true);
+    expect(all[1]).toMatchObject({ monthMessageCount: 0n });
+    expect(all[1].monthCost.toFixed()).toBe('0');
+    const bad = await failure(accounts.list({ accountIdPrefix: 'x', pageSize: 2, pageToken: (await accounts.list({ accountIdPrefix: 'list-', pageSize: 1, pageToken: '' })).nextPageToken }));
+    expect(bad.message).toContain('page_token');
   });
 
   it('frees expired holds of the account before deciding a reservation, without waiting for the sweeper', async () => {

@@ -127,6 +127,16 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
       },
       { name: 'ReleaseReservation', base: reservationRef, fields: reservationFields, call: (r: never) => reservations.release(r) },
       { name: 'GetReservation', base: reservationRef, fields: reservationFields, call: (r: never) => reservations.get(r) },
+      {
+        name: 'ListReservations', base: { accountId: 'fuzz', userId: '', pageSize: 0, pageToken: '' },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'] },
+        call: (r: never) => reservations.list(r),
+      },
+      {
+        name: 'ListAccounts', base: { accountIdPrefix: '', pageSize: 0, pageToken: '' },
+        fields: { accountIdPrefix: ['account_id_prefix', 'id'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'] },
+        call: (r: never) => accounts.list(r),
+      },
       { name: 'SetAccount', base: { accountId: 'fuzz', timeZone: 'Europe/Berlin' }, fields: { accountId: ['account_id', 'requiredId'], timeZone: ['time_zone', 'timeZone'] }, call: (r: never) => accounts.setAccount(r) },
       { name: 'GetAccount', base: { accountId: 'fuzz' }, fields: { accountId: ['account_id', 'requiredId'] }, call: (r: never) => accounts.getAccount(r) },
       {

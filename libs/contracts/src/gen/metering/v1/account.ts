@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { Money } from "./money";
 
 /** What an API key may do. Each RPC needs one scope (see the README's policy table). */
 export enum ApiKeyScope {
@@ -73,6 +74,24 @@ export interface Account {
   timeZone: string;
   /** When the settings were last changed; absent when never set. */
   updateTime: Timestamp | undefined;
+}
+
+/** An account as the operator's list shows it: its settings and its month to date. */
+export interface AccountSummary {
+  /** The settings (time_zone "UTC" and no update_time when never set). */
+  account:
+    | Account
+    | undefined;
+  /** The first day of the account's current month in its time zone, YYYY-MM-DD. */
+  monthStart: string;
+  /** Charges recorded this month (account-wide). */
+  monthMessageCount: string;
+  /** Billed cost of this month's priced charges. */
+  monthCost:
+    | Money
+    | undefined;
+  /** This month's charges that had no price (their cost is unknown, not 0). */
+  monthUnpricedMessageCount: string;
 }
 
 /** An API key of one account, as stored (the secret itself is shown only once, at creation). */
@@ -204,6 +223,165 @@ export const Account: MessageFns<Account> = {
     message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
       ? Timestamp.fromPartial(object.updateTime)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseAccountSummary(): AccountSummary {
+  return {
+    account: undefined,
+    monthStart: "",
+    monthMessageCount: "0",
+    monthCost: undefined,
+    monthUnpricedMessageCount: "0",
+  };
+}
+
+export const AccountSummary: MessageFns<AccountSummary> = {
+  encode(message: AccountSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    if (message.monthStart !== "") {
+      writer.uint32(18).string(message.monthStart);
+    }
+    if (message.monthMessageCount !== "0") {
+      writer.uint32(24).int64(message.monthMessageCount);
+    }
+    if (message.monthCost !== undefined) {
+      Money.encode(message.monthCost, writer.uint32(34).fork()).join();
+    }
+    if (message.monthUnpricedMessageCount !== "0") {
+      writer.uint32(40).int64(message.monthUnpricedMessageCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccountSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccountSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.monthStart = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.monthMessageCount = reader.int64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.monthCost = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.monthUnpricedMessageCount = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AccountSummary {
+    return {
+      account: isSet(object.account) ? Account.fromJSON(object.account) : undefined,
+      monthStart: isSet(object.monthStart)
+        ? globalThis.String(object.monthStart)
+        : isSet(object.month_start)
+        ? globalThis.String(object.month_start)
+        : "",
+      monthMessageCount: isSet(object.monthMessageCount)
+        ? globalThis.String(object.monthMessageCount)
+        : isSet(object.month_message_count)
+        ? globalThis.String(object.month_message_count)
+        : "0",
+      monthCost: isSet(object.monthCost)
+        ? Money.fromJSON(object.monthCost)
+        : isSet(object.month_cost)
+        ? Money.fromJSON(object.month_cost)
+        : undefined,
+      monthUnpricedMessageCount: isSet(object.monthUnpricedMessageCount)
+        ? globalThis.String(object.monthUnpricedMessageCount)
+        : isSet(object.month_unpriced_message_count)
+        ? globalThis.String(object.month_unpriced_message_count)
+        : "0",
+    };
+  },
+
+  toJSON(message: AccountSummary): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    if (message.monthStart !== "") {
+      obj.monthStart = message.monthStart;
+    }
+    if (message.monthMessageCount !== "0") {
+      obj.monthMessageCount = message.monthMessageCount;
+    }
+    if (message.monthCost !== undefined) {
+      obj.monthCost = Money.toJSON(message.monthCost);
+    }
+    if (message.monthUnpricedMessageCount !== "0") {
+      obj.monthUnpricedMessageCount = message.monthUnpricedMessageCount;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AccountSummary>): AccountSummary {
+    return AccountSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AccountSummary>): AccountSummary {
+    const message = createBaseAccountSummary();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    message.monthStart = object.monthStart ?? "";
+    message.monthMessageCount = object.monthMessageCount ?? "0";
+    message.monthCost = (object.monthCost !== undefined && object.monthCost !== null)
+      ? Money.fromPartial(object.monthCost)
+      : undefined;
+    message.monthUnpricedMessageCount = object.monthUnpricedMessageCount ?? "0";
     return message;
   },
 };

@@ -23,7 +23,7 @@ import {
 import { Struct } from "../../google/protobuf/struct";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import { Status } from "../../google/rpc/status";
-import { Account, ApiKey, ApiKeyScope, apiKeyScopeFromJSON, apiKeyScopeToJSON } from "./account";
+import { Account, AccountSummary, ApiKey, ApiKeyScope, apiKeyScopeFromJSON, apiKeyScopeToJSON } from "./account";
 import {
   Charge,
   ChargeType,
@@ -670,6 +670,44 @@ export interface WatchChargesRequest {
 export interface WatchChargesResponse {
   /** The event. */
   event: ChargeEvent | undefined;
+}
+
+/** Which accounts to list. */
+export interface ListAccountsRequest {
+  /** Only accounts whose id starts with this, when set. */
+  accountIdPrefix: string;
+  /** Accounts per page, 1 to 1000; 0 means 100. */
+  pageSize: number;
+  /** The next_page_token of the previous page; empty for the first page. */
+  pageToken: string;
+}
+
+/** A page of accounts. */
+export interface ListAccountsResponse {
+  /** Ordered by account id. */
+  accounts: AccountSummary[];
+  /** Token of the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
+/** Which reservations to list. */
+export interface ListReservationsRequest {
+  /** The account; empty means the key's own. */
+  accountId: string;
+  /** Only this user's reservations, when set. */
+  userId: string;
+  /** Reservations per page, 1 to 1000; 0 means 100. */
+  pageSize: number;
+  /** The next_page_token of the previous page; empty for the first page. */
+  pageToken: string;
+}
+
+/** A page of open reservations. */
+export interface ListReservationsResponse {
+  /** Held ones, ordered by expire_time, then reservation id. */
+  reservations: Reservation[];
+  /** Token of the next page; empty on the last page. */
+  nextPageToken: string;
 }
 
 function createBaseRecordChargeRequest(): RecordChargeRequest {
@@ -5717,6 +5755,434 @@ export const WatchChargesResponse: MessageFns<WatchChargesResponse> = {
   },
 };
 
+function createBaseListAccountsRequest(): ListAccountsRequest {
+  return { accountIdPrefix: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListAccountsRequest: MessageFns<ListAccountsRequest> = {
+  encode(message: ListAccountsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountIdPrefix !== "") {
+      writer.uint32(10).string(message.accountIdPrefix);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAccountsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAccountsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountIdPrefix = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAccountsRequest {
+    return {
+      accountIdPrefix: isSet(object.accountIdPrefix)
+        ? globalThis.String(object.accountIdPrefix)
+        : isSet(object.account_id_prefix)
+        ? globalThis.String(object.account_id_prefix)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAccountsRequest): unknown {
+    const obj: any = {};
+    if (message.accountIdPrefix !== "") {
+      obj.accountIdPrefix = message.accountIdPrefix;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAccountsRequest>): ListAccountsRequest {
+    return ListAccountsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAccountsRequest>): ListAccountsRequest {
+    const message = createBaseListAccountsRequest();
+    message.accountIdPrefix = object.accountIdPrefix ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListAccountsResponse(): ListAccountsResponse {
+  return { accounts: [], nextPageToken: "" };
+}
+
+export const ListAccountsResponse: MessageFns<ListAccountsResponse> = {
+  encode(message: ListAccountsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.accounts) {
+      AccountSummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAccountsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAccountsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accounts.push(AccountSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAccountsResponse {
+    return {
+      accounts: globalThis.Array.isArray(object?.accounts)
+        ? object.accounts.map((e: any) => AccountSummary.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAccountsResponse): unknown {
+    const obj: any = {};
+    if (message.accounts?.length) {
+      obj.accounts = message.accounts.map((e) => AccountSummary.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAccountsResponse>): ListAccountsResponse {
+    return ListAccountsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAccountsResponse>): ListAccountsResponse {
+    const message = createBaseListAccountsResponse();
+    message.accounts = object.accounts?.map((e) => AccountSummary.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListReservationsRequest(): ListReservationsRequest {
+  return { accountId: "", userId: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListReservationsRequest: MessageFns<ListReservationsRequest> = {
+  encode(message: ListReservationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListReservationsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListReservationsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListReservationsRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListReservationsRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListReservationsRequest>): ListReservationsRequest {
+    return ListReservationsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListReservationsRequest>): ListReservationsRequest {
+    const message = createBaseListReservationsRequest();
+    message.accountId = object.accountId ?? "";
+    message.userId = object.userId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListReservationsResponse(): ListReservationsResponse {
+  return { reservations: [], nextPageToken: "" };
+}
+
+export const ListReservationsResponse: MessageFns<ListReservationsResponse> = {
+  encode(message: ListReservationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.reservations) {
+      Reservation.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListReservationsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListReservationsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reservations.push(Reservation.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListReservationsResponse {
+    return {
+      reservations: globalThis.Array.isArray(object?.reservations)
+        ? object.reservations.map((e: any) => Reservation.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListReservationsResponse): unknown {
+    const obj: any = {};
+    if (message.reservations?.length) {
+      obj.reservations = message.reservations.map((e) => Reservation.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListReservationsResponse>): ListReservationsResponse {
+    return ListReservationsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListReservationsResponse>): ListReservationsResponse {
+    const message = createBaseListReservationsResponse();
+    message.reservations = object.reservations?.map((e) => Reservation.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * Meters LLM usage. A backend calls CheckLimits before an LLM call,
  * RecordCharge after it, and reads GetDailyUsage for dashboards and invoices.
@@ -6100,6 +6566,35 @@ export const MeteringServiceService = {
       Buffer.from(RerateChargesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RerateChargesResponse => RerateChargesResponse.decode(value),
   },
+  /**
+   * Lists every account the service knows (with settings, limits, keys or
+   * charges), with its month to date; the operator key only.
+   */
+  listAccounts: {
+    path: "/metering.v1.MeteringService/ListAccounts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAccountsRequest): Buffer => Buffer.from(ListAccountsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAccountsRequest => ListAccountsRequest.decode(value),
+    responseSerialize: (value: ListAccountsResponse): Buffer =>
+      Buffer.from(ListAccountsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAccountsResponse => ListAccountsResponse.decode(value),
+  },
+  /**
+   * Lists an account's open reservations (held and not yet past expire_time),
+   * soonest to expire first.
+   */
+  listReservations: {
+    path: "/metering.v1.MeteringService/ListReservations" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListReservationsRequest): Buffer =>
+      Buffer.from(ListReservationsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListReservationsRequest => ListReservationsRequest.decode(value),
+    responseSerialize: (value: ListReservationsResponse): Buffer =>
+      Buffer.from(ListReservationsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListReservationsResponse => ListReservationsResponse.decode(value),
+  },
 } as const;
 
 export interface MeteringServiceServer extends UntypedServiceImplementation {
@@ -6216,6 +6711,16 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * every charge of a date range), updating the rollups in the same transactions.
    */
   rerateCharges: handleUnaryCall<RerateChargesRequest, RerateChargesResponse>;
+  /**
+   * Lists every account the service knows (with settings, limits, keys or
+   * charges), with its month to date; the operator key only.
+   */
+  listAccounts: handleUnaryCall<ListAccountsRequest, ListAccountsResponse>;
+  /**
+   * Lists an account's open reservations (held and not yet past expire_time),
+   * soonest to expire first.
+   */
+  listReservations: handleUnaryCall<ListReservationsRequest, ListReservationsResponse>;
 }
 
 export interface MeteringServiceClient extends Client {
@@ -6739,6 +7244,44 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RerateChargesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists every account the service knows (with settings, limits, keys or
+   * charges), with its month to date; the operator key only.
+   */
+  listAccounts(
+    request: ListAccountsRequest,
+    callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
+  ): ClientUnaryCall;
+  listAccounts(
+    request: ListAccountsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
+  ): ClientUnaryCall;
+  listAccounts(
+    request: ListAccountsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists an account's open reservations (held and not yet past expire_time),
+   * soonest to expire first.
+   */
+  listReservations(
+    request: ListReservationsRequest,
+    callback: (error: ServiceError | null, response: ListReservationsResponse) => void,
+  ): ClientUnaryCall;
+  listReservations(
+    request: ListReservationsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListReservationsResponse) => void,
+  ): ClientUnaryCall;
+  listReservations(
+    request: ListReservationsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListReservationsResponse) => void,
   ): ClientUnaryCall;
 }
 
