@@ -1,5 +1,6 @@
 import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
 import { decodePageToken, encodePageToken, stringTuple } from './page-token';
+import { checkTimeZone } from './time';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, Violations } from './validation';
 
 /** The longest date range one GetDailyUsage may read, in days (inclusive). */
@@ -26,6 +27,8 @@ export interface DailyUsageRequestInput {
   chargeType: number;
   pageSize: number;
   pageToken: string;
+  /** Days in this IANA zone instead of the account's (empty: the account's). */
+  timeZone?: string;
 }
 
 export interface DailyUsageQuery {
@@ -36,6 +39,8 @@ export interface DailyUsageQuery {
   provider?: string;
   model?: string;
   chargeType?: ChargeType;
+  /** Days in this zone, summed from the charges; undefined: the account's days (the rollups). */
+  timeZone?: string;
   pageSize: number;
   /** Resume after this key (from the page token). */
   after?: RollupKey;
@@ -74,7 +79,7 @@ export function checkDateRange(v: Violations, startDate: string, endDate: string
 
 /** The filters a page token is bound to: a token is only valid for the same query. */
 function filterFingerprint(q: Omit<DailyUsageQuery, 'after' | 'pageSize'>): string {
-  return [q.accountId, q.startDate, q.endDate, q.userId ?? '', q.provider ?? '', q.model ?? '', q.chargeType ?? ''].join('\u0001');
+  return [q.accountId, q.startDate, q.endDate, q.userId ?? '', q.provider ?? '', q.model ?? '', q.chargeType ?? '', q.timeZone ?? ''].join('\u0001');
 }
 
 export function encodeUsagePageToken(q: DailyUsageQuery, last: RollupKey): string {
@@ -100,6 +105,7 @@ export function validateDailyUsageQuery(raw: DailyUsageRequestInput): DailyUsage
     provider: checkProvider(v, 'provider', raw.provider, false) || undefined,
     model: checkModel(v, 'model', raw.model, false) || undefined,
     chargeType: checkEnum(v, 'charge_type', raw.chargeType, CHARGE_TYPE_BY_NUMBER),
+    timeZone: raw.timeZone ? checkTimeZone(v, 'time_zone', raw.timeZone) : undefined,
   };
   const pageSize = raw.pageSize === 0 ? DEFAULT_PAGE_SIZE : checkInt(v, 'page_size', raw.pageSize, 1, MAX_PAGE_SIZE);
   const after = decodePageToken(v, raw.pageToken, filterFingerprint(filters), rollupKey);

@@ -26,8 +26,10 @@ requirePostgresInCi();
 
 const putLimit = (client: MeteringServiceClient, accountId: string, measure: LimitMeasure, amount: string, enforcement = LimitEnforcement.LIMIT_ENFORCEMENT_HARD) =>
   call(client.putLimit, client, { accountId, userId: '', period: LimitPeriod.LIMIT_PERIOD_DAY, measure, amount, enforcement });
-const reserve = (client: MeteringServiceClient, accountId: string, key: string, over: Partial<CheckLimitsRequest> = {}) =>
-  call(client.checkLimits, client, checkRequest({ accountId, reserve: true, idempotencyKey: key, ...over }));
+const reserve = (client: MeteringServiceClient, accountId: string, key: string, over: Partial<CheckLimitsRequest> = {}, deadlineMs?: number) =>
+  call(client.checkLimits, client, checkRequest({ accountId, reserve: true, idempotencyKey: key, ...over }), undefined, deadlineMs);
+/** 1,000 reservations of one account queue on its counters' row locks: on a loaded 2-core machine the last waits well over 10 s. */
+const QUEUED_DEADLINE_MS = 120_000;
 
 describe.each(databaseTargets())('budgets API on $name', (target) => {
   let tdb: TestDatabase;
@@ -140,14 +142,14 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
     const account = `multi-${name}`;
     await putLimit(servers[0].client, account, measure, amount);
     const results = await Promise.all(
-      Array.from({ length: 1000 }, (_, n) => reserve(servers[n % 3].client, account, `r${n}`, { userId: `u${n % 5}`, ...hold })),
+      Array.from({ length: 1000 }, (_, n) => reserve(servers[n % 3].client, account, `r${n}`, { userId: `u${n % 5}`, ...hold }, QUEUED_DEADLINE_MS)),
     );
     const admitted = results.filter((r) => r.allowed);
     expect(admitted).toHaveLength(50);
     // Retries (through another process) answer the same: the 50 admitted are replays of their
     // reservations, and a sample of denials stay denials.
     const sample = results.map((r, n) => ({ r, n })).filter(({ r, n }) => r.allowed || n % 10 === 0);
-    const retried = await Promise.all(sample.map(({ n }) => reserve(servers[(n + 1) % 3].client, account, `r${n}`, { userId: `u${n % 5}`, ...hold })));
+    const retried = await Promise.all(sample.map(({ n }) => reserve(servers[(n + 1) % 3].client, account, `r${n}`, { userId: `u${n % 5}`, ...hold }, QUEUED_DEADLINE_MS)));
     expect(retried.filter((r) => r.replayed).map((r) => r.reservation!.reservationId).sort()).toEqual(admitted.map((r) => r.reservation!.reservationId).sort());
     expect(retried.filter((r, i) => !sample[i].r.allowed).every((r) => !r.allowed)).toBe(true);
     await expectRollupsMatchCharges(db, account);
@@ -156,8 +158,8 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
         const client = servers[n % 3].client;
         const reservationId = r.reservation!.reservationId;
         return n % 2 === 0
-          ? call(client.recordCharge, client, chargeRequest({ accountId: account, userId: r.reservation!.userId, idempotencyKey: `c${n}`, reservationId }))
-          : call(client.releaseReservation, client, { accountId: account, reservationId });
+          ? call(client.recordCharge, client, chargeRequest({ accountId: account, userId: r.reservation!.userId, idempotencyKey: `c${n}`, reservationId }), undefined, QUEUED_DEADLINE_MS)
+          : call(client.releaseReservation, client, { accountId: account, reservationId }, undefined, QUEUED_DEADLINE_MS);
       }),
     );
     expect(await db('reservations').where({ account_id: account }).groupBy('status').orderBy('status').select('status', db.raw('count(*)::int AS n'))).toEqual([
@@ -165,5 +167,5 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
       { status: 'settled', n: 25 },
     ]);
     await expectRollupsMatchCharges(db, account);
-  });
+  }, 4 * QUEUED_DEADLINE_MS);
 });

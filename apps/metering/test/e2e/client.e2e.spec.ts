@@ -43,7 +43,7 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
     expect(recorded.charge?.totalCost?.amount).toBe('0.00225');
     expect(recorded.reservation?.chargeId).toBe(recorded.charge?.chargeId);
     const today = new Date().toISOString().slice(0, 10);
-    const usage = await client.call('getDailyUsage', { accountId: 'app', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    const usage = await client.call('getDailyUsage', { accountId: 'app', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone: '' });
     expect(usage.totals?.messageCount).toBe('1');
     const other = await client.checkLimits({ accountId: 'app', userId: 'u1', reserve: true });
     await client.releaseReservation('app', other.reservation!.reservationId);

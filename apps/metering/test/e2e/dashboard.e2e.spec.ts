@@ -95,7 +95,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('the dashboa
     await page.getByTestId('account').getByText('acme').waitFor();
     await page.fill('#from', from);
     await page.dispatchEvent('#from', 'change');
-    const usage: GetDailyUsageResponse = await call(server.client.getDailyUsage, server.client, { accountId: 'acme', startDate: from, endDate: to, userId: '', provider: '', model: '', chargeType: 0, pageSize: 1000, pageToken: '' }, bearer(apiKey));
+    const usage: GetDailyUsageResponse = await call(server.client.getDailyUsage, server.client, { accountId: 'acme', startDate: from, endDate: to, userId: '', provider: '', model: '', chargeType: 0, pageSize: 1000, pageToken: '', timeZone: '' }, bearer(apiKey));
     await page.getByTestId('total-cost').getByText(shown(usage.totals!.totalCost!.amount, true), { exact: true }).waitFor();
     expect(await page.getByTestId('total-messages').textContent()).toBe(shown(usage.totals!.messageCount));
     expect(await page.getByTestId('total-tokens').textContent()).toBe(shown(usage.totals!.tokens!.totalTokens));

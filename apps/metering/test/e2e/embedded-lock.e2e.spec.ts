@@ -45,7 +45,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('one process
   }
 
   async function messageCount(client: MeteringServiceClient): Promise<string | undefined> {
-    const usage = await call(client.getDailyUsage, client, { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    const usage = await call(client.getDailyUsage, client, { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone: '' });
     return usage.totals?.messageCount;
   }
 

@@ -360,7 +360,7 @@ describe.each(databaseTargets())('WatchCharges with outbox retention on $name', 
     expect((await live.until(1)).map((e) => [e.sequence, e.charge?.chargeId])).toEqual([['4', fresh.charge!.chargeId]]);
     live.cancel();
     const today = new Date().toISOString().slice(0, 10);
-    const usage = await call(client.getDailyUsage, client, { accountId: 'kept', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    const usage = await call(client.getDailyUsage, client, { accountId: 'kept', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone: '' });
     expect(usage.totals?.messageCount).toBe('4');
   });
 });

@@ -86,7 +86,7 @@ describe.each(databaseTargets())('pricing API on $name', (target) => {
     const again = await call(client.rerateCharges, client, { accountId: 'acme', startDate: today, endDate: today, mode: 0, provider: '', model: '', dryRun: false });
     expect(again).toMatchObject({ chargesExamined: '0', chargesChanged: '0' });
 
-    const usage = await call(client.getDailyUsage, client, { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: 'selfhosted', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    const usage = await call(client.getDailyUsage, client, { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: 'selfhosted', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone: '' });
     expect(usage.totals).toMatchObject({ messageCount: '2', unpricedMessageCount: '0', callCount: '2', totalCost: { amount: '1.001', currencyCode: 'USD' } });
 
     const { changes } = await call(client.listPricingChanges, client, { accountId: 'acme', pageSize: 0, pageToken: '' });

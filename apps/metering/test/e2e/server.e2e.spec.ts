@@ -80,7 +80,7 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
     expect(badRequest?.fieldViolations.map((v) => v.field).sort()).toEqual(['account_id', 'charge_type', 'completion_tokens', 'model', 'prompt_tokens']);
     expect(errorInfo?.reason).toBe('INVALID_ARGUMENT');
     expect(err.details).not.toMatch(/select|insert|at .*\.ts/i);
-    const usage = await call(client.getDailyUsage, client, { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    const usage = await call(client.getDailyUsage, client, { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone: '' });
     expect(usage.totals?.messageCount).toBe('1');
   });
 
@@ -94,7 +94,7 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
   });
 
   it('reads daily usage with filters, totals and pages', async () => {
-    const base = { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: 'openai', model: '', chargeType: 0, pageSize: 2, pageToken: '' };
+    const base = { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: 'openai', model: '', chargeType: 0, pageSize: 2, pageToken: '', timeZone: '' };
     const first = await call(client.getDailyUsage, client, base);
     expect(first.usage).toHaveLength(2);
     expect(first.nextPageToken).not.toBe('');
@@ -160,7 +160,7 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
       provider: ['provider', HOSTILE.provider], model: ['model', HOSTILE.model], chargeType: ['charge_type', HOSTILE.enum], requestType: ['request_type', HOSTILE.enum],
       promptTokens: ['prompt_tokens', wireInt], completionTokens: ['completion_tokens', wireInt], callCount: ['call_count', wireInt], reference: ['reference', HOSTILE.text],
     };
-    const usage = () => call(client.getDailyUsage, client, { accountId: 'fuzz', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    const usage = () => call(client.getDailyUsage, client, { accountId: 'fuzz', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone: '' });
     const arb = fc
       .uniqueArray(fc.constantFrom(...Object.keys(fields)), { minLength: 1, maxLength: 3 })
       .chain((picked) => fc.tuple(fc.constant(picked), fc.tuple(...picked.map((k) => fc.constantFrom(...fields[k][1])))));
@@ -243,7 +243,7 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
     client = server.client;
     const again = await call(client.recordCharge, client, request());
     expect(again.replayed).toBe(true);
-    const usage = await call(client.getDailyUsage, client, { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' });
+    const usage = await call(client.getDailyUsage, client, { accountId: 'acme', startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone: '' });
     expect(usage.totals?.messageCount).toBe('4');
   });
 });

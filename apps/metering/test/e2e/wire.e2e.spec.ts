@@ -55,7 +55,7 @@ describe.each(databaseTargets())('request bytes on $name', (target) => {
       stream.on('end', () => reject(new Error(`${method} ended without an error`)));
     });
   const messagesOf = async (accountId: string) =>
-    (await call(server.client.getDailyUsage, server.client, { accountId, startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '' })).totals
+    (await call(server.client.getDailyUsage, server.client, { accountId, startDate: today, endDate: today, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone: '' })).totals
       ?.messageCount;
 
   const expectInvalid = (err: ServiceError, field: string, description: RegExp) => {

@@ -236,6 +236,50 @@ describe.each(databaseTargets())('budgets on $name', (target) => {
     expect(bad.message).toContain('page_token');
   });
 
+  it('reads daily usage in another time zone from the charges: the same sums, on the days of their usage_time there', async () => {
+    const a = 'tz-view';
+    await accounts.setAccount({ accountId: a, timeZone: 'Asia/Tokyo' });
+    const at = (iso: string) => ({ seconds: String(Date.parse(iso) / 1000), nanos: 0 });
+    // 2026-06-10T16:00Z is June 11th in Tokyo and still June 10th in New York.
+    for (const [key, iso, over] of [
+      ['early', '2026-06-09T10:00:00Z', {}],
+      ['late-evening', '2026-06-10T16:00:00Z', { provider: 'anthropic', model: 'claude-3-5-haiku-20241022' }],
+      ['unpriced', '2026-06-11T02:00:00Z', { provider: 'selfhosted', model: 'nothing' }],
+      ['next', '2026-06-12T23:30:00Z', {}],
+    ] as const) {
+      await charge(a, key, { usageTime: at(iso), ...over });
+    }
+    // A charge that settles a reservation two days after it was made counts on the reservation's day in the account's days.
+    now = new Date('2026-06-08T12:00:00Z');
+    const r = (await reserve(a, 'hold', { holdSeconds: 60 })).reservation!;
+    now = new Date('2026-06-10T20:00:00Z');
+    expect((await charge(a, 'settled-late', { reservationId: r.reservationId })).charge.usageDate).toBe('2026-06-08');
+    const read = (timeZone: string, startDate = '2026-06-01', endDate = '2026-06-30') =>
+      usage.getDailyUsage({ accountId: a, startDate, endDate, userId: '', provider: '', model: '', chargeType: 0, pageSize: 0, pageToken: '', timeZone });
+    const own = await read('');
+    // In the account's own zone, the sums from the charges are the rollups, except that the late settlement counts on its own time.
+    const sameZone = await read('Asia/Tokyo');
+    expect(sameZone.totals).toEqual(own.totals);
+    const days = (page: Awaited<ReturnType<typeof read>>) => page.rows.map((row) => `${row.usageDate} ${row.provider} ${row.sums.messageCount}`);
+    expect(days(own)).toContain('2026-06-08 openai 1');
+    expect(days(sameZone)).not.toContain('2026-06-08 openai 1');
+    expect(days(sameZone)).toContain('2026-06-11 openai 1'); // 20:00Z on June 10th is June 11th in Tokyo
+    const newYork = await read('America/New_York');
+    expect(newYork.totals).toEqual(own.totals);
+    expect(days(newYork)).toEqual(['2026-06-09 openai 1', '2026-06-10 anthropic 1', '2026-06-10 openai 1', '2026-06-10 selfhosted 1', '2026-06-12 openai 1']);
+    // The range is in the chosen zone's days; a day outside it is not summed.
+    const oneDay = await read('America/New_York', '2026-06-10', '2026-06-10');
+    expect(oneDay.totals.messageCount).toBe(3n);
+    expect(oneDay.totals.unpricedMessageCount).toBe(1n);
+    // The late settlement is found by its time even when its usage_date is days before the range.
+    expect(days(await read('Asia/Tokyo', '2026-06-11', '2026-06-11'))).toEqual(['2026-06-11 anthropic 1', '2026-06-11 openai 1', '2026-06-11 selfhosted 1']);
+    // Pages of a zone's reading carry the zone: a token is refused with another.
+    const first = await usage.getDailyUsage({ accountId: a, startDate: '2026-06-01', endDate: '2026-06-30', userId: '', provider: '', model: '', chargeType: 0, pageSize: 2, pageToken: '', timeZone: 'America/New_York' });
+    expect((await failure(usage.getDailyUsage({ accountId: a, startDate: '2026-06-01', endDate: '2026-06-30', userId: '', provider: '', model: '', chargeType: 0, pageSize: 2, pageToken: first.nextPageToken, timeZone: '' }))).message).toContain('page_token');
+    expect((await failure(read('Mars/Olympus'))).message).toContain('time_zone');
+    await expectRollupsMatchCharges(db, a);
+  });
+
   it('frees expired holds of the account before deciding a reservation, without waiting for the sweeper', async () => {
     const a = 'lazy';
     await put(a, '', 'day', 'messages', '1');

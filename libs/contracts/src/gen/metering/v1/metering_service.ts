@@ -286,6 +286,14 @@ export interface GetDailyUsageRequest {
   pageSize: number;
   /** The next_page_token of the previous page; empty for the first page. */
   pageToken: string;
+  /**
+   * Days in this IANA time zone instead of the account's, e.g. a viewer's
+   * "America/New_York": start_date and end_date are its dates, and each charge
+   * counts on the day of its usage_time there. Summed from the charges (the
+   * rollups are kept in the account's days only), so slower on long ranges.
+   * Empty: the account's own days, as invoices and limits count them.
+   */
+  timeZone: string;
 }
 
 /** A page of daily usage. */
@@ -1939,6 +1947,7 @@ function createBaseGetDailyUsageRequest(): GetDailyUsageRequest {
     chargeType: 0,
     pageSize: 0,
     pageToken: "",
+    timeZone: "",
   };
 }
 
@@ -1970,6 +1979,9 @@ export const GetDailyUsageRequest: MessageFns<GetDailyUsageRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(74).string(message.pageToken);
+    }
+    if (message.timeZone !== "") {
+      writer.uint32(82).string(message.timeZone);
     }
     return writer;
   },
@@ -2059,6 +2071,14 @@ export const GetDailyUsageRequest: MessageFns<GetDailyUsageRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.timeZone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2110,6 +2130,11 @@ export const GetDailyUsageRequest: MessageFns<GetDailyUsageRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      timeZone: isSet(object.timeZone)
+        ? globalThis.String(object.timeZone)
+        : isSet(object.time_zone)
+        ? globalThis.String(object.time_zone)
+        : "",
     };
   },
 
@@ -2142,6 +2167,9 @@ export const GetDailyUsageRequest: MessageFns<GetDailyUsageRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.timeZone !== "") {
+      obj.timeZone = message.timeZone;
+    }
     return obj;
   },
 
@@ -2159,6 +2187,7 @@ export const GetDailyUsageRequest: MessageFns<GetDailyUsageRequest> = {
     message.chargeType = object.chargeType ?? 0;
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.timeZone = object.timeZone ?? "";
     return message;
   },
 };
