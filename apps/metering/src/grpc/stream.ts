@@ -1,6 +1,7 @@
 import { type Metadata, type ServerWritableStream, status } from '@grpc/grpc-js';
 import type { Logger } from '../logger';
 import { toServiceError } from './errors';
+import { observeCall } from './observe';
 import { requestIdOf, sendHeaders, type Telemetry } from './unary';
 
 /** Open server streams, so that shutdown can end them (they never end by themselves). */
@@ -55,7 +56,7 @@ export function serverStream<Req, Res>(
       opened = true;
       sendHeaders(call, requestId, extra);
     };
-    const started = process.hrtime.bigint();
+    const end = observeCall('stream', method, requestId, call.metadata, log, opts.telemetry);
     const abort = new AbortController();
     let closing = false;
     call.on('cancelled', () => abort.abort());
@@ -89,9 +90,7 @@ export function serverStream<Req, Res>(
     const finish = (code: status, err?: unknown) => {
       open(); // the request id header, also for a stream that ends before it opened
       forget();
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      opts.telemetry?.metrics?.rpc(method, status[code], ms / 1000);
-      log.info('stream ended', { method, request_id: requestId, code: status[code], duration_ms: ms, ...(err ? { error: err instanceof Error ? err.message : String(err) } : {}) });
+      end(code, err);
     };
     run(call.request, call.metadata, control).then(
       () => {

@@ -2,15 +2,12 @@ import { Metadata, type sendUnaryData, type ServerUnaryCall, status } from '@grp
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger';
 import type { Metrics } from '../observability/metrics';
-import { Tracing } from '../observability/tracing';
+import type { Tracing } from '../observability/tracing';
 import { toServiceError } from './errors';
+import { observeCall } from './observe';
 
 /**
- * Wraps a promise-returning handler as a grpc-js unary handler: a request id
- * (from `x-request-id` metadata or new) echoed in the response headers, one
- * structured log line per call, its metrics and trace span, errors mapped in
- * one place, and the callback called exactly once.
- */
+/** What every call reports to: metrics and traces (see observe.ts). */
 export interface Telemetry {
   /** The service name spans carry, e.g. "metering.v1.MeteringService". */
   service: string;
@@ -39,32 +36,26 @@ export function acceptCall(call: { metadata: Metadata; sendMetadata(headers: Met
   return requestId;
 }
 
+/**
+ * Wraps a promise-returning handler as a grpc-js unary handler: a request id
+ * (from `x-request-id` metadata or new) echoed in the response headers, the
+ * call's telemetry (observe.ts), errors mapped in one place, and the callback
+ * called exactly once.
+ */
 export function unary<Req, Res>(method: string, log: Logger, handle: (req: Req, metadata: Metadata) => Promise<Res>, telemetry?: Telemetry) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const requestId = acceptCall(call);
-    const started = process.hrtime.bigint();
-    const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
-    const span = telemetry?.tracing?.startCall(telemetry.service, method, requestId, call.metadata);
-    const observe = (code: status) => {
-      telemetry?.metrics?.rpc(method, status[code], ms() / 1000);
-      if (span) Tracing.end(span, code, status[code]);
-    };
+    const end = observeCall('unary', method, requestId, call.metadata, log, telemetry);
     Promise.resolve()
-      .then(() => {
-        return handle(call.request, call.metadata);
-      })
+      .then(() => handle(call.request, call.metadata))
       .then(
         (response) => {
-          log.debug('rpc', { method, request_id: requestId, code: 'OK', duration_ms: ms() });
-          observe(status.OK);
+          end(status.OK);
           callback(null, response);
         },
         (err: unknown) => {
           const e = toServiceError(err, requestId);
-          const fields = { method, request_id: requestId, code: status[e.code], duration_ms: ms() };
-          if (e.internal) log.error('rpc failed', { ...fields, error: err instanceof Error ? err.stack : String(err) });
-          else log.info('rpc rejected', { ...fields, message: e.details });
-          observe(e.code);
+          end(e.code, err, e.details);
           callback(e);
         },
       );

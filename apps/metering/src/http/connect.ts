@@ -5,6 +5,7 @@ import { messageDesc, MeteringServiceService, meteringServiceDesc } from '@meter
 import type { Logger } from '../logger';
 import { toRpcStatus } from '../grpc/errors';
 import type { OpenStreams, StreamControl } from '../grpc/stream';
+import { observeCall } from '../grpc/observe';
 import { requestIdOf, type Telemetry } from '../grpc/unary';
 import type { MeteringMethods } from '../server';
 
@@ -69,21 +70,12 @@ function converters(method: DescMethod): Converters {
   };
 }
 
-/** The start of a call: its request id (echoed in the response headers) and one log line and metrics when it ends. */
-function begin(name: string, ctx: HandlerContext, log: Logger, telemetry: Telemetry) {
+/** The start of a call: its request id (echoed in the response headers) and its telemetry (observe.ts), as on gRPC. */
+function begin(kind: 'unary' | 'stream', name: string, ctx: HandlerContext, log: Logger, telemetry: Telemetry) {
   const metadata = metadataOf(ctx.requestHeader);
   const requestId = requestIdOf(metadata);
   ctx.responseHeader.set('x-request-id', requestId);
-  const started = process.hrtime.bigint();
-  const end = (code: status, err?: unknown) => {
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    telemetry.metrics?.rpc(name, status[code], ms / 1000);
-    const fields = { method: name, transport: 'connect', request_id: requestId, code: status[code], duration_ms: ms };
-    if (err !== undefined && code === status.INTERNAL) log.error('rpc failed', { ...fields, error: err instanceof Error ? err.stack : String(err) });
-    else if (err !== undefined) log.info('rpc rejected', { ...fields, message: err instanceof Error ? err.message : String(err) });
-    else log.debug('rpc', fields);
-  };
-  return { metadata, requestId, end };
+  return { metadata, requestId, end: observeCall(kind, name, requestId, metadata, log, telemetry, 'connect') };
 }
 
 /**
@@ -179,7 +171,7 @@ export function meteringRoutes(methods: MeteringMethods, log: Logger, telemetry:
       if (method.methodKind === 'unary') {
         const handle = methods.unary[method.localName] as (req: unknown, metadata: Metadata) => Promise<unknown>;
         impl[method.localName] = async (message: Message, ctx: HandlerContext) => {
-          const call = begin(c.name, ctx, log, telemetry);
+          const call = begin('unary', c.name, ctx, log, telemetry);
           try {
             const response = c.fromResponse(await handle(c.toRequest(message), call.metadata));
             call.end(status.OK);
@@ -193,7 +185,7 @@ export function meteringRoutes(methods: MeteringMethods, log: Logger, telemetry:
       } else if (method.methodKind === 'server_streaming') {
         const run = methods.streams[method.localName] as (req: unknown, metadata: Metadata, control: StreamControl) => Promise<void>;
         impl[method.localName] = async function* (message: Message, ctx: HandlerContext) {
-          const call = begin(c.name, ctx, log, telemetry);
+          const call = begin('stream', c.name, ctx, log, telemetry);
           try {
             const request = c.toRequest(message);
             for await (const response of pull((control) => run(request, call.metadata, control), ctx, methods)) yield c.fromResponse(response);

@@ -46,6 +46,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('observabili
     tdb = await target.create();
     server = await startServer(tdb.config, {
       METERING_METRICS_PORT: '0',
+      METERING_HTTP_PORT: '0',
       METERING_TRACING: 'otlp',
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${port}/v1/traces`,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
@@ -127,5 +128,25 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('observabili
     expect(spans.some((s) => s.name === 'metering.v1.MeteringService/RecordCharge')).toBe(true);
     const logged = server.logs.filter((l) => l.includes('req-observed-1')).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(logged).toEqual([expect.objectContaining({ level: 'debug', msg: 'rpc', method: 'GetAccount', code: 'OK', request_id: 'req-observed-1' })]);
+  });
+
+  it('traces, counts and logs a call over HTTP/JSON (Connect) as it does a gRPC call', async () => {
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    const res = await fetch(`${server.httpUrl}/metering.v1.MeteringService/GetAccount`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-b7ad6b7169203331-01`, 'x-request-id': 'req-over-http' },
+      body: JSON.stringify({ accountId: 'acme' }),
+    });
+    expect(res.status).toBe(200);
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !spans.some((s) => s.traceId === traceId)) await new Promise((r) => setTimeout(r, 100));
+    const span = spans.find((s) => s.traceId === traceId);
+    expect(span).toMatchObject({ name: 'metering.v1.MeteringService/GetAccount', parentSpanId: 'b7ad6b7169203331' });
+    const attrs = Object.fromEntries(span!.attributes.map((a) => [a.key, a.value.stringValue ?? Number(a.value.intValue)]));
+    expect(attrs).toMatchObject({ 'rpc.method': 'GetAccount', 'rpc.transport': 'connect', 'rpc.grpc.status_code': 0, 'metering.request_id': 'req-over-http' });
+    const logged = server.logs.filter((l) => l.includes('req-over-http')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged).toEqual([expect.objectContaining({ msg: 'rpc', method: 'GetAccount', transport: 'connect', code: 'OK' })]);
+    const metrics = await (await fetch(metricsUrl)).text();
+    expect(metrics).toMatch(/metering_rpc_requests_total\{[^}]*method="GetAccount"[^}]*\} [1-9]/);
   });
 });
