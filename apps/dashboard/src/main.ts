@@ -8,8 +8,9 @@ import './style.css';
 /**
  * The usage dashboard: signs in with an API key (kept in this tab's sessionStorage only), then
  * shows the account's spend and tokens per day as a stacked chart by model, provider, user or
- * charge type, top users and models, every limit with used / reserved / remaining, unpriced
- * charges, the live charge stream, and the price catalogue with search.
+ * charge type in the account's days or a chosen time zone, top users and models, every limit
+ * with used / reserved / remaining, open reservations, unpriced charges, the live charge stream,
+ * and the price catalogue with search. With the operator key (no account), the list of accounts.
  */
 
 const KEY = 'metering.apiKey';
@@ -30,7 +31,7 @@ function signIn(message = ''): void {
       <h1>Metering</h1>
       <form id="signin">
         <label>API key <input id="key" type="password" autocomplete="off" placeholder="mk.… (empty when authentication is off)" /></label>
-        <label>Account <input id="account" placeholder="from the key; needed with the operator key" /></label>
+        <label>Account <input id="account" placeholder="from the key; empty with the operator key: every account" /></label>
         <button type="submit">Sign in</button>
         <p class="error" data-testid="signin-error">${escapeHtml(message)}</p>
         <p class="hint">The key stays in this browser tab only (session storage).</p>
@@ -48,23 +49,76 @@ function signIn(message = ''): void {
 async function start(key: string, account: string): Promise<void> {
   const api = new Api(key);
   try {
+    if (account === '') {
+      // No account: the operator key (or authentication off) lists every account to choose from.
+      const first = await api.call('ListAccounts', { pageSize: 1000 });
+      sessionStorage.setItem(KEY, key);
+      sessionStorage.removeItem(ACCOUNT);
+      accounts(api, key, first);
+      return;
+    }
     // Proves the key (and that it may read this account) before anything is shown.
     const settings = await api.call('GetAccount', { accountId: account });
     sessionStorage.setItem(KEY, key);
     sessionStorage.setItem(ACCOUNT, account);
-    render(api, account, settings.timeZone || 'UTC');
+    render(api, account, settings.timeZone || 'UTC', () => void start(key, ''));
   } catch (err) {
     sessionStorage.removeItem(KEY);
     signIn(isUnauthenticated(err) ? 'This API key was refused (unknown, malformed or revoked).' : describeError(err));
   }
 }
 
-function render(api: Api, account: string, timeZone: string): void {
+/** The operator's list of accounts with their month to date; choosing one opens its dashboard. */
+function accounts(api: Api, key: string, page: Json): void {
+  app.innerHTML = `
+    <header><h1>Metering</h1><span data-testid="account">(operator)</span><button id="signout">Sign out</button></header>
+    <section>
+      <h2>Accounts</h2>
+      <input id="account-search" placeholder="account id starts with" />
+      <table id="accounts" data-testid="accounts"></table>
+      <button id="more" hidden>More</button>
+    </section>`;
+  const table = document.getElementById('accounts') as HTMLElement;
+  const more = document.getElementById('more') as HTMLButtonElement;
+  let next = '';
+  const show = (p: Json, append: boolean) => {
+    const rows = p.accounts
+      .map((a: Json) => {
+        const cost = a.monthUnpricedMessageCount !== '0' && a.monthUnpricedMessageCount === a.monthMessageCount ? 'unpriced' : formatUsd(a.monthCost.amount);
+        return `<tr data-testid="account-row"><td><a href="#" data-account="${escapeHtml(a.account.accountId)}">${escapeHtml(a.account.accountId)}</a></td><td>${escapeHtml(a.account.timeZone)}</td><td class="num" data-testid="account-cost">${cost}</td><td class="num">${formatDecimal(a.monthMessageCount)}</td><td class="num">${formatDecimal(a.monthUnpricedMessageCount)}</td><td class="muted">since ${escapeHtml(a.monthStart)}</td></tr>`;
+      })
+      .join('');
+    table.innerHTML = `${append ? table.innerHTML : '<tr><th>account</th><th>time zone</th><th>spend this month</th><th>charges</th><th>unpriced</th><th></th></tr>'}${rows}`;
+    next = p.nextPageToken;
+    more.hidden = !next;
+  };
+  show(page, false);
+  table.addEventListener('click', (event) => {
+    const link = (event.target as HTMLElement).closest('a[data-account]');
+    if (!link) return;
+    event.preventDefault();
+    void start(key, link.getAttribute('data-account') ?? '');
+  });
+  const search = document.getElementById('account-search') as HTMLInputElement;
+  const load = (append: boolean) =>
+    api.call('ListAccounts', { accountIdPrefix: search.value.trim(), pageSize: 1000, pageToken: append ? next : '' }).then((p) => show(p, append), (err) => (table.innerHTML = `<tr><td class="error">${escapeHtml(describeError(err))}</td></tr>`));
+  search.addEventListener('input', () => void load(false));
+  more.addEventListener('click', () => void load(true));
+  (document.getElementById('signout') as HTMLElement).addEventListener('click', () => {
+    sessionStorage.clear();
+    signIn();
+  });
+}
+
+function render(api: Api, account: string, timeZone: string, allAccounts: () => void): void {
+  const operator = accountOfKey(sessionStorage.getItem(KEY) ?? '') === '';
+  const zones = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
   app.innerHTML = `
     <header>
       <h1>Metering</h1>
-      <span data-testid="account">${escapeHtml(account || '(operator)')}</span>
-      <span class="muted">days in ${escapeHtml(timeZone)}</span>
+      <span data-testid="account">${escapeHtml(account)}</span>
+      <span class="muted" id="zone-shown" data-testid="zone-shown">days in ${escapeHtml(timeZone)}</span>
+      ${operator ? '<button id="all-accounts">All accounts</button>' : ''}
       <button id="signout">Sign out</button>
     </header>
     <section class="controls">
@@ -72,6 +126,8 @@ function render(api: Api, account: string, timeZone: string): void {
       <label>To <input id="to" type="date" value="${today()}" /></label>
       <label>By <select id="group">${Object.entries(GROUPS).map(([v, label]) => `<option value="${v}">${label}</option>`).join('')}</select></label>
       <label>Show <select id="measure"><option value="cost">spend (USD)</option><option value="tokens">tokens</option></select></label>
+      <label title="The account's days (as invoices and limits count) unless another zone is chosen">Days in <input id="tz" list="zones" value="${escapeHtml(timeZone)}" /></label>
+      <datalist id="zones">${[...new Set([timeZone, Intl.DateTimeFormat().resolvedOptions().timeZone, 'UTC', ...zones])].map((z) => `<option value="${escapeHtml(z)}"></option>`).join('')}</datalist>
       <button id="refresh">Refresh</button>
     </section>
     <p class="error" id="error"></p>
@@ -87,6 +143,7 @@ function render(api: Api, account: string, timeZone: string): void {
       <div><h2>Top models</h2><table id="top-models" data-testid="top-models"></table></div>
     </section>
     <section><h2>Limits</h2><div id="limits" data-testid="limits"></div></section>
+    <section><h2>Open reservations</h2><table id="reservations" data-testid="reservations"></table></section>
     <section><h2>Live charges</h2><ol id="live" data-testid="live" class="live"></ol></section>
     <section><h2>Prices</h2><input id="price-search" placeholder="search provider or model" /> <span class="muted" id="prices-count"></span><table id="prices" data-testid="prices"></table></section>`;
   const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -95,19 +152,27 @@ function render(api: Api, account: string, timeZone: string): void {
     live.abort();
     signIn();
   });
+  if (operator)
+    $('all-accounts').addEventListener('click', () => {
+      live.abort();
+      allAccounts();
+    });
   let plot: uPlot | undefined;
 
   async function load(): Promise<void> {
+    if (live.signal.aborted) return; // the page was left
     $('error').textContent = '';
     const [from, to] = [$<HTMLInputElement>('from').value, $<HTMLInputElement>('to').value];
     const group = $<HTMLSelectElement>('group').value as Group;
     const measure = $<HTMLSelectElement>('measure').value as 'cost' | 'tokens';
+    // Another zone than the account's is summed by the server from the charges (GetDailyUsage time_zone).
+    const zone = $<HTMLInputElement>('tz').value.trim() || timeZone;
     try {
       const rows: Json[] = [];
       let totals: Json;
       let pageToken = '';
       do {
-        const page = await api.call('GetDailyUsage', { accountId: account, startDate: from, endDate: to, pageSize: 1000, pageToken });
+        const page = await api.call('GetDailyUsage', { accountId: account, startDate: from, endDate: to, pageSize: 1000, pageToken, timeZone: zone === timeZone ? '' : zone });
         rows.push(...page.usage);
         totals = page.totals;
         pageToken = page.nextPageToken;
@@ -122,9 +187,10 @@ function render(api: Api, account: string, timeZone: string): void {
       plot = chart($('chart'), rows, from, to, group, measure);
       tops($('top-users'), rows, (r) => r.userId, dec(totals.totalCost.amount));
       tops($('top-models'), rows, (r) => `${r.provider}/${r.model}`, dec(totals.totalCost.amount));
-      await limits();
+      $('zone-shown').textContent = `days in ${zone}${zone === timeZone ? '' : ` (the account's: ${timeZone})`}`;
+      await Promise.all([limits(), reservations()]);
     } catch (err) {
-      $('error').textContent = describeError(err);
+      if (!live.signal.aborted) $('error').textContent = describeError(err);
     }
   }
 
@@ -146,6 +212,15 @@ function render(api: Api, account: string, timeZone: string): void {
           })
           .join('')
       : '<p class="muted">No limits set.</p>';
+  }
+
+  async function reservations(): Promise<void> {
+    const page = await api.call('ListReservations', { accountId: account, pageSize: 100 });
+    $('reservations').innerHTML = page.reservations.length
+      ? `<tr><th>user</th><th>held tokens</th><th>held cost</th><th>expires</th><th>reservation</th></tr>${page.reservations
+          .map((r: Json) => `<tr data-testid="reservation"><td>${escapeHtml(r.userId)}</td><td class="num">${formatDecimal(r.heldTokens)}</td><td class="num">${formatUsd(r.heldCost.amount)}</td><td>${escapeHtml(r.expireTime)}</td><td class="muted">${escapeHtml(r.reservationId)}</td></tr>`)
+          .join('')}${page.nextPageToken ? '<tr><td class="muted" colspan="5">… more than 100 open</td></tr>' : ''}`
+      : '<tr><td class="muted">No open reservations.</td></tr>';
   }
 
   // The live charge stream, from now on (reconnects after a drop, from the last event seen).
@@ -188,12 +263,19 @@ function render(api: Api, account: string, timeZone: string): void {
       .join('')}`;
   };
   $('price-search').addEventListener('input', showPrices);
-  void api.call('ListModels', { accountId: account }).then((r) => {
-    catalogue = r.prices;
-    showPrices();
-  }, (err) => ($('error').textContent = describeError(err)));
+  // The catalogue is large: the page may have been left (signed out, another account) before it arrives.
+  void api.call('ListModels', { accountId: account }).then(
+    (r) => {
+      if (live.signal.aborted) return;
+      catalogue = r.prices;
+      showPrices();
+    },
+    (err) => {
+      if (!live.signal.aborted) $('error').textContent = describeError(err);
+    },
+  );
 
-  for (const id of ['refresh', 'group', 'measure', 'from', 'to']) $(id).addEventListener(id === 'refresh' ? 'click' : 'change', () => void load());
+  for (const id of ['refresh', 'group', 'measure', 'from', 'to', 'tz']) $(id).addEventListener(id === 'refresh' ? 'click' : 'change', () => void load());
   void load();
 }
 

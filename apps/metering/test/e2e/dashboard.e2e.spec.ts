@@ -1,4 +1,4 @@
-import { type GetDailyUsageResponse, LimitEnforcement, LimitMeasure, LimitPeriod, type ListLimitsResponse } from '@metering/contracts';
+import { type GetDailyUsageResponse, LimitEnforcement, LimitMeasure, LimitPeriod, type ListAccountsResponse, type ListLimitsResponse, type ListReservationsResponse } from '@metering/contracts';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { databaseTargets, TestDatabase } from '../support/databases';
 import { bearer, call } from '../support/grpc';
-import { chargeRequest } from '../support/requests';
+import { chargeRequest, checkRequest } from '../support/requests';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
 
 /**
@@ -43,6 +43,8 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('the dashboa
   let browser: Browser;
   let page: Page;
   let apiKey: string;
+  /** Uncaught errors of the page's script (e.g. a view writing to elements of a page it has left). */
+  const pageErrors: string[] = [];
   const from = day(-6);
   const to = day(0);
 
@@ -73,6 +75,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('the dashboa
       args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
     });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('pageerror', (e) => pageErrors.push(e.message));
   }, 120_000);
 
   afterAll(async () => {
@@ -145,5 +148,60 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('the dashboa
     const event = page.getByTestId('live-event').filter({ hasText: 'live-user openai/gpt-4o 300 tokens $0.00225' });
     await event.waitFor({ timeout: 15_000 });
     expect(await event.textContent()).toMatch(/^#\d+ charge recorded: live-user openai\/gpt-4o 300 tokens \$0\.00225$/);
+  });
+
+  it('shows open reservations as ListReservations lists them', async () => {
+    for (const [key, userId, tokens] of [['hold-1', 'alice', '1200'], ['hold-2', 'bob', '800']] as const) {
+      await call(server.client.checkLimits, server.client, checkRequest({ accountId: 'acme', userId, reserve: true, idempotencyKey: key, additionalTokens: tokens, holdSeconds: 600 }), bearer(apiKey));
+    }
+    await page.click('#refresh');
+    const listed: ListReservationsResponse = await call(server.client.listReservations, server.client, { accountId: 'acme', userId: '', pageSize: 100, pageToken: '' }, bearer(apiKey));
+    expect(listed.reservations).toHaveLength(2);
+    const rows = page.getByTestId('reservation');
+    await rows.nth(1).waitFor();
+    for (const [i, r] of listed.reservations.entries()) {
+      expect(await rows.nth(i).textContent()).toContain(`${r.userId}${shown(r.heldTokens)}${shown(r.heldCost!.amount, true)}`);
+      expect(await rows.nth(i).textContent()).toContain(r.reservationId);
+    }
+  });
+
+  it('shows the days of a chosen time zone, summed as GetDailyUsage sums them in that zone', async () => {
+    const zone = 'Etc/GMT+12'; // UTC-12: the first day's 08:00 UTC charges fall on the day before the range
+    await page.fill('#tz', zone);
+    await page.dispatchEvent('#tz', 'change');
+    await page.getByTestId('zone-shown').getByText(`days in ${zone} (the account's: UTC)`).waitFor();
+    const inZone: GetDailyUsageResponse = await call(server.client.getDailyUsage, server.client, { accountId: 'acme', startDate: from, endDate: to, userId: '', provider: '', model: '', chargeType: 0, pageSize: 1000, pageToken: '', timeZone: zone }, bearer(apiKey));
+    const own: GetDailyUsageResponse = await call(server.client.getDailyUsage, server.client, { accountId: 'acme', startDate: from, endDate: to, userId: '', provider: '', model: '', chargeType: 0, pageSize: 1000, pageToken: '', timeZone: '' }, bearer(apiKey));
+    // The same range in another zone covers other hours: the page shows that zone's totals.
+    expect(inZone.totals!.messageCount).not.toBe(own.totals!.messageCount);
+    await page.getByTestId('total-messages').getByText(shown(inZone.totals!.messageCount), { exact: true }).waitFor();
+    expect(await page.getByTestId('total-cost').textContent()).toBe(shown(inZone.totals!.totalCost!.amount, true));
+    await page.fill('#tz', 'UTC');
+    await page.dispatchEvent('#tz', 'change');
+    await page.getByTestId('total-messages').getByText(shown(own.totals!.messageCount), { exact: true }).waitFor();
+  });
+
+  it('lists every account to the operator with its month to date, and opens one', async () => {
+    await call(server.client.recordCharge, server.client, chargeRequest({ accountId: 'globex', idempotencyKey: 'g1', userId: 'gina' }), bearer(operatorKey));
+    const listed: ListAccountsResponse = await call(server.client.listAccounts, server.client, { accountIdPrefix: '', pageSize: 1000, pageToken: '' }, bearer(operatorKey));
+    expect(listed.accounts.map((a) => a.account!.accountId)).toEqual(['acme', 'globex']);
+    await page.click('#signout');
+    await page.fill('#key', operatorKey);
+    await page.click('button[type=submit]');
+    const rows = page.getByTestId('account-row');
+    await rows.nth(1).waitFor();
+    for (const [i, a] of listed.accounts.entries()) {
+      expect(await rows.nth(i).locator('a').textContent()).toBe(a.account!.accountId);
+      expect(await rows.nth(i).getByTestId('account-cost').textContent()).toBe(shown(a.monthCost!.amount, true));
+    }
+    await page.screenshot({ path: join(SHOTS, 'dashboard-accounts.png') });
+    await rows.nth(1).locator('a').click();
+    await page.getByTestId('account').getByText('globex').waitFor();
+    await page.click('#all-accounts');
+    await page.getByTestId('accounts').waitFor();
+  });
+
+  it('raised no uncaught error in the page', () => {
+    expect(pageErrors).toEqual([]);
   });
 });
