@@ -10,6 +10,7 @@ import {
   ExportFormat,
   type DailyUsage,
   type LimitUsage,
+  type ListAccountsResponse,
   LimitEnforcement,
   LimitMeasure,
   LimitPeriod,
@@ -84,6 +85,7 @@ interface UsageOptions extends ListingFormat {
   account: string;
   from: string;
   to: string;
+  timeZone: string;
   user: string;
   provider: string;
   model: string;
@@ -95,7 +97,7 @@ async function usage(o: UsageOptions): Promise<void> {
   let totals: UsageSums | undefined;
   do {
     const page = await client().call('getDailyUsage', {
-      accountId: o.account, startDate: o.from, endDate: o.to, userId: o.user, provider: o.provider, model: o.model, chargeType: 0, pageSize: 1000, pageToken,
+      accountId: o.account, startDate: o.from, endDate: o.to, userId: o.user, provider: o.provider, model: o.model, chargeType: 0, pageSize: 1000, pageToken, timeZone: o.timeZone,
     });
     rows.push(...page.usage);
     totals = page.totals;
@@ -305,6 +307,34 @@ async function keysList(o: { account: string } & ListingFormat): Promise<void> {
   out(table(['key id', 'name', 'scopes', 'created', 'revoked'], rows));
 }
 
+// ---- accounts and reservations
+
+async function accountsList(o: { prefix: string; all?: boolean } & ListingFormat): Promise<void> {
+  const accounts: Array<ListAccountsResponse['accounts'][number]> = [];
+  let pageToken = '';
+  do {
+    const page = await client().call('listAccounts', { accountIdPrefix: o.prefix, pageSize: 1000, pageToken });
+    accounts.push(...page.accounts);
+    pageToken = page.nextPageToken;
+  } while (o.all && pageToken);
+  if (o.json) return printJson(responseJson('listAccounts', { accounts, nextPageToken: pageToken }));
+  // A month whose every charge had no price has an unknown spend, not 0.
+  const spend = (a: (typeof accounts)[number]) => (a.monthMessageCount !== '0' && a.monthUnpricedMessageCount === a.monthMessageCount ? 'unpriced' : money(a.monthCost));
+  const rows = accounts.map((a) => [a.account?.accountId ?? '', a.account?.timeZone ?? '', a.monthStart, spend(a), a.monthMessageCount, a.monthUnpricedMessageCount]);
+  if (o.csv) out(csv(['account_id', 'time_zone', 'month_start', 'month_cost', 'month_message_count', 'month_unpriced_message_count'], rows));
+  else out(table(['account', 'time zone', 'month from', 'spend USD', 'charges', 'unpriced'], rows, ['spend USD', 'charges', 'unpriced']));
+  if (pageToken && !o.json) process.stderr.write('more accounts: --all lists every one\n');
+}
+
+async function reservationsList(o: { account: string; user: string } & ListingFormat): Promise<void> {
+  const response = await client().call('listReservations', { accountId: o.account, userId: o.user, pageSize: 1000, pageToken: '' });
+  if (o.json) return printJson(responseJson('listReservations', response));
+  const rows = response.reservations.map((r) => [r.reservationId, r.userId, r.heldMessages, r.heldTokens, money(r.heldCost), r.periodDay, when(r.expireTime)]);
+  if (o.csv) out(csv(['reservation_id', 'user_id', 'held_messages', 'held_tokens', 'held_cost', 'period_day', 'expire_time'], rows));
+  else out(table(['reservation', 'user', 'messages', 'tokens', 'cost USD', 'day', 'expires'], rows, ['messages', 'tokens', 'cost USD']));
+  if (response.nextPageToken && !o.json) process.stderr.write('more than 1000 open reservations; the first 1000 are shown\n');
+}
+
 // ---- tail
 
 /** One event of the charge stream for people, whatever its kind. */
@@ -374,8 +404,8 @@ const accountOption = () => new Option('--account <id>', 'the account').default(
 const userOption = (what = 'only this user', otherwise = 'every user') => new Option('--user <id>', what).default('', otherwise);
 const providerOption = () => new Option('--provider <id>', 'only this provider').default('', 'every provider');
 const modelOption = () => new Option('--model <id>', 'only this model').default('', 'every model');
-const fromOption = () => new Option('--from <date>', 'first UTC day, YYYY-MM-DD').argParser(date).makeOptionMandatory();
-const toOption = () => new Option('--to <date>', 'last UTC day, YYYY-MM-DD').argParser(date).makeOptionMandatory();
+const fromOption = () => new Option('--from <date>', "first day, YYYY-MM-DD, in the account's time zone (UTC unless set)").argParser(date).makeOptionMandatory();
+const toOption = () => new Option('--to <date>', "last day, YYYY-MM-DD, in the account's time zone (UTC unless set)").argParser(date).makeOptionMandatory();
 const periodOption = () => new Option('--period <period>', 'the period').choices(Object.keys(PERIOD)).makeOptionMandatory();
 const measureOption = () => new Option('--measure <measure>', 'what the limit counts').choices(Object.keys(MEASURE)).makeOptionMandatory();
 
@@ -404,6 +434,7 @@ export function program(): Command {
     .addOption(userOption())
     .addOption(providerOption())
     .addOption(modelOption())
+    .addOption(new Option('--time-zone <zone>', 'days in this IANA time zone, e.g. America/New_York (summed from the charges)').default('', "the account's"))
     .action(usage);
 
   const charges = command(root, 'charges', 'single charges: look one up, list them, export them');
@@ -485,6 +516,16 @@ export function program(): Command {
     .option('--from <time>', 'in effect from this ISO time (default: now)')
     .option('--source <text>', 'where the price comes from', 'set with the metering CLI')
     .action(pricesSet);
+
+  listing(command(root, 'accounts', 'every account the service knows, with its month to date (the operator key)'))
+    .addOption(new Option('--prefix <text>', 'only accounts whose id starts with this').default('', 'any'))
+    .option('--all', 'every page, in one listing')
+    .action(accountsList);
+
+  listing(command(root, 'reservations', 'the account\'s open reservations, soonest to expire first'))
+    .addOption(accountOption())
+    .addOption(userOption())
+    .action(reservationsList);
 
   const keys = command(root, 'keys', 'the account\'s API keys');
   listing(command(keys, 'list', 'the keys (never their secrets)').alias('show'))
