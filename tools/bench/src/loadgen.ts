@@ -52,7 +52,7 @@ async function run(w: Workload): Promise<LoadResult> {
         const end = new Date();
         const start = new Date(end.getTime() - 29 * 86_400_000);
         const day = (d: Date) => d.toISOString().slice(0, 10);
-        await unary(client.getDailyUsage, client, { accountId: w.accountId, startDate: day(start), endDate: day(end), userId: '', provider: '', model: '', chargeType: 0, pageSize: 100, pageToken: '' });
+        await unary(client.getDailyUsage, client, { accountId: w.accountId, startDate: day(start), endDate: day(end), userId: '', provider: '', model: '', chargeType: 0, pageSize: 100, pageToken: '', timeZone: '' });
         return 1;
       }
     }
