@@ -51,9 +51,14 @@ export const TOKEN_CLASSES = [
   'imageCompletionTokens',
 ] as const satisfies ReadonlyArray<keyof TokenCounts>;
 
-/** The snake_case wire name of a token class ("cacheWrite1hTokens" -> "cache_write_1h_tokens"). */
+const TOKEN_FIELDS = Object.fromEntries(TOKEN_CLASSES.map((k) => [k, k.replace(/([A-Z]|\d+h)/g, (m) => `_${m.toLowerCase()}`)])) as Record<keyof TokenCounts, string>;
+
+/**
+ * The snake_case wire name (and column) of a token class ("cacheWrite1hTokens" ->
+ * "cache_write_1h_tokens"). Computed once: every charge maps each class, on the write path.
+ */
 export function tokenField(key: keyof TokenCounts): string {
-  return key.replace(/([A-Z]|\d+h)/g, (m) => `_${m.toLowerCase()}`);
+  return TOKEN_FIELDS[key];
 }
 
 /** A token mix with every class 0. */

@@ -1,0 +1,63 @@
+// `node tools/bench/profile.mjs [method] [in flight] [seconds]`: one workload of the benchmark's
+// load generator against the bundled server on a fresh Postgres database, with a V8 CPU profile of
+// the server. Prints throughput, latency and the server's CPU time per call (from /proc, in the
+// measured window only), then the functions with the most self time (profile-summary.mjs).
+// method: recordCharge | recordCharges | checkLimits | getDailyUsage (default checkLimits, 64, 8).
+// METERING_BENCH_DATABASE_URL picks the server (default postgres://postgres@127.0.0.1:5432/postgres);
+// e.g. 'postgresql://postgres@/postgres?host=/var/run/postgresql' for the local Unix socket.
+// `npm run build` first (it bundles dist/apps/metering/main.js).
+import { execFileSync, fork, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { bundle, root } from '../scripts/build.mjs';
+
+const [method = 'checkLimits', inFlight = '64', seconds = '8'] = process.argv.slice(2);
+await bundle({ entryPoints: [join(root, 'tools/bench/src/loadgen.ts')], outdir: join(root, 'dist/tools/bench') });
+const adminUrl = process.env.METERING_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const dbName = `metering_profile_${process.pid}`;
+// The same server, another database (a URL without a host, for a Unix socket, is no WHATWG URL).
+const [base, query] = adminUrl.split('?');
+const dbUrl = `${base.replace(/\/[^/]*$/, `/${dbName}`)}${query ? `?${query}` : ''}`;
+const admin = new pg.Client({ connectionString: adminUrl });
+await admin.connect();
+await admin.query(`CREATE DATABASE ${dbName}`);
+const dir = join(root, 'dist', 'profile', method);
+rmSync(dir, { recursive: true, force: true });
+mkdirSync(dir, { recursive: true });
+const key = 'profile-operator-key-'.padEnd(43, 'x');
+const server = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, join(root, 'dist/apps/metering/main.js')], {
+  env: { PATH: process.env.PATH, DATABASE_URL: dbUrl, PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: key },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const port = await new Promise((resolve) => {
+  let out = '';
+  server.stdout.on('data', (d) => {
+    out += d;
+    const m = /"port":(\d+)/.exec(out);
+    if (m) resolve(Number(m[1]));
+  });
+});
+/** The server's user + system CPU seconds so far (/proc/<pid>/stat, in clock ticks of 1/100 s). */
+const cpu = () => {
+  const f = readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+const loadgen = fork(join(root, 'dist/tools/bench/loadgen.js'));
+let cpuAtStart = 0;
+const result = await new Promise((resolve) => {
+  loadgen.on('message', (m) => (m.phase === 'measuring' ? (cpuAtStart = cpu()) : resolve(m)));
+  loadgen.send({
+    address: `127.0.0.1:${port}`, method, concurrency: Number(inFlight), durationMs: Number(seconds) * 1000, warmupMs: 1000,
+    accountId: 'profile', users: 10_000, replayShare: 0, batchSize: 100, keyPrefix: `p${Date.now()}`, apiKey: key,
+  });
+});
+const cpuMs = (cpu() - cpuAtStart) * 1000;
+server.kill('SIGTERM');
+await new Promise((resolve) => server.on('exit', resolve));
+await admin.query(`DROP DATABASE ${dbName}`);
+await admin.end();
+console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call`);
+const profile = join(dir, readdirSync(dir).find((f) => f.endsWith('.cpuprofile')));
+console.log(`profile: ${profile}`);
+console.log(execFileSync(process.execPath, [join(root, 'tools/bench/profile-summary.mjs'), profile, '15'], { encoding: 'utf8' }));
