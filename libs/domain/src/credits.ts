@@ -1,6 +1,6 @@
 import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal } from '@metering/pricing';
 import { DomainError } from './errors';
-import type { LedgerChange } from './ledger';
+import type { LedgerChange, LedgerEntries } from './ledger';
 import { monthStart } from './time';
 import { checkActor, checkEnum, checkId, checkInt, checkText, checkTimestamp, MAX_KEY_LENGTH, TimestampInput, Violations } from './validation';
 
@@ -250,6 +250,13 @@ export function numberEntries(accounts: Map<string, CreditAccount>, drafts: Bala
   return { entries, accounts: [...heads.values()].filter((a) => touched.has(a.accountId)).sort((a, b) => (a.accountId < b.accountId ? -1 : 1)) };
 }
 
+/** The credit writes of a transaction: the ledger's credit entries, numbered, with the account heads after them. */
+export interface CreditWrites {
+  accounts: CreditAccount[];
+  entries: BalanceEntry[];
+  credits: CreditEntries;
+}
+
 // ---- Decisions ----
 
 /** A reservation's credit part, as the book needs it. */
@@ -257,7 +264,7 @@ interface HeldReservation {
   accountId: string;
   reservationId: string;
   userId: string;
-  creditHolds: CreditHold[];
+  creditHolds?: CreditHold[];
 }
 
 /**
@@ -328,7 +335,7 @@ export class CreditBook {
 
   /** A reservation's credit holds end (settled, released, expired). */
   releaseHolds(r: HeldReservation, now: Date, chargeId?: string): void {
-    for (const h of r.creditHolds) {
+    for (const h of r.creditHolds ?? []) {
       const g = this.move(h.grantId, { held: h.amount.negated() });
       this.changes.push({ kind: 'credit_hold_released', accountId: r.accountId, grantId: h.grantId, reservationId: r.reservationId, amount: h.amount, at: now, chargeId });
       this.afterFreed(g, h.amount, now);
@@ -342,7 +349,7 @@ export class CreditBook {
       this.move(p.grantId, { held: p.amount });
       this.changes.push({ kind: 'credit_held', accountId: r.accountId, grantId: p.grantId, reservationId: r.reservationId, amount: p.amount, at: now });
     }
-    this.changes.push({ kind: 'credit_holds_placed', accountId: r.accountId, reservationId: r.reservationId, holds: parts });
+    if (parts.length) this.changes.push({ kind: 'credit_holds_placed', accountId: r.accountId, reservationId: r.reservationId, holds: parts });
     return parts;
   }
 
@@ -412,6 +419,22 @@ export function balanceCrossing(account: CreditAccount, before: Dec, after: Dec)
   const t = account.lowThreshold;
   if (t !== undefined && before.greaterThan(t) && after.lessThanOrEqualTo(t)) return 'balance_low';
   return undefined;
+}
+
+/**
+ * The credit writes of books whose changes are in `entries` (entriesOf of
+ * them), and the balance events their changes make, added to the entries'
+ * events (after the others): BALANCE_LOW or BALANCE_EXHAUSTED per account
+ * whose available balance crossed down since `before`.
+ */
+export function creditWritesOf(books: CreditBook[], before: Map<string, Dec>, entries: LedgerEntries, now: Date): CreditWrites {
+  for (const b of books) {
+    const after = b.available(now);
+    const kind = balanceCrossing(b.account, before.get(b.account.accountId) ?? ZERO, after);
+    if (kind) entries.events.push({ kind, balance: { accountId: b.account.accountId, available: after, ...(b.account.lowThreshold ? { threshold: b.account.lowThreshold } : {}) } });
+  }
+  const { entries: numbered, accounts } = numberEntries(new Map(books.map((b) => [b.account.accountId, b.account])), entries.credits.balance);
+  return { accounts, entries: numbered, credits: entries.credits };
 }
 
 /** Whether a call may go ahead on the balance: under `deny`, only while the available balance covers its expected cost (and is above zero). */

@@ -109,6 +109,12 @@ export const POLICY: Readonly<Record<string, Rule>> = {
   CreateApiKey: { scope: 'admin', account: 'own' },
   RevokeApiKey: { scope: 'admin', account: 'own' },
   ListApiKeys: { scope: 'admin', account: 'own' },
+  GetBalance: { scope: 'read', account: 'own' },
+  ListGrants: { scope: 'read', account: 'own' },
+  ListBalanceEntries: { scope: 'read', account: 'own' },
+  CreateGrant: { scope: 'admin', account: 'own' },
+  VoidGrant: { scope: 'admin', account: 'own' },
+  SetCreditPolicy: { scope: 'admin', account: 'own' },
 };
 
 /**
