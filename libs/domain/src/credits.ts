@@ -150,8 +150,6 @@ export const inEffect = (g: Grant, now: Date): boolean => g.effectiveTime.getTim
 export const appliesTo = (g: Grant, userId: string | undefined): boolean => userId === undefined || g.userId === '' || g.userId === userId;
 /** What a charge of `userId` could burn of it now. */
 export const availableOf = (g: Grant, now: Date): Dec => (inEffect(g, now) ? Dec.max(remainingOf(g).minus(g.held), 0) : ZERO);
-/** What the balance counts of it: remaining - held. */
-const balanceOfGrant = (g: Grant): Dec => remainingOf(g).minus(g.held);
 
 export function grantStatus(g: Grant, now: Date): GrantStatus {
   if (g.voidTime) return 'voided';
