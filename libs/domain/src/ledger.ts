@@ -132,6 +132,7 @@ export type LedgerChange =
   | { kind: 'hold_expired'; reservation: Reservation; at: Date }
   // Credits (libs/domain/src/credits.ts, CreditBook, decides them).
   | { kind: 'grant_created'; grant: Grant }
+  /** `grant` as it is after the expiry. */
   | { kind: 'grant_expired'; grant: Grant; amount: Dec; at: Date }
   /** `first`: the void itself (sets the void time); otherwise a hold on a voided grant that ended. */
   | { kind: 'grant_voided'; grant: Grant; amount: Dec; at: Date; first?: boolean; reason?: string; actor?: string }
@@ -294,7 +295,7 @@ function make(made: Made, change: LedgerChange): void {
       const g = change.grant;
       grantEntry(made, g.accountId, g.grantId, { expired: change.amount });
       balanceEntry(made, { accountId: g.accountId, kind: 'expiry', grantId: g.grantId, amount: change.amount, at: change.at });
-      made.events.push({ kind: 'grant_expired', grant: { ...g, expired: g.expired.plus(change.amount) } });
+      made.events.push({ kind: 'grant_expired', grant: g });
       return;
     }
     case 'grant_voided': {
