@@ -226,5 +226,11 @@ describe('validation', () => {
     expect(fields(() => validateSetCreditPolicy({ accountId: 'acme', policy: 0 }))).toEqual(['policy']);
     expect(fields(() => validateSetCreditPolicy({ accountId: 'acme', policy: 1, lowBalanceThreshold: { amount: '-1', currencyCode: 'USD' } }))).toEqual(['low_balance_threshold.amount']);
     expect(fields(() => validateCreditPage('entries', { accountId: 'acme', pageSize: 1, pageToken: 'x' }))).toEqual(['page_token']);
+    // A token of the right shape but a made-up cursor is refused too (it would reach the database's casts).
+    const forged = (what: string, after: string) => Buffer.from(JSON.stringify([what, 'acme', after]), 'utf8').toString('base64url');
+    expect(fields(() => validateCreditPage('grants', { accountId: 'acme', pageSize: 1, pageToken: forged('grants', 'not-a-time|x') }))).toEqual(['page_token']);
+    expect(fields(() => validateCreditPage('entries', { accountId: 'acme', pageSize: 1, pageToken: forged('entries', '9'.repeat(19)) }))).toEqual(['page_token']);
+    expect(fields(() => validateCreditPage('entries', { accountId: 'other', pageSize: 1, pageToken: forged('entries', '5') }))).toEqual(['page_token']);
+    expect(validateCreditPage('entries', { accountId: 'acme', pageSize: 0, pageToken: forged('entries', '5') })).toEqual({ accountId: 'acme', pageSize: 100, after: '5' });
   });
 });

@@ -589,7 +589,8 @@ export function validateCreditPage(what: 'grants' | 'entries', raw: { accountId:
     try {
       const [w, a, after] = JSON.parse(Buffer.from(raw.pageToken, 'base64url').toString('utf8')) as unknown[];
       if (w !== what || a !== q.accountId || typeof after !== 'string' || after.length > 200) throw new Error('foreign token');
-      if (what === 'entries' && !/^\d{1,19}$/.test(after)) throw new Error('bad sequence');
+      if (what === 'entries' && !/^\d{1,18}$/.test(after)) throw new Error('bad sequence');
+      if (what === 'grants' && !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(after)) throw new Error('bad cursor');
       q.after = after;
     } catch {
       v.add('page_token', 'is not a token returned by a previous page of this same query');

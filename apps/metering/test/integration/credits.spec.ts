@@ -324,6 +324,15 @@ describe.each(databaseTargets())('credits on $name', (target) => {
     } while (token);
     expect(pages).toEqual(all);
     expect(all.map((e) => e.sequence)).toEqual(all.map((_, n) => BigInt(n + 1)));
+    const grantPages = [];
+    token = '';
+    do {
+      const page = await credits.listGrants({ accountId: a, pageSize: 1, pageToken: token });
+      grantPages.push(...page.grants.map((g) => g.grantId));
+      token = page.nextPageToken;
+    } while (token);
+    expect(grantPages).toEqual((await credits.listGrants({ accountId: a, pageSize: 100, pageToken: '' })).grants.map((g) => g.grantId));
+    expect(grantPages).toHaveLength(2);
     expect(all[all.length - 1].balanceAfter.toFixed()).toBe((await balance(a)).ledgerBalance.toFixed());
     await expectBalanceIdentity(db, a);
   });
