@@ -9,7 +9,9 @@ It does what a backend does around an LLM call, and checks every answer:
   6. try another account's data with its key (PERMISSION_DENIED);
   7. read the charge stream (WatchCharges) from the start, and from now (where it starts is in its headers);
   8. record calls by sending the provider's own usage object as it came back (an OpenAI chat completion's
-     and an Anthropic message's), and check each costs exactly what the same call sent as counts costs.
+     and an Anthropic message's), and check each costs exactly what the same call sent as counts costs;
+  9. grant prepaid credits (CreateGrant, idempotent by key), record a call, and read the balance
+     (GetBalance) and its history (ListBalanceEntries): the call burned exactly its cost.
 Run by examples/run-python.sh (and CI) against a real server: /usr/bin/python3 backend.py --address HOST:PORT --operator-key KEY
 """
 import argparse
@@ -17,13 +19,14 @@ import os
 import sys
 import uuid
 from datetime import date
+from decimal import Decimal
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen"))
 
 import grpc  # noqa: E402
 from google.protobuf import struct_pb2  # noqa: E402
 from google.rpc import error_details_pb2, status_pb2  # noqa: E402
-from metering.v1 import account_pb2, charge_pb2, limits_pb2, metering_service_pb2 as pb, metering_service_pb2_grpc as rpc  # noqa: E402
+from metering.v1 import account_pb2, charge_pb2, credits_pb2, limits_pb2, money_pb2, metering_service_pb2 as pb, metering_service_pb2_grpc as rpc  # noqa: E402
 
 
 def check(condition, what):
@@ -96,6 +99,25 @@ def record_usage_objects(stub, key):
         check(err.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_fields(err) == ["prompt_tokens"], "counts that disagree with the usage object are INVALID_ARGUMENT naming them")
 
 
+def read_balance(stub, key):
+    """Step 9: prepaid credits. A grant of 1.00 USD, a call that burns it, and the balance read back."""
+    topup = credits_pb2.CreateGrantRequest(
+        idempotency_key=f"topup-{uuid.uuid4()}", amount=money_pb2.Money(amount="1.00", currency_code="USD"),
+        kind=credits_pb2.GRANT_KIND_PAID, reason="top-up", actor="python example")
+    grant = stub.CreateGrant(topup, metadata=key, timeout=5)
+    check(not grant.replayed and grant.grant.remaining.amount == "1", "CreateGrant grants 1.00 USD")
+    check(stub.CreateGrant(topup, metadata=key, timeout=5).replayed, "the same grant request again is a replay")
+    call = stub.RecordCharge(pb.RecordChargeRequest(
+        user_id="dave", idempotency_key=f"call-{uuid.uuid4()}", provider="openai", model="gpt-4o", prompt_tokens=100, completion_tokens=200), metadata=key, timeout=5)
+    balance = stub.GetBalance(credits_pb2.GetBalanceRequest(), metadata=key, timeout=5).balance
+    left = Decimal("1.00") - Decimal(call.charge.total_cost.amount)
+    check(balance.has_credits and Decimal(balance.available.amount) == left, f"GetBalance: {balance.available.amount} USD available after a call of {call.charge.total_cost.amount} USD")
+    entries = stub.ListBalanceEntries(credits_pb2.ListBalanceEntriesRequest(), metadata=key, timeout=5).entries
+    check([e.kind for e in entries] == [credits_pb2.BALANCE_ENTRY_KIND_GRANT, credits_pb2.BALANCE_ENTRY_KIND_BURN]
+          and entries[1].charge_id == call.charge.charge_id and Decimal(entries[1].balance_after.amount) == left,
+          "ListBalanceEntries: the grant, then the burn naming the charge, with the running balance")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--address", required=True)
@@ -162,6 +184,7 @@ def main():
     check(nxt.event.sequence == 2 and nxt.event.charge.charge_id == later.charge.charge_id, "and streams what commits after that")
 
     record_usage_objects(stub, key)
+    read_balance(stub, key)
     print(f"python backend: all checks passed (account {account})")
 
 

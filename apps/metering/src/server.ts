@@ -32,6 +32,8 @@ import {
   setPriceHandler,
 } from './handlers/pricing.handler';
 import { getDailyUsageHandler } from './handlers/usage.handler';
+import { createGrantHandler, getBalanceHandler, listBalanceEntriesHandler, listGrantsHandler, setCreditPolicyHandler, voidGrantHandler } from './handlers/credits.handler';
+import { CreditsService } from './services/credits.service';
 import type { Logger } from './logger';
 import { AccountsService } from './services/accounts.service';
 import { ApiKeysService } from './services/api-keys.service';
@@ -116,6 +118,7 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const streams = opts.events ?? { notifier: new EventNotifier(), open: new OpenStreams(), slowMs: 30_000, pollMs: 1000 };
   const eventsService = new EventsService(db, streams.notifier, streams.pollMs);
   const chargeQueries = new ChargeQueriesService(db);
+  const credits = new CreditsService(db, clock);
   const unary = {
     recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
     recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
@@ -147,6 +150,12 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
     createApiKey: rpc('CreateApiKey', createApiKeyHandler(apiKeys)),
     revokeApiKey: rpc('RevokeApiKey', revokeApiKeyHandler(apiKeys)),
     listApiKeys: rpc('ListApiKeys', listApiKeysHandler(apiKeys)),
+    createGrant: rpc('CreateGrant', createGrantHandler(credits)),
+    voidGrant: rpc('VoidGrant', voidGrantHandler(credits)),
+    listGrants: rpc('ListGrants', listGrantsHandler(credits)),
+    getBalance: rpc('GetBalance', getBalanceHandler(credits)),
+    listBalanceEntries: rpc('ListBalanceEntries', listBalanceEntriesHandler(credits)),
+    setCreditPolicy: rpc('SetCreditPolicy', setCreditPolicyHandler(credits)),
   } satisfies Partial<Record<keyof MeteringServiceServer, unknown>>;
   const serverStreams = {
     watchCharges: stream('WatchCharges', watchChargesHandler(eventsService, streams.slowMs)),
@@ -306,6 +315,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   };
   const reservations = new ReservationsService(db);
   every(config.reservationSweepMs, 'reservation sweep', 'reservations expired', () => reservations.expireAllDue());
+  // Grants past their expiry release their remainder the same way (and lazily, when read or locked).
+  const credits = new CreditsService(db);
+  every(config.reservationSweepMs, 'grant expiry sweep', 'grants expired', () => credits.expireAllDue());
   if (config.eventRetentionSeconds > 0) {
     every(config.eventPruneMs, 'event retention sweep', 'events pruned', async () => {
       const n = await pruneEvents(db, config.eventRetentionSeconds);

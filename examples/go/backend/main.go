@@ -1,7 +1,7 @@
 // A Go backend using Metering, with stubs generated from proto/ (see ../buf.gen.yaml).
 // It records a charge, replays it, reserves and records against the reservation,
-// reads the day's usage, decodes the BadRequest of a bad request, and reads the
-// charge stream; it checks every answer and exits non-zero on a mismatch. Run by examples/run-go.sh (and CI):
+// reads the day's usage, decodes the BadRequest of a bad request, reads the
+// charge stream, and reads a prepaid credit balance; it checks every answer and exits non-zero on a mismatch. Run by examples/run-go.sh (and CI):
 //
 //	backend -address 127.0.0.1:50051 -operator-key KEY
 package main
@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/big"
 	"os"
 	"sort"
 	"time"
@@ -94,6 +95,19 @@ func main() {
 	next, err := live.Recv()
 	check(err == nil && next.Event.GetSequence() == 2 && next.Event.GetCharge().GetChargeId() == later.Charge.GetChargeId(), "and streams what commits after that")
 	stop()
+
+	// Prepaid credits: the operator grants 1.00 USD (CreateGrant needs the ADMIN scope), a call
+	// burns its cost, and the backend reads the balance with its own key.
+	grant, err := client.CreateGrant(op, &pb.CreateGrantRequest{AccountId: account, IdempotencyKey: "topup-1", Amount: &pb.Money{Amount: "1.00", CurrencyCode: "USD"}, Kind: pb.GrantKind_GRANT_KIND_PAID, Reason: "top-up", Actor: "go example"})
+	check(err == nil && grant.Grant.GetRemaining().GetAmount() == "1", "CreateGrant grants 1.00 USD")
+	burned, err := client.RecordCharge(withKey, &pb.RecordChargeRequest{UserId: "bob", IdempotencyKey: "call-3", Provider: "openai", Model: "gpt-4o", PromptTokens: 100, CompletionTokens: 200})
+	check(err == nil, "RecordCharge against the credits")
+	balance, err := client.GetBalance(withKey, &pb.GetBalanceRequest{})
+	check(err == nil && balance.Balance.GetHasCredits(), "GetBalance reads the balance")
+	left, _ := new(big.Rat).SetString("1.00")
+	cost, _ := new(big.Rat).SetString(burned.Charge.GetTotalCost().GetAmount())
+	available, ok := new(big.Rat).SetString(balance.Balance.GetAvailable().GetAmount())
+	check(ok && available.Cmp(left.Sub(left, cost)) == 0, fmt.Sprintf("the call burned exactly its cost: %s USD available", balance.Balance.GetAvailable().GetAmount()))
 
 	fmt.Println("go backend: all checks passed (account " + account + ")")
 }

@@ -1,10 +1,20 @@
 import type { ChargeRecord } from './charge';
+import type { Grant } from './credits';
+import type { BalanceNotice } from './ledger';
 import type { Limit, UsageCounter } from './limits';
 import type { Reservation } from './reservation';
 import { DomainError } from './errors';
 import { checkId, checkInt, checkModel, checkProvider, Violations } from './validation';
 
-export type ChargeEventKind = 'charge_recorded' | 'charge_rerated' | 'reservation_expired' | 'soft_limit_exceeded';
+export type ChargeEventKind =
+  | 'charge_recorded'
+  | 'charge_rerated'
+  | 'reservation_expired'
+  | 'soft_limit_exceeded'
+  | 'grant_created'
+  | 'grant_expired'
+  | 'balance_low'
+  | 'balance_exhausted';
 
 /** A soft limit that a user's charge took past its amount, with the usage after it. */
 export interface SoftLimitCrossing {
@@ -23,6 +33,10 @@ export interface ChargeEvent {
   charge?: ChargeRecord;
   reservation?: Reservation;
   softLimit?: SoftLimitCrossing;
+  /** For grant_created and grant_expired. */
+  grant?: Grant;
+  /** For balance_low and balance_exhausted. */
+  balance?: BalanceNotice;
 }
 
 export interface WatchQuery {
@@ -51,7 +65,7 @@ export function validateWatch(raw: { accountId: string; afterSequence?: string; 
 
 /** Whether an event passes a subscriber's filters (events without a charge pass user filters by their reservation's user). */
 export function eventMatches(e: ChargeEvent, q: WatchQuery): boolean {
-  const userId = e.charge?.userId ?? e.reservation?.userId ?? e.softLimit?.userId;
+  const userId = e.charge?.userId ?? e.reservation?.userId ?? e.softLimit?.userId ?? (e.grant?.userId || undefined);
   if (q.userId !== undefined && userId !== q.userId) return false;
   if (q.provider !== undefined && e.charge?.provider !== q.provider) return false;
   if (q.model !== undefined && e.charge?.model !== q.model) return false;

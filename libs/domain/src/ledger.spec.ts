@@ -155,3 +155,29 @@ describe('settlement rules', () => {
     expect(chargeDay({ usageTime: AT, usageTimeSupplied: false }, undefined, 'UTC')).toBe('2026-12-01');
   });
 });
+
+describe('the ledger: credits', () => {
+  const grant = { accountId: 'acme', grantId: 'g-1', idempotencyKey: 'gk', userId: '', kind: 'paid' as const, amount: new Dec('5'), priority: 0, effectiveTime: AT, reason: '', actor: '', createTime: AT, spent: new Dec(0), held: new Dec(0), expired: new Dec(0), voided: new Dec(0), requestHash: 'h' };
+
+  it('each credit change makes its balance entry and moves its grant; deltas of one grant are summed, entries keep the order of the changes', () => {
+    const e = entriesOf([
+      { kind: 'grant_created', grant },
+      { kind: 'credit_held', accountId: 'acme', grantId: 'g-1', reservationId: 'r-1', amount: new Dec('0.6'), at: AT },
+      { kind: 'credit_holds_placed', accountId: 'acme', reservationId: 'r-1', holds: [{ grantId: 'g-1', amount: new Dec('0.6') }] },
+      { kind: 'credit_hold_released', accountId: 'acme', grantId: 'g-1', reservationId: 'r-1', amount: new Dec('0.6'), at: AT, chargeId: 'c-1' },
+      { kind: 'credit_burned', accountId: 'acme', grantId: 'g-1', chargeId: 'c-1', amount: new Dec('0.7'), at: AT },
+      { kind: 'credit_overage', accountId: 'acme', chargeId: 'c-1', periodStart: '2026-12-01', amount: new Dec('0.1'), at: AT },
+      { kind: 'credit_refunded', accountId: 'acme', grantId: 'g-1', chargeId: 'c-1', amount: new Dec('0.2'), at: AT },
+      { kind: 'grant_expired', grant: { ...grant, expired: new Dec('4.5'), spent: new Dec('0.5') }, amount: new Dec('4.5'), at: AT },
+    ]);
+    expect(e.credits.balance.map((b) => [b.kind, b.amount.toFixed()])).toEqual([
+      ['grant', '5'], ['hold', '0.6'], ['hold_released', '0.6'], ['burn', '0.7'], ['overage', '0.1'], ['refund', '0.2'], ['expiry', '4.5'],
+    ]);
+    expect(e.credits.grants).toEqual([{ accountId: 'acme', grantId: 'g-1', spent: new Dec('0.5'), held: new Dec(0), expired: new Dec('4.5'), voided: new Dec(0) }]);
+    expect(e.credits.overage).toEqual([{ accountId: 'acme', periodStart: '2026-12-01', amount: new Dec('0.1') }]);
+    expect(e.credits.holds).toEqual([{ accountId: 'acme', reservationId: 'r-1', holds: [{ grantId: 'g-1', amount: new Dec('0.6') }] }]);
+    expect(e.events.map((x) => x.kind)).toEqual(['grant_created', 'grant_expired']);
+    // Credits touch no usage: no rollup, no counter.
+    expect([e.rollups, e.counters]).toEqual([[], []]);
+  });
+});

@@ -1,5 +1,6 @@
 import { Dec, TOKEN_CLASSES, type TokenCounts } from '@metering/pricing';
 import type { ChargeRecord } from './charge';
+import type { BalanceEntryDraft, CreditEntries, CreditHold, GrantDelta, Grant, OverageDelta } from './credits';
 import type { SoftLimitCrossing } from './events';
 import { Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
 import type { Reservation, ReservationRef, ReservationStatus } from './reservation';
@@ -22,6 +23,20 @@ import type { RollupKey } from './usage';
  * | hold_settled   |                       |                      | - the hold if held | settled          |                     |
  * | hold_released  |                       |                      | - the hold         | released         |                     |
  * | hold_expired   |                       |                      | - the hold         | expired          | reservation_expired |
+ *
+ * Credits (libs/domain/src/credits.ts decides them; each makes a balance entry):
+ *
+ * | change               | grant                 | balance entry  | other                       | event         |
+ * |----------------------|-----------------------|----------------|-----------------------------|---------------|
+ * | grant_created        | (inserted first)      | grant +        |                             | grant_created |
+ * | credit_burned        | spent +               | burn -         |                             |               |
+ * | credit_refunded      | spent -               | refund +       |                             |               |
+ * | credit_overage       |                       | overage (0)    | credit_overage + (month)    |               |
+ * | credit_held          | held +                | hold -         |                             |               |
+ * | credit_hold_released | held -                | hold_released +|                             |               |
+ * | credit_holds_placed  |                       |                | reservation's credit_holds  |               |
+ * | grant_expired        | expired +             | expiry -       |                             | grant_expired |
+ * | grant_voided         | voided + (void time)  | void -         |                             |               |
  *
  * Counter entries are made for the four counters a user's usage on a local
  * day moves: day and month, of the user and of its account (user_id '').
@@ -114,13 +129,34 @@ export type LedgerChange =
   /** The reservation as locked before the charge (held, or already expired: then its hold is gone). */
   | { kind: 'hold_settled'; reservation: Reservation; charge: ChargeRecord; at: Date }
   | { kind: 'hold_released'; reservation: Reservation; at: Date }
-  | { kind: 'hold_expired'; reservation: Reservation; at: Date };
+  | { kind: 'hold_expired'; reservation: Reservation; at: Date }
+  // Credits (libs/domain/src/credits.ts, CreditBook, decides them).
+  | { kind: 'grant_created'; grant: Grant }
+  /** `grant` as it is after the expiry. */
+  | { kind: 'grant_expired'; grant: Grant; amount: Dec; at: Date }
+  /** `first`: the void itself (sets the void time); otherwise a hold on a voided grant that ended. */
+  | { kind: 'grant_voided'; grant: Grant; amount: Dec; at: Date; first?: boolean; reason?: string; actor?: string }
+  | { kind: 'credit_burned' | 'credit_refunded'; accountId: string; grantId: string; chargeId: string; amount: Dec; at: Date }
+  /** What no grant covered of a charge (negative: refunded by re-rating), on the month of its local day. */
+  | { kind: 'credit_overage'; accountId: string; chargeId: string; periodStart: string; amount: Dec; at: Date }
+  | { kind: 'credit_held'; accountId: string; grantId: string; reservationId: string; amount: Dec; at: Date }
+  | { kind: 'credit_hold_released'; accountId: string; grantId: string; reservationId: string; amount: Dec; at: Date; chargeId?: string }
+  | { kind: 'credit_holds_placed'; accountId: string; reservationId: string; holds: CreditHold[] };
+
+/** The available balance when it fell to the low threshold or to zero. */
+export interface BalanceNotice {
+  accountId: string;
+  available: Dec;
+  threshold?: Dec;
+}
 
 /** An event for the account's charge stream, as the outbox stores it. */
 export type LedgerEvent =
   | { kind: 'charge_recorded' | 'charge_rerated'; charge: ChargeRecord }
   | { kind: 'reservation_expired'; reservation: Reservation }
-  | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing };
+  | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing }
+  | { kind: 'grant_created' | 'grant_expired'; grant: Grant }
+  | { kind: 'balance_low' | 'balance_exhausted'; balance: BalanceNotice };
 
 /** A reservation leaving the held state. */
 export interface ReservationEntry {
@@ -138,6 +174,8 @@ export interface LedgerEntries {
   events: LedgerEvent[];
   /** What each change moved of used amounts, in order (to tell which soft limits it crossed). */
   usage: UsageChange[];
+  /** Credits: grants (key order), overage (key order), reservations' holds, balance entries (in the order of the changes). */
+  credits: CreditEntries;
 }
 
 /** What one charge adds to its rollup. */
@@ -185,7 +223,16 @@ interface Made {
   reservations: ReservationEntry[];
   events: LedgerEvent[];
   usage: UsageChange[];
+  credits: CreditEntries;
 }
+
+const NO_DEC = new Dec(0);
+
+function grantEntry(made: Made, accountId: string, grantId: string, d: Partial<Omit<GrantDelta, 'accountId' | 'grantId'>>): void {
+  made.credits.grants.push({ accountId, grantId, spent: d.spent ?? NO_DEC, held: d.held ?? NO_DEC, expired: d.expired ?? NO_DEC, voided: d.voided ?? NO_DEC, ...(d.voidTime ? { voidTime: d.voidTime, voidReason: d.voidReason, voidActor: d.voidActor } : {}) });
+}
+
+const balanceEntry = (made: Made, e: BalanceEntryDraft) => made.credits.balance.push(e);
 
 function usageEntries(made: Made, rollup: RollupDelta): void {
   const used = { messageCount: rollup.sums.messageCount, totalTokens: rollup.sums.totalTokens, totalCost: rollup.sums.totalCost };
@@ -238,6 +285,50 @@ function make(made: Made, change: LedgerChange): void {
       made.reservations.push(finished(change.reservation, 'expired', change.at));
       made.events.push({ kind: 'reservation_expired', reservation: { ...change.reservation, status: 'expired', finishTime: change.at } });
       return;
+    case 'grant_created': {
+      const g = change.grant;
+      balanceEntry(made, { accountId: g.accountId, kind: 'grant', grantId: g.grantId, amount: g.amount, at: g.createTime });
+      made.events.push({ kind: 'grant_created', grant: g });
+      return;
+    }
+    case 'grant_expired': {
+      const g = change.grant;
+      grantEntry(made, g.accountId, g.grantId, { expired: change.amount });
+      balanceEntry(made, { accountId: g.accountId, kind: 'expiry', grantId: g.grantId, amount: change.amount, at: change.at });
+      made.events.push({ kind: 'grant_expired', grant: g });
+      return;
+    }
+    case 'grant_voided': {
+      const g = change.grant;
+      grantEntry(made, g.accountId, g.grantId, { voided: change.amount, ...(change.first ? { voidTime: change.at, voidReason: change.reason ?? '', voidActor: change.actor ?? '' } : {}) });
+      balanceEntry(made, { accountId: g.accountId, kind: 'void', grantId: g.grantId, amount: change.amount, at: change.at });
+      return;
+    }
+    case 'credit_burned':
+    case 'credit_refunded': {
+      const sign = change.kind === 'credit_burned' ? change.amount : change.amount.negated();
+      grantEntry(made, change.accountId, change.grantId, { spent: sign });
+      balanceEntry(made, { accountId: change.accountId, kind: change.kind === 'credit_burned' ? 'burn' : 'refund', grantId: change.grantId, amount: change.amount, at: change.at, chargeId: change.chargeId });
+      return;
+    }
+    case 'credit_overage':
+      made.credits.overage.push({ accountId: change.accountId, periodStart: change.periodStart, amount: change.amount });
+      balanceEntry(made, { accountId: change.accountId, kind: 'overage', grantId: '', amount: change.amount, at: change.at, chargeId: change.chargeId });
+      return;
+    case 'credit_held':
+      grantEntry(made, change.accountId, change.grantId, { held: change.amount });
+      balanceEntry(made, { accountId: change.accountId, kind: 'hold', grantId: change.grantId, amount: change.amount, at: change.at, reservationId: change.reservationId });
+      return;
+    case 'credit_hold_released':
+      grantEntry(made, change.accountId, change.grantId, { held: change.amount.negated() });
+      balanceEntry(made, {
+        accountId: change.accountId, kind: 'hold_released', grantId: change.grantId, amount: change.amount, at: change.at, reservationId: change.reservationId,
+        ...(change.chargeId ? { chargeId: change.chargeId } : {}),
+      });
+      return;
+    case 'credit_holds_placed':
+      made.credits.holds.push({ accountId: change.accountId, reservationId: change.reservationId, holds: change.holds });
+      return;
   }
 }
 
@@ -264,9 +355,20 @@ const addCounterDeltas = (a: CounterDelta, b: CounterDelta): CounterDelta => ({
   reserved: addUsage(a.reserved, b.reserved),
 });
 
+const addGrantDeltas = (a: GrantDelta, b: GrantDelta): GrantDelta => ({
+  ...a,
+  ...b,
+  spent: a.spent.plus(b.spent),
+  held: a.held.plus(b.held),
+  expired: a.expired.plus(b.expired),
+  voided: a.voided.plus(b.voided),
+  ...(a.voidTime ? { voidTime: a.voidTime, voidReason: a.voidReason, voidActor: a.voidActor } : {}),
+});
+const addOverage = (a: OverageDelta, b: OverageDelta): OverageDelta => ({ ...a, amount: a.amount.plus(b.amount) });
+
 /** The entries of a set of changes: rollups and counters summed per row, every table in key order, events in the order of the changes. */
 export function entriesOf(changes: LedgerChange[]): LedgerEntries {
-  const made: Made = { rollups: [], counters: [], reservations: [], events: [], usage: [] };
+  const made: Made = { rollups: [], counters: [], reservations: [], events: [], usage: [], credits: { grants: [], overage: [], holds: [], balance: [] } };
   for (const change of changes) make(made, change);
   return {
     rollups: aggregate(made.rollups, rollupId, (a, b) => ({ ...a, sums: combineSums(a.sums, b.sums, 1n) })),
@@ -274,8 +376,17 @@ export function entriesOf(changes: LedgerChange[]): LedgerEntries {
     reservations: [...made.reservations].sort(byId(reservationId)),
     events: made.events,
     usage: made.usage,
+    credits: {
+      grants: aggregate(made.credits.grants, (d) => [d.accountId, d.grantId].join(SEP), addGrantDeltas),
+      overage: aggregate(made.credits.overage, (d) => [d.accountId, d.periodStart].join(SEP), addOverage),
+      holds: made.credits.holds,
+      balance: made.credits.balance,
+    },
   };
 }
+
+/** Whether entries touch credits at all (accounts without grants never do). */
+export const touchesCredits = (e: LedgerEntries): boolean => e.credits.grants.length + e.credits.overage.length + e.credits.holds.length + e.credits.balance.length > 0;
 
 /** Counters as they will be once the deltas are applied (to decide before writing, on rows read under lock). */
 export function withDeltas(rows: CounterState[], deltas: CounterDelta[]): CounterState[] {

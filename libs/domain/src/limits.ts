@@ -275,7 +275,15 @@ export function validateCheckLimits(raw: CheckLimitsRequestInput): LimitCheck {
   return check;
 }
 
-export type LimitReason = 'no_limits_set' | 'within_limits' | 'soft_limit_exceeded' | 'message_limit_reached' | 'token_limit_exceeded' | 'cost_limit_exceeded';
+export type LimitReason =
+  | 'no_limits_set'
+  | 'within_limits'
+  | 'soft_limit_exceeded'
+  | 'message_limit_reached'
+  | 'token_limit_exceeded'
+  | 'cost_limit_exceeded'
+  /** The account's credits cannot cover the call (policy deny; libs/domain/src/credits.ts). */
+  | 'balance_insufficient';
 
 export interface LimitStatus {
   scope: LimitScope;

@@ -1,5 +1,6 @@
 import { Dec } from '@metering/pricing';
 import type { ChargeInput } from './charge';
+import type { CreditHold } from './credits';
 import { DomainError } from './errors';
 import type { LimitStatus } from './limits';
 import { localDay } from './time';
@@ -26,6 +27,8 @@ export interface Reservation {
   chargeId?: string;
   /** Fingerprint of the request that created it (idempotency). */
   requestHash: string;
+  /** What it holds of the account's credit grants (empty: none; libs/domain/src/credits.ts). */
+  creditHolds?: CreditHold[];
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

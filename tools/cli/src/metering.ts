@@ -3,6 +3,11 @@ import { errorInfo, MeteringClient } from '@metering/client';
 import {
   ApiKeyScope,
   BadRequest,
+  type BalanceEntry,
+  BalanceEntryKind,
+  CreditPolicy,
+  GrantKind,
+  GrantStatus,
   ChargeEvent,
   ChargeEventKind,
   type Charge,
@@ -335,6 +340,47 @@ async function reservationsList(o: { account: string; user: string } & ListingFo
   if (response.nextPageToken && !o.json) process.stderr.write('more than 1000 open reservations; the first 1000 are shown\n');
 }
 
+// ---- balance
+
+const GRANT_STATUS = { scheduled: GrantStatus.GRANT_STATUS_SCHEDULED, active: GrantStatus.GRANT_STATUS_ACTIVE, exhausted: GrantStatus.GRANT_STATUS_EXHAUSTED, expired: GrantStatus.GRANT_STATUS_EXPIRED, voided: GrantStatus.GRANT_STATUS_VOIDED };
+const GRANT_KIND = { paid: GrantKind.GRANT_KIND_PAID, promotional: GrantKind.GRANT_KIND_PROMOTIONAL };
+const CREDIT_POLICY = { deny: CreditPolicy.CREDIT_POLICY_DENY, allow_overage: CreditPolicy.CREDIT_POLICY_ALLOW_OVERAGE };
+const entryKind = (k: BalanceEntryKind) => (BalanceEntryKind[k] ?? String(k)).replace('BALANCE_ENTRY_KIND_', '').toLowerCase();
+
+/** `metering balance`: the balance, then every grant (or, with --history, every balance entry) as a table. */
+async function balance(o: { account: string; user: string; history?: boolean } & ListingFormat): Promise<void> {
+  const { balance: b } = await client().call('getBalance', { accountId: o.account, userId: o.user });
+  if (o.history) {
+    const entries: BalanceEntry[] = [];
+    let pageToken = '';
+    do {
+      const page = await client().call('listBalanceEntries', { accountId: o.account, pageSize: 1000, pageToken });
+      entries.push(...page.entries);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    if (o.json) return printJson(responseJson('listBalanceEntries', { entries, nextPageToken: '' }));
+    const rows = entries.map((e) => [e.sequence, when(e.entryTime), entryKind(e.kind), money(e.amount), money(e.balanceAfter), e.grantId, e.chargeId, e.reservationId]);
+    if (o.csv) return out(csv(['sequence', 'entry_time', 'kind', 'amount_usd', 'balance_after_usd', 'grant_id', 'charge_id', 'reservation_id'], rows));
+    return out(table(['#', 'time', 'kind', 'amount USD', 'balance USD', 'grant', 'charge', 'reservation'], rows, ['#', 'amount USD', 'balance USD']));
+  }
+  const grants = [];
+  let pageToken = '';
+  do {
+    const page = await client().call('listGrants', { accountId: o.account, pageSize: 1000, pageToken });
+    grants.push(...page.grants);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  const mine = o.user ? grants.filter((g) => g.userId === '' || g.userId === o.user) : grants;
+  if (o.json) return printJson({ balance: responseJson('getBalance', { balance: b }), grants: responseJson('listGrants', { grants: mine, nextPageToken: '' }) });
+  const rows = mine.map((g) => [g.grantId, nameOf(GRANT_KIND, g.kind), nameOf(GRANT_STATUS, g.status), String(g.priority), money(g.amount), money(g.remaining), money(g.held), money(g.spent), money(g.expired), money(g.voided), when(g.expireTime), g.userId]);
+  const header = ['grant_id', 'kind', 'status', 'priority', 'amount_usd', 'remaining_usd', 'held_usd', 'spent_usd', 'expired_usd', 'voided_usd', 'expire_time', 'user_id'];
+  if (o.csv) return out(csv(header, rows));
+  if (!b?.hasCredits) return out(`${b?.accountId ?? o.account} has no credits: its calls are not limited by a balance`);
+  out(`available ${money(b.available)} USD (remaining ${money(b.remaining)}, held ${money(b.held)}, upcoming ${money(b.upcoming)}); policy ${nameOf(CREDIT_POLICY, b.policy)}; overage since ${b.overagePeriodStart}: ${money(b.overage)} USD`);
+  for (const x of b.upcomingExpiries) out(`expires ${when(x.expireTime)}: ${money(x.amount)} USD of ${x.grantId}`);
+  out(table(['grant', 'kind', 'status', 'priority', 'amount', 'remaining', 'held', 'spent', 'expired', 'voided', 'expires', 'user'], rows, ['priority', 'amount', 'remaining', 'held', 'spent', 'expired', 'voided']));
+}
+
 // ---- tail
 
 /** One event of the charge stream for people, whatever its kind. */
@@ -348,6 +394,14 @@ export function describeEvent(e: ChargeEvent): string {
   if (e.reservation) {
     const r = e.reservation;
     return `${head} ${r.reservationId} of ${r.userId || '(account)'} held ${r.heldMessages} messages ${r.heldTokens} tokens ${money(r.heldCost)} USD key=${r.idempotencyKey}`;
+  }
+  if (e.grant) {
+    const g = e.grant;
+    return `${head} ${g.grantId} ${money(g.amount)} USD${g.userId ? ` for user ${g.userId}` : ''}: remaining ${money(g.remaining)}, expired ${money(g.expired)}${g.expireTime ? `, expires ${when(g.expireTime)}` : ''}`;
+  }
+  if (e.balance) {
+    const b = e.balance;
+    return `${head} available ${money(b.available)} USD${b.lowBalanceThreshold ? ` (threshold ${money(b.lowBalanceThreshold)} USD)` : ''}`;
   }
   if (e.limit) {
     const l = e.limit;
@@ -540,6 +594,12 @@ export function program(): Command {
     .addOption(accountOption())
     .requiredOption('--key-id <id>', 'the key, k_...')
     .action(keysRevoke);
+
+  listing(command(root, 'balance', 'the prepaid credit balance, and its grants (or with --history its balance entries)'))
+    .addOption(accountOption())
+    .addOption(new Option('--user <id>', 'what this user may spend').default('', 'the whole account'))
+    .option('--history', 'every balance entry, with the running balance')
+    .action(balance);
 
   command(root, 'tail', 'follow the charge stream (every event kind); Ctrl-C stops')
     .addOption(accountOption())

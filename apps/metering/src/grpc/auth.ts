@@ -112,6 +112,12 @@ export const POLICY: Readonly<Record<string, Rule>> = {
   ListApiKeys: { scope: 'admin', account: 'own' },
   ListReservations: { scope: 'read', account: 'own' },
   ListAccounts: { scope: 'admin', account: 'operator' },
+  GetBalance: { scope: 'read', account: 'own' },
+  ListGrants: { scope: 'read', account: 'own' },
+  ListBalanceEntries: { scope: 'read', account: 'own' },
+  CreateGrant: { scope: 'admin', account: 'own' },
+  VoidGrant: { scope: 'admin', account: 'own' },
+  SetCreditPolicy: { scope: 'admin', account: 'own' },
 };
 
 /**

@@ -4,6 +4,7 @@ import { ChargeEvent, recordedStatus, StreamClosedError, SubscriberTooSlowError 
 import type { StreamControl } from '../grpc/stream';
 import { EventsService } from '../services/events.service';
 import { toProtoCharge, toProtoReservation, toProtoTimestamp } from './convert';
+import { toProtoBalanceNotice, toProtoGrant } from './credits.handler';
 import { toProtoLimitStatus } from './limits.handler';
 
 /** WatchCharges: events -> wire, with flow control; a subscriber too slow to read, or a shutdown, ends the stream with its cursor. */
@@ -16,6 +17,10 @@ const KIND = {
   charge_rerated: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RERATED,
   reservation_expired: ChargeEventKind.CHARGE_EVENT_KIND_RESERVATION_EXPIRED,
   soft_limit_exceeded: ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED,
+  grant_created: ChargeEventKind.CHARGE_EVENT_KIND_GRANT_CREATED,
+  grant_expired: ChargeEventKind.CHARGE_EVENT_KIND_GRANT_EXPIRED,
+  balance_low: ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_LOW,
+  balance_exhausted: ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_EXHAUSTED,
 };
 
 const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
@@ -27,6 +32,8 @@ const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
   reservation: e.reservation ? toProtoReservation(e.reservation) : undefined,
   limit: e.softLimit ? toProtoLimitStatus(recordedStatus(e.softLimit.limit, e.softLimit.periodStart, e.softLimit.used)) : undefined,
   userId: e.softLimit?.userId ?? '',
+  grant: e.grant ? toProtoGrant(e.grant, e.eventTime) : undefined,
+  balance: e.balance ? toProtoBalanceNotice(e.balance) : undefined,
 });
 
 export const watchChargesHandler =

@@ -34,6 +34,7 @@ const REASON: Record<LimitReason, CheckLimitsReason> = {
   message_limit_reached: CheckLimitsReason.CHECK_LIMITS_REASON_MESSAGE_LIMIT_REACHED,
   token_limit_exceeded: CheckLimitsReason.CHECK_LIMITS_REASON_TOKEN_LIMIT_EXCEEDED,
   cost_limit_exceeded: CheckLimitsReason.CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED,
+  balance_insufficient: CheckLimitsReason.CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT,
 };
 const MEASURE = { messages: LimitMeasure.LIMIT_MEASURE_MESSAGES, tokens: LimitMeasure.LIMIT_MEASURE_TOKENS, cost: LimitMeasure.LIMIT_MEASURE_COST };
 const SCOPE = { user: LimitScope.LIMIT_SCOPE_USER, account: LimitScope.LIMIT_SCOPE_ACCOUNT };

@@ -19,12 +19,13 @@ import {
   UnavailableError,
   validateRecordCharge,
 } from '@metering/domain';
-import { CURRENCY_CODE, totalTokens } from '@metering/pricing';
+import { CURRENCY_CODE, Dec, totalTokens } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
 import { Db, inTransaction, Tx } from '../store/db';
 import { applyEntries } from '../store/ledger.repo';
 import { lockReservations } from '../store/reservations.repo';
+import { Books } from './credits.service';
 import { PricingService } from './pricing.service';
 import { SettingsCache } from './settings-cache';
 
@@ -204,11 +205,20 @@ export class ChargesService {
         const reservation = charge.reservationId ? reservations.get(reservationKey(charge.accountId, charge.reservationId)) : undefined;
         return reservation ? [{ charge, reservation }] : [];
       });
+      // Credits (accounts with credits only, so others cost no round trip): lock their grants, end
+      // the settled reservations' credit holds, then burn each new charge's billed cost.
+      const creditHolds = settled.filter(({ reservation }) => reservation.status === 'held' && reservation.creditHolds?.length);
+      const creditAccounts = [...new Set([...inserted.filter((c) => settings.get(c.accountId)?.credits).map((c) => c.accountId), ...creditHolds.map(({ charge }) => charge.accountId)])];
+      const books = await Books.open(tx, creditAccounts, recordTime);
+      for (const { charge, reservation } of creditHolds) books.get(charge.accountId)?.releaseHolds(reservation, recordTime, charge.chargeId);
+      for (const charge of inserted) books.get(charge.accountId)?.burn(charge, new Dec(charge.costs?.totalCost ?? 0), recordTime);
       const entries = entriesOf([
         ...inserted.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })),
         ...settled.map(({ charge, reservation }): LedgerChange => ({ kind: 'hold_settled', reservation, charge, at: recordTime })),
+        ...books.changes,
       ]);
-      await applyEntries(tx, entries, recordTime, softLimits.length ? (counters) => softLimitEvents(softLimits, counters, entries) : undefined);
+      const credits = books.writes(entries, recordTime);
+      await applyEntries(tx, entries, recordTime, softLimits.length ? (counters) => softLimitEvents(softLimits, counters, entries) : undefined, credits);
       for (const { charge, reservation } of settled) reservations.set(reservationKey(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [chargeKey(c), { charge: c, fresh: true }]));

@@ -38,7 +38,13 @@ import {
   ConflictRetryError,
   limitStatus,
   NO_CALL,
+  balanceMessage,
+  balanceOf,
+  BalanceInsufficientError,
+  creditAllows,
+  CreditPolicy,
 } from '@metering/domain';
+import { Dec } from '@metering/pricing';
 import { totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
@@ -48,6 +54,7 @@ import { findReservationByKey, insertReservation } from '../store/reservations.r
 import { PricingService } from './pricing.service';
 import { SettingsCache, SettingsView } from './settings-cache';
 import { dueExpiries } from './reservations.service';
+import { Books } from './credits.service';
 
 export interface LimitCheckResult extends LimitDecision {
   date: string;
@@ -56,6 +63,8 @@ export interface LimitCheckResult extends LimitDecision {
   accountUsage: UsageCounter;
   reservation?: Reservation;
   replayed: boolean;
+  /** For an account with credits: what the user may spend now (before this call's hold) and the call's expected cost. */
+  credit?: { available: Dec; cost: Dec };
 }
 
 /** A limit with its current period's usage. */
@@ -73,6 +82,17 @@ class Denied extends Error {
   constructor(readonly result: LimitCheckResult) {
     super('denied');
   }
+}
+
+/**
+ * A decision against limits, then against the balance: when every hard limit
+ * allows the call but the account's policy is deny and its available balance
+ * cannot cover the call's cost, the call is denied with balance_insufficient.
+ */
+function withCredits(result: LimitCheckResult, policy: CreditPolicy, available: Dec, cost: Dec): LimitCheckResult {
+  const credit = { available, cost };
+  if (!result.allowed || creditAllows(policy, available, cost)) return { ...result, credit };
+  return { ...result, credit, allowed: false, reason: 'balance_insufficient', message: balanceMessage(available, cost) };
 }
 
 /** The counters of a scope and period from the rows read, zero when absent. */
@@ -148,7 +168,10 @@ export class LimitsService {
   async checkLimits(raw: CheckLimitsRequestInput): Promise<LimitCheckResult> {
     const check = validateCheckLimits(raw);
     const result = check.reserve ? await this.reserve(check, check.reserve) : await this.check(check);
-    if (!result.allowed && check.denyAsError) throw QuotaExceededError.of(check.accountId, check.userId, result.message, result.limits);
+    if (!result.allowed && check.denyAsError) {
+      if (result.reason === 'balance_insufficient' && result.credit) throw new BalanceInsufficientError(result.message, result.credit.available, result.credit.cost);
+      throw QuotaExceededError.of(check.accountId, check.userId, result.message, result.limits);
+    }
     return result;
   }
 
@@ -174,7 +197,8 @@ export class LimitsService {
         continue;
       }
       const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
-      return this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
+      const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
+      return state.credits ? withCredits(result, state.credits.policy, balanceOf(check.accountId, state.credits.grants, now, check.userId).available, call.cost) : result;
     }
   }
 
@@ -209,7 +233,8 @@ export class LimitsService {
     try {
       return await this.cache.retrying((view) => inTransaction(this.db, async (tx) => {
         // The time zone and the estimate's price from the settings cache; the insert checks its epoch.
-        const timeZone = (await view.settings(tx, [check.accountId])).get(check.accountId)?.timeZone ?? DEFAULT_TIME_ZONE;
+        const settings = (await view.settings(tx, [check.accountId])).get(check.accountId) ?? { softLimits: [] };
+        const timeZone = settings.timeZone ?? DEFAULT_TIME_ZONE;
         const day = localDay(now, timeZone);
         const call = await this.callAmounts(tx, check, now, view);
         const reservation: Reservation = {
@@ -231,11 +256,22 @@ export class LimitsService {
         // Every counter the transaction will write is locked in one statement, in key order.
         const expired = await dueExpiries(tx, now, check.accountId);
         const freed = entriesOf(expired).counters;
+        // An account with credits: its grants are locked next (the lock order: before the
+        // counters), the expired holds' credit parts end, and the call holds against the balance.
+        const hasCredits = settings.credits || expired.some((c) => c.kind === 'hold_expired' && c.reservation.creditHolds?.length);
+        const books = hasCredits ? await Books.open(tx, [check.accountId], now) : undefined;
+        const book = books?.get(check.accountId);
+        for (const c of expired) if (book && c.kind === 'hold_expired' && c.reservation.creditHolds?.length) book.releaseHolds(c.reservation, now);
         const locked = await lockCounters(tx, [...freed.map((d) => d.key), ...counterKeysOf(check.accountId, check.userId, day)], now);
         const limits = await readLimits(tx, check.accountId, ['', check.userId]);
-        const result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call);
+        let result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call);
+        if (book) result = withCredits(result, book.account.policy, book.available(now, check.userId), call.cost);
         if (!result.allowed) throw new Denied(result);
-        await applyEntries(tx, entriesOf([...expired, { kind: 'hold_placed', reservation }]), now);
+        // Under allow_overage a call may hold less than its cost (what is available).
+        if (book) reservation.creditHolds = book.hold(reservation, Dec.min(call.cost, book.available(now, check.userId)), now);
+        const entries = entriesOf([...expired, { kind: 'hold_placed', reservation }, ...(books?.changes ?? [])]);
+        await applyEntries(tx, entries, now, undefined, books?.writes(entries, now));
+        if (reservation.creditHolds?.length === 0) delete reservation.creditHolds;
         return { ...result, reservation };
       }));
     } catch (err) {

@@ -2,7 +2,9 @@ import { ChargeRecord, entriesOf, LedgerChange, RerateQuery, softLimitEvents, va
 import { Dec } from '@metering/pricing';
 import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
 import { Db, inTransaction } from '../store/db';
+import { burnsOfCharges } from '../store/credits.repo';
 import { applyEntries } from '../store/ledger.repo';
+import { Books } from './credits.service';
 import { readWriteSettings } from '../store/limits.repo';
 import { ChargePricing, PricingService } from './pricing.service';
 
@@ -69,9 +71,20 @@ export class RerateService {
           changes.push({ kind: 'charge_rerated', before: old, after: updated });
         }
         // A re-rating that takes a soft cost limit past its amount says so, as a new charge would.
-        const soft = changes.length ? (await readWriteSettings(tx, [q.accountId])).softLimits : [];
-        const entries = entriesOf(changes);
-        await applyEntries(tx, entries, this.clock(), soft.length ? (counters) => softLimitEvents(soft, counters, entries) : undefined);
+        const written = changes.length ? await readWriteSettings(tx, [q.accountId]) : undefined;
+        const soft = written?.softLimits ?? [];
+        // Credits: a re-rated charge burns the difference, or is refunded it (what it burned of each
+        // grant, read from its balance entries; the grants locked before the counters).
+        const now = this.clock();
+        const rerated = written?.credits.has(q.accountId) ? changes.flatMap((c) => (c.kind === 'charge_rerated' ? [c] : [])) : [];
+        const burned = await burnsOfCharges(tx, q.accountId, rerated.map((c) => c.after.chargeId));
+        const books = await Books.open(tx, rerated.length ? [q.accountId] : [], now, [...burned.values()].flatMap((b) => [...b.byGrant.keys()]));
+        const book = books.get(q.accountId);
+        for (const c of rerated) {
+          book?.rerate(c.after, new Dec(c.before.costs?.totalCost ?? 0), new Dec(c.after.costs?.totalCost ?? 0), burned.get(c.after.chargeId) ?? { byGrant: new Map(), overage: new Dec(0) }, now);
+        }
+        const entries = entriesOf([...changes, ...books.changes]);
+        await applyEntries(tx, entries, now, soft.length ? (counters) => softLimitEvents(soft, counters, entries) : undefined, books.writes(entries, now));
         return charges;
       });
       if (batch.length < RERATE_BATCH) return report;

@@ -2,6 +2,7 @@ import { asSeen, encodeReservationPageToken, entriesOf, LedgerChange, LedgerEntr
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { applyEntries } from '../store/ledger.repo';
 import { findReservation, listOpenReservations, lockDueReservations, lockReservations } from '../store/reservations.repo';
+import { applyBooks, Books } from './credits.service';
 
 export const EXPIRY_BATCH = 500;
 
@@ -29,7 +30,13 @@ export class ReservationsService {
       const [r] = await lockReservations(tx, [ref]);
       if (!r) throw new ReservationNotFoundError(ref.reservationId);
       if (r.status !== 'held') throw new ReservationStateError(r, 'release');
-      await applyEntries(tx, entriesOf([{ kind: 'hold_released', reservation: r, at: now }]), now);
+      const released: LedgerChange = { kind: 'hold_released', reservation: r, at: now };
+      if (r.creditHolds?.length) {
+        // Its credit holds end too (the account's grants locked after the reservation, as always).
+        const books = await Books.open(tx, [r.accountId], now);
+        books.get(r.accountId)?.releaseHolds(r, now);
+        await applyBooks(tx, books, now, [released]);
+      } else await applyEntries(tx, entriesOf([released]), now);
       return { ...r, status: 'released', finishTime: now };
     });
   }
@@ -55,8 +62,13 @@ export class ReservationsService {
     for (;;) {
       const n = await inTransaction(this.db, async (tx) => {
         const now = this.clock();
-        const entries: LedgerEntries = entriesOf(await dueExpiries(tx, now));
-        await applyEntries(tx, entries, now);
+        const due = await dueExpiries(tx, now);
+        // Expired holds on credits end with their reservation (grants locked after the reservations).
+        const holding = due.flatMap((c) => (c.kind === 'hold_expired' && c.reservation.creditHolds?.length ? [c.reservation] : []));
+        const books = await Books.open(tx, holding.map((r) => r.accountId), now);
+        for (const r of holding) books.get(r.accountId)?.releaseHolds(r, now);
+        const entries: LedgerEntries = entriesOf([...due, ...books.changes]);
+        await applyEntries(tx, entries, now, undefined, books.writes(entries, now));
         return entries.reservations.length;
       });
       total += n;

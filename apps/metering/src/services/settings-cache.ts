@@ -17,6 +17,8 @@ export const DIRECT_LOOKUPS: PriceLookups = { operatorPrices: findOperatorPriceV
 export interface AccountSettings {
   timeZone?: string;
   softLimits: Limit[];
+  /** Whether the account has credits (a credit_accounts row): its charges then burn grants. */
+  credits?: boolean;
 }
 
 const SEP = '\u0000';
@@ -78,8 +80,8 @@ export class SettingsView implements PriceLookups {
     const missing = [...new Set(accountIds)].filter((a) => !this.accounts.has(a));
     if (missing.length > 0) {
       await this.beforeFill(db);
-      const { zones, softLimits } = await readWriteSettings(db, missing);
-      for (const a of missing) this.accounts.set(a, { timeZone: zones.get(a), softLimits: softLimits.filter((l) => l.accountId === a) });
+      const { zones, softLimits, credits } = await readWriteSettings(db, missing);
+      for (const a of missing) this.accounts.set(a, { timeZone: zones.get(a), softLimits: softLimits.filter((l) => l.accountId === a), credits: credits.has(a) });
     }
     return new Map(accountIds.map((a) => [a, this.accounts.get(a) ?? { softLimits: [] }]));
   }

@@ -1,6 +1,7 @@
 import type { ChargeEvent, ChargeEventKind, LedgerEvent, Limit } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
+import { fromGrantJson, toGrantJson } from './credits.repo';
 import { Db, statement, Tx } from './db';
 import { fromReservationRow, ReservationRow, toReservationRow } from './reservations.repo';
 
@@ -11,11 +12,14 @@ export const EVENTS_CHANNEL = 'metering_events';
 /** An event to append (the ledger decides them): a charge recorded or re-rated, a reservation expired, a soft limit crossed. */
 export type NewEvent = LedgerEvent;
 
-const accountOf = (e: NewEvent) => ('charge' in e ? e.charge.accountId : 'reservation' in e ? e.reservation.accountId : e.softLimit.limit.accountId);
+const accountOf = (e: NewEvent) =>
+  'charge' in e ? e.charge.accountId : 'reservation' in e ? e.reservation.accountId : 'grant' in e ? e.grant.accountId : 'balance' in e ? e.balance.accountId : e.softLimit.limit.accountId;
 
 function payloadOf(e: NewEvent): object {
   if ('charge' in e) return { ...toChargeRow(e.charge), record_time: e.charge.recordTime };
   if ('reservation' in e) return toReservationRow(e.reservation);
+  if ('grant' in e) return toGrantJson(e.grant);
+  if ('balance' in e) return { available: e.balance.available.toFixed(), threshold: e.balance.threshold?.toFixed() ?? null };
   const { userId, limit, periodStart, used } = e.softLimit;
   return {
     user_id: userId,
@@ -79,7 +83,11 @@ const revive = (p: Record<string, unknown>, dates: string[]) => ({ ...p, ...Obje
 
 function fromEventRow(r: EventRow): ChargeEvent {
   const event: ChargeEvent = { accountId: r.account_id, sequence: BigInt(r.seq), kind: r.kind, eventTime: r.created_at };
-  if (r.kind === 'reservation_expired') event.reservation = fromReservationRow(revive(r.payload, ['create_time', 'expire_time', 'finish_time']) as unknown as ReservationRow);
+  if (r.kind === 'grant_created' || r.kind === 'grant_expired') event.grant = fromGrantJson(r.payload as unknown as Parameters<typeof fromGrantJson>[0]);
+  else if (r.kind === 'balance_low' || r.kind === 'balance_exhausted') {
+    const p = r.payload as { available: string; threshold: string | null };
+    event.balance = { accountId: r.account_id, available: new Dec(p.available), ...(p.threshold != null ? { threshold: new Dec(p.threshold) } : {}) };
+  } else if (r.kind === 'reservation_expired') event.reservation = fromReservationRow(revive(r.payload, ['create_time', 'expire_time', 'finish_time']) as unknown as ReservationRow);
   else if (r.kind === 'soft_limit_exceeded') {
     const p = r.payload as { user_id: string; period_start: string; limit: Limit & { amount: string; updateTime?: string }; used: { messages: string; tokens: string; cost: string } };
     event.softLimit = {

@@ -1,5 +1,6 @@
 import { counterId, CounterDelta, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
+import { applyCredits, CreditWrites } from './credits.repo';
 import { statement, Tx } from './db';
 import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 import { ROLLUP_COLUMNS } from './usage.repo';
@@ -113,8 +114,12 @@ const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${list([...COUNTER_KEY, ...COUNTER_
  * `eventsAfter` derives from the counters as now stored (soft limits crossed).
  * One statement without `eventsAfter`, two with it (the second appends the
  * events). Returns the counters the entries moved, as they now are.
+ * Credit writes (their rows locked by lockCredits, numbered by the domain's
+ * numberEntries) go first, in one statement of their own (credits.repo.ts),
+ * before daily_usage and the counters, as the lock order says.
  */
-export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, eventsAfter?: (counters: CounterState[]) => LedgerEvent[]): Promise<CounterState[]> {
+export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, eventsAfter?: (counters: CounterState[]) => LedgerEvent[], credits?: CreditWrites): Promise<CounterState[]> {
+  if (credits) await applyCredits(tx, credits, now);
   if (entries.reservations.length + entries.rollups.length + entries.counters.length + entries.events.length === 0) return [];
   const writes = [JSON.stringify(reservationRows(entries)), JSON.stringify(rollupRows(entries, now)), JSON.stringify(entries.counters.map((d) => counterRow(d, now)))];
   if (!eventsAfter) {

@@ -1,6 +1,7 @@
 import { Dec } from '@metering/pricing';
-import { CounterState, DailyLimits, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
+import { CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
 import { Db, statement, Tx } from './db';
+import { CHECK_CREDITS_SQL, fromCheckCredits } from './credits.repo';
 import { toCounterState } from './ledger.repo';
 
 /** SQL of the limits and accounts tables: one limit row per scope, period, measure and enforcement. No business rules. */
@@ -53,23 +54,26 @@ export async function readLimits(db: Db | Tx, accountId: string, userIds: string
 
 /**
  * What the write paths (recording, re-rating) read of the accounts they write
- * for, in one round trip: their time zones (absent: UTC) and their soft limits
- * (every scope and period), in key order.
+ * for, in one round trip: their time zones (absent: UTC), their soft limits
+ * (every scope and period), in key order, and which have credits.
  */
-export async function readWriteSettings(tx: Db | Tx, accountIds: string[]): Promise<{ zones: Map<string, string>; softLimits: Limit[] }> {
+export async function readWriteSettings(tx: Db | Tx, accountIds: string[]): Promise<{ zones: Map<string, string>; softLimits: Limit[]; credits: Set<string> }> {
   const { rows } = await tx.raw(
     `SELECT 'zone' AS kind, account_id, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at
        FROM accounts WHERE account_id = ANY(?::text[])
      UNION ALL
+     SELECT 'credits', account_id, NULL, NULL, NULL, NULL, NULL, NULL FROM credit_accounts WHERE account_id = ANY(?::text[])
+     UNION ALL
      SELECT 'limit', account_id, user_id, period, measure, enforcement, amount::text, updated_at
        FROM limits WHERE account_id = ANY(?::text[]) AND enforcement = 'soft'
      ORDER BY kind, account_id, user_id, period, measure, enforcement`,
-    [accountIds, accountIds],
+    [accountIds, accountIds, accountIds],
   );
   const all = rows as Array<LimitRow & { kind: string }>;
   return {
     zones: new Map(all.filter((r) => r.kind === 'zone').map((r) => [r.account_id, r.user_id])),
     softLimits: all.filter((r) => r.kind === 'limit').map(fromLimitRow),
+    credits: new Set(all.filter((r) => r.kind === 'credits').map((r) => r.account_id)),
   };
 }
 
@@ -99,8 +103,9 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
  * account's time zone, every limit of the users and of their account, and their
  * day and month counters for the given candidate days (the caller passes the
  * days around UTC's today, one of which is the account's local today, and
- * their months), and the settings epoch (a reference row: a check that priced
- * an estimate from the settings cache compares it). A constant SQL text:
+ * their months), the settings epoch (a reference row: a check that priced
+ * an estimate from the settings cache compares it), and the account's credits
+ * (its policy and open grants; no row without credits). A constant SQL text:
  * nothing is built per call.
  */
 const CHECK_STATE_SQL = `
@@ -116,21 +121,25 @@ const CHECK_STATE_SQL = `
     FROM usage_counters
    WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id = ANY(?::text[])
   UNION ALL
-  SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch`;
+  SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch
+  UNION ALL
+  SELECT kind, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM (${CHECK_CREDITS_SQL}) credits`;
 
 export async function readLimitCheckState(
   db: Db | Tx,
   accountId: string,
   userIds: string[],
   candidateStarts: string[],
-): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string }> {
+): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] } }> {
   const scopes = ['', ...userIds]; // '' = the account
-  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes]);
+  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes, accountId]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
+  const credits = all.find((r) => r.kind === 'credits');
   return {
     timeZone: all.find((r) => r.kind === 'zone')?.user_id,
     settingsEpoch: all.find((r) => r.kind === 'epoch')?.user_id ?? '',
     limits: all.filter((r) => r.kind === 'limit').map((r) => fromLimitRow({ ...(r as unknown as LimitRow), account_id: accountId })),
     counters: all.filter((r) => r.kind === 'counter').map((r) => toCounterState({ ...r, account_id: accountId })),
+    ...(credits ? { credits: fromCheckCredits(credits.user_id) } : {}),
   };
 }

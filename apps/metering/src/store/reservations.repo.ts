@@ -20,24 +20,32 @@ export interface ReservationRow {
   expire_time: Date;
   finish_time: Date | null;
   charge_id: string | null;
+  /** What it holds of credit grants (migration 20261202100000_credits). */
+  credit_holds?: Array<{ grant_id: string; amount: string }> | string;
 }
 
-export const fromReservationRow = (r: ReservationRow): Reservation => ({
-  accountId: r.account_id,
-  reservationId: r.reservation_id,
-  idempotencyKey: r.idempotency_key,
-  userId: r.user_id,
-  status: r.status,
-  heldMessages: BigInt(r.held_messages),
-  heldTokens: BigInt(r.held_tokens),
-  heldCost: new Dec(r.held_cost),
-  periodDay: r.period_day,
-  requestHash: r.request_hash,
-  createTime: r.create_time,
-  expireTime: r.expire_time,
-  finishTime: r.finish_time ?? undefined,
-  chargeId: r.charge_id ?? undefined,
-});
+const holdsOf = (h: ReservationRow['credit_holds']) => (typeof h === 'string' ? (JSON.parse(h) as Array<{ grant_id: string; amount: string }>) : (h ?? []));
+
+export const fromReservationRow = (r: ReservationRow): Reservation => {
+  const holds = holdsOf(r.credit_holds);
+  return {
+    accountId: r.account_id,
+    reservationId: r.reservation_id,
+    idempotencyKey: r.idempotency_key,
+    userId: r.user_id,
+    status: r.status,
+    heldMessages: BigInt(r.held_messages),
+    heldTokens: BigInt(r.held_tokens),
+    heldCost: new Dec(r.held_cost),
+    periodDay: r.period_day,
+    requestHash: r.request_hash,
+    createTime: r.create_time,
+    expireTime: r.expire_time,
+    finishTime: r.finish_time ?? undefined,
+    chargeId: r.charge_id ?? undefined,
+    ...(holds.length ? { creditHolds: holds.map((h) => ({ grantId: h.grant_id, amount: new Dec(h.amount) })) } : {}),
+  };
+};
 
 export const toReservationRow = (r: Reservation): ReservationRow => ({
   account_id: r.accountId,
@@ -54,6 +62,7 @@ export const toReservationRow = (r: Reservation): ReservationRow => ({
   expire_time: r.expireTime,
   finish_time: r.finishTime ?? null,
   charge_id: r.chargeId ?? null,
+  credit_holds: (r.creditHolds ?? []).map((h) => ({ grant_id: h.grantId, amount: h.amount.toFixed() })),
 });
 
 /**

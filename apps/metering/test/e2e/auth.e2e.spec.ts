@@ -55,6 +55,12 @@ const REQUESTS: Record<Method, object> = {
   exportCharges: { accountId: VICTIM, startDate: '2026-01-01', endDate: '2026-12-31', format: pb.ExportFormat.EXPORT_FORMAT_CSV },
   listReservations: { accountId: VICTIM },
   listAccounts: { accountIdPrefix: VICTIM },
+  createGrant: { accountId: VICTIM, idempotencyKey: 'stolen-grant', amount: { amount: '1000', currencyCode: 'USD' } },
+  voidGrant: { accountId: VICTIM, grantId: RESERVATION },
+  listGrants: { accountId: VICTIM },
+  getBalance: { accountId: VICTIM },
+  listBalanceEntries: { accountId: VICTIM },
+  setCreditPolicy: { accountId: VICTIM, policy: pb.CreditPolicy.CREDIT_POLICY_ALLOW_OVERAGE },
 };
 
 const pascal = (m: string) => m[0].toUpperCase() + m.slice(1);

@@ -3,6 +3,7 @@ import { DomainError, RecordChargeRequestInput, ValidationError } from '@meterin
 import { PriceTable } from '@metering/pricing';
 import fc from 'fast-check';
 import { ChargesService } from '../../src/services/charges.service';
+import { CreditsService } from '../../src/services/credits.service';
 import { ChargeQueriesService } from '../../src/services/charge-queries.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { MarkupsService } from '../../src/services/markups.service';
@@ -51,7 +52,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
   let drop: () => Promise<void>;
   let rpcs: Rpc[];
   const counts = async () => {
-    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts', 'api_keys', 'charge_events', 'event_sequences'];
+    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts', 'api_keys', 'charge_events', 'event_sequences', 'credit_accounts', 'credit_grants', 'credit_entries', 'credit_overage'];
     return Object.fromEntries(await Promise.all(tables.map(async (t) => [t, Number((await db(t).count<{ n: string }[]>('* as n'))[0].n)])));
   };
 
@@ -71,6 +72,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
     const apiKeys = new ApiKeysService(db, clock);
     const events = new EventsService(db, new EventNotifier());
     const chargeQueries = new ChargeQueriesService(db);
+    const credits = new CreditsService(db, clock);
     const check = { accountId: 'fuzz', userId: 'u1', additionalTokens: '0', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false };
     const limitKey = { accountId: 'fuzz', userId: '', period: 1, measure: 2, enforcement: 0 };
     const limitKeyFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], period: ['period', 'requiredEnum'], measure: ['measure', 'requiredEnum'], enforcement: ['enforcement', 'enum'] };
@@ -86,6 +88,8 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
     };
     const markupKey = { accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o', actor: '' };
     const markupFields: Rpc['fields'] = { accountId: ['account_id', 'id'], chargeType: ['charge_type', 'enum'], provider: ['provider', 'provider'], model: ['model', 'model'], actor: ['actor', 'text'] };
+    const page = { accountId: 'fuzz', pageSize: 0, pageToken: '' };
+    const pageFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'] };
     const range = { accountId: 'fuzz', startDate: '2026-11-01', endDate: '2026-11-30' };
     const rangeFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], startDate: ['start_date', 'requiredDay'], endDate: ['end_date', 'requiredDay'] };
     rpcs = [
@@ -220,6 +224,27 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
         name: 'RerateCharges', base: { ...range, mode: 0, provider: '', model: '', dryRun: false },
         fields: { ...rangeFields, mode: ['mode', 'enum'], provider: ['provider', 'provider'], model: ['model', 'model'] },
         call: (r: never) => rerate.rerate(r),
+      },
+      {
+        name: 'CreateGrant', base: { accountId: 'fuzz', idempotencyKey: 'g', userId: '', kind: 0, amount: { amount: '5', currencyCode: 'USD' }, priority: 0, effectiveTime: undefined, expireTime: undefined, reason: '', actor: '' },
+        fields: {
+          accountId: ['account_id', 'requiredId'], idempotencyKey: ['idempotency_key', 'key'], userId: ['user_id', 'id'], kind: ['kind', 'enum'], amount: ['amount', 'money'],
+          priority: ['priority', 'int'], effectiveTime: ['effective_time', 'time'], expireTime: ['expire_time', 'time'], actor: ['actor', 'text'],
+        },
+        call: (r: never) => credits.createGrant(r),
+      },
+      {
+        name: 'VoidGrant', base: { accountId: 'fuzz', grantId: '00000000-0000-4000-8000-000000000000', reason: '', actor: '' },
+        fields: { accountId: ['account_id', 'requiredId'], grantId: ['grant_id', 'requiredUuid'], actor: ['actor', 'text'] },
+        call: (r: never) => credits.voidGrant(r),
+      },
+      { name: 'ListGrants', base: page, fields: pageFields, call: (r: never) => credits.listGrants(r) },
+      { name: 'ListBalanceEntries', base: page, fields: pageFields, call: (r: never) => credits.listBalanceEntries(r) },
+      { name: 'GetBalance', base: { accountId: 'fuzz', userId: '' }, fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'] }, call: (r: never) => credits.getBalance(r) },
+      {
+        name: 'SetCreditPolicy', base: { accountId: 'fuzz', policy: 1, lowBalanceThreshold: undefined },
+        fields: { accountId: ['account_id', 'requiredId'], policy: ['policy', 'requiredEnum'], lowBalanceThreshold: ['low_balance_threshold', 'money'] },
+        call: (r: never) => credits.setCreditPolicy(r),
       },
     ];
   });

@@ -1,11 +1,12 @@
 import { ReservationEstimate } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
+import { CreditsService } from '../../src/services/credits.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { ReservationsService } from '../../src/services/reservations.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
-import { expectRollupsMatchCharges } from '../support/consistency';
+import { expectBalanceIdentity, expectRollupsMatchCharges } from '../support/consistency';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest, checkRequest } from '../support/requests';
 
@@ -94,6 +95,40 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
       release: 4,
     });
     await expectRollupsMatchCharges(db, a);
+  });
+
+  it('counts the statements of the same operations for an account with credits (issue 16): one lock of its grants and one write of their entries more', async () => {
+    const a = 'trips-credits';
+    const credits = new CreditsService(db, clock);
+    await credits.createGrant({ accountId: a, idempotencyKey: 'g', userId: '', kind: 0, amount: { amount: '100', currencyCode: 'USD' }, priority: 0, reason: '', actor: '' });
+    await charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'warm' }));
+    await limits.checkLimits(checkRequest({ accountId: a }));
+    const cost = { amount: '0.01', currencyCode: 'USD' };
+    const held = await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'warm-r', additionalCost: cost }));
+    await charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'warm-s', reservationId: held.reservation?.reservationId }));
+
+    let reservationId = '';
+    const counts = {
+      recordCharge: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one' }))),
+      recordCharges100: await count(() => charges.recordCharges(Array.from({ length: 100 }, (_, n) => chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: `b${n}` })))),
+      checkLimits: await count(() => limits.checkLimits(checkRequest({ accountId: a, additionalCost: cost }))),
+      reserve: await count(async () => {
+        reservationId = (await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'r1', additionalCost: cost }))).reservation?.reservationId ?? '';
+      }),
+      settle: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'settle', reservationId }))),
+    };
+    const second = (await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'r2', additionalCost: cost }))).reservation?.reservationId ?? '';
+    Object.assign(counts, { release: await count(() => reservations.release({ accountId: a, reservationId: second })) });
+    expect(counts).toEqual({
+      recordCharge: 6,
+      recordCharges100: 6,
+      checkLimits: 1,
+      reserve: 9,
+      settle: 7,
+      release: 6,
+    });
+    await expectRollupsMatchCharges(db, a);
+    await expectBalanceIdentity(db, a);
   });
 
   it('keeps the settings cache exact across replicas: a price, markup or time zone changed by another process is used by the next charge', async () => {

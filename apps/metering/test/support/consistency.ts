@@ -55,3 +55,67 @@ export async function expectRollupsMatchCharges(db: Db, accountId: string): Prom
   expect(r.stored).toEqual(r.computed);
   expect(r.storedCounters).toEqual(r.computedCounters);
 }
+
+/**
+ * The balance identity of an account with credits (issue 16), each as a list
+ * of the rows that break it (so a failure shows them):
+ * - the account's running balance = sum over its grants of amount - spent -
+ *   expired - voided - held = its last entry's balance_after = the sum of its
+ *   entries' effects, and its entries are numbered 1..last_entry without gaps;
+ * - each grant's amount, spent, held, expired and voided = the sums of its
+ *   grant, burn - refund, hold - hold_released, expiry and void entries;
+ * - each grant's held = what the account's held reservations hold of it;
+ * - each charge with credit entries burned (net) plus its overage = its billed cost;
+ * - the overage of each month = the sum of the overage entries of its charges' months.
+ */
+const CREDIT_CHECKS: Record<string, string> = {
+  balance: `SELECT a.balance::text AS stored, g.sum::text AS grants, e.last::text AS last_entry, e.total::text AS entries, a.last_entry::text AS last, e.n::text AS n, e.max::text AS max
+    FROM credit_accounts a,
+      LATERAL (SELECT coalesce(sum(amount - spent - expired - voided - held), 0) AS sum FROM credit_grants WHERE account_id = a.account_id) g,
+      LATERAL (SELECT coalesce((SELECT balance_after FROM credit_entries WHERE account_id = a.account_id ORDER BY sequence DESC LIMIT 1), 0) AS last,
+                      coalesce(sum(CASE WHEN kind IN ('grant', 'hold_released', 'refund') THEN amount WHEN kind = 'overage' THEN 0 ELSE -amount END), 0) AS total,
+                      count(*) AS n, coalesce(max(sequence), 0) AS max
+                 FROM credit_entries WHERE account_id = a.account_id) e
+   WHERE a.account_id = ? AND NOT (a.balance = g.sum AND a.balance = e.last AND a.balance = e.total AND a.last_entry = e.n AND e.n = e.max)`,
+  grants: `SELECT g.grant_id, g.amount::text, g.spent::text, g.held::text, g.expired::text, g.voided::text, e.*
+    FROM credit_grants g LEFT JOIN LATERAL (
+      SELECT coalesce(sum(amount) FILTER (WHERE kind = 'grant'), 0) AS e_amount,
+             coalesce(sum(amount) FILTER (WHERE kind = 'burn'), 0) - coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0) AS e_spent,
+             coalesce(sum(amount) FILTER (WHERE kind = 'hold'), 0) - coalesce(sum(amount) FILTER (WHERE kind = 'hold_released'), 0) AS e_held,
+             coalesce(sum(amount) FILTER (WHERE kind = 'expiry'), 0) AS e_expired,
+             coalesce(sum(amount) FILTER (WHERE kind = 'void'), 0) AS e_voided
+        FROM credit_entries WHERE account_id = g.account_id AND grant_id = g.grant_id) e ON true
+   WHERE g.account_id = ? AND NOT (g.amount = e.e_amount AND g.spent = e.e_spent AND g.held = e.e_held AND g.expired = e.e_expired AND g.voided = e.e_voided)`,
+  holds: `SELECT g.grant_id, g.held::text, coalesce(h.sum, 0)::text AS reservations
+    FROM credit_grants g LEFT JOIN (
+      SELECT r.account_id, (x->>'grant_id')::uuid AS grant_id, sum((x->>'amount')::numeric) AS sum
+        FROM reservations r, jsonb_array_elements(r.credit_holds) x WHERE r.status = 'held' GROUP BY 1, 2) h
+      ON h.account_id = g.account_id AND h.grant_id = g.grant_id
+   WHERE g.account_id = ? AND g.held <> coalesce(h.sum, 0)`,
+  charges: `SELECT c.charge_id, coalesce(c.total_cost, 0)::text AS cost, e.burned::text
+    FROM charges c JOIN (
+      SELECT charge_id, sum(CASE WHEN kind = 'refund' THEN -amount ELSE amount END) AS burned
+        FROM credit_entries WHERE account_id = ? AND kind IN ('burn', 'refund', 'overage') GROUP BY charge_id) e ON e.charge_id = c.charge_id
+   WHERE c.account_id = ? AND coalesce(c.total_cost, 0) <> e.burned`,
+  overage: `SELECT coalesce(o.period_start, e.month)::text AS month, o.amount::text AS stored, e.sum::text AS entries
+    FROM (SELECT * FROM credit_overage WHERE account_id = ?) o FULL JOIN (
+      SELECT date_trunc('month', c.usage_date)::date AS month, sum(x.amount) AS sum
+        FROM credit_entries x JOIN charges c ON c.account_id = x.account_id AND c.charge_id = x.charge_id
+       WHERE x.account_id = ? AND x.kind = 'overage' GROUP BY 1) e ON e.month = o.period_start
+   WHERE o.amount IS DISTINCT FROM e.sum`,
+};
+
+export async function creditViolations(db: Db, accountId: string): Promise<Record<string, unknown[]>> {
+  const out: Record<string, unknown[]> = {};
+  for (const [name, sql] of Object.entries(CREDIT_CHECKS)) {
+    const n = (sql.match(/\?/g) ?? []).length;
+    out[name] = (await db.raw(sql, Array(n).fill(accountId))).rows;
+  }
+  return out;
+}
+
+/** Asserts the balance identity of an account with credits (and that it has them). */
+export async function expectBalanceIdentity(db: Db, accountId: string): Promise<void> {
+  expect(await db('credit_accounts').where({ account_id: accountId }).first()).toBeDefined();
+  expect(await creditViolations(db, accountId)).toEqual({ balance: [], grants: [], holds: [], charges: [], overage: [] });
+}

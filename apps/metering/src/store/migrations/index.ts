@@ -9,6 +9,7 @@ import * as tokenClasses from './20261201100000_token_classes';
 import * as chargesByDayId from './20261201110000_charges_by_day_id';
 import * as settingsEpoch from './20261201120000_settings_epoch';
 import * as chargesSettledLate from './20261201130000_charges_settled_late';
+import * as credits from './20261202100000_credits';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -22,6 +23,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201110000_charges_by_day_id': chargesByDayId,
   '20261201120000_settings_epoch': settingsEpoch,
   '20261201130000_charges_settled_late': chargesSettledLate,
+  '20261202100000_credits': credits,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

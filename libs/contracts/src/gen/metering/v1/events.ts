@@ -8,6 +8,7 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
 import { Charge } from "./charge";
+import { CreditBalance, Grant } from "./credits";
 import { LimitStatus, Reservation } from "./limits";
 
 /** What happened. */
@@ -25,6 +26,17 @@ export enum ChargeEventKind {
    * current period (limit and user_id are set): once per limit and period.
    */
   CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED = 4,
+  /** CHARGE_EVENT_KIND_GRANT_CREATED - A credit grant was created (grant is set). */
+  CHARGE_EVENT_KIND_GRANT_CREATED = 5,
+  /** CHARGE_EVENT_KIND_GRANT_EXPIRED - A grant's remainder expired (grant is set, with expired = all it released so far). */
+  CHARGE_EVENT_KIND_GRANT_EXPIRED = 6,
+  /**
+   * CHARGE_EVENT_KIND_BALANCE_LOW - The available balance fell to or below the account's low-balance
+   * threshold (balance is set: available and low_balance_threshold).
+   */
+  CHARGE_EVENT_KIND_BALANCE_LOW = 7,
+  /** CHARGE_EVENT_KIND_BALANCE_EXHAUSTED - The available balance fell to zero (balance is set). */
+  CHARGE_EVENT_KIND_BALANCE_EXHAUSTED = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -45,6 +57,18 @@ export function chargeEventKindFromJSON(object: any): ChargeEventKind {
     case 4:
     case "CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED":
       return ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED;
+    case 5:
+    case "CHARGE_EVENT_KIND_GRANT_CREATED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_GRANT_CREATED;
+    case 6:
+    case "CHARGE_EVENT_KIND_GRANT_EXPIRED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_GRANT_EXPIRED;
+    case 7:
+    case "CHARGE_EVENT_KIND_BALANCE_LOW":
+      return ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_LOW;
+    case 8:
+    case "CHARGE_EVENT_KIND_BALANCE_EXHAUSTED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_EXHAUSTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -64,6 +88,14 @@ export function chargeEventKindToJSON(object: ChargeEventKind): string {
       return "CHARGE_EVENT_KIND_RESERVATION_EXPIRED";
     case ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED:
       return "CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_GRANT_CREATED:
+      return "CHARGE_EVENT_KIND_GRANT_CREATED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_GRANT_EXPIRED:
+      return "CHARGE_EVENT_KIND_GRANT_EXPIRED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_LOW:
+      return "CHARGE_EVENT_KIND_BALANCE_LOW";
+    case ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_EXHAUSTED:
+      return "CHARGE_EVENT_KIND_BALANCE_EXHAUSTED";
     case ChargeEventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -99,6 +131,12 @@ export interface ChargeEvent {
     | undefined;
   /** For SOFT_LIMIT_EXCEEDED: the user whose charge crossed the limit. */
   userId: string;
+  /** The grant, for GRANT_CREATED and GRANT_EXPIRED. */
+  grant:
+    | Grant
+    | undefined;
+  /** The balance (available, low_balance_threshold), for BALANCE_LOW and BALANCE_EXHAUSTED. */
+  balance: CreditBalance | undefined;
 }
 
 function createBaseChargeEvent(): ChargeEvent {
@@ -111,6 +149,8 @@ function createBaseChargeEvent(): ChargeEvent {
     reservation: undefined,
     limit: undefined,
     userId: "",
+    grant: undefined,
+    balance: undefined,
   };
 }
 
@@ -139,6 +179,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     }
     if (message.userId !== "") {
       writer.uint32(66).string(message.userId);
+    }
+    if (message.grant !== undefined) {
+      Grant.encode(message.grant, writer.uint32(74).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      CreditBalance.encode(message.balance, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -220,6 +266,22 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
             message.userId = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.grant = Grant.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.balance = CreditBalance.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -254,6 +316,8 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
         : isSet(object.user_id)
         ? globalThis.String(object.user_id)
         : "",
+      grant: isSet(object.grant) ? Grant.fromJSON(object.grant) : undefined,
+      balance: isSet(object.balance) ? CreditBalance.fromJSON(object.balance) : undefined,
     };
   },
 
@@ -283,6 +347,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     if (message.userId !== "") {
       obj.userId = message.userId;
     }
+    if (message.grant !== undefined) {
+      obj.grant = Grant.toJSON(message.grant);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = CreditBalance.toJSON(message.balance);
+    }
     return obj;
   },
 
@@ -307,6 +377,10 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
       ? LimitStatus.fromPartial(object.limit)
       : undefined;
     message.userId = object.userId ?? "";
+    message.grant = (object.grant !== undefined && object.grant !== null) ? Grant.fromPartial(object.grant) : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? CreditBalance.fromPartial(object.balance)
+      : undefined;
     return message;
   },
 };

@@ -130,6 +130,11 @@ export enum CheckLimitsReason {
   CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED = 5,
   /** CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED - Every hard limit leaves room but a soft limit is exceeded: allowed. */
   CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED = 6,
+  /**
+   * CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT - Every hard limit leaves room, but the account's credit policy is DENY and
+   * its available balance cannot cover the call's estimate (or is zero): denied.
+   */
+  CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT = 7,
   UNRECOGNIZED = -1,
 }
 
@@ -156,6 +161,9 @@ export function checkLimitsReasonFromJSON(object: any): CheckLimitsReason {
     case 6:
     case "CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED":
       return CheckLimitsReason.CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED;
+    case 7:
+    case "CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT":
+      return CheckLimitsReason.CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -179,6 +187,8 @@ export function checkLimitsReasonToJSON(object: CheckLimitsReason): string {
       return "CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED";
     case CheckLimitsReason.CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED:
       return "CHECK_LIMITS_REASON_SOFT_LIMIT_EXCEEDED";
+    case CheckLimitsReason.CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT:
+      return "CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT";
     case CheckLimitsReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

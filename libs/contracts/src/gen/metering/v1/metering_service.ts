@@ -47,6 +47,20 @@ import {
   ListChargesRequest,
   ListChargesResponse,
 } from "./charge_queries";
+import {
+  CreateGrantRequest,
+  CreateGrantResponse,
+  GetBalanceRequest,
+  GetBalanceResponse,
+  ListBalanceEntriesRequest,
+  ListBalanceEntriesResponse,
+  ListGrantsRequest,
+  ListGrantsResponse,
+  SetCreditPolicyRequest,
+  SetCreditPolicyResponse,
+  VoidGrantRequest,
+  VoidGrantResponse,
+} from "./credits";
 import { ChargeEvent } from "./events";
 import {
   CheckLimitsReason,
@@ -6624,6 +6638,89 @@ export const MeteringServiceService = {
       Buffer.from(ListReservationsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListReservationsResponse => ListReservationsResponse.decode(value),
   },
+  /**
+   * Creates a prepaid credit grant, idempotent by (account_id,
+   * idempotency_key): the same key with different content is ALREADY_EXISTS.
+   * From then on the account's charges burn its grants (README "Credits").
+   */
+  createGrant: {
+    path: "/metering.v1.MeteringService/CreateGrant" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateGrantRequest): Buffer => Buffer.from(CreateGrantRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateGrantRequest => CreateGrantRequest.decode(value),
+    responseSerialize: (value: CreateGrantResponse): Buffer => Buffer.from(CreateGrantResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateGrantResponse => CreateGrantResponse.decode(value),
+  },
+  /**
+   * Voids the unspent part of a grant (a part held by a reservation when
+   * that hold ends). At most once: FAILED_PRECONDITION (GRANT_VOIDED) after.
+   */
+  voidGrant: {
+    path: "/metering.v1.MeteringService/VoidGrant" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VoidGrantRequest): Buffer => Buffer.from(VoidGrantRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VoidGrantRequest => VoidGrantRequest.decode(value),
+    responseSerialize: (value: VoidGrantResponse): Buffer => Buffer.from(VoidGrantResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VoidGrantResponse => VoidGrantResponse.decode(value),
+  },
+  /**
+   * Lists an account's grants, oldest first, with remaining, held, spent,
+   * expired and voided amounts.
+   */
+  listGrants: {
+    path: "/metering.v1.MeteringService/ListGrants" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListGrantsRequest): Buffer => Buffer.from(ListGrantsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListGrantsRequest => ListGrantsRequest.decode(value),
+    responseSerialize: (value: ListGrantsResponse): Buffer => Buffer.from(ListGrantsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListGrantsResponse => ListGrantsResponse.decode(value),
+  },
+  /**
+   * Reads an account's credit balance: available = remaining of the grants in
+   * effect - holds, with upcoming expiries and the month's overage.
+   */
+  getBalance: {
+    path: "/metering.v1.MeteringService/GetBalance" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetBalanceRequest): Buffer => Buffer.from(GetBalanceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetBalanceRequest => GetBalanceRequest.decode(value),
+    responseSerialize: (value: GetBalanceResponse): Buffer => Buffer.from(GetBalanceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetBalanceResponse => GetBalanceResponse.decode(value),
+  },
+  /**
+   * Lists an account's balance history (grants, burns with their charge,
+   * holds, releases, expiries, voids, refunds, overage), with the running balance.
+   */
+  listBalanceEntries: {
+    path: "/metering.v1.MeteringService/ListBalanceEntries" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListBalanceEntriesRequest): Buffer =>
+      Buffer.from(ListBalanceEntriesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListBalanceEntriesRequest => ListBalanceEntriesRequest.decode(value),
+    responseSerialize: (value: ListBalanceEntriesResponse): Buffer =>
+      Buffer.from(ListBalanceEntriesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListBalanceEntriesResponse => ListBalanceEntriesResponse.decode(value),
+  },
+  /**
+   * Sets what happens when credits run out (DENY or ALLOW_OVERAGE) and the
+   * low-balance threshold of an account.
+   */
+  setCreditPolicy: {
+    path: "/metering.v1.MeteringService/SetCreditPolicy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetCreditPolicyRequest): Buffer =>
+      Buffer.from(SetCreditPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetCreditPolicyRequest => SetCreditPolicyRequest.decode(value),
+    responseSerialize: (value: SetCreditPolicyResponse): Buffer =>
+      Buffer.from(SetCreditPolicyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetCreditPolicyResponse => SetCreditPolicyResponse.decode(value),
+  },
 } as const;
 
 export interface MeteringServiceServer extends UntypedServiceImplementation {
@@ -6750,6 +6847,37 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * soonest to expire first.
    */
   listReservations: handleUnaryCall<ListReservationsRequest, ListReservationsResponse>;
+  /**
+   * Creates a prepaid credit grant, idempotent by (account_id,
+   * idempotency_key): the same key with different content is ALREADY_EXISTS.
+   * From then on the account's charges burn its grants (README "Credits").
+   */
+  createGrant: handleUnaryCall<CreateGrantRequest, CreateGrantResponse>;
+  /**
+   * Voids the unspent part of a grant (a part held by a reservation when
+   * that hold ends). At most once: FAILED_PRECONDITION (GRANT_VOIDED) after.
+   */
+  voidGrant: handleUnaryCall<VoidGrantRequest, VoidGrantResponse>;
+  /**
+   * Lists an account's grants, oldest first, with remaining, held, spent,
+   * expired and voided amounts.
+   */
+  listGrants: handleUnaryCall<ListGrantsRequest, ListGrantsResponse>;
+  /**
+   * Reads an account's credit balance: available = remaining of the grants in
+   * effect - holds, with upcoming expiries and the month's overage.
+   */
+  getBalance: handleUnaryCall<GetBalanceRequest, GetBalanceResponse>;
+  /**
+   * Lists an account's balance history (grants, burns with their charge,
+   * holds, releases, expiries, voids, refunds, overage), with the running balance.
+   */
+  listBalanceEntries: handleUnaryCall<ListBalanceEntriesRequest, ListBalanceEntriesResponse>;
+  /**
+   * Sets what happens when credits run out (DENY or ALLOW_OVERAGE) and the
+   * low-balance threshold of an account.
+   */
+  setCreditPolicy: handleUnaryCall<SetCreditPolicyRequest, SetCreditPolicyResponse>;
 }
 
 export interface MeteringServiceClient extends Client {
@@ -7311,6 +7439,121 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListReservationsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Creates a prepaid credit grant, idempotent by (account_id,
+   * idempotency_key): the same key with different content is ALREADY_EXISTS.
+   * From then on the account's charges burn its grants (README "Credits").
+   */
+  createGrant(
+    request: CreateGrantRequest,
+    callback: (error: ServiceError | null, response: CreateGrantResponse) => void,
+  ): ClientUnaryCall;
+  createGrant(
+    request: CreateGrantRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateGrantResponse) => void,
+  ): ClientUnaryCall;
+  createGrant(
+    request: CreateGrantRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateGrantResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Voids the unspent part of a grant (a part held by a reservation when
+   * that hold ends). At most once: FAILED_PRECONDITION (GRANT_VOIDED) after.
+   */
+  voidGrant(
+    request: VoidGrantRequest,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  voidGrant(
+    request: VoidGrantRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  voidGrant(
+    request: VoidGrantRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists an account's grants, oldest first, with remaining, held, spent,
+   * expired and voided amounts.
+   */
+  listGrants(
+    request: ListGrantsRequest,
+    callback: (error: ServiceError | null, response: ListGrantsResponse) => void,
+  ): ClientUnaryCall;
+  listGrants(
+    request: ListGrantsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListGrantsResponse) => void,
+  ): ClientUnaryCall;
+  listGrants(
+    request: ListGrantsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListGrantsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reads an account's credit balance: available = remaining of the grants in
+   * effect - holds, with upcoming expiries and the month's overage.
+   */
+  getBalance(
+    request: GetBalanceRequest,
+    callback: (error: ServiceError | null, response: GetBalanceResponse) => void,
+  ): ClientUnaryCall;
+  getBalance(
+    request: GetBalanceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetBalanceResponse) => void,
+  ): ClientUnaryCall;
+  getBalance(
+    request: GetBalanceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetBalanceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists an account's balance history (grants, burns with their charge,
+   * holds, releases, expiries, voids, refunds, overage), with the running balance.
+   */
+  listBalanceEntries(
+    request: ListBalanceEntriesRequest,
+    callback: (error: ServiceError | null, response: ListBalanceEntriesResponse) => void,
+  ): ClientUnaryCall;
+  listBalanceEntries(
+    request: ListBalanceEntriesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListBalanceEntriesResponse) => void,
+  ): ClientUnaryCall;
+  listBalanceEntries(
+    request: ListBalanceEntriesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListBalanceEntriesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sets what happens when credits run out (DENY or ALLOW_OVERAGE) and the
+   * low-balance threshold of an account.
+   */
+  setCreditPolicy(
+    request: SetCreditPolicyRequest,
+    callback: (error: ServiceError | null, response: SetCreditPolicyResponse) => void,
+  ): ClientUnaryCall;
+  setCreditPolicy(
+    request: SetCreditPolicyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetCreditPolicyResponse) => void,
+  ): ClientUnaryCall;
+  setCreditPolicy(
+    request: SetCreditPolicyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetCreditPolicyResponse) => void,
   ): ClientUnaryCall;
 }
 
