@@ -5,6 +5,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { descriptorSetBase64, HealthService, MAX_MESSAGE_BYTES, MeteringServiceServer, MeteringServiceService } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
+import { type AllowList, DEFAULT_ALLOWED_HOSTS, parseAllowList } from '@metering/domain';
 import type { Config } from './config';
 import { Authenticator, AuthMode, authorize } from './grpc/auth';
 import { Health } from './grpc/health';
@@ -32,8 +33,27 @@ import {
   setPriceHandler,
 } from './handlers/pricing.handler';
 import { getDailyUsageHandler } from './handlers/usage.handler';
+import {
+  createAlertRuleHandler,
+  createWebhookEndpointHandler,
+  deleteAlertRuleHandler,
+  deleteWebhookEndpointHandler,
+  getAlertRuleHandler,
+  getWebhookEndpointHandler,
+  listAlertRulesHandler,
+  listDeliveriesHandler,
+  listDeliveryAttemptsHandler,
+  listWebhookEndpointsHandler,
+  redeliverHandler,
+  rotateWebhookSecretHandler,
+  sendTestEventHandler,
+  updateAlertRuleHandler,
+  updateWebhookEndpointHandler,
+} from './handlers/alerts.handler';
 import type { Logger } from './logger';
 import { AccountsService } from './services/accounts.service';
+import { AlertsService } from './services/alerts.service';
+import { WebhookDispatcher } from './services/webhook-dispatcher';
 import { ApiKeysService } from './services/api-keys.service';
 import { ChargesService } from './services/charges.service';
 import { ChargeQueriesService } from './services/charge-queries.service';
@@ -77,6 +97,8 @@ export interface MeteringOptions {
   metrics?: Metrics;
   /** WatchCharges: woken by NOTIFY; streams registered for shutdown; how long a subscriber may not read; how often to poll. */
   events?: { notifier: EventNotifier; open: OpenStreams; slowMs: number; pollMs: number };
+  /** Where webhook endpoints may point (METERING_WEBHOOK_ALLOWED_HOSTS); default: public addresses only. */
+  webhookAllow?: AllowList;
 }
 
 export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMethods {
@@ -116,6 +138,7 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const streams = opts.events ?? { notifier: new EventNotifier(), open: new OpenStreams(), slowMs: 30_000, pollMs: 1000 };
   const eventsService = new EventsService(db, streams.notifier, streams.pollMs);
   const chargeQueries = new ChargeQueriesService(db);
+  const alerts = new AlertsService(db, opts.webhookAllow ?? parseAllowList(DEFAULT_ALLOWED_HOSTS), clock);
   const unary = {
     recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
     recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
@@ -145,6 +168,21 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
     createApiKey: rpc('CreateApiKey', createApiKeyHandler(apiKeys)),
     revokeApiKey: rpc('RevokeApiKey', revokeApiKeyHandler(apiKeys)),
     listApiKeys: rpc('ListApiKeys', listApiKeysHandler(apiKeys)),
+    createAlertRule: rpc('CreateAlertRule', createAlertRuleHandler(alerts)),
+    getAlertRule: rpc('GetAlertRule', getAlertRuleHandler(alerts)),
+    listAlertRules: rpc('ListAlertRules', listAlertRulesHandler(alerts)),
+    updateAlertRule: rpc('UpdateAlertRule', updateAlertRuleHandler(alerts)),
+    deleteAlertRule: rpc('DeleteAlertRule', deleteAlertRuleHandler(alerts)),
+    createWebhookEndpoint: rpc('CreateWebhookEndpoint', createWebhookEndpointHandler(alerts)),
+    getWebhookEndpoint: rpc('GetWebhookEndpoint', getWebhookEndpointHandler(alerts)),
+    listWebhookEndpoints: rpc('ListWebhookEndpoints', listWebhookEndpointsHandler(alerts)),
+    updateWebhookEndpoint: rpc('UpdateWebhookEndpoint', updateWebhookEndpointHandler(alerts)),
+    deleteWebhookEndpoint: rpc('DeleteWebhookEndpoint', deleteWebhookEndpointHandler(alerts)),
+    rotateWebhookSecret: rpc('RotateWebhookSecret', rotateWebhookSecretHandler(alerts)),
+    listDeliveries: rpc('ListDeliveries', listDeliveriesHandler(alerts)),
+    listDeliveryAttempts: rpc('ListDeliveryAttempts', listDeliveryAttemptsHandler(alerts)),
+    redeliver: rpc('Redeliver', redeliverHandler(alerts)),
+    sendTestEvent: rpc('SendTestEvent', sendTestEventHandler(alerts)),
   } satisfies Partial<Record<keyof MeteringServiceServer, unknown>>;
   const serverStreams = {
     watchCharges: stream('WatchCharges', watchChargesHandler(eventsService, streams.slowMs)),
@@ -248,6 +286,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     operatorKey: config.operatorKey,
     metrics,
     events: { notifier, open: streams, slowMs: config.streamSlowMs, pollMs: config.eventPollMs },
+    webhookAllow: config.webhooks.allowedHosts,
   });
   const telemetry: Telemetry = { service: SERVICE_NAME, metrics, tracing };
   server.addService(checkedService(MeteringServiceService, SERVICE_NAME), meteringService(methods, log, telemetry));
@@ -304,6 +343,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   };
   const reservations = new ReservationsService(db);
   every(config.reservationSweepMs, 'reservation sweep', 'reservations expired', () => reservations.expireAllDue());
+  // Webhook deliveries (alerts): claimed with SKIP LOCKED and a lease, so every process takes its share.
+  const dispatcher = new WebhookDispatcher(db, { ...config.webhooks, allow: config.webhooks.allowedHosts }, log);
+  every(config.webhooks.pollMs, 'webhook dispatch', 'webhook attempts started', () => dispatcher.sweep());
   if (config.eventRetentionSeconds > 0) {
     every(config.eventPruneMs, 'event retention sweep', 'events pruned', async () => {
       const n = await pruneEvents(db, config.eventRetentionSeconds);
@@ -337,6 +379,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         streams.closeAll();
       });
       await http?.close();
+      await dispatcher.stop();
       await stopListening();
       await closeDatabase(db);
       await new Promise((resolve) => (exposition ? exposition.server.close(resolve) : resolve(undefined)));

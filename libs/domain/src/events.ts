@@ -1,10 +1,11 @@
+import type { Alert, WebhookEndpoint } from './alerts';
 import type { ChargeRecord } from './charge';
 import type { Limit, UsageCounter } from './limits';
 import type { Reservation } from './reservation';
 import { DomainError } from './errors';
 import { checkId, checkInt, checkModel, checkProvider, Violations } from './validation';
 
-export type ChargeEventKind = 'charge_recorded' | 'charge_rerated' | 'reservation_expired' | 'soft_limit_exceeded';
+export type ChargeEventKind = 'charge_recorded' | 'charge_rerated' | 'reservation_expired' | 'soft_limit_exceeded' | 'alert_triggered' | 'alert_resolved' | 'webhook_endpoint_disabled';
 
 /** A soft limit that a user's charge took past its amount, with the usage after it. */
 export interface SoftLimitCrossing {
@@ -23,6 +24,8 @@ export interface ChargeEvent {
   charge?: ChargeRecord;
   reservation?: Reservation;
   softLimit?: SoftLimitCrossing;
+  alert?: Alert;
+  webhookEndpoint?: WebhookEndpoint;
 }
 
 export interface WatchQuery {
@@ -51,7 +54,7 @@ export function validateWatch(raw: { accountId: string; afterSequence?: string; 
 
 /** Whether an event passes a subscriber's filters (events without a charge pass user filters by their reservation's user). */
 export function eventMatches(e: ChargeEvent, q: WatchQuery): boolean {
-  const userId = e.charge?.userId ?? e.reservation?.userId ?? e.softLimit?.userId;
+  const userId = e.charge?.userId ?? e.reservation?.userId ?? e.softLimit?.userId ?? e.alert?.changedByUserId;
   if (q.userId !== undefined && userId !== q.userId) return false;
   if (q.provider !== undefined && e.charge?.provider !== q.provider) return false;
   if (q.model !== undefined && e.charge?.model !== q.model) return false;

@@ -13,3 +13,4 @@ export * from './auth';
 export * from './events';
 export * from './ledger';
 export * from './charge-query';
+export * from './alerts';

@@ -1,4 +1,5 @@
 import { Dec, TOKEN_CLASSES, type TokenCounts } from '@metering/pricing';
+import type { Alert, WebhookEndpoint } from './alerts';
 import type { ChargeRecord } from './charge';
 import type { SoftLimitCrossing } from './events';
 import { Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
@@ -120,7 +121,10 @@ export type LedgerChange =
 export type LedgerEvent =
   | { kind: 'charge_recorded' | 'charge_rerated'; charge: ChargeRecord }
   | { kind: 'reservation_expired'; reservation: Reservation }
-  | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing };
+  | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing }
+  /** An alert rule's threshold crossed (libs/domain/src/alerts.ts alertEvents): also queues its webhook deliveries. */
+  | { kind: 'alert_triggered' | 'alert_resolved'; alert: Alert }
+  | { kind: 'webhook_endpoint_disabled'; endpoint: WebhookEndpoint };
 
 /** A reservation leaving the held state. */
 export interface ReservationEntry {

@@ -5,6 +5,7 @@ import type { StreamControl } from '../grpc/stream';
 import { EventsService } from '../services/events.service';
 import { toProtoCharge, toProtoReservation, toProtoTimestamp } from './convert';
 import { toProtoLimitStatus } from './limits.handler';
+import { toProtoAlert, toProtoEndpoint } from './alerts.handler';
 
 /** WatchCharges: events -> wire, with flow control; a subscriber too slow to read, or a shutdown, ends the stream with its cursor. */
 
@@ -16,6 +17,9 @@ const KIND = {
   charge_rerated: ChargeEventKind.CHARGE_EVENT_KIND_CHARGE_RERATED,
   reservation_expired: ChargeEventKind.CHARGE_EVENT_KIND_RESERVATION_EXPIRED,
   soft_limit_exceeded: ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED,
+  alert_triggered: ChargeEventKind.CHARGE_EVENT_KIND_ALERT_TRIGGERED,
+  alert_resolved: ChargeEventKind.CHARGE_EVENT_KIND_ALERT_RESOLVED,
+  webhook_endpoint_disabled: ChargeEventKind.CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED,
 };
 
 const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
@@ -27,6 +31,8 @@ const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
   reservation: e.reservation ? toProtoReservation(e.reservation) : undefined,
   limit: e.softLimit ? toProtoLimitStatus(recordedStatus(e.softLimit.limit, e.softLimit.periodStart, e.softLimit.used)) : undefined,
   userId: e.softLimit?.userId ?? '',
+  alert: e.alert ? toProtoAlert(e.alert) : undefined,
+  webhookEndpoint: e.webhookEndpoint ? toProtoEndpoint(e.webhookEndpoint) : undefined,
 });
 
 export const watchChargesHandler =

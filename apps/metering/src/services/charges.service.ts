@@ -8,6 +8,7 @@ import {
   diffChargeContent,
   DomainError,
   entriesOf,
+  eventsAfterWrite,
   IdempotencyConflictError,
   LedgerChange,
   RecordChargeRequestInput,
@@ -15,7 +16,6 @@ import {
   chargeKey,
   reservationKey,
   settlementClaims,
-  softLimitEvents,
   UnavailableError,
   validateRecordCharge,
 } from '@metering/domain';
@@ -178,9 +178,8 @@ export class ChargesService {
       const distinct = [...byKey.values()];
       const { reservations, refused, claimed, contested } = await this.claimReservations(tx, distinct);
       const insertable = distinct.filter((c) => !refused.has(chargeKey(c)));
-      // Time zones, soft limits, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
+      // Time zones, soft limits, alert rules, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
       const settings = await view.settings(tx, [...new Set(insertable.map((c) => c.accountId))]);
-      const softLimits = [...settings.values()].flatMap((s) => s.softLimits);
       const pricing = await this.pricing.priceCharges(tx, insertable, view);
       const recordTime = this.clock();
       const charges: ChargeRecord[] = insertable.map((input, n) => ({
@@ -208,7 +207,8 @@ export class ChargesService {
         ...inserted.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })),
         ...settled.map(({ charge, reservation }): LedgerChange => ({ kind: 'hold_settled', reservation, charge, at: recordTime })),
       ]);
-      await applyEntries(tx, entries, recordTime, softLimits.length ? (counters) => softLimitEvents(softLimits, counters, entries) : undefined);
+      // Soft limits and alert thresholds crossed, from the counters after the write (a second statement only when the accounts have either).
+      await applyEntries(tx, entries, recordTime, eventsAfterWrite(settings.values(), entries));
       for (const { charge, reservation } of settled) reservations.set(reservationKey(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [chargeKey(c), { charge: c, fresh: true }]));

@@ -1,4 +1,4 @@
-import { ChargeRecord, entriesOf, LedgerChange, RerateQuery, softLimitEvents, validateRerate } from '@metering/domain';
+import { ChargeRecord, entriesOf, eventsAfterWrite, LedgerChange, RerateQuery, validateRerate } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
 import { Db, inTransaction } from '../store/db';
@@ -68,10 +68,11 @@ export class RerateService {
           await updateChargePricing(tx, updated);
           changes.push({ kind: 'charge_rerated', before: old, after: updated });
         }
-        // A re-rating that takes a soft cost limit past its amount says so, as a new charge would.
-        const soft = changes.length ? (await readWriteSettings(tx, [q.accountId])).softLimits : [];
+        // A re-rating that takes a soft cost limit past its amount says so, as a new charge would;
+        // one that takes spend across an alert threshold (either way) alerts.
+        const settings = changes.length ? [await readWriteSettings(tx, [q.accountId])] : [];
         const entries = entriesOf(changes);
-        await applyEntries(tx, entries, this.clock(), soft.length ? (counters) => softLimitEvents(soft, counters, entries) : undefined);
+        await applyEntries(tx, entries, this.clock(), eventsAfterWrite(settings, entries));
         return charges;
       });
       if (batch.length < RERATE_BATCH) return report;

@@ -8,6 +8,7 @@ import * as eventRetention from './20261129100000_event_retention';
 import * as tokenClasses from './20261201100000_token_classes';
 import * as chargesByDayId from './20261201110000_charges_by_day_id';
 import * as settingsEpoch from './20261201120000_settings_epoch';
+import * as alerts from './20261202200000_alerts';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -20,6 +21,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201100000_token_classes': tokenClasses,
   '20261201110000_charges_by_day_id': chargesByDayId,
   '20261201120000_settings_epoch': settingsEpoch,
+  '20261202200000_alerts': alerts,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

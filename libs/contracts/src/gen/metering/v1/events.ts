@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { Alert, WebhookEndpoint } from "./alerts";
 import { Charge } from "./charge";
 import { LimitStatus, Reservation } from "./limits";
 
@@ -25,6 +26,21 @@ export enum ChargeEventKind {
    * current period (limit and user_id are set): once per limit and period.
    */
   CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED = 4,
+  /**
+   * CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED - The server disabled a webhook endpoint: a delivery to it still failed
+   * after the retry window (webhook_endpoint is set, with disabled_reason).
+   */
+  CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED = 9,
+  /**
+   * CHARGE_EVENT_KIND_ALERT_TRIGGERED - A change took recorded usage to or past an alert rule's threshold in the
+   * current period (alert is set): once per crossing.
+   */
+  CHARGE_EVENT_KIND_ALERT_TRIGGERED = 10,
+  /**
+   * CHARGE_EVENT_KIND_ALERT_RESOLVED - A change took recorded usage from at or past an alert rule's threshold
+   * back below it (alert is set): once per crossing.
+   */
+  CHARGE_EVENT_KIND_ALERT_RESOLVED = 11,
   UNRECOGNIZED = -1,
 }
 
@@ -45,6 +61,15 @@ export function chargeEventKindFromJSON(object: any): ChargeEventKind {
     case 4:
     case "CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED":
       return ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED;
+    case 9:
+    case "CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED;
+    case 10:
+    case "CHARGE_EVENT_KIND_ALERT_TRIGGERED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_ALERT_TRIGGERED;
+    case 11:
+    case "CHARGE_EVENT_KIND_ALERT_RESOLVED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_ALERT_RESOLVED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -64,6 +89,12 @@ export function chargeEventKindToJSON(object: ChargeEventKind): string {
       return "CHARGE_EVENT_KIND_RESERVATION_EXPIRED";
     case ChargeEventKind.CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED:
       return "CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED:
+      return "CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_ALERT_TRIGGERED:
+      return "CHARGE_EVENT_KIND_ALERT_TRIGGERED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_ALERT_RESOLVED:
+      return "CHARGE_EVENT_KIND_ALERT_RESOLVED";
     case ChargeEventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -99,6 +130,12 @@ export interface ChargeEvent {
     | undefined;
   /** For SOFT_LIMIT_EXCEEDED: the user whose charge crossed the limit. */
   userId: string;
+  /** The threshold crossed, for ALERT_TRIGGERED and ALERT_RESOLVED. */
+  alert:
+    | Alert
+    | undefined;
+  /** The endpoint (without its secret), for WEBHOOK_ENDPOINT_DISABLED. */
+  webhookEndpoint: WebhookEndpoint | undefined;
 }
 
 function createBaseChargeEvent(): ChargeEvent {
@@ -111,6 +148,8 @@ function createBaseChargeEvent(): ChargeEvent {
     reservation: undefined,
     limit: undefined,
     userId: "",
+    alert: undefined,
+    webhookEndpoint: undefined,
   };
 }
 
@@ -139,6 +178,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     }
     if (message.userId !== "") {
       writer.uint32(66).string(message.userId);
+    }
+    if (message.alert !== undefined) {
+      Alert.encode(message.alert, writer.uint32(90).fork()).join();
+    }
+    if (message.webhookEndpoint !== undefined) {
+      WebhookEndpoint.encode(message.webhookEndpoint, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -220,6 +265,22 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
             message.userId = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.alert = Alert.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.webhookEndpoint = WebhookEndpoint.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -254,6 +315,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
         : isSet(object.user_id)
         ? globalThis.String(object.user_id)
         : "",
+      alert: isSet(object.alert) ? Alert.fromJSON(object.alert) : undefined,
+      webhookEndpoint: isSet(object.webhookEndpoint)
+        ? WebhookEndpoint.fromJSON(object.webhookEndpoint)
+        : isSet(object.webhook_endpoint)
+        ? WebhookEndpoint.fromJSON(object.webhook_endpoint)
+        : undefined,
     };
   },
 
@@ -283,6 +350,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     if (message.userId !== "") {
       obj.userId = message.userId;
     }
+    if (message.alert !== undefined) {
+      obj.alert = Alert.toJSON(message.alert);
+    }
+    if (message.webhookEndpoint !== undefined) {
+      obj.webhookEndpoint = WebhookEndpoint.toJSON(message.webhookEndpoint);
+    }
     return obj;
   },
 
@@ -307,6 +380,10 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
       ? LimitStatus.fromPartial(object.limit)
       : undefined;
     message.userId = object.userId ?? "";
+    message.alert = (object.alert !== undefined && object.alert !== null) ? Alert.fromPartial(object.alert) : undefined;
+    message.webhookEndpoint = (object.webhookEndpoint !== undefined && object.webhookEndpoint !== null)
+      ? WebhookEndpoint.fromPartial(object.webhookEndpoint)
+      : undefined;
     return message;
   },
 };
