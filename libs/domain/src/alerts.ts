@@ -134,34 +134,37 @@ export function validateAlertRule(raw: AlertRuleInput | undefined, update: boole
   };
   const kind = requiredEnum(v, 'rule.kind', r.kind, ALERT_RULE_KIND_BY_NUMBER);
   if (kind) rule.kind = kind;
+  // Each target given is checked, whatever the kind (a bad kind and a bad target are both named).
+  if (r.limit) {
+    rule.limit = {
+      userId: checkId(v, 'rule.limit.user_id', r.limit.userId ?? '', false),
+      period: requiredEnum(v, 'rule.limit.period', r.limit.period, LIMIT_PERIOD_BY_NUMBER) ?? 'day',
+      measure: requiredEnum(v, 'rule.limit.measure', r.limit.measure, LIMIT_MEASURE_BY_NUMBER) ?? 'cost',
+      enforcement: checkEnum(v, 'rule.limit.enforcement', r.limit.enforcement ?? 0, LIMIT_ENFORCEMENT_BY_NUMBER) ?? 'hard',
+      percentages: checkThresholds(v, 'rule.limit.percentages', r.limit.percentages ?? [], MAX_PERCENTAGE, 'a percentage'),
+    };
+  }
+  if (r.spend) {
+    const amounts = r.spend.amounts ?? [];
+    amounts.forEach((m, n) => m.currencyCode !== CURRENCY_CODE && v.add(`rule.spend.amounts[${n}].currency_code`, `must be "${CURRENCY_CODE}"`));
+    const userId = checkId(v, 'rule.spend.user_id', r.spend.userId ?? '', false);
+    if (r.spend.eachUser && userId !== '') v.add('rule.spend.each_user', 'is only used without user_id');
+    const before = v.list.length;
+    rule.spend = {
+      period: requiredEnum(v, 'rule.spend.period', r.spend.period, LIMIT_PERIOD_BY_NUMBER) ?? 'day',
+      userId,
+      eachUser: r.spend.eachUser === true,
+      amounts: checkThresholds(v, 'rule.spend.amounts', amounts.map((m) => m.amount), MAX_SPEND, 'USD'),
+    };
+    // A threshold's violation names its Money's amount.
+    for (const x of v.list.slice(before)) if (/^rule\.spend\.amounts\[\d+\]$/.test(x.field)) x.field += '.amount';
+  }
   if (kind === 'limit') {
     if (!r.limit) v.add('rule.limit', 'is required for kind LIMIT');
-    else
-      rule.limit = {
-        userId: checkId(v, 'rule.limit.user_id', r.limit.userId ?? '', false),
-        period: requiredEnum(v, 'rule.limit.period', r.limit.period, LIMIT_PERIOD_BY_NUMBER) ?? 'day',
-        measure: requiredEnum(v, 'rule.limit.measure', r.limit.measure, LIMIT_MEASURE_BY_NUMBER) ?? 'cost',
-        enforcement: checkEnum(v, 'rule.limit.enforcement', r.limit.enforcement ?? 0, LIMIT_ENFORCEMENT_BY_NUMBER) ?? 'hard',
-        percentages: checkThresholds(v, 'rule.limit.percentages', r.limit.percentages ?? [], MAX_PERCENTAGE, 'a percentage'),
-      };
     if (r.spend) v.add('rule.spend', 'is only used with kind SPEND');
   }
   if (kind === 'spend') {
     if (!r.spend) v.add('rule.spend', 'is required for kind SPEND');
-    else {
-      const amounts = r.spend.amounts ?? [];
-      amounts.forEach((m, n) => m.currencyCode !== CURRENCY_CODE && v.add(`rule.spend.amounts[${n}].currency_code`, `must be "${CURRENCY_CODE}"`));
-      const userId = checkId(v, 'rule.spend.user_id', r.spend.userId ?? '', false);
-      if (r.spend.eachUser && userId !== '') v.add('rule.spend.each_user', 'is only used without user_id');
-      rule.spend = {
-        period: requiredEnum(v, 'rule.spend.period', r.spend.period, LIMIT_PERIOD_BY_NUMBER) ?? 'day',
-        userId,
-        eachUser: r.spend.eachUser === true,
-        amounts: checkThresholds(v, 'rule.spend.amounts', amounts.map((m) => m.amount), MAX_SPEND, 'USD').map((d) => d),
-      };
-      // Field names of the amounts: each violation of a threshold names its Money's amount.
-      for (const x of v.list) if (/^rule\.spend\.amounts\[\d+\]$/.test(x.field)) x.field += '.amount';
-    }
     if (r.limit) v.add('rule.limit', 'is only used with kind LIMIT');
   }
   v.done();

@@ -283,7 +283,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
           const named = err.violations.map((v) => v.field);
           for (const k of picked) {
             const field = rpc.fields[k][0];
-            if (!named.some((n) => n === field || n.startsWith(`${field}.`))) throw new Error(`${rpc.name}: ${field} was bad but not named (named: ${named.join(', ')})`);
+            if (!named.some((n) => n === field || n.startsWith(`${field}.`) || n.startsWith(`${field}[`))) throw new Error(`${rpc.name}: ${field} was bad but not named (named: ${named.join(', ')})`);
           }
         }),
         { numRuns: runsPerRpc },
