@@ -376,7 +376,10 @@ export interface Delivery {
   status: DeliveryStatus;
   /** Attempts made (started) so far. */
   attemptCount: number;
-  /** When it was created (also the webhook-timestamp of its attempts). */
+  /**
+   * When it was created (the body's "timestamp"; each attempt's
+   * webhook-timestamp header is the time of that attempt).
+   */
   createTime:
     | Timestamp
     | undefined;
