@@ -43,6 +43,8 @@ export interface Config {
   webhooks: {
     allowedHosts: AllowList;
     pollMs: number;
+    /** How often alerts standing in a period that ended are resolved. */
+    periodSweepMs: number;
     timeoutMs: number;
     maxResponseBytes: number;
     concurrency: number;
@@ -85,6 +87,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhooks: {
       allowedHosts,
       pollMs: int(env, 'METERING_WEBHOOK_POLL_MS', 1_000, 20, 60_000),
+      periodSweepMs: int(env, 'METERING_ALERT_PERIOD_SWEEP_MS', 60_000, 20, 3_600_000),
       timeoutMs: int(env, 'METERING_WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
       maxResponseBytes: int(env, 'METERING_WEBHOOK_MAX_RESPONSE_BYTES', 65_536, 0, 16_777_216),
       concurrency: int(env, 'METERING_WEBHOOK_CONCURRENCY', 16, 1, 1000),

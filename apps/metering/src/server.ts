@@ -346,6 +346,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // Webhook deliveries (alerts): claimed with SKIP LOCKED and a lease, so every process takes its share.
   const dispatcher = new WebhookDispatcher(db, { ...config.webhooks, allow: config.webhooks.allowedHosts }, log);
   every(config.webhooks.pollMs, 'webhook dispatch', 'webhook attempts started', () => dispatcher.sweep());
+  const alertSweep = new AlertsService(db, config.webhooks.allowedHosts);
+  every(config.webhooks.periodSweepMs, 'alert period sweep', 'alerts resolved at the end of their period', () => alertSweep.resolveEndedPeriods());
   if (config.eventRetentionSeconds > 0) {
     every(config.eventPruneMs, 'event retention sweep', 'events pruned', async () => {
       const n = await pruneEvents(db, config.eventRetentionSeconds);

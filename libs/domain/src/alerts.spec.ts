@@ -10,6 +10,8 @@ import {
   eventsAfterWrite,
   nextAttemptTime,
   parseAllowList,
+  periodEnded,
+  periodEndNotices,
   retryDelayMs,
   slackBody,
   validateAlertRule,
@@ -103,6 +105,19 @@ describe('alert crossings', () => {
     expect(events.map((e) => e.kind)).toEqual(['alert_triggered']);
     expect(eventsAfterWrite([{ softLimits: [] }], entries)).toBeUndefined();
     expect(eventsAfterWrite([{ softLimits: [], alertRules: [spendRule([5])], ruleLimits: [] }], entries)?.([counter('', 'day', '2026-12-01', usd(6))]).map((e) => e.kind)).toEqual(['alert_triggered']);
+  });
+});
+
+describe('periods that ended', () => {
+  it('says whether an alert\'s period is over in its account\'s time zone, and resolves it with the final usage', () => {
+    const [alert] = alertCrossings([spendRule([5])], [], [counter('', 'day', '2026-12-01', usd(6))], [change('u1', '2026-12-01', 6)]);
+    const late = new Date('2026-12-01T23:30:00Z');
+    expect([periodEnded(alert, late, 'UTC'), periodEnded(alert, late, 'Asia/Tokyo'), periodEnded(alert, late, 'America/New_York')]).toEqual([false, true, false]);
+    const month = { ...alert, period: 'month' as const, periodStart: '2026-11-01' };
+    expect([periodEnded(month, late, 'UTC'), periodEnded(month, new Date('2026-11-30T23:00:00Z'), 'UTC')]).toEqual([true, false]);
+    const [notice] = periodEndNotices([alert], () => new Dec('7.5'));
+    expect(notice).toMatchObject({ direction: 'resolved', periodEnded: true, threshold: alert.threshold, periodStart: '2026-12-01' });
+    expect(notice.used.toFixed()).toBe('7.5');
   });
 });
 

@@ -3,6 +3,7 @@ import ipaddr from 'ipaddr.js';
 import { DomainError, NotFoundError } from './errors';
 import { type CounterState, type LedgerEntries, type LedgerEvent, softLimitEvents } from './ledger';
 import { Limit, LIMIT_ENFORCEMENT_BY_NUMBER, LIMIT_MEASURE_BY_NUMBER, LIMIT_PERIOD_BY_NUMBER, LimitEnforcement, LimitMeasure, LimitPeriod, MoneyInput, periodStartOf, UsageChange, UsageCounter } from './limits';
+import { localDay } from './time';
 import { checkEnum, checkId, checkInt, checkText, Violations } from './validation';
 
 /**
@@ -83,6 +84,8 @@ export interface Alert {
   used: Dec;
   /** The user whose change crossed it. */
   changedByUserId: string;
+  /** A resolved notice sent because the period ended (usage did not fall): see `periodEndNotices`. */
+  periodEnded?: boolean;
 }
 
 // ---- Validation ----
@@ -213,6 +216,9 @@ export class TooManyError extends DomainError {
 
 // ---- Crossings ----
 
+/** A counter's recorded usage in a measure's unit (zero when there is no counter). */
+export const usedOf = (measure: LimitMeasure, u: UsageCounter | undefined): Dec => (u ? amountOf(measure, u) : new Dec(0));
+
 const amountOf = (measure: LimitMeasure, u: UsageCounter): Dec =>
   measure === 'messages' ? new Dec(u.messageCount.toString()) : measure === 'tokens' ? new Dec(u.totalTokens.toString()) : u.totalCost;
 
@@ -316,6 +322,29 @@ export function eventsAfterWrite(
   const limits = all.flatMap((s) => s.ruleLimits ?? []);
   if (soft.length === 0 && rules.length === 0) return undefined;
   return (counters) => [...softLimitEvents(soft, counters, entries), ...alertEvents(rules, limits, counters, entries)];
+}
+
+// ---- Periods that ended ----
+
+// A threshold that stands triggered is kept by the store (one row per triggered alert, dropped
+// when it resolves), so that when its period ends the account is told once that it is behind it.
+
+const SEP = '\u0000';
+/** The key of a standing alert: one per rule, measured scope, period and threshold. */
+export const standingKey = (a: Alert) => [a.accountId, a.ruleId, a.userId, a.period, a.periodStart, formatDecimal(a.threshold)].join(SEP);
+
+/** Whether a standing alert's period is over in its account's time zone at `now`. */
+export function periodEnded(a: Alert, now: Date, timeZone: string): boolean {
+  return a.periodStart < periodStartOf(a.period, localDay(now, timeZone));
+}
+
+/**
+ * The resolved notices of standing alerts whose period ended: the same
+ * threshold, with the period's final usage (`used` of its counter, by scope
+ * and period), marked periodEnded.
+ */
+export function periodEndNotices(standing: Alert[], finalUsed: (a: Alert) => Dec): Alert[] {
+  return standing.map((a) => ({ ...a, direction: 'resolved', used: finalUsed(a), periodEnded: true }));
 }
 
 // ---- Webhook endpoints ----
@@ -527,6 +556,7 @@ export function alertData(a: Alert): Record<string, string> {
     ...(a.limitAmount ? { limit_amount: formatDecimal(a.limitAmount) } : {}),
     used: formatDecimal(a.used),
     changed_by_user_id: a.changedByUserId,
+    ...(a.periodEnded ? { period_ended: 'true' } : {}),
   };
 }
 
@@ -543,10 +573,12 @@ export function slackBody(standard: string): string {
   const d = body.data;
   if (body.type === TEST_EVENT_TYPE) return JSON.stringify({ text: `Metering test event for account ${d.account_id}: this endpoint receives alerts.` });
   const who = d.user_id ? `user ${d.user_id} of account ${d.account_id}` : `account ${d.account_id}`;
+  const ended = d.period_ended === 'true';
   const what = d.kind === 'limit' ? `${d.percentage}% of the ${d.period === 'day' ? 'daily' : 'monthly'} ${d.measure} limit (${unitOf(d.measure, d.limit_amount)})` : `${d.period === 'day' ? 'daily' : 'monthly'} spend of ${unitOf('cost', d.threshold)}`;
   const verb = d.direction === 'triggered' ? 'reached' : 'is back below';
   const icon = d.direction === 'triggered' ? ':warning:' : ':white_check_mark:';
   const label = d.description ? ` (${d.description})` : '';
+  if (ended) return JSON.stringify({ text: `${icon} Metering alert${label}: the ${d.period} from ${d.period_start} of ${who} is over (${unitOf(d.measure, d.used)} used), resolving ${what}.` });
   return JSON.stringify({ text: `${icon} Metering alert${label}: ${who} ${verb} ${what}: ${unitOf(d.measure, d.used)} used in the ${d.period} from ${d.period_start}.` });
 }
 

@@ -85,6 +85,7 @@ export const toProtoAlert = (a: Alert): PbAlert => ({
   limitAmount: a.limitAmount ? formatDecimal(a.limitAmount) : '',
   used: formatDecimal(a.used),
   changedByUserId: a.changedByUserId,
+  periodEnded: a.periodEnded === true,
 });
 
 export const toProtoEndpoint = (e: WebhookEndpoint): PbWebhookEndpoint => ({

@@ -1,5 +1,12 @@
 import {
+  Alert,
   AlertRule,
+  DEFAULT_TIME_ZONE,
+  LedgerEvent,
+  localDay,
+  periodEnded,
+  periodEndNotices,
+  usedOf,
   AlertRuleInput,
   AlertRuleNotFoundError,
   AllowList,
@@ -24,6 +31,7 @@ import {
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as repo from '../store/alerts.repo';
 import { Db, inTransaction, read } from '../store/db';
+import { lockCounters } from '../store/ledger.repo';
 
 /** A new signing secret as Standard Webhooks writes them: "whsec_" and base64 of 24 random bytes (192 bits). */
 export const newWebhookSecret = (): string => `whsec_${randomBytes(24).toString('base64')}`;
@@ -82,13 +90,48 @@ export class AlertsService {
       }
       const updated = await repo.updateRule(tx, rule, this.clock());
       if (!updated) throw new AlertRuleNotFoundError(rule.ruleId);
+      // Its thresholds changed: the alerts of the old ones no longer stand (no period-end notice for them).
+      await repo.dropRuleStanding(tx, rule.accountId, rule.ruleId);
       return updated;
     });
   }
 
   async deleteRule(raw: { accountId: string; ruleId: string }): Promise<boolean> {
     const ref = validateRef({ accountId: raw.accountId, id: raw.ruleId }, 'rule_id');
-    return inTransaction(this.db, (tx) => repo.deleteRule(tx, ref.accountId, ref.id));
+    return inTransaction(this.db, async (tx) => {
+      await repo.dropRuleStanding(tx, ref.accountId, ref.id);
+      return repo.deleteRule(tx, ref.accountId, ref.id);
+    });
+  }
+
+  /**
+   * The period-end sweep (every process, like the reservation sweep): each
+   * alert still standing triggered in a period that has ended in its
+   * account's time zone is resolved once, with the period's final usage
+   * (alert.resolved, period_ended), on the charge stream and to the
+   * endpoints. Per account, one transaction: the counters the alerts measure
+   * are locked first (in key order, as every writer locks them), then the
+   * standing rows are dropped (only what this transaction dropped is told:
+   * another process sweeping the same rows finds them gone), then the events
+   * go to the outbox. Returns how many were resolved.
+   */
+  async resolveEndedPeriods(batch = 500): Promise<number> {
+    const now = this.clock();
+    const upTo = localDay(now, 'UTC');
+    const due = (await repo.standingAlerts(this.db, upTo, batch)).filter((s) => periodEnded(s.alert, now, s.timeZone ?? DEFAULT_TIME_ZONE)).map((s) => s.alert);
+    let resolved = 0;
+    for (const accountId of [...new Set(due.map((a) => a.accountId))]) {
+      const mine = due.filter((a) => a.accountId === accountId);
+      resolved += await inTransaction(this.db, async (tx) => {
+        const counters = await lockCounters(tx, mine.map((a) => ({ accountId, period: a.period, periodStart: a.periodStart, userId: a.userId })), now);
+        const dropped = await repo.dropStanding(tx, mine);
+        const final = (a: Alert) => usedOf(a.measure, counters.find((c) => c.period === a.period && c.periodStart === a.periodStart && c.userId === a.userId)?.used);
+        const notices = periodEndNotices(dropped, final);
+        if (notices.length) await repo.appendEventsWithDeliveries(tx, notices.map((alert) => ({ kind: 'alert_resolved', alert }) as LedgerEvent), now);
+        return notices.length;
+      });
+    }
+    return resolved;
   }
 
   // ---- Endpoints ----

@@ -14,10 +14,10 @@ import {
   webhookBody,
   WebhookFormat,
 } from '@metering/domain';
-import { Dec } from '@metering/pricing';
+import { Dec, formatDecimal } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { Db, statement, Tx } from './db';
-import { EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
+import { alertOfData, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 
 /**
  * SQL of alert rules, webhook endpoints, deliveries and their attempts. No
@@ -187,10 +187,14 @@ const typeOf = (e: Extract<LedgerEvent, { alert: Alert }>) => (e.kind === 'alert
 
 /**
  * Appends events to the outbox (OUTBOX_CTES: the last write of the
- * transaction, holding each account's sequence row until commit) and queues
- * one delivery of each alert event to every enabled endpoint of its account
- * that takes its type, in one statement. The body (the exact bytes signed) is
- * made here, with the transaction's time.
+ * transaction, holding each account's sequence row until commit), queues one
+ * delivery of each alert event to every enabled endpoint of its account that
+ * takes its type, and keeps the standing alerts (a triggered one is kept, a
+ * resolved one dropped: see resolveEndedPeriods), in one statement. The body
+ * (the exact bytes signed) is made here, with the transaction's time. A
+ * standing alert's row belongs to the counter row it measures, which the
+ * transaction has locked before: writers of one standing alert are already
+ * serialized there.
  */
 const APPEND_WITH_DELIVERIES_SQL = `WITH ${OUTBOX_CTES('TRUE')}, queued AS (
        INSERT INTO webhook_deliveries (account_id, delivery_id, endpoint_id, event_type, payload, status, attempt_count, next_attempt_at, window_start, created_at)
@@ -200,12 +204,59 @@ const APPEND_WITH_DELIVERIES_SQL = `WITH ${OUTBOX_CTES('TRUE')}, queued AS (
           WHERE (SELECT count(*) FROM inserted) >= 0
           ORDER BY d.ord, w.endpoint_id
        RETURNING 1
+     ), standing AS (
+       SELECT * FROM jsonb_to_recordset(?::jsonb) AS s(account_id text, rule_id uuid, user_id text, period text, period_start date, threshold text, direction text, alert jsonb, at timestamptz)
+        WHERE (SELECT count(*) FROM queued) >= 0
+     ), fired AS (
+       INSERT INTO alert_states (account_id, rule_id, user_id, period, period_start, threshold, alert, created_at)
+         SELECT account_id, rule_id, user_id, period, period_start, threshold, alert, at FROM standing WHERE direction = 'triggered'
+       ON CONFLICT DO NOTHING
+       RETURNING 1
+     ), cleared AS (
+       DELETE FROM alert_states t USING standing s
+        WHERE s.direction = 'resolved' AND t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id
+          AND t.period = s.period AND t.period_start = s.period_start AND t.threshold = s.threshold
+       RETURNING 1
      )
-  SELECT pg_notify(?, account_id) FROM seq WHERE (SELECT count(*) FROM queued) >= 0`;
+  SELECT pg_notify(?, account_id) FROM seq WHERE (SELECT count(*) FROM fired) + (SELECT count(*) FROM cleared) >= 0`;
+
+const stateRow = (a: Alert, at: Date) => ({
+  account_id: a.accountId, rule_id: a.ruleId, user_id: a.userId, period: a.period, period_start: a.periodStart, threshold: formatDecimal(a.threshold),
+  direction: a.direction, alert: alertData(a), at: at.toISOString(),
+});
 
 export async function appendEventsWithDeliveries(tx: Tx, events: LedgerEvent[], now: Date): Promise<void> {
-  const deliveries = events.filter(isAlert).map((e, ord) => ({ account_id: e.alert.accountId, event_type: typeOf(e), payload: webhookBody(typeOf(e), now, alertData(e.alert)), at: now.toISOString(), ord }));
-  await statement(tx, 'append_events_deliveries', APPEND_WITH_DELIVERIES_SQL, [outboxParam(events), JSON.stringify(deliveries), EVENTS_CHANNEL]);
+  const alerts = events.filter(isAlert);
+  const deliveries = alerts.map((e, ord) => ({ account_id: e.alert.accountId, event_type: typeOf(e), payload: webhookBody(typeOf(e), now, alertData(e.alert)), at: now.toISOString(), ord }));
+  const states = alerts.map((e) => stateRow(e.alert, now));
+  await statement(tx, 'append_events_deliveries', APPEND_WITH_DELIVERIES_SQL, [outboxParam(events), JSON.stringify(deliveries), JSON.stringify(states), EVENTS_CHANNEL]);
+}
+
+/** Standing alerts whose period may have ended (period_start up to `upTo`, oldest first), with their account's time zone. */
+export async function standingAlerts(db: Db, upTo: string, limit: number): Promise<Array<{ alert: Alert; timeZone?: string }>> {
+  const { rows } = await db.raw(
+    `SELECT s.alert, a.time_zone FROM alert_states s LEFT JOIN accounts a ON a.account_id = s.account_id
+      WHERE s.period_start <= ?::date ORDER BY s.period_start, s.account_id LIMIT ?`,
+    [upTo, limit],
+  );
+  return (rows as Array<{ alert: Record<string, string>; time_zone: string | null }>).map((r) => ({ alert: alertOfData(r.alert), timeZone: r.time_zone ?? undefined }));
+}
+
+/** Drops standing alerts (locked by the caller's counters first); returns those this call dropped. */
+export async function dropStanding(tx: Tx, alerts: Alert[]): Promise<Alert[]> {
+  if (alerts.length === 0) return [];
+  const { rows } = await tx.raw(
+    `DELETE FROM alert_states t USING jsonb_to_recordset(?::jsonb) AS s(account_id text, rule_id uuid, user_id text, period text, period_start date, threshold text)
+      WHERE t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id AND t.period = s.period AND t.period_start = s.period_start AND t.threshold = s.threshold
+     RETURNING t.alert`,
+    [JSON.stringify(alerts.map((a) => stateRow(a, new Date(0))))],
+  );
+  return (rows as Array<{ alert: Record<string, string> }>).map((r) => alertOfData(r.alert));
+}
+
+/** Drops a rule's standing alerts (the rule changed or went away: its old thresholds no longer stand). */
+export async function dropRuleStanding(tx: Tx, accountId: string, ruleId: string): Promise<void> {
+  await tx('alert_states').where({ account_id: accountId, rule_id: ruleId }).delete();
 }
 
 // ---- Deliveries ----

@@ -51,6 +51,7 @@ const ENV = {
   METERING_WEBHOOK_RETRY_MAX_MS: String(POLICY.maxDelayMs),
   METERING_WEBHOOK_RETRY_SECONDS: String(POLICY.windowMs / 1000),
   METERING_WEBHOOK_MAX_RESPONSE_BYTES: '4096',
+  METERING_ALERT_PERIOD_SWEEP_MS: '100',
 };
 
 interface Received {
@@ -403,7 +404,7 @@ describeEachOf(postgres, 'three server processes on one Postgres')('alerts from 
     expect(new Set(receiver.received.map((r) => r.headers['webhook-id'])).size).toBe(13);
   });
 
-  it('alerts per period: usage of another day crosses that day\'s thresholds on their own', async () => {
+  it('alerts per period: usage of another day crosses that day\'s thresholds on their own, and an alert of a period that ended is resolved once', async () => {
     const [a, b] = servers.map((s) => s.client);
     await setPrice(a, 'periods', '1000');
     await endpoint(a, 'periods', receiver.url);
@@ -412,10 +413,21 @@ describeEachOf(postgres, 'three server processes on one Postgres')('alerts from 
     const yesterday = { seconds: String(Math.floor(Date.now() / 1000) - 86_400), nanos: 0 };
     await Promise.all([0, 1, 2, 3].map((n) => charge([a, b][n % 2], 'periods', `t${n}`)));
     await Promise.all([0, 1, 2, 3].map((n) => charge([a, b][n % 2], 'periods', `y${n}`, 'u1', { usageTime: yesterday })));
-    await settled(a, 'periods', 2);
-    const bodies = receiver.received.slice(start).map((r) => JSON.parse(r.body).data as Record<string, string>);
-    expect(bodies.map((d) => d.threshold)).toEqual(['3', '3']);
-    expect(new Set(bodies.map((d) => d.period_start)).size).toBe(2);
+    await receiver.until(start + 3);
+    await settled(a, 'periods', 3);
+    const bodies = receiver.received.slice(start).map((r) => JSON.parse(r.body) as { type: string; data: Record<string, string> });
+    const today = bodies.find((x) => x.type === 'alert.triggered' && x.data.period_start === new Date().toISOString().slice(0, 10));
+    const before = bodies.filter((x) => x !== today);
+    // The charge that crossed it saw 3 or 4 USD (a group commit may write two of the four together).
+    expect([today?.data.threshold, Number(today?.data.used) >= 3]).toEqual(['3', true]);
+    // Yesterday's day is over: its alert is resolved by the period-end sweep of one of the three processes, once, with the day's final usage.
+    expect(before.map((x) => [x.type, x.data.threshold, x.data.period_ended])).toEqual([
+      ['alert.triggered', '3', undefined],
+      ['alert.resolved', '3', 'true'],
+    ]);
+    expect(before[1].data.used).toBe('4');
+    expect(before[0].data.period_start).toBe(before[1].data.period_start);
+    expect(bodies.length).toBe(3);
   });
 
   it('delivers what a process killed mid-delivery had claimed, from another process, with the same webhook-id', async () => {

@@ -16,6 +16,9 @@ import type { Knex } from 'knex';
  *   also the lease of a claimed attempt, so a process that dies mid-delivery
  *   leaves it to another once the lease ends. payload is the exact body signed.
  * - webhook_delivery_attempts: every attempt, as logged.
+ * - alert_states: the alerts that stand triggered (written with their
+ *   outbox event, dropped when they resolve), so that when a period ends its
+ *   account is told once, by whichever process sweeps first.
  *
  * The outbox's kinds gain alert_triggered, alert_resolved and
  * webhook_endpoint_disabled: the CHECK is rebuilt from the kinds it allows
@@ -93,6 +96,18 @@ const UP = [
       PRIMARY KEY (account_id, delivery_id, attempt, started_at),
       FOREIGN KEY (account_id, delivery_id) REFERENCES webhook_deliveries (account_id, delivery_id) ON DELETE CASCADE
     )`,
+  `CREATE TABLE alert_states (
+      account_id    text        NOT NULL,
+      rule_id       uuid        NOT NULL,
+      user_id       text        NOT NULL,
+      period        text        NOT NULL,
+      period_start  date        NOT NULL,
+      threshold     text        NOT NULL,
+      alert         jsonb       NOT NULL,
+      created_at    timestamptz NOT NULL,
+      PRIMARY KEY (account_id, rule_id, user_id, period, period_start, threshold)
+    )`,
+  `CREATE INDEX alert_states_by_start ON alert_states (period_start)`,
 ];
 
 export async function up(knex: Knex): Promise<void> {
@@ -106,6 +121,7 @@ export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DELETE FROM charge_events WHERE kind IN (${NEW_KINDS.map((k) => `'${k}'`).join(', ')})`);
   const kinds = await eventKinds(knex);
   await setEventKinds(knex, kinds.filter((k) => !NEW_KINDS.includes(k)));
+  await knex.raw('DROP TABLE alert_states');
   await knex.raw('DROP TABLE webhook_delivery_attempts');
   await knex.raw('DROP TABLE webhook_deliveries');
   await knex.raw('DROP TABLE webhook_endpoints');

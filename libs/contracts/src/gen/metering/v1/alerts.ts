@@ -78,7 +78,8 @@ export enum AlertDirection {
   ALERT_DIRECTION_TRIGGERED = 1,
   /**
    * ALERT_DIRECTION_RESOLVED - Recorded usage went from at or above the threshold back below it (a
-   * re-rating that lowered costs, a limit's usage corrected).
+   * re-rating that lowered costs), or the period ended while it stood
+   * reached (Alert.period_ended).
    */
   ALERT_DIRECTION_RESOLVED = 2,
   UNRECOGNIZED = -1,
@@ -317,6 +318,12 @@ export interface Alert {
   used: string;
   /** The user whose change crossed the threshold (for an account-wide rule). */
   changedByUserId: string;
+  /**
+   * For RESOLVED: true when it is sent because the period ended while the
+   * threshold stood reached (used is the period's final usage); false when
+   * usage fell back below the threshold.
+   */
+  periodEnded: boolean;
 }
 
 /** Where an account's alerts are posted. At most 20 endpoints per account. */
@@ -1133,6 +1140,7 @@ function createBaseAlert(): Alert {
     limitAmount: "",
     used: "",
     changedByUserId: "",
+    periodEnded: false,
   };
 }
 
@@ -1176,6 +1184,9 @@ export const Alert: MessageFns<Alert> = {
     }
     if (message.changedByUserId !== "") {
       writer.uint32(106).string(message.changedByUserId);
+    }
+    if (message.periodEnded !== false) {
+      writer.uint32(112).bool(message.periodEnded);
     }
     return writer;
   },
@@ -1297,6 +1308,14 @@ export const Alert: MessageFns<Alert> = {
             message.changedByUserId = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.periodEnded = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1344,6 +1363,11 @@ export const Alert: MessageFns<Alert> = {
         : isSet(object.changed_by_user_id)
         ? globalThis.String(object.changed_by_user_id)
         : "",
+      periodEnded: isSet(object.periodEnded)
+        ? globalThis.Boolean(object.periodEnded)
+        : isSet(object.period_ended)
+        ? globalThis.Boolean(object.period_ended)
+        : false,
     };
   },
 
@@ -1388,6 +1412,9 @@ export const Alert: MessageFns<Alert> = {
     if (message.changedByUserId !== "") {
       obj.changedByUserId = message.changedByUserId;
     }
+    if (message.periodEnded !== false) {
+      obj.periodEnded = message.periodEnded;
+    }
     return obj;
   },
 
@@ -1409,6 +1436,7 @@ export const Alert: MessageFns<Alert> = {
     message.limitAmount = object.limitAmount ?? "";
     message.used = object.used ?? "";
     message.changedByUserId = object.changedByUserId ?? "";
+    message.periodEnded = object.periodEnded ?? false;
     return message;
   },
 };
