@@ -43,6 +43,9 @@ import { barChart, csv, type ListingFormat, out, printJson, responseJson, table,
 /** Bad usage found after parsing (exit code 2). */
 class UsageError extends Error {}
 
+/** The server did what it was asked, but what it reports failed (exit code 1): a test delivery that did not get through. */
+class ReportedFailure extends Error {}
+
 interface Connection {
   address: string;
   apiKey?: string;
@@ -451,7 +454,7 @@ async function webhooksTest(o: { account: string; endpoint: string; wait?: boole
     const last = attempts[attempts.length - 1];
     if (d?.status !== DeliveryStatus.DELIVERY_STATUS_PENDING || (last && !last.success) || Date.now() > deadline) {
       if (last) out(`attempt ${last.attempt}: ${last.success ? 'delivered' : 'failed'} ${last.httpStatus ? `HTTP ${last.httpStatus}` : last.error} in ${last.latencyMs} ms`);
-      if (!last || !last.success) throw new UsageError(last ? `the endpoint did not take the test event (${last.httpStatus ? `HTTP ${last.httpStatus}` : last.error}); it is retried on the schedule` : 'no attempt within 60 s: is a server running its dispatcher?');
+      if (!last || !last.success) throw new ReportedFailure(last ? `the endpoint did not take the test event (${last.httpStatus ? `HTTP ${last.httpStatus}` : last.error}); it is retried on the schedule` : 'no attempt within 60 s: is a server running its dispatcher?');
       return;
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -681,7 +684,7 @@ export function program(): Command {
   command(webhooks, 'test', 'send a test event (webhook.test) to an endpoint')
     .addOption(accountOption())
     .requiredOption('--endpoint <id>', 'the endpoint id')
-    .option('--wait', 'wait for the first attempt and print it (exit 2 when it failed)')
+    .option('--wait', 'wait for the first attempt and print it (exit code 1 when it failed)')
     .action(webhooksTest);
   command(webhooks, 'rotate', 'replace an endpoint\'s signing secret; prints the new one once')
     .addOption(accountOption())
@@ -732,6 +735,10 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError) {
       process.stderr.write(`error: ${err.message}\n(run with --help for usage)\n`);
       return 2;
+    }
+    if (err instanceof ReportedFailure) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 1;
     }
     if ((err as ServiceError).code !== undefined && (err as ServiceError).metadata !== undefined) {
       process.stderr.write(`${explain(err as ServiceError)}\n`);

@@ -251,9 +251,14 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
         await new Promise((r) => setTimeout(r, 100));
       }
       expect(rows.map((r) => [r[2], r[3], r[4]]).sort()).toEqual([['alert.triggered', 'delivered', '1'], ['webhook.test', 'delivered', '1']]);
+      expect(rows.every((r) => r[1] === endpointId)).toBe(true);
       const alertId = rows.find((r) => r[2] === 'alert.triggered')![0];
       expect((await cli('alerts', 'attempts', '--account', 'alerty', '--delivery', alertId)).stdout).toMatch(/^attempt\s+started\s+ms\s+status\s+ok\s+error\s+answer\s+next attempt\n[- ]+\n\s+1\s+\S+\s+\d+\s+200\s+yes\s+ok/);
       expect(bodies.map((b) => JSON.parse(b).type).sort()).toEqual(['alert.triggered', 'webhook.test']);
+      // Nothing listens on port 1: the attempt fails, and so does the command (exit code 1, the reason printed).
+      const nowhere = /endpoint ([0-9a-f-]{36})/.exec((await cli('webhooks', 'create', '--account', 'alerty', '--url', 'http://127.0.0.1:1/hook')).stdout)![1];
+      const failed = await cli('webhooks', 'test', '--account', 'alerty', '--endpoint', nowhere, '--wait');
+      expect([failed.code, failed.stdout.split('\n')[1], failed.stderr]).toEqual([1, 'attempt 1: failed connection refused in ' + /in (\d+) ms/.exec(failed.stdout)?.[1] + ' ms', 'error: the endpoint did not take the test event (connection refused); it is retried on the schedule\n']);
       const refused = await cli('webhooks', 'create', '--account', 'alerty', '--url', 'http://10.0.0.1/hook');
       expect([refused.code, /endpoint\.url: /.test(refused.stderr)]).toEqual([1, true]);
       expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'spend', '--period', 'day')).code).toBe(2);
