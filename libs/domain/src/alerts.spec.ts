@@ -7,6 +7,7 @@ import {
   AlertRule,
   alertEvents,
   DEFAULT_RETRY,
+  endedAt,
   eventsAfterWrite,
   nextAttemptTime,
   parseAllowList,
@@ -118,6 +119,16 @@ describe('periods that ended', () => {
     const [notice] = periodEndNotices([alert], () => new Dec('7.5'));
     expect(notice).toMatchObject({ direction: 'resolved', periodEnded: true, threshold: alert.threshold, periodStart: '2026-12-01' });
     expect(notice.used.toFixed()).toBe('7.5');
+  });
+
+  it('leaves the resolved notice of an ended period to the period-end sweep, and still alerts a late crossing upward', () => {
+    const at = (cost: string) => entriesOf([{ kind: 'charge_recorded', charge: { accountId: 'a', userId: 'u1', usageDate: '2026-11-30', costs: { totalCost: cost }, tokens: tokenCounts({ promptTokens: 1 }), totalTokens: 1, callCount: 0 } as never }]);
+    const settings = [{ softLimits: [], alertRules: [spendRule([5])], ruleLimits: [] }];
+    const ended = endedAt(new Date('2026-12-01T10:00:00Z'), () => undefined);
+    const down = at('-3');
+    expect(eventsAfterWrite(settings, down, ended)?.([counter('', 'day', '2026-11-30', usd(3))])).toEqual([]);
+    expect(eventsAfterWrite(settings, down)?.([counter('', 'day', '2026-11-30', usd(3))]).map((e) => e.kind)).toEqual(['alert_resolved']);
+    expect(eventsAfterWrite(settings, at('6'), ended)?.([counter('', 'day', '2026-11-30', usd(6))]).map((e) => e.kind)).toEqual(['alert_triggered']);
   });
 });
 

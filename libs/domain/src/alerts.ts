@@ -3,7 +3,7 @@ import ipaddr from 'ipaddr.js';
 import { DomainError, NotFoundError } from './errors';
 import { type CounterState, type LedgerEntries, type LedgerEvent, softLimitEvents } from './ledger';
 import { Limit, LIMIT_ENFORCEMENT_BY_NUMBER, LIMIT_MEASURE_BY_NUMBER, LIMIT_PERIOD_BY_NUMBER, LimitEnforcement, LimitMeasure, LimitPeriod, MoneyInput, periodStartOf, UsageChange, UsageCounter } from './limits';
-import { localDay } from './time';
+import { DEFAULT_TIME_ZONE, localDay } from './time';
 import { checkEnum, checkId, checkInt, checkText, Violations } from './validation';
 
 /**
@@ -315,14 +315,23 @@ export function alertEvents(rules: AlertRule[], limits: Limit[], counters: Count
 export function eventsAfterWrite(
   settings: Iterable<{ softLimits: Limit[]; alertRules?: AlertRule[]; ruleLimits?: Limit[] }>,
   entries: LedgerEntries,
+  ended: (a: Alert) => boolean = () => false,
 ): ((counters: CounterState[]) => LedgerEvent[]) | undefined {
   const all = [...settings];
   const soft = all.flatMap((s) => s.softLimits);
   const rules = all.flatMap((s) => s.alertRules ?? []);
   const limits = all.flatMap((s) => s.ruleLimits ?? []);
   if (soft.length === 0 && rules.length === 0) return undefined;
-  return (counters) => [...softLimitEvents(soft, counters, entries), ...alertEvents(rules, limits, counters, entries)];
+  // A period that has ended gets its one resolved notice from the period-end sweep (with its final usage), not from a late change.
+  const told = (e: LedgerEvent) => !(e.kind === 'alert_resolved' && ended(e.alert));
+  return (counters) => [...softLimitEvents(soft, counters, entries), ...alertEvents(rules, limits, counters, entries).filter(told)];
 }
+
+/** Whether an alert's period has ended, for the accounts of a write (their time zones; UTC when unset). */
+export const endedAt =
+  (now: Date, zoneOf: (accountId: string) => string | undefined) =>
+  (a: Alert): boolean =>
+    periodEnded(a, now, zoneOf(a.accountId) ?? DEFAULT_TIME_ZONE);
 
 // ---- Periods that ended ----
 

@@ -8,6 +8,7 @@ import {
   diffChargeContent,
   DomainError,
   entriesOf,
+  endedAt,
   eventsAfterWrite,
   IdempotencyConflictError,
   LedgerChange,
@@ -208,7 +209,7 @@ export class ChargesService {
         ...settled.map(({ charge, reservation }): LedgerChange => ({ kind: 'hold_settled', reservation, charge, at: recordTime })),
       ]);
       // Soft limits and alert thresholds crossed, from the counters after the write (a second statement only when the accounts have either).
-      await applyEntries(tx, entries, recordTime, eventsAfterWrite(settings.values(), entries));
+      await applyEntries(tx, entries, recordTime, eventsAfterWrite(settings.values(), entries, endedAt(recordTime, (a) => settings.get(a)?.timeZone)));
       for (const { charge, reservation } of settled) reservations.set(reservationKey(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [chargeKey(c), { charge: c, fresh: true }]));

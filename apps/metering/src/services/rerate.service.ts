@@ -1,4 +1,4 @@
-import { ChargeRecord, entriesOf, eventsAfterWrite, LedgerChange, RerateQuery, validateRerate } from '@metering/domain';
+import { ChargeRecord, endedAt, entriesOf, eventsAfterWrite, LedgerChange, RerateQuery, validateRerate } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
 import { Db, inTransaction } from '../store/db';
@@ -72,7 +72,8 @@ export class RerateService {
         // one that takes spend across an alert threshold (either way) alerts.
         const settings = changes.length ? [await readWriteSettings(tx, [q.accountId])] : [];
         const entries = entriesOf(changes);
-        await applyEntries(tx, entries, this.clock(), eventsAfterWrite(settings, entries));
+        const now = this.clock();
+        await applyEntries(tx, entries, now, eventsAfterWrite(settings, entries, endedAt(now, (a) => settings[0]?.zones.get(a))));
         return charges;
       });
       if (batch.length < RERATE_BATCH) return report;
