@@ -1,3 +1,4 @@
+import { AllowList, DEFAULT_ALLOWED_HOSTS, parseAllowList, RetryPolicy } from '@metering/domain';
 import type { LogLevel } from './logger';
 import type { AuthMode } from './grpc/auth';
 import type { DatabaseConfig } from './store/db';
@@ -38,6 +39,17 @@ export interface Config {
   httpPort?: number;
   /** OpenTelemetry tracing over OTLP/HTTP (METERING_TRACING=otlp). */
   tracing: boolean;
+  /** Webhooks (alerts): where they may go, how often the dispatcher looks for due deliveries, and each attempt's bounds and retries. */
+  webhooks: {
+    allowedHosts: AllowList;
+    pollMs: number;
+    /** How often alerts standing in a period that ended are resolved. */
+    periodSweepMs: number;
+    timeoutMs: number;
+    maxResponseBytes: number;
+    concurrency: number;
+    retry: RetryPolicy;
+  };
   /** TLS: PEM files of the server's certificate chain and key; with clientCaFile, clients must present a certificate it signed (mutual TLS). */
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
 }
@@ -65,7 +77,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (env.METERING_LISTEN_DATABASE_URL && !env.DATABASE_URL) throw new Error('METERING_LISTEN_DATABASE_URL (LISTEN straight to Postgres when DATABASE_URL goes through a pooler) needs DATABASE_URL');
   const tracing = env.METERING_TRACING || 'off';
   if (!['otlp', 'off'].includes(tracing)) throw new Error(`METERING_TRACING must be otlp or off, got "${tracing}"`);
+  let allowedHosts: AllowList;
+  try {
+    allowedHosts = parseAllowList(env.METERING_WEBHOOK_ALLOWED_HOSTS || DEFAULT_ALLOWED_HOSTS);
+  } catch (err) {
+    throw new Error(`METERING_WEBHOOK_ALLOWED_HOSTS: ${(err as Error).message}`);
+  }
   return {
+    webhooks: {
+      allowedHosts,
+      pollMs: int(env, 'METERING_WEBHOOK_POLL_MS', 1_000, 20, 60_000),
+      periodSweepMs: int(env, 'METERING_ALERT_PERIOD_SWEEP_MS', 60_000, 20, 3_600_000),
+      timeoutMs: int(env, 'METERING_WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+      maxResponseBytes: int(env, 'METERING_WEBHOOK_MAX_RESPONSE_BYTES', 65_536, 0, 16_777_216),
+      concurrency: int(env, 'METERING_WEBHOOK_CONCURRENCY', 16, 1, 1000),
+      retry: {
+        baseDelayMs: int(env, 'METERING_WEBHOOK_RETRY_BASE_MS', 5_000, 1, 3_600_000),
+        maxDelayMs: int(env, 'METERING_WEBHOOK_RETRY_MAX_MS', 3_600_000, 1, 86_400_000),
+        windowMs: int(env, 'METERING_WEBHOOK_RETRY_SECONDS', 86_400, 1, 30 * 86_400) * 1000,
+      },
+    },
     metricsPort: env.METERING_METRICS_PORT ? int(env, 'METERING_METRICS_PORT', 0, 0, 65535) : undefined,
     httpPort: env.METERING_HTTP_PORT ? int(env, 'METERING_HTTP_PORT', 0, 0, 65535) : undefined,
     tracing: tracing === 'otlp',

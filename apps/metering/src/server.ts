@@ -5,6 +5,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { descriptorSetBase64, HealthService, MAX_MESSAGE_BYTES, MeteringServiceServer, MeteringServiceService } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
+import { type AllowList, DEFAULT_ALLOWED_HOSTS, parseAllowList } from '@metering/domain';
 import type { Config } from './config';
 import { Authenticator, AuthMode, authorize } from './grpc/auth';
 import { Health } from './grpc/health';
@@ -34,8 +35,27 @@ import {
 import { getDailyUsageHandler } from './handlers/usage.handler';
 import { createGrantHandler, getBalanceHandler, listBalanceEntriesHandler, listGrantsHandler, setCreditPolicyHandler, voidGrantHandler } from './handlers/credits.handler';
 import { CreditsService } from './services/credits.service';
+import {
+  createAlertRuleHandler,
+  createWebhookEndpointHandler,
+  deleteAlertRuleHandler,
+  deleteWebhookEndpointHandler,
+  getAlertRuleHandler,
+  getWebhookEndpointHandler,
+  listAlertRulesHandler,
+  listDeliveriesHandler,
+  listDeliveryAttemptsHandler,
+  listWebhookEndpointsHandler,
+  redeliverHandler,
+  rotateWebhookSecretHandler,
+  sendTestEventHandler,
+  updateAlertRuleHandler,
+  updateWebhookEndpointHandler,
+} from './handlers/alerts.handler';
 import type { Logger } from './logger';
 import { AccountsService } from './services/accounts.service';
+import { AlertsService } from './services/alerts.service';
+import { WebhookDispatcher } from './services/webhook-dispatcher';
 import { ApiKeysService } from './services/api-keys.service';
 import { ChargesService } from './services/charges.service';
 import { ChargeQueriesService } from './services/charge-queries.service';
@@ -79,6 +99,8 @@ export interface MeteringOptions {
   metrics?: Metrics;
   /** WatchCharges: woken by NOTIFY; streams registered for shutdown; how long a subscriber may not read; how often to poll. */
   events?: { notifier: EventNotifier; open: OpenStreams; slowMs: number; pollMs: number };
+  /** Where webhook endpoints may point (METERING_WEBHOOK_ALLOWED_HOSTS); default: public addresses only. */
+  webhookAllow?: AllowList;
 }
 
 export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMethods {
@@ -119,6 +141,7 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const eventsService = new EventsService(db, streams.notifier, streams.pollMs);
   const chargeQueries = new ChargeQueriesService(db);
   const credits = new CreditsService(db, clock);
+  const alerts = new AlertsService(db, opts.webhookAllow ?? parseAllowList(DEFAULT_ALLOWED_HOSTS), clock);
   const unary = {
     recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
     recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
@@ -156,6 +179,21 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
     getBalance: rpc('GetBalance', getBalanceHandler(credits)),
     listBalanceEntries: rpc('ListBalanceEntries', listBalanceEntriesHandler(credits)),
     setCreditPolicy: rpc('SetCreditPolicy', setCreditPolicyHandler(credits)),
+    createAlertRule: rpc('CreateAlertRule', createAlertRuleHandler(alerts)),
+    getAlertRule: rpc('GetAlertRule', getAlertRuleHandler(alerts)),
+    listAlertRules: rpc('ListAlertRules', listAlertRulesHandler(alerts)),
+    updateAlertRule: rpc('UpdateAlertRule', updateAlertRuleHandler(alerts)),
+    deleteAlertRule: rpc('DeleteAlertRule', deleteAlertRuleHandler(alerts)),
+    createWebhookEndpoint: rpc('CreateWebhookEndpoint', createWebhookEndpointHandler(alerts)),
+    getWebhookEndpoint: rpc('GetWebhookEndpoint', getWebhookEndpointHandler(alerts)),
+    listWebhookEndpoints: rpc('ListWebhookEndpoints', listWebhookEndpointsHandler(alerts)),
+    updateWebhookEndpoint: rpc('UpdateWebhookEndpoint', updateWebhookEndpointHandler(alerts)),
+    deleteWebhookEndpoint: rpc('DeleteWebhookEndpoint', deleteWebhookEndpointHandler(alerts)),
+    rotateWebhookSecret: rpc('RotateWebhookSecret', rotateWebhookSecretHandler(alerts)),
+    listDeliveries: rpc('ListDeliveries', listDeliveriesHandler(alerts)),
+    listDeliveryAttempts: rpc('ListDeliveryAttempts', listDeliveryAttemptsHandler(alerts)),
+    redeliver: rpc('Redeliver', redeliverHandler(alerts)),
+    sendTestEvent: rpc('SendTestEvent', sendTestEventHandler(alerts)),
   } satisfies Partial<Record<keyof MeteringServiceServer, unknown>>;
   const serverStreams = {
     watchCharges: stream('WatchCharges', watchChargesHandler(eventsService, streams.slowMs)),
@@ -259,6 +297,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     operatorKey: config.operatorKey,
     metrics,
     events: { notifier, open: streams, slowMs: config.streamSlowMs, pollMs: config.eventPollMs },
+    webhookAllow: config.webhooks.allowedHosts,
   });
   const telemetry: Telemetry = { service: SERVICE_NAME, metrics, tracing };
   server.addService(checkedService(MeteringServiceService, SERVICE_NAME), meteringService(methods, log, telemetry));
@@ -318,6 +357,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // Grants past their expiry release their remainder the same way (and lazily, when read or locked).
   const credits = new CreditsService(db);
   every(config.reservationSweepMs, 'grant expiry sweep', 'grants expired', () => credits.expireAllDue());
+  // Webhook deliveries (alerts): claimed with SKIP LOCKED and a lease, so every process takes its share.
+  const dispatcher = new WebhookDispatcher(db, { ...config.webhooks, allow: config.webhooks.allowedHosts }, log);
+  every(config.webhooks.pollMs, 'webhook dispatch', 'webhook attempts started', () => dispatcher.sweep());
+  const alertSweep = new AlertsService(db, config.webhooks.allowedHosts);
+  every(config.webhooks.periodSweepMs, 'alert period sweep', 'alerts resolved at the end of their period', () => alertSweep.resolveEndedPeriods());
   if (config.eventRetentionSeconds > 0) {
     every(config.eventPruneMs, 'event retention sweep', 'events pruned', async () => {
       const n = await pruneEvents(db, config.eventRetentionSeconds);
@@ -351,6 +395,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         streams.closeAll();
       });
       await http?.close();
+      await dispatcher.stop();
       await stopListening();
       await closeDatabase(db);
       await new Promise((resolve) => (exposition ? exposition.server.close(resolve) : resolve(undefined)));

@@ -48,7 +48,7 @@ export interface MeteringClientOptions {
 }
 
 /** RPCs a client must not retry on its own: a second attempt would do it twice. */
-const NOT_RETRIED = new Set<Method>(['createApiKey']);
+const NOT_RETRIED = new Set<Method>(['createApiKey', 'createAlertRule', 'createWebhookEndpoint', 'rotateWebhookSecret', 'sendTestEvent']);
 const RETRY_CODES = new Set([status.UNAVAILABLE, status.ABORTED, status.DEADLINE_EXCEEDED]);
 
 /** The google.rpc.ErrorInfo of a failed call (reason, metadata), if the server sent one. */

@@ -3,6 +3,7 @@
 // the message size limit the contract's two sides share.
 export * from './gen/metering/v1/metering_service';
 export * from './gen/metering/v1/account';
+export * from './gen/metering/v1/alerts';
 export * from './gen/metering/v1/charge';
 export * from './gen/metering/v1/charge_queries';
 export * from './gen/metering/v1/credits';

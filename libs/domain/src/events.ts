@@ -1,3 +1,4 @@
+import type { Alert, WebhookEndpoint } from './alerts';
 import type { ChargeRecord } from './charge';
 import type { Grant } from './credits';
 import type { BalanceNotice } from './ledger';
@@ -14,7 +15,10 @@ export type ChargeEventKind =
   | 'grant_created'
   | 'grant_expired'
   | 'balance_low'
-  | 'balance_exhausted';
+  | 'balance_exhausted'
+  | 'alert_triggered'
+  | 'alert_resolved'
+  | 'webhook_endpoint_disabled';
 
 /** A soft limit that a user's charge took past its amount, with the usage after it. */
 export interface SoftLimitCrossing {
@@ -37,6 +41,8 @@ export interface ChargeEvent {
   grant?: Grant;
   /** For balance_low and balance_exhausted. */
   balance?: BalanceNotice;
+  alert?: Alert;
+  webhookEndpoint?: WebhookEndpoint;
 }
 
 export interface WatchQuery {
@@ -65,7 +71,7 @@ export function validateWatch(raw: { accountId: string; afterSequence?: string; 
 
 /** Whether an event passes a subscriber's filters (events without a charge pass user filters by their reservation's user). */
 export function eventMatches(e: ChargeEvent, q: WatchQuery): boolean {
-  const userId = e.charge?.userId ?? e.reservation?.userId ?? e.softLimit?.userId ?? (e.grant?.userId || undefined);
+  const userId = e.charge?.userId ?? e.reservation?.userId ?? e.softLimit?.userId ?? (e.grant?.userId || undefined) ?? e.alert?.changedByUserId;
   if (q.userId !== undefined && userId !== q.userId) return false;
   if (q.provider !== undefined && e.charge?.provider !== q.provider) return false;
   if (q.model !== undefined && e.charge?.model !== q.model) return false;

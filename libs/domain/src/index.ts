@@ -14,3 +14,4 @@ export * from './events';
 export * from './ledger';
 export * from './charge-query';
 export * from './credits';
+export * from './alerts';

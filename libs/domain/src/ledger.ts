@@ -1,4 +1,5 @@
 import { Dec, TOKEN_CLASSES, type TokenCounts } from '@metering/pricing';
+import type { Alert, WebhookEndpoint } from './alerts';
 import type { ChargeRecord } from './charge';
 import type { BalanceEntryDraft, CreditEntries, CreditHold, GrantDelta, Grant, OverageDelta } from './credits';
 import type { SoftLimitCrossing } from './events';
@@ -156,7 +157,10 @@ export type LedgerEvent =
   | { kind: 'reservation_expired'; reservation: Reservation }
   | { kind: 'soft_limit_exceeded'; softLimit: SoftLimitCrossing }
   | { kind: 'grant_created' | 'grant_expired'; grant: Grant }
-  | { kind: 'balance_low' | 'balance_exhausted'; balance: BalanceNotice };
+  | { kind: 'balance_low' | 'balance_exhausted'; balance: BalanceNotice }
+  /** An alert rule's threshold crossed (libs/domain/src/alerts.ts alertEvents): also queues its webhook deliveries. */
+  | { kind: 'alert_triggered' | 'alert_resolved'; alert: Alert }
+  | { kind: 'webhook_endpoint_disabled'; endpoint: WebhookEndpoint };
 
 /** A reservation leaving the held state. */
 export interface ReservationEntry {

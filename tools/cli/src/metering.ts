@@ -1,7 +1,11 @@
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { errorInfo, MeteringClient } from '@metering/client';
 import {
+  type AlertRule,
+  AlertRuleKind,
   ApiKeyScope,
+  DeliveryStatus,
+  WebhookFormat,
   BadRequest,
   type BalanceEntry,
   BalanceEntryKind,
@@ -44,6 +48,9 @@ import { barChart, csv, type ListingFormat, out, printJson, responseJson, table,
 
 /** Bad usage found after parsing (exit code 2). */
 class UsageError extends Error {}
+
+/** The server did what it was asked, but what it reports failed (exit code 1): a test delivery that did not get through. */
+class ReportedFailure extends Error {}
 
 interface Connection {
   address: string;
@@ -408,6 +415,12 @@ export function describeEvent(e: ChargeEvent): string {
     const scope = l.scope === LimitScope.LIMIT_SCOPE_USER ? `user ${e.userId}` : `account (by user ${e.userId})`;
     return `${head} ${scope}: ${nameOf(PERIOD, l.period)} ${nameOf(MEASURE, l.measure)} soft limit ${l.limit}, used ${l.used}, reserved ${l.reserved}, remaining ${l.remaining}, since ${l.periodStart}`;
   }
+  if (e.alert) {
+    const a = e.alert;
+    const unit = a.measure === LimitMeasure.LIMIT_MEASURE_COST ? ' USD' : ` ${nameOf(MEASURE, a.measure)}`;
+    return `${head} ${a.description || a.ruleId}: ${a.userId ? `user ${a.userId}` : 'account'} ${nameOf(PERIOD, a.period)} from ${a.periodStart}: threshold ${a.threshold}${unit}${a.percentage ? ` (${a.percentage}%)` : ''}, used ${a.used}${unit}`;
+  }
+  if (e.webhookEndpoint) return `${head} ${e.webhookEndpoint.endpointId} ${e.webhookEndpoint.url}: ${e.webhookEndpoint.disabledReason}`;
   return `${head} ${JSON.stringify(protoJson('metering.v1.ChargeEvent', ChargeEvent.encode(e).finish()))}`;
 }
 
@@ -440,6 +453,113 @@ async function rerate(o: { account: string; from: string; to: string; provider: 
   out(`${o.dryRun ? 'dry run: would change' : 'changed'} ${sum.changed} of ${sum.examined} charges (${sum.newlyPriced} newly priced)`);
 }
 
+// ---- alerts and webhooks
+
+const RULE_KIND = { limit: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: AlertRuleKind.ALERT_RULE_KIND_SPEND };
+const ENFORCEMENT = { hard: LimitEnforcement.LIMIT_ENFORCEMENT_HARD, soft: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT };
+const DELIVERY = { pending: DeliveryStatus.DELIVERY_STATUS_PENDING, delivered: DeliveryStatus.DELIVERY_STATUS_DELIVERED, failed: DeliveryStatus.DELIVERY_STATUS_FAILED };
+const FORMAT = { standard: WebhookFormat.WEBHOOK_FORMAT_STANDARD, slack: WebhookFormat.WEBHOOK_FORMAT_SLACK };
+const list = (text: string) => text.split(',').map((x) => x.trim()).filter(Boolean);
+
+/** What a rule watches, for people: "day spend of each user" or "50%,80% of the day cost limit (account, hard)". */
+function targetOf(r: AlertRule): [string, string] {
+  if (r.limit) {
+    const l = r.limit;
+    return [`${nameOf(PERIOD, l.period)} ${nameOf(MEASURE, l.measure)} limit of ${l.userId || 'the account'} (${nameOf(ENFORCEMENT, l.enforcement)})`, l.percentages.map((p) => `${p}%`).join(',')];
+  }
+  const sp = r.spend;
+  return [`${nameOf(PERIOD, sp?.period ?? 0)} spend of ${sp?.eachUser ? 'each user' : sp?.userId || 'the account'}`, (sp?.amounts ?? []).map((a) => `${a.amount} USD`).join(',')];
+}
+
+async function alertsRules(o: { account: string } & ListingFormat): Promise<void> {
+  const response = await client().call('listAlertRules', { accountId: o.account });
+  if (o.json) return printJson(responseJson('listAlertRules', response));
+  const rows = response.rules.map((r) => [r.ruleId, nameOf(RULE_KIND, r.kind), ...targetOf(r), r.description]);
+  if (o.csv) return out(csv(['rule_id', 'kind', 'watches', 'thresholds', 'description'], rows));
+  out(table(['rule id', 'kind', 'watches', 'thresholds', 'description'], rows));
+}
+
+async function alertsCreate(o: { account: string; kind: keyof typeof RULE_KIND; period: keyof typeof PERIOD; user: string; eachUser?: boolean; amounts?: string; percentages?: string; measure?: keyof typeof MEASURE; soft?: boolean; description: string }): Promise<void> {
+  if (o.kind === 'spend' && (!o.amounts || o.percentages || o.measure)) throw new UsageError("a spend rule takes option '--amounts <usd,...>' (and no --percentages or --measure)");
+  if (o.kind === 'limit' && (!o.percentages || !o.measure || o.amounts || o.eachUser)) throw new UsageError("a limit rule takes options '--measure <measure>' and '--percentages <list>' (and no --amounts or --each-user)");
+  const rule = {
+    accountId: o.account, ruleId: '', description: o.description, kind: RULE_KIND[o.kind], createTime: undefined, updateTime: undefined,
+    limit: o.kind === 'limit' ? { userId: o.user, period: PERIOD[o.period], measure: MEASURE[o.measure as keyof typeof MEASURE], enforcement: o.soft ? ENFORCEMENT.soft : ENFORCEMENT.hard, percentages: list(o.percentages ?? '') } : undefined,
+    spend: o.kind === 'spend' ? { period: PERIOD[o.period], userId: o.user, eachUser: o.eachUser ?? false, amounts: list(o.amounts ?? '').map((amount) => ({ amount, currencyCode: 'USD' })) } : undefined,
+  };
+  const { rule: created } = await client().call('createAlertRule', { rule });
+  out(`created alert rule ${created?.ruleId}`);
+}
+
+async function alertsDelete(o: { account: string; rule: string }): Promise<void> {
+  const { deleted } = await client().call('deleteAlertRule', { accountId: o.account, ruleId: o.rule });
+  out(deleted ? `deleted alert rule ${o.rule}` : `no alert rule ${o.rule}`);
+}
+
+async function alertsEndpoints(o: { account: string } & ListingFormat): Promise<void> {
+  const response = await client().call('listWebhookEndpoints', { accountId: o.account });
+  if (o.json) return printJson(responseJson('listWebhookEndpoints', response));
+  const rows = response.endpoints.map((e) => [e.endpointId, e.url, nameOf(FORMAT, e.format), e.enabled ? 'yes' : 'no', e.eventTypes.join(',') || 'all', e.disabledReason || e.description]);
+  if (o.csv) return out(csv(['endpoint_id', 'url', 'format', 'enabled', 'event_types', 'note'], rows));
+  out(table(['endpoint id', 'url', 'format', 'enabled', 'events', 'note'], rows));
+}
+
+async function alertsDeliveries(o: { account: string; endpoint: string; status?: keyof typeof DELIVERY; pageSize: number } & ListingFormat): Promise<void> {
+  const response = await client().call('listDeliveries', { accountId: o.account, endpointId: o.endpoint, status: o.status ? DELIVERY[o.status] : 0, pageSize: o.pageSize, pageToken: '' });
+  if (o.json) return printJson(responseJson('listDeliveries', response));
+  const rows = response.deliveries.map((d) => [d.deliveryId, d.endpointId, d.eventType, nameOf(DELIVERY, d.status), String(d.attemptCount), when(d.createTime), when(d.nextAttemptTime)]);
+  if (o.csv) return out(csv(['delivery_id', 'endpoint_id', 'event_type', 'status', 'attempts', 'create_time', 'next_attempt_time'], rows));
+  out(table(['delivery id (webhook-id)', 'endpoint', 'event', 'status', 'attempts', 'created', 'next attempt'], rows, ['attempts']));
+}
+
+async function alertsAttempts(o: { account: string; delivery: string } & ListingFormat): Promise<void> {
+  const response = await client().call('listDeliveryAttempts', { accountId: o.account, deliveryId: o.delivery });
+  if (o.json) return printJson(responseJson('listDeliveryAttempts', response));
+  const rows = response.attempts.map((a) => [String(a.attempt), when(a.startTime), String(a.latencyMs), a.httpStatus ? String(a.httpStatus) : '', a.success ? 'yes' : 'no', a.error, a.responseExcerpt.replace(/\s+/g, ' ').slice(0, 60), when(a.nextAttemptTime)]);
+  if (o.csv) return out(csv(['attempt', 'start_time', 'latency_ms', 'http_status', 'success', 'error', 'response_excerpt', 'next_attempt_time'], rows));
+  out(table(['attempt', 'started', 'ms', 'status', 'ok', 'error', 'answer', 'next attempt'], rows, ['attempt', 'ms']));
+}
+
+async function webhooksCreate(o: { account: string; url: string; slack?: boolean; events: string; description: string }): Promise<void> {
+  const { endpoint } = await client().call('createWebhookEndpoint', {
+    endpoint: { accountId: o.account, endpointId: '', url: o.url, description: o.description, enabled: true, eventTypes: list(o.events), format: o.slack ? FORMAT.slack : FORMAT.standard, secret: '', disabledReason: '', createTime: undefined, updateTime: undefined },
+  });
+  out(`created webhook endpoint ${endpoint?.endpointId}\nsigning secret (shown once): ${endpoint?.secret}`);
+}
+
+async function webhooksTest(o: { account: string; endpoint: string; wait?: boolean }): Promise<void> {
+  const { delivery } = await client().call('sendTestEvent', { accountId: o.account, endpointId: o.endpoint });
+  const id = delivery?.deliveryId ?? '';
+  out(`queued test delivery ${id}`);
+  if (!o.wait) return;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const { delivery: d, attempts } = await client().call('listDeliveryAttempts', { accountId: o.account, deliveryId: id });
+    const last = attempts[attempts.length - 1];
+    if (d?.status !== DeliveryStatus.DELIVERY_STATUS_PENDING || (last && !last.success) || Date.now() > deadline) {
+      if (last) out(`attempt ${last.attempt}: ${last.success ? 'delivered' : 'failed'} ${last.httpStatus ? `HTTP ${last.httpStatus}` : last.error} in ${last.latencyMs} ms`);
+      if (!last || !last.success) throw new ReportedFailure(last ? `the endpoint did not take the test event (${last.httpStatus ? `HTTP ${last.httpStatus}` : last.error}); it is retried on the schedule` : 'no attempt within 60 s: is a server running its dispatcher?');
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function webhooksRotate(o: { account: string; endpoint: string }): Promise<void> {
+  const { endpoint } = await client().call('rotateWebhookSecret', { accountId: o.account, endpointId: o.endpoint });
+  out(`new signing secret (shown once): ${endpoint?.secret}`);
+}
+
+async function webhooksRedeliver(o: { account: string; delivery: string }): Promise<void> {
+  await client().call('redeliver', { accountId: o.account, deliveryId: o.delivery });
+  out(`delivery ${o.delivery} is pending again`);
+}
+
+async function webhooksDelete(o: { account: string; endpoint: string }): Promise<void> {
+  const { deleted } = await client().call('deleteWebhookEndpoint', { accountId: o.account, endpointId: o.endpoint });
+  out(deleted ? `deleted webhook endpoint ${o.endpoint}` : `no webhook endpoint ${o.endpoint}`);
+}
+
 // ---- the program
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
@@ -465,7 +585,7 @@ const measureOption = () => new Option('--measure <measure>', 'what the limit co
 
 export function program(): Command {
   const root = new Command('metering')
-    .description('The Metering admin CLI: usage, limits, markups, prices, API keys, the charge stream and re-rating, over the gRPC API.')
+    .description('The Metering admin CLI: usage, limits, markups, prices, API keys, alerts and webhooks, the charge stream and re-rating, over the gRPC API.')
     .addOption(new Option('--address <host:port>', 'the server').env('METERING_ADDRESS').default('127.0.0.1:50051'))
     .addOption(new Option('--api-key <key>', 'an API key or the operator key').env('METERING_API_KEY'))
     .option('--ca <file>', 'TLS, trusting this CA certificate (PEM)')
@@ -620,6 +740,66 @@ export function program(): Command {
     .option('--dry-run', 'count what would change, change nothing')
     .action(rerate);
 
+  const alerts = command(root, 'alerts', 'alert rules (thresholds on limits and spend), webhook endpoints and deliveries');
+  listing(command(alerts, 'rules', 'the alert rules').alias('list'))
+    .addOption(accountOption())
+    .action(alertsRules);
+  command(alerts, 'create', 'create an alert rule: spend amounts (USD) or percentages of a limit')
+    .addOption(accountOption())
+    .addOption(new Option('--kind <kind>', 'what the rule watches').choices(Object.keys(RULE_KIND)).makeOptionMandatory())
+    .addOption(periodOption())
+    .addOption(userOption('one user\'s spend or limit', 'the whole account'))
+    .option('--each-user', 'spend: each user on its own')
+    .option('--amounts <usd,...>', 'spend: thresholds in USD, e.g. 10,50,100')
+    .option('--percentages <list>', 'limit: thresholds in percent of the limit, e.g. 50,80,100')
+    .addOption(new Option('--measure <measure>', 'limit: what the limit counts').choices(Object.keys(MEASURE)))
+    .option('--soft', 'limit: the soft limit (default: the hard one)')
+    .option('--description <text>', 'shown in alerts', '')
+    .action(alertsCreate);
+  command(alerts, 'delete', 'delete an alert rule')
+    .addOption(accountOption())
+    .requiredOption('--rule <id>', 'the rule id')
+    .action(alertsDelete);
+  listing(command(alerts, 'endpoints', 'the webhook endpoints (never their secrets)'))
+    .addOption(accountOption())
+    .action(alertsEndpoints);
+  listing(command(alerts, 'deliveries', 'webhook deliveries, newest first'))
+    .addOption(accountOption())
+    .addOption(new Option('--endpoint <id>', 'only this endpoint\'s').default('', 'every endpoint\'s'))
+    .addOption(new Option('--status <status>', 'only deliveries in this status').choices(Object.keys(DELIVERY)))
+    .addOption(new Option('--page-size <n>', 'at most this many').argParser(positiveInt).default(100))
+    .action(alertsDeliveries);
+  listing(command(alerts, 'attempts', 'the attempts of one delivery: time, HTTP status, latency, answer'))
+    .addOption(accountOption())
+    .requiredOption('--delivery <id>', 'the delivery id (its webhook-id), msg_...')
+    .action(alertsAttempts);
+
+  const webhooks = command(root, 'webhooks', 'webhook endpoints: create, test, rotate secrets, redeliver');
+  command(webhooks, 'create', 'create an endpoint; prints its signing secret once')
+    .addOption(accountOption())
+    .requiredOption('--url <url>', 'an http or https URL the server\'s allow-list accepts')
+    .option('--slack', 'post Slack incoming-webhook bodies ({"text": ...})')
+    .addOption(new Option('--events <list>', 'comma-separated event types (alert.triggered, alert.resolved)').default('', 'all'))
+    .option('--description <text>', 'what the endpoint is for', '')
+    .action(webhooksCreate);
+  command(webhooks, 'test', 'send a test event (webhook.test) to an endpoint')
+    .addOption(accountOption())
+    .requiredOption('--endpoint <id>', 'the endpoint id')
+    .option('--wait', 'wait for the first attempt and print it (exit code 1 when it failed)')
+    .action(webhooksTest);
+  command(webhooks, 'rotate', 'replace an endpoint\'s signing secret; prints the new one once')
+    .addOption(accountOption())
+    .requiredOption('--endpoint <id>', 'the endpoint id')
+    .action(webhooksRotate);
+  command(webhooks, 'redeliver', 'make a delivery pending again (same webhook-id)')
+    .addOption(accountOption())
+    .requiredOption('--delivery <id>', 'the delivery id, msg_...')
+    .action(webhooksRedeliver);
+  command(webhooks, 'delete', 'delete an endpoint and its deliveries')
+    .addOption(accountOption())
+    .requiredOption('--endpoint <id>', 'the endpoint id')
+    .action(webhooksDelete);
+
   return root;
 }
 
@@ -656,6 +836,10 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError) {
       process.stderr.write(`error: ${err.message}\n(run with --help for usage)\n`);
       return 2;
+    }
+    if (err instanceof ReportedFailure) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 1;
     }
     if ((err as ServiceError).code !== undefined && (err as ServiceError).metadata !== undefined) {
       process.stderr.write(`${explain(err as ServiceError)}\n`);

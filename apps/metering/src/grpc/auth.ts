@@ -118,6 +118,29 @@ export const POLICY: Readonly<Record<string, Rule>> = {
   CreateGrant: { scope: 'admin', account: 'own' },
   VoidGrant: { scope: 'admin', account: 'own' },
   SetCreditPolicy: { scope: 'admin', account: 'own' },
+  GetAlertRule: { scope: 'read', account: 'own' },
+  ListAlertRules: { scope: 'read', account: 'own' },
+  CreateAlertRule: { scope: 'admin', account: 'own' },
+  UpdateAlertRule: { scope: 'admin', account: 'own' },
+  DeleteAlertRule: { scope: 'admin', account: 'own' },
+  GetWebhookEndpoint: { scope: 'admin', account: 'own' },
+  ListWebhookEndpoints: { scope: 'admin', account: 'own' },
+  CreateWebhookEndpoint: { scope: 'admin', account: 'own' },
+  UpdateWebhookEndpoint: { scope: 'admin', account: 'own' },
+  DeleteWebhookEndpoint: { scope: 'admin', account: 'own' },
+  RotateWebhookSecret: { scope: 'admin', account: 'own' },
+  ListDeliveries: { scope: 'admin', account: 'own' },
+  ListDeliveryAttempts: { scope: 'admin', account: 'own' },
+  Redeliver: { scope: 'admin', account: 'own' },
+  SendTestEvent: { scope: 'admin', account: 'own' },
+};
+
+/** RPCs whose account is that of a nested message (the rule or endpoint written), not a field of the request. */
+const NESTED: Readonly<Record<string, string>> = {
+  CreateAlertRule: 'rule',
+  UpdateAlertRule: 'rule',
+  CreateWebhookEndpoint: 'endpoint',
+  UpdateWebhookEndpoint: 'endpoint',
 };
 
 /**
@@ -131,7 +154,8 @@ export function authorize(method: string, who: Principal, request: unknown): voi
   if (who.operator) return;
   if (rule.account === 'operator') throw new PermissionDeniedError('OPERATOR_ONLY', `${method} lists every account: it needs the operator key`);
   if (!who.scopes.has(rule.scope)) throw new PermissionDeniedError('MISSING_SCOPE', `this API key lacks the ${rule.scope} scope that ${method} needs`);
-  const targets = (method === 'RecordCharges' ? (request as { charges?: unknown[] }).charges ?? [] : [request]) as Array<{ accountId?: string }>;
+  const nested = NESTED[method] ? (request as Record<string, unknown>)[NESTED[method]] : undefined;
+  const targets = (method === 'RecordCharges' ? (request as { charges?: unknown[] }).charges ?? [] : NESTED[method] ? (nested ? [nested] : []) : [request]) as Array<{ accountId?: string }>;
   for (const target of targets) {
     if (target.accountId === undefined || target.accountId === '') {
       if (rule.account === 'own') target.accountId = who.accountId;

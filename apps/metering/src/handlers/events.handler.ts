@@ -6,6 +6,7 @@ import { EventsService } from '../services/events.service';
 import { toProtoCharge, toProtoReservation, toProtoTimestamp } from './convert';
 import { toProtoBalanceNotice, toProtoGrant } from './credits.handler';
 import { toProtoLimitStatus } from './limits.handler';
+import { toProtoAlert, toProtoEndpoint } from './alerts.handler';
 
 /** WatchCharges: events -> wire, with flow control; a subscriber too slow to read, or a shutdown, ends the stream with its cursor. */
 
@@ -21,6 +22,9 @@ const KIND = {
   grant_expired: ChargeEventKind.CHARGE_EVENT_KIND_GRANT_EXPIRED,
   balance_low: ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_LOW,
   balance_exhausted: ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_EXHAUSTED,
+  alert_triggered: ChargeEventKind.CHARGE_EVENT_KIND_ALERT_TRIGGERED,
+  alert_resolved: ChargeEventKind.CHARGE_EVENT_KIND_ALERT_RESOLVED,
+  webhook_endpoint_disabled: ChargeEventKind.CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED,
 };
 
 const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
@@ -34,6 +38,8 @@ const toProtoEvent = (e: ChargeEvent): PbChargeEvent => ({
   userId: e.softLimit?.userId ?? '',
   grant: e.grant ? toProtoGrant(e.grant, e.eventTime) : undefined,
   balance: e.balance ? toProtoBalanceNotice(e.balance) : undefined,
+  alert: e.alert ? toProtoAlert(e.alert) : undefined,
+  webhookEndpoint: e.webhookEndpoint ? toProtoEndpoint(e.webhookEndpoint) : undefined,
 });
 
 export const watchChargesHandler =

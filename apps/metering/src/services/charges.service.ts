@@ -8,6 +8,8 @@ import {
   diffChargeContent,
   DomainError,
   entriesOf,
+  endedAt,
+  eventsAfterWrite,
   IdempotencyConflictError,
   LedgerChange,
   RecordChargeRequestInput,
@@ -15,7 +17,6 @@ import {
   chargeKey,
   reservationKey,
   settlementClaims,
-  softLimitEvents,
   UnavailableError,
   validateRecordCharge,
 } from '@metering/domain';
@@ -179,9 +180,8 @@ export class ChargesService {
       const distinct = [...byKey.values()];
       const { reservations, refused, claimed, contested } = await this.claimReservations(tx, distinct);
       const insertable = distinct.filter((c) => !refused.has(chargeKey(c)));
-      // Time zones, soft limits, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
+      // Time zones, soft limits, alert rules, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
       const settings = await view.settings(tx, [...new Set(insertable.map((c) => c.accountId))]);
-      const softLimits = [...settings.values()].flatMap((s) => s.softLimits);
       const pricing = await this.pricing.priceCharges(tx, insertable, view);
       const recordTime = this.clock();
       const charges: ChargeRecord[] = insertable.map((input, n) => ({
@@ -218,7 +218,8 @@ export class ChargesService {
         ...books.changes,
       ]);
       const credits = books.writes(entries, recordTime);
-      await applyEntries(tx, entries, recordTime, softLimits.length ? (counters) => softLimitEvents(softLimits, counters, entries) : undefined, credits);
+      // Soft limits and alert thresholds crossed, from the counters after the write (a second statement only when the accounts have either).
+      await applyEntries(tx, entries, recordTime, eventsAfterWrite(settings.values(), entries, endedAt(recordTime, (a) => settings.get(a)?.timeZone)), credits);
       for (const { charge, reservation } of settled) reservations.set(reservationKey(charge.accountId, reservation.reservationId), { ...reservation, status: 'settled', finishTime: recordTime, chargeId: charge.chargeId });
       // Keys that existed (committed by an earlier or a concurrent call): replays or conflicts.
       const stored = new Map(inserted.map((c) => [chargeKey(c), { charge: c, fresh: true }]));

@@ -1,4 +1,4 @@
-import { ChargeRecord, entriesOf, LedgerChange, RerateQuery, softLimitEvents, validateRerate } from '@metering/domain';
+import { ChargeRecord, endedAt, entriesOf, eventsAfterWrite, LedgerChange, RerateQuery, validateRerate } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { lockChargesToRerate, updateChargePricing } from '../store/charges.repo';
 import { Db, inTransaction } from '../store/db';
@@ -70,9 +70,10 @@ export class RerateService {
           await updateChargePricing(tx, updated);
           changes.push({ kind: 'charge_rerated', before: old, after: updated });
         }
-        // A re-rating that takes a soft cost limit past its amount says so, as a new charge would.
+        // A re-rating that takes a soft cost limit past its amount says so, as a new charge would;
+        // one that takes spend across an alert threshold (either way) alerts.
         const written = changes.length ? await readWriteSettings(tx, [q.accountId]) : undefined;
-        const soft = written?.softLimits ?? [];
+        const settings = written ? [written] : [];
         // Credits: a re-rated charge burns the difference, or is refunded it (what it burned of each
         // grant, read from its balance entries; the grants locked before the counters).
         const now = this.clock();
@@ -84,7 +85,7 @@ export class RerateService {
           book?.rerate(c.after, new Dec(c.before.costs?.totalCost ?? 0), new Dec(c.after.costs?.totalCost ?? 0), burned.get(c.after.chargeId) ?? { byGrant: new Map(), overage: new Dec(0) }, now);
         }
         const entries = entriesOf([...changes, ...books.changes]);
-        await applyEntries(tx, entries, now, soft.length ? (counters) => softLimitEvents(soft, counters, entries) : undefined, books.writes(entries, now));
+        await applyEntries(tx, entries, now, eventsAfterWrite(settings, entries, endedAt(now, (a) => written?.zones.get(a))), books.writes(entries, now));
         return charges;
       });
       if (batch.length < RERATE_BATCH) return report;

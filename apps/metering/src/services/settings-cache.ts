@@ -1,4 +1,4 @@
-import type { Limit, Markup, MarkupKey, OperatorPrice } from '@metering/domain';
+import type { AlertRule, Limit, Markup, MarkupKey, OperatorPrice } from '@metering/domain';
 import { Db, SettingsChangedError, Tx } from '../store/db';
 import { readWriteSettings } from '../store/limits.repo';
 import { findMarkups } from '../store/markups.repo';
@@ -19,6 +19,9 @@ export interface AccountSettings {
   softLimits: Limit[];
   /** Whether the account has credits (a credit_accounts row): its charges then burn grants. */
   credits?: boolean;
+  /** The account's alert rules, and (when it has any) every limit of it, which LIMIT rules measure. */
+  alertRules?: AlertRule[];
+  ruleLimits?: Limit[];
 }
 
 const SEP = '\u0000';
@@ -75,13 +78,21 @@ export class SettingsView implements PriceLookups {
     return [...new Set(keys.flatMap((k) => this.markupRows.get(key(k)) ?? []))];
   }
 
-  /** Each account's time zone (absent: none set) and soft limits. */
+  /** Each account's time zone (absent: none set), soft limits and alert rules. */
   async settings(db: Db | Tx, accountIds: string[]): Promise<Map<string, AccountSettings>> {
     const missing = [...new Set(accountIds)].filter((a) => !this.accounts.has(a));
     if (missing.length > 0) {
       await this.beforeFill(db);
-      const { zones, softLimits, credits } = await readWriteSettings(db, missing);
-      for (const a of missing) this.accounts.set(a, { timeZone: zones.get(a), softLimits: softLimits.filter((l) => l.accountId === a), credits: credits.has(a) });
+      const { zones, softLimits, credits, alertRules, ruleLimits } = await readWriteSettings(db, missing);
+      for (const a of missing) {
+        const rules = alertRules.filter((r) => r.accountId === a);
+        this.accounts.set(a, {
+          timeZone: zones.get(a),
+          softLimits: softLimits.filter((l) => l.accountId === a),
+          credits: credits.has(a),
+          ...(rules.length ? { alertRules: rules, ruleLimits: ruleLimits.filter((l) => l.accountId === a) } : {}),
+        });
+      }
     }
     return new Map(accountIds.map((a) => [a, this.accounts.get(a) ?? { softLimits: [] }]));
   }

@@ -1,4 +1,4 @@
-import type { ChargeEvent, ChargeEventKind, LedgerEvent, Limit } from '@metering/domain';
+import { alertData, type ChargeEvent, type ChargeEventKind, type LedgerEvent, type Limit, type WebhookEndpoint } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
 import { fromGrantJson, toGrantJson } from './credits.repo';
@@ -13,10 +13,12 @@ export const EVENTS_CHANNEL = 'metering_events';
 export type NewEvent = LedgerEvent;
 
 const accountOf = (e: NewEvent) =>
-  'charge' in e ? e.charge.accountId : 'reservation' in e ? e.reservation.accountId : 'grant' in e ? e.grant.accountId : 'balance' in e ? e.balance.accountId : e.softLimit.limit.accountId;
+  'charge' in e ? e.charge.accountId : 'reservation' in e ? e.reservation.accountId : 'grant' in e ? e.grant.accountId : 'balance' in e ? e.balance.accountId : 'alert' in e ? e.alert.accountId : 'endpoint' in e ? e.endpoint.accountId : e.softLimit.limit.accountId;
 
 function payloadOf(e: NewEvent): object {
   if ('charge' in e) return { ...toChargeRow(e.charge), record_time: e.charge.recordTime };
+  if ('alert' in e) return alertData(e.alert);
+  if ('endpoint' in e) return { ...e.endpoint, secret: undefined };
   if ('reservation' in e) return toReservationRow(e.reservation);
   if ('grant' in e) return toGrantJson(e.grant);
   if ('balance' in e) return { available: e.balance.available.toFixed(), threshold: e.balance.threshold?.toFixed() ?? null };
@@ -71,6 +73,16 @@ export const OUTBOX_CTES = (after: string) => `ev AS (
        RETURNING 1
      )`;
 
+/** An alert back from its stored JSON (alertData). */
+export function alertOfData(d: Record<string, string>): NonNullable<ChargeEvent['alert']> {
+  return {
+    accountId: d.account_id, ruleId: d.rule_id, kind: d.kind as 'limit' | 'spend', description: d.description, direction: d.direction as 'triggered' | 'resolved',
+    userId: d.user_id, period: d.period as 'day' | 'month', periodStart: d.period_start, measure: d.measure as 'messages' | 'tokens' | 'cost',
+    threshold: new Dec(d.threshold), percentage: d.percentage ? new Dec(d.percentage) : undefined, limitAmount: d.limit_amount ? new Dec(d.limit_amount) : undefined,
+    used: new Dec(d.used), changedByUserId: d.changed_by_user_id, ...(d.period_ended === 'true' ? { periodEnded: true } : {}),
+  };
+}
+
 interface EventRow {
   account_id: string;
   seq: string;
@@ -87,7 +99,9 @@ function fromEventRow(r: EventRow): ChargeEvent {
   else if (r.kind === 'balance_low' || r.kind === 'balance_exhausted') {
     const p = r.payload as { available: string; threshold: string | null };
     event.balance = { accountId: r.account_id, available: new Dec(p.available), ...(p.threshold != null ? { threshold: new Dec(p.threshold) } : {}) };
-  } else if (r.kind === 'reservation_expired') event.reservation = fromReservationRow(revive(r.payload, ['create_time', 'expire_time', 'finish_time']) as unknown as ReservationRow);
+  } else if (r.kind === 'alert_triggered' || r.kind === 'alert_resolved') event.alert = alertOfData(r.payload as Record<string, string>);
+  else if (r.kind === 'webhook_endpoint_disabled') event.webhookEndpoint = revive(r.payload, ['createTime', 'updateTime']) as unknown as WebhookEndpoint;
+  else if (r.kind === 'reservation_expired') event.reservation = fromReservationRow(revive(r.payload, ['create_time', 'expire_time', 'finish_time']) as unknown as ReservationRow);
   else if (r.kind === 'soft_limit_exceeded') {
     const p = r.payload as { user_id: string; period_start: string; limit: Limit & { amount: string; updateTime?: string }; used: { messages: string; tokens: string; cost: string } };
     event.softLimit = {

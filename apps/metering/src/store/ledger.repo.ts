@@ -2,6 +2,7 @@ import { counterId, CounterDelta, CounterKey, CounterState, LedgerEntries, Ledge
 import { Dec } from '@metering/pricing';
 import { applyCredits, CreditWrites } from './credits.repo';
 import { statement, Tx } from './db';
+import { appendEventsWithDeliveries, hasAlerts } from './alerts.repo';
 import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 import { ROLLUP_COLUMNS } from './usage.repo';
 
@@ -111,7 +112,8 @@ const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${list([...COUNTER_KEY, ...COUNTER_
 /**
  * Applies entries: reservations leave the held state, rollups and counters
  * move, and the events go to the outbox: the entries' own, then those
- * `eventsAfter` derives from the counters as now stored (soft limits crossed).
+ * `eventsAfter` derives from the counters as now stored (soft limits and
+ * alert thresholds crossed; alerts also queue their webhook deliveries).
  * One statement without `eventsAfter`, two with it (the second appends the
  * events). Returns the counters the entries moved, as they now are.
  * Credit writes (their rows locked by lockCredits, numbered by the domain's
@@ -128,6 +130,8 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
   }
   const { rows } = await statement(tx, 'apply_entries', APPLY_SQL, writes);
   const counters = (rows as Array<Record<string, string>>).map(toCounterState);
-  await appendEvents(tx, [...entries.events, ...eventsAfter(counters)]);
+  const events = [...entries.events, ...eventsAfter(counters)];
+  // Alerts crossed also queue their webhook deliveries, in the same statement (store/alerts.repo.ts).
+  await (hasAlerts(events) ? appendEventsWithDeliveries(tx, events, now) : appendEvents(tx, events));
   return counters;
 }

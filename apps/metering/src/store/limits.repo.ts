@@ -1,5 +1,6 @@
 import { Dec } from '@metering/pricing';
-import { CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
+import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
+import { fromRuleRow } from './alerts.repo';
 import { Db, statement, Tx } from './db';
 import { CHECK_CREDITS_SQL, fromCheckCredits } from './credits.repo';
 import { toCounterState } from './ledger.repo';
@@ -55,9 +56,15 @@ export async function readLimits(db: Db | Tx, accountId: string, userIds: string
 /**
  * What the write paths (recording, re-rating) read of the accounts they write
  * for, in one round trip: their time zones (absent: UTC), their soft limits
- * (every scope and period), in key order, and which have credits.
+ * (every scope and period), which have credits, and their alert rules with,
+ * for an account that has any, all its limits (a LIMIT rule measures a hard
+ * one too), in key order. A rule's row carries rule_id, kind, description and
+ * spec in the user_id, period, measure and amount columns.
  */
-export async function readWriteSettings(tx: Db | Tx, accountIds: string[]): Promise<{ zones: Map<string, string>; softLimits: Limit[]; credits: Set<string> }> {
+export async function readWriteSettings(
+  tx: Db | Tx,
+  accountIds: string[],
+): Promise<{ zones: Map<string, string>; softLimits: Limit[]; credits: Set<string>; alertRules: AlertRule[]; ruleLimits: Limit[] }> {
   const { rows } = await tx.raw(
     `SELECT 'zone' AS kind, account_id, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at
        FROM accounts WHERE account_id = ANY(?::text[])
@@ -65,15 +72,26 @@ export async function readWriteSettings(tx: Db | Tx, accountIds: string[]): Prom
      SELECT 'credits', account_id, NULL, NULL, NULL, NULL, NULL, NULL FROM credit_accounts WHERE account_id = ANY(?::text[])
      UNION ALL
      SELECT 'limit', account_id, user_id, period, measure, enforcement, amount::text, updated_at
-       FROM limits WHERE account_id = ANY(?::text[]) AND enforcement = 'soft'
+       FROM limits WHERE account_id = ANY(?::text[])
+        AND (enforcement = 'soft' OR account_id IN (SELECT account_id FROM alert_rules WHERE account_id = ANY(?::text[])))
+     UNION ALL
+     SELECT 'rule', account_id, rule_id::text, kind, description, NULL, spec::text, updated_at
+       FROM alert_rules WHERE account_id = ANY(?::text[])
      ORDER BY kind, account_id, user_id, period, measure, enforcement`,
-    [accountIds, accountIds, accountIds],
+    [accountIds, accountIds, accountIds, accountIds, accountIds],
   );
   const all = rows as Array<LimitRow & { kind: string }>;
+  const limits = all.filter((r) => r.kind === 'limit').map(fromLimitRow);
+  const alertRules = all
+    .filter((r) => r.kind === 'rule')
+    .map((r) => fromRuleRow({ account_id: r.account_id, rule_id: r.user_id, kind: r.period as AlertRule['kind'], description: r.measure, spec: r.amount, created_at: r.updated_at, updated_at: r.updated_at }));
+  const withRules = new Set(alertRules.map((r) => r.accountId));
   return {
     zones: new Map(all.filter((r) => r.kind === 'zone').map((r) => [r.account_id, r.user_id])),
-    softLimits: all.filter((r) => r.kind === 'limit').map(fromLimitRow),
+    softLimits: limits.filter((l) => l.enforcement === 'soft'),
     credits: new Set(all.filter((r) => r.kind === 'credits').map((r) => r.account_id)),
+    alertRules,
+    ruleLimits: limits.filter((l) => withRules.has(l.accountId)),
   };
 }
 

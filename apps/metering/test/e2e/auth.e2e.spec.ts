@@ -61,6 +61,21 @@ const REQUESTS: Record<Method, object> = {
   getBalance: { accountId: VICTIM },
   listBalanceEntries: { accountId: VICTIM },
   setCreditPolicy: { accountId: VICTIM, policy: pb.CreditPolicy.CREDIT_POLICY_ALLOW_OVERAGE },
+  createAlertRule: { rule: { accountId: VICTIM, kind: pb.AlertRuleKind.ALERT_RULE_KIND_SPEND, spend: { period: pb.LimitPeriod.LIMIT_PERIOD_DAY, amounts: [{ amount: '1', currencyCode: 'USD' }] } } },
+  getAlertRule: { accountId: VICTIM, ruleId: RESERVATION },
+  listAlertRules: { accountId: VICTIM },
+  updateAlertRule: { rule: { accountId: VICTIM, ruleId: RESERVATION, kind: pb.AlertRuleKind.ALERT_RULE_KIND_SPEND, spend: { period: pb.LimitPeriod.LIMIT_PERIOD_DAY, amounts: [{ amount: '1', currencyCode: 'USD' }] } } },
+  deleteAlertRule: { accountId: VICTIM, ruleId: RESERVATION },
+  createWebhookEndpoint: { endpoint: { accountId: VICTIM, url: 'https://hooks.example.com/x', enabled: true } },
+  getWebhookEndpoint: { accountId: VICTIM, endpointId: RESERVATION },
+  listWebhookEndpoints: { accountId: VICTIM },
+  updateWebhookEndpoint: { endpoint: { accountId: VICTIM, endpointId: RESERVATION, url: 'https://hooks.example.com/x', enabled: true } },
+  deleteWebhookEndpoint: { accountId: VICTIM, endpointId: RESERVATION },
+  rotateWebhookSecret: { accountId: VICTIM, endpointId: RESERVATION },
+  listDeliveries: { accountId: VICTIM },
+  listDeliveryAttempts: { accountId: VICTIM, deliveryId: `msg_${RESERVATION}` },
+  redeliver: { accountId: VICTIM, deliveryId: `msg_${RESERVATION}` },
+  sendTestEvent: { accountId: VICTIM, endpointId: RESERVATION },
 };
 
 const pascal = (m: string) => m[0].toUpperCase() + m.slice(1);
@@ -224,7 +239,7 @@ describe.each(databaseTargets())('API keys and tenants on $name', (target) => {
 async function tableCounts(tdb: TestDatabase): Promise<Record<string, number>> {
   const db = openDatabase(tdb.config);
   try {
-    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts', 'api_keys'];
+    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts', 'api_keys', 'alert_rules', 'webhook_endpoints', 'webhook_deliveries'];
     return Object.fromEntries(await Promise.all(tables.map(async (t) => [t, Number((await db(t).count<{ n: string }[]>('* as n'))[0].n)])));
   } finally {
     await closeDatabase(db);

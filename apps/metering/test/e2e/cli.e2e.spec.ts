@@ -1,4 +1,6 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { databaseTargets, TestDatabase } from '../support/databases';
@@ -38,7 +40,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
 
   beforeAll(async () => {
     tdb = await target.create();
-    server = await startServer(tdb.config);
+    server = await startServer(tdb.config, { METERING_WEBHOOK_ALLOWED_HOSTS: '127.0.0.1', METERING_WEBHOOK_POLL_MS: '50' });
     env = { PATH: process.env.PATH, METERING_ADDRESS: server.address };
     for (const [n, user] of ['u1', 'u1', 'u2'].entries()) await call(server.client.recordCharge, server.client, chargeRequest({ idempotencyKey: `c${n}`, userId: user }));
     await call(server.client.recordCharge, server.client, chargeRequest({ idempotencyKey: 'custom', provider: 'selfhosted', model: 'llama-local' }));
@@ -251,6 +253,53 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     expect(down.stderr).toContain('is the server running at 127.0.0.1:1?');
   });
 
+  it('creates alert rules and webhook endpoints, shows rules, endpoints, deliveries and attempts as tables, and sends a test event', async () => {
+    const bodies: string[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        bodies.push(body);
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      const created = await cli('webhooks', 'create', '--account', 'alerty', '--url', url, '--description', 'local receiver');
+      expect(created.stdout).toMatch(/^created webhook endpoint [0-9a-f-]{36}\nsigning secret \(shown once\): whsec_[A-Za-z0-9+/]{32}\n$/);
+      const endpointId = /endpoint ([0-9a-f-]{36})/.exec(created.stdout)![1];
+      expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'spend', '--period', 'day', '--amounts', '0.002,100', '--description', 'daily budget')).stdout).toMatch(/^created alert rule [0-9a-f-]{36}\n$/);
+      await call(server.client.recordCharge, server.client, chargeRequest({ accountId: 'alerty', idempotencyKey: 'a1' }));
+      const rules = (await cli('alerts', 'rules', '--account', 'alerty')).stdout;
+      expect(rules).toMatch(/spend\s+day spend of the account\s+0\.002 USD,100 USD\s+daily budget/);
+      expect((await cli('alerts', 'endpoints', '--account', 'alerty')).stdout).toMatch(new RegExp(`${endpointId}\\s+${url}\\s+standard\\s+yes\\s+all\\s+local receiver`));
+      const tested = await cli('webhooks', 'test', '--account', 'alerty', '--endpoint', endpointId, '--wait');
+      expect(tested.stdout).toMatch(/^queued test delivery msg_[0-9a-f-]{36}\nattempt 1: delivered HTTP 200 in \d+ ms\n$/);
+      const deadline = Date.now() + 10_000;
+      let rows: string[][] = [];
+      while (Date.now() < deadline) {
+        rows = (await cli('alerts', 'deliveries', '--account', 'alerty', '--csv')).stdout.trim().split('\n').slice(1).map((l) => l.split(','));
+        if (rows.length === 2 && rows.every((r) => r[3] === 'delivered')) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(rows.map((r) => [r[2], r[3], r[4]]).sort()).toEqual([['alert.triggered', 'delivered', '1'], ['webhook.test', 'delivered', '1']]);
+      expect(rows.every((r) => r[1] === endpointId)).toBe(true);
+      const alertId = rows.find((r) => r[2] === 'alert.triggered')![0];
+      expect((await cli('alerts', 'attempts', '--account', 'alerty', '--delivery', alertId)).stdout).toMatch(/^attempt\s+started\s+ms\s+status\s+ok\s+error\s+answer\s+next attempt\n[- ]+\n\s+1\s+\S+\s+\d+\s+200\s+yes\s+ok/);
+      expect(bodies.map((b) => JSON.parse(b).type).sort()).toEqual(['alert.triggered', 'webhook.test']);
+      // Nothing listens on port 1: the attempt fails, and so does the command (exit code 1, the reason printed).
+      const nowhere = /endpoint ([0-9a-f-]{36})/.exec((await cli('webhooks', 'create', '--account', 'alerty', '--url', 'http://127.0.0.1:1/hook')).stdout)![1];
+      const failed = await cli('webhooks', 'test', '--account', 'alerty', '--endpoint', nowhere, '--wait');
+      expect([failed.code, failed.stdout.split('\n')[1], failed.stderr]).toEqual([1, 'attempt 1: failed connection refused in ' + /in (\d+) ms/.exec(failed.stdout)?.[1] + ' ms', 'error: the endpoint did not take the test event (connection refused); it is retried on the schedule\n']);
+      const refused = await cli('webhooks', 'create', '--account', 'alerty', '--url', 'http://10.0.0.1/hook');
+      expect([refused.code, /endpoint\.url: /.test(refused.stderr)]).toEqual([1, true]);
+      expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'spend', '--period', 'day')).code).toBe(2);
+    } finally {
+      await new Promise((resolve) => receiver.close(resolve));
+    }
+  });
+
   it('has --help and -h on every command and subcommand (exit code 0)', async () => {
     const seen: string[] = [];
     const visit = async (path: string[]) => {
@@ -266,7 +315,9 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     await visit([]);
     // The README's reference is this help, regenerated by tools/cli/reference.mjs.
     execFileSync(process.execPath, [join(ROOT, 'tools', 'cli', 'reference.mjs'), '--check'], { stdio: 'pipe' });
-    expect(seen).toEqual(['', 'usage', 'charges', 'charges get', 'charges list', 'charges export', 'limits', 'limits show', 'limits set', 'limits delete', 'markups', 'markups show', 'markups set', 'prices', 'prices show', 'prices set', 'accounts', 'reservations', 'keys', 'keys list', 'keys create', 'keys revoke', 'balance', 'tail', 'rerate']);
+    expect(seen).toEqual(['', 'usage', 'charges', 'charges get', 'charges list', 'charges export', 'limits', 'limits show', 'limits set', 'limits delete', 'markups', 'markups show', 'markups set', 'prices', 'prices show', 'prices set', 'accounts', 'reservations', 'keys', 'keys list', 'keys create', 'keys revoke', 'balance', 'tail', 'rerate',
+      'alerts', 'alerts rules', 'alerts create', 'alerts delete', 'alerts endpoints', 'alerts deliveries', 'alerts attempts',
+      'webhooks', 'webhooks create', 'webhooks test', 'webhooks rotate', 'webhooks redeliver', 'webhooks delete']);
   });
 
   it('runs as `npx metering` (the package bin) with nothing but its output on stdout', async () => {

@@ -14,6 +14,8 @@ import { AccountsService } from '../../src/services/accounts.service';
 import { ApiKeysService } from '../../src/services/api-keys.service';
 import { EventNotifier, EventsService } from '../../src/services/events.service';
 import { UsageService } from '../../src/services/usage.service';
+import { AlertsService } from '../../src/services/alerts.service';
+import { DEFAULT_ALLOWED_HOSTS, parseAllowList } from '@metering/domain';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { databaseTargets } from '../support/databases';
 import { HOSTILE } from '../support/hostile';
@@ -52,7 +54,10 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
   let drop: () => Promise<void>;
   let rpcs: Rpc[];
   const counts = async () => {
-    const tables = ['charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts', 'api_keys', 'charge_events', 'event_sequences', 'credit_accounts', 'credit_grants', 'credit_entries', 'credit_overage'];
+    const tables = [
+      'charges', 'daily_usage', 'usage_counters', 'limits', 'markups', 'prices', 'pricing_changes', 'reservations', 'accounts', 'api_keys', 'charge_events', 'event_sequences',
+      'credit_accounts', 'credit_grants', 'credit_entries', 'credit_overage', 'alert_rules', 'webhook_endpoints', 'webhook_deliveries',
+    ];
     return Object.fromEntries(await Promise.all(tables.map(async (t) => [t, Number((await db(t).count<{ n: string }[]>('* as n'))[0].n)])));
   };
 
@@ -73,6 +78,22 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
     const events = new EventsService(db, new EventNotifier());
     const chargeQueries = new ChargeQueriesService(db);
     const credits = new CreditsService(db, clock);
+    const alerts = new AlertsService(db, parseAllowList(DEFAULT_ALLOWED_HOSTS), clock);
+    const UUID = '00000000-0000-4000-8000-000000000000';
+    const spendRule = { accountId: 'fuzz', ruleId: '', description: '', kind: 2, spend: { period: 1, userId: '', eachUser: false, amounts: [{ amount: '1', currencyCode: 'USD' }] } };
+    const limitRule = { accountId: 'fuzz', ruleId: '', description: '', kind: 1, limit: { userId: '', period: 1, measure: 3, enforcement: 0, percentages: ['50', '100'] } };
+    const ruleFields: Rpc['fields'] = { accountId: ['rule.account_id', 'requiredId'], description: ['rule.description', 'text'], kind: ['rule.kind', 'requiredEnum'] };
+    const webhook = { accountId: 'fuzz', endpointId: '', url: 'https://hooks.example.com/x', description: '', enabled: true, eventTypes: [], format: 0 };
+    const webhookFields: Rpc['fields'] = {
+      accountId: ['endpoint.account_id', 'requiredId'], url: ['endpoint.url', 'url'], description: ['endpoint.description', 'text'], eventTypes: ['endpoint.event_types', 'eventTypes'], format: ['endpoint.format', 'enum'],
+    };
+    const ruleRef = { accountId: 'fuzz', ruleId: UUID };
+    const ruleRefFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], ruleId: ['rule_id', 'requiredUuid'] };
+    const endpointRef = { accountId: 'fuzz', endpointId: UUID };
+    const endpointRefFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], endpointId: ['endpoint_id', 'requiredUuid'] };
+    const deliveryRef = { accountId: 'fuzz', deliveryId: `msg_${UUID}` };
+    const deliveryRefFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], deliveryId: ['delivery_id', 'deliveryId'] };
+    const accountOnly: Rpc['fields'] = { accountId: ['account_id', 'requiredId'] };
     const check = { accountId: 'fuzz', userId: 'u1', additionalTokens: '0', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false };
     const limitKey = { accountId: 'fuzz', userId: '', period: 1, measure: 2, enforcement: 0 };
     const limitKeyFields: Rpc['fields'] = { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'id'], period: ['period', 'requiredEnum'], measure: ['measure', 'requiredEnum'], enforcement: ['enforcement', 'enum'] };
@@ -246,6 +267,27 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
         fields: { accountId: ['account_id', 'requiredId'], policy: ['policy', 'requiredEnum'], lowBalanceThreshold: ['low_balance_threshold', 'money'] },
         call: (r: never) => credits.setCreditPolicy(r),
       },
+      // The rule and endpoint RPCs validate their nested message (CreateAlertRuleRequest.rule, ...): the fuzzed request is that message.
+      { name: 'CreateAlertRule (spend)', base: spendRule, fields: { ...ruleFields, spend: ['rule.spend', 'spendTarget'] }, call: (r: never) => alerts.createRule(r) },
+      { name: 'CreateAlertRule (limit)', base: limitRule, fields: { ...ruleFields, limit: ['rule.limit', 'limitTarget'] }, call: (r: never) => alerts.createRule(r) },
+      { name: 'UpdateAlertRule', base: { ...spendRule, ruleId: UUID }, fields: { ...ruleFields, ruleId: ['rule.rule_id', 'requiredUuid'], spend: ['rule.spend', 'spendTarget'] }, call: (r: never) => alerts.updateRule(r) },
+      { name: 'GetAlertRule', base: ruleRef, fields: ruleRefFields, call: (r: never) => alerts.getRule(r) },
+      { name: 'DeleteAlertRule', base: ruleRef, fields: ruleRefFields, call: (r: never) => alerts.deleteRule(r) },
+      { name: 'ListAlertRules', base: { accountId: 'fuzz' }, fields: accountOnly, call: (r: never) => alerts.listRules(r) },
+      { name: 'CreateWebhookEndpoint', base: webhook, fields: webhookFields, call: (r: never) => alerts.createEndpoint(r) },
+      { name: 'UpdateWebhookEndpoint', base: { ...webhook, endpointId: UUID }, fields: { ...webhookFields, endpointId: ['endpoint.endpoint_id', 'requiredUuid'] }, call: (r: never) => alerts.updateEndpoint(r) },
+      { name: 'GetWebhookEndpoint', base: endpointRef, fields: endpointRefFields, call: (r: never) => alerts.getEndpoint(r) },
+      { name: 'DeleteWebhookEndpoint', base: endpointRef, fields: endpointRefFields, call: (r: never) => alerts.deleteEndpoint(r) },
+      { name: 'RotateWebhookSecret', base: endpointRef, fields: endpointRefFields, call: (r: never) => alerts.rotateSecret(r) },
+      { name: 'SendTestEvent', base: endpointRef, fields: endpointRefFields, call: (r: never) => alerts.sendTest(r) },
+      { name: 'ListWebhookEndpoints', base: { accountId: 'fuzz' }, fields: accountOnly, call: (r: never) => alerts.listEndpoints(r) },
+      {
+        name: 'ListDeliveries', base: { accountId: 'fuzz', endpointId: '', status: 0, pageSize: 0, pageToken: '' },
+        fields: { accountId: ['account_id', 'requiredId'], endpointId: ['endpoint_id', 'uuid'], status: ['status', 'enum'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'] },
+        call: (r: never) => alerts.listDeliveries(r),
+      },
+      { name: 'ListDeliveryAttempts', base: deliveryRef, fields: deliveryRefFields, call: (r: never) => alerts.listAttempts(r) },
+      { name: 'Redeliver', base: deliveryRef, fields: deliveryRefFields, call: (r: never) => alerts.redeliver(r) },
     ];
   });
 
@@ -279,7 +321,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
           const named = err.violations.map((v) => v.field);
           for (const k of picked) {
             const field = rpc.fields[k][0];
-            if (!named.some((n) => n === field || n.startsWith(`${field}.`))) throw new Error(`${rpc.name}: ${field} was bad but not named (named: ${named.join(', ')})`);
+            if (!named.some((n) => n === field || n.startsWith(`${field}.`) || n.startsWith(`${field}[`))) throw new Error(`${rpc.name}: ${field} was bad but not named (named: ${named.join(', ')})`);
           }
         }),
         { numRuns: runsPerRpc },

@@ -39,5 +39,28 @@ export const HOSTILE: Record<string, unknown[]> = {
   sequence: ['-1', '9223372036854775808', '1e3', 'NaN', '0x10', ' 1', '1.5', 'Infinity'],
   keyId: ['', 'k_1', 'K_000000000000', 'k_00000000000g', MIB],
   pageToken: ['garbage', 'eyJmIjoiIn0', MIB],
+  url: ['', 'ftp://hooks.example.com/', 'http://127.0.0.1/', 'http://10.0.0.1/', 'http://[::1]/', 'http://u:p@hooks.example.com/', 'javascript:alert(1)', 'not a url', `https://hooks.example.com/${'a'.repeat(2048)}`, MIB],
+  eventTypes: [['alert.*'], ['alert.triggered', 'x'], ['alert.triggered', 'alert.resolved', 'webhook.test']],
+  deliveryId: ['', 'msg_x', "msg_'; DROP TABLE webhook_deliveries;--", '00000000-0000-4000-8000-000000000000', MIB],
+  spendTarget: [
+    { period: 0, userId: '', eachUser: false, amounts: [{ amount: '1', currencyCode: 'USD' }] },
+    { period: 1, userId: '', eachUser: false, amounts: [] },
+    { period: 1, userId: 'a b', eachUser: false, amounts: [{ amount: '1', currencyCode: 'USD' }] },
+    { period: 1, userId: 'u1', eachUser: true, amounts: [{ amount: '1', currencyCode: 'USD' }] },
+    { period: 1, userId: '', eachUser: false, amounts: [{ amount: '0', currencyCode: 'USD' }] },
+    { period: 1, userId: '', eachUser: false, amounts: [{ amount: '1', currencyCode: 'EUR' }] },
+    { period: 1, userId: '', eachUser: false, amounts: [{ amount: '1', currencyCode: 'USD' }, { amount: '1.0', currencyCode: 'USD' }] },
+    { period: 1, userId: '', eachUser: false, amounts: Array.from({ length: 21 }, (_, n) => ({ amount: String(n + 1), currencyCode: 'USD' })) },
+    { period: 1, userId: '', eachUser: false, amounts: [{ amount: MIB, currencyCode: 'USD' }] },
+  ],
+  limitTarget: [
+    { userId: '', period: 1, measure: 0, enforcement: 0, percentages: ['50'] },
+    { userId: '', period: 1, measure: 3, enforcement: 9, percentages: ['50'] },
+    { userId: '', period: 1, measure: 3, enforcement: 0, percentages: [] },
+    { userId: '', period: 1, measure: 3, enforcement: 0, percentages: ['0'] },
+    { userId: '', period: 1, measure: 3, enforcement: 0, percentages: ['1000.1'] },
+    { userId: '', period: 1, measure: 3, enforcement: 0, percentages: ['NaN'] },
+    { userId: 'x'.repeat(129), period: 1, measure: 3, enforcement: 0, percentages: ['50'] },
+  ],
 };
 

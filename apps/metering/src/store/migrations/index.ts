@@ -10,6 +10,7 @@ import * as chargesByDayId from './20261201110000_charges_by_day_id';
 import * as settingsEpoch from './20261201120000_settings_epoch';
 import * as chargesSettledLate from './20261201130000_charges_settled_late';
 import * as credits from './20261202100000_credits';
+import * as alerts from './20261202200000_alerts';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -24,6 +25,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201120000_settings_epoch': settingsEpoch,
   '20261201130000_charges_settled_late': chargesSettledLate,
   '20261202100000_credits': credits,
+  '20261202200000_alerts': alerts,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { Alert, WebhookEndpoint } from "./alerts";
 import { Charge } from "./charge";
 import { CreditBalance, Grant } from "./credits";
 import { LimitStatus, Reservation } from "./limits";
@@ -37,6 +38,21 @@ export enum ChargeEventKind {
   CHARGE_EVENT_KIND_BALANCE_LOW = 7,
   /** CHARGE_EVENT_KIND_BALANCE_EXHAUSTED - The available balance fell to zero (balance is set). */
   CHARGE_EVENT_KIND_BALANCE_EXHAUSTED = 8,
+  /**
+   * CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED - The server disabled a webhook endpoint: a delivery to it still failed
+   * after the retry window (webhook_endpoint is set, with disabled_reason).
+   */
+  CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED = 9,
+  /**
+   * CHARGE_EVENT_KIND_ALERT_TRIGGERED - A change took recorded usage to or past an alert rule's threshold in the
+   * current period (alert is set): once per crossing.
+   */
+  CHARGE_EVENT_KIND_ALERT_TRIGGERED = 10,
+  /**
+   * CHARGE_EVENT_KIND_ALERT_RESOLVED - A change took recorded usage from at or past an alert rule's threshold
+   * back below it (alert is set): once per crossing.
+   */
+  CHARGE_EVENT_KIND_ALERT_RESOLVED = 11,
   UNRECOGNIZED = -1,
 }
 
@@ -69,6 +85,15 @@ export function chargeEventKindFromJSON(object: any): ChargeEventKind {
     case 8:
     case "CHARGE_EVENT_KIND_BALANCE_EXHAUSTED":
       return ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_EXHAUSTED;
+    case 9:
+    case "CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED;
+    case 10:
+    case "CHARGE_EVENT_KIND_ALERT_TRIGGERED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_ALERT_TRIGGERED;
+    case 11:
+    case "CHARGE_EVENT_KIND_ALERT_RESOLVED":
+      return ChargeEventKind.CHARGE_EVENT_KIND_ALERT_RESOLVED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -96,6 +121,12 @@ export function chargeEventKindToJSON(object: ChargeEventKind): string {
       return "CHARGE_EVENT_KIND_BALANCE_LOW";
     case ChargeEventKind.CHARGE_EVENT_KIND_BALANCE_EXHAUSTED:
       return "CHARGE_EVENT_KIND_BALANCE_EXHAUSTED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED:
+      return "CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_ALERT_TRIGGERED:
+      return "CHARGE_EVENT_KIND_ALERT_TRIGGERED";
+    case ChargeEventKind.CHARGE_EVENT_KIND_ALERT_RESOLVED:
+      return "CHARGE_EVENT_KIND_ALERT_RESOLVED";
     case ChargeEventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -136,7 +167,15 @@ export interface ChargeEvent {
     | Grant
     | undefined;
   /** The balance (available, low_balance_threshold), for BALANCE_LOW and BALANCE_EXHAUSTED. */
-  balance: CreditBalance | undefined;
+  balance:
+    | CreditBalance
+    | undefined;
+  /** The threshold crossed, for ALERT_TRIGGERED and ALERT_RESOLVED. */
+  alert:
+    | Alert
+    | undefined;
+  /** The endpoint (without its secret), for WEBHOOK_ENDPOINT_DISABLED. */
+  webhookEndpoint: WebhookEndpoint | undefined;
 }
 
 function createBaseChargeEvent(): ChargeEvent {
@@ -151,6 +190,8 @@ function createBaseChargeEvent(): ChargeEvent {
     userId: "",
     grant: undefined,
     balance: undefined,
+    alert: undefined,
+    webhookEndpoint: undefined,
   };
 }
 
@@ -185,6 +226,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     }
     if (message.balance !== undefined) {
       CreditBalance.encode(message.balance, writer.uint32(82).fork()).join();
+    }
+    if (message.alert !== undefined) {
+      Alert.encode(message.alert, writer.uint32(90).fork()).join();
+    }
+    if (message.webhookEndpoint !== undefined) {
+      WebhookEndpoint.encode(message.webhookEndpoint, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -282,6 +329,22 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
             message.balance = CreditBalance.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.alert = Alert.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.webhookEndpoint = WebhookEndpoint.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -318,6 +381,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
         : "",
       grant: isSet(object.grant) ? Grant.fromJSON(object.grant) : undefined,
       balance: isSet(object.balance) ? CreditBalance.fromJSON(object.balance) : undefined,
+      alert: isSet(object.alert) ? Alert.fromJSON(object.alert) : undefined,
+      webhookEndpoint: isSet(object.webhookEndpoint)
+        ? WebhookEndpoint.fromJSON(object.webhookEndpoint)
+        : isSet(object.webhook_endpoint)
+        ? WebhookEndpoint.fromJSON(object.webhook_endpoint)
+        : undefined,
     };
   },
 
@@ -353,6 +422,12 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     if (message.balance !== undefined) {
       obj.balance = CreditBalance.toJSON(message.balance);
     }
+    if (message.alert !== undefined) {
+      obj.alert = Alert.toJSON(message.alert);
+    }
+    if (message.webhookEndpoint !== undefined) {
+      obj.webhookEndpoint = WebhookEndpoint.toJSON(message.webhookEndpoint);
+    }
     return obj;
   },
 
@@ -380,6 +455,10 @@ export const ChargeEvent: MessageFns<ChargeEvent> = {
     message.grant = (object.grant !== undefined && object.grant !== null) ? Grant.fromPartial(object.grant) : undefined;
     message.balance = (object.balance !== undefined && object.balance !== null)
       ? CreditBalance.fromPartial(object.balance)
+      : undefined;
+    message.alert = (object.alert !== undefined && object.alert !== null) ? Alert.fromPartial(object.alert) : undefined;
+    message.webhookEndpoint = (object.webhookEndpoint !== undefined && object.webhookEndpoint !== null)
+      ? WebhookEndpoint.fromPartial(object.webhookEndpoint)
       : undefined;
     return message;
   },

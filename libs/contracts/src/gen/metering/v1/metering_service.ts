@@ -25,6 +25,38 @@ import { Timestamp } from "../../google/protobuf/timestamp";
 import { Status } from "../../google/rpc/status";
 import { Account, AccountSummary, ApiKey, ApiKeyScope, apiKeyScopeFromJSON, apiKeyScopeToJSON } from "./account";
 import {
+  CreateAlertRuleRequest,
+  CreateAlertRuleResponse,
+  CreateWebhookEndpointRequest,
+  CreateWebhookEndpointResponse,
+  DeleteAlertRuleRequest,
+  DeleteAlertRuleResponse,
+  DeleteWebhookEndpointRequest,
+  DeleteWebhookEndpointResponse,
+  GetAlertRuleRequest,
+  GetAlertRuleResponse,
+  GetWebhookEndpointRequest,
+  GetWebhookEndpointResponse,
+  ListAlertRulesRequest,
+  ListAlertRulesResponse,
+  ListDeliveriesRequest,
+  ListDeliveriesResponse,
+  ListDeliveryAttemptsRequest,
+  ListDeliveryAttemptsResponse,
+  ListWebhookEndpointsRequest,
+  ListWebhookEndpointsResponse,
+  RedeliverRequest,
+  RedeliverResponse,
+  RotateWebhookSecretRequest,
+  RotateWebhookSecretResponse,
+  SendTestEventRequest,
+  SendTestEventResponse,
+  UpdateAlertRuleRequest,
+  UpdateAlertRuleResponse,
+  UpdateWebhookEndpointRequest,
+  UpdateWebhookEndpointResponse,
+} from "./alerts";
+import {
   Charge,
   ChargeType,
   chargeTypeFromJSON,
@@ -6721,6 +6753,188 @@ export const MeteringServiceService = {
       Buffer.from(SetCreditPolicyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetCreditPolicyResponse => SetCreditPolicyResponse.decode(value),
   },
+  /**
+   * Creates an alert rule: thresholds on a limit (percentages of its amount)
+   * or on the day's or month's spend (USD), each firing once when recorded
+   * usage crosses it upward in a period, and once more (resolved) when usage
+   * falls back below it. Alerts go to the charge stream and to the account's
+   * webhook endpoints.
+   */
+  createAlertRule: {
+    path: "/metering.v1.MeteringService/CreateAlertRule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateAlertRuleRequest): Buffer =>
+      Buffer.from(CreateAlertRuleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateAlertRuleRequest => CreateAlertRuleRequest.decode(value),
+    responseSerialize: (value: CreateAlertRuleResponse): Buffer =>
+      Buffer.from(CreateAlertRuleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateAlertRuleResponse => CreateAlertRuleResponse.decode(value),
+  },
+  /** Reads one alert rule. NOT_FOUND (ErrorInfo reason ALERT_RULE_NOT_FOUND) when absent. */
+  getAlertRule: {
+    path: "/metering.v1.MeteringService/GetAlertRule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetAlertRuleRequest): Buffer => Buffer.from(GetAlertRuleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetAlertRuleRequest => GetAlertRuleRequest.decode(value),
+    responseSerialize: (value: GetAlertRuleResponse): Buffer =>
+      Buffer.from(GetAlertRuleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetAlertRuleResponse => GetAlertRuleResponse.decode(value),
+  },
+  /** Lists an account's alert rules. */
+  listAlertRules: {
+    path: "/metering.v1.MeteringService/ListAlertRules" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAlertRulesRequest): Buffer =>
+      Buffer.from(ListAlertRulesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAlertRulesRequest => ListAlertRulesRequest.decode(value),
+    responseSerialize: (value: ListAlertRulesResponse): Buffer =>
+      Buffer.from(ListAlertRulesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAlertRulesResponse => ListAlertRulesResponse.decode(value),
+  },
+  /** Replaces an alert rule's description and thresholds. */
+  updateAlertRule: {
+    path: "/metering.v1.MeteringService/UpdateAlertRule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateAlertRuleRequest): Buffer =>
+      Buffer.from(UpdateAlertRuleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateAlertRuleRequest => UpdateAlertRuleRequest.decode(value),
+    responseSerialize: (value: UpdateAlertRuleResponse): Buffer =>
+      Buffer.from(UpdateAlertRuleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdateAlertRuleResponse => UpdateAlertRuleResponse.decode(value),
+  },
+  /** Removes an alert rule. */
+  deleteAlertRule: {
+    path: "/metering.v1.MeteringService/DeleteAlertRule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteAlertRuleRequest): Buffer =>
+      Buffer.from(DeleteAlertRuleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteAlertRuleRequest => DeleteAlertRuleRequest.decode(value),
+    responseSerialize: (value: DeleteAlertRuleResponse): Buffer =>
+      Buffer.from(DeleteAlertRuleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteAlertRuleResponse => DeleteAlertRuleResponse.decode(value),
+  },
+  /** Creates a webhook endpoint with its own signing secret (in the answer only). */
+  createWebhookEndpoint: {
+    path: "/metering.v1.MeteringService/CreateWebhookEndpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateWebhookEndpointRequest): Buffer =>
+      Buffer.from(CreateWebhookEndpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateWebhookEndpointRequest => CreateWebhookEndpointRequest.decode(value),
+    responseSerialize: (value: CreateWebhookEndpointResponse): Buffer =>
+      Buffer.from(CreateWebhookEndpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateWebhookEndpointResponse => CreateWebhookEndpointResponse.decode(value),
+  },
+  /** Reads one webhook endpoint. NOT_FOUND (ErrorInfo reason WEBHOOK_ENDPOINT_NOT_FOUND) when absent. */
+  getWebhookEndpoint: {
+    path: "/metering.v1.MeteringService/GetWebhookEndpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetWebhookEndpointRequest): Buffer =>
+      Buffer.from(GetWebhookEndpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetWebhookEndpointRequest => GetWebhookEndpointRequest.decode(value),
+    responseSerialize: (value: GetWebhookEndpointResponse): Buffer =>
+      Buffer.from(GetWebhookEndpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetWebhookEndpointResponse => GetWebhookEndpointResponse.decode(value),
+  },
+  /** Lists an account's webhook endpoints. */
+  listWebhookEndpoints: {
+    path: "/metering.v1.MeteringService/ListWebhookEndpoints" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListWebhookEndpointsRequest): Buffer =>
+      Buffer.from(ListWebhookEndpointsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListWebhookEndpointsRequest => ListWebhookEndpointsRequest.decode(value),
+    responseSerialize: (value: ListWebhookEndpointsResponse): Buffer =>
+      Buffer.from(ListWebhookEndpointsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListWebhookEndpointsResponse => ListWebhookEndpointsResponse.decode(value),
+  },
+  /** Changes a webhook endpoint (url, description, enabled, event types, format). */
+  updateWebhookEndpoint: {
+    path: "/metering.v1.MeteringService/UpdateWebhookEndpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateWebhookEndpointRequest): Buffer =>
+      Buffer.from(UpdateWebhookEndpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateWebhookEndpointRequest => UpdateWebhookEndpointRequest.decode(value),
+    responseSerialize: (value: UpdateWebhookEndpointResponse): Buffer =>
+      Buffer.from(UpdateWebhookEndpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdateWebhookEndpointResponse => UpdateWebhookEndpointResponse.decode(value),
+  },
+  /** Removes a webhook endpoint and its deliveries. */
+  deleteWebhookEndpoint: {
+    path: "/metering.v1.MeteringService/DeleteWebhookEndpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteWebhookEndpointRequest): Buffer =>
+      Buffer.from(DeleteWebhookEndpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteWebhookEndpointRequest => DeleteWebhookEndpointRequest.decode(value),
+    responseSerialize: (value: DeleteWebhookEndpointResponse): Buffer =>
+      Buffer.from(DeleteWebhookEndpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteWebhookEndpointResponse => DeleteWebhookEndpointResponse.decode(value),
+  },
+  /** Replaces a webhook endpoint's signing secret; the new one is in the answer only. */
+  rotateWebhookSecret: {
+    path: "/metering.v1.MeteringService/RotateWebhookSecret" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateWebhookSecretRequest): Buffer =>
+      Buffer.from(RotateWebhookSecretRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateWebhookSecretRequest => RotateWebhookSecretRequest.decode(value),
+    responseSerialize: (value: RotateWebhookSecretResponse): Buffer =>
+      Buffer.from(RotateWebhookSecretResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateWebhookSecretResponse => RotateWebhookSecretResponse.decode(value),
+  },
+  /** Lists an account's webhook deliveries, newest first. */
+  listDeliveries: {
+    path: "/metering.v1.MeteringService/ListDeliveries" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListDeliveriesRequest): Buffer =>
+      Buffer.from(ListDeliveriesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListDeliveriesRequest => ListDeliveriesRequest.decode(value),
+    responseSerialize: (value: ListDeliveriesResponse): Buffer =>
+      Buffer.from(ListDeliveriesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListDeliveriesResponse => ListDeliveriesResponse.decode(value),
+  },
+  /** Lists the attempts of one delivery (time, HTTP status, latency, answer excerpt). */
+  listDeliveryAttempts: {
+    path: "/metering.v1.MeteringService/ListDeliveryAttempts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListDeliveryAttemptsRequest): Buffer =>
+      Buffer.from(ListDeliveryAttemptsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListDeliveryAttemptsRequest => ListDeliveryAttemptsRequest.decode(value),
+    responseSerialize: (value: ListDeliveryAttemptsResponse): Buffer =>
+      Buffer.from(ListDeliveryAttemptsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListDeliveryAttemptsResponse => ListDeliveryAttemptsResponse.decode(value),
+  },
+  /** Makes a delivery pending again (same webhook-id), due now. */
+  redeliver: {
+    path: "/metering.v1.MeteringService/Redeliver" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RedeliverRequest): Buffer => Buffer.from(RedeliverRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedeliverRequest => RedeliverRequest.decode(value),
+    responseSerialize: (value: RedeliverResponse): Buffer => Buffer.from(RedeliverResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RedeliverResponse => RedeliverResponse.decode(value),
+  },
+  /** Queues a "webhook.test" delivery to an endpoint. */
+  sendTestEvent: {
+    path: "/metering.v1.MeteringService/SendTestEvent" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SendTestEventRequest): Buffer => Buffer.from(SendTestEventRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SendTestEventRequest => SendTestEventRequest.decode(value),
+    responseSerialize: (value: SendTestEventResponse): Buffer =>
+      Buffer.from(SendTestEventResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SendTestEventResponse => SendTestEventResponse.decode(value),
+  },
 } as const;
 
 export interface MeteringServiceServer extends UntypedServiceImplementation {
@@ -6878,6 +7092,42 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * low-balance threshold of an account.
    */
   setCreditPolicy: handleUnaryCall<SetCreditPolicyRequest, SetCreditPolicyResponse>;
+  /**
+   * Creates an alert rule: thresholds on a limit (percentages of its amount)
+   * or on the day's or month's spend (USD), each firing once when recorded
+   * usage crosses it upward in a period, and once more (resolved) when usage
+   * falls back below it. Alerts go to the charge stream and to the account's
+   * webhook endpoints.
+   */
+  createAlertRule: handleUnaryCall<CreateAlertRuleRequest, CreateAlertRuleResponse>;
+  /** Reads one alert rule. NOT_FOUND (ErrorInfo reason ALERT_RULE_NOT_FOUND) when absent. */
+  getAlertRule: handleUnaryCall<GetAlertRuleRequest, GetAlertRuleResponse>;
+  /** Lists an account's alert rules. */
+  listAlertRules: handleUnaryCall<ListAlertRulesRequest, ListAlertRulesResponse>;
+  /** Replaces an alert rule's description and thresholds. */
+  updateAlertRule: handleUnaryCall<UpdateAlertRuleRequest, UpdateAlertRuleResponse>;
+  /** Removes an alert rule. */
+  deleteAlertRule: handleUnaryCall<DeleteAlertRuleRequest, DeleteAlertRuleResponse>;
+  /** Creates a webhook endpoint with its own signing secret (in the answer only). */
+  createWebhookEndpoint: handleUnaryCall<CreateWebhookEndpointRequest, CreateWebhookEndpointResponse>;
+  /** Reads one webhook endpoint. NOT_FOUND (ErrorInfo reason WEBHOOK_ENDPOINT_NOT_FOUND) when absent. */
+  getWebhookEndpoint: handleUnaryCall<GetWebhookEndpointRequest, GetWebhookEndpointResponse>;
+  /** Lists an account's webhook endpoints. */
+  listWebhookEndpoints: handleUnaryCall<ListWebhookEndpointsRequest, ListWebhookEndpointsResponse>;
+  /** Changes a webhook endpoint (url, description, enabled, event types, format). */
+  updateWebhookEndpoint: handleUnaryCall<UpdateWebhookEndpointRequest, UpdateWebhookEndpointResponse>;
+  /** Removes a webhook endpoint and its deliveries. */
+  deleteWebhookEndpoint: handleUnaryCall<DeleteWebhookEndpointRequest, DeleteWebhookEndpointResponse>;
+  /** Replaces a webhook endpoint's signing secret; the new one is in the answer only. */
+  rotateWebhookSecret: handleUnaryCall<RotateWebhookSecretRequest, RotateWebhookSecretResponse>;
+  /** Lists an account's webhook deliveries, newest first. */
+  listDeliveries: handleUnaryCall<ListDeliveriesRequest, ListDeliveriesResponse>;
+  /** Lists the attempts of one delivery (time, HTTP status, latency, answer excerpt). */
+  listDeliveryAttempts: handleUnaryCall<ListDeliveryAttemptsRequest, ListDeliveryAttemptsResponse>;
+  /** Makes a delivery pending again (same webhook-id), due now. */
+  redeliver: handleUnaryCall<RedeliverRequest, RedeliverResponse>;
+  /** Queues a "webhook.test" delivery to an endpoint. */
+  sendTestEvent: handleUnaryCall<SendTestEventRequest, SendTestEventResponse>;
 }
 
 export interface MeteringServiceClient extends Client {
@@ -7554,6 +7804,252 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetCreditPolicyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Creates an alert rule: thresholds on a limit (percentages of its amount)
+   * or on the day's or month's spend (USD), each firing once when recorded
+   * usage crosses it upward in a period, and once more (resolved) when usage
+   * falls back below it. Alerts go to the charge stream and to the account's
+   * webhook endpoints.
+   */
+  createAlertRule(
+    request: CreateAlertRuleRequest,
+    callback: (error: ServiceError | null, response: CreateAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  createAlertRule(
+    request: CreateAlertRuleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  createAlertRule(
+    request: CreateAlertRuleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  /** Reads one alert rule. NOT_FOUND (ErrorInfo reason ALERT_RULE_NOT_FOUND) when absent. */
+  getAlertRule(
+    request: GetAlertRuleRequest,
+    callback: (error: ServiceError | null, response: GetAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  getAlertRule(
+    request: GetAlertRuleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  getAlertRule(
+    request: GetAlertRuleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists an account's alert rules. */
+  listAlertRules(
+    request: ListAlertRulesRequest,
+    callback: (error: ServiceError | null, response: ListAlertRulesResponse) => void,
+  ): ClientUnaryCall;
+  listAlertRules(
+    request: ListAlertRulesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAlertRulesResponse) => void,
+  ): ClientUnaryCall;
+  listAlertRules(
+    request: ListAlertRulesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAlertRulesResponse) => void,
+  ): ClientUnaryCall;
+  /** Replaces an alert rule's description and thresholds. */
+  updateAlertRule(
+    request: UpdateAlertRuleRequest,
+    callback: (error: ServiceError | null, response: UpdateAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  updateAlertRule(
+    request: UpdateAlertRuleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdateAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  updateAlertRule(
+    request: UpdateAlertRuleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdateAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes an alert rule. */
+  deleteAlertRule(
+    request: DeleteAlertRuleRequest,
+    callback: (error: ServiceError | null, response: DeleteAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  deleteAlertRule(
+    request: DeleteAlertRuleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  deleteAlertRule(
+    request: DeleteAlertRuleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteAlertRuleResponse) => void,
+  ): ClientUnaryCall;
+  /** Creates a webhook endpoint with its own signing secret (in the answer only). */
+  createWebhookEndpoint(
+    request: CreateWebhookEndpointRequest,
+    callback: (error: ServiceError | null, response: CreateWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  createWebhookEndpoint(
+    request: CreateWebhookEndpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  createWebhookEndpoint(
+    request: CreateWebhookEndpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  /** Reads one webhook endpoint. NOT_FOUND (ErrorInfo reason WEBHOOK_ENDPOINT_NOT_FOUND) when absent. */
+  getWebhookEndpoint(
+    request: GetWebhookEndpointRequest,
+    callback: (error: ServiceError | null, response: GetWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  getWebhookEndpoint(
+    request: GetWebhookEndpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  getWebhookEndpoint(
+    request: GetWebhookEndpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists an account's webhook endpoints. */
+  listWebhookEndpoints(
+    request: ListWebhookEndpointsRequest,
+    callback: (error: ServiceError | null, response: ListWebhookEndpointsResponse) => void,
+  ): ClientUnaryCall;
+  listWebhookEndpoints(
+    request: ListWebhookEndpointsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListWebhookEndpointsResponse) => void,
+  ): ClientUnaryCall;
+  listWebhookEndpoints(
+    request: ListWebhookEndpointsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListWebhookEndpointsResponse) => void,
+  ): ClientUnaryCall;
+  /** Changes a webhook endpoint (url, description, enabled, event types, format). */
+  updateWebhookEndpoint(
+    request: UpdateWebhookEndpointRequest,
+    callback: (error: ServiceError | null, response: UpdateWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  updateWebhookEndpoint(
+    request: UpdateWebhookEndpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdateWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  updateWebhookEndpoint(
+    request: UpdateWebhookEndpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdateWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes a webhook endpoint and its deliveries. */
+  deleteWebhookEndpoint(
+    request: DeleteWebhookEndpointRequest,
+    callback: (error: ServiceError | null, response: DeleteWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  deleteWebhookEndpoint(
+    request: DeleteWebhookEndpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  deleteWebhookEndpoint(
+    request: DeleteWebhookEndpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteWebhookEndpointResponse) => void,
+  ): ClientUnaryCall;
+  /** Replaces a webhook endpoint's signing secret; the new one is in the answer only. */
+  rotateWebhookSecret(
+    request: RotateWebhookSecretRequest,
+    callback: (error: ServiceError | null, response: RotateWebhookSecretResponse) => void,
+  ): ClientUnaryCall;
+  rotateWebhookSecret(
+    request: RotateWebhookSecretRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateWebhookSecretResponse) => void,
+  ): ClientUnaryCall;
+  rotateWebhookSecret(
+    request: RotateWebhookSecretRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateWebhookSecretResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists an account's webhook deliveries, newest first. */
+  listDeliveries(
+    request: ListDeliveriesRequest,
+    callback: (error: ServiceError | null, response: ListDeliveriesResponse) => void,
+  ): ClientUnaryCall;
+  listDeliveries(
+    request: ListDeliveriesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListDeliveriesResponse) => void,
+  ): ClientUnaryCall;
+  listDeliveries(
+    request: ListDeliveriesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListDeliveriesResponse) => void,
+  ): ClientUnaryCall;
+  /** Lists the attempts of one delivery (time, HTTP status, latency, answer excerpt). */
+  listDeliveryAttempts(
+    request: ListDeliveryAttemptsRequest,
+    callback: (error: ServiceError | null, response: ListDeliveryAttemptsResponse) => void,
+  ): ClientUnaryCall;
+  listDeliveryAttempts(
+    request: ListDeliveryAttemptsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListDeliveryAttemptsResponse) => void,
+  ): ClientUnaryCall;
+  listDeliveryAttempts(
+    request: ListDeliveryAttemptsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListDeliveryAttemptsResponse) => void,
+  ): ClientUnaryCall;
+  /** Makes a delivery pending again (same webhook-id), due now. */
+  redeliver(
+    request: RedeliverRequest,
+    callback: (error: ServiceError | null, response: RedeliverResponse) => void,
+  ): ClientUnaryCall;
+  redeliver(
+    request: RedeliverRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RedeliverResponse) => void,
+  ): ClientUnaryCall;
+  redeliver(
+    request: RedeliverRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RedeliverResponse) => void,
+  ): ClientUnaryCall;
+  /** Queues a "webhook.test" delivery to an endpoint. */
+  sendTestEvent(
+    request: SendTestEventRequest,
+    callback: (error: ServiceError | null, response: SendTestEventResponse) => void,
+  ): ClientUnaryCall;
+  sendTestEvent(
+    request: SendTestEventRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SendTestEventResponse) => void,
+  ): ClientUnaryCall;
+  sendTestEvent(
+    request: SendTestEventRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SendTestEventResponse) => void,
   ): ClientUnaryCall;
 }
 
