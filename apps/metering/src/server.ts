@@ -344,7 +344,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const reservations = new ReservationsService(db);
   every(config.reservationSweepMs, 'reservation sweep', 'reservations expired', () => reservations.expireAllDue());
   // Webhook deliveries (alerts): claimed with SKIP LOCKED and a lease, so every process takes its share.
-  const dispatcher = new WebhookDispatcher(db, { ...config.webhooks, allow: config.webhooks.allowedHosts }, log);
+  const dispatcher = new WebhookDispatcher(db, { ...config.webhooks, allow: config.webhooks.allowedHosts, onAttempt: (ok) => metrics?.webhookAttempt(ok) }, log);
   every(config.webhooks.pollMs, 'webhook dispatch', 'webhook attempts started', () => dispatcher.sweep());
   const alertSweep = new AlertsService(db, config.webhooks.allowedHosts);
   every(config.webhooks.periodSweepMs, 'alert period sweep', 'alerts resolved at the end of their period', () => alertSweep.resolveEndedPeriods());
