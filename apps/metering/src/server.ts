@@ -358,7 +358,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const credits = new CreditsService(db);
   every(config.reservationSweepMs, 'grant expiry sweep', 'grants expired', () => credits.expireAllDue());
   // Webhook deliveries (alerts): claimed with SKIP LOCKED and a lease, so every process takes its share.
-  const dispatcher = new WebhookDispatcher(db, { ...config.webhooks, allow: config.webhooks.allowedHosts }, log);
+  const dispatcher = new WebhookDispatcher(db, { ...config.webhooks, allow: config.webhooks.allowedHosts, onAttempt: (ok) => metrics?.webhookAttempt(ok) }, log);
   every(config.webhooks.pollMs, 'webhook dispatch', 'webhook attempts started', () => dispatcher.sweep());
   const alertSweep = new AlertsService(db, config.webhooks.allowedHosts);
   every(config.webhooks.periodSweepMs, 'alert period sweep', 'alerts resolved at the end of their period', () => alertSweep.resolveEndedPeriods());

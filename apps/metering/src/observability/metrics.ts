@@ -34,6 +34,12 @@ export class Metrics {
   });
   private readonly recorded = new Counter({ name: 'metering_charges_recorded_total', help: 'Charges stored (not replays), by pricing status.', labelNames: ['pricing_status'], registers: [this.registry] });
   private readonly streamMessages = new Counter({ name: 'metering_stream_messages_total', help: 'Messages written to server streams (WatchCharges: events), by method.', labelNames: ['method'], registers: [this.registry] });
+  private readonly webhookAttempts = new Counter({
+    name: 'metering_webhook_attempts_total',
+    help: 'Webhook delivery attempts made by this process, by outcome (delivered, failed).',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   private readonly pruned = new Counter({ name: 'metering_events_pruned_total', help: 'Charge stream events deleted by the outbox retention sweep of this process.', registers: [this.registry] });
 
   /** `openStreams`: how many server streams are open now (read at scrape time). */
@@ -61,6 +67,16 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: 'metering_webhook_deliveries',
+      help: 'Webhook deliveries by status: pending (to be attempted) and failed (given up; all accounts; read at scrape time).',
+      labelNames: ['status'],
+      registers: [this.registry],
+      async collect() {
+        const rows: Array<{ status: string; n: string }> = await db('webhook_deliveries').whereIn('status', ['pending', 'failed']).groupBy('status').select('status', db.raw('count(*) AS n'));
+        for (const status of ['pending', 'failed']) this.set({ status }, Number(rows.find((r) => r.status === status)?.n ?? 0));
+      },
+    });
+    new Gauge({
       name: 'metering_reservations_held',
       help: 'Reservations currently holding amounts against limits (all accounts; read at scrape time).',
       registers: [this.registry],
@@ -78,6 +94,10 @@ export class Metrics {
 
   streamMessage(method: string): void {
     this.streamMessages.inc({ method });
+  }
+
+  webhookAttempt(delivered: boolean): void {
+    this.webhookAttempts.inc({ outcome: delivered ? 'delivered' : 'failed' });
   }
 
   eventsPruned(n: number): void {

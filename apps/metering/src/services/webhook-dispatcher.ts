@@ -19,6 +19,8 @@ export interface DispatcherOptions {
   concurrency: number;
   allow: AllowList;
   clock?: () => Date;
+  /** Told about every attempt (metrics). */
+  onAttempt?: (delivered: boolean) => void;
 }
 
 /** At most this much of an answer is logged. */
@@ -92,6 +94,8 @@ export class WebhookDispatcher {
       deliveryId: d.deliveryId, attempt: d.attemptCount, startTime: start, latencyMs, httpStatus: outcome.httpStatus,
       error: outcome.error, responseExcerpt: outcome.excerpt, success, nextAttemptTime: next,
     };
+    // Counted as made before it is logged (an attempt whose log fails was still made).
+    this.opts.onAttempt?.(success);
     await inTransaction(this.db, async (tx) => {
       await insertAttempt(tx, d.accountId, attempt);
       const changed = await finishAttempt(tx, d.accountId, d.deliveryId, d.attemptCount, success ? { delivered: true } : { delivered: false, next });

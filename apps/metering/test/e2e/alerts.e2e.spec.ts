@@ -46,7 +46,7 @@ const POLICY = { baseDelayMs: 150, maxDelayMs: 1000, windowMs: 30_000 };
 const ENV = {
   METERING_WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
   METERING_WEBHOOK_POLL_MS: '50',
-  METERING_WEBHOOK_TIMEOUT_MS: '700',
+  METERING_WEBHOOK_TIMEOUT_MS: '1500',
   METERING_WEBHOOK_RETRY_BASE_MS: String(POLICY.baseDelayMs),
   METERING_WEBHOOK_RETRY_MAX_MS: String(POLICY.maxDelayMs),
   METERING_WEBHOOK_RETRY_SECONDS: String(POLICY.windowMs / 1000),
@@ -291,7 +291,7 @@ describe.each(databaseTargets())('an endpoint that keeps failing on $name', (tar
 
   beforeAll(async () => {
     tdb = await target.create();
-    server = await startServer(tdb.config, { ...ENV, METERING_WEBHOOK_RETRY_SECONDS: '1' });
+    server = await startServer(tdb.config, { ...ENV, METERING_WEBHOOK_RETRY_SECONDS: '1', METERING_METRICS_PORT: '0' });
     receiver = await new Receiver().start();
     receiver.behave = () => 'fail';
   });
@@ -328,6 +328,11 @@ describe.each(databaseTargets())('an endpoint that keeps failing on $name', (tar
     expectSchedule(delivery.deliveryId, attempts);
     // The last attempt has no next: the next one would have been past the window.
     expect(attempts[attempts.length - 1].nextAttemptTime).toBeUndefined();
+    // Operators see it in the metrics: every attempt failed, one delivery failed for good, none pending.
+    const line = server.logs.map((l) => (l.startsWith('{') ? (JSON.parse(l) as { msg?: string; metrics_port?: number }) : {})).find((l) => l.msg === 'metrics');
+    const metrics = await (await fetch(`http://127.0.0.1:${line?.metrics_port}/metrics`)).text();
+    const value = (name: string) => Number(metrics.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
+    expect([value('metering_webhook_attempts_total{outcome="failed"}'), value('metering_webhook_deliveries{status="failed"}'), value('metering_webhook_deliveries{status="pending"}')]).toEqual([attempts.length, 1, 0]);
     // A disabled endpoint gets no new deliveries (the alert of 3 USD is on the stream only); enabling it again clears the reason.
     await charge(client, 'flaky', 'f2', 'u1', { promptTokens: '5000' });
     const re = await call(client.updateWebhookEndpoint, client, { endpoint: { ...disabled, enabled: true } });
