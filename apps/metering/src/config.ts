@@ -50,6 +50,8 @@ export interface Config {
     concurrency: number;
     retry: RetryPolicy;
   };
+  /** The span (or resource) attribute the OTLP receiver (POST /v1/traces) reads the user id from (METERING_OTLP_USER_ATTRIBUTE, default user.id). */
+  otlpUserAttribute: string;
   /** TLS: PEM files of the server's certificate chain and key; with clientCaFile, clients must present a certificate it signed (mutual TLS). */
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
 }
@@ -100,6 +102,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsPort: env.METERING_METRICS_PORT ? int(env, 'METERING_METRICS_PORT', 0, 0, 65535) : undefined,
     httpPort: env.METERING_HTTP_PORT ? int(env, 'METERING_HTTP_PORT', 0, 0, 65535) : undefined,
     tracing: tracing === 'otlp',
+    otlpUserAttribute: env.METERING_OTLP_USER_ATTRIBUTE || 'user.id',
     tls: certFile && keyFile ? { certFile, keyFile, clientCaFile } : undefined,
     authMode,
     operatorKey,

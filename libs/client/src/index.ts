@@ -7,18 +7,24 @@ import {
   ExportChargesRequest,
   ExportChargesResponse,
   MAX_MESSAGE_BYTES,
+  meteringServiceDesc,
   MeteringServiceClient,
   MeteringServiceService,
   RecordChargeRequest,
   RecordChargeResponse,
-  RecordChargesRequest,
   RecordChargesResponse,
   ReleaseReservationResponse,
   Status,
   WatchChargesRequest,
   WatchChargesResponse,
 } from '@metering/contracts';
+import * as contracts from '@metering/contracts';
 import { randomUUID } from 'node:crypto';
+import { checkRequest } from './validate';
+
+export { checkRequest, MeteringRequestError } from './validate';
+// The contract's messages and enums (ChargeEvent, RecordChargeRequest, UsageFormat...): the installed package carries them.
+export * from '@metering/contracts';
 
 /**
  * The Metering client for TypeScript backends. Promise-based and typed by
@@ -33,6 +39,15 @@ type Methods = typeof MeteringServiceService;
 type Method = keyof Methods;
 type RequestOf<M extends Method> = Parameters<Methods[M]['requestSerialize']>[0];
 type ResponseOf<M extends Method> = ReturnType<Methods[M]['responseDeserialize']>;
+
+type Builtin = Date | ((...args: never[]) => unknown) | Uint8Array | string | number | boolean | bigint | undefined;
+/** A request with every field optional, nested ones too (what the generated fromPartial takes). */
+export type DeepPartial<T> = T extends Builtin ? T : T extends Array<infer U> ? Array<DeepPartial<U>> : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : Partial<T>;
+
+/** Each method's request message: its full name (for the client's checks) and its generated fromPartial. */
+const requestTypes = new Map(
+  meteringServiceDesc.methods.map((m) => [m.localName, { typeName: m.input.typeName, fromPartial: (contracts as unknown as Record<string, { fromPartial(o: unknown): unknown }>)[m.input.name]?.fromPartial }]),
+);
 
 export interface MeteringClientOptions {
   /** host:port of the server, e.g. "metering.internal:50051". */
@@ -86,10 +101,17 @@ export class MeteringClient {
     return md;
   }
 
-  /** Any unary RPC by name, with the deadline and the retries. */
-  async call<M extends Method>(method: M, request: RequestOf<M>, track?: { retried: boolean }): Promise<ResponseOf<M>> {
+  /**
+   * Any unary RPC by name, with the deadline and the retries. Fields left out are the
+   * contract's defaults. A value the wire cannot carry (a fractional token count) throws
+   * MeteringRequestError naming the field, before anything is sent.
+   */
+  async call<M extends Method>(method: M, partial: DeepPartial<RequestOf<M>>, track?: { retried: boolean }): Promise<ResponseOf<M>> {
     const def = MeteringServiceService[method];
     if (def.responseStream) throw new Error(`${method} is a stream: use watchCharges()`);
+    const type = requestTypes.get(method);
+    if (type) checkRequest(type.typeName, partial);
+    const request = (type?.fromPartial ? type.fromPartial(partial) : partial) as RequestOf<M>;
     let last: ServiceError | undefined;
     const attempts = NOT_RETRIED.has(method) ? 1 : this.attempts;
     for (let attempt = 0; attempt < attempts; attempt++) {
@@ -118,19 +140,19 @@ export class MeteringClient {
   }
 
   /** Records an LLM call. Without an idempotency key, one is made and reused by every retry. */
-  recordCharge(request: Partial<RecordChargeRequest> & Pick<RecordChargeRequest, 'userId' | 'provider' | 'model'>): Promise<RecordChargeResponse> {
-    return this.call('recordCharge', RecordChargeRequest.fromPartial({ idempotencyKey: randomUUID(), ...request }));
+  recordCharge(request: DeepPartial<RecordChargeRequest> & Pick<RecordChargeRequest, 'userId' | 'provider' | 'model'>): Promise<RecordChargeResponse> {
+    return this.call('recordCharge', { idempotencyKey: randomUUID(), ...request });
   }
 
   /** Records up to 1000 charges in one call (each with its own key, made when missing). */
-  recordCharges(charges: Array<Partial<RecordChargeRequest>>): Promise<RecordChargesResponse> {
-    return this.call('recordCharges', RecordChargesRequest.fromPartial({ charges: charges.map((c) => ({ idempotencyKey: randomUUID(), ...c })) }));
+  recordCharges(charges: Array<DeepPartial<RecordChargeRequest>>): Promise<RecordChargesResponse> {
+    return this.call('recordCharges', { charges: charges.map((c) => ({ idempotencyKey: randomUUID(), ...c })) });
   }
 
   /** Checks limits; with `reserve: true` holds the expected usage (an idempotency key is made when missing). */
-  checkLimits(request: Partial<CheckLimitsRequest> & Pick<CheckLimitsRequest, 'userId'>): Promise<CheckLimitsResponse> {
+  checkLimits(request: DeepPartial<CheckLimitsRequest> & Pick<CheckLimitsRequest, 'userId'>): Promise<CheckLimitsResponse> {
     const key = request.reserve && !request.idempotencyKey ? { idempotencyKey: randomUUID() } : {};
-    return this.call('checkLimits', CheckLimitsRequest.fromPartial({ ...request, ...key }));
+    return this.call('checkLimits', { ...request, ...key });
   }
 
   /**
@@ -157,7 +179,7 @@ export class MeteringClient {
    * no event is missed or repeated. Ends when `signal` aborts. `onStart` is
    * told the sequence each (re)connected stream starts after.
    */
-  async *watchCharges(request: Partial<WatchChargesRequest>, signal?: AbortSignal, onStart?: (afterSequence: string) => void): AsyncGenerator<ChargeEvent> {
+  async *watchCharges(request: DeepPartial<WatchChargesRequest>, signal?: AbortSignal, onStart?: (afterSequence: string) => void): AsyncGenerator<ChargeEvent> {
     let cursor = request.afterSequence;
     let failures = 0;
     while (!signal?.aborted) {
@@ -194,7 +216,7 @@ export class MeteringClient {
    * An export of charges (CSV or JSON lines) as its chunks, in order: write each to a file as it
    * comes. Not retried (a second attempt would start the file again); ends when `signal` aborts.
    */
-  async *exportCharges(request: Partial<ExportChargesRequest>, signal?: AbortSignal): AsyncGenerator<ExportChargesResponse> {
+  async *exportCharges(request: DeepPartial<ExportChargesRequest>, signal?: AbortSignal): AsyncGenerator<ExportChargesResponse> {
     const stream = this.stub.exportCharges(ExportChargesRequest.fromPartial(request), this.metadata());
     const onAbort = () => stream.cancel();
     signal?.addEventListener('abort', onAbort);

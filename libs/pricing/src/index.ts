@@ -8,3 +8,4 @@ export * from './usage-shapes';
 export * from './catalogue-file';
 export * from './curated';
 export * from './service-tiers';
+export * from './genai-spans';

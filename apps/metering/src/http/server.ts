@@ -10,11 +10,13 @@ import type { Logger } from '../logger';
 import type { Telemetry } from '../grpc/unary';
 import type { MeteringMethods } from '../server';
 import { meteringRoutes } from './connect';
+import { otlpReceiver } from './otlp';
 
 /**
  * The HTTP port (METERING_HTTP_PORT): MeteringService over the Connect protocol at
  * /metering.v1.MeteringService/<Method> (JSON for browsers and curl, also binary protobuf), and
- * the dashboard (a static single-page app built into dist/dashboard) at /. TLS when the gRPC
+ * the dashboard (a static single-page app built into dist/dashboard) at /, and the OTLP/HTTP
+ * traces receiver at /v1/traces (otlp.ts). TLS when the gRPC
  * port has it, with the same certificate.
  */
 
@@ -51,9 +53,12 @@ export async function serveHttp(config: Config, port: number, methods: MeteringM
       else notFound(req, res);
     },
   });
+  // OTLP/HTTP traces (POST /v1/traces): GenAI spans become charges (otlp.ts).
+  const otlp = otlpReceiver(methods, config.otlpUserAttribute, log);
+  const route = (req: IncomingMessage, res: ServerResponse) => (otlp.handles(req) ? void otlp.handle(req, res) : handler(req, res));
   const server: Server = config.tls
-    ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, handler)
-    : createHttpServer(handler);
+    ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, route)
+    : createHttpServer(route);
   // A browser's kept-alive connection must not hold the process at shutdown.
   server.keepAliveTimeout = 5000;
   const bound = await new Promise<number>((resolve, reject) => {

@@ -1,0 +1,88 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ListChargesRequest, ListChargesResponse } from '@metering/contracts';
+import { databaseTargets, describeEachOf, TestDatabase } from '../support/databases';
+import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
+
+/**
+ * Issue 18: the TypeScript client as a package a backend installs. `npm pack` of libs/client
+ * (libs/client/pack.mjs) is installed into an empty project outside the repository, a
+ * program using it is compiled with that project's own plain `tsc` (no paths, no skipLibCheck)
+ * and run with plain `node` against the real server: the reserve -> call -> record flow, a
+ * partial request through call(), and a fractional token count refused on the client with the
+ * field named (it was `13 INTERNAL: Request message serialization failure`), nothing written.
+ */
+const rootPackage = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+const typescriptVersion = (JSON.parse(readFileSync(join(ROOT, 'node_modules', 'typescript', 'package.json'), 'utf8')) as { version: string }).version;
+
+const program = `import { MeteringClient, MeteringRequestError, type ChargeEvent } from '@metering/client';
+
+const metering = new MeteringClient({ address: process.argv[2], deadlineMs: 5000 });
+const llm = { chat: async (_: { model: string; prompt: string }) => ({ id: 'chatcmpl-' + process.argv[3], usage: { prompt_tokens: 21, completion_tokens: 34 } }) };
+
+async function main(): Promise<void> {
+  const prompt = 'Summarise the attached contract in three sentences.';
+  const out: Record<string, unknown> = {};
+  try {
+    await metering.checkLimits({ accountId: 'outside', userId: 'u1', reserve: true, estimate: { provider: 'openai', model: 'gpt-4o', promptTokens: String(prompt.length / 4) } });
+  } catch (err) {
+    out.refused = err instanceof MeteringRequestError ? { field: err.field, message: err.message } : String(err);
+  }
+  const check = await metering.checkLimits({ accountId: 'outside', userId: 'u1', reserve: true, estimate: { provider: 'openai', model: 'gpt-4o', promptTokens: String(Math.ceil(prompt.length / 4)), completionTokens: '800' } });
+  const completion = await llm.chat({ model: 'gpt-4o', prompt });
+  const recorded = await metering.recordCharge({ accountId: 'outside', userId: 'u1', provider: 'openai', model: 'gpt-4o', idempotencyKey: completion.id, promptTokens: String(completion.usage.prompt_tokens), completionTokens: String(completion.usage.completion_tokens), reservationId: check.reservation!.reservationId });
+  const today = new Date().toISOString().slice(0, 10);
+  const usage = await metering.call('getDailyUsage', { accountId: 'outside', startDate: today, endDate: today });
+  const event: ChargeEvent | undefined = undefined;
+  Object.assign(out, { allowed: check.allowed, chargeId: recorded.charge?.chargeId, settled: recorded.reservation?.chargeId, messages: usage.totals?.messageCount, noEvent: event === undefined });
+  process.stdout.write(JSON.stringify(out));
+  metering.close();
+}
+main().catch((err) => { console.error(err); process.exit(1); });
+`;
+
+beforeAll(() => buildServer());
+
+describeEachOf(databaseTargets().filter((t) => t.name === 'pglite'), 'pglite')('the packed TypeScript client in an outside project, on $name', (target) => {
+  let tdb: TestDatabase;
+  let server: ServerProcess;
+  let project: string;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    server = await startServer(tdb.config);
+    project = mkdtempSync(join(tmpdir(), 'metering-outside-'));
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await tdb?.drop();
+    if (project) rmSync(project, { recursive: true, force: true });
+  });
+
+  it('installs from the tarball, type-checks with plain tsc, runs with plain node: the flow, and a fractional count refused naming the field', async () => {
+    const tarball = execFileSync(process.execPath, [join(ROOT, 'libs', 'client', 'pack.mjs'), '--out', project], { encoding: 'utf8' }).trim();
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'outside-backend', version: '1.0.0', private: true }));
+    // The tarball's dependencies (and the compiler) come from npm's cache, filled by the repo's npm ci.
+    execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball, `typescript@${typescriptVersion}`, `@types/node@${rootPackage.devDependencies['@types/node']}`], { cwd: project, stdio: 'inherit' });
+    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'commonjs', strict: true, types: ['node'] }, include: ['main.ts'] }));
+    writeFileSync(join(project, 'main.ts'), program);
+    execFileSync(process.execPath, [join(project, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], { cwd: project, stdio: 'inherit' });
+    const run = promisify(require('node:child_process').execFile) as (file: string, args: string[], options: object) => Promise<{ stdout: string }>;
+    const { stdout } = await run(process.execPath, [join(project, 'main.js'), server.address, 'one'], { cwd: project, env: { PATH: process.env.PATH } });
+    const out = JSON.parse(stdout) as { refused: { field: string; message: string }; allowed: boolean; chargeId: string; settled: string; messages: string };
+    expect(out.refused.field).toBe('estimate.promptTokens');
+    expect(out.refused.message).toMatch(/not a whole number/);
+    expect(out.allowed).toBe(true);
+    expect(out.settled).toBe(out.chargeId);
+    expect(out.messages).toBe('1');
+    // The server holds the one charge the program recorded, and nothing from the refused request.
+    const listed = await new Promise<ListChargesResponse>((resolve, reject) =>
+      server.client.listCharges(ListChargesRequest.fromPartial({ accountId: 'outside', startDate: new Date().toISOString().slice(0, 10), endDate: new Date().toISOString().slice(0, 10) }), (err, res) => (err ? reject(err) : resolve(res))),
+    );
+    expect(listed.charges.map((c) => c.chargeId)).toEqual([out.chargeId]);
+  });
+});
