@@ -284,6 +284,15 @@ describe.each(databaseTargets())('credits on $name', (target) => {
     expect(b2.available.toFixed()).toBe(new Dec('1.00').minus(repriced.total_cost).toFixed());
     expect((await entries(a)).map((e) => e.kind)).toEqual(['grant', 'burn', 'overage', 'overage', 'refund']);
     await expectRollupsMatchCharges(db, a);
+    // A charge priced before its account had credits never burned: re-rating it moves no credits.
+    const b = 'rerate-before';
+    const early = (await charges.recordCharge(chargeRequest({ accountId: b, idempotencyKey: 'early', ...unpriced, promptTokens: '100000', completionTokens: '0' }))).charge;
+    expect(early.pricingStatus).toBe('priced');
+    await grant(b, 'g', '1.00');
+    await price('3');
+    expect(await rerate.rerate({ ...range, accountId: b, mode: 2 })).toMatchObject({ changed: 1 });
+    expect((await entries(b)).map((e) => e.kind)).toEqual(['grant']);
+    await expectBalanceIdentity(db, b);
   });
 
   it('under allow_overage records and prices every charge and tracks the overage of the month; balance events fire once per crossing', async () => {
