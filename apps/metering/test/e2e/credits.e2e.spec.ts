@@ -49,6 +49,7 @@ async function thousandAgainstFive(db: Db, servers: ServerProcess[], account: st
   const results = await Promise.all(Array.from({ length: 1000 }, (_, n) => reserve(servers[n % servers.length].client, account, `r${n}`, '0.10', `u${n % 5}`)));
   const admitted = results.filter((r) => r.allowed);
   expect(admitted).toHaveLength(new Dec(grant.grant!.amount!.amount).dividedBy('0.10').toNumber());
+  expect(admitted.every((r) => r.reservation?.creditHeld?.amount === '0.1')).toBe(true);
   expect(results.filter((r) => !r.allowed).every((r) => r.reason === CheckLimitsReason.CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT)).toBe(true);
   const { balance } = await call(servers[0].client.getBalance, servers[0].client, { accountId: account, userId: '' });
   expect(balance).toMatchObject({ available: { amount: '0' }, held: { amount: grant.grant!.amount!.amount.replace(/\.?0+$/, '') } });
@@ -102,7 +103,7 @@ describe.each(databaseTargets())('credits API on $name', (target) => {
     const g = await createGrant(client, { accountId: 'flow', idempotencyKey: 'topup-1', amount: USD('10.00'), kind: GrantKind.GRANT_KIND_PAID });
     expect(g).toMatchObject({ replayed: false, grant: { accountId: 'flow', status: GrantStatus.GRANT_STATUS_ACTIVE, remaining: { amount: '10' }, kind: GrantKind.GRANT_KIND_PAID } });
     const r = await reserve(client, 'flow', 'call-1', '0.50');
-    expect(r).toMatchObject({ allowed: true });
+    expect(r).toMatchObject({ allowed: true, creditAvailable: { amount: '10' }, reservation: { heldCost: { amount: '0.5' }, creditHeld: { amount: '0.5' } } });
     const mid = await call(client.getBalance, client, { accountId: 'flow', userId: '' });
     expect(mid.balance).toMatchObject({ hasCredits: true, policy: CreditPolicy.CREDIT_POLICY_DENY, available: { amount: '9.5' }, held: { amount: '0.5' } });
     const { charge } = await call(client.recordCharge, client, chargeRequest({ accountId: 'flow', idempotencyKey: 'call-1', provider: 'selfhosted', model: 'credit-llm', promptTokens: tokensFor('0.42'), completionTokens: '0', reservationId: r.reservation!.reservationId }));

@@ -388,6 +388,11 @@ export interface CheckLimitsResponse {
   replayed: boolean;
   /** The account's time zone the periods follow. */
   timeZone: string;
+  /**
+   * For an account with prepaid credits (README "Credits"): what the user may
+   * spend now, USD, before this call's hold. Unset for an account without credits.
+   */
+  creditAvailable: Money | undefined;
 }
 
 /** New daily limits for a scope. */
@@ -2497,6 +2502,7 @@ function createBaseCheckLimitsResponse(): CheckLimitsResponse {
     reservation: undefined,
     replayed: false,
     timeZone: "",
+    creditAvailable: undefined,
   };
 }
 
@@ -2531,6 +2537,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     }
     if (message.timeZone !== "") {
       writer.uint32(82).string(message.timeZone);
+    }
+    if (message.creditAvailable !== undefined) {
+      Money.encode(message.creditAvailable, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -2628,6 +2637,14 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
             message.timeZone = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.creditAvailable = Money.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2664,6 +2681,11 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
         : isSet(object.time_zone)
         ? globalThis.String(object.time_zone)
         : "",
+      creditAvailable: isSet(object.creditAvailable)
+        ? Money.fromJSON(object.creditAvailable)
+        : isSet(object.credit_available)
+        ? Money.fromJSON(object.credit_available)
+        : undefined,
     };
   },
 
@@ -2699,6 +2721,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     if (message.timeZone !== "") {
       obj.timeZone = message.timeZone;
     }
+    if (message.creditAvailable !== undefined) {
+      obj.creditAvailable = Money.toJSON(message.creditAvailable);
+    }
     return obj;
   },
 
@@ -2723,6 +2748,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
       : undefined;
     message.replayed = object.replayed ?? false;
     message.timeZone = object.timeZone ?? "";
+    message.creditAvailable = (object.creditAvailable !== undefined && object.creditAvailable !== null)
+      ? Money.fromPartial(object.creditAvailable)
+      : undefined;
     return message;
   },
 };
