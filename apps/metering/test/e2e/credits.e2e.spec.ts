@@ -1,4 +1,4 @@
-import { type ClientReadableStream, status } from '@grpc/grpc-js';
+import { type ClientReadableStream, Metadata, status } from '@grpc/grpc-js';
 import {
   BalanceEntryKind,
   ChargeEvent,
@@ -36,8 +36,9 @@ const USD = (amount: string) => ({ amount, currencyCode: 'USD' });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const createGrant = (client: MeteringServiceClient, over: Partial<CreateGrantRequest>) =>
   call(client.createGrant, client, CreateGrantRequest.fromPartial({ idempotencyKey: 'g', amount: USD('5.00'), reason: 'top-up', actor: 'ops@example.com', ...over }));
+/** A reservation; the 1,000 concurrent ones of an account queue on its rows, so they get a minute rather than 10 s on a loaded machine. */
 const reserve = (client: MeteringServiceClient, accountId: string, key: string, cost: string, userId = 'u1') =>
-  call(client.checkLimits, client, checkRequest({ accountId, userId, reserve: true, idempotencyKey: key, additionalCost: USD(cost) }));
+  call(client.checkLimits, client, checkRequest({ accountId, userId, reserve: true, idempotencyKey: key, additionalCost: USD(cost) }), new Metadata(), 60_000);
 /** Prompt tokens of the self-hosted model priced below ($1 per million in) that cost `usd`. */
 const tokensFor = (usd: string) => new Dec(usd).times(1_000_000).toFixed(0);
 const priceModel = (client: MeteringServiceClient) =>
@@ -60,8 +61,8 @@ async function thousandAgainstFive(db: Db, servers: ServerProcess[], account: st
       const client = servers[n % servers.length].client;
       const reservationId = r.reservation!.reservationId;
       return n % 2 === 0
-        ? call(client.recordCharge, client, chargeRequest({ accountId: account, userId: r.reservation!.userId, idempotencyKey: `c${n}`, provider: 'selfhosted', model: 'credit-llm', promptTokens: tokensFor('0.10'), completionTokens: '0', reservationId }))
-        : call(client.releaseReservation, client, { accountId: account, reservationId });
+        ? call(client.recordCharge, client, chargeRequest({ accountId: account, userId: r.reservation!.userId, idempotencyKey: `c${n}`, provider: 'selfhosted', model: 'credit-llm', promptTokens: tokensFor('0.10'), completionTokens: '0', reservationId }), new Metadata(), 60_000)
+        : call(client.releaseReservation, client, { accountId: account, reservationId }, new Metadata(), 60_000);
     }),
   );
   const after = await call(servers[0].client.getBalance, servers[0].client, { accountId: account, userId: '' });

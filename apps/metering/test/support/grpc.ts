@@ -4,10 +4,14 @@ import { BadRequest, ErrorInfo, QuotaFailure, Status } from '@metering/contracts
 /** The last (fullest) overload of a generated unary client method; TypeScript infers Req and Res from it. */
 type UnaryMethod<Req, Res> = (req: Req, metadata: Metadata, options: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown;
 
-/** Calls a generated unary client method as a promise, with a 10 s deadline (and the given metadata, e.g. an API key). */
-export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req, metadata = new Metadata()): Promise<Res> {
+/**
+ * Calls a generated unary client method as a promise, with a 10 s deadline (and the given
+ * metadata, e.g. an API key). `deadlineMs` gives more to calls that queue behind many others
+ * on purpose (1,000 concurrent reservations of one account on a loaded machine).
+ */
+export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req, metadata = new Metadata(), deadlineMs = 10_000): Promise<Res> {
   return new Promise((resolve, reject) =>
-    method.call(self, req, metadata, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
+    method.call(self, req, metadata, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))),
   );
 }
 
