@@ -124,5 +124,6 @@ export function toProtoReservation(r: Reservation): PbReservation {
     expireTime: toProtoTimestamp(r.expireTime),
     finishTime: r.finishTime ? toProtoTimestamp(r.finishTime) : undefined,
     chargeId: r.chargeId ?? '',
+    creditHeld: toProtoMoney((r.creditHolds ?? []).reduce((a, h) => a.plus(h.amount), new Dec(0))),
   };
 }

@@ -118,5 +118,6 @@ export const checkLimitsHandler =
       limits: r.limits.map(toProtoLimitStatus),
       reservation: r.reservation ? toProtoReservation(r.reservation) : undefined,
       replayed: r.replayed,
+      creditAvailable: r.credit ? toProtoMoney(r.credit.available) : undefined,
     };
   };

@@ -1,6 +1,5 @@
 import {
   balanceOf,
-  CreditAccount,
   CreditBalance,
   CreditBook,
   CreditPolicy,
@@ -94,12 +93,6 @@ export class Books {
 export async function applyBooks(tx: Tx, books: Books, now: Date, before: LedgerChange[] = []): Promise<void> {
   const entries = entriesOf([...before, ...books.changes]);
   await applyEntries(tx, entries, now, undefined, books.writes(entries, now));
-}
-
-/** Where a grant stands, with its amounts as seen now. */
-export interface GrantView {
-  grant: Grant;
-  now: Date;
 }
 
 export interface BalanceView extends CreditBalance {
@@ -237,5 +230,3 @@ export class CreditsService {
     }
   }
 }
-
-export type { CreditAccount };

@@ -252,6 +252,9 @@ export class LimitsService {
           expireTime: new Date(now.getTime() + holdSeconds * 1000),
         };
         if (!(await insertReservation(tx, reservation, view.epoch))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
+        // The limits before any lock (the insert checked the settings epoch, which limits move),
+        // so that the rows locked below are held for as few round trips as possible.
+        const limits = await readLimits(tx, check.accountId, ['', check.userId]);
         // This account's expired holds are freed first, so the decision sees them gone.
         // Every counter the transaction will write is locked in one statement, in key order.
         const expired = await dueExpiries(tx, now, check.accountId);
@@ -263,7 +266,6 @@ export class LimitsService {
         const book = books?.get(check.accountId);
         for (const c of expired) if (book && c.kind === 'hold_expired' && c.reservation.creditHolds?.length) book.releaseHolds(c.reservation, now);
         const locked = await lockCounters(tx, [...freed.map((d) => d.key), ...counterKeysOf(check.accountId, check.userId, day)], now);
-        const limits = await readLimits(tx, check.accountId, ['', check.userId]);
         let result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call);
         if (book) result = withCredits(result, book.account.policy, book.available(now, check.userId), call.cost);
         if (!result.allowed) throw new Denied(result);

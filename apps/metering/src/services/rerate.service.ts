@@ -77,8 +77,11 @@ export class RerateService {
         // Credits: a re-rated charge burns the difference, or is refunded it (what it burned of each
         // grant, read from its balance entries; the grants locked before the counters).
         const now = this.clock();
-        const rerated = written?.credits.has(q.accountId) ? changes.flatMap((c) => (c.kind === 'charge_rerated' ? [c] : [])) : [];
-        const burned = await burnsOfCharges(tx, q.accountId, rerated.map((c) => c.after.chargeId));
+        const candidates = written?.credits.has(q.accountId) ? changes.flatMap((c) => (c.kind === 'charge_rerated' ? [c] : [])) : [];
+        const burned = await burnsOfCharges(tx, q.accountId, candidates.map((c) => c.after.chargeId));
+        // A charge that cost something always has burn or overage entries once its account has
+        // credits: one with a cost and none was recorded before, and re-rating it moves no credits.
+        const rerated = candidates.filter((c) => burned.has(c.after.chargeId) || new Dec(c.before.costs?.totalCost ?? 0).isZero());
         const books = await Books.open(tx, rerated.length ? [q.accountId] : [], now, [...burned.values()].flatMap((b) => [...b.byGrant.keys()]));
         const book = books.get(q.accountId);
         for (const c of rerated) {

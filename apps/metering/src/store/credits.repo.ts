@@ -165,44 +165,48 @@ export async function findGrantByKey(db: Db | Tx, accountId: string, idempotency
 
 export type { CreditWrites };
 
-const APPLY_CREDITS_SQL = `WITH acc AS (
-    UPDATE credit_accounts a SET balance = u.balance, last_entry = u.last_entry, updated_at = u.updated_at
-      FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = u.account_id
-    RETURNING 1
-  ), grants AS (
-    UPDATE credit_grants g SET spent = g.spent + u.spent, held = g.held + u.held, expired = g.expired + u.expired, voided = g.voided + u.voided,
-           void_time = coalesce(g.void_time, u.void_time), void_reason = coalesce(g.void_reason, u.void_reason), void_actor = coalesce(g.void_actor, u.void_actor)
-      FROM json_populate_recordset(NULL::credit_grants, ?::json) u
-     WHERE g.account_id = u.account_id AND g.grant_id = u.grant_id AND (SELECT count(*) FROM acc) >= 0
-    RETURNING 1
-  ), overage AS (
-    INSERT INTO credit_overage AS o (account_id, period_start, amount, updated_at)
-      SELECT account_id, period_start, amount, updated_at FROM json_populate_recordset(NULL::credit_overage, ?::json) WHERE (SELECT count(*) FROM grants) >= 0
-    ON CONFLICT (account_id, period_start) DO UPDATE SET amount = o.amount + excluded.amount, updated_at = excluded.updated_at
-    RETURNING 1
-  ), holds AS (
-    UPDATE reservations r SET credit_holds = u.credit_holds
-      FROM json_populate_recordset(NULL::reservations, ?::json) u
-     WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND (SELECT count(*) FROM overage) >= 0
-    RETURNING 1
-  ), entries AS (
-    INSERT INTO credit_entries (account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id)
-      SELECT account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id
-        FROM json_populate_recordset(NULL::credit_entries, ?::json) WHERE (SELECT count(*) FROM holds) >= 0
-    RETURNING 1
-  )
-  SELECT (SELECT count(*) FROM entries)::int AS entries`;
-
 /**
- * Applies credit entries in the lock order, in one statement: account heads,
- * grants (key order), overage (key order), reservations' holds, then the
- * balance entries. The rows were locked by lockCredits (the reservations by
- * their own insert or lock).
+ * The credit writes as data-modifying CTEs inside the ledger's one apply
+ * statement (ledger.repo.ts puts them after the reservations that finish and
+ * before daily_usage, as the lock order says), each made to run after the one
+ * before by a condition on it, the first after `after`: account heads, grants
+ * (key order), overage (key order), reservations' holds, then the balance
+ * entries (the last is `credit_entries_added`). Five parameters, each a JSON array
+ * (creditParams), in that order. The rows were locked by lockCredits (the
+ * reservations by their own insert or lock); credit_overage is locked here.
  */
-export async function applyCredits(tx: Tx, w: CreditWrites, now: Date): Promise<void> {
+export const CREDIT_CTES = (after: string) => `credit_heads AS (
+       UPDATE credit_accounts a SET balance = u.balance, last_entry = u.last_entry, updated_at = u.updated_at
+         FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = u.account_id AND ${after}
+       RETURNING 1
+     ), credit_grants_moved AS (
+       UPDATE credit_grants g SET spent = g.spent + u.spent, held = g.held + u.held, expired = g.expired + u.expired, voided = g.voided + u.voided,
+              void_time = coalesce(g.void_time, u.void_time), void_reason = coalesce(g.void_reason, u.void_reason), void_actor = coalesce(g.void_actor, u.void_actor)
+         FROM json_populate_recordset(NULL::credit_grants, ?::json) u
+        WHERE g.account_id = u.account_id AND g.grant_id = u.grant_id AND (SELECT count(*) FROM credit_heads) >= 0
+       RETURNING 1
+     ), credit_overage_moved AS (
+       INSERT INTO credit_overage AS o (account_id, period_start, amount, updated_at)
+         SELECT account_id, period_start, amount, updated_at FROM json_populate_recordset(NULL::credit_overage, ?::json) WHERE (SELECT count(*) FROM credit_grants_moved) >= 0
+       ON CONFLICT (account_id, period_start) DO UPDATE SET amount = o.amount + excluded.amount, updated_at = excluded.updated_at
+       RETURNING 1
+     ), credit_holds_placed AS (
+       UPDATE reservations r SET credit_holds = u.credit_holds
+         FROM json_populate_recordset(NULL::reservations, ?::json) u
+        WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND (SELECT count(*) FROM credit_overage_moved) >= 0
+       RETURNING 1
+     ), credit_entries_added AS (
+       INSERT INTO credit_entries (account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id)
+         SELECT account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id
+           FROM json_populate_recordset(NULL::credit_entries, ?::json) WHERE (SELECT count(*) FROM credit_holds_placed) >= 0
+       RETURNING 1
+     )`;
+
+/** The five JSON parameters of CREDIT_CTES (empty arrays without credit writes: an account without credits writes nothing there). */
+export function creditParams(w: CreditWrites | undefined, now: Date): string[] {
+  if (!w) return ['[]', '[]', '[]', '[]', '[]'];
   const c = w.credits;
-  if (w.accounts.length + c.grants.length + c.overage.length + c.holds.length + w.entries.length === 0) return;
-  await statement(tx, 'apply_credits', APPLY_CREDITS_SQL, [
+  return [
     JSON.stringify(w.accounts.map((a) => ({ account_id: a.accountId, balance: a.balance.toFixed(), last_entry: a.lastEntry.toString(), updated_at: now }))),
     JSON.stringify(
       c.grants.map((g) => ({
@@ -218,7 +222,7 @@ export async function applyCredits(tx: Tx, w: CreditWrites, now: Date): Promise<
         balance_after: e.balanceAfter.toFixed(), charge_id: e.chargeId ?? null, reservation_id: e.reservationId ?? null,
       })),
     ),
-  ]);
+  ];
 }
 
 /**

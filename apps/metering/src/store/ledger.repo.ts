@@ -1,6 +1,6 @@
 import { counterId, CounterDelta, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
-import { applyCredits, CreditWrites } from './credits.repo';
+import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
 import { statement, Tx } from './db';
 import { appendEventsWithDeliveries, hasAlerts } from './alerts.repo';
 import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
@@ -72,19 +72,21 @@ const reservationRows = (entries: LedgerEntries) =>
  * The writes of a set of entries as data-modifying CTEs of one statement (one
  * round trip), each made to run after the one before by a condition on it (so
  * every writer locks tables, and rows within them, in the same order):
- * reservations leave the held state, then daily_usage, then usage_counters
- * (RETURNING the counters as they now are). Three parameters, each a JSON
- * array, in that order. The text is constant: nothing is built per call.
+ * reservations leave the held state, then the credit writes (CREDIT_CTES,
+ * credits.repo.ts: five parameters, empty for accounts without credits), then
+ * daily_usage, then usage_counters (RETURNING the counters as they now are).
+ * Eight parameters, each a JSON array, in that order. The text is constant:
+ * nothing is built per call.
  */
 const APPLY_CTES = `finished AS (
        UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
          FROM json_populate_recordset(NULL::reservations, ?::json) u
         WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id
        RETURNING 1
-     ), daily AS (
+     ), ${CREDIT_CTES('(SELECT count(*) FROM finished) >= 0')}, daily AS (
        INSERT INTO daily_usage AS d (${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])})
          SELECT ${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::daily_usage, ?::json)
-          WHERE (SELECT count(*) FROM finished) >= 0
+          WHERE (SELECT count(*) FROM credit_entries_added) >= 0
        ON CONFLICT (${list(ROLLUP_KEY)}) DO UPDATE SET ${adds('d', ROLLUP_SUMS)}, updated_at = excluded.updated_at
        RETURNING 1
      ), counters AS (
@@ -117,13 +119,17 @@ const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${list([...COUNTER_KEY, ...COUNTER_
  * One statement without `eventsAfter`, two with it (the second appends the
  * events). Returns the counters the entries moved, as they now are.
  * Credit writes (their rows locked by lockCredits, numbered by the domain's
- * numberEntries) go first, in one statement of their own (credits.repo.ts),
+ * numberEntries) are part of the same statement, after the reservations and
  * before daily_usage and the counters, as the lock order says.
  */
 export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, eventsAfter?: (counters: CounterState[]) => LedgerEvent[], credits?: CreditWrites): Promise<CounterState[]> {
-  if (credits) await applyCredits(tx, credits, now);
-  if (entries.reservations.length + entries.rollups.length + entries.counters.length + entries.events.length === 0) return [];
-  const writes = [JSON.stringify(reservationRows(entries)), JSON.stringify(rollupRows(entries, now)), JSON.stringify(entries.counters.map((d) => counterRow(d, now)))];
+  if (!credits && entries.reservations.length + entries.rollups.length + entries.counters.length + entries.events.length === 0) return [];
+  const writes = [
+    JSON.stringify(reservationRows(entries)),
+    ...creditParams(credits, now),
+    JSON.stringify(rollupRows(entries, now)),
+    JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
+  ];
   if (!eventsAfter) {
     const { rows } = await statement(tx, 'apply_entries_events', APPLY_WITH_EVENTS_SQL, [...writes, outboxParam(entries.events), EVENTS_CHANNEL]);
     return (rows as Array<Record<string, string>>).filter((r) => r.kind === 'counter').map(toCounterState);

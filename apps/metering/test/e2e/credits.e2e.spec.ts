@@ -1,4 +1,4 @@
-import { type ClientReadableStream, status } from '@grpc/grpc-js';
+import { type ClientReadableStream, Metadata, status } from '@grpc/grpc-js';
 import {
   BalanceEntryKind,
   ChargeEvent,
@@ -36,8 +36,9 @@ const USD = (amount: string) => ({ amount, currencyCode: 'USD' });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const createGrant = (client: MeteringServiceClient, over: Partial<CreateGrantRequest>) =>
   call(client.createGrant, client, CreateGrantRequest.fromPartial({ idempotencyKey: 'g', amount: USD('5.00'), reason: 'top-up', actor: 'ops@example.com', ...over }));
+/** A reservation; the 1,000 concurrent ones of an account queue on its rows, so they get a minute rather than 10 s on a loaded machine. */
 const reserve = (client: MeteringServiceClient, accountId: string, key: string, cost: string, userId = 'u1') =>
-  call(client.checkLimits, client, checkRequest({ accountId, userId, reserve: true, idempotencyKey: key, additionalCost: USD(cost) }));
+  call(client.checkLimits, client, checkRequest({ accountId, userId, reserve: true, idempotencyKey: key, additionalCost: USD(cost) }), new Metadata(), 60_000);
 /** Prompt tokens of the self-hosted model priced below ($1 per million in) that cost `usd`. */
 const tokensFor = (usd: string) => new Dec(usd).times(1_000_000).toFixed(0);
 const priceModel = (client: MeteringServiceClient) =>
@@ -49,6 +50,7 @@ async function thousandAgainstFive(db: Db, servers: ServerProcess[], account: st
   const results = await Promise.all(Array.from({ length: 1000 }, (_, n) => reserve(servers[n % servers.length].client, account, `r${n}`, '0.10', `u${n % 5}`)));
   const admitted = results.filter((r) => r.allowed);
   expect(admitted).toHaveLength(new Dec(grant.grant!.amount!.amount).dividedBy('0.10').toNumber());
+  expect(admitted.every((r) => r.reservation?.creditHeld?.amount === '0.1')).toBe(true);
   expect(results.filter((r) => !r.allowed).every((r) => r.reason === CheckLimitsReason.CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT)).toBe(true);
   const { balance } = await call(servers[0].client.getBalance, servers[0].client, { accountId: account, userId: '' });
   expect(balance).toMatchObject({ available: { amount: '0' }, held: { amount: grant.grant!.amount!.amount.replace(/\.?0+$/, '') } });
@@ -59,8 +61,8 @@ async function thousandAgainstFive(db: Db, servers: ServerProcess[], account: st
       const client = servers[n % servers.length].client;
       const reservationId = r.reservation!.reservationId;
       return n % 2 === 0
-        ? call(client.recordCharge, client, chargeRequest({ accountId: account, userId: r.reservation!.userId, idempotencyKey: `c${n}`, provider: 'selfhosted', model: 'credit-llm', promptTokens: tokensFor('0.10'), completionTokens: '0', reservationId }))
-        : call(client.releaseReservation, client, { accountId: account, reservationId });
+        ? call(client.recordCharge, client, chargeRequest({ accountId: account, userId: r.reservation!.userId, idempotencyKey: `c${n}`, provider: 'selfhosted', model: 'credit-llm', promptTokens: tokensFor('0.10'), completionTokens: '0', reservationId }), new Metadata(), 60_000)
+        : call(client.releaseReservation, client, { accountId: account, reservationId }, new Metadata(), 60_000);
     }),
   );
   const after = await call(servers[0].client.getBalance, servers[0].client, { accountId: account, userId: '' });
@@ -102,7 +104,7 @@ describe.each(databaseTargets())('credits API on $name', (target) => {
     const g = await createGrant(client, { accountId: 'flow', idempotencyKey: 'topup-1', amount: USD('10.00'), kind: GrantKind.GRANT_KIND_PAID });
     expect(g).toMatchObject({ replayed: false, grant: { accountId: 'flow', status: GrantStatus.GRANT_STATUS_ACTIVE, remaining: { amount: '10' }, kind: GrantKind.GRANT_KIND_PAID } });
     const r = await reserve(client, 'flow', 'call-1', '0.50');
-    expect(r).toMatchObject({ allowed: true });
+    expect(r).toMatchObject({ allowed: true, creditAvailable: { amount: '10' }, reservation: { heldCost: { amount: '0.5' }, creditHeld: { amount: '0.5' } } });
     const mid = await call(client.getBalance, client, { accountId: 'flow', userId: '' });
     expect(mid.balance).toMatchObject({ hasCredits: true, policy: CreditPolicy.CREDIT_POLICY_DENY, available: { amount: '9.5' }, held: { amount: '0.5' } });
     const { charge } = await call(client.recordCharge, client, chargeRequest({ accountId: 'flow', idempotencyKey: 'call-1', provider: 'selfhosted', model: 'credit-llm', promptTokens: tokensFor('0.42'), completionTokens: '0', reservationId: r.reservation!.reservationId }));

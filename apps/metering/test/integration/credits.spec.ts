@@ -89,21 +89,20 @@ describe.each(databaseTargets())('credits on $name', (target) => {
 
   it('burns grants in the documented order (priority, earliest expiry, oldest), one charge over several grants, with a balance entry per burn', async () => {
     const a = 'order';
-    const late = await grant(a, 'no-expiry', '1.00');
+    const oldest = await grant(a, 'no-expiry-old', '1.00');
     now = new Date(now.getTime() + 1000);
+    const newest = await grant(a, 'no-expiry-new', '0.50');
     const soon = await grant(a, 'expires-soon', '1.00', { expireTime: ts(new Date(now.getTime() + 24 * HOUR)) });
     const later = await grant(a, 'expires-later', '1.00', { expireTime: ts(new Date(now.getTime() + 48 * HOUR)) });
-    const urgent = await grant(a, 'priority', '0.50', { priority: 0 });
-    for (const g of [late, soon, later]) expect(g.replayed).toBe(false);
-    // priority 0 for all: the earliest expiry first, the one without expiry last; the newest grant with the same (no) expiry after the oldest.
+    const last = await grant(a, 'low-priority', '1.00', { priority: 7, expireTime: ts(new Date(now.getTime() + HOUR)) });
     await expectBalanceIdentity(db, a);
+    // Same priority: the earliest expiry first, then the other expiring one, then the oldest without expiry;
+    // the priority-7 grant last although it expires first.
     const c1 = await charge(a, 'c1', '1.20');
     const c2 = await charge(a, 'c2', '1.10');
     await expectBalanceIdentity(db, a);
     const burns = (await entries(a)).filter((e) => e.kind === 'burn').map((e) => ({ grant: e.grantId, charge: e.chargeId, amount: e.amount.toFixed() }));
-    // c1 (1.20) takes all of "expires soon" (1.00), then 0.20 of "expires later"; c2 (1.10) the rest of "expires later" (0.80), then 0.30 of the oldest without expiry.
-    const take = (g: { grant: { amount: Dec } }, left: Dec) => Dec.min(g.grant.amount, left);
-    const c1a = take(soon, costOf(c1));
+    const c1a = Dec.min(soon.grant.amount, costOf(c1));
     const c1b = costOf(c1).minus(c1a);
     const c2a = later.grant.amount.minus(c1b);
     const c2b = costOf(c2).minus(c2a);
@@ -111,23 +110,18 @@ describe.each(databaseTargets())('credits on $name', (target) => {
       { grant: soon.grant.grantId, charge: c1.chargeId, amount: c1a.toFixed() },
       { grant: later.grant.grantId, charge: c1.chargeId, amount: c1b.toFixed() },
       { grant: later.grant.grantId, charge: c2.chargeId, amount: c2a.toFixed() },
-      { grant: late.grant.grantId, charge: c2.chargeId, amount: c2b.toFixed() },
+      { grant: oldest.grant.grantId, charge: c2.chargeId, amount: c2b.toFixed() },
     ]);
-    void urgent;
-    // A lower priority number burns before everything else.
-    const first = await grant(a, 'first', '0.05', { priority: 0, expireTime: ts(new Date(now.getTime() + 72 * HOUR)) });
-    const top = await grant(a, 'top', '0.05', { priority: 0 });
-    void first;
-    void top;
+    for (const untouched of [newest, last]) expect((await grantRow(a, untouched.grant.grantId))?.spent.toFixed()).toBe('0');
+    const total = sum([oldest, newest, soon, later, last].map((g) => g.grant.amount));
+    expect((await balance(a)).available.toFixed()).toBe(total.minus(costOf(c1)).minus(costOf(c2)).toFixed());
+    // A lower priority number burns before an earlier expiry.
     const b = 'priority';
     const low = await grant(b, 'low', '1', { priority: 5, expireTime: ts(new Date(now.getTime() + HOUR)) });
     const high = await grant(b, 'high', '1', { priority: 1 });
-    await charge(b, 'c', '0.25');
-    expect((await grantRow(b, high.grant.grantId))?.spent.toFixed()).toBe('0.25');
+    const c = await charge(b, 'c', '0.25');
+    expect((await grantRow(b, high.grant.grantId))?.spent.toFixed()).toBe(costOf(c).toFixed());
     expect((await grantRow(b, low.grant.grantId))?.spent.toFixed()).toBe('0');
-    const total = sum([late, soon, later, urgent].map((g) => g.grant.amount)).plus('0.1');
-    expect((await balance(a)).available.toFixed()).toBe(total.minus(costOf(c1)).minus(costOf(c2)).toFixed());
-    await expectBalanceIdentity(db, a);
     await expectBalanceIdentity(db, b);
     await expectRollupsMatchCharges(db, a);
   });
@@ -284,6 +278,15 @@ describe.each(databaseTargets())('credits on $name', (target) => {
     expect(b2.available.toFixed()).toBe(new Dec('1.00').minus(repriced.total_cost).toFixed());
     expect((await entries(a)).map((e) => e.kind)).toEqual(['grant', 'burn', 'overage', 'overage', 'refund']);
     await expectRollupsMatchCharges(db, a);
+    // A charge priced before its account had credits never burned: re-rating it moves no credits.
+    const b = 'rerate-before';
+    const early = (await charges.recordCharge(chargeRequest({ accountId: b, idempotencyKey: 'early', ...unpriced, promptTokens: '100000', completionTokens: '0' }))).charge;
+    expect(early.pricingStatus).toBe('priced');
+    await grant(b, 'g', '1.00');
+    await price('3');
+    expect(await rerate.rerate({ ...range, accountId: b, mode: 2 })).toMatchObject({ changed: 1 });
+    expect((await entries(b)).map((e) => e.kind)).toEqual(['grant']);
+    await expectBalanceIdentity(db, b);
   });
 
   it('under allow_overage records and prices every charge and tracks the overage of the month; balance events fire once per crossing', async () => {

@@ -478,6 +478,11 @@ export interface Reservation {
     | undefined;
   /** The charge that settled it. */
   chargeId: string;
+  /**
+   * What it holds of the account's prepaid credits, USD ("0" for an account
+   * without credits; under ALLOW_OVERAGE it may be less than held_cost).
+   */
+  creditHeld: Money | undefined;
 }
 
 /**
@@ -1412,6 +1417,7 @@ function createBaseReservation(): Reservation {
     expireTime: undefined,
     finishTime: undefined,
     chargeId: "",
+    creditHeld: undefined,
   };
 }
 
@@ -1455,6 +1461,9 @@ export const Reservation: MessageFns<Reservation> = {
     }
     if (message.chargeId !== "") {
       writer.uint32(106).string(message.chargeId);
+    }
+    if (message.creditHeld !== undefined) {
+      Money.encode(message.creditHeld, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -1576,6 +1585,14 @@ export const Reservation: MessageFns<Reservation> = {
             message.chargeId = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.creditHeld = Money.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1651,6 +1668,11 @@ export const Reservation: MessageFns<Reservation> = {
         : isSet(object.charge_id)
         ? globalThis.String(object.charge_id)
         : "",
+      creditHeld: isSet(object.creditHeld)
+        ? Money.fromJSON(object.creditHeld)
+        : isSet(object.credit_held)
+        ? Money.fromJSON(object.credit_held)
+        : undefined,
     };
   },
 
@@ -1695,6 +1717,9 @@ export const Reservation: MessageFns<Reservation> = {
     if (message.chargeId !== "") {
       obj.chargeId = message.chargeId;
     }
+    if (message.creditHeld !== undefined) {
+      obj.creditHeld = Money.toJSON(message.creditHeld);
+    }
     return obj;
   },
 
@@ -1724,6 +1749,9 @@ export const Reservation: MessageFns<Reservation> = {
       ? Timestamp.fromPartial(object.finishTime)
       : undefined;
     message.chargeId = object.chargeId ?? "";
+    message.creditHeld = (object.creditHeld !== undefined && object.creditHeld !== null)
+      ? Money.fromPartial(object.creditHeld)
+      : undefined;
     return message;
   },
 };

@@ -428,6 +428,11 @@ export interface CheckLimitsResponse {
   replayed: boolean;
   /** The account's time zone the periods follow. */
   timeZone: string;
+  /**
+   * For an account with prepaid credits (README "Credits"): what the user may
+   * spend now, USD, before this call's hold. Unset for an account without credits.
+   */
+  creditAvailable: Money | undefined;
 }
 
 /** New daily limits for a scope. */
@@ -2596,6 +2601,7 @@ function createBaseCheckLimitsResponse(): CheckLimitsResponse {
     reservation: undefined,
     replayed: false,
     timeZone: "",
+    creditAvailable: undefined,
   };
 }
 
@@ -2630,6 +2636,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     }
     if (message.timeZone !== "") {
       writer.uint32(82).string(message.timeZone);
+    }
+    if (message.creditAvailable !== undefined) {
+      Money.encode(message.creditAvailable, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -2727,6 +2736,14 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
             message.timeZone = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.creditAvailable = Money.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2763,6 +2780,11 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
         : isSet(object.time_zone)
         ? globalThis.String(object.time_zone)
         : "",
+      creditAvailable: isSet(object.creditAvailable)
+        ? Money.fromJSON(object.creditAvailable)
+        : isSet(object.credit_available)
+        ? Money.fromJSON(object.credit_available)
+        : undefined,
     };
   },
 
@@ -2798,6 +2820,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     if (message.timeZone !== "") {
       obj.timeZone = message.timeZone;
     }
+    if (message.creditAvailable !== undefined) {
+      obj.creditAvailable = Money.toJSON(message.creditAvailable);
+    }
     return obj;
   },
 
@@ -2822,6 +2847,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
       : undefined;
     message.replayed = object.replayed ?? false;
     message.timeZone = object.timeZone ?? "";
+    message.creditAvailable = (object.creditAvailable !== undefined && object.creditAvailable !== null)
+      ? Money.fromPartial(object.creditAvailable)
+      : undefined;
     return message;
   },
 };
