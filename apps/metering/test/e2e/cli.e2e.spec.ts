@@ -205,7 +205,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
     const listed = await call(server.client.listAccounts, server.client, { accountIdPrefix: 'acme', pageSize: 10, pageToken: '' });
     const table = (await cli('accounts', '--prefix', 'acme')).stdout.trim().split('\n');
     expect(table[0]).toMatch(/^account\s+time zone\s+month from\s+spend USD\s+charges\s+unpriced$/);
-    expect(table[2]).toMatch(new RegExp(`^acme\\s+UTC\\s+${listed.accounts[0].monthStart}\\s+${listed.accounts[0].monthCost!.amount.replace('.', '\\.')}\\s+${listed.accounts[0].monthMessageCount}\\s+1$`));
+    expect(table[2]).toMatch(new RegExp(`^acme\\s+UTC\\s+${listed.accounts[0].monthStart}\\s+${listed.accounts[0].monthCost!.amount.replace('.', '\\.')}\\s+${listed.accounts[0].monthMessageCount}\\s+${listed.accounts[0].monthUnpricedMessageCount}$`));
     expect(JSON.parse((await cli('accounts', '--json')).stdout).accounts.map((a: { account: { accountId: string } }) => a.account.accountId)).toContain('acme');
     const held = await call(server.client.checkLimits, server.client, checkRequest({ accountId: 'acme', userId: 'u9', reserve: true, idempotencyKey: 'cli-hold', holdSeconds: 600, additionalTokens: '70' }));
     const open = (await cli('reservations', '--account', 'acme')).stdout.trim().split('\n');
