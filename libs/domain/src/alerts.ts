@@ -4,6 +4,7 @@ import { DomainError, NotFoundError } from './errors';
 import { type CounterState, type LedgerEntries, type LedgerEvent, softLimitEvents } from './ledger';
 import { Limit, LIMIT_ENFORCEMENT_BY_NUMBER, LIMIT_MEASURE_BY_NUMBER, LIMIT_PERIOD_BY_NUMBER, LimitEnforcement, LimitMeasure, LimitPeriod, MoneyInput, periodStartOf, UsageChange, UsageCounter } from './limits';
 import { DEFAULT_TIME_ZONE, localDay } from './time';
+import { decodePageToken, encodePageToken, stringTuple } from './page-token';
 import { checkEnum, checkId, checkInt, checkText, Violations } from './validation';
 
 /**
@@ -640,8 +641,10 @@ export interface ListDeliveriesQuery {
   after?: { createTime: Date; deliveryId: string };
 }
 
+const deliveryListFilters = (q: Pick<ListDeliveriesQuery, 'accountId' | 'endpointId' | 'status'>) => [q.accountId, q.endpointId ?? '', q.status ?? ''];
+
 export function encodeDeliveryPageToken(q: ListDeliveriesQuery, last: Delivery): string {
-  return Buffer.from(JSON.stringify({ f: [q.accountId, q.endpointId ?? '', q.status ?? ''], k: [last.createTime.toISOString(), last.deliveryId] })).toString('base64url');
+  return encodePageToken(deliveryListFilters(q), [last.createTime.toISOString(), last.deliveryId]);
 }
 
 export function validateListDeliveries(raw: { accountId: string; endpointId: string; status: number; pageSize: number; pageToken: string }): ListDeliveriesQuery {
@@ -652,16 +655,11 @@ export function validateListDeliveries(raw: { accountId: string; endpointId: str
     status: checkEnum(v, 'status', raw.status ?? 0, DELIVERY_STATUS_BY_NUMBER),
     pageSize: raw.pageSize ? checkInt(v, 'page_size', raw.pageSize, 1, 1000) : 100,
   };
-  if (raw.pageToken) {
-    try {
-      const body = JSON.parse(Buffer.from(raw.pageToken.slice(0, 2048), 'base64url').toString('utf8')) as { f: unknown; k: [string, string] };
-      const time = new Date(body.k[0]);
-      if (JSON.stringify(body.f) !== JSON.stringify([q.accountId, q.endpointId ?? '', q.status ?? '']) || Number.isNaN(time.getTime()) || !DELIVERY_ID.test(body.k[1])) throw new Error('foreign');
-      q.after = { createTime: time, deliveryId: body.k[1] };
-    } catch {
-      v.add('page_token', 'is not a token returned by a previous page of this same query');
-    }
-  }
+  q.after = decodePageToken(v, raw.pageToken ?? '', deliveryListFilters(q), (key) => {
+    const k = stringTuple(key, 2);
+    const time = k ? new Date(k[0]) : undefined;
+    return k && time && !Number.isNaN(time.getTime()) && DELIVERY_ID.test(k[1]) ? { createTime: time, deliveryId: k[1] } : undefined;
+  });
   v.done();
   return q;
 }

@@ -18,6 +18,7 @@ import {
   remainingOf,
   validateCreateGrant,
   validateCreditPage,
+  encodeCreditPageToken,
   validateSetCreditPolicy,
 } from './credits';
 import { ValidationError } from './errors';
@@ -227,7 +228,7 @@ describe('validation', () => {
     expect(fields(() => validateSetCreditPolicy({ accountId: 'acme', policy: 1, lowBalanceThreshold: { amount: '-1', currencyCode: 'USD' } }))).toEqual(['low_balance_threshold.amount']);
     expect(fields(() => validateCreditPage('entries', { accountId: 'acme', pageSize: 1, pageToken: 'x' }))).toEqual(['page_token']);
     // A token of the right shape but a made-up cursor is refused too (it would reach the database's casts).
-    const forged = (what: string, after: string) => Buffer.from(JSON.stringify([what, 'acme', after]), 'utf8').toString('base64url');
+    const forged = (what: 'grants' | 'entries', after: string) => encodeCreditPageToken(what, 'acme', after);
     expect(fields(() => validateCreditPage('grants', { accountId: 'acme', pageSize: 1, pageToken: forged('grants', 'not-a-time|x') }))).toEqual(['page_token']);
     expect(fields(() => validateCreditPage('entries', { accountId: 'acme', pageSize: 1, pageToken: forged('entries', '9'.repeat(19)) }))).toEqual(['page_token']);
     expect(fields(() => validateCreditPage('entries', { accountId: 'other', pageSize: 1, pageToken: forged('entries', '5') }))).toEqual(['page_token']);
