@@ -207,7 +207,10 @@ async function main(): Promise<void> {
     checks['day and month counters differing from the sum of charges'] = String(mismatches.counters);
     const stored = await storedOf(pool, acked);
     checks['acknowledged charges stored exactly once'] = `${stored} of ${acked.length} (distinct ids: ${new Set(acked).size})`;
-    const ok = mismatches.daily === 0 && mismatches.counters === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays && stream.complete === subscribers;
+    // A ceiling that answered errors measured nothing (the no-op once answered INTERNAL to every RecordCharge).
+    const ceilingErrors = rows.filter((r) => r.target === 'noop').reduce((n, r) => n + (r.errors ?? 0), 0);
+    checks['no-op server calls answered with an error'] = String(ceilingErrors);
+    const ok = ceilingErrors === 0 && mismatches.daily === 0 && mismatches.counters === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays && stream.complete === subscribers;
 
     log('data scale');
     const scale: Array<{ charges: number; usage: LoadResult; check: LoadResult }> = [];
