@@ -74,6 +74,18 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'pglite'), 'pglite')('
     expect(stored.charges.map((c) => [c.chargeId, c.totalCost?.amount, c.totalCost?.currencyCode])).toEqual([[chargeId, amount, currency]]);
   });
 
+  it('runs the README\'s Getting started / Any language over gRPC as written (buf curl, twice: a replay)', async () => {
+    const script = readmeBlock('### Any language over gRPC', 'sh').replaceAll('127.0.0.1:50051', server.address);
+    const first = JSON.parse(execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: ROOT, encoding: 'utf8' })) as { charge: { chargeId: string; totalCost: { amount: string } }; replayed?: boolean };
+    const again = JSON.parse(execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: ROOT, encoding: 'utf8' })) as typeof first;
+    expect(again.replayed).toBe(true);
+    expect(again.charge.chargeId).toBe(first.charge.chargeId);
+    const stored = await new Promise<ListChargesResponse>((resolve, reject) =>
+      server.client.listCharges(ListChargesRequest.fromPartial({ accountId: 'acme', startDate: new Date().toISOString().slice(0, 10), endDate: new Date().toISOString().slice(0, 10) }), (err, res) => (err ? reject(err) : resolve(res))),
+    );
+    expect(stored.charges.find((c) => c.chargeId === first.charge.chargeId)?.totalCost?.amount).toBe(first.charge.totalCost.amount);
+  });
+
   it('in that project: type-checks a program with plain tsc, runs it with plain node: the flow, and a fractional count refused naming the field', async () => {
     // The folder the README's steps made: the tarball installed with its dependencies, and tsc.
     const dir = join(project, 'my-backend');
