@@ -36,14 +36,15 @@ def free_port():
 class Server:
     """The real server process on 127.0.0.1:port; start() waits for its "listening" log line."""
 
-    def __init__(self):
+    def __init__(self, auth="keys"):
+        self.auth = auth
         self.dir = tempfile.mkdtemp(prefix="metering-py-")
         self.port = free_port()
         self.operator_key = uuid.uuid4().hex + uuid.uuid4().hex
         self.process = None
 
     def start(self):
-        env = {"PATH": os.environ["PATH"], "PORT": str(self.port), "METERING_HOST": "127.0.0.1", "METERING_AUTH": "keys",
+        env = {"PATH": os.environ["PATH"], "PORT": str(self.port), "METERING_HOST": "127.0.0.1", "METERING_AUTH": self.auth,
                "METERING_OPERATOR_KEY": self.operator_key, "METERING_DATA_DIR": os.path.join(self.dir, "data")}
         self.log = log = open(os.path.join(self.dir, "log"), "ab")
         self.process = subprocess.Popen(["node", MAIN], env=env, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
@@ -173,6 +174,29 @@ class ClientTest(unittest.TestCase):
             if len(seen) == 3:
                 stop.set()
         self.assertEqual(seen, ids)
+
+
+class ReadmeTest(unittest.TestCase):
+    """The README's "Getting started / Python" program as written (only the server's address replaced),
+    with this installed package; run-tests.sh ran the install lines above it the same way."""
+
+    def test_getting_started_python_runs_as_written(self):
+        import re
+        import sys
+        readme = open(os.path.join(ROOT, "README.md")).read()
+        section = readme[readme.index("### Python (Debian's python3-grpcio and python3-protobuf)"):]
+        block = re.search(r"```sh\n(.*?)\n```", section, re.S).group(1)
+        program = re.search(r"<<'PY'\n(.*?)\nPY", block, re.S).group(1)
+        server = Server(auth="off")
+        self.addCleanup(server.close)
+        server.start()
+        out = subprocess.run([sys.executable, "-"], input=program.replace("127.0.0.1:50051", server.address), capture_output=True, text=True, check=True).stdout
+        charge_id, amount, currency = out.strip().splitlines()[-1].split(" ")
+        metering = MeteringClient(server.address)
+        self.addCleanup(metering.close)
+        today = date.today().isoformat()
+        stored = metering.call("ListCharges", charge_queries_pb2.ListChargesRequest(account_id="acme", start_date=today, end_date=today))
+        self.assertEqual([(c.charge_id, c.total_cost.amount, c.total_cost.currency_code) for c in stored.charges], [(charge_id, amount, currency)])
 
 
 class RetryTest(unittest.TestCase):

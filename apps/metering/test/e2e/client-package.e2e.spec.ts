@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ListChargesRequest, ListChargesResponse } from '@metering/contracts';
 import { databaseTargets, describeEachOf, TestDatabase } from '../support/databases';
+import { readmeBlock } from '../support/readme';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
 
 /**
@@ -14,9 +15,9 @@ import { buildServer, ROOT, ServerProcess, startServer } from '../support/server
  * and run with plain `node` against the real server: the reserve -> call -> record flow, a
  * partial request through call(), and a fractional token count refused on the client with the
  * field named (it was `13 INTERNAL: Request message serialization failure`), nothing written.
+ * The README's "Getting started / TypeScript" runs as written first (only its folder and the
+ * server's address replaced): it packs, installs, compiles and records a charge.
  */
-const rootPackage = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
-const typescriptVersion = (JSON.parse(readFileSync(join(ROOT, 'node_modules', 'typescript', 'package.json'), 'utf8')) as { version: string }).version;
 
 const program = `import { MeteringClient, MeteringRequestError, type ChargeEvent } from '@metering/client';
 
@@ -63,16 +64,36 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'pglite'), 'pglite')('
     if (project) rmSync(project, { recursive: true, force: true });
   });
 
-  it('installs from the tarball, type-checks with plain tsc, runs with plain node: the flow, and a fractional count refused naming the field', async () => {
-    const tarball = execFileSync(process.execPath, [join(ROOT, 'libs', 'client', 'pack.mjs'), '--out', project], { encoding: 'utf8' }).trim();
-    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'outside-backend', version: '1.0.0', private: true }));
-    // The tarball's dependencies (and the compiler) come from npm's cache, filled by the repo's npm ci.
-    execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball, `typescript@${typescriptVersion}`, `@types/node@${rootPackage.devDependencies['@types/node']}`], { cwd: project, stdio: 'inherit' });
-    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'commonjs', strict: true, types: ['node'] }, include: ['main.ts'] }));
-    writeFileSync(join(project, 'main.ts'), program);
-    execFileSync(process.execPath, [join(project, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], { cwd: project, stdio: 'inherit' });
+  it('runs the README\'s Getting started / TypeScript as written: the printed charge is the server\'s', async () => {
+    const script = readmeBlock('### TypeScript (Node 20)', 'sh').replaceAll('/tmp', project).replaceAll('127.0.0.1:50051', server.address);
+    const out = execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const [chargeId, amount, currency] = out.trim().split('\n').pop()!.split(' ');
+    const stored = await new Promise<ListChargesResponse>((resolve, reject) =>
+      server.client.listCharges(ListChargesRequest.fromPartial({ accountId: 'acme', startDate: new Date().toISOString().slice(0, 10), endDate: new Date().toISOString().slice(0, 10) }), (err, res) => (err ? reject(err) : resolve(res))),
+    );
+    expect(stored.charges.map((c) => [c.chargeId, c.totalCost?.amount, c.totalCost?.currencyCode])).toEqual([[chargeId, amount, currency]]);
+  });
+
+  it('runs the README\'s Getting started / Any language over gRPC as written (buf curl, twice: a replay)', async () => {
+    const script = readmeBlock('### Any language over gRPC', 'sh').replaceAll('127.0.0.1:50051', server.address);
+    const first = JSON.parse(execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: ROOT, encoding: 'utf8' })) as { charge: { chargeId: string; totalCost: { amount: string } }; replayed?: boolean };
+    const again = JSON.parse(execFileSync('bash', ['-euo', 'pipefail', '-c', script], { cwd: ROOT, encoding: 'utf8' })) as typeof first;
+    expect(again.replayed).toBe(true);
+    expect(again.charge.chargeId).toBe(first.charge.chargeId);
+    const stored = await new Promise<ListChargesResponse>((resolve, reject) =>
+      server.client.listCharges(ListChargesRequest.fromPartial({ accountId: 'acme', startDate: new Date().toISOString().slice(0, 10), endDate: new Date().toISOString().slice(0, 10) }), (err, res) => (err ? reject(err) : resolve(res))),
+    );
+    expect(stored.charges.find((c) => c.chargeId === first.charge.chargeId)?.totalCost?.amount).toBe(first.charge.totalCost.amount);
+  });
+
+  it('in that project: type-checks a program with plain tsc, runs it with plain node: the flow, and a fractional count refused naming the field', async () => {
+    // The folder the README's steps made: the tarball installed with its dependencies, and tsc.
+    const dir = join(project, 'my-backend');
+    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'commonjs', strict: true, types: ['node'] }, include: ['main.ts'] }));
+    writeFileSync(join(dir, 'main.ts'), program);
+    execFileSync(process.execPath, [join(dir, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { cwd: dir, stdio: 'inherit' });
     const run = promisify(require('node:child_process').execFile) as (file: string, args: string[], options: object) => Promise<{ stdout: string }>;
-    const { stdout } = await run(process.execPath, [join(project, 'main.js'), server.address, 'one'], { cwd: project, env: { PATH: process.env.PATH } });
+    const { stdout } = await run(process.execPath, [join(dir, 'main.js'), server.address, 'one'], { cwd: dir, env: { PATH: process.env.PATH } });
     const out = JSON.parse(stdout) as { refused: { field: string; message: string }; allowed: boolean; chargeId: string; settled: string; messages: string };
     expect(out.refused.field).toBe('estimate.promptTokens');
     expect(out.refused.message).toMatch(/not a whole number/);
