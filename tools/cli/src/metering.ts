@@ -1,5 +1,5 @@
 import { type ServiceError, status } from '@grpc/grpc-js';
-import { errorInfo, MeteringClient } from '@metering/client';
+import { errorInfo, MeteringClient, MeteringRequestError } from '@metering/client';
 import {
   type AlertRule,
   AlertRuleKind,
@@ -834,6 +834,11 @@ export async function main(argv: string[]): Promise<number> {
       return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || (err.code === 'commander.help' && err.exitCode === 0) ? 0 : 2;
     }
     if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}\n(run with --help for usage)\n`);
+      return 2;
+    }
+    // The client refused to send a request the contract cannot carry (e.g. a count out of int64's range): bad usage.
+    if (err instanceof MeteringRequestError) {
       process.stderr.write(`error: ${err.message}\n(run with --help for usage)\n`);
       return 2;
     }
