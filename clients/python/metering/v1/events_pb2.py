@@ -12,19 +12,21 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from metering.v1 import alerts_pb2 as metering_dot_v1_dot_alerts__pb2
 from metering.v1 import charge_pb2 as metering_dot_v1_dot_charge__pb2
+from metering.v1 import credits_pb2 as metering_dot_v1_dot_credits__pb2
 from metering.v1 import limits_pb2 as metering_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18metering/v1/events.proto\x12\x0bmetering.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18metering/v1/charge.proto\x1a\x18metering/v1/limits.proto\"\xe7\x02\n\x0b\x43hargeEvent\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\x12\x1a\n\x08sequence\x18\x02 \x01(\x03R\x08sequence\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.metering.v1.ChargeEventKindR\x04kind\x12\x39\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\teventTime\x12+\n\x06\x63harge\x18\x05 \x01(\x0b\x32\x13.metering.v1.ChargeR\x06\x63harge\x12:\n\x0breservation\x18\x06 \x01(\x0b\x32\x18.metering.v1.ReservationR\x0breservation\x12.\n\x05limit\x18\x07 \x01(\x0b\x32\x18.metering.v1.LimitStatusR\x05limit\x12\x17\n\x07user_id\x18\x08 \x01(\tR\x06userId*\xd7\x01\n\x0f\x43hargeEventKind\x12!\n\x1d\x43HARGE_EVENT_KIND_UNSPECIFIED\x10\x00\x12%\n!CHARGE_EVENT_KIND_CHARGE_RECORDED\x10\x01\x12$\n CHARGE_EVENT_KIND_CHARGE_RERATED\x10\x02\x12)\n%CHARGE_EVENT_KIND_RESERVATION_EXPIRED\x10\x03\x12)\n%CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18metering/v1/events.proto\x12\x0bmetering.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18metering/v1/alerts.proto\x1a\x18metering/v1/charge.proto\x1a\x19metering/v1/credits.proto\x1a\x18metering/v1/limits.proto\"\xba\x04\n\x0b\x43hargeEvent\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\x12\x1a\n\x08sequence\x18\x02 \x01(\x03R\x08sequence\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.metering.v1.ChargeEventKindR\x04kind\x12\x39\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\teventTime\x12+\n\x06\x63harge\x18\x05 \x01(\x0b\x32\x13.metering.v1.ChargeR\x06\x63harge\x12:\n\x0breservation\x18\x06 \x01(\x0b\x32\x18.metering.v1.ReservationR\x0breservation\x12.\n\x05limit\x18\x07 \x01(\x0b\x32\x18.metering.v1.LimitStatusR\x05limit\x12\x17\n\x07user_id\x18\x08 \x01(\tR\x06userId\x12(\n\x05grant\x18\t \x01(\x0b\x32\x12.metering.v1.GrantR\x05grant\x12\x34\n\x07\x62\x61lance\x18\n \x01(\x0b\x32\x1a.metering.v1.CreditBalanceR\x07\x62\x61lance\x12(\n\x05\x61lert\x18\x0b \x01(\x0b\x32\x12.metering.v1.AlertR\x05\x61lert\x12G\n\x10webhook_endpoint\x18\x0c \x01(\x0b\x32\x1c.metering.v1.WebhookEndpointR\x0fwebhookEndpoint*\xeb\x03\n\x0f\x43hargeEventKind\x12!\n\x1d\x43HARGE_EVENT_KIND_UNSPECIFIED\x10\x00\x12%\n!CHARGE_EVENT_KIND_CHARGE_RECORDED\x10\x01\x12$\n CHARGE_EVENT_KIND_CHARGE_RERATED\x10\x02\x12)\n%CHARGE_EVENT_KIND_RESERVATION_EXPIRED\x10\x03\x12)\n%CHARGE_EVENT_KIND_SOFT_LIMIT_EXCEEDED\x10\x04\x12#\n\x1f\x43HARGE_EVENT_KIND_GRANT_CREATED\x10\x05\x12#\n\x1f\x43HARGE_EVENT_KIND_GRANT_EXPIRED\x10\x06\x12!\n\x1d\x43HARGE_EVENT_KIND_BALANCE_LOW\x10\x07\x12\'\n#CHARGE_EVENT_KIND_BALANCE_EXHAUSTED\x10\x08\x12/\n+CHARGE_EVENT_KIND_WEBHOOK_ENDPOINT_DISABLED\x10\t\x12%\n!CHARGE_EVENT_KIND_ALERT_TRIGGERED\x10\n\x12$\n CHARGE_EVENT_KIND_ALERT_RESOLVED\x10\x0b\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metering.v1.events_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _CHARGEEVENTKIND._serialized_start=489
-  _CHARGEEVENTKIND._serialized_end=704
-  _CHARGEEVENT._serialized_start=127
-  _CHARGEEVENT._serialized_end=486
+  _CHARGEEVENTKIND._serialized_start=753
+  _CHARGEEVENTKIND._serialized_end=1244
+  _CHARGEEVENT._serialized_start=180
+  _CHARGEEVENT._serialized_end=750
 # @@protoc_insertion_point(module_scope)

@@ -2,7 +2,9 @@
 """Client and server classes corresponding to protobuf-defined services."""
 import grpc
 
+from metering.v1 import alerts_pb2 as metering_dot_v1_dot_alerts__pb2
 from metering.v1 import charge_queries_pb2 as metering_dot_v1_dot_charge__queries__pb2
+from metering.v1 import credits_pb2 as metering_dot_v1_dot_credits__pb2
 from metering.v1 import metering_service_pb2 as metering_dot_v1_dot_metering__service__pb2
 from metering.v1 import pricing_pb2 as metering_dot_v1_dot_pricing__pb2
 
@@ -185,6 +187,111 @@ class MeteringServiceStub(object):
                 '/metering.v1.MeteringService/ListReservations',
                 request_serializer=metering_dot_v1_dot_metering__service__pb2.ListReservationsRequest.SerializeToString,
                 response_deserializer=metering_dot_v1_dot_metering__service__pb2.ListReservationsResponse.FromString,
+                )
+        self.CreateGrant = channel.unary_unary(
+                '/metering.v1.MeteringService/CreateGrant',
+                request_serializer=metering_dot_v1_dot_credits__pb2.CreateGrantRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_credits__pb2.CreateGrantResponse.FromString,
+                )
+        self.VoidGrant = channel.unary_unary(
+                '/metering.v1.MeteringService/VoidGrant',
+                request_serializer=metering_dot_v1_dot_credits__pb2.VoidGrantRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_credits__pb2.VoidGrantResponse.FromString,
+                )
+        self.ListGrants = channel.unary_unary(
+                '/metering.v1.MeteringService/ListGrants',
+                request_serializer=metering_dot_v1_dot_credits__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_credits__pb2.ListGrantsResponse.FromString,
+                )
+        self.GetBalance = channel.unary_unary(
+                '/metering.v1.MeteringService/GetBalance',
+                request_serializer=metering_dot_v1_dot_credits__pb2.GetBalanceRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_credits__pb2.GetBalanceResponse.FromString,
+                )
+        self.ListBalanceEntries = channel.unary_unary(
+                '/metering.v1.MeteringService/ListBalanceEntries',
+                request_serializer=metering_dot_v1_dot_credits__pb2.ListBalanceEntriesRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_credits__pb2.ListBalanceEntriesResponse.FromString,
+                )
+        self.SetCreditPolicy = channel.unary_unary(
+                '/metering.v1.MeteringService/SetCreditPolicy',
+                request_serializer=metering_dot_v1_dot_credits__pb2.SetCreditPolicyRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_credits__pb2.SetCreditPolicyResponse.FromString,
+                )
+        self.CreateAlertRule = channel.unary_unary(
+                '/metering.v1.MeteringService/CreateAlertRule',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.CreateAlertRuleRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.CreateAlertRuleResponse.FromString,
+                )
+        self.GetAlertRule = channel.unary_unary(
+                '/metering.v1.MeteringService/GetAlertRule',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.GetAlertRuleRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.GetAlertRuleResponse.FromString,
+                )
+        self.ListAlertRules = channel.unary_unary(
+                '/metering.v1.MeteringService/ListAlertRules',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.ListAlertRulesRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.ListAlertRulesResponse.FromString,
+                )
+        self.UpdateAlertRule = channel.unary_unary(
+                '/metering.v1.MeteringService/UpdateAlertRule',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.UpdateAlertRuleRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.UpdateAlertRuleResponse.FromString,
+                )
+        self.DeleteAlertRule = channel.unary_unary(
+                '/metering.v1.MeteringService/DeleteAlertRule',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.DeleteAlertRuleRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.DeleteAlertRuleResponse.FromString,
+                )
+        self.CreateWebhookEndpoint = channel.unary_unary(
+                '/metering.v1.MeteringService/CreateWebhookEndpoint',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.CreateWebhookEndpointRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.CreateWebhookEndpointResponse.FromString,
+                )
+        self.GetWebhookEndpoint = channel.unary_unary(
+                '/metering.v1.MeteringService/GetWebhookEndpoint',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.GetWebhookEndpointRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.GetWebhookEndpointResponse.FromString,
+                )
+        self.ListWebhookEndpoints = channel.unary_unary(
+                '/metering.v1.MeteringService/ListWebhookEndpoints',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.ListWebhookEndpointsRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.ListWebhookEndpointsResponse.FromString,
+                )
+        self.UpdateWebhookEndpoint = channel.unary_unary(
+                '/metering.v1.MeteringService/UpdateWebhookEndpoint',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.UpdateWebhookEndpointRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.UpdateWebhookEndpointResponse.FromString,
+                )
+        self.DeleteWebhookEndpoint = channel.unary_unary(
+                '/metering.v1.MeteringService/DeleteWebhookEndpoint',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.DeleteWebhookEndpointRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.DeleteWebhookEndpointResponse.FromString,
+                )
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/metering.v1.MeteringService/RotateWebhookSecret',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.RotateWebhookSecretResponse.FromString,
+                )
+        self.ListDeliveries = channel.unary_unary(
+                '/metering.v1.MeteringService/ListDeliveries',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.ListDeliveriesResponse.FromString,
+                )
+        self.ListDeliveryAttempts = channel.unary_unary(
+                '/metering.v1.MeteringService/ListDeliveryAttempts',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.ListDeliveryAttemptsRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.ListDeliveryAttemptsResponse.FromString,
+                )
+        self.Redeliver = channel.unary_unary(
+                '/metering.v1.MeteringService/Redeliver',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.RedeliverRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.RedeliverResponse.FromString,
+                )
+        self.SendTestEvent = channel.unary_unary(
+                '/metering.v1.MeteringService/SendTestEvent',
+                request_serializer=metering_dot_v1_dot_alerts__pb2.SendTestEventRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_alerts__pb2.SendTestEventResponse.FromString,
                 )
 
 
@@ -460,6 +567,164 @@ class MeteringServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateGrant(self, request, context):
+        """Creates a prepaid credit grant, idempotent by (account_id,
+        idempotency_key): the same key with different content is ALREADY_EXISTS.
+        From then on the account's charges burn its grants (README "Credits").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VoidGrant(self, request, context):
+        """Voids the unspent part of a grant (a part held by a reservation when
+        that hold ends). At most once: FAILED_PRECONDITION (GRANT_VOIDED) after.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
+        """Lists an account's grants, oldest first, with remaining, held, spent,
+        expired and voided amounts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBalance(self, request, context):
+        """Reads an account's credit balance: available = remaining of the grants in
+        effect - holds, with upcoming expiries and the month's overage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBalanceEntries(self, request, context):
+        """Lists an account's balance history (grants, burns with their charge,
+        holds, releases, expiries, voids, refunds, overage), with the running balance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCreditPolicy(self, request, context):
+        """Sets what happens when credits run out (DENY or ALLOW_OVERAGE) and the
+        low-balance threshold of an account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAlertRule(self, request, context):
+        """Creates an alert rule: thresholds on a limit (percentages of its amount)
+        or on the day's or month's spend (USD), each firing once when recorded
+        usage crosses it upward in a period, and once more (resolved) when usage
+        falls back below it. Alerts go to the charge stream and to the account's
+        webhook endpoints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlertRule(self, request, context):
+        """Reads one alert rule. NOT_FOUND (ErrorInfo reason ALERT_RULE_NOT_FOUND) when absent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlertRules(self, request, context):
+        """Lists an account's alert rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAlertRule(self, request, context):
+        """Replaces an alert rule's description and thresholds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlertRule(self, request, context):
+        """Removes an alert rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWebhookEndpoint(self, request, context):
+        """Creates a webhook endpoint with its own signing secret (in the answer only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhookEndpoint(self, request, context):
+        """Reads one webhook endpoint. NOT_FOUND (ErrorInfo reason WEBHOOK_ENDPOINT_NOT_FOUND) when absent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookEndpoints(self, request, context):
+        """Lists an account's webhook endpoints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWebhookEndpoint(self, request, context):
+        """Changes a webhook endpoint (url, description, enabled, event types, format).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhookEndpoint(self, request, context):
+        """Removes a webhook endpoint and its deliveries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """Replaces a webhook endpoint's signing secret; the new one is in the answer only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """Lists an account's webhook deliveries, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveryAttempts(self, request, context):
+        """Lists the attempts of one delivery (time, HTTP status, latency, answer excerpt).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Redeliver(self, request, context):
+        """Makes a delivery pending again (same webhook-id), due now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendTestEvent(self, request, context):
+        """Queues a "webhook.test" delivery to an endpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeteringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -622,6 +887,111 @@ def add_MeteringServiceServicer_to_server(servicer, server):
                     servicer.ListReservations,
                     request_deserializer=metering_dot_v1_dot_metering__service__pb2.ListReservationsRequest.FromString,
                     response_serializer=metering_dot_v1_dot_metering__service__pb2.ListReservationsResponse.SerializeToString,
+            ),
+            'CreateGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateGrant,
+                    request_deserializer=metering_dot_v1_dot_credits__pb2.CreateGrantRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_credits__pb2.CreateGrantResponse.SerializeToString,
+            ),
+            'VoidGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidGrant,
+                    request_deserializer=metering_dot_v1_dot_credits__pb2.VoidGrantRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_credits__pb2.VoidGrantResponse.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=metering_dot_v1_dot_credits__pb2.ListGrantsRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_credits__pb2.ListGrantsResponse.SerializeToString,
+            ),
+            'GetBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalance,
+                    request_deserializer=metering_dot_v1_dot_credits__pb2.GetBalanceRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_credits__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'ListBalanceEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBalanceEntries,
+                    request_deserializer=metering_dot_v1_dot_credits__pb2.ListBalanceEntriesRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_credits__pb2.ListBalanceEntriesResponse.SerializeToString,
+            ),
+            'SetCreditPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCreditPolicy,
+                    request_deserializer=metering_dot_v1_dot_credits__pb2.SetCreditPolicyRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_credits__pb2.SetCreditPolicyResponse.SerializeToString,
+            ),
+            'CreateAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlertRule,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.CreateAlertRuleRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.CreateAlertRuleResponse.SerializeToString,
+            ),
+            'GetAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlertRule,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.GetAlertRuleRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.GetAlertRuleResponse.SerializeToString,
+            ),
+            'ListAlertRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlertRules,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.ListAlertRulesRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.ListAlertRulesResponse.SerializeToString,
+            ),
+            'UpdateAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAlertRule,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.UpdateAlertRuleRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.UpdateAlertRuleResponse.SerializeToString,
+            ),
+            'DeleteAlertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlertRule,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.DeleteAlertRuleRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.DeleteAlertRuleResponse.SerializeToString,
+            ),
+            'CreateWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhookEndpoint,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.CreateWebhookEndpointRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.CreateWebhookEndpointResponse.SerializeToString,
+            ),
+            'GetWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookEndpoint,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.GetWebhookEndpointRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.GetWebhookEndpointResponse.SerializeToString,
+            ),
+            'ListWebhookEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookEndpoints,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.ListWebhookEndpointsRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.ListWebhookEndpointsResponse.SerializeToString,
+            ),
+            'UpdateWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWebhookEndpoint,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.UpdateWebhookEndpointRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.UpdateWebhookEndpointResponse.SerializeToString,
+            ),
+            'DeleteWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhookEndpoint,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.DeleteWebhookEndpointRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.DeleteWebhookEndpointResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.RotateWebhookSecretResponse.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'ListDeliveryAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveryAttempts,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.ListDeliveryAttemptsRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.ListDeliveryAttemptsResponse.SerializeToString,
+            ),
+            'Redeliver': grpc.unary_unary_rpc_method_handler(
+                    servicer.Redeliver,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.RedeliverRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.RedeliverResponse.SerializeToString,
+            ),
+            'SendTestEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTestEvent,
+                    request_deserializer=metering_dot_v1_dot_alerts__pb2.SendTestEventRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_alerts__pb2.SendTestEventResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1184,5 +1554,362 @@ class MeteringService(object):
         return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/ListReservations',
             metering_dot_v1_dot_metering__service__pb2.ListReservationsRequest.SerializeToString,
             metering_dot_v1_dot_metering__service__pb2.ListReservationsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CreateGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/CreateGrant',
+            metering_dot_v1_dot_credits__pb2.CreateGrantRequest.SerializeToString,
+            metering_dot_v1_dot_credits__pb2.CreateGrantResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def VoidGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/VoidGrant',
+            metering_dot_v1_dot_credits__pb2.VoidGrantRequest.SerializeToString,
+            metering_dot_v1_dot_credits__pb2.VoidGrantResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/ListGrants',
+            metering_dot_v1_dot_credits__pb2.ListGrantsRequest.SerializeToString,
+            metering_dot_v1_dot_credits__pb2.ListGrantsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/GetBalance',
+            metering_dot_v1_dot_credits__pb2.GetBalanceRequest.SerializeToString,
+            metering_dot_v1_dot_credits__pb2.GetBalanceResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListBalanceEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/ListBalanceEntries',
+            metering_dot_v1_dot_credits__pb2.ListBalanceEntriesRequest.SerializeToString,
+            metering_dot_v1_dot_credits__pb2.ListBalanceEntriesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SetCreditPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/SetCreditPolicy',
+            metering_dot_v1_dot_credits__pb2.SetCreditPolicyRequest.SerializeToString,
+            metering_dot_v1_dot_credits__pb2.SetCreditPolicyResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CreateAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/CreateAlertRule',
+            metering_dot_v1_dot_alerts__pb2.CreateAlertRuleRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.CreateAlertRuleResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/GetAlertRule',
+            metering_dot_v1_dot_alerts__pb2.GetAlertRuleRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.GetAlertRuleResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListAlertRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/ListAlertRules',
+            metering_dot_v1_dot_alerts__pb2.ListAlertRulesRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.ListAlertRulesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UpdateAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/UpdateAlertRule',
+            metering_dot_v1_dot_alerts__pb2.UpdateAlertRuleRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.UpdateAlertRuleResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteAlertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/DeleteAlertRule',
+            metering_dot_v1_dot_alerts__pb2.DeleteAlertRuleRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.DeleteAlertRuleResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CreateWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/CreateWebhookEndpoint',
+            metering_dot_v1_dot_alerts__pb2.CreateWebhookEndpointRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.CreateWebhookEndpointResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/GetWebhookEndpoint',
+            metering_dot_v1_dot_alerts__pb2.GetWebhookEndpointRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.GetWebhookEndpointResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListWebhookEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/ListWebhookEndpoints',
+            metering_dot_v1_dot_alerts__pb2.ListWebhookEndpointsRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.ListWebhookEndpointsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UpdateWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/UpdateWebhookEndpoint',
+            metering_dot_v1_dot_alerts__pb2.UpdateWebhookEndpointRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.UpdateWebhookEndpointResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/DeleteWebhookEndpoint',
+            metering_dot_v1_dot_alerts__pb2.DeleteWebhookEndpointRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.DeleteWebhookEndpointResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/RotateWebhookSecret',
+            metering_dot_v1_dot_alerts__pb2.RotateWebhookSecretRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.RotateWebhookSecretResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/ListDeliveries',
+            metering_dot_v1_dot_alerts__pb2.ListDeliveriesRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.ListDeliveriesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListDeliveryAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/ListDeliveryAttempts',
+            metering_dot_v1_dot_alerts__pb2.ListDeliveryAttemptsRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.ListDeliveryAttemptsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Redeliver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/Redeliver',
+            metering_dot_v1_dot_alerts__pb2.RedeliverRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.RedeliverResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SendTestEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/SendTestEvent',
+            metering_dot_v1_dot_alerts__pb2.SendTestEventRequest.SerializeToString,
+            metering_dot_v1_dot_alerts__pb2.SendTestEventResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
