@@ -129,7 +129,23 @@ export async function closeDatabase(db: Db): Promise<void> {
 }
 
 /** Applies every pending migration. */
+/** Any constant: the key of the transaction-scoped advisory lock that serializes creating knex's tables. */
+const MIGRATION_TABLES_LOCK = 7_236_913_401;
+
+/**
+ * Runs the migrations. Several processes may start on a new database at once (replicas): knex
+ * serializes the migrations themselves with its lock row, but creates its two tables and that row
+ * without a lock, so concurrent first starts failed ("relation knex_migrations_lock already
+ * exists") or could insert two lock rows. They are created here first, as knex would, under a
+ * transaction-scoped advisory lock (safe behind a transaction pooler).
+ */
 export async function migrate(db: Db): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.raw('SELECT pg_advisory_xact_lock(?)', [MIGRATION_TABLES_LOCK]);
+    await tx.raw('CREATE TABLE IF NOT EXISTS knex_migrations (id serial PRIMARY KEY, name varchar(255), batch integer, migration_time timestamptz)');
+    await tx.raw('CREATE TABLE IF NOT EXISTS knex_migrations_lock (index serial PRIMARY KEY, is_locked integer)');
+    await tx.raw('INSERT INTO knex_migrations_lock (is_locked) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM knex_migrations_lock)');
+  });
   await db.migrate.latest({ migrationSource });
 }
 

@@ -23,7 +23,7 @@ import { AddressInfo } from 'node:net';
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, grpcError, statusDetails } from '../support/grpc';
 import { chargeRequest } from '../support/requests';
-import { buildServer, ServerProcess, startServer } from '../support/server-process';
+import { buildServer, ServerProcess, startServer, startServers } from '../support/server-process';
 
 /**
  * Issue 17, alerts and webhooks, end to end: the real server processes, real
@@ -351,9 +351,7 @@ describeEachOf(postgres, 'three server processes on one Postgres')('alerts from 
 
   beforeAll(async () => {
     tdb = await target.create();
-    // The first one migrates the new database; then two more at once.
-    servers = [await startServer(tdb.config, ENV)];
-    servers.push(...(await Promise.all([startServer(tdb.config, ENV), startServer(tdb.config, ENV)])));
+    servers = await startServers(tdb.config, 3, ENV);
     receiver = await new Receiver().start();
   });
 

@@ -13,7 +13,7 @@ import { expectRollupsMatchCharges } from '../support/consistency';
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, grpcError, statusDetails } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
-import { buildServer, ServerProcess, startServer } from '../support/server-process';
+import { buildServer, ServerProcess, startServer, startServers } from '../support/server-process';
 
 /**
  * Issue 4 end to end: real server processes called through the generated
@@ -122,9 +122,7 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
 
   beforeAll(async () => {
     tdb = await target.create();
-    // The first server migrates; the others start on the migrated database.
-    servers = [await startServer(tdb.config)];
-    servers.push(...(await Promise.all([startServer(tdb.config), startServer(tdb.config)])));
+    servers = await startServers(tdb.config, 3);
     db = openDatabase(tdb.config);
   });
 

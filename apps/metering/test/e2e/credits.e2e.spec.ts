@@ -20,7 +20,7 @@ import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } fr
 import { call, grpcError, statusDetails } from '../support/grpc';
 import { HOSTILE } from '../support/hostile';
 import { chargeRequest, checkRequest } from '../support/requests';
-import { buildServer, ServerProcess, startServer } from '../support/server-process';
+import { buildServer, ServerProcess, startServer, startServers } from '../support/server-process';
 
 /**
  * Issue 16 end to end: the real server called through the generated client.
@@ -228,8 +228,7 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
 
   beforeAll(async () => {
     tdb = await target.create();
-    servers = [await startServer(tdb.config)];
-    servers.push(...(await Promise.all([startServer(tdb.config), startServer(tdb.config)])));
+    servers = await startServers(tdb.config, 3);
     await priceModel(servers[0].client);
     db = openDatabase(tdb.config);
   });

@@ -4,7 +4,7 @@ import { ChargeEvent, ChargeEventKind, LimitEnforcement, LimitMeasure, LimitPeri
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, statusDetails } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
-import { buildServer, ServerProcess, startServer } from '../support/server-process';
+import { buildServer, ServerProcess, startServer, startServers } from '../support/server-process';
 
 /**
  * Issue 5, the charge stream, end to end: WatchCharges through the generated
@@ -270,8 +270,7 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
 
   beforeAll(async () => {
     tdb = await target.create();
-    servers = [await startServer(tdb.config)];
-    servers.push(...(await Promise.all([startServer(tdb.config), startServer(tdb.config)])));
+    servers = await startServers(tdb.config, 3);
   });
 
   afterAll(async () => {

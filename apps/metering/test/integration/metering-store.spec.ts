@@ -27,6 +27,22 @@ const charge = (over: Partial<RecordChargeRequestInput> = {}): RecordChargeReque
 
 requirePostgresInCi();
 
+describe.each(databaseTargets().filter((t) => t.name === 'postgres'))('migrations on a new $name database', (target) => {
+  it('migrate from several processes at once (replicas starting together): each one finishes, the schema once', async () => {
+    const tdb = await target.create();
+    const dbs = Array.from({ length: 4 }, () => openDatabase(tdb.config));
+    try {
+      await Promise.all(dbs.map((d) => migrate(d)));
+      const done = await dbs[0]('knex_migrations').select('name');
+      expect(done.map((r: { name: string }) => r.name)).toEqual([...new Set(done.map((r: { name: string }) => r.name))]);
+      expect(await dbs[0].schema.hasTable('charges')).toBe(true);
+    } finally {
+      await Promise.all(dbs.map((d) => closeDatabase(d)));
+      await tdb.drop();
+    }
+  });
+});
+
 describe.each(databaseTargets())('metering store on $name', (target) => {
   let tdb: TestDatabase;
   let db: Db;

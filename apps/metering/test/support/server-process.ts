@@ -25,6 +25,14 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/**
+ * Starts `count` server processes on one database at once, as replicas of a deployment start: on a
+ * new database they all migrate it together (store/db.ts migrate serializes them).
+ */
+export function startServers(db: DatabaseConfig, count: number, env: Record<string, string> = {}): Promise<ServerProcess[]> {
+  return Promise.all(Array.from({ length: count }, () => startServer(db, env)));
+}
+
 /** Starts the real server process on 127.0.0.1 and a free port, and waits until it listens. */
 export function startServer(db: DatabaseConfig, env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--enable-source-maps', MAIN], {
