@@ -49,7 +49,7 @@ describe('alert crossings', () => {
     const rule = spendRule([5, 10, 20]);
     // 4 -> 10: crosses 5 and 10 (10 is reached: at or above), not 20.
     const alerts = alertCrossings([rule], [], [counter('', 'day', '2026-12-01', usd(10))], [change('u1', '2026-12-01', 6)]);
-    expect(alerts.map((a) => [a.direction, a.threshold.toFixed(), a.used.toFixed(), a.userId, a.changedByUserId, a.periodStart])).toEqual([
+    expect(alerts.map((a) => [a.direction, a.threshold.toFixed(), a.used?.toFixed(), a.userId, a.changedByUserId, a.periodStart])).toEqual([
       ['triggered', '5', '10', '', 'u1', '2026-12-01'],
       ['triggered', '10', '10', '', 'u1', '2026-12-01'],
     ]);
@@ -61,7 +61,7 @@ describe('alert crossings', () => {
     expect(alertCrossings([rule], [], [counter('', 'day', '2026-12-01', usd(4))], [change('u1', '2026-12-01', 1)])).toEqual([]);
     // A re-rating that lowered the cost by 3: 6 -> 3.
     const back = alertCrossings([rule], [], [counter('', 'day', '2026-12-01', usd(3))], [change('u1', '2026-12-01', -3, 0n)]);
-    expect(back.map((a) => [a.direction, a.threshold.toFixed(), a.used.toFixed()])).toEqual([['resolved', '5', '3']]);
+    expect(back.map((a) => [a.direction, a.threshold.toFixed(), a.used?.toFixed()])).toEqual([['resolved', '5', '3']]);
   });
 
   it('measures the period of the rule: a month rule on the month counter, a day rule per day', () => {
@@ -83,7 +83,7 @@ describe('alert crossings', () => {
     const each = alertCrossings([spendRule([5], { eachUser: true })], [], counters, changes);
     expect(each.map((a) => a.userId)).toEqual(['u1', 'u2']);
     const account = alertCrossings([spendRule([10])], [], counters, changes);
-    expect(account.map((a) => [a.userId, a.used.toFixed()])).toEqual([['', '12']]);
+    expect(account.map((a) => [a.userId, a.used?.toFixed()])).toEqual([['', '12']]);
   });
 
   it('measures a limit rule in percentages of the limit as set now, in its measure; idle without the limit', () => {
@@ -118,7 +118,7 @@ describe('periods that ended', () => {
     expect([periodEnded(month, late, 'UTC'), periodEnded(month, new Date('2026-11-30T23:00:00Z'), 'UTC')]).toEqual([true, false]);
     const [notice] = periodEndNotices([alert], () => new Dec('7.5'));
     expect(notice).toMatchObject({ direction: 'resolved', periodEnded: true, threshold: alert.threshold, periodStart: '2026-12-01' });
-    expect(notice.used.toFixed()).toBe('7.5');
+    expect(notice.used?.toFixed()).toBe('7.5');
   });
 
   it('leaves the resolved notice of an ended period to the period-end sweep, and still alerts a late crossing upward', () => {
@@ -233,7 +233,7 @@ describe('bodies and signatures', () => {
 
   it('makes a Slack incoming-webhook text of an alert', () => {
     const [alert] = alertCrossings([spendRule([5])], [], [counter('', 'day', '2026-12-01', usd(6))], [change('u1', '2026-12-01', 6)]);
-    const body = webhookBody('alert.triggered', new Date(), { ...Object.fromEntries(Object.entries({ account_id: 'a', rule_id: 'r1', kind: 'spend', description: 'budget', direction: 'triggered', user_id: '', period: 'day', period_start: '2026-12-01', measure: 'cost', threshold: alert.threshold.toFixed(), used: alert.used.toFixed(), changed_by_user_id: 'u1' })) });
+    const body = webhookBody('alert.triggered', new Date(), { ...Object.fromEntries(Object.entries({ account_id: 'a', rule_id: 'r1', kind: 'spend', description: 'budget', direction: 'triggered', user_id: '', period: 'day', period_start: '2026-12-01', measure: 'cost', threshold: alert.threshold.toFixed(), used: alert.used?.toFixed(), changed_by_user_id: 'u1' })) });
     expect(JSON.parse(slackBody(body))).toEqual({ text: ':warning: Metering alert (budget): account a reached daily spend of 5 USD: 6 USD used in the day from 2026-12-01.' });
   });
 });

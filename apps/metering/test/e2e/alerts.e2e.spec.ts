@@ -269,7 +269,7 @@ describe.each(databaseTargets())('webhooks on $name', (target) => {
       'rule.spend.amounts[1].amount',
       'rule.spend.amounts[2].amount',
     ]);
-    expect(await bad(call(client.createAlertRule, client, { rule: { accountId: 'hostile', ruleId: '', description: '\u0000', kind: 7, limit: undefined, spend: undefined, createTime: undefined, updateTime: undefined } }))).toEqual([
+    expect(await bad(call(client.createAlertRule, client, { rule: { accountId: 'hostile', ruleId: '', description: '\u0000', kind: 7, limit: undefined, spend: undefined, balance: undefined, createTime: undefined, updateTime: undefined } }))).toEqual([
       'rule.description',
       'rule.kind',
     ]);
@@ -370,7 +370,7 @@ describeEachOf(postgres, 'three server processes on one Postgres')('alerts from 
     await call(a.createAlertRule, a, spendRule(ACCOUNT, LimitPeriod.LIMIT_PERIOD_MONTH, ['20'], { description: 'month' }));
     await call(a.createAlertRule, a, spendRule(ACCOUNT, LimitPeriod.LIMIT_PERIOD_DAY, ['5'], { description: 'each', eachUser: true }));
     await call(a.createAlertRule, a, {
-      rule: { accountId: ACCOUNT, ruleId: '', description: 'limit', kind: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: undefined, createTime: undefined, updateTime: undefined,
+      rule: { accountId: ACCOUNT, ruleId: '', description: 'limit', kind: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: undefined, balance: undefined, createTime: undefined, updateTime: undefined,
         limit: { userId: '', period: LimitPeriod.LIMIT_PERIOD_DAY, measure: LimitMeasure.LIMIT_MEASURE_COST, enforcement: LimitEnforcement.LIMIT_ENFORCEMENT_HARD, percentages: ['50', '100'] } },
     });
     // 30 charges of 1 USD, 10 per user, sent to the three processes at once.
