@@ -523,8 +523,9 @@ describeEachOf(postgres, 'three server processes on one Postgres')('alerts from 
     expect(available?.amount).toBe('10');
     const told = balanceAlertsOf(receiver.received, A);
     expect(told.map((x) => x.split('@')[0])).toEqual(['alert.triggered 15']);
-    // It was told with the balance right after the charge that crossed it (14: each charge is 1 USD).
-    expect(told[0]).toBe('alert.triggered 15@14');
+    // It carries the balance after the transaction that crossed it (a group commit may write several charges at once): below 15, not below the final 10.
+    const after = Number(told[0].split('@')[1]);
+    expect([after < 15, after >= 10]).toEqual([true, true]);
     const { deliveries } = await call(a.listDeliveries, a, { accountId: A, endpointId: '', status: 0, pageSize: 100, pageToken: '' });
     expect(deliveries.map((d) => [d.eventType, d.status])).toEqual([['alert.triggered', DeliveryStatus.DELIVERY_STATUS_DELIVERED]]);
   });
