@@ -3,6 +3,8 @@ import { createHmac } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import {
   addressAllowed,
+  alertData,
+  balanceAlerts,
   alertCrossings,
   AlertRule,
   alertEvents,
@@ -49,7 +51,7 @@ describe('alert crossings', () => {
     const rule = spendRule([5, 10, 20]);
     // 4 -> 10: crosses 5 and 10 (10 is reached: at or above), not 20.
     const alerts = alertCrossings([rule], [], [counter('', 'day', '2026-12-01', usd(10))], [change('u1', '2026-12-01', 6)]);
-    expect(alerts.map((a) => [a.direction, a.threshold.toFixed(), a.used.toFixed(), a.userId, a.changedByUserId, a.periodStart])).toEqual([
+    expect(alerts.map((a) => [a.direction, a.threshold.toFixed(), a.used?.toFixed(), a.userId, a.changedByUserId, a.periodStart])).toEqual([
       ['triggered', '5', '10', '', 'u1', '2026-12-01'],
       ['triggered', '10', '10', '', 'u1', '2026-12-01'],
     ]);
@@ -61,7 +63,7 @@ describe('alert crossings', () => {
     expect(alertCrossings([rule], [], [counter('', 'day', '2026-12-01', usd(4))], [change('u1', '2026-12-01', 1)])).toEqual([]);
     // A re-rating that lowered the cost by 3: 6 -> 3.
     const back = alertCrossings([rule], [], [counter('', 'day', '2026-12-01', usd(3))], [change('u1', '2026-12-01', -3, 0n)]);
-    expect(back.map((a) => [a.direction, a.threshold.toFixed(), a.used.toFixed()])).toEqual([['resolved', '5', '3']]);
+    expect(back.map((a) => [a.direction, a.threshold.toFixed(), a.used?.toFixed()])).toEqual([['resolved', '5', '3']]);
   });
 
   it('measures the period of the rule: a month rule on the month counter, a day rule per day', () => {
@@ -83,7 +85,7 @@ describe('alert crossings', () => {
     const each = alertCrossings([spendRule([5], { eachUser: true })], [], counters, changes);
     expect(each.map((a) => a.userId)).toEqual(['u1', 'u2']);
     const account = alertCrossings([spendRule([10])], [], counters, changes);
-    expect(account.map((a) => [a.userId, a.used.toFixed()])).toEqual([['', '12']]);
+    expect(account.map((a) => [a.userId, a.used?.toFixed()])).toEqual([['', '12']]);
   });
 
   it('measures a limit rule in percentages of the limit as set now, in its measure; idle without the limit', () => {
@@ -118,7 +120,7 @@ describe('periods that ended', () => {
     expect([periodEnded(month, late, 'UTC'), periodEnded(month, new Date('2026-11-30T23:00:00Z'), 'UTC')]).toEqual([true, false]);
     const [notice] = periodEndNotices([alert], () => new Dec('7.5'));
     expect(notice).toMatchObject({ direction: 'resolved', periodEnded: true, threshold: alert.threshold, periodStart: '2026-12-01' });
-    expect(notice.used.toFixed()).toBe('7.5');
+    expect(notice.used?.toFixed()).toBe('7.5');
   });
 
   it('leaves the resolved notice of an ended period to the period-end sweep, and still alerts a late crossing upward', () => {
@@ -233,7 +235,7 @@ describe('bodies and signatures', () => {
 
   it('makes a Slack incoming-webhook text of an alert', () => {
     const [alert] = alertCrossings([spendRule([5])], [], [counter('', 'day', '2026-12-01', usd(6))], [change('u1', '2026-12-01', 6)]);
-    const body = webhookBody('alert.triggered', new Date(), { ...Object.fromEntries(Object.entries({ account_id: 'a', rule_id: 'r1', kind: 'spend', description: 'budget', direction: 'triggered', user_id: '', period: 'day', period_start: '2026-12-01', measure: 'cost', threshold: alert.threshold.toFixed(), used: alert.used.toFixed(), changed_by_user_id: 'u1' })) });
+    const body = webhookBody('alert.triggered', new Date(), { ...Object.fromEntries(Object.entries({ account_id: 'a', rule_id: 'r1', kind: 'spend', description: 'budget', direction: 'triggered', user_id: '', period: 'day', period_start: '2026-12-01', measure: 'cost', threshold: alert.threshold.toFixed(), used: alert.used?.toFixed(), changed_by_user_id: 'u1' })) });
     expect(JSON.parse(slackBody(body))).toEqual({ text: ':warning: Metering alert (budget): account a reached daily spend of 5 USD: 6 USD used in the day from 2026-12-01.' });
   });
 });
@@ -241,5 +243,73 @@ describe('bodies and signatures', () => {
 describe('delivery listing', () => {
   it('refuses a page token of another query, naming it', () => {
     expect(fields(() => validateListDeliveries({ accountId: 'a', endpointId: 'x', status: 9, pageSize: 5000, pageToken: 'garbage' }))).toEqual(['endpoint_id', 'status', 'page_size', 'page_token']);
+  });
+});
+
+describe('balance rules', () => {
+  const balanceRule = (amounts: string[], ruleId = 'b1'): AlertRule => ({ accountId: 'a', ruleId, description: 'low credits', kind: 'balance', balance: { amounts: amounts.map((x) => new Dec(x)) } });
+  const told = (r: ReturnType<typeof balanceAlerts>) => r.alerts.map((a) => [a.direction, a.ruleId, a.threshold.toFixed(), a.available?.toFixed()]);
+
+  it('fires each amount once when the available balance falls below it, and resolves it once when it is back at or above it', () => {
+    const rules = [balanceRule(['5', '10'])];
+    // 20 -> 4: below both amounts, one alert each.
+    const fell = balanceAlerts('a', rules, {}, new Dec(4), 'u1');
+    expect(told(fell)).toEqual([['triggered', 'b1', '5', '4'], ['triggered', 'b1', '10', '4']]);
+    expect(fell).toMatchObject({ standing: { b1: ['5', '10'] }, changed: true });
+    expect(fell.alerts[0]).toMatchObject({ kind: 'balance', userId: '', periodStart: '', measure: 'cost', changedByUserId: 'u1' });
+    expect(fell.alerts[0].period).toBeUndefined();
+    // Further down: nothing new, nothing to write.
+    const lower = balanceAlerts('a', rules, fell.standing, new Dec(1), 'u1');
+    expect(lower).toEqual({ alerts: [], standing: { b1: ['5', '10'] }, changed: false });
+    // A grant lifts it to exactly 5 (at or above 5, still below 10): 5 resolves once.
+    const back = balanceAlerts('a', rules, lower.standing, new Dec(5), '');
+    expect(told(back)).toEqual([['resolved', 'b1', '5', '5']]);
+    expect(back.standing).toEqual({ b1: ['10'] });
+    expect(balanceAlerts('a', rules, back.standing, new Dec(7), '').alerts).toEqual([]);
+    const up = balanceAlerts('a', rules, back.standing, new Dec(100), '');
+    expect(told(up)).toEqual([['resolved', 'b1', '10', '100']]);
+    expect(up).toMatchObject({ standing: {}, changed: true });
+  });
+
+  it('fires a rule made while the balance is already below at the next change, and forgets a rule that is gone or an amount no longer in it', () => {
+    expect(told(balanceAlerts('a', [balanceRule(['3'])], {}, new Dec(2), '')).map((x) => x[0])).toEqual(['triggered']);
+    // The rule was deleted: its standing is dropped without a notice.
+    expect(balanceAlerts('a', [], { b1: ['3'] }, new Dec(2), '')).toEqual({ alerts: [], standing: {}, changed: true });
+    // The rule changed from 3 to 4: 3 is forgotten, 4 is new and fires.
+    const changed = balanceAlerts('a', [balanceRule(['4'])], { b1: ['3'] }, new Dec(2), '');
+    expect(told(changed)).toEqual([['triggered', 'b1', '4', '2']]);
+    expect(changed.standing).toEqual({ b1: ['4'] });
+    // Another account's rule and other kinds are not measured here.
+    expect(balanceAlerts('a', [{ ...balanceRule(['9']), accountId: 'other' }, spendRule([9])], {}, new Dec(1), '').alerts).toEqual([]);
+  });
+
+  it('is never resolved by the end of a period, and its rules never make the counters\' second statement', () => {
+    const [alert] = balanceAlerts('a', [balanceRule(['3'])], {}, new Dec(2), '').alerts;
+    expect(periodEnded(alert, new Date('2099-01-01T00:00:00Z'), 'UTC')).toBe(false);
+    const charge = { accountId: 'a', userId: 'u1', usageDate: '2026-12-01', costs: { totalCost: '6' }, tokens: tokenCounts({ promptTokens: 1 }), totalTokens: 1, callCount: 0 };
+    const entries = entriesOf([{ kind: 'charge_recorded', charge: charge as never }]);
+    expect(eventsAfterWrite([{ softLimits: [], alertRules: [balanceRule(['3'])], ruleLimits: [] }], entries)).toBeUndefined();
+  });
+
+  it('validates: amounts above 0, USD, at most 20, exactly the balance target', () => {
+    const rule = validateAlertRule({ accountId: 'a', ruleId: '', description: 'd', kind: 3, balance: { amounts: [{ amount: '10', currencyCode: 'USD' }, { amount: '2.5', currencyCode: 'USD' }] } }, false);
+    expect(rule).toMatchObject({ kind: 'balance', balance: { amounts: [new Dec('2.5'), new Dec('10')] } });
+    expect(fields(() => validateAlertRule({ accountId: 'a', ruleId: '', description: '', kind: 3 }, false))).toEqual(['rule.balance']);
+    expect(
+      fields(() => validateAlertRule({ accountId: 'a', ruleId: '', description: '', kind: 3, balance: { amounts: [{ amount: '0', currencyCode: 'USD' }, { amount: '-1', currencyCode: 'USD' }, { amount: '1', currencyCode: 'EUR' }, { amount: 'x', currencyCode: 'USD' }] } }, false)),
+    ).toEqual(['rule.balance.amounts[2].currency_code', 'rule.balance.amounts[0].amount', 'rule.balance.amounts[1].amount', 'rule.balance.amounts[3].amount']);
+    expect(fields(() => validateAlertRule({ accountId: 'a', ruleId: '', description: '', kind: 3, balance: { amounts: [] } }, false))).toEqual(['rule.balance.amounts']);
+    expect(
+      fields(() => validateAlertRule({ accountId: 'a', ruleId: '', description: '', kind: 2, spend: { period: 1, userId: '', eachUser: false, amounts: [{ amount: '1', currencyCode: 'USD' }] }, balance: { amounts: [{ amount: '1', currencyCode: 'USD' }] } }, false)),
+    ).toEqual(['rule.balance']);
+  });
+
+  it('makes the webhook data and a Slack text of a balance alert', () => {
+    const [alert] = balanceAlerts('a', [balanceRule(['10'])], {}, new Dec('7.5'), 'u1').alerts;
+    const data = alertData(alert);
+    expect(data).toEqual({ account_id: 'a', rule_id: 'b1', kind: 'balance', description: 'low credits', direction: 'triggered', user_id: '', measure: 'cost', threshold: '10', available: '7.5', changed_by_user_id: 'u1' });
+    expect(JSON.parse(slackBody(webhookBody('alert.triggered', new Date(), data)))).toEqual({ text: ':warning: Metering alert (low credits): the available credit balance of account a fell below 10 USD: 7.5 USD available.' });
+    const back = alertData(balanceAlerts('a', [balanceRule(['10'])], { b1: ['10'] }, new Dec('12'), '').alerts[0]);
+    expect(JSON.parse(slackBody(webhookBody('alert.resolved', new Date(), back)))).toEqual({ text: ':white_check_mark: Metering alert (low credits): the available credit balance of account a is back at or above 10 USD: 12 USD available.' });
   });
 });

@@ -22,14 +22,18 @@ import { checkEnum, checkId, checkInt, checkText, Violations } from './validatio
  * order), so concurrent writers see each other's usage in turn and each
  * crossing is seen by exactly one transaction, on any number of replicas.
  * A new period has its own counters, starting at zero: thresholds fire again
- * in it. A balance rule (prepaid credits falling below amounts) is one more
- * kind here, measuring the balance row its change moves.
+ * in it.
+ *
+ * A BALANCE rule watches the account's available prepaid-credit balance
+ * (libs/domain/src/credits.ts): it is evaluated where credits move
+ * (creditWritesOf, `balanceAlerts`), against what the account's locked credit
+ * row says stands below (no period: the balance is not per day or month).
  */
 
-export type AlertRuleKind = 'limit' | 'spend';
+export type AlertRuleKind = 'limit' | 'spend' | 'balance';
 export type AlertDirection = 'triggered' | 'resolved';
 
-export const ALERT_RULE_KIND_BY_NUMBER: Record<number, AlertRuleKind> = { 1: 'limit', 2: 'spend' };
+export const ALERT_RULE_KIND_BY_NUMBER: Record<number, AlertRuleKind> = { 1: 'limit', 2: 'spend', 3: 'balance' };
 
 /** At most this many rules per account, thresholds per rule, and endpoints per account. */
 export const MAX_ALERT_RULES = 100;
@@ -56,6 +60,11 @@ export interface SpendAlertTarget {
   amounts: Dec[];
 }
 
+/** Thresholds (USD) of the account's available credit balance: each fires when the balance falls below it. */
+export interface BalanceAlertTarget {
+  amounts: Dec[];
+}
+
 export interface AlertRule {
   accountId: string;
   ruleId: string;
@@ -63,6 +72,7 @@ export interface AlertRule {
   kind: AlertRuleKind;
   limit?: LimitAlertTarget;
   spend?: SpendAlertTarget;
+  balance?: BalanceAlertTarget;
   createTime?: Date;
   updateTime?: Date;
 }
@@ -76,13 +86,17 @@ export interface Alert {
   direction: AlertDirection;
   /** Whose usage is measured ('' = the account's). */
   userId: string;
-  period: LimitPeriod;
+  /** The period of the usage; none for a BALANCE alert (periodStart is then ''). */
+  period?: LimitPeriod;
   periodStart: string;
   measure: LimitMeasure;
   threshold: Dec;
   percentage?: Dec;
   limitAmount?: Dec;
-  used: Dec;
+  /** Recorded usage of the period after the change; none for a BALANCE alert. */
+  used?: Dec;
+  /** A BALANCE alert: the available balance after the change. */
+  available?: Dec;
   /** The user whose change crossed it. */
   changedByUserId: string;
   /** A resolved notice sent because the period ended (usage did not fall): see `periodEndNotices`. */
@@ -98,6 +112,7 @@ export interface AlertRuleInput {
   kind: number;
   limit?: { userId: string; period: number; measure: number; enforcement: number; percentages: string[] };
   spend?: { period: number; userId: string; eachUser: boolean; amounts: MoneyInput[] };
+  balance?: { amounts: MoneyInput[] };
 }
 
 function checkThresholds(v: Violations, field: string, raw: string[], max: Dec, what: string): Dec[] {
@@ -163,13 +178,18 @@ export function validateAlertRule(raw: AlertRuleInput | undefined, update: boole
     // A threshold's violation names its Money's amount.
     for (const x of v.list.slice(before)) if (/^rule\.spend\.amounts\[\d+\]$/.test(x.field)) x.field += '.amount';
   }
-  if (kind === 'limit') {
-    if (!r.limit) v.add('rule.limit', 'is required for kind LIMIT');
-    if (r.spend) v.add('rule.spend', 'is only used with kind SPEND');
+  if (r.balance) {
+    const amounts = r.balance.amounts ?? [];
+    amounts.forEach((m, n) => m.currencyCode !== CURRENCY_CODE && v.add(`rule.balance.amounts[${n}].currency_code`, `must be "${CURRENCY_CODE}"`));
+    const before = v.list.length;
+    rule.balance = { amounts: checkThresholds(v, 'rule.balance.amounts', amounts.map((m) => m.amount), MAX_SPEND, 'USD') };
+    for (const x of v.list.slice(before)) if (/^rule\.balance\.amounts\[\d+\]$/.test(x.field)) x.field += '.amount';
   }
-  if (kind === 'spend') {
-    if (!r.spend) v.add('rule.spend', 'is required for kind SPEND');
-    if (r.limit) v.add('rule.limit', 'is only used with kind LIMIT');
+  // Exactly the target of its kind.
+  const targets = { limit: r.limit, spend: r.spend, balance: r.balance };
+  if (kind) {
+    if (!targets[kind]) v.add(`rule.${kind}`, `is required for kind ${kind.toUpperCase()}`);
+    for (const other of ['limit', 'spend', 'balance'] as const) if (other !== kind && targets[other]) v.add(`rule.${other}`, `is only used with kind ${other.toUpperCase()}`);
   }
   v.done();
   return rule;
@@ -320,12 +340,72 @@ export function eventsAfterWrite(
 ): ((counters: CounterState[]) => LedgerEvent[]) | undefined {
   const all = [...settings];
   const soft = all.flatMap((s) => s.softLimits);
-  const rules = all.flatMap((s) => s.alertRules ?? []);
+  // BALANCE rules are evaluated with the credits (creditWritesOf), not from the counters.
+  const rules = all.flatMap((s) => s.alertRules ?? []).filter((r) => r.kind !== 'balance');
   const limits = all.flatMap((s) => s.ruleLimits ?? []);
   if (soft.length === 0 && rules.length === 0) return undefined;
   // A period that has ended gets its one resolved notice from the period-end sweep (with its final usage), not from a late change.
   const told = (e: LedgerEvent) => !(e.kind === 'alert_resolved' && ended(e.alert));
   return (counters) => [...softLimitEvents(soft, counters, entries), ...alertEvents(rules, limits, counters, entries).filter(told)];
+}
+
+/**
+ * What stands of an account's BALANCE rules: rule id -> the amounts (decimal
+ * strings, ascending) the available balance was last found below and has not
+ * been told to be back above since. Kept on the account's credit row, which
+ * every transaction that moves its credits has locked, so each crossing is
+ * seen by exactly one transaction, on any number of replicas.
+ */
+export type StandingBelow = Record<string, string[]>;
+
+/**
+ * The BALANCE rules of one account evaluated on its available balance after
+ * a change: an amount the balance is now below that does not stand fires
+ * `triggered` (and stands); one that stands while the balance is at or above
+ * it fires `resolved`. So each threshold fires once when the balance falls
+ * below it and once when it is back, however many changes it takes and
+ * whatever moved it (a charge, a hold, an expiry, a grant, a refund, a
+ * void); a rule created or changed while the balance is already below an
+ * amount fires at the account's next credit change. What stands afterwards
+ * keeps only the rules given (a deleted rule's is dropped). In rule order,
+ * then amount order.
+ */
+export function balanceAlerts(
+  accountId: string,
+  rules: AlertRule[],
+  standing: StandingBelow,
+  available: Dec,
+  changedByUserId: string,
+): { alerts: Alert[]; standing: StandingBelow; changed: boolean } {
+  const alerts: Alert[] = [];
+  const now: StandingBelow = {};
+  for (const rule of rules) {
+    if (rule.kind !== 'balance' || !rule.balance || rule.accountId !== accountId) continue;
+    const was = new Set(standing[rule.ruleId] ?? []);
+    const below: string[] = [];
+    for (const amount of rule.balance.amounts) {
+      const key = formatDecimal(amount);
+      const isBelow = available.lessThan(amount);
+      if (isBelow) below.push(key);
+      if (isBelow === was.has(key)) continue;
+      alerts.push({
+        accountId,
+        ruleId: rule.ruleId,
+        kind: 'balance',
+        description: rule.description,
+        direction: isBelow ? 'triggered' : 'resolved',
+        userId: '',
+        periodStart: '',
+        measure: 'cost',
+        threshold: amount,
+        available,
+        changedByUserId,
+      });
+    }
+    if (below.length) now[rule.ruleId] = below;
+  }
+  const canon = (x: StandingBelow) => JSON.stringify(Object.keys(x).sort().map((k) => [k, x[k]]));
+  return { alerts, standing: now, changed: canon(now) !== canon(standing) };
 }
 
 /** Whether an alert's period has ended, for the accounts of a write (their time zones; UTC when unset). */
@@ -345,7 +425,8 @@ export const standingKey = (a: Alert) => [a.accountId, a.ruleId, a.userId, a.per
 
 /** Whether a standing alert's period is over in its account's time zone at `now`. */
 export function periodEnded(a: Alert, now: Date, timeZone: string): boolean {
-  return a.periodStart < periodStartOf(a.period, localDay(now, timeZone));
+  // A BALANCE alert has no period: it stands until the balance is back.
+  return a.period !== undefined && a.periodStart < periodStartOf(a.period, localDay(now, timeZone));
 }
 
 /**
@@ -558,13 +639,13 @@ export function alertData(a: Alert): Record<string, string> {
     description: a.description,
     direction: a.direction,
     user_id: a.userId,
-    period: a.period,
-    period_start: a.periodStart,
+    ...(a.period ? { period: a.period, period_start: a.periodStart } : {}),
     measure: a.measure,
     threshold: formatDecimal(a.threshold),
     ...(a.percentage ? { percentage: formatDecimal(a.percentage) } : {}),
     ...(a.limitAmount ? { limit_amount: formatDecimal(a.limitAmount) } : {}),
-    used: formatDecimal(a.used),
+    ...(a.used ? { used: formatDecimal(a.used) } : {}),
+    ...(a.available ? { available: formatDecimal(a.available) } : {}),
     changed_by_user_id: a.changedByUserId,
     ...(a.periodEnded ? { period_ended: 'true' } : {}),
   };
@@ -582,12 +663,17 @@ export function slackBody(standard: string): string {
   const body = JSON.parse(standard) as { type: string; data: Record<string, string> };
   const d = body.data;
   if (body.type === TEST_EVENT_TYPE) return JSON.stringify({ text: `Metering test event for account ${d.account_id}: this endpoint receives alerts.` });
+  const label = d.description ? ` (${d.description})` : '';
+  if (d.kind === 'balance') {
+    const moved = d.direction === 'triggered' ? `fell below ${unitOf('cost', d.threshold)}` : `is back at or above ${unitOf('cost', d.threshold)}`;
+    const icon = d.direction === 'triggered' ? ':warning:' : ':white_check_mark:';
+    return JSON.stringify({ text: `${icon} Metering alert${label}: the available credit balance of account ${d.account_id} ${moved}: ${unitOf('cost', d.available)} available.` });
+  }
   const who = d.user_id ? `user ${d.user_id} of account ${d.account_id}` : `account ${d.account_id}`;
   const ended = d.period_ended === 'true';
   const what = d.kind === 'limit' ? `${d.percentage}% of the ${d.period === 'day' ? 'daily' : 'monthly'} ${d.measure} limit (${unitOf(d.measure, d.limit_amount)})` : `${d.period === 'day' ? 'daily' : 'monthly'} spend of ${unitOf('cost', d.threshold)}`;
   const verb = d.direction === 'triggered' ? 'reached' : 'is back below';
   const icon = d.direction === 'triggered' ? ':warning:' : ':white_check_mark:';
-  const label = d.description ? ` (${d.description})` : '';
   if (ended) return JSON.stringify({ text: `${icon} Metering alert${label}: the ${d.period} from ${d.period_start} of ${who} is over (${unitOf(d.measure, d.used)} used), resolving ${what}.` });
   return JSON.stringify({ text: `${icon} Metering alert${label}: ${who} ${verb} ${what}: ${unitOf(d.measure, d.used)} used in the ${d.period} from ${d.period_start}.` });
 }

@@ -235,3 +235,49 @@ describe('validation', () => {
     expect(validateCreditPage('entries', { accountId: 'acme', pageSize: 0, pageToken: forged('entries', '5') })).toEqual({ accountId: 'acme', pageSize: 100, after: '5' });
   });
 });
+
+describe('balance alert rules in the credit writes', () => {
+  const rule = (amounts: string[]) => ({ accountId: 'acme', ruleId: 'b1', description: '', kind: 'balance' as const, balance: { amounts: amounts.map(d) } });
+  const alerts = (e: ReturnType<typeof entriesOf>) => e.events.flatMap((x) => ('alert' in x ? [[x.kind, x.alert.threshold.toFixed(), x.alert.available?.toFixed(), x.alert.changedByUserId]] : []));
+
+  it('fires when burns take the available balance below an amount, carrying what stands on the account head it writes', () => {
+    const book = new CreditBook(account({ balance: d('10'), balanceRules: [rule(['2', '5'])] }), [grant({ amount: d('10') })]);
+    book.burn(charge('c1', 'u7'), d('6'), NOW);
+    book.burn(charge('c2', 'u8'), d('2.5'), NOW);
+    const e = entriesOf(book.changes);
+    const w = creditWritesOf([book], new Map([['acme', d('10')]]), e, NOW);
+    expect(alerts(e)).toEqual([['alert_triggered', '2', '1.5', 'u8'], ['alert_triggered', '5', '1.5', 'u8']]);
+    expect(w.accounts.map((a) => [a.balance.toFixed(), a.standingBelow])).toEqual([['1.5', { b1: ['2', '5'] }]]);
+  });
+
+  it('counts holds as the available balance does, and writes the head when only the standing changed', () => {
+    const g = grant({ amount: d('10') });
+    const book = new CreditBook(account({ balance: d('10'), balanceRules: [rule(['5'])] }), [g]);
+    book.hold({ accountId: 'acme', reservationId: 'r1', userId: 'u1' }, d('6'), NOW);
+    const e = entriesOf(book.changes);
+    creditWritesOf([book], new Map([['acme', d('10')]]), e, NOW);
+    expect(alerts(e)).toEqual([['alert_triggered', '5', '4', 'u1']]);
+    // Released: back at 10, resolved once; the standing the head carries is empty.
+    const held = { ...g, held: d('6') };
+    const later = new CreditBook(account({ balance: d('4'), balanceRules: [rule(['5'])], standingBelow: { b1: ['5'] } }), [held]);
+    later.releaseHolds({ accountId: 'acme', reservationId: 'r1', userId: 'u1', creditHolds: [{ grantId: g.grantId, amount: d('6') }] }, NOW);
+    const e2 = entriesOf(later.changes);
+    const w2 = creditWritesOf([later], new Map([['acme', d('4')]]), e2, NOW);
+    expect(alerts(e2)).toEqual([['alert_resolved', '5', '10', '']]);
+    expect(w2.accounts.map((a) => a.standingBelow)).toEqual([{}]);
+    // A rule made while the balance was below: no balance entry, but the head is written with what now stands.
+    const quiet = new CreditBook(account({ balance: d('4'), balanceRules: [rule(['5'])] }), [held]);
+    const e3 = entriesOf(quiet.changes);
+    const w3 = creditWritesOf([quiet], new Map([['acme', d('4')]]), e3, NOW);
+    expect(alerts(e3)).toEqual([['alert_triggered', '5', '4', '']]);
+    expect(w3.entries).toEqual([]);
+    expect(w3.accounts.map((a) => [a.balance.toFixed(), a.lastEntry, a.standingBelow])).toEqual([['4', 0n, { b1: ['5'] }]]);
+  });
+
+  it('writes no head and no alert for an account without balance rules', () => {
+    const book = new CreditBook(account({ balance: d('1') }), [grant({ amount: d('1') })]);
+    const e = entriesOf(book.changes);
+    expect(creditWritesOf([book], new Map([['acme', d('1')]]), e, NOW).accounts).toEqual([]);
+    expect(e.events).toEqual([]);
+  });
+});

@@ -1,4 +1,5 @@
 import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal } from '@metering/pricing';
+import { type AlertRule, balanceAlerts, type StandingBelow } from './alerts';
 import { DomainError } from './errors';
 import type { LedgerChange, LedgerEntries } from './ledger';
 import { monthStart } from './time';
@@ -80,6 +81,10 @@ export interface CreditAccount {
   balance: Dec;
   /** The last entry's sequence (0: none yet). */
   lastEntry: bigint;
+  /** What stands of its BALANCE alert rules (libs/domain/src/alerts.ts balanceAlerts). */
+  standingBelow?: StandingBelow;
+  /** Its BALANCE alert rules, read with the lock (not stored on the row). */
+  balanceRules?: AlertRule[];
 }
 
 /** What a reservation holds of one grant. */
@@ -273,6 +278,8 @@ interface HeldReservation {
  */
 export class CreditBook {
   readonly changes: LedgerChange[] = [];
+  /** The user of the last charge or hold that moved the balance ('' when none did). */
+  lastUserId = '';
   private readonly grants: Map<string, Grant>;
 
   constructor(
@@ -344,6 +351,7 @@ export class CreditBook {
   /** Holds up to `amount` for a reservation in burn order; returns the holds (less than asked when the balance is short). */
   hold(r: { accountId: string; reservationId: string; userId: string }, amount: Dec, now: Date): CreditHold[] {
     const { parts } = allocate(this.all, amount, now, r.userId);
+    if (parts.length) this.lastUserId = r.userId;
     for (const p of parts) {
       this.move(p.grantId, { held: p.amount });
       this.changes.push({ kind: 'credit_held', accountId: r.accountId, grantId: p.grantId, reservationId: r.reservationId, amount: p.amount, at: now });
@@ -355,6 +363,7 @@ export class CreditBook {
   /** Burns a charge's cost in burn order; what no grant covers is overage of the charge's month. */
   burn(c: { accountId: string; chargeId: string; userId: string; usageDate: string }, amount: Dec, now: Date): void {
     if (amount.lessThanOrEqualTo(0)) return;
+    this.lastUserId = c.userId;
     const { parts, uncovered } = allocate(this.all, amount, now, c.userId);
     for (const p of parts) {
       this.move(p.grantId, { spent: p.amount });
@@ -381,6 +390,7 @@ export class CreditBook {
     if (diff.greaterThan(0)) return this.burn(c, diff, now);
     let left = diff.negated();
     if (left.isZero()) return;
+    this.lastUserId = c.userId;
     const fromOverage = Dec.min(left, Dec.max(burned.overage, 0));
     if (fromOverage.greaterThan(0)) {
       this.changes.push({ kind: 'credit_overage', accountId: c.accountId, chargeId: c.chargeId, periodStart: monthStart(c.usageDate), amount: fromOverage.negated(), at: now });
@@ -424,16 +434,28 @@ export function balanceCrossing(account: CreditAccount, before: Dec, after: Dec)
  * The credit writes of books whose changes are in `entries` (entriesOf of
  * them), and the balance events their changes make, added to the entries'
  * events (after the others): BALANCE_LOW or BALANCE_EXHAUSTED per account
- * whose available balance crossed down since `before`.
+ * whose available balance crossed down since `before`, then the alerts of
+ * its BALANCE rules (balanceAlerts: against what stands on its credit row,
+ * which the heads written then carry; an account whose standing changed
+ * without a balance entry gets its head written too).
  */
 export function creditWritesOf(books: CreditBook[], before: Map<string, Dec>, entries: LedgerEntries, now: Date): CreditWrites {
+  const standing = new Map<string, StandingBelow>();
   for (const b of books) {
     const after = b.available(now);
     const kind = balanceCrossing(b.account, before.get(b.account.accountId) ?? ZERO, after);
     if (kind) entries.events.push({ kind, balance: { accountId: b.account.accountId, available: after, ...(b.account.lowThreshold ? { threshold: b.account.lowThreshold } : {}) } });
+    const rules = b.account.balanceRules ?? [];
+    if (rules.length === 0 && Object.keys(b.account.standingBelow ?? {}).length === 0) continue;
+    const told = balanceAlerts(b.account.accountId, rules, b.account.standingBelow ?? {}, after, b.lastUserId);
+    for (const alert of told.alerts) entries.events.push({ kind: alert.direction === 'triggered' ? 'alert_triggered' : 'alert_resolved', alert });
+    if (told.changed) standing.set(b.account.accountId, told.standing);
   }
-  const { entries: numbered, accounts } = numberEntries(new Map(books.map((b) => [b.account.accountId, b.account])), entries.credits.balance);
-  return { accounts, entries: numbered, credits: entries.credits };
+  const locked = new Map(books.map((b) => [b.account.accountId, b.account]));
+  const { entries: numbered, accounts } = numberEntries(locked, entries.credits.balance);
+  const heads = new Map(accounts.map((a) => [a.accountId, a]));
+  for (const [accountId, below] of standing) heads.set(accountId, { ...(heads.get(accountId) ?? (locked.get(accountId) as CreditAccount)), standingBelow: below });
+  return { accounts: [...heads.values()].sort((a, b) => (a.accountId < b.accountId ? -1 : 1)), entries: numbered, credits: entries.credits };
 }
 
 /** Whether a call may go ahead on the balance: under `deny`, only while the available balance covers its expected cost (and is above zero). */

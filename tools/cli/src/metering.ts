@@ -455,14 +455,15 @@ async function rerate(o: { account: string; from: string; to: string; provider: 
 
 // ---- alerts and webhooks
 
-const RULE_KIND = { limit: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: AlertRuleKind.ALERT_RULE_KIND_SPEND };
+const RULE_KIND = { limit: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: AlertRuleKind.ALERT_RULE_KIND_SPEND, balance: AlertRuleKind.ALERT_RULE_KIND_BALANCE };
 const ENFORCEMENT = { hard: LimitEnforcement.LIMIT_ENFORCEMENT_HARD, soft: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT };
 const DELIVERY = { pending: DeliveryStatus.DELIVERY_STATUS_PENDING, delivered: DeliveryStatus.DELIVERY_STATUS_DELIVERED, failed: DeliveryStatus.DELIVERY_STATUS_FAILED };
 const FORMAT = { standard: WebhookFormat.WEBHOOK_FORMAT_STANDARD, slack: WebhookFormat.WEBHOOK_FORMAT_SLACK };
 const list = (text: string) => text.split(',').map((x) => x.trim()).filter(Boolean);
 
-/** What a rule watches, for people: "day spend of each user" or "50%,80% of the day cost limit (account, hard)". */
+/** What a rule watches, for people: "day spend of each user", "50%,80% of the day cost limit (account, hard)" or "available credit balance falls below". */
 function targetOf(r: AlertRule): [string, string] {
+  if (r.balance) return ['available credit balance falls below', r.balance.amounts.map((a) => `${a.amount} USD`).join(',')];
   if (r.limit) {
     const l = r.limit;
     return [`${nameOf(PERIOD, l.period)} ${nameOf(MEASURE, l.measure)} limit of ${l.userId || 'the account'} (${nameOf(ENFORCEMENT, l.enforcement)})`, l.percentages.map((p) => `${p}%`).join(',')];
@@ -479,13 +480,17 @@ async function alertsRules(o: { account: string } & ListingFormat): Promise<void
   out(table(['rule id', 'kind', 'watches', 'thresholds', 'description'], rows));
 }
 
-async function alertsCreate(o: { account: string; kind: keyof typeof RULE_KIND; period: keyof typeof PERIOD; user: string; eachUser?: boolean; amounts?: string; percentages?: string; measure?: keyof typeof MEASURE; soft?: boolean; description: string }): Promise<void> {
+async function alertsCreate(o: { account: string; kind: keyof typeof RULE_KIND; period?: keyof typeof PERIOD; user: string; eachUser?: boolean; amounts?: string; percentages?: string; measure?: keyof typeof MEASURE; soft?: boolean; description: string }): Promise<void> {
+  if (o.kind === 'balance' && (!o.amounts || o.period || o.percentages || o.measure || o.user || o.eachUser || o.soft))
+    throw new UsageError("a balance rule takes option '--amounts <usd,...>' (and no --period, --percentages, --measure, --user, --each-user or --soft: it watches the account's whole available balance)");
+  if (o.kind !== 'balance' && !o.period) throw new UsageError(`a ${o.kind} rule takes option '--period <period>' (day or month)`);
   if (o.kind === 'spend' && (!o.amounts || o.percentages || o.measure)) throw new UsageError("a spend rule takes option '--amounts <usd,...>' (and no --percentages or --measure)");
   if (o.kind === 'limit' && (!o.percentages || !o.measure || o.amounts || o.eachUser)) throw new UsageError("a limit rule takes options '--measure <measure>' and '--percentages <list>' (and no --amounts or --each-user)");
   const rule = {
     accountId: o.account, ruleId: '', description: o.description, kind: RULE_KIND[o.kind], createTime: undefined, updateTime: undefined,
-    limit: o.kind === 'limit' ? { userId: o.user, period: PERIOD[o.period], measure: MEASURE[o.measure as keyof typeof MEASURE], enforcement: o.soft ? ENFORCEMENT.soft : ENFORCEMENT.hard, percentages: list(o.percentages ?? '') } : undefined,
-    spend: o.kind === 'spend' ? { period: PERIOD[o.period], userId: o.user, eachUser: o.eachUser ?? false, amounts: list(o.amounts ?? '').map((amount) => ({ amount, currencyCode: 'USD' })) } : undefined,
+    limit: o.kind === 'limit' ? { userId: o.user, period: PERIOD[o.period ?? 'day'], measure: MEASURE[o.measure as keyof typeof MEASURE], enforcement: o.soft ? ENFORCEMENT.soft : ENFORCEMENT.hard, percentages: list(o.percentages ?? '') } : undefined,
+    spend: o.kind === 'spend' ? { period: PERIOD[o.period ?? 'day'], userId: o.user, eachUser: o.eachUser ?? false, amounts: list(o.amounts ?? '').map((amount) => ({ amount, currencyCode: 'USD' })) } : undefined,
+    balance: o.kind === 'balance' ? { amounts: list(o.amounts ?? '').map((amount) => ({ amount, currencyCode: 'USD' })) } : undefined,
   };
   const { rule: created } = await client().call('createAlertRule', { rule });
   out(`created alert rule ${created?.ruleId}`);
@@ -740,17 +745,17 @@ export function program(): Command {
     .option('--dry-run', 'count what would change, change nothing')
     .action(rerate);
 
-  const alerts = command(root, 'alerts', 'alert rules (thresholds on limits and spend), webhook endpoints and deliveries');
+  const alerts = command(root, 'alerts', 'alert rules (thresholds on limits, spend and the credit balance), webhook endpoints and deliveries');
   listing(command(alerts, 'rules', 'the alert rules').alias('list'))
     .addOption(accountOption())
     .action(alertsRules);
-  command(alerts, 'create', 'create an alert rule: spend amounts (USD) or percentages of a limit')
+  command(alerts, 'create', 'create an alert rule: spend amounts (USD), percentages of a limit, or credit balance amounts (USD)')
     .addOption(accountOption())
     .addOption(new Option('--kind <kind>', 'what the rule watches').choices(Object.keys(RULE_KIND)).makeOptionMandatory())
-    .addOption(periodOption())
+    .addOption(new Option('--period <period>', 'spend and limit: the period').choices(Object.keys(PERIOD)))
     .addOption(userOption('one user\'s spend or limit', 'the whole account'))
     .option('--each-user', 'spend: each user on its own')
-    .option('--amounts <usd,...>', 'spend: thresholds in USD, e.g. 10,50,100')
+    .option('--amounts <usd,...>', 'spend and balance: thresholds in USD, e.g. 10,50,100 (balance: fires when the available balance falls below each)')
     .option('--percentages <list>', 'limit: thresholds in percent of the limit, e.g. 50,80,100')
     .addOption(new Option('--measure <measure>', 'limit: what the limit counts').choices(Object.keys(MEASURE)))
     .option('--soft', 'limit: the soft limit (default: the hard one)')

@@ -49,7 +49,7 @@ import { toProtoMoney, toProtoTimestamp } from './convert';
 
 /** Alert rules, webhook endpoints and deliveries: wire -> service -> wire (the generated requests have the shape of the domain inputs). */
 
-const KIND = { limit: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: AlertRuleKind.ALERT_RULE_KIND_SPEND };
+const KIND = { limit: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: AlertRuleKind.ALERT_RULE_KIND_SPEND, balance: AlertRuleKind.ALERT_RULE_KIND_BALANCE };
 const DIRECTION = { triggered: AlertDirection.ALERT_DIRECTION_TRIGGERED, resolved: AlertDirection.ALERT_DIRECTION_RESOLVED };
 const PERIOD = { day: LimitPeriod.LIMIT_PERIOD_DAY, month: LimitPeriod.LIMIT_PERIOD_MONTH };
 const MEASURE = { messages: LimitMeasure.LIMIT_MEASURE_MESSAGES, tokens: LimitMeasure.LIMIT_MEASURE_TOKENS, cost: LimitMeasure.LIMIT_MEASURE_COST };
@@ -67,6 +67,7 @@ export const toProtoAlertRule = (r: AlertRule): PbAlertRule => ({
     ? { userId: r.limit.userId, period: PERIOD[r.limit.period], measure: MEASURE[r.limit.measure], enforcement: ENFORCEMENT[r.limit.enforcement], percentages: r.limit.percentages.map(formatDecimal) }
     : undefined,
   spend: r.spend ? { period: PERIOD[r.spend.period], userId: r.spend.userId, eachUser: r.spend.eachUser, amounts: r.spend.amounts.map((a) => toProtoMoney(a)) } : undefined,
+  balance: r.balance ? { amounts: r.balance.amounts.map((a) => toProtoMoney(a)) } : undefined,
   createTime: time(r.createTime),
   updateTime: time(r.updateTime),
 });
@@ -77,13 +78,14 @@ export const toProtoAlert = (a: Alert): PbAlert => ({
   description: a.description,
   direction: DIRECTION[a.direction],
   userId: a.userId,
-  period: PERIOD[a.period],
+  period: a.period ? PERIOD[a.period] : LimitPeriod.LIMIT_PERIOD_UNSPECIFIED,
   periodStart: a.periodStart,
   measure: MEASURE[a.measure],
   threshold: formatDecimal(a.threshold),
   percentage: a.percentage ? formatDecimal(a.percentage) : '',
   limitAmount: a.limitAmount ? formatDecimal(a.limitAmount) : '',
-  used: formatDecimal(a.used),
+  used: a.used ? formatDecimal(a.used) : '',
+  available: a.available ? formatDecimal(a.available) : '',
   changedByUserId: a.changedByUserId,
   periodEnded: a.periodEnded === true,
 });

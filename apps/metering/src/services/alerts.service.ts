@@ -3,6 +3,7 @@ import {
   AlertRule,
   DEFAULT_TIME_ZONE,
   LedgerEvent,
+  LimitPeriod,
   localDay,
   periodEnded,
   periodEndNotices,
@@ -118,12 +119,13 @@ export class AlertsService {
   async resolveEndedPeriods(batch = 500): Promise<number> {
     const now = this.clock();
     const upTo = localDay(now, 'UTC');
+    // BALANCE alerts have no period and are never here (their standing is kept on the credit row): a period's end never resolves them.
     const due = (await repo.standingAlerts(this.db, upTo, batch)).filter((s) => periodEnded(s.alert, now, s.timeZone ?? DEFAULT_TIME_ZONE)).map((s) => s.alert);
     let resolved = 0;
     for (const accountId of [...new Set(due.map((a) => a.accountId))]) {
       const mine = due.filter((a) => a.accountId === accountId);
       resolved += await inTransaction(this.db, async (tx) => {
-        const counters = await lockCounters(tx, mine.map((a) => ({ accountId, period: a.period, periodStart: a.periodStart, userId: a.userId })), now);
+        const counters = await lockCounters(tx, mine.map((a) => ({ accountId, period: a.period as LimitPeriod, periodStart: a.periodStart, userId: a.userId })), now);
         const dropped = await repo.dropStanding(tx, mine);
         const final = (a: Alert) => usedOf(a.measure, counters.find((c) => c.period === a.period && c.periodStart === a.periodStart && c.userId === a.userId)?.used);
         const notices = periodEndNotices(dropped, final);

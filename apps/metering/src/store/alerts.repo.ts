@@ -36,10 +36,20 @@ interface RuleRow {
   updated_at: Date;
 }
 
-type Spec = { limit?: Omit<LimitAlertTarget, 'percentages'> & { percentages: string[] }; spend?: Omit<SpendAlertTarget, 'amounts'> & { amounts: string[] } };
+type Spec = {
+  limit?: Omit<LimitAlertTarget, 'percentages'> & { percentages: string[] };
+  spend?: Omit<SpendAlertTarget, 'amounts'> & { amounts: string[] };
+  balance?: { amounts: string[] };
+};
 
 const specOf = (r: AlertRule): Spec =>
-  r.limit ? { limit: { ...r.limit, percentages: r.limit.percentages.map((p) => p.toFixed()) } } : r.spend ? { spend: { ...r.spend, amounts: r.spend.amounts.map((a) => a.toFixed()) } } : {};
+  r.limit
+    ? { limit: { ...r.limit, percentages: r.limit.percentages.map((p) => p.toFixed()) } }
+    : r.spend
+      ? { spend: { ...r.spend, amounts: r.spend.amounts.map((a) => a.toFixed()) } }
+      : r.balance
+        ? { balance: { amounts: r.balance.amounts.map((a) => a.toFixed()) } }
+        : {};
 
 /** A rule from its row (spec as JSON text or as parsed). */
 export function fromRuleRow(r: RuleRow): AlertRule {
@@ -51,6 +61,7 @@ export function fromRuleRow(r: RuleRow): AlertRule {
     kind: r.kind,
     ...(spec.limit ? { limit: { ...spec.limit, percentages: spec.limit.percentages.map((p) => new Dec(p)) } } : {}),
     ...(spec.spend ? { spend: { ...spec.spend, amounts: spec.spend.amounts.map((a) => new Dec(a)) } } : {}),
+    ...(spec.balance ? { balance: { amounts: spec.balance.amounts.map((a) => new Dec(a)) } } : {}),
     createTime: r.created_at ? new Date(r.created_at) : undefined,
     updateTime: r.updated_at ? new Date(r.updated_at) : undefined,
   };
@@ -228,7 +239,8 @@ const stateRow = (a: Alert, at: Date) => ({
 export async function appendEventsWithDeliveries(tx: Tx, events: LedgerEvent[], now: Date): Promise<void> {
   const alerts = events.filter(isAlert);
   const deliveries = alerts.map((e, ord) => ({ account_id: e.alert.accountId, event_type: typeOf(e), payload: webhookBody(typeOf(e), now, alertData(e.alert)), at: now.toISOString(), ord }));
-  const states = alerts.map((e) => stateRow(e.alert, now));
+  // BALANCE alerts have no period: what stands of them is kept on the account's credit row (CREDIT_CTES), not here.
+  const states = alerts.filter((e) => e.alert.period !== undefined).map((e) => stateRow(e.alert, now));
   await statement(tx, 'append_events_deliveries', APPEND_WITH_DELIVERIES_SQL, [outboxParam(events), JSON.stringify(deliveries), JSON.stringify(states), EVENTS_CHANNEL]);
 }
 

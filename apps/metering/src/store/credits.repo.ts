@@ -1,5 +1,6 @@
-import type { BalanceEntry, BalanceEntryKind, CreditAccount, CreditPolicy, CreditWrites, Grant, GrantKind } from '@metering/domain';
+import { remainingOf, type AlertRule, type BalanceEntry, type BalanceEntryKind, type CreditAccount, type CreditPolicy, type CreditWrites, type Grant, type GrantKind, type StandingBelow } from '@metering/domain';
 import { Dec } from '@metering/pricing';
+import { fromRuleRow } from './alerts.repo';
 import { Db, statement, Tx } from './db';
 
 /**
@@ -20,7 +21,7 @@ const GRANT_JSON = (g: string) => `json_build_object(
     'void_time', ${g}.void_time, 'void_reason', ${g}.void_reason, 'void_actor', ${g}.void_actor)::text`;
 
 const ACCOUNT_JSON = (a: string) => `json_build_object('account_id', ${a}.account_id, 'policy', ${a}.policy, 'low_threshold', ${a}.low_threshold::text,
-    'balance', ${a}.balance::text, 'last_entry', ${a}.last_entry::text)::text`;
+    'balance', ${a}.balance::text, 'last_entry', ${a}.last_entry::text, 'balance_alerts', ${a}.balance_alerts)::text`;
 
 /** Grants that can still move: something remains (holds included). */
 const OPEN = (g: string) => `${g}.amount > ${g}.spent + ${g}.expired + ${g}.voided`;
@@ -97,13 +98,14 @@ export const toGrantJson = (g: Grant): GrantJson => ({
 });
 
 function fromAccountJson(text: string): CreditAccount {
-  const r = JSON.parse(text) as { account_id: string; policy: CreditPolicy; low_threshold: string | null; balance: string; last_entry: string };
+  const r = JSON.parse(text) as { account_id: string; policy: CreditPolicy; low_threshold: string | null; balance: string; last_entry: string; balance_alerts?: StandingBelow | null };
   return {
     accountId: r.account_id,
     policy: r.policy,
     ...(r.low_threshold != null ? { lowThreshold: new Dec(r.low_threshold) } : {}),
     balance: new Dec(r.balance),
     lastEntry: BigInt(r.last_entry),
+    standingBelow: r.balance_alerts ?? {},
   };
 }
 
@@ -130,18 +132,52 @@ const LOCK_CREDITS_SQL = `WITH acc AS (
   )
   SELECT 'account' AS kind, ${ACCOUNT_JSON('acc')} AS row FROM acc
   UNION ALL
-  SELECT 'grant', ${GRANT_JSON('grants')} FROM grants`;
+  SELECT 'grant', ${GRANT_JSON('grants')} FROM grants
+  UNION ALL
+  SELECT 'rule', json_build_object('account_id', r.account_id, 'rule_id', r.rule_id, 'description', r.description, 'kind', r.kind, 'spec', r.spec,
+           'created_at', r.created_at, 'updated_at', r.updated_at)::text
+    FROM alert_rules r WHERE r.account_id IN (SELECT account_id FROM acc) AND r.kind = 'balance'`;
+
+type Locked = { accounts: Map<string, CreditAccount>; grants: Grant[] };
+
+/** Whether the grants read agree with each account's running balance: balance = the sum of remaining - held over its open grants (a closed grant adds 0). */
+const consistent = ({ accounts, grants }: Locked): boolean =>
+  [...accounts.values()].every((a) =>
+    grants
+      .filter((g) => g.accountId === a.accountId)
+      .reduce((sum, g) => sum.plus(remainingOf(g)).minus(g.held), new Dec(0))
+      .equals(a.balance),
+  );
 
 /**
  * Locks the credit rows of accounts, in the lock order: their credit_accounts
  * rows (account order), then their open grants and any named ones (account,
- * grant id). One statement. Accounts without a row return nothing.
+ * grant id), and reads their BALANCE alert rules (CreditAccount.balanceRules;
+ * what stands of them is on the credit row). One statement. Accounts without
+ * a row return nothing.
+ *
+ * A lock that waited gives the newest version of the rows it locks, but the
+ * rest of the statement reads its snapshot, taken before the wait: a grant
+ * that the transaction it waited for inserted (CreateGrant), or reopened
+ * (a refund to a spent grant), is not in it. The credit row's running
+ * balance is always the newest, so a read whose grants do not add up to it
+ * is run again, once: the locks are held by then, and the new snapshot has
+ * everything committed before them (one more round trip, only after such a wait).
  */
-export async function lockCredits(tx: Tx, accountIds: string[], grantIds: string[] = []): Promise<{ accounts: Map<string, CreditAccount>; grants: Grant[] }> {
-  const { rows } = await statement(tx, 'lock_credits', LOCK_CREDITS_SQL, [[...new Set(accountIds)].sort(), grantIds]);
-  const all = rows as Array<{ kind: string; row: string }>;
-  const accounts = all.filter((r) => r.kind === 'account').map((r) => fromAccountJson(r.row));
-  return { accounts: new Map(accounts.map((a) => [a.accountId, a])), grants: all.filter((r) => r.kind === 'grant').map((r) => fromGrantJson(r.row)) };
+export async function lockCredits(tx: Tx, accountIds: string[], grantIds: string[] = []): Promise<Locked> {
+  const run = async (): Promise<Locked> => {
+    const { rows } = await statement(tx, 'lock_credits', LOCK_CREDITS_SQL, [[...new Set(accountIds)].sort(), grantIds]);
+    const all = rows as Array<{ kind: string; row: string }>;
+    const rules = all.filter((r) => r.kind === 'rule').map((r) => fromRuleRow(JSON.parse(r.row)));
+    const accounts = all.filter((r) => r.kind === 'account').map((r): CreditAccount => {
+      const a = fromAccountJson(r.row);
+      const mine: AlertRule[] = rules.filter((x) => x.accountId === a.accountId);
+      return mine.length ? { ...a, balanceRules: mine } : a;
+    });
+    return { accounts: new Map(accounts.map((a) => [a.accountId, a])), grants: all.filter((r) => r.kind === 'grant').map((r) => fromGrantJson(r.row)) };
+  };
+  const first = await run();
+  return consistent(first) ? first : run();
 }
 
 /**
@@ -176,7 +212,7 @@ export type { CreditWrites };
  * reservations by their own insert or lock); credit_overage is locked here.
  */
 export const CREDIT_CTES = (after: string) => `credit_heads AS (
-       UPDATE credit_accounts a SET balance = u.balance, last_entry = u.last_entry, updated_at = u.updated_at
+       UPDATE credit_accounts a SET balance = u.balance, last_entry = u.last_entry, balance_alerts = coalesce(u.balance_alerts, a.balance_alerts), updated_at = u.updated_at
          FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = u.account_id AND ${after}
        RETURNING 1
      ), credit_grants_moved AS (
@@ -207,7 +243,9 @@ export function creditParams(w: CreditWrites | undefined, now: Date): string[] {
   if (!w) return ['[]', '[]', '[]', '[]', '[]'];
   const c = w.credits;
   return [
-    JSON.stringify(w.accounts.map((a) => ({ account_id: a.accountId, balance: a.balance.toFixed(), last_entry: a.lastEntry.toString(), updated_at: now }))),
+    JSON.stringify(
+      w.accounts.map((a) => ({ account_id: a.accountId, balance: a.balance.toFixed(), last_entry: a.lastEntry.toString(), balance_alerts: a.standingBelow ?? null, updated_at: now })),
+    ),
     JSON.stringify(
       c.grants.map((g) => ({
         account_id: g.accountId, grant_id: g.grantId, spent: g.spent.toFixed(), held: g.held.toFixed(), expired: g.expired.toFixed(), voided: g.voided.toFixed(),

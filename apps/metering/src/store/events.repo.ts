@@ -76,10 +76,11 @@ export const OUTBOX_CTES = (after: string) => `ev AS (
 /** An alert back from its stored JSON (alertData). */
 export function alertOfData(d: Record<string, string>): NonNullable<ChargeEvent['alert']> {
   return {
-    accountId: d.account_id, ruleId: d.rule_id, kind: d.kind as 'limit' | 'spend', description: d.description, direction: d.direction as 'triggered' | 'resolved',
-    userId: d.user_id, period: d.period as 'day' | 'month', periodStart: d.period_start, measure: d.measure as 'messages' | 'tokens' | 'cost',
+    accountId: d.account_id, ruleId: d.rule_id, kind: d.kind as 'limit' | 'spend' | 'balance', description: d.description, direction: d.direction as 'triggered' | 'resolved',
+    userId: d.user_id, ...(d.period ? { period: d.period as 'day' | 'month' } : {}), periodStart: d.period_start ?? '', measure: d.measure as 'messages' | 'tokens' | 'cost',
     threshold: new Dec(d.threshold), percentage: d.percentage ? new Dec(d.percentage) : undefined, limitAmount: d.limit_amount ? new Dec(d.limit_amount) : undefined,
-    used: new Dec(d.used), changedByUserId: d.changed_by_user_id, ...(d.period_ended === 'true' ? { periodEnded: true } : {}),
+    ...(d.used !== undefined ? { used: new Dec(d.used) } : {}), ...(d.available !== undefined ? { available: new Dec(d.available) } : {}),
+    changedByUserId: d.changed_by_user_id, ...(d.period_ended === 'true' ? { periodEnded: true } : {}),
   };
 }
 

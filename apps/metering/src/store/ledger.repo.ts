@@ -130,13 +130,14 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
     JSON.stringify(rollupRows(entries, now)),
     JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
   ];
-  if (!eventsAfter) {
+  // Alert events already in the entries (BALANCE rules, from the credits) queue deliveries too: then the events go in a second statement.
+  if (!eventsAfter && !hasAlerts(entries.events)) {
     const { rows } = await statement(tx, 'apply_entries_events', APPLY_WITH_EVENTS_SQL, [...writes, outboxParam(entries.events), EVENTS_CHANNEL]);
     return (rows as Array<Record<string, string>>).filter((r) => r.kind === 'counter').map(toCounterState);
   }
   const { rows } = await statement(tx, 'apply_entries', APPLY_SQL, writes);
   const counters = (rows as Array<Record<string, string>>).map(toCounterState);
-  const events = [...entries.events, ...eventsAfter(counters)];
+  const events = [...entries.events, ...(eventsAfter?.(counters) ?? [])];
   // Alerts crossed also queue their webhook deliveries, in the same statement (store/alerts.repo.ts).
   await (hasAlerts(events) ? appendEventsWithDeliveries(tx, events, now) : appendEvents(tx, events));
   return counters;

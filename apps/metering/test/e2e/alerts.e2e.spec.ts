@@ -4,6 +4,7 @@ import {
   ChargeEvent,
   ChargeEventKind,
   CreateAlertRuleRequest,
+  CreateGrantRequest,
   DeliveryAttempt,
   DeliveryStatus,
   LimitEnforcement,
@@ -132,6 +133,18 @@ const usd = (amount: string) => ({ amount, currencyCode: 'USD' });
 
 const spendRule = (accountId: string, period: LimitPeriod, amounts: string[], over: { userId?: string; eachUser?: boolean; description?: string } = {}) =>
   CreateAlertRuleRequest.fromPartial({ rule: { accountId, description: over.description ?? '', kind: AlertRuleKind.ALERT_RULE_KIND_SPEND, spend: { period, userId: over.userId ?? '', eachUser: over.eachUser ?? false, amounts: amounts.map(usd) } } });
+
+const balanceRule = (accountId: string, amounts: string[], description = '') =>
+  CreateAlertRuleRequest.fromPartial({ rule: { accountId, description, kind: AlertRuleKind.ALERT_RULE_KIND_BALANCE, balance: { amounts: amounts.map(usd) } } });
+
+const grantCredits = (client: MeteringServiceClient, accountId: string, key: string, amount: string) =>
+  call(client.createGrant, client, CreateGrantRequest.fromPartial({ accountId, idempotencyKey: key, amount: usd(amount), reason: 'test', actor: 'ops@example.com' }));
+
+/** The balance alerts the receiver got for an account, one per webhook-id: "type threshold@available". */
+const balanceAlertsOf = (received: Received[], accountId: string) => {
+  const byId = new Map(received.map((r) => [String(r.headers['webhook-id']), JSON.parse(r.body) as { type: string; data: Record<string, string> }]));
+  return [...byId.values()].filter((b) => b.data.kind === 'balance' && b.data.account_id === accountId).map((b) => `${b.type} ${b.data.threshold}@${b.data.available}`);
+};
 
 const endpoint = (client: MeteringServiceClient, accountId: string, url: string, over = {}) =>
   call(client.createWebhookEndpoint, client, { endpoint: { accountId, endpointId: '', url, description: 'test', enabled: true, eventTypes: [], format: WebhookFormat.WEBHOOK_FORMAT_STANDARD, secret: '', disabledReason: '', createTime: undefined, updateTime: undefined, ...over } });
@@ -269,7 +282,7 @@ describe.each(databaseTargets())('webhooks on $name', (target) => {
       'rule.spend.amounts[1].amount',
       'rule.spend.amounts[2].amount',
     ]);
-    expect(await bad(call(client.createAlertRule, client, { rule: { accountId: 'hostile', ruleId: '', description: '\u0000', kind: 7, limit: undefined, spend: undefined, createTime: undefined, updateTime: undefined } }))).toEqual([
+    expect(await bad(call(client.createAlertRule, client, { rule: { accountId: 'hostile', ruleId: '', description: '\u0000', kind: 7, limit: undefined, spend: undefined, balance: undefined, createTime: undefined, updateTime: undefined } }))).toEqual([
       'rule.description',
       'rule.kind',
     ]);
@@ -281,6 +294,66 @@ describe.each(databaseTargets())('webhooks on $name', (target) => {
     expect((await call(client.listAlertRules, client, { accountId: 'hostile' })).rules).toEqual([]);
     const missing = await grpcError(call(client.getWebhookEndpoint, client, { accountId: 'hostile', endpointId: '00000000-0000-4000-8000-000000000000' }));
     expect([missing.code, statusDetails(missing).errorInfo?.reason]).toEqual([status.NOT_FOUND, 'WEBHOOK_ENDPOINT_NOT_FOUND']);
+  });
+});
+
+describe.each(databaseTargets())('balance alerts on $name', (target) => {
+  let tdb: TestDatabase;
+  let server: ServerProcess;
+  let client: MeteringServiceClient;
+  let receiver: Receiver;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    server = await startServer(tdb.config, ENV);
+    client = server.client;
+    receiver = await new Receiver().start();
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await receiver?.stop();
+    await tdb?.drop();
+  });
+
+  it('tells each amount once when charges take the available balance below it, signed, and once when a grant lifts it back; the rule is listed and hostile amounts are named', async () => {
+    const A = 'prepaid';
+    await setPrice(client, A, '1000'); // a charge of 1000 prompt tokens: 1 USD
+    // A rule without credits is accepted; it is idle until the account has a balance.
+    const { rule } = await call(client.createAlertRule, client, balanceRule(A, ['7', '4'], 'credits low'));
+    expect(rule).toMatchObject({ kind: AlertRuleKind.ALERT_RULE_KIND_BALANCE, balance: { amounts: [usd('4'), usd('7')] }, spend: undefined, limit: undefined });
+    expect((await call(client.listAlertRules, client, { accountId: A })).rules.map((r) => [r.ruleId, r.kind, r.balance?.amounts.map((m) => m.amount)])).toEqual([
+      [rule!.ruleId, AlertRuleKind.ALERT_RULE_KIND_BALANCE, ['4', '7']],
+    ]);
+    const { endpoint: ep } = await endpoint(client, A, receiver.url);
+    await grantCredits(client, A, 'g1', '10');
+    const stream = watch(client, A);
+    for (let n = 1; n <= 7; n++) await charge(client, A, `c${n}`); // 10 -> 3: below 7 at 6, below 4 at 3
+    await settled(client, A, 2);
+    expect(balanceAlertsOf(receiver.received, A)).toEqual(['alert.triggered 7@6', 'alert.triggered 4@3']);
+    const available = (await call(client.getBalance, client, { accountId: A, userId: '' })).balance?.available;
+    expect(available?.amount).toBe('3');
+    await grantCredits(client, A, 'g2', '2'); // 5: back above 4, still below 7
+    await settled(client, A, 3);
+    expect(balanceAlertsOf(receiver.received, A)).toEqual(['alert.triggered 7@6', 'alert.triggered 4@3', 'alert.resolved 4@5']);
+    const mine = receiver.received.filter((r) => JSON.parse(r.body).data.account_id === A);
+    expect(mine.every((r) => verifiedWith(ep!.secret, r))).toBe(true);
+    expect(new Set(mine.map((r) => r.headers['webhook-id'])).size).toBe(3);
+    expect(JSON.parse(mine[0].body).data).toEqual({
+      account_id: A, rule_id: rule!.ruleId, kind: 'balance', description: 'credits low', direction: 'triggered', user_id: '', measure: 'cost', threshold: '7', available: '6', changed_by_user_id: 'u1',
+    });
+    // The charge stream carries the same alerts.
+    const events = await stream.until((e) => e.filter((x) => x.alert).length >= 3);
+    stream.cancel();
+    expect(events.filter((e) => e.alert).map((e) => [e.kind, e.alert!.kind, e.alert!.threshold, e.alert!.available, e.alert!.period, e.alert!.used])).toEqual([
+      [ChargeEventKind.CHARGE_EVENT_KIND_ALERT_TRIGGERED, AlertRuleKind.ALERT_RULE_KIND_BALANCE, '7', '6', LimitPeriod.LIMIT_PERIOD_UNSPECIFIED, ''],
+      [ChargeEventKind.CHARGE_EVENT_KIND_ALERT_TRIGGERED, AlertRuleKind.ALERT_RULE_KIND_BALANCE, '4', '3', LimitPeriod.LIMIT_PERIOD_UNSPECIFIED, ''],
+      [ChargeEventKind.CHARGE_EVENT_KIND_ALERT_RESOLVED, AlertRuleKind.ALERT_RULE_KIND_BALANCE, '4', '5', LimitPeriod.LIMIT_PERIOD_UNSPECIFIED, ''],
+    ]);
+    const bad = async (p: Promise<unknown>) => statusDetails(await grpcError(p)).badRequest?.fieldViolations.map((v) => v.field);
+    expect(await bad(call(client.createAlertRule, client, balanceRule(A, ['0', '-1', 'lots'])))).toEqual(['rule.balance.amounts[0].amount', 'rule.balance.amounts[1].amount', 'rule.balance.amounts[2].amount']);
+    expect(await bad(call(client.createAlertRule, client, CreateAlertRuleRequest.fromPartial({ rule: { accountId: A, kind: AlertRuleKind.ALERT_RULE_KIND_BALANCE } })))).toEqual(['rule.balance']);
+    expect((await call(client.listAlertRules, client, { accountId: A })).rules.length).toBe(1);
   });
 });
 
@@ -370,7 +443,7 @@ describeEachOf(postgres, 'three server processes on one Postgres')('alerts from 
     await call(a.createAlertRule, a, spendRule(ACCOUNT, LimitPeriod.LIMIT_PERIOD_MONTH, ['20'], { description: 'month' }));
     await call(a.createAlertRule, a, spendRule(ACCOUNT, LimitPeriod.LIMIT_PERIOD_DAY, ['5'], { description: 'each', eachUser: true }));
     await call(a.createAlertRule, a, {
-      rule: { accountId: ACCOUNT, ruleId: '', description: 'limit', kind: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: undefined, createTime: undefined, updateTime: undefined,
+      rule: { accountId: ACCOUNT, ruleId: '', description: 'limit', kind: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: undefined, balance: undefined, createTime: undefined, updateTime: undefined,
         limit: { userId: '', period: LimitPeriod.LIMIT_PERIOD_DAY, measure: LimitMeasure.LIMIT_MEASURE_COST, enforcement: LimitEnforcement.LIMIT_ENFORCEMENT_HARD, percentages: ['50', '100'] } },
     });
     // 30 charges of 1 USD, 10 per user, sent to the three processes at once.
@@ -433,6 +506,28 @@ describeEachOf(postgres, 'three server processes on one Postgres')('alerts from 
     expect(before[1].data.used).toBe('4');
     expect(before[0].data.period_start).toBe(before[1].data.period_start);
     expect(bodies.length).toBe(3);
+  });
+
+  it('tells a balance threshold crossed by concurrent charges from 3 processes exactly once, and never one not crossed', async () => {
+    const [a] = servers.map((s) => s.client);
+    const A = 'prepaid-shared';
+    receiver.behave = () => 'ok';
+    await setPrice(a, A, '1000'); // 1 USD a charge
+    await endpoint(a, A, receiver.url);
+    await grantCredits(a, A, 'g', '30');
+    await call(a.createAlertRule, a, balanceRule(A, ['15', '5']));
+    // 20 charges of 1 USD sent to the three processes at once: 30 -> 10 crosses 15, never 5.
+    await Promise.all(Array.from({ length: 20 }, (_, n) => charge(servers[n % 3].client, A, `b${n}`, `u${(n % 3) + 1}`)));
+    await settled(a, A, 1);
+    const available = (await call(a.getBalance, a, { accountId: A, userId: '' })).balance?.available;
+    expect(available?.amount).toBe('10');
+    const told = balanceAlertsOf(receiver.received, A);
+    expect(told.map((x) => x.split('@')[0])).toEqual(['alert.triggered 15']);
+    // It carries the balance after the transaction that crossed it (a group commit may write several charges at once): below 15, not below the final 10.
+    const after = Number(told[0].split('@')[1]);
+    expect([after < 15, after >= 10]).toEqual([true, true]);
+    const { deliveries } = await call(a.listDeliveries, a, { accountId: A, endpointId: '', status: 0, pageSize: 100, pageToken: '' });
+    expect(deliveries.map((d) => [d.eventType, d.status])).toEqual([['alert.triggered', DeliveryStatus.DELIVERY_STATUS_DELIVERED]]);
   });
 
   it('delivers what a process killed mid-delivery had claimed, from another process, with the same webhook-id', async () => {

@@ -295,6 +295,11 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
       const refused = await cli('webhooks', 'create', '--account', 'alerty', '--url', 'http://10.0.0.1/hook');
       expect([refused.code, /endpoint\.url: /.test(refused.stderr)]).toEqual([1, true]);
       expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'spend', '--period', 'day')).code).toBe(2);
+      // A balance rule takes amounts only (no period, user, measure or percentages); a spend rule needs its period.
+      expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'balance', '--amounts', '5,1', '--description', 'credits low')).stdout).toMatch(/^created alert rule [0-9a-f-]{36}\n$/);
+      expect((await cli('alerts', 'rules', '--account', 'alerty')).stdout).toMatch(/balance\s+available credit balance falls below\s+1 USD,5 USD\s+credits low/);
+      expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'balance', '--amounts', '5', '--period', 'day')).code).toBe(2);
+      expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'spend', '--amounts', '5')).code).toBe(2);
     } finally {
       await new Promise((resolve) => receiver.close(resolve));
     }

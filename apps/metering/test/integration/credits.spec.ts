@@ -1,5 +1,6 @@
-import { ChargeRecord, DomainError, ValidationError } from '@metering/domain';
+import { ChargeRecord, DomainError, parseAllowList, ValidationError } from '@metering/domain';
 import { Dec, PriceTable } from '@metering/pricing';
+import { AlertsService } from '../../src/services/alerts.service';
 import { ChargesService } from '../../src/services/charges.service';
 import { CreditsService } from '../../src/services/credits.service';
 import { LimitsService } from '../../src/services/limits.service';
@@ -337,6 +338,96 @@ describe.each(databaseTargets())('credits on $name', (target) => {
     expect(grantPages).toEqual((await credits.listGrants({ accountId: a, pageSize: 100, pageToken: '' })).grants.map((g) => g.grantId));
     expect(grantPages).toHaveLength(2);
     expect(all[all.length - 1].balanceAfter.toFixed()).toBe((await balance(a)).ledgerBalance.toFixed());
+    await expectBalanceIdentity(db, a);
+  });
+
+  it('balance alert rules: each amount fires once when the available balance falls below it and resolves once when it is back, whatever moves it (charges, a hold and its release, a grant, a re-rating refund, a void), with its deliveries queued', async () => {
+    const a = 'balance-alerts';
+    const alerts = new AlertsService(db, parseAllowList('127.0.0.1'), clock);
+    const own = { provider: 'selfhosted', model: 'balance-llm' };
+    const price = (input: string) =>
+      pricing.setPrice({
+        accountId: '', ...own, effectiveTime: ts(new Date('2026-01-01T00:00:00Z')), source: 'test', actor: 'ops@example.com',
+        rates: { inputPerMillion: input, outputPerMillion: '0', cachedInputPerMillion: '', cacheWritePerMillion: '', cacheWrite1hPerMillion: '', reasoningPerMillion: '', perCall: '', longContext: undefined },
+      });
+    await price('1');
+    const spend = (key: string, usd: string) => charge(a, key, usd, own);
+    const g1 = (await grant(a, 'g1', '10')).grant;
+    await alerts.createEndpoint({ accountId: a, endpointId: '', url: 'http://127.0.0.1:9/hook', description: '', enabled: true, eventTypes: [], format: 0 });
+    await alerts.createRule({ accountId: a, ruleId: '', description: 'low credits', kind: 3, balance: { amounts: [USD('8'), USD('5')] } });
+    const told = async () =>
+      (await db('charge_events').where({ account_id: a }).whereIn('kind', ['alert_triggered', 'alert_resolved']).orderBy('sequence')).map(
+        (r: { kind: string; payload: Record<string, string> }) => `${r.kind === 'alert_triggered' ? 'T' : 'R'}${r.payload.threshold}@${r.payload.available}`,
+      );
+    const available = async () => (await balance(a)).available.toFixed();
+
+    await spend('c1', '1'); // 9
+    await spend('c2', '1.5'); // 7.5: below 8
+    await spend('c3', '3'); // 4.5: below 5
+    await spend('c4', '0.5'); // 4
+    expect(await available()).toBe('4');
+    expect(await told()).toEqual(['T8@7.5', 'T5@4.5']);
+    await grant(a, 'g2', '2'); // 6: back above 5
+    expect(await told()).toEqual(['T8@7.5', 'T5@4.5', 'R5@6']);
+    // A hold counts as GetBalance's available counts it: held is not available.
+    const held = await reserve(a, 'r1', '2');
+    expect(await available()).toBe('4');
+    await reservations.release({ accountId: a, reservationId: held.reservation?.reservationId ?? '' });
+    expect(await told()).toEqual(['T8@7.5', 'T5@4.5', 'R5@6', 'T5@4', 'R5@6']);
+    // Re-rated at half the price: half of the 6 USD spent comes back (9).
+    await price('0.5');
+    const day = (await db('charges').where({ account_id: a }).first()).usage_date;
+    const dayText = typeof day === 'string' ? day.slice(0, 10) : new Date(day).toISOString().slice(0, 10);
+    expect(await rerate.rerate({ accountId: a, startDate: dayText, endDate: dayText, mode: 2, provider: '', model: '', dryRun: false })).toMatchObject({ changed: 4 });
+    expect(await available()).toBe('9');
+    // Voiding the 2 USD grant takes it to 7: below 8 again.
+    const g2 = (await credits.listGrants({ accountId: a, pageSize: 10, pageToken: '' })).grants.find((g) => g.grantId !== g1.grantId);
+    await credits.voidGrant({ accountId: a, grantId: g2?.grantId ?? '', reason: 'test', actor: 'ops@example.com' });
+    expect(await available()).toBe('7');
+    expect(await told()).toEqual(['T8@7.5', 'T5@4.5', 'R5@6', 'T5@4', 'R5@6', 'R8@9', 'T8@7']);
+    // Each queued once to the endpoint, with the body it signs.
+    const queued = await db('webhook_deliveries').where({ account_id: a }).orderBy('created_at');
+    expect(queued.map((d: { event_type: string }) => d.event_type).sort()).toEqual([...Array(4).fill('alert.triggered'), ...Array(3).fill('alert.resolved')].sort());
+    expect(JSON.parse(queued[0].payload).data).toMatchObject({ kind: 'balance', description: 'low credits', threshold: '8', available: '7.5', changed_by_user_id: 'u1' });
+    // Never a standing row of a period (the period-end sweep cannot resolve them); what stands is on the credit row.
+    expect(await db('alert_states').where({ account_id: a })).toEqual([]);
+    expect(Object.values((await db('credit_accounts').where({ account_id: a }).first()).balance_alerts)).toEqual([['8']]);
+    expect(await alerts.resolveEndedPeriods()).toBe(0);
+    await expectBalanceIdentity(db, a);
+  });
+
+  it('a charge that waited for the credit lock of a CreateGrant sees the new grant (the lock read runs again when the grants read do not add up to the balance)', async () => {
+    if (target.name !== 'postgres') return; // one connection on the embedded database: nothing waits
+    const a = 'lock-wait';
+    await grant(a, 'g0', '0.001');
+    await credits.setCreditPolicy({ accountId: a, policy: 2 });
+    // A third transaction holds the new grant's idempotency key, so that CreateGrant stops after locking the credit row...
+    const holder = await db.transaction();
+    await holder.raw(
+      `INSERT INTO credit_grants (account_id, grant_id, idempotency_key, user_id, kind, amount, priority, effective_time, reason, actor, request_hash, create_time)
+       VALUES (?, gen_random_uuid(), 'g1', '', 'paid', 1, 0, now(), '', '', 'x', now())`,
+      [a],
+    );
+    const created = grant(a, 'g1', '5');
+    const waiting = async (n: number) => {
+      for (;;) {
+        const { rows } = await db.raw(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        if (rows[0].n >= n) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await waiting(1);
+    // ...and a charge waits for that lock, its statement's snapshot taken before the grant exists.
+    const charged = charge(a, 'c1', '0.5');
+    await waiting(2);
+    await holder.rollback();
+    await created;
+    const c = await charged;
+    const burns = (await entries(a)).filter((e) => e.chargeId === c.chargeId);
+    // Without the second read it burns the 0.001 it saw and records the rest as overage.
+    expect(burns.map((e) => e.kind)).not.toContain('overage');
+    expect(sum(burns.map((e) => e.amount)).toFixed()).toBe(costOf(c).toFixed());
+    expect((await balance(a)).overage.toFixed()).toBe('0');
     await expectBalanceIdentity(db, a);
   });
 

@@ -1,6 +1,8 @@
 import { ReservationEstimate } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
+import { parseAllowList } from '@metering/domain';
+import { AlertsService } from '../../src/services/alerts.service';
 import { CreditsService } from '../../src/services/credits.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { PricingService } from '../../src/services/pricing.service';
@@ -128,6 +130,28 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
       release: 5,
     });
     await expectRollupsMatchCharges(db, a);
+    await expectBalanceIdentity(db, a);
+  });
+
+  it('counts the same statements for an account with balance alert rules, and one more (the events with their deliveries) only for the change that crosses an amount', async () => {
+    const a = 'trips-balance-alerts';
+    const credits = new CreditsService(db, clock);
+    const alerts = new AlertsService(db, parseAllowList('127.0.0.1'), clock);
+    await credits.createGrant({ accountId: a, idempotencyKey: 'g', userId: '', kind: 0, amount: { amount: '1', currencyCode: 'USD' }, priority: 0, reason: '', actor: '' });
+    await alerts.createEndpoint({ accountId: a, endpointId: '', url: 'http://127.0.0.1:9/hook', description: '', enabled: true, eventTypes: [], format: 0 });
+    await alerts.createRule({ accountId: a, ruleId: '', description: '', kind: 3, balance: { amounts: [{ amount: '0.99', currencyCode: 'USD' }] } });
+    await charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'warm' }));
+    const available = async () => (await credits.getBalance({ accountId: a, userId: '' })).available;
+    expect((await available()).greaterThanOrEqualTo('0.99')).toBe(true);
+    const quiet = await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one' })));
+    expect((await available()).greaterThanOrEqualTo('0.99')).toBe(true);
+    const crossing = await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'big', promptTokens: '10000' })));
+    expect((await available()).lessThan('0.99')).toBe(true);
+    const below = await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'after' })));
+    expect({ quiet, crossing, below }).toEqual({ quiet: 5, crossing: 6, below: 5 });
+    // The crossing was told once, with one delivery to the endpoint.
+    expect((await db('charge_events').where({ account_id: a, kind: 'alert_triggered' })).length).toBe(1);
+    expect((await db('webhook_deliveries').where({ account_id: a })).map((r: { event_type: string }) => r.event_type)).toEqual(['alert.triggered']);
     await expectBalanceIdentity(db, a);
   });
 

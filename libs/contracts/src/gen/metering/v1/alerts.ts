@@ -22,8 +22,8 @@ import { Money } from "./money";
 
 /**
  * What an alert rule watches. Each kind is evaluated in the transaction of the
- * change that moves what it watches, from the usage counters after the write.
- * A balance rule (prepaid credits falling below amounts) will be one more kind.
+ * change that moves what it watches: LIMIT and SPEND from the usage counters
+ * after the write, BALANCE from the account's credits after it.
  */
 export enum AlertRuleKind {
   /** ALERT_RULE_KIND_UNSPECIFIED - Never sent by the server; refused in requests. */
@@ -35,6 +35,12 @@ export enum AlertRuleKind {
    * or month (spend is set).
    */
   ALERT_RULE_KIND_SPEND = 2,
+  /**
+   * ALERT_RULE_KIND_BALANCE - Amounts (USD) of the account's available prepaid-credit balance (as
+   * GetBalance's available: grants in effect, minus what reservations hold),
+   * fired when the balance falls below one (balance is set).
+   */
+  ALERT_RULE_KIND_BALANCE = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -49,6 +55,9 @@ export function alertRuleKindFromJSON(object: any): AlertRuleKind {
     case 2:
     case "ALERT_RULE_KIND_SPEND":
       return AlertRuleKind.ALERT_RULE_KIND_SPEND;
+    case 3:
+    case "ALERT_RULE_KIND_BALANCE":
+      return AlertRuleKind.ALERT_RULE_KIND_BALANCE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -64,6 +73,8 @@ export function alertRuleKindToJSON(object: AlertRuleKind): string {
       return "ALERT_RULE_KIND_LIMIT";
     case AlertRuleKind.ALERT_RULE_KIND_SPEND:
       return "ALERT_RULE_KIND_SPEND";
+    case AlertRuleKind.ALERT_RULE_KIND_BALANCE:
+      return "ALERT_RULE_KIND_BALANCE";
     case AlertRuleKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -74,12 +85,17 @@ export function alertRuleKindToJSON(object: AlertRuleKind): string {
 export enum AlertDirection {
   /** ALERT_DIRECTION_UNSPECIFIED - Never sent by the server. */
   ALERT_DIRECTION_UNSPECIFIED = 0,
-  /** ALERT_DIRECTION_TRIGGERED - Recorded usage went from below the threshold to at or above it. */
+  /**
+   * ALERT_DIRECTION_TRIGGERED - Recorded usage went from below the threshold to at or above it; for a
+   * BALANCE rule: the available balance fell below the amount.
+   */
   ALERT_DIRECTION_TRIGGERED = 1,
   /**
    * ALERT_DIRECTION_RESOLVED - Recorded usage went from at or above the threshold back below it (a
    * re-rating that lowered costs), or the period ended while it stood
-   * reached (Alert.period_ended).
+   * reached (Alert.period_ended); for a BALANCE rule: the available balance
+   * is back at or above the amount (a grant, a refund by re-rating, a
+   * released hold...).
    */
   ALERT_DIRECTION_RESOLVED = 2,
   UNRECOGNIZED = -1,
@@ -258,6 +274,19 @@ export interface SpendAlertTarget {
 }
 
 /**
+ * The balance a BALANCE rule watches: the account's available prepaid-credit
+ * balance (every grant of the account, as GetBalance with no user_id).
+ */
+export interface BalanceAlertTarget {
+  /**
+   * Thresholds in USD, greater than 0, 1 to 20 distinct values. Each fires
+   * once when the available balance falls below it, and resolves once when
+   * it is back at or above it.
+   */
+  amounts: Money[];
+}
+
+/**
  * An alert rule of an account: thresholds that each fire once when recorded
  * usage crosses them upward in a period, and once more (resolved) if it falls
  * back below. At most 100 rules per account.
@@ -269,7 +298,10 @@ export interface AlertRule {
   ruleId: string;
   /** Free text shown in alerts; at most 255 characters. */
   description: string;
-  /** What the rule watches: LIMIT (limit is set) or SPEND (spend is set). */
+  /**
+   * What the rule watches: LIMIT (limit is set), SPEND (spend is set) or
+   * BALANCE (balance is set).
+   */
   kind: AlertRuleKind;
   /** For LIMIT rules. */
   limit:
@@ -284,7 +316,11 @@ export interface AlertRule {
     | Timestamp
     | undefined;
   /** When the rule was last changed. */
-  updateTime: Timestamp | undefined;
+  updateTime:
+    | Timestamp
+    | undefined;
+  /** For BALANCE rules. */
+  balance: BalanceAlertTarget | undefined;
 }
 
 /** One threshold crossed: what a webhook delivers and the charge stream carries. */
@@ -295,7 +331,10 @@ export interface Alert {
   kind: AlertRuleKind;
   /** The rule's description. */
   description: string;
-  /** Triggered (crossed upward) or resolved (fell back below). */
+  /**
+   * Triggered (crossed upward; a balance: fell below) or resolved (fell
+   * back below; a balance: back at or above).
+   */
   direction: AlertDirection;
   /** The user whose usage is measured; empty for the account's. */
   userId: string;
@@ -316,7 +355,11 @@ export interface Alert {
   limitAmount: string;
   /** Recorded usage of the period after the change, in the measure's unit. */
   used: string;
-  /** The user whose change crossed the threshold (for an account-wide rule). */
+  /**
+   * The user whose change crossed the threshold (for an account-wide rule;
+   * for a BALANCE rule, the user of the last charge of the change, empty
+   * when no charge moved the balance: a grant, a void, a release...).
+   */
   changedByUserId: string;
   /**
    * For RESOLVED: true when it is sent because the period ended while the
@@ -324,6 +367,12 @@ export interface Alert {
    * usage fell back below the threshold.
    */
   periodEnded: boolean;
+  /**
+   * For BALANCE rules: the account's available balance after the change, in
+   * USD. (A BALANCE alert has no period, period_start or used; its measure is
+   * cost and its threshold the amount in USD.)
+   */
+  available: string;
 }
 
 /** Where an account's alerts are posted. At most 20 endpoints per account. */
@@ -911,6 +960,75 @@ export const SpendAlertTarget: MessageFns<SpendAlertTarget> = {
   },
 };
 
+function createBaseBalanceAlertTarget(): BalanceAlertTarget {
+  return { amounts: [] };
+}
+
+export const BalanceAlertTarget: MessageFns<BalanceAlertTarget> = {
+  encode(message: BalanceAlertTarget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.amounts) {
+      Money.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BalanceAlertTarget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBalanceAlertTarget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.amounts.push(Money.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BalanceAlertTarget {
+    return {
+      amounts: globalThis.Array.isArray(object?.amounts) ? object.amounts.map((e: any) => Money.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BalanceAlertTarget): unknown {
+    const obj: any = {};
+    if (message.amounts?.length) {
+      obj.amounts = message.amounts.map((e) => Money.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BalanceAlertTarget>): BalanceAlertTarget {
+    return BalanceAlertTarget.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BalanceAlertTarget>): BalanceAlertTarget {
+    const message = createBaseBalanceAlertTarget();
+    message.amounts = object.amounts?.map((e) => Money.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseAlertRule(): AlertRule {
   return {
     accountId: "",
@@ -921,6 +1039,7 @@ function createBaseAlertRule(): AlertRule {
     spend: undefined,
     createTime: undefined,
     updateTime: undefined,
+    balance: undefined,
   };
 }
 
@@ -949,6 +1068,9 @@ export const AlertRule: MessageFns<AlertRule> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(message.updateTime, writer.uint32(66).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      BalanceAlertTarget.encode(message.balance, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1030,6 +1152,14 @@ export const AlertRule: MessageFns<AlertRule> = {
             message.updateTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.balance = BalanceAlertTarget.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1068,6 +1198,7 @@ export const AlertRule: MessageFns<AlertRule> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      balance: isSet(object.balance) ? BalanceAlertTarget.fromJSON(object.balance) : undefined,
     };
   },
 
@@ -1097,6 +1228,9 @@ export const AlertRule: MessageFns<AlertRule> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = fromTimestamp(message.updateTime).toISOString();
     }
+    if (message.balance !== undefined) {
+      obj.balance = BalanceAlertTarget.toJSON(message.balance);
+    }
     return obj;
   },
 
@@ -1121,6 +1255,9 @@ export const AlertRule: MessageFns<AlertRule> = {
     message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
       ? Timestamp.fromPartial(object.updateTime)
       : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? BalanceAlertTarget.fromPartial(object.balance)
+      : undefined;
     return message;
   },
 };
@@ -1141,6 +1278,7 @@ function createBaseAlert(): Alert {
     used: "",
     changedByUserId: "",
     periodEnded: false,
+    available: "",
   };
 }
 
@@ -1187,6 +1325,9 @@ export const Alert: MessageFns<Alert> = {
     }
     if (message.periodEnded !== false) {
       writer.uint32(112).bool(message.periodEnded);
+    }
+    if (message.available !== "") {
+      writer.uint32(122).string(message.available);
     }
     return writer;
   },
@@ -1316,6 +1457,14 @@ export const Alert: MessageFns<Alert> = {
             message.periodEnded = reader.bool();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.available = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1368,6 +1517,7 @@ export const Alert: MessageFns<Alert> = {
         : isSet(object.period_ended)
         ? globalThis.Boolean(object.period_ended)
         : false,
+      available: isSet(object.available) ? globalThis.String(object.available) : "",
     };
   },
 
@@ -1415,6 +1565,9 @@ export const Alert: MessageFns<Alert> = {
     if (message.periodEnded !== false) {
       obj.periodEnded = message.periodEnded;
     }
+    if (message.available !== "") {
+      obj.available = message.available;
+    }
     return obj;
   },
 
@@ -1437,6 +1590,7 @@ export const Alert: MessageFns<Alert> = {
     message.used = object.used ?? "";
     message.changedByUserId = object.changedByUserId ?? "";
     message.periodEnded = object.periodEnded ?? false;
+    message.available = object.available ?? "";
     return message;
   },
 };
