@@ -219,7 +219,6 @@ export async function importDjango(client: MeteringClient, o: DjangoImportOption
           const status = r.result.value;
           // ALREADY_EXISTS: imported before with other content (the row changed since): the service keeps the first.
           if (status.code === 6) {
-            t.alreadyImported++;
             notImported(table, m.id, `imported before with other content (the row changed since, or other options): ${status.message}`, t);
             m.keptTotal = null;
             await count(m);
