@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { Client } from 'pg';
 import { describeEachOf, databaseTargets, PG_URL_VAR, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call } from '../support/grpc';
+import { readmeBlock } from '../support/readme';
 import { chargeRequest } from '../support/requests';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
 
@@ -324,6 +325,14 @@ describeEachOf(targets, 'metering import django (needs Postgres and python3-djan
     expect(second.tables.find((t: { table: string }) => t.table === 'account_charge')).toMatchObject({ imported: 0, alreadyImported: 9 * 3 * 3, notImported: 5, pricedOtherwise: 0 });
     expect(second.tables.find((t: { table: string }) => t.table === 'chatbot_tokenusage')).toMatchObject({ imported: 0, alreadyImported: 40, notImported: 6, pricedOtherwise: 0 });
     expect(second.markups).toEqual({ read: 4, set: 0, unchanged: 2, notImported: 2 });
+    expect(await serviceSums(keep, ACCOUNTS)).toEqual(service);
+
+    // The README's example, as written (its database from DJANGO_DATABASE_URL, the server from METERING_ADDRESS): a dry run, then twice nothing new.
+    const script = readmeBlock('## Migrating from the Django models', 'sh');
+    const readme = await run('bash', ['-euo', 'pipefail', '-c', script], { cwd: ROOT, env: { ...process.env, DJANGO_DATABASE_URL: sourceUrl, METERING_ADDRESS: keep.address }, maxBuffer: 64 << 20 });
+    expect(readme.stdout.match(/^chatbot_tokenusage: 46 read, 0 imported, 40 already imported, 6 not imported$/gm)).toHaveLength(2);
+    expect(readme.stdout.match(/^every day is equal$/gm)).toHaveLength(2);
+    expect(readme.stdout).toMatch(/^chatbot_tokenusage: 46 read, 41 would import, 0 already imported, 5 not imported$/m);
     expect(await serviceSums(keep, ACCOUNTS)).toEqual(service);
   }, 300_000);
 
