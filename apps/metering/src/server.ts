@@ -17,7 +17,7 @@ import { watchChargesHandler } from './handlers/events.handler';
 import { Metrics } from './observability/metrics';
 import { Tracing } from './observability/tracing';
 import { createApiKeyHandler, listApiKeysHandler, revokeApiKeyHandler } from './handlers/api-keys.handler';
-import { recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
+import { importChargesHandler, recordChargeHandler, recordChargesHandler } from './handlers/charges.handler';
 import { exportChargesHandler, getChargeHandler, listChargesHandler } from './handlers/charge-queries.handler';
 import { getAccountHandler, listAccountsHandler, setAccountHandler } from './handlers/accounts.handler';
 import { checkLimitsHandler, deleteLimitHandler, getLimitsHandler, listLimitsHandler, putLimitHandler, setLimitsHandler } from './handlers/limits.handler';
@@ -145,6 +145,7 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const unary = {
     recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
     recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
+    importCharges: rpc('ImportCharges', importChargesHandler(charges)),
     getDailyUsage: rpc('GetDailyUsage', getDailyUsageHandler(usage)),
     checkLimits: rpc('CheckLimits', checkLimitsHandler(limits)),
     setLimits: rpc('SetLimits', setLimitsHandler(limits)),

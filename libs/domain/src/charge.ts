@@ -7,6 +7,8 @@ import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, che
 export type ChargeType = 'completion' | 'plugin' | 'tool';
 export type RequestType = 'chat' | 'summarization' | 'embedding' | 'tool_call' | 'vision';
 export type PricingStatus = 'priced' | 'unpriced';
+/** Where a charge's cost came from: a price's origin, or 'imported' (a cost kept by ImportCharges). */
+export type ChargePriceOrigin = PriceOrigin | 'imported';
 
 /** Enum numbers of the contract (proto/metering/v1/charge.proto) to domain names. */
 export const CHARGE_TYPE_BY_NUMBER: Record<number, ChargeType> = { 1: 'completion', 2: 'plugin', 3: 'tool' };
@@ -96,8 +98,8 @@ export interface ChargeRecord extends ChargeInput {
   pricingStatus: PricingStatus;
   priceVersion: string | null;
   markup: string | null;
-  /** Where the price came from; null when unpriced. */
-  priceOrigin: PriceOrigin | null;
+  /** Where the price came from ('imported': a kept cost); null when unpriced. */
+  priceOrigin: ChargePriceOrigin | null;
   /** When the charge was last priced (record time, or re-rating). */
   rateTime: Date;
   currencyCode: string;

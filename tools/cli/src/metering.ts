@@ -37,6 +37,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import Decimal from 'decimal.js';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { type DjangoImportOptions, type DjangoImportReport, importDjango } from './import-django';
 import { barChart, csv, type ListingFormat, out, printJson, responseJson, table, terminalWidth } from './output';
 
 /**
@@ -453,6 +454,41 @@ async function rerate(o: { account: string; from: string; to: string; provider: 
   out(`${o.dryRun ? 'dry run: would change' : 'changed'} ${sum.changed} of ${sum.examined} charges (${sum.newlyPriced} newly priced)`);
 }
 
+// ---- import
+
+/** `metering import django`: prints what was imported, what was not and why, and the days whose totals differ. */
+async function importDjangoCommand(o: DjangoImportOptions): Promise<void> {
+  const quiet = o.json || !process.stderr.isTTY;
+  let report: DjangoImportReport;
+  try {
+    report = await importDjango(client(), o, (line) => (quiet ? undefined : process.stderr.write(`\r${line}\u001b[K`)));
+  } catch (err) {
+    // The source database (not the service) failed: say so, as bad usage when it is an option's fault.
+    if ((err as { code?: unknown }).code !== undefined && (err as { metadata?: unknown }).metadata !== undefined) throw err;
+    throw new ReportedFailure(`the Django database: ${(err as Error).message}`);
+  }
+  if (!quiet) process.stderr.write('\n');
+  if (o.json) printJson(report);
+  else {
+    const verb = report.dryRun ? 'would import' : 'imported';
+    out(`markups (${o.llmPricesTable}): ${report.markups.read} read, ${report.markups.set} ${report.dryRun ? 'would be set' : 'set'}, ${report.markups.unchanged} unchanged, ${report.markups.notImported} not imported`);
+    for (const t of report.tables) {
+      out(`${t.table}: ${t.read} read, ${t.imported} ${verb}, ${t.alreadyImported} already imported${t.pricedOtherwise ? ` (${t.pricedOtherwise} priced otherwise than asked: ${report.keepCosts ? 're-priced' : 'kept costs'} by an earlier run)` : ''}, ${t.notImported} not imported`);
+    }
+    for (const note of report.notes) out(`note: ${note}`);
+    if (report.notImported.length) {
+      out('\nnot imported:');
+      out(table(['table', 'id', 'reason'], report.notImported.map((n) => [n.table, n.id, n.reason]), ['id']));
+    }
+    if (!report.dryRun && o.check) {
+      out(`\nper-day check: ${report.checked.charges} account/user/days against GetDailyUsage, ${report.checked.dailyBillingRecords} DailyBillingRecord days against the Charge rows imported`);
+      if (report.differences.length === 0) out('every day is equal');
+      else out(table(['check', 'account', 'user', 'date', 'field', 'source', 'service'], report.differences.map((d) => [d.check, d.accountId, d.userId, d.date, d.field, d.source, d.service]), ['source', 'service']));
+    }
+  }
+  if (report.differences.length) throw new ReportedFailure(`${report.differences.length} totals differ on ${new Set(report.differences.map((d) => `${d.check} ${d.accountId} ${d.userId} ${d.date}`)).size} days (see the table)`);
+}
+
 // ---- alerts and webhooks
 
 const RULE_KIND = { limit: AlertRuleKind.ALERT_RULE_KIND_LIMIT, spend: AlertRuleKind.ALERT_RULE_KIND_SPEND, balance: AlertRuleKind.ALERT_RULE_KIND_BALANCE };
@@ -744,6 +780,32 @@ export function program(): Command {
     .option('--all', 'every charge, not only the unpriced ones')
     .option('--dry-run', 'count what would change, change nothing')
     .action(rerate);
+
+  const imports = command(root, 'import', 'import usage from the system this service replaces');
+  command(imports, 'django', 'copy the Django models\' charges, token usage and markups into the service, idempotently, and check the totals per day')
+    .requiredOption('--database-url <url>', 'the Django database (Postgres), e.g. postgres://user@host:5432/db; read only, in one snapshot')
+    .addOption(new Option('--keep-costs', 'keep TokenUsage\'s stored costs (ImportCharges, the operator key) instead of pricing every row again'))
+    .addOption(new Option('--account <id>', 'import every row into this account').default('', "each row's Account.account_number"))
+    .addOption(new Option('--user-from <field>', 'the Django user field that becomes user_id').choices(['id', 'username', 'email']).default('id'))
+    .addOption(new Option('--token-usage-provider <id>', 'the provider of TokenUsage rows (the model names none)').default('openai'))
+    .addOption(new Option('--source-time-zone <zone>', 'the IANA zone of DailyBillingRecord.date, and of created_at when it has no time zone (USE_TZ = False)').default('UTC'))
+    .addOption(new Option('--charge-table <table>', 'the Charge table').default('account_charge'))
+    .addOption(new Option('--token-usage-table <table>', 'the TokenUsage table').default('chatbot_tokenusage'))
+    .addOption(new Option('--daily-billing-table <table>', 'the DailyBillingRecord table').default('account_dailybillingrecord'))
+    .addOption(new Option('--llm-prices-table <table>', 'the LLMPrices table').default('account_llmprices'))
+    .addOption(new Option('--user-profile-table <table>', 'the UserProfile table').default('account_userprofile'))
+    .addOption(new Option('--account-table <table>', 'the Account table').default('account_account'))
+    .addOption(new Option('--user-table <table>', 'the user table').default('auth_user'))
+    .addOption(new Option('--batch-size <n>', 'rows per call').argParser((v) => {
+      const n = positiveInt(v);
+      if (n > 1000) throw new InvalidArgumentError('It must be a whole number from 1 to 1000.');
+      return n;
+    }).default(500))
+    .option('--no-markups', 'do not import LLMPrices as markups')
+    .option('--no-check', 'do not compare the totals per day')
+    .option('--dry-run', 'map and report, write nothing')
+    .option('--json', 'the report as JSON')
+    .action(importDjangoCommand);
 
   const alerts = command(root, 'alerts', 'alert rules (thresholds on limits, spend and the credit balance), webhook endpoints and deliveries');
   listing(command(alerts, 'rules', 'the alert rules').alias('list'))

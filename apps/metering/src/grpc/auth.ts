@@ -69,7 +69,8 @@ export class Authenticator {
  * is the account acted on (empty = the key's own account); 'shared' means an
  * empty account_id names the defaults of every account (prices, markups),
  * which any key may read and only the operator may change; 'operator' means
- * the RPC spans accounts (ListAccounts): only the operator key may call it.
+ * the RPC spans accounts (ListAccounts) or states what the service otherwise
+ * decides (ImportCharges: kept costs): only the operator key may call it.
  */
 type AccountRule = 'own' | 'shared' | 'operator';
 
@@ -82,6 +83,8 @@ interface Rule {
 export const POLICY: Readonly<Record<string, Rule>> = {
   RecordCharge: { scope: 'record', account: 'own' },
   RecordCharges: { scope: 'record', account: 'own' },
+  // Imports charges of any account, with costs the caller states: the operator only.
+  ImportCharges: { scope: 'admin', account: 'operator' },
   CheckLimits: { scope: 'record', account: 'own' },
   ReleaseReservation: { scope: 'record', account: 'own' },
   GetReservation: { scope: 'read', account: 'own' },
@@ -135,6 +138,12 @@ export const POLICY: Readonly<Record<string, Rule>> = {
   SendTestEvent: { scope: 'admin', account: 'own' },
 };
 
+/** Why an operator-only RPC is (the refusal says it). */
+const OPERATOR_ONLY_WHY: Readonly<Record<string, string>> = {
+  ListAccounts: 'lists every account',
+  ImportCharges: 'imports charges of any account with the costs it states',
+};
+
 /** RPCs whose account is that of a nested message (the rule or endpoint written), not a field of the request. */
 const NESTED: Readonly<Record<string, string>> = {
   CreateAlertRule: 'rule',
@@ -152,7 +161,7 @@ export function authorize(method: string, who: Principal, request: unknown): voi
   const rule = POLICY[method];
   if (!rule) throw new PermissionDeniedError('NO_POLICY', `${method} has no access policy`);
   if (who.operator) return;
-  if (rule.account === 'operator') throw new PermissionDeniedError('OPERATOR_ONLY', `${method} lists every account: it needs the operator key`);
+  if (rule.account === 'operator') throw new PermissionDeniedError('OPERATOR_ONLY', `${method} ${OPERATOR_ONLY_WHY[method] ?? 'spans accounts'}: it needs the operator key`);
   if (!who.scopes.has(rule.scope)) throw new PermissionDeniedError('MISSING_SCOPE', `this API key lacks the ${rule.scope} scope that ${method} needs`);
   const nested = NESTED[method] ? (request as Record<string, unknown>)[NESTED[method]] : undefined;
   const targets = (method === 'RecordCharges' ? (request as { charges?: unknown[] }).charges ?? [] : NESTED[method] ? (nested ? [nested] : []) : [request]) as Array<{ accountId?: string }>;

@@ -12,8 +12,8 @@ import {
   TokenCounts,
   UsageSums as PbUsageSums,
 } from '@metering/contracts';
-import { CHARGE_TYPE_BY_NUMBER, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType, Reservation, SERVICE_TIER_BY_NUMBER } from '@metering/domain';
-import { CURRENCY_CODE, Dec, TokenCounts as DomainTokenCounts, formatDecimal, PriceOrigin, TOKEN_CLASSES } from '@metering/pricing';
+import { CHARGE_TYPE_BY_NUMBER, ChargePriceOrigin, ChargeRecord, ChargeType, REQUEST_TYPE_BY_NUMBER, RequestType, Reservation, SERVICE_TIER_BY_NUMBER } from '@metering/domain';
+import { CURRENCY_CODE, Dec, TokenCounts as DomainTokenCounts, formatDecimal, TOKEN_CLASSES } from '@metering/pricing';
 import type { RollupSums } from '@metering/domain';
 
 /** Domain -> wire conversions shared by the handlers (requests need none: they have the shape of the domain inputs). */
@@ -26,12 +26,13 @@ const SERVICE_TIER_NUMBER = invert(SERVICE_TIER_BY_NUMBER);
 export const toProtoChargeType = (t: ChargeType): PbChargeType => CHARGE_TYPE_NUMBER.get(t) as PbChargeType;
 export const toProtoRequestType = (t: RequestType): PbRequestType => REQUEST_TYPE_NUMBER.get(t) as PbRequestType;
 
-const PRICE_ORIGIN: Record<PriceOrigin, PbPriceOrigin> = {
+const PRICE_ORIGIN: Record<ChargePriceOrigin, PbPriceOrigin> = {
   catalog: PbPriceOrigin.PRICE_ORIGIN_CATALOG,
   operator: PbPriceOrigin.PRICE_ORIGIN_OPERATOR,
   account: PbPriceOrigin.PRICE_ORIGIN_ACCOUNT,
+  imported: PbPriceOrigin.PRICE_ORIGIN_IMPORTED,
 };
-export const toProtoPriceOrigin = (o: PriceOrigin | null): PbPriceOrigin => (o ? PRICE_ORIGIN[o] : PbPriceOrigin.PRICE_ORIGIN_UNSPECIFIED);
+export const toProtoPriceOrigin = (o: ChargePriceOrigin | null): PbPriceOrigin => (o ? PRICE_ORIGIN[o] : PbPriceOrigin.PRICE_ORIGIN_UNSPECIFIED);
 
 export function toProtoMoney(amount: Dec | string): Money {
   return { amount: typeof amount === 'string' ? amount : formatDecimal(amount), currencyCode: CURRENCY_CODE };

@@ -11,6 +11,8 @@ import {
   endedAt,
   eventsAfterWrite,
   IdempotencyConflictError,
+  ImportedChargeInput,
+  KeptPricing,
   LedgerChange,
   RecordChargeRequestInput,
   Reservation,
@@ -18,6 +20,7 @@ import {
   reservationKey,
   settlementClaims,
   UnavailableError,
+  validateImportedCharge,
   validateRecordCharge,
 } from '@metering/domain';
 import { CURRENCY_CODE, Dec, totalTokens } from '@metering/pricing';
@@ -105,6 +108,31 @@ export class ChargesService {
     return validated.map((v) => (v instanceof DomainError ? v : written[next++]));
   }
 
+  /**
+   * ImportCharges (the operator's migration from the Django models): a batch as recordCharges
+   * writes it, through the same transaction and ledger, except that a charge with a kept cost is
+   * stored with that cost (price origin 'imported') instead of being priced.
+   */
+  async importCharges(raws: ImportedChargeInput[]): Promise<BatchItemResult[]> {
+    const now = this.clock();
+    const kept = new Map<string, KeptPricing>();
+    const validated = raws.map((raw): ChargeInput | DomainError => {
+      try {
+        const { input, kept: cost } = validateImportedCharge(raw, now);
+        // The first charge of a key decides (the others of the batch are its replays or conflicts).
+        if (cost && !kept.has(chargeKey(input))) kept.set(chargeKey(input), cost);
+        return input;
+      } catch (err) {
+        if (err instanceof DomainError) return err;
+        throw err;
+      }
+    });
+    const valid = validated.filter((v): v is ChargeInput => !(v instanceof DomainError));
+    const written = valid.length ? await this.write(valid, kept) : [];
+    let next = 0;
+    return validated.map((v) => (v instanceof DomainError ? v : written[next++]));
+  }
+
   /** Starts transactions for queued calls while fewer than maxInFlight run. */
   private drain(): void {
     while (this.queue.length > 0 && this.inFlight < this.maxInFlight) {
@@ -151,7 +179,7 @@ export class ChargesService {
    * Several charges of one batch with the same key are answered as the first
    * one and its replays.
    */
-  private async write(inputs: ChargeInput[]): Promise<BatchItemResult[]> {
+  private async write(inputs: ChargeInput[], kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
     const started = process.hrtime.bigint();
     let inserted: ChargeRecord[] = [];
     const report = (ok: boolean) =>
@@ -163,7 +191,7 @@ export class ChargesService {
         ok,
       });
     try {
-      const results = await this.transact(inputs, (stored) => (inserted = stored));
+      const results = await this.transact(inputs, (stored) => (inserted = stored), kept);
       report(true);
       return results;
     } catch (err) {
@@ -173,7 +201,7 @@ export class ChargesService {
     }
   }
 
-  private transact(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void): Promise<BatchItemResult[]> {
+  private transact(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
     return this.cache.retrying((view) => inTransaction(this.db, async (tx) => {
       const byKey = new Map<string, ChargeInput>();
       for (const c of inputs) if (!byKey.has(chargeKey(c))) byKey.set(chargeKey(c), c);
@@ -182,7 +210,14 @@ export class ChargesService {
       const insertable = distinct.filter((c) => !refused.has(chargeKey(c)));
       // Time zones, soft limits, alert rules, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
       const settings = await view.settings(tx, [...new Set(insertable.map((c) => c.accountId))]);
-      const pricing = await this.pricing.priceCharges(tx, insertable, view);
+      // A cost kept by ImportCharges replaces the price (only the others are priced).
+      const toPrice = kept?.size ? insertable.filter((c) => !kept.has(chargeKey(c))) : insertable;
+      const priced = await this.pricing.priceCharges(tx, toPrice, view);
+      let nextPriced = 0;
+      const pricing = toPrice === insertable ? priced : insertable.map((c) => {
+        const cost = kept?.get(chargeKey(c));
+        return cost ? { ...cost, rateTime: this.clock() } : priced[nextPriced++];
+      });
       const recordTime = this.clock();
       const charges: ChargeRecord[] = insertable.map((input, n) => ({
         ...input,

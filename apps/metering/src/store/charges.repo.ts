@@ -1,5 +1,5 @@
-import type { ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery, ServiceTierName } from '@metering/domain';
-import { type PriceOrigin, TOKEN_CLASSES, type TokenCounts, tokenField } from '@metering/pricing';
+import type { ChargePriceOrigin, ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery, ServiceTierName } from '@metering/domain';
+import { TOKEN_CLASSES, type TokenCounts, tokenField } from '@metering/pricing';
 import { statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
@@ -46,7 +46,7 @@ export interface ChargeRow {
   pricing_status: PricingStatus;
   price_version: string | null;
   markup: string | null;
-  price_origin: PriceOrigin | null;
+  price_origin: ChargePriceOrigin | null;
   rate_time: Date;
   currency_code: string;
   provider_cost: string | null;
@@ -202,6 +202,8 @@ export async function lockChargesToRerate(
 ): Promise<ChargeRecord[]> {
   const query = tx('charges').where('account_id', q.accountId).whereBetween('usage_date', [q.startDate, q.endDate]);
   if (q.mode === 'unpriced_only') query.where('pricing_status', 'unpriced');
+  // A cost kept by ImportCharges is what the source system billed: re-rating never changes it.
+  else query.whereRaw(`price_origin IS DISTINCT FROM 'imported'`);
   if (q.provider) query.where('provider', q.provider);
   if (q.model) query.where('model', q.model);
   if (after) query.whereRaw('(usage_date, charge_id) > (?, ?)', [after.usageDate, after.chargeId]);

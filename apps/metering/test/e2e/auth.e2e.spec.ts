@@ -25,6 +25,7 @@ const tokens = { promptTokens: '10', completionTokens: '5' };
 const REQUESTS: Record<Method, object> = {
   recordCharge: { accountId: VICTIM, userId: 'u1', idempotencyKey: 'stolen', provider: 'openai', model: 'gpt-4o', ...tokens },
   recordCharges: { charges: [{ accountId: VICTIM, userId: 'u1', idempotencyKey: 'stolen-batch', provider: 'openai', model: 'gpt-4o', ...tokens }] },
+  importCharges: { charges: [{ charge: { accountId: VICTIM, userId: 'u1', idempotencyKey: 'stolen-import', provider: 'openai', model: 'gpt-4o', ...tokens, usageTime: { seconds: '1767225600', nanos: 0 } }, keptCost: { promptCost: { amount: '0', currencyCode: 'USD' }, completionCost: { amount: '0', currencyCode: 'USD' } } }] },
   getDailyUsage: { accountId: VICTIM, startDate: '2026-01-01', endDate: '2026-12-31' },
   checkLimits: { accountId: VICTIM, userId: 'u1', reserve: true, idempotencyKey: 'stolen-hold', additionalTokens: '1' },
   setLimits: { accountId: VICTIM, dailyMessageLimit: '0' },
@@ -217,6 +218,9 @@ describe.each(databaseTargets())('API keys and tenants on $name', (target) => {
     expect(listed.accounts.map((a) => a.account?.accountId)).toEqual(expect.arrayContaining(['attacker', VICTIM]));
     const own = await grpcError(invoke(client, 'listAccounts', {}, bearer(keys.victim.secret)));
     expect([own.code, statusDetails(own).errorInfo?.reason]).toEqual([status.PERMISSION_DENIED, 'OPERATOR_ONLY']);
+    // Importing charges with kept costs is the operator's alone, even into the key's own account.
+    const ownImport = await grpcError(invoke(client, 'importCharges', { charges: [{ charge: { ...REQUESTS.recordCharge, accountId: '', usageTime: { seconds: '1767225600', nanos: 0 } } }] }, bearer(keys.victim.secret)));
+    expect([ownImport.code, statusDetails(ownImport).errorInfo?.reason]).toEqual([status.PERMISSION_DENIED, 'OPERATOR_ONLY']);
   });
 
   it('lists keys without their secrets and stores only a hash', async () => {

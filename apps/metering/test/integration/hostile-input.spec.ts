@@ -30,6 +30,7 @@ import { HOSTILE } from '../support/hostile';
  */
 const NOW = new Date('2026-11-23T12:00:00Z');
 const clock = () => NOW;
+const usd = (amount: string) => ({ amount, currencyCode: 'USD' });
 const TOTAL_RUNS = 100_000; // spread evenly over the RPCs and their variants
 
 const charge: RecordChargeRequestInput = {
@@ -119,6 +120,20 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
         name: 'RecordCharges (one charge)', base: charge, fields: chargeFields,
         call: async (r: RecordChargeRequestInput) => {
           const [result] = await charges.recordCharges([r]);
+          if (result instanceof DomainError) throw result;
+          return result;
+        },
+      },
+      {
+        // ImportCharges: the charge's fields under `charge.`, the kept cost's under `kept_cost.`.
+        name: 'ImportCharges (one charge)',
+        base: { ...charge, usageTime: { seconds: String(Math.floor(clock().getTime() / 1000) - 86_400), nanos: 0 }, promptCost: usd('0.01'), completionCost: usd('0.02'), totalCost: undefined, source: '' },
+        fields: {
+          ...Object.fromEntries(Object.entries(chargeFields).map(([k, [field, kind]]) => [k, [`charge.${field}`, kind]])),
+          promptCost: ['kept_cost.prompt_cost', 'money'], completionCost: ['kept_cost.completion_cost', 'money'], totalCost: ['kept_cost.total_cost', 'money'], source: ['kept_cost.source', 'text'],
+        },
+        call: async ({ promptCost, completionCost, totalCost, source, ...r }: RecordChargeRequestInput & Record<'promptCost' | 'completionCost' | 'totalCost', undefined | { amount: string; currencyCode: string }> & { source: string }) => {
+          const [result] = await charges.importCharges([{ charge: r, keptCost: { promptCost, completionCost, totalCost, source, markup: '' } }]);
           if (result instanceof DomainError) throw result;
           return result;
         },

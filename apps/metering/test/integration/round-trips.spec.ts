@@ -77,6 +77,11 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
       recordCharge: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one' }))),
       recordChargeReplay: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one' }))),
       recordCharges100: await count(() => charges.recordCharges(Array.from({ length: 100 }, (_, n) => chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: `b${n}` })))),
+      // ImportCharges: half with kept costs (not priced), half priced: the same one transaction.
+      importCharges100: await count(() => charges.importCharges(Array.from({ length: 100 }, (_, n) => ({
+        charge: chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: `django:charge:${n}`, usageTime: { seconds: String(Math.floor(now.getTime() / 1000) - 3600), nanos: 0 } }),
+        keptCost: n % 2 ? { promptCost: { amount: '0.001', currencyCode: 'USD' }, completionCost: { amount: '0.002', currencyCode: 'USD' }, markup: '', source: '' } : undefined,
+      })))),
       checkLimits: await count(() => limits.checkLimits(checkRequest({ accountId: a }))),
       checkLimitsEstimate: await count(() => limits.checkLimits(checkRequest({ accountId: a, estimate }))),
       reserve: await count(async () => {
@@ -90,6 +95,7 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
       recordCharge: 4,
       recordChargeReplay: 4,
       recordCharges100: 4,
+      importCharges100: 4,
       checkLimits: 1,
       checkLimitsEstimate: 1,
       reserve: 7,

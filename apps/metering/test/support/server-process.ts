@@ -34,7 +34,7 @@ export function startServers(db: DatabaseConfig, count: number, env: Record<stri
 }
 
 /** Starts the real server process on 127.0.0.1 and a free port, and waits until it listens. */
-export function startServer(db: DatabaseConfig, env: Record<string, string> = {}): Promise<ServerProcess> {
+export function startServer(db: DatabaseConfig, env: Record<string, string> = {}, startMs = 45_000): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--enable-source-maps', MAIN], {
     cwd: ROOT,
     env: {
@@ -57,8 +57,8 @@ export function startServer(db: DatabaseConfig, env: Record<string, string> = {}
     // A server that has not started in time is killed: left running, it would hold its database (and keep jest from exiting).
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`server did not start in 45 s:\n${logs.join('\n')}`));
-    }, 45_000);
+      reject(new Error(`server did not start in ${startMs / 1000} s:\n${logs.join('\n')}`));
+    }, startMs);
     child.stderr?.on('data', (d: Buffer) => logs.push(d.toString()));
     child.stdout?.on('data', (d: Buffer) => {
       buffer += d.toString();

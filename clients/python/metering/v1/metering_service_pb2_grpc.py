@@ -38,6 +38,11 @@ class MeteringServiceStub(object):
                 request_serializer=metering_dot_v1_dot_metering__service__pb2.RecordChargesRequest.SerializeToString,
                 response_deserializer=metering_dot_v1_dot_metering__service__pb2.RecordChargesResponse.FromString,
                 )
+        self.ImportCharges = channel.unary_unary(
+                '/metering.v1.MeteringService/ImportCharges',
+                request_serializer=metering_dot_v1_dot_metering__service__pb2.ImportChargesRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_metering__service__pb2.ImportChargesResponse.FromString,
+                )
         self.GetDailyUsage = channel.unary_unary(
                 '/metering.v1.MeteringService/GetDailyUsage',
                 request_serializer=metering_dot_v1_dot_metering__service__pb2.GetDailyUsageRequest.SerializeToString,
@@ -326,6 +331,17 @@ class MeteringServiceServicer(object):
         a batch whose answer could be larger is refused before anything is
         written (INVALID_ARGUMENT on `charges`, naming the limit); send fewer
         charges per call. A charge's error result is at most 4194 bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCharges(self, request, context):
+        """Imports charges from another system (the Django models this service
+        replaces), the operator key only: each as RecordCharges records it
+        (idempotent by its key, one result per charge in request order, the same
+        validation and limits), and with a kept_cost it keeps that cost instead
+        of being priced (README "Migrating from the Django models").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -738,6 +754,11 @@ def add_MeteringServiceServicer_to_server(servicer, server):
                     request_deserializer=metering_dot_v1_dot_metering__service__pb2.RecordChargesRequest.FromString,
                     response_serializer=metering_dot_v1_dot_metering__service__pb2.RecordChargesResponse.SerializeToString,
             ),
+            'ImportCharges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCharges,
+                    request_deserializer=metering_dot_v1_dot_metering__service__pb2.ImportChargesRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_metering__service__pb2.ImportChargesResponse.SerializeToString,
+            ),
             'GetDailyUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDailyUsage,
                     request_deserializer=metering_dot_v1_dot_metering__service__pb2.GetDailyUsageRequest.FromString,
@@ -1044,6 +1065,23 @@ class MeteringService(object):
         return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/RecordCharges',
             metering_dot_v1_dot_metering__service__pb2.RecordChargesRequest.SerializeToString,
             metering_dot_v1_dot_metering__service__pb2.RecordChargesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ImportCharges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/ImportCharges',
+            metering_dot_v1_dot_metering__service__pb2.ImportChargesRequest.SerializeToString,
+            metering_dot_v1_dot_metering__service__pb2.ImportChargesResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -350,6 +350,11 @@ export enum PriceOrigin {
   PRICE_ORIGIN_OPERATOR = 2,
   /** PRICE_ORIGIN_ACCOUNT - A price an operator set for one account (SetPrice with its account_id). */
   PRICE_ORIGIN_ACCOUNT = 3,
+  /**
+   * PRICE_ORIGIN_IMPORTED - A cost kept from the system the charge was imported from (ImportCharges
+   * with a kept_cost); re-rating never changes it.
+   */
+  PRICE_ORIGIN_IMPORTED = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -367,6 +372,9 @@ export function priceOriginFromJSON(object: any): PriceOrigin {
     case 3:
     case "PRICE_ORIGIN_ACCOUNT":
       return PriceOrigin.PRICE_ORIGIN_ACCOUNT;
+    case 4:
+    case "PRICE_ORIGIN_IMPORTED":
+      return PriceOrigin.PRICE_ORIGIN_IMPORTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -384,6 +392,8 @@ export function priceOriginToJSON(object: PriceOrigin): string {
       return "PRICE_ORIGIN_OPERATOR";
     case PriceOrigin.PRICE_ORIGIN_ACCOUNT:
       return "PRICE_ORIGIN_ACCOUNT";
+    case PriceOrigin.PRICE_ORIGIN_IMPORTED:
+      return "PRICE_ORIGIN_IMPORTED";
     case PriceOrigin.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -94,6 +94,7 @@ import {
   VoidGrantResponse,
 } from "./credits";
 import { ChargeEvent } from "./events";
+import { KeptCost } from "./import";
 import {
   CheckLimitsReason,
   checkLimitsReasonFromJSON,
@@ -307,6 +308,34 @@ export interface RecordChargeResult {
      */
     { $case: "error"; value: Status }
     | undefined;
+}
+
+/** A batch of charges to import (ImportCharges). */
+export interface ImportChargesRequest {
+  /**
+   * 1 to 1000 charges, each of any account; refused as a whole, as
+   * RecordCharges is, when the answer could exceed 4 MiB.
+   */
+  charges: ImportedCharge[];
+}
+
+/** One charge to import. */
+export interface ImportedCharge {
+  /**
+   * The charge, as RecordCharge takes it (usage_time required: an import
+   * records past usage); reservation_id must be empty.
+   */
+  charge:
+    | RecordChargeRequest
+    | undefined;
+  /** The cost to keep; absent: the charge is priced as RecordCharge prices it. */
+  keptCost: KeptCost | undefined;
+}
+
+/** The outcome of each imported charge. */
+export interface ImportChargesResponse {
+  /** One result per charge, in request order, as RecordCharges answers them. */
+  results: RecordChargeResult[];
 }
 
 /** Which daily usage to read. */
@@ -1983,6 +2012,241 @@ export const RecordChargeResult: MessageFns<RecordChargeResult> = {
         break;
       }
     }
+    return message;
+  },
+};
+
+function createBaseImportChargesRequest(): ImportChargesRequest {
+  return { charges: [] };
+}
+
+export const ImportChargesRequest: MessageFns<ImportChargesRequest> = {
+  encode(message: ImportChargesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.charges) {
+      ImportedCharge.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportChargesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportChargesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.charges.push(ImportedCharge.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportChargesRequest {
+    return {
+      charges: globalThis.Array.isArray(object?.charges)
+        ? object.charges.map((e: any) => ImportedCharge.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImportChargesRequest): unknown {
+    const obj: any = {};
+    if (message.charges?.length) {
+      obj.charges = message.charges.map((e) => ImportedCharge.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImportChargesRequest>): ImportChargesRequest {
+    return ImportChargesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImportChargesRequest>): ImportChargesRequest {
+    const message = createBaseImportChargesRequest();
+    message.charges = object.charges?.map((e) => ImportedCharge.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseImportedCharge(): ImportedCharge {
+  return { charge: undefined, keptCost: undefined };
+}
+
+export const ImportedCharge: MessageFns<ImportedCharge> = {
+  encode(message: ImportedCharge, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.charge !== undefined) {
+      RecordChargeRequest.encode(message.charge, writer.uint32(10).fork()).join();
+    }
+    if (message.keptCost !== undefined) {
+      KeptCost.encode(message.keptCost, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportedCharge {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportedCharge();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.charge = RecordChargeRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keptCost = KeptCost.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportedCharge {
+    return {
+      charge: isSet(object.charge) ? RecordChargeRequest.fromJSON(object.charge) : undefined,
+      keptCost: isSet(object.keptCost)
+        ? KeptCost.fromJSON(object.keptCost)
+        : isSet(object.kept_cost)
+        ? KeptCost.fromJSON(object.kept_cost)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ImportedCharge): unknown {
+    const obj: any = {};
+    if (message.charge !== undefined) {
+      obj.charge = RecordChargeRequest.toJSON(message.charge);
+    }
+    if (message.keptCost !== undefined) {
+      obj.keptCost = KeptCost.toJSON(message.keptCost);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImportedCharge>): ImportedCharge {
+    return ImportedCharge.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImportedCharge>): ImportedCharge {
+    const message = createBaseImportedCharge();
+    message.charge = (object.charge !== undefined && object.charge !== null)
+      ? RecordChargeRequest.fromPartial(object.charge)
+      : undefined;
+    message.keptCost = (object.keptCost !== undefined && object.keptCost !== null)
+      ? KeptCost.fromPartial(object.keptCost)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseImportChargesResponse(): ImportChargesResponse {
+  return { results: [] };
+}
+
+export const ImportChargesResponse: MessageFns<ImportChargesResponse> = {
+  encode(message: ImportChargesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      RecordChargeResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportChargesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportChargesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(RecordChargeResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportChargesResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => RecordChargeResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImportChargesResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => RecordChargeResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImportChargesResponse>): ImportChargesResponse {
+    return ImportChargesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImportChargesResponse>): ImportChargesResponse {
+    const message = createBaseImportChargesResponse();
+    message.results = object.results?.map((e) => RecordChargeResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -6335,6 +6599,23 @@ export const MeteringServiceService = {
       Buffer.from(RecordChargesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RecordChargesResponse => RecordChargesResponse.decode(value),
   },
+  /**
+   * Imports charges from another system (the Django models this service
+   * replaces), the operator key only: each as RecordCharges records it
+   * (idempotent by its key, one result per charge in request order, the same
+   * validation and limits), and with a kept_cost it keeps that cost instead
+   * of being priced (README "Migrating from the Django models").
+   */
+  importCharges: {
+    path: "/metering.v1.MeteringService/ImportCharges" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportChargesRequest): Buffer => Buffer.from(ImportChargesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportChargesRequest => ImportChargesRequest.decode(value),
+    responseSerialize: (value: ImportChargesResponse): Buffer =>
+      Buffer.from(ImportChargesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImportChargesResponse => ImportChargesResponse.decode(value),
+  },
   /** Reads daily usage rollups of an account over an inclusive date range. */
   getDailyUsage: {
     path: "/metering.v1.MeteringService/GetDailyUsage" as const,
@@ -6983,6 +7264,14 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
    * charges per call. A charge's error result is at most 4194 bytes.
    */
   recordCharges: handleUnaryCall<RecordChargesRequest, RecordChargesResponse>;
+  /**
+   * Imports charges from another system (the Django models this service
+   * replaces), the operator key only: each as RecordCharges records it
+   * (idempotent by its key, one result per charge in request order, the same
+   * validation and limits), and with a kept_cost it keeps that cost instead
+   * of being priced (README "Migrating from the Django models").
+   */
+  importCharges: handleUnaryCall<ImportChargesRequest, ImportChargesResponse>;
   /** Reads daily usage rollups of an account over an inclusive date range. */
   getDailyUsage: handleUnaryCall<GetDailyUsageRequest, GetDailyUsageResponse>;
   /**
@@ -7203,6 +7492,28 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RecordChargesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Imports charges from another system (the Django models this service
+   * replaces), the operator key only: each as RecordCharges records it
+   * (idempotent by its key, one result per charge in request order, the same
+   * validation and limits), and with a kept_cost it keeps that cost instead
+   * of being priced (README "Migrating from the Django models").
+   */
+  importCharges(
+    request: ImportChargesRequest,
+    callback: (error: ServiceError | null, response: ImportChargesResponse) => void,
+  ): ClientUnaryCall;
+  importCharges(
+    request: ImportChargesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImportChargesResponse) => void,
+  ): ClientUnaryCall;
+  importCharges(
+    request: ImportChargesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportChargesResponse) => void,
   ): ClientUnaryCall;
   /** Reads daily usage rollups of an account over an inclusive date range. */
   getDailyUsage(
