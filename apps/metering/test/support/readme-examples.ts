@@ -64,9 +64,9 @@ function parseMarker(text: string): Marker {
   return { kind: 'invalid', text: body };
 }
 
-/** The examples of one README. */
-export function readmeExamples(file: string): ReadmeExample[] {
-  const lines = readFileSync(join(ROOT, file), 'utf8').split('\n');
+/** The examples of one README (its text read from the clone unless given). */
+export function readmeExamples(file: string, text = readFileSync(join(ROOT, file), 'utf8')): ReadmeExample[] {
+  const lines = text.split('\n');
   const out: ReadmeExample[] = [];
   let section = '';
   let heading = '';
