@@ -11,7 +11,7 @@ import { ROOT } from './server-process';
  *   <!-- example: not run, <reason> -->       shown, never run; the reason is required
  *   <!-- example: run by <path>, <reason?> --> run as written by another test (the file must exist)
  *   <!-- example: output -->                   what the run block before it printed, compared loosely
- *   <!-- example: server env K=V ... -->       run, on a server of its section started with these variables
+ *   <!-- example: server env K=V ... -->       run, on a server started with these variables
  *
  * Blocks between the CLI reference's generated markers are `metering ... --help` as printed.
  */
