@@ -72,7 +72,7 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'pglite'), 'pglite')('
       server.client.listCharges(ListChargesRequest.fromPartial({ accountId: 'acme', startDate: new Date().toISOString().slice(0, 10), endDate: new Date().toISOString().slice(0, 10) }), (err, res) => (err ? reject(err) : resolve(res))),
     );
     expect(stored.charges.map((c) => [c.chargeId, c.totalCost?.amount, c.totalCost?.currencyCode])).toEqual([[chargeId, amount, currency]]);
-  });
+  }, 300_000); // packs and npm-installs into a fresh project: over a minute on a loaded machine
 
   it('runs the README\'s Getting started / Any language over gRPC as written (buf curl, twice: a replay)', async () => {
     const script = readmeBlock('### Any language over gRPC', 'sh').replaceAll('127.0.0.1:50051', server.address);
