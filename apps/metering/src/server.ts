@@ -7,7 +7,7 @@ import { descriptorSetBase64, HealthService, MAX_MESSAGE_BYTES, MeteringServiceS
 import { PriceTable } from '@metering/pricing';
 import { type AllowList, DEFAULT_ALLOWED_HOSTS, parseAllowList } from '@metering/domain';
 import type { Config } from './config';
-import { Authenticator, AuthMode, authorize } from './grpc/auth';
+import { Authenticator, AuthMode, authorize, type Caller } from './grpc/auth';
 import { Health } from './grpc/health';
 import { OpenStreams, serverStream, StreamControl } from './grpc/stream';
 import { type Telemetry, unary } from './grpc/unary';
@@ -113,13 +113,15 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const guard = async (name: string, req: unknown, metadata: Metadata) => {
     const principal = await authenticator.authenticate(metadata);
     rejectMalformed(req);
-    return authorize(name, principal, req);
+    authorize(name, principal, req);
+    return principal;
   };
+  // The handler is told the caller (its API key id, which charges and reservations record).
   const rpc =
-    <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
+    <Req, Res>(name: string, handle: (req: Req, who: Caller) => Promise<Res>) =>
     async (req: Req, metadata: Metadata): Promise<Res> => {
-      await guard(name, req, metadata);
-      return handle(req);
+      const principal = await guard(name, req, metadata);
+      return handle(req, principal);
     };
   const stream =
     <Req>(name: string, handle: (req: Req, metadata: Metadata, control: StreamControl) => Promise<void>) =>

@@ -15,3 +15,4 @@ export * from './ledger';
 export * from './charge-query';
 export * from './credits';
 export * from './alerts';
+export * from './tags';

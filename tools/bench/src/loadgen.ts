@@ -45,7 +45,7 @@ async function run(w: Workload): Promise<LoadResult> {
       }
       case 'checkLimits':
         await unary(client.checkLimits, client, {
-          accountId: w.accountId, userId: user(), additionalTokens: '1500', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false,
+          accountId: w.accountId, userId: user(), additionalTokens: '1500', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false, tags: {},
         });
         return 1;
       case 'getDailyUsage': {

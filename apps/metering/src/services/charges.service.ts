@@ -78,8 +78,9 @@ export class ChargesService {
     private readonly cache = new SettingsCache(),
   ) {}
 
-  async recordCharge(raw: RecordChargeRequestInput): Promise<RecordChargeResult> {
-    const input = validateRecordCharge(raw, this.clock());
+  /** `apiKeyId`: the API key that records ('' for the operator or with authentication off), stored on the charge. */
+  async recordCharge(raw: RecordChargeRequestInput, apiKeyId = ''): Promise<RecordChargeResult> {
+    const input = validateRecordCharge(raw, this.clock(), apiKeyId);
     const result = await new Promise<BatchItemResult>((resolve, reject) => {
       this.queue.push({ input, resolve, reject });
       this.drain();
@@ -89,11 +90,11 @@ export class ChargesService {
   }
 
   /** A batch of up to MAX_BATCH charges: invalid ones fail alone; the valid ones are written in one transaction. */
-  async recordCharges(raws: RecordChargeRequestInput[]): Promise<BatchItemResult[]> {
+  async recordCharges(raws: RecordChargeRequestInput[], apiKeyId = ''): Promise<BatchItemResult[]> {
     const now = this.clock();
     const validated = raws.map((raw): ChargeInput | DomainError => {
       try {
-        return validateRecordCharge(raw, now);
+        return validateRecordCharge(raw, now, apiKeyId);
       } catch (err) {
         if (err instanceof DomainError) return err;
         throw err;

@@ -105,7 +105,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
       promptTokens: ['prompt_tokens', 'int'], completionTokens: ['completion_tokens', 'int'], reasoningTokens: ['reasoning_tokens', 'int'],
       cachedPromptTokens: ['cached_prompt_tokens', 'int'], cacheWriteTokens: ['cache_write_tokens', 'int'], cacheWrite1hTokens: ['cache_write_1h_tokens', 'int'],
       callCount: ['call_count', 'int'], reference: ['reference', 'text'], endpoint: ['endpoint', 'text'], responseTimeMs: ['response_time_ms', 'int'],
-      metadata: ['metadata', 'metadata'], usageTime: ['usage_time', 'time'], reservationId: ['reservation_id', 'uuid'],
+      metadata: ['metadata', 'metadata'], usageTime: ['usage_time', 'time'], reservationId: ['reservation_id', 'uuid'], tags: ['tags', 'tags'],
     };
     const markupKey = { accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o', actor: '' };
     const markupFields: Rpc['fields'] = { accountId: ['account_id', 'id'], chargeType: ['charge_type', 'enum'], provider: ['provider', 'provider'], model: ['model', 'model'], actor: ['actor', 'text'] };
@@ -130,12 +130,12 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
       },
       {
         name: 'CheckLimits', base: check,
-        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], additionalCost: ['additional_cost', 'money'] },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], additionalCost: ['additional_cost', 'money'], tags: ['tags', 'tags'] },
         call: (r: never) => limits.checkLimits(r),
       },
       {
         name: 'CheckLimits (reserve)', base: { ...check, reserve: true, idempotencyKey: 'r', holdSeconds: 60 },
-        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], idempotencyKey: ['idempotency_key', 'key'], holdSeconds: ['hold_seconds', 'holdSeconds'] },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], idempotencyKey: ['idempotency_key', 'key'], holdSeconds: ['hold_seconds', 'holdSeconds'], tags: ['tags', 'tags'] },
         call: (r: never) => limits.checkLimits(r),
       },
       {

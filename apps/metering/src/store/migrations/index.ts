@@ -11,6 +11,7 @@ import * as settingsEpoch from './20261201120000_settings_epoch';
 import * as chargesSettledLate from './20261201130000_charges_settled_late';
 import * as credits from './20261202100000_credits';
 import * as alerts from './20261202200000_alerts';
+import * as tags from './20261206214500_tags';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -26,6 +27,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261201130000_charges_settled_late': chargesSettledLate,
   '20261202100000_credits': credits,
   '20261202200000_alerts': alerts,
+  '20261206214500_tags': tags,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
