@@ -33,6 +33,8 @@ import {
   setPriceHandler,
 } from './handlers/pricing.handler';
 import { getDailyUsageHandler } from './handlers/usage.handler';
+import { getDimensionsHandler, queryUsageHandler, setDimensionsHandler } from './handlers/dimensions.handler';
+import { DimensionsService } from './services/dimensions.service';
 import { createGrantHandler, getBalanceHandler, listBalanceEntriesHandler, listGrantsHandler, setCreditPolicyHandler, voidGrantHandler } from './handlers/credits.handler';
 import { CreditsService } from './services/credits.service';
 import {
@@ -144,6 +146,7 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const chargeQueries = new ChargeQueriesService(db);
   const credits = new CreditsService(db, clock);
   const alerts = new AlertsService(db, opts.webhookAllow ?? parseAllowList(DEFAULT_ALLOWED_HOSTS), clock);
+  const dimensions = new DimensionsService(db, clock);
   const unary = {
     recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
     recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
@@ -196,6 +199,9 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
     listDeliveryAttempts: rpc('ListDeliveryAttempts', listDeliveryAttemptsHandler(alerts)),
     redeliver: rpc('Redeliver', redeliverHandler(alerts)),
     sendTestEvent: rpc('SendTestEvent', sendTestEventHandler(alerts)),
+    setDimensions: rpc('SetDimensions', setDimensionsHandler(dimensions)),
+    getDimensions: rpc('GetDimensions', getDimensionsHandler(dimensions)),
+    queryUsage: rpc('QueryUsage', queryUsageHandler(dimensions)),
   } satisfies Partial<Record<keyof MeteringServiceServer, unknown>>;
   const serverStreams = {
     watchCharges: stream('WatchCharges', watchChargesHandler(eventsService, streams.slowMs)),

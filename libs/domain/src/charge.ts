@@ -109,6 +109,14 @@ export interface ChargeRecord extends ChargeInput {
   rateTime: Date;
   currencyCode: string;
   costs: ChargeCosts | null;
+  /**
+   * What the charge is summed under in the dimension rollups: the values of
+   * the account's declared tag keys at record time, or null when the account
+   * had no declared dimensions then (libs/domain/src/dimensions.ts).
+   */
+  dimensions?: Tags | null;
+  /** The local hour (0 to 23) of its usage day it is summed under there; null with dimensions null. */
+  rollupHour?: number | null;
 }
 
 function checkMetadata(v: Violations, value: unknown): JsonObject {

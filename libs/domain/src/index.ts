@@ -16,3 +16,4 @@ export * from './charge-query';
 export * from './credits';
 export * from './alerts';
 export * from './tags';
+export * from './dimensions';

@@ -138,6 +138,9 @@ export const POLICY: Readonly<Record<string, Rule>> = {
   ListDeliveryAttempts: { scope: 'admin', account: 'own' },
   Redeliver: { scope: 'admin', account: 'own' },
   SendTestEvent: { scope: 'admin', account: 'own' },
+  SetDimensions: { scope: 'admin', account: 'own' },
+  GetDimensions: { scope: 'read', account: 'own' },
+  QueryUsage: { scope: 'read', account: 'own' },
 };
 
 /** RPCs whose account is that of a nested message (the rule or endpoint written), not a field of the request. */

@@ -6,6 +6,9 @@ import {
   contestedClaims,
   DEFAULT_TIME_ZONE,
   diffChargeContent,
+  dimensionValues,
+  localDay,
+  rollupHour,
   DomainError,
   entriesOf,
   endedAt,
@@ -185,15 +188,24 @@ export class ChargesService {
       const settings = await view.settings(tx, [...new Set(insertable.map((c) => c.accountId))]);
       const pricing = await this.pricing.priceCharges(tx, insertable, view);
       const recordTime = this.clock();
-      const charges: ChargeRecord[] = insertable.map((input, n) => ({
-        ...input,
-        chargeId: randomUUID(),
-        totalTokens: totalTokens(input.tokens),
-        usageDate: chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, settings.get(input.accountId)?.timeZone ?? DEFAULT_TIME_ZONE),
-        recordTime,
-        currencyCode: CURRENCY_CODE,
-        ...pricing[n],
-      }));
+      const charges: ChargeRecord[] = insertable.map((input, n) => {
+        const account = settings.get(input.accountId);
+        const timeZone = account?.timeZone ?? DEFAULT_TIME_ZONE;
+        const usageDate = chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, timeZone);
+        return {
+          ...input,
+          chargeId: randomUUID(),
+          totalTokens: totalTokens(input.tokens),
+          usageDate,
+          recordTime,
+          currencyCode: CURRENCY_CODE,
+          // Accounts with declared dimensions: the values and the local hour it is summed under in dimension_usage.
+          ...(account?.dimensions
+            ? { dimensions: dimensionValues(input.tags, account.dimensions), rollupHour: rollupHour(input.usageTime, usageDate, localDay(input.usageTime, timeZone), timeZone) }
+            : { dimensions: null, rollupHour: null }),
+          ...pricing[n],
+        };
+      });
       charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
       const inserted = await insertChargesIfAbsent(tx, charges, view.epoch);
       // A claiming key committed by a concurrent call since it was looked up: another charge of

@@ -182,6 +182,39 @@ describe.each(databaseTargets())('tags and the API key on charges on $name', (ta
     expect(held.reservations.filter((r) => r.idempotencyKey.startsWith('hostile'))).toEqual([]);
   });
 
+  it('sums charges by API key and declared tags once the account declares dimensions, and QueryUsage reads them', async () => {
+    await call(client.setDimensions, client, { accountId: 'dims', tagKeys: ['feature', 'env'] }, asOperator);
+    expect(await call(client.getDimensions, client, { accountId: 'dims' }, asOperator)).toMatchObject({ declared: true, dimensions: { accountId: 'dims', tagKeys: ['env', 'feature'] } });
+    const other = await call(client.createApiKey, client, { accountId: 'dims', name: 'other', scopes: [1, 2] }, asOperator);
+    const mine = await call(client.createApiKey, client, { accountId: 'dims', name: 'mine', scopes: [1, 2] }, asOperator);
+    const recorded: pb.Charge[] = [];
+    for (let n = 0; n < 12; n++) {
+      const md = [bearer(mine.secret), bearer(other.secret), asOperator][n % 3];
+      const tags: Record<string, string> = { feature: ['chat', 'search'][n % 2], ticket: `T-${n}` };
+      if (n % 4 === 0) tags.env = 'prod';
+      const r = await call(client.recordCharge, client, chargeRequest({ accountId: 'dims', idempotencyKey: `dim-${n}`, userId: `u${n % 2}`, tags, usageTime: usageTime() }), md);
+      recorded.push(r.charge!);
+    }
+    const q = pb.QueryUsageRequest.fromPartial({ accountId: 'dims', startDate: yesterday(), endDate: today(), groupBy: [pb.UsageGroupBy.USAGE_GROUP_BY_API_KEY], groupByTags: ['feature'] });
+    const page = await call(client.queryUsage, client, q, bearer(mine.secret));
+    const expected = new Map<string, { messages: number; cost: number }>();
+    for (const c of recorded) {
+      const k = `${c.apiKeyId}|${c.tags.feature}`;
+      const e = expected.get(k) ?? { messages: 0, cost: 0 };
+      // Costs as exact decimals: compare the sums in millionths of a dollar (every charge here costs a whole number of them).
+      expected.set(k, { messages: e.messages + 1, cost: e.cost + Math.round(Number(c.totalCost!.amount) * 1e6) });
+    }
+    const got = new Map(page.groups.map((g) => [`${g.apiKeyId}|${g.tags.feature}`, { messages: Number(g.sums!.messageCount), cost: Math.round(Number(g.sums!.totalCost!.amount) * 1e6) }]));
+    expect(got).toEqual(expected);
+    expect(new Set(page.groups.map((g) => g.apiKeyId))).toEqual(new Set([mine.key!.keyId, other.key!.keyId, '']));
+    expect(page.totals!.messageCount).toBe('12');
+    // A filter on the API key and a declared tag; an undeclared tag is refused naming the field.
+    const filtered = await call(client.queryUsage, client, { ...q, groupBy: [], groupByTags: [], apiKeyId: mine.key!.keyId, tagFilters: { env: 'prod' } }, asOperator);
+    expect(filtered.totals!.messageCount).toBe(String(recorded.filter((c) => c.apiKeyId === mine.key!.keyId && c.tags.env === 'prod').length));
+    const refused = await grpcError(call(client.queryUsage, client, { ...q, groupByTags: ['ticket'] }, asOperator));
+    expect(statusDetails(refused).badRequest?.fieldViolations.map((v) => v.field)).toEqual(['group_by_tags[0]']);
+  });
+
   it('keeps a reservation\'s tags: a retry with the same tags is a replay, with other tags ALREADY_EXISTS', async () => {
     const held = await call(client.checkLimits, client, checkRequest({ accountId: '', reserve: true, idempotencyKey: 'hold-tags', tags: { feature: 'summarize' } }), asKey);
     expect(held.allowed).toBe(true);

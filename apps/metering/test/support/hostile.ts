@@ -48,6 +48,7 @@ export const HOSTILE: Record<string, unknown[]> = {
     { feature: '' },
     { feature: MIB },
   ],
+  tagKeys: [['a', 'b', 'c', 'd', 'e', 'f'], ['Bad'], ['x', 'x'], ['a b'], ["'; DROP TABLE account_dimensions;--"], [MIB]],
   keyId: ['', 'k_1', 'K_000000000000', 'k_00000000000g', MIB],
   pageToken: ['garbage', 'eyJmIjoiIn0', MIB],
   url: ['', 'ftp://hooks.example.com/', 'http://127.0.0.1/', 'http://10.0.0.1/', 'http://[::1]/', 'http://u:p@hooks.example.com/', 'javascript:alert(1)', 'not a url', `https://hooks.example.com/${'a'.repeat(2048)}`, MIB],

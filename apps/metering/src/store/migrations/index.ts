@@ -12,6 +12,7 @@ import * as chargesSettledLate from './20261201130000_charges_settled_late';
 import * as credits from './20261202100000_credits';
 import * as alerts from './20261202200000_alerts';
 import * as tags from './20261206214500_tags';
+import * as dimensions from './20261206220000_dimensions';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -28,6 +29,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261202100000_credits': credits,
   '20261202200000_alerts': alerts,
   '20261206214500_tags': tags,
+  '20261206220000_dimensions': dimensions,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

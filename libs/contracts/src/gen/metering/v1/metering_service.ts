@@ -93,6 +93,14 @@ import {
   VoidGrantRequest,
   VoidGrantResponse,
 } from "./credits";
+import {
+  GetDimensionsRequest,
+  GetDimensionsResponse,
+  QueryUsageRequest,
+  QueryUsageResponse,
+  SetDimensionsRequest,
+  SetDimensionsResponse,
+} from "./dimensions";
 import { ChargeEvent } from "./events";
 import {
   CheckLimitsReason,
@@ -7252,6 +7260,45 @@ export const MeteringServiceService = {
       Buffer.from(SendTestEventResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SendTestEventResponse => SendTestEventResponse.decode(value),
   },
+  /**
+   * Declares which tag keys an account's usage rollups are kept by (at most
+   * 5), and so starts its dimension rollups (README "Tags and dimensions").
+   */
+  setDimensions: {
+    path: "/metering.v1.MeteringService/SetDimensions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetDimensionsRequest): Buffer => Buffer.from(SetDimensionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetDimensionsRequest => SetDimensionsRequest.decode(value),
+    responseSerialize: (value: SetDimensionsResponse): Buffer =>
+      Buffer.from(SetDimensionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetDimensionsResponse => SetDimensionsResponse.decode(value),
+  },
+  /** Reads an account's declared dimensions. */
+  getDimensions: {
+    path: "/metering.v1.MeteringService/GetDimensions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetDimensionsRequest): Buffer => Buffer.from(GetDimensionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDimensionsRequest => GetDimensionsRequest.decode(value),
+    responseSerialize: (value: GetDimensionsResponse): Buffer =>
+      Buffer.from(GetDimensionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetDimensionsResponse => GetDimensionsResponse.decode(value),
+  },
+  /**
+   * Usage grouped by any of user, provider, model, charge type, API key and
+   * declared tags, per local hour, day or month, with filters and totals,
+   * read from the dimension rollups (never from raw charges).
+   */
+  queryUsage: {
+    path: "/metering.v1.MeteringService/QueryUsage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: QueryUsageRequest): Buffer => Buffer.from(QueryUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): QueryUsageRequest => QueryUsageRequest.decode(value),
+    responseSerialize: (value: QueryUsageResponse): Buffer => Buffer.from(QueryUsageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): QueryUsageResponse => QueryUsageResponse.decode(value),
+  },
 } as const;
 
 export interface MeteringServiceServer extends UntypedServiceImplementation {
@@ -7445,6 +7492,19 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
   redeliver: handleUnaryCall<RedeliverRequest, RedeliverResponse>;
   /** Queues a "webhook.test" delivery to an endpoint. */
   sendTestEvent: handleUnaryCall<SendTestEventRequest, SendTestEventResponse>;
+  /**
+   * Declares which tag keys an account's usage rollups are kept by (at most
+   * 5), and so starts its dimension rollups (README "Tags and dimensions").
+   */
+  setDimensions: handleUnaryCall<SetDimensionsRequest, SetDimensionsResponse>;
+  /** Reads an account's declared dimensions. */
+  getDimensions: handleUnaryCall<GetDimensionsRequest, GetDimensionsResponse>;
+  /**
+   * Usage grouped by any of user, provider, model, charge type, API key and
+   * declared tags, per local hour, day or month, with filters and totals,
+   * read from the dimension rollups (never from raw charges).
+   */
+  queryUsage: handleUnaryCall<QueryUsageRequest, QueryUsageResponse>;
 }
 
 export interface MeteringServiceClient extends Client {
@@ -8367,6 +8427,61 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SendTestEventResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Declares which tag keys an account's usage rollups are kept by (at most
+   * 5), and so starts its dimension rollups (README "Tags and dimensions").
+   */
+  setDimensions(
+    request: SetDimensionsRequest,
+    callback: (error: ServiceError | null, response: SetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  setDimensions(
+    request: SetDimensionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  setDimensions(
+    request: SetDimensionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  /** Reads an account's declared dimensions. */
+  getDimensions(
+    request: GetDimensionsRequest,
+    callback: (error: ServiceError | null, response: GetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  getDimensions(
+    request: GetDimensionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  getDimensions(
+    request: GetDimensionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Usage grouped by any of user, provider, model, charge type, API key and
+   * declared tags, per local hour, day or month, with filters and totals,
+   * read from the dimension rollups (never from raw charges).
+   */
+  queryUsage(
+    request: QueryUsageRequest,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
+  ): ClientUnaryCall;
+  queryUsage(
+    request: QueryUsageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
+  ): ClientUnaryCall;
+  queryUsage(
+    request: QueryUsageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
   ): ClientUnaryCall;
 }
 
