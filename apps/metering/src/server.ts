@@ -7,7 +7,7 @@ import { descriptorSetBase64, HealthService, MAX_MESSAGE_BYTES, MeteringServiceS
 import { PriceTable } from '@metering/pricing';
 import { type AllowList, DEFAULT_ALLOWED_HOSTS, parseAllowList } from '@metering/domain';
 import type { Config } from './config';
-import { Authenticator, AuthMode, authorize } from './grpc/auth';
+import { Authenticator, AuthMode, authorize, type Caller } from './grpc/auth';
 import { Health } from './grpc/health';
 import { OpenStreams, serverStream, StreamControl } from './grpc/stream';
 import { type Telemetry, unary } from './grpc/unary';
@@ -33,6 +33,8 @@ import {
   setPriceHandler,
 } from './handlers/pricing.handler';
 import { getDailyUsageHandler } from './handlers/usage.handler';
+import { getDimensionsHandler, queryUsageHandler, setDimensionsHandler } from './handlers/dimensions.handler';
+import { DimensionsService } from './services/dimensions.service';
 import { createGrantHandler, getBalanceHandler, listBalanceEntriesHandler, listGrantsHandler, setCreditPolicyHandler, voidGrantHandler } from './handlers/credits.handler';
 import { CreditsService } from './services/credits.service';
 import {
@@ -113,13 +115,15 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const guard = async (name: string, req: unknown, metadata: Metadata) => {
     const principal = await authenticator.authenticate(metadata);
     rejectMalformed(req);
-    return authorize(name, principal, req);
+    authorize(name, principal, req);
+    return principal;
   };
+  // The handler is told the caller (its API key id, which charges and reservations record).
   const rpc =
-    <Req, Res>(name: string, handle: (req: Req) => Promise<Res>) =>
+    <Req, Res>(name: string, handle: (req: Req, who: Caller) => Promise<Res>) =>
     async (req: Req, metadata: Metadata): Promise<Res> => {
-      await guard(name, req, metadata);
-      return handle(req);
+      const principal = await guard(name, req, metadata);
+      return handle(req, principal);
     };
   const stream =
     <Req>(name: string, handle: (req: Req, metadata: Metadata, control: StreamControl) => Promise<void>) =>
@@ -142,6 +146,7 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
   const chargeQueries = new ChargeQueriesService(db);
   const credits = new CreditsService(db, clock);
   const alerts = new AlertsService(db, opts.webhookAllow ?? parseAllowList(DEFAULT_ALLOWED_HOSTS), clock);
+  const dimensions = new DimensionsService(db, clock);
   const unary = {
     recordCharge: rpc('RecordCharge', recordChargeHandler(charges)),
     recordCharges: rpc('RecordCharges', recordChargesHandler(charges)),
@@ -195,6 +200,9 @@ export function meteringMethods(db: Db, opts: MeteringOptions = {}): MeteringMet
     listDeliveryAttempts: rpc('ListDeliveryAttempts', listDeliveryAttemptsHandler(alerts)),
     redeliver: rpc('Redeliver', redeliverHandler(alerts)),
     sendTestEvent: rpc('SendTestEvent', sendTestEventHandler(alerts)),
+    setDimensions: rpc('SetDimensions', setDimensionsHandler(dimensions)),
+    getDimensions: rpc('GetDimensions', getDimensionsHandler(dimensions)),
+    queryUsage: rpc('QueryUsage', queryUsageHandler(dimensions)),
   } satisfies Partial<Record<keyof MeteringServiceServer, unknown>>;
   const serverStreams = {
     watchCharges: stream('WatchCharges', watchChargesHandler(eventsService, streams.slowMs)),

@@ -7,6 +7,7 @@ export * from './gen/metering/v1/alerts';
 export * from './gen/metering/v1/charge';
 export * from './gen/metering/v1/charge_queries';
 export * from './gen/metering/v1/credits';
+export * from './gen/metering/v1/dimensions';
 export * from './gen/metering/v1/events';
 export * from './gen/metering/v1/import';
 export * from './gen/metering/v1/usage';

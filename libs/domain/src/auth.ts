@@ -62,6 +62,8 @@ export function validateCreateApiKey(raw: { accountId: string; name: string; sco
 }
 
 const KEY_ID = /^k_[0-9a-f]{12}$/;
+/** The length of an API key id ("k_" and 12 hex digits). */
+export const API_KEY_ID_LENGTH = 14;
 
 export function validateKeyRef(raw: { accountId: string; keyId: string }): { accountId: string; keyId: string } {
   const v = new Violations();

@@ -2,6 +2,7 @@ import { Dec, formatDecimal, PriceOrigin, TokenCounts } from '@metering/pricing'
 import { billedFields, BilledUsageInput, checkBilledUsage, MAX_CALLS, ServiceTierName } from './billed-usage';
 import { canonicalJson } from './json';
 import { checkReservationId } from './reservation';
+import { checkTags, sameTags, Tags } from './tags';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, checkTimestamp, MAX_KEY_LENGTH, TimestampInput, Violations } from './validation';
 
 export type ChargeType = 'completion' | 'plugin' | 'tool';
@@ -46,6 +47,8 @@ export interface RecordChargeRequestInput extends BilledUsageInput {
   usageTime?: TimestampInput;
   /** A held reservation the charge settles; '' or absent for none. */
   reservationId?: string;
+  /** The caller's tags (map<string, string>). */
+  tags?: Record<string, string>;
 }
 
 /** A validated charge to record. */
@@ -77,6 +80,10 @@ export interface ChargeInput {
   usageTimeSupplied: boolean;
   /** The reservation the charge settles, or null. */
   reservationId: string | null;
+  /** The caller's tags, keys in order. */
+  tags: Tags;
+  /** The API key that recorded the charge; '' for the operator or with authentication off. */
+  apiKeyId: string;
 }
 
 /** Exact costs of a priced charge, as canonical decimal strings in USD. */
@@ -104,6 +111,14 @@ export interface ChargeRecord extends ChargeInput {
   rateTime: Date;
   currencyCode: string;
   costs: ChargeCosts | null;
+  /**
+   * What the charge is summed under in the dimension rollups: the values of
+   * the account's declared tag keys at record time, or null when the account
+   * had no declared dimensions then (libs/domain/src/dimensions.ts).
+   */
+  dimensions?: Tags | null;
+  /** The local hour (0 to 23) of its usage day it is summed under there; null with dimensions null. */
+  rollupHour?: number | null;
 }
 
 function checkMetadata(v: Violations, value: unknown): JsonObject {
@@ -142,7 +157,7 @@ function checkUsageTime(v: Violations, value: RecordChargeRequestInput['usageTim
 }
 
 /** Validates a RecordCharge request; throws ValidationError naming every bad field. */
-export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): ChargeInput {
+export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date, apiKeyId = ''): ChargeInput {
   const v = new Violations();
   const billed = checkBilledUsage(v, raw);
   const input: ChargeInput = {
@@ -166,6 +181,8 @@ export function validateRecordCharge(raw: RecordChargeRequestInput, now: Date): 
     usageTime: checkUsageTime(v, raw.usageTime, now),
     usageTimeSupplied: raw.usageTime !== undefined,
     reservationId: checkReservationId(v, 'reservation_id', raw.reservationId ?? '', false) || null,
+    tags: checkTags(v, 'tags', raw.tags),
+    apiKeyId,
   };
   v.done();
   return input;
@@ -197,6 +214,7 @@ export function diffChargeContent(stored: ChargeInput, incoming: ChargeInput): s
     ['error_message', stored.errorMessage, incoming.errorMessage],
     ['metadata', canonicalJson(stored.metadata), canonicalJson(incoming.metadata)],
     ['reservation_id', stored.reservationId, incoming.reservationId],
+    ['tags', true, sameTags(stored.tags, incoming.tags)],
   ];
   if (incoming.usageTimeSupplied) fields.push(['usage_time', stored.usageTime.getTime(), incoming.usageTime.getTime()]);
   return fields.filter(([, a, b]) => a !== b).map(([name]) => name);

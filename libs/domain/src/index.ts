@@ -16,3 +16,5 @@ export * from './charge-query';
 export * from './credits';
 export * from './alerts';
 export * from './import';
+export * from './tags';
+export * from './dimensions';

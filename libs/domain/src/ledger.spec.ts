@@ -10,7 +10,7 @@ const AT = new Date('2026-12-01T10:00:00Z');
 const charge = (over: Partial<ChargeRecord> = {}): ChargeRecord => ({
   chargeId: 'c-1', accountId: 'acme', userId: 'u1', idempotencyKey: 'k1', sessionKey: '', provider: 'openai', model: 'gpt-4o', chargeType: 'completion', requestType: 'chat',
   tokens: tokenCounts({ promptTokens: 100, completionTokens: 200 }), totalTokens: 300, callCount: 0, toolCalls: {}, serviceTier: 'standard',
-  reference: '', endpoint: '', responseTimeMs: null, wasCached: false, hadError: false, errorMessage: '', metadata: {}, usageTime: AT, usageTimeSupplied: false, usageDate: '2026-12-01',
+  reference: '', endpoint: '', responseTimeMs: null, wasCached: false, hadError: false, errorMessage: '', metadata: {}, usageTime: AT, usageTimeSupplied: false, usageDate: '2026-12-01', tags: {}, apiKeyId: '',
   reservationId: null, recordTime: AT, pricingStatus: 'priced', priceVersion: 'openai/gpt-4o@x', markup: '1', priceOrigin: 'catalog', rateTime: AT, currencyCode: 'USD',
   costs: { providerCost: '0.00225', promptCost: '0.00025', completionCost: '0.002', callCost: '0', totalCost: '0.00225' },
   ...over,

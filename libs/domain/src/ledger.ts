@@ -39,6 +39,10 @@ import type { RollupKey } from './usage';
  * | grant_expired        | expired +             | expiry -       |                             | grant_expired |
  * | grant_voided         | voided + (void time)  | void -         |                             |               |
  *
+ * A charge of an account with declared dimensions (libs/domain/src/dimensions.ts) also makes a
+ * dimension rollup entry (dimension_usage): recorded and re-rated charges move the row whose
+ * day, hour and tag values the charge records, summed per key and in key order like daily_usage.
+ *
  * Counter entries are made for the four counters a user's usage on a local
  * day moves: day and month, of the user and of its account (user_id '').
  * A soft limit that the applied counters show crossed adds a
@@ -89,6 +93,15 @@ function combineSums(a: RollupSums, b: RollupSums, sign: 1n | -1n): RollupSums {
 /** The sums to add (negative parts subtract) under one rollup key of an account. */
 export interface RollupDelta extends RollupKey {
   accountId: string;
+  sums: RollupSums;
+}
+
+/** The sums to add under one dimension rollup key (dimension_usage): a local day and hour, the rollup key, the API key and the declared tags' values. */
+export interface DimensionDelta extends RollupKey {
+  accountId: string;
+  hour: number;
+  apiKeyId: string;
+  dims: Record<string, string>;
   sums: RollupSums;
 }
 
@@ -173,6 +186,8 @@ export interface ReservationEntry {
 /** What a set of changes does, aggregated per row and in each table's key order (the order rows are locked in). */
 export interface LedgerEntries {
   rollups: RollupDelta[];
+  /** Dimension rollups (accounts with declared dimensions only), in key order. */
+  dimensions: DimensionDelta[];
   counters: CounterDelta[];
   reservations: ReservationEntry[];
   events: LedgerEvent[];
@@ -223,6 +238,7 @@ export function asSeen(r: Reservation, now: Date): Reservation {
 
 interface Made {
   rollups: RollupDelta[];
+  dimensions: DimensionDelta[];
   counters: CounterDelta[];
   reservations: ReservationEntry[];
   events: LedgerEvent[];
@@ -247,6 +263,15 @@ function usageEntries(made: Made, rollup: RollupDelta): void {
   }
 }
 
+/** A charge's dimension rollup entry, when it was summed under dimensions (its account had declared them). */
+function dimensionEntry(made: Made, c: ChargeRecord, sums: RollupSums): void {
+  if (c.dimensions === null || c.dimensions === undefined) return;
+  made.dimensions.push({
+    accountId: c.accountId, usageDate: c.usageDate, hour: c.rollupHour ?? 0, userId: c.userId, provider: c.provider, model: c.model, chargeType: c.chargeType,
+    apiKeyId: c.apiKeyId, dims: c.dimensions, sums,
+  });
+}
+
 function holdEntries(made: Made, r: Reservation, sign: 1 | -1): void {
   const held = sign === 1 ? heldOf(r) : negate(heldOf(r));
   for (const key of counterKeysOf(r.accountId, r.userId, r.periodDay)) made.counters.push({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: held });
@@ -264,11 +289,14 @@ function make(made: Made, change: LedgerChange): void {
   switch (change.kind) {
     case 'charge_recorded':
       usageEntries(made, rollupOfCharge(change.charge));
+      dimensionEntry(made, change.charge, rollupOfCharge(change.charge).sums);
       made.events.push({ kind: 'charge_recorded', charge: change.charge });
       return;
     case 'charge_rerated': {
       const after = rollupOfCharge(change.after);
       usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) });
+      // Re-rating moves the dimension row the charge was first summed under (its own record of it).
+      dimensionEntry(made, change.before, combineSums(after.sums, rollupOfCharge(change.before).sums, -1n));
       made.events.push({ kind: 'charge_rerated', charge: change.after });
       return;
     }
@@ -338,6 +366,8 @@ function make(made: Made, change: LedgerChange): void {
 
 const SEP = '\u0000';
 const rollupId = (d: RollupDelta) => [d.accountId, d.usageDate, d.userId, d.provider, d.model, d.chargeType].join(SEP);
+const dimensionId = (d: DimensionDelta) =>
+  [d.accountId, d.usageDate, String(d.hour).padStart(2, '0'), d.userId, d.provider, d.model, d.chargeType, d.apiKeyId, JSON.stringify(Object.entries(d.dims).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))].join(SEP);
 export const counterId = (k: CounterKey) => [k.accountId, k.period, k.periodStart, k.userId].join(SEP);
 const reservationId = (e: ReservationEntry) => [e.ref.accountId, e.ref.reservationId].join(SEP);
 const byId = <T>(id: (t: T) => string) => (a: T, b: T) => (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0);
@@ -372,10 +402,11 @@ const addOverage = (a: OverageDelta, b: OverageDelta): OverageDelta => ({ ...a, 
 
 /** The entries of a set of changes: rollups and counters summed per row, every table in key order, events in the order of the changes. */
 export function entriesOf(changes: LedgerChange[]): LedgerEntries {
-  const made: Made = { rollups: [], counters: [], reservations: [], events: [], usage: [], credits: { grants: [], overage: [], holds: [], balance: [] } };
+  const made: Made = { rollups: [], dimensions: [], counters: [], reservations: [], events: [], usage: [], credits: { grants: [], overage: [], holds: [], balance: [] } };
   for (const change of changes) make(made, change);
   return {
     rollups: aggregate(made.rollups, rollupId, (a, b) => ({ ...a, sums: combineSums(a.sums, b.sums, 1n) })),
+    dimensions: aggregate(made.dimensions, dimensionId, (a, b) => ({ ...a, sums: combineSums(a.sums, b.sums, 1n) })),
     counters: aggregate(made.counters, (d) => counterId(d.key), addCounterDeltas),
     reservations: [...made.reservations].sort(byId(reservationId)),
     events: made.events,

@@ -2,6 +2,7 @@ import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal } from '@metering/prici
 import { BilledCounts, BilledUsageInput, checkBilledUsage, MAX_CALLS } from './billed-usage';
 import { CHARGE_TYPE_BY_NUMBER, ChargeType } from './charge';
 import { monthStart } from './time';
+import { checkTags, Tags } from './tags';
 import { decodePageToken, encodePageToken, stringTuple } from './page-token';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, MAX_KEY_LENGTH, Violations } from './validation';
 
@@ -216,6 +217,8 @@ export interface CheckLimitsRequestInput {
   estimate?: EstimateInput;
   holdSeconds?: number;
   denyAsError?: boolean;
+  /** The call's tags (map<string, string>). */
+  tags?: Record<string, string>;
 }
 
 /** A token mix (with tool calls and service tier) for the server to price. */
@@ -235,6 +238,10 @@ export interface LimitCheck {
   /** Set when the check reserves. */
   reserve?: { idempotencyKey: string; holdSeconds: number };
   denyAsError: boolean;
+  /** The call's tags, keys in order. */
+  tags: Tags;
+  /** The API key that made the check; '' for the operator or with authentication off. */
+  apiKeyId: string;
 }
 
 export const DEFAULT_HOLD_SECONDS = 600;
@@ -253,7 +260,7 @@ function checkEstimate(v: Violations, raw: EstimateInput): UsageEstimate {
   return estimate;
 }
 
-export function validateCheckLimits(raw: CheckLimitsRequestInput): LimitCheck {
+export function validateCheckLimits(raw: CheckLimitsRequestInput, apiKeyId = ''): LimitCheck {
   const v = new Violations();
   const check: LimitCheck = {
     accountId: checkId(v, 'account_id', raw.accountId),
@@ -261,6 +268,8 @@ export function validateCheckLimits(raw: CheckLimitsRequestInput): LimitCheck {
     additionalTokens: BigInt(checkInt(v, 'additional_tokens', raw.additionalTokens, 0, MAX_TOKEN_LIMIT)),
     additionalCost: checkMoney(v, 'additional_cost', raw.additionalCost, MAX_COST_LIMIT) ?? new Dec(0),
     denyAsError: raw.denyAsError === true,
+    tags: checkTags(v, 'tags', raw.tags),
+    apiKeyId,
   };
   if (raw.estimate) {
     if (raw.additionalCost) v.add('estimate', 'give either estimate or additional_cost, not both');

@@ -4,6 +4,7 @@ import type { CreditHold } from './credits';
 import { DomainError } from './errors';
 import type { LimitStatus } from './limits';
 import { localDay } from './time';
+import type { Tags } from './tags';
 import { decodePageToken, encodePageToken, stringTuple } from './page-token';
 import { checkId, checkInt, Violations } from './validation';
 
@@ -29,6 +30,10 @@ export interface Reservation {
   requestHash: string;
   /** What it holds of the account's credit grants (empty: none; libs/domain/src/credits.ts). */
   creditHolds?: CreditHold[];
+  /** The call's tags (CheckLimitsRequest.tags); empty when none. */
+  tags?: Tags;
+  /** The API key that made it; '' for the operator or with authentication off. */
+  apiKeyId?: string;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

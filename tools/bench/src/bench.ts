@@ -173,6 +173,9 @@ async function main(): Promise<void> {
       svcRc[c] = record('RecordCharge, 10k users', 'service', c, await load(workload(svcAt, { concurrency: c, accountId: 'bench' }), svc.child));
       acked.push(...svcRc[c].acked);
     }
+    // Issue 20: the same load on an account with 3 declared dimensions (tags summed in dimension_usage too).
+    const dims = record('RecordCharge, 10k users, 3 declared dimensions', 'service', 64, await load(workload(svcAt, { accountId: 'dims', dimensions: ['feature', 'env', 'customer'] }), svc.child));
+    acked.push(...dims.acked);
     const hot = record('RecordCharge, one user (hot rollup row)', 'service', 64, await load(workload(svcAt, { users: 1, accountId: 'hot' }), svc.child));
     acked.push(...hot.acked);
     const replays = record('RecordCharge, 10k users, 5% replays', 'service', 64, await load(workload(svcAt, { replayShare: 0.05, accountId: 'replays' }), svc.child));
@@ -205,12 +208,13 @@ async function main(): Promise<void> {
     const mismatches = await rollupMismatches(pool);
     checks['rollup rows differing from the sum of charges'] = String(mismatches.daily);
     checks['day and month counters differing from the sum of charges'] = String(mismatches.counters);
+    checks['dimension rollup rows differing from the sum of charges'] = String(mismatches.dimensions);
     const stored = await storedOf(pool, acked);
     checks['acknowledged charges stored exactly once'] = `${stored} of ${acked.length} (distinct ids: ${new Set(acked).size})`;
     // A ceiling that answered errors measured nothing (the no-op once answered INTERNAL to every RecordCharge).
     const ceilingErrors = rows.filter((r) => r.target === 'noop').reduce((n, r) => n + (r.errors ?? 0), 0);
     checks['no-op server calls answered with an error'] = String(ceilingErrors);
-    const ok = ceilingErrors === 0 && mismatches.daily === 0 && mismatches.counters === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays && stream.complete === subscribers;
+    const ok = ceilingErrors === 0 && mismatches.daily === 0 && mismatches.counters === 0 && mismatches.dimensions === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays && stream.complete === subscribers;
 
     log('data scale');
     const scale: Array<{ charges: number; usage: LoadResult; check: LoadResult }> = [];
@@ -231,6 +235,7 @@ async function main(): Promise<void> {
     const last = scale[scale.length - 1];
     const targets = [
       { what: 'RecordCharge 64 in flight, 10k users vs no-op rps', value: ratio(svcRc[64].throughput, noopRc[64]), goal: 0.7, kind: '>=' },
+      { what: 'RecordCharge 64 in flight, 3 declared dimensions vs without', value: ratio(dims.throughput, svcRc[64].throughput), goal: 0.8, kind: '>=' },
       { what: 'RecordCharge 64 in flight, one user vs no-op rps', value: ratio(hot.throughput, noopRc[64]), goal: 0.6, kind: '>=' },
       { what: 'RecordCharge 1 in flight p50 vs no-op p50', value: ratio(svcRc[1].latencyMs.p50, noopRcRuns[1].latencyMs.p50), goal: 3, kind: '<=' },
       { what: 'RecordCharges charges/s vs Postgres 100/tx ceiling', value: ratio(batch.throughput, pg100.chargesPerSecond), goal: 0.5, kind: '>=' },

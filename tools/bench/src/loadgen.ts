@@ -31,7 +31,7 @@ async function run(w: Workload): Promise<LoadResult> {
           if (res.replayed) result.replayedOk++;
           return 1;
         }
-        const req = chargeRequest(w.accountId, user(), `${w.keyPrefix}-${process.pid}-${seq++}`);
+        const req = chargeRequest(w.accountId, user(), `${w.keyPrefix}-${process.pid}-${seq++}`, w.dimensions);
         const res = await unary(client.recordCharge, client, req);
         if (res.charge) result.acked.push(res.charge.chargeId);
         if (w.replayShare > 0 && sent.length < 10_000) sent.push(req);
@@ -45,7 +45,7 @@ async function run(w: Workload): Promise<LoadResult> {
       }
       case 'checkLimits':
         await unary(client.checkLimits, client, {
-          accountId: w.accountId, userId: user(), additionalTokens: '1500', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false,
+          accountId: w.accountId, userId: user(), additionalTokens: '1500', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false, tags: {},
         });
         return 1;
       case 'getDailyUsage': {
@@ -58,6 +58,7 @@ async function run(w: Workload): Promise<LoadResult> {
     }
   };
 
+  if (w.dimensions) await unary(clients[0].setDimensions, clients[0], { accountId: w.accountId, tagKeys: w.dimensions });
   // Warm up first (channels connected, code compiled, pools filled); only calls started after it count.
   let units = 0;
   let measuring = false;

@@ -153,7 +153,7 @@ export async function growAccount(pool: Pool, accountId: string, from: number, t
 }
 
 /** Rollup rows and counters that differ from the sums of the charges (0 and 0 when consistent). */
-export async function rollupMismatches(pool: Pool): Promise<{ daily: number; counters: number }> {
+export async function rollupMismatches(pool: Pool): Promise<{ daily: number; counters: number; dimensions: number }> {
   const daily = await pool.query(
     `WITH c AS (SELECT account_id, usage_date, user_id, provider, model, charge_type, count(*) AS n, sum(total_tokens) AS t, coalesce(sum(total_cost), 0) AS cost
                   FROM charges GROUP BY 1, 2, 3, 4, 5, 6)
@@ -167,7 +167,15 @@ export async function rollupMismatches(pool: Pool): Promise<{ daily: number; cou
          ON u.account_id = c.account_id AND u.period = c.period AND u.period_start = c.start AND u.user_id = c.user_id
       WHERE c.n IS DISTINCT FROM u.message_count OR c.t IS DISTINCT FROM u.total_tokens OR c.cost IS DISTINCT FROM u.total_cost`,
   );
-  return { daily: daily.rows[0].n, counters: counters.rows[0].n };
+  // Dimension rollups (issue 20): the charges summed under the values and hour each records.
+  const dimensions = await pool.query(
+    `WITH c AS (SELECT account_id, usage_date, rollup_hour AS hour, user_id, provider, model, charge_type, api_key_id, dimensions AS dims,
+                       count(*) AS n, sum(total_tokens) AS t, coalesce(sum(total_cost), 0) AS cost
+                  FROM charges WHERE dimensions IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9)
+     SELECT count(*)::int AS n FROM c FULL JOIN dimension_usage d USING (account_id, usage_date, hour, user_id, provider, model, charge_type, api_key_id, dims)
+      WHERE c.n IS DISTINCT FROM d.message_count OR c.t IS DISTINCT FROM d.total_tokens OR c.cost IS DISTINCT FROM d.total_cost`,
+  );
+  return { daily: daily.rows[0].n, counters: counters.rows[0].n, dimensions: dimensions.rows[0].n };
 }
 
 /** How many of the acknowledged charge ids are stored (each id is stored at most once: it is unique per account). */

@@ -21,6 +21,8 @@ export interface Workload {
   keyPrefix: string;
   /** Sent as `authorization: Bearer <apiKey>` (the service runs with API keys required, as deployed). */
   apiKey: string;
+  /** Tag keys to declare as the account's dimensions (SetDimensions) before the run; its charges then carry those tags and one more. */
+  dimensions?: string[];
 }
 
 /** What it reports back. */
@@ -39,8 +41,11 @@ export interface LoadResult {
 }
 
 /** A realistic RecordCharge: gpt-4o-mini, a few hundred tokens, some cached. */
-export function chargeRequest(accountId: string, userId: string, idempotencyKey: string): RecordChargeRequest {
+export function chargeRequest(accountId: string, userId: string, idempotencyKey: string, dimensions: string[] = []): RecordChargeRequest {
+  // With dimensions: each declared key gets one of a few values (a bounded rollup), and one undeclared tag varies per call.
+  const tags = dimensions.length ? { ...Object.fromEntries(dimensions.map((k, n) => [k, `${k}-${Math.floor(Math.random() * (3 + n * 2))}`])), request: idempotencyKey.slice(-32) } : {};
   return RecordChargeRequest.fromPartial({
+    tags,
     accountId, userId, idempotencyKey, sessionKey: 'bench-session', provider: 'openai', model: 'gpt-4o-mini',
     chargeType: ChargeType.CHARGE_TYPE_COMPLETION, requestType: 0, promptTokens: '1200', completionTokens: '350',
     reasoningTokens: '0', cachedPromptTokens: '400', cacheWriteTokens: '0', cacheWrite1hTokens: '0', callCount: '0',

@@ -11,10 +11,15 @@ import { ApiKeysService, hashSecret } from '../services/api-keys.service';
 export interface Principal {
   operator: boolean;
   accountId: string;
+  /** The API key's id (e.g. "k_3f9a1c0d2b7e"); '' for the operator (and with authentication off). */
+  keyId: string;
   scopes: ReadonlySet<Scope>;
 }
 
-const OPERATOR: Principal = { operator: true, accountId: '', scopes: new Set(['record', 'read', 'admin']) };
+/** What a handler may know of who calls: the API key's id, recorded on charges and reservations. */
+export type Caller = Pick<Principal, 'keyId'>;
+
+const OPERATOR: Principal = { operator: true, accountId: '', keyId: '', scopes: new Set(['record', 'read', 'admin']) };
 
 export type AuthMode = 'keys' | 'off';
 
@@ -56,7 +61,7 @@ export class Authenticator {
     const key = entry.key;
     if (!key || !sameHash(hash, key.secretHash)) throw new UnauthenticatedError('unknown API key');
     if (key.revokeTime) throw new UnauthenticatedError('the API key was revoked');
-    return { operator: false, accountId: key.accountId, scopes: new Set(key.scopes) };
+    return { operator: false, accountId: key.accountId, keyId: ref.keyId, scopes: new Set(key.scopes) };
   }
 
   forget(accountId: string, keyId: string): void {
@@ -136,6 +141,9 @@ export const POLICY: Readonly<Record<string, Rule>> = {
   ListDeliveryAttempts: { scope: 'admin', account: 'own' },
   Redeliver: { scope: 'admin', account: 'own' },
   SendTestEvent: { scope: 'admin', account: 'own' },
+  SetDimensions: { scope: 'admin', account: 'own' },
+  GetDimensions: { scope: 'read', account: 'own' },
+  QueryUsage: { scope: 'read', account: 'own' },
 };
 
 /** Why an operator-only RPC is (the refusal says it). */

@@ -13,7 +13,7 @@ import {
   Reservation,
   ReservationStatus,
 } from '@metering/contracts';
-import { DomainError, MAX_ID_LENGTH, MAX_KEY_LENGTH, MAX_PROVIDER_LENGTH, MAX_TOKENS, ValidationError } from '@metering/domain';
+import { API_KEY_ID_LENGTH, DomainError, MAX_ID_LENGTH, MAX_KEY_LENGTH, MAX_PROVIDER_LENGTH, MAX_TOKENS, ValidationError } from '@metering/domain';
 import { CURRENCY_CODE, Dec } from '@metering/pricing';
 import { toRpcStatus } from '../grpc/errors';
 import { repeatedSizes } from '../grpc/wire';
@@ -83,6 +83,8 @@ export const SERVER_FIELDS_BYTES =
               totalCost: AMOUNT,
               callCost: AMOUNT,
               priceOrigin: largest(PriceOrigin),
+              // "k_" and 12 hex digits (API_KEY_ID_LENGTH); tags are echoed from the request.
+              apiKeyId: 'k'.repeat(API_KEY_ID_LENGTH),
             }),
             replayed: true,
             reservation: undefined,

@@ -67,6 +67,8 @@ const CSV_COLUMNS: Array<[string, (c: ChargeRecord) => string | number | boolean
   ['had_error', (c) => c.hadError],
   ['error_message', (c) => c.errorMessage],
   ['metadata', (c) => JSON.stringify(c.metadata)],
+  ['tags', (c) => JSON.stringify(c.tags)],
+  ['api_key_id', (c) => c.apiKeyId],
 ];
 export const EXPORT_CSV_HEADER = CSV_COLUMNS.map(([name]) => name);
 

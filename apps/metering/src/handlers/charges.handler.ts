@@ -2,6 +2,7 @@ import { ImportChargesRequest, ImportChargesResponse, RecordChargeRequest, Recor
 import { DomainError, ValidationError } from '@metering/domain';
 import { ChargesService, MAX_BATCH, RecordChargeResult } from '../services/charges.service';
 import { checkAnswerFits, errorResult } from './answer-size';
+import type { Caller } from '../grpc/auth';
 import { toProtoCharge, toProtoReservation } from './convert';
 
 const toProtoRecorded = (r: RecordChargeResult): RecordChargeResponse => ({
@@ -13,8 +14,8 @@ const toProtoRecorded = (r: RecordChargeResult): RecordChargeResponse => ({
 /** RecordCharge: wire -> service -> wire. The generated request already has the shape of RecordChargeRequestInput. */
 export const recordChargeHandler =
   (service: ChargesService) =>
-  async (req: RecordChargeRequest): Promise<RecordChargeResponse> => {
-    return toProtoRecorded(await service.recordCharge(req));
+  async (req: RecordChargeRequest, who?: Caller): Promise<RecordChargeResponse> => {
+    return toProtoRecorded(await service.recordCharge(req, who?.keyId ?? ''));
   };
 
 /**
@@ -23,12 +24,12 @@ export const recordChargeHandler =
  */
 export const recordChargesHandler =
   (service: ChargesService) =>
-  async (req: RecordChargesRequest): Promise<RecordChargesResponse> => {
+  async (req: RecordChargesRequest, who?: Caller): Promise<RecordChargesResponse> => {
     if (req.charges.length === 0 || req.charges.length > MAX_BATCH) {
       throw new ValidationError([{ field: 'charges', description: `must hold 1 to ${MAX_BATCH} charges, got ${req.charges.length}` }]);
     }
     checkAnswerFits(req);
-    const results = await service.recordCharges(req.charges);
+    const results = await service.recordCharges(req.charges, who?.keyId ?? '');
     return { results: results.map((r) => (r instanceof DomainError ? errorResult(r) : { result: { $case: 'recorded', value: toProtoRecorded(r) } })) };
   };
 

@@ -80,6 +80,8 @@ export function toProtoCharge(c: ChargeRecord): Charge {
     rateTime: toProtoTimestamp(c.rateTime),
     serviceTier: SERVICE_TIER_NUMBER.get(c.serviceTier) as PbServiceTier,
     toolCalls: Object.fromEntries(Object.entries(c.toolCalls).map(([tool, n]) => [tool, String(n)])),
+    tags: { ...c.tags },
+    apiKeyId: c.apiKeyId,
   };
 }
 

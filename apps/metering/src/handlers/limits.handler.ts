@@ -22,6 +22,7 @@ import {
   UsageSnapshot,
 } from '@metering/contracts';
 import { DailyLimits, Limit, LimitReason, LimitStatus, UsageCounter } from '@metering/domain';
+import type { Caller } from '../grpc/auth';
 import { LimitsService } from '../services/limits.service';
 import { toProtoMoney, toProtoReservation, toProtoTimestamp } from './convert';
 
@@ -105,8 +106,8 @@ export const listLimitsHandler =
 
 export const checkLimitsHandler =
   (service: LimitsService) =>
-  async (req: CheckLimitsRequest): Promise<CheckLimitsResponse> => {
-    const r = await service.checkLimits(req);
+  async (req: CheckLimitsRequest, who?: Caller): Promise<CheckLimitsResponse> => {
+    const r = await service.checkLimits(req, who?.keyId ?? '');
     return {
       allowed: r.allowed,
       reason: REASON[r.reason],

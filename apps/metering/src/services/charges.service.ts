@@ -6,6 +6,9 @@ import {
   contestedClaims,
   DEFAULT_TIME_ZONE,
   diffChargeContent,
+  dimensionValues,
+  localDay,
+  rollupHour,
   DomainError,
   entriesOf,
   endedAt,
@@ -81,8 +84,9 @@ export class ChargesService {
     private readonly cache = new SettingsCache(),
   ) {}
 
-  async recordCharge(raw: RecordChargeRequestInput): Promise<RecordChargeResult> {
-    const input = validateRecordCharge(raw, this.clock());
+  /** `apiKeyId`: the API key that records ('' for the operator or with authentication off), stored on the charge. */
+  async recordCharge(raw: RecordChargeRequestInput, apiKeyId = ''): Promise<RecordChargeResult> {
+    const input = validateRecordCharge(raw, this.clock(), apiKeyId);
     const result = await new Promise<BatchItemResult>((resolve, reject) => {
       this.queue.push({ input, resolve, reject });
       this.drain();
@@ -92,11 +96,11 @@ export class ChargesService {
   }
 
   /** A batch of up to MAX_BATCH charges: invalid ones fail alone; the valid ones are written in one transaction. */
-  async recordCharges(raws: RecordChargeRequestInput[]): Promise<BatchItemResult[]> {
+  async recordCharges(raws: RecordChargeRequestInput[], apiKeyId = ''): Promise<BatchItemResult[]> {
     const now = this.clock();
     const validated = raws.map((raw): ChargeInput | DomainError => {
       try {
-        return validateRecordCharge(raw, now);
+        return validateRecordCharge(raw, now, apiKeyId);
       } catch (err) {
         if (err instanceof DomainError) return err;
         throw err;
@@ -219,15 +223,24 @@ export class ChargesService {
         return cost ? { ...cost, rateTime: this.clock() } : priced[nextPriced++];
       });
       const recordTime = this.clock();
-      const charges: ChargeRecord[] = insertable.map((input, n) => ({
-        ...input,
-        chargeId: randomUUID(),
-        totalTokens: totalTokens(input.tokens),
-        usageDate: chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, settings.get(input.accountId)?.timeZone ?? DEFAULT_TIME_ZONE),
-        recordTime,
-        currencyCode: CURRENCY_CODE,
-        ...pricing[n],
-      }));
+      const charges: ChargeRecord[] = insertable.map((input, n) => {
+        const account = settings.get(input.accountId);
+        const timeZone = account?.timeZone ?? DEFAULT_TIME_ZONE;
+        const usageDate = chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, timeZone);
+        return {
+          ...input,
+          chargeId: randomUUID(),
+          totalTokens: totalTokens(input.tokens),
+          usageDate,
+          recordTime,
+          currencyCode: CURRENCY_CODE,
+          // Accounts with declared dimensions: the values and the local hour it is summed under in dimension_usage.
+          ...(account?.dimensions
+            ? { dimensions: dimensionValues(input.tags, account.dimensions), rollupHour: rollupHour(input.usageTime, usageDate, localDay(input.usageTime, timeZone), timeZone) }
+            : { dimensions: null, rollupHour: null }),
+          ...pricing[n],
+        };
+      });
       charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
       const inserted = await insertChargesIfAbsent(tx, charges, view.epoch);
       // A claiming key committed by a concurrent call since it was looked up: another charge of

@@ -165,8 +165,9 @@ export class LimitsService {
     });
   }
 
-  async checkLimits(raw: CheckLimitsRequestInput): Promise<LimitCheckResult> {
-    const check = validateCheckLimits(raw);
+  /** `apiKeyId`: the API key that calls ('' for the operator or with authentication off). */
+  async checkLimits(raw: CheckLimitsRequestInput, apiKeyId = ''): Promise<LimitCheckResult> {
+    const check = validateCheckLimits(raw, apiKeyId);
     const result = check.reserve ? await this.reserve(check, check.reserve) : await this.check(check);
     if (!result.allowed && check.denyAsError) {
       if (result.reason === 'balance_insufficient' && result.credit) throw new BalanceInsufficientError(result.message, result.credit.available, result.credit.cost);
@@ -228,7 +229,8 @@ export class LimitsService {
   private async reserve(check: LimitCheck, { idempotencyKey, holdSeconds }: { idempotencyKey: string; holdSeconds: number }): Promise<LimitCheckResult> {
     const now = this.clock();
     const requestHash = createHash('sha256')
-      .update(canonicalJson({ u: check.userId, t: check.additionalTokens.toString(), c: check.additionalCost.toFixed(), e: check.estimate ?? null, h: holdSeconds }))
+      // Tags only when there are any, so the fingerprint of a request without tags is unchanged.
+      .update(canonicalJson({ u: check.userId, t: check.additionalTokens.toString(), c: check.additionalCost.toFixed(), e: check.estimate ?? null, h: holdSeconds, ...(Object.keys(check.tags).length ? { g: check.tags } : {}) }))
       .digest('base64url');
     try {
       return await this.cache.retrying((view) => inTransaction(this.db, async (tx) => {
@@ -250,6 +252,8 @@ export class LimitsService {
           requestHash,
           createTime: now,
           expireTime: new Date(now.getTime() + holdSeconds * 1000),
+          tags: check.tags,
+          apiKeyId: check.apiKeyId,
         };
         if (!(await insertReservation(tx, reservation, view.epoch))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
         // The limits before any lock (the insert checked the settings epoch, which limits move),

@@ -22,6 +22,8 @@ export interface AccountSettings {
   /** The account's alert rules, and (when it has any) every limit of it, which LIMIT rules measure. */
   alertRules?: AlertRule[];
   ruleLimits?: Limit[];
+  /** The account's declared tag keys (issue 20); undefined when it declared no dimensions (its charges skip dimension_usage). */
+  dimensions?: string[];
 }
 
 const SEP = '\u0000';
@@ -83,13 +85,14 @@ export class SettingsView implements PriceLookups {
     const missing = [...new Set(accountIds)].filter((a) => !this.accounts.has(a));
     if (missing.length > 0) {
       await this.beforeFill(db);
-      const { zones, softLimits, credits, alertRules, ruleLimits } = await readWriteSettings(db, missing);
+      const { zones, softLimits, credits, alertRules, ruleLimits, dimensions } = await readWriteSettings(db, missing);
       for (const a of missing) {
         const rules = alertRules.filter((r) => r.accountId === a);
         this.accounts.set(a, {
           timeZone: zones.get(a),
           softLimits: softLimits.filter((l) => l.accountId === a),
           credits: credits.has(a),
+          ...(dimensions.has(a) ? { dimensions: dimensions.get(a) } : {}),
           ...(rules.length ? { alertRules: rules, ruleLimits: ruleLimits.filter((l) => l.accountId === a) } : {}),
         });
       }

@@ -54,6 +54,12 @@ export interface ChargeRow {
   completion_cost: string | null;
   call_cost: string | null;
   total_cost: string | null;
+  /** Migration 20261206214500_tags; events written before it lack them. */
+  tags: Record<string, string>;
+  api_key_id: string;
+  /** Migration 20261206220000_dimensions. */
+  dimensions: Record<string, string> | null;
+  rollup_hour: number | null;
 }
 
 type TokenColumn = 'prompt_tokens' | 'completion_tokens' | 'reasoning_tokens' | 'cached_prompt_tokens' | 'cache_write_tokens' | 'cache_write_1h_tokens'
@@ -97,6 +103,10 @@ export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
     completion_cost: c.costs?.completionCost ?? null,
     call_cost: c.costs?.callCost ?? null,
     total_cost: c.costs?.totalCost ?? null,
+    tags: c.tags,
+    api_key_id: c.apiKeyId,
+    dimensions: c.dimensions ?? null,
+    rollup_hour: c.rollupHour ?? null,
   };
 }
 
@@ -135,6 +145,10 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
     priceOrigin: r.price_origin,
     rateTime: r.rate_time,
     currencyCode: r.currency_code,
+    tags: r.tags ?? {},
+    apiKeyId: r.api_key_id ?? '',
+    dimensions: r.dimensions ?? null,
+    rollupHour: r.rollup_hour ?? null,
     costs:
       r.total_cost === null
         ? null

@@ -65,6 +65,17 @@ const rollupRows = (entries: LedgerEntries, now: Date) =>
     updated_at: now,
   }));
 
+const DIMENSION_KEY = ['account_id', 'usage_date', 'hour', 'user_id', 'provider', 'model', 'charge_type', 'api_key_id', 'dims'];
+
+const dimensionRows = (entries: LedgerEntries, now: Date) =>
+  entries.dimensions.map((d) => ({
+    account_id: d.accountId, usage_date: d.usageDate, hour: d.hour, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
+    api_key_id: d.apiKeyId, dims: d.dims,
+    ...Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toString()])),
+    ...Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toFixed()])),
+    updated_at: now,
+  }));
+
 const reservationRows = (entries: LedgerEntries) =>
   entries.reservations.map((e) => ({ account_id: e.ref.accountId, reservation_id: e.ref.reservationId, status: e.status, finish_time: e.at, charge_id: e.chargeId ?? null }));
 
@@ -74,8 +85,9 @@ const reservationRows = (entries: LedgerEntries) =>
  * every writer locks tables, and rows within them, in the same order):
  * reservations leave the held state, then the credit writes (CREDIT_CTES,
  * credits.repo.ts: five parameters, empty for accounts without credits), then
- * daily_usage, then usage_counters (RETURNING the counters as they now are).
- * Eight parameters, each a JSON array, in that order. The text is constant:
+ * daily_usage, then dimension_usage (accounts with declared dimensions; an
+ * empty array for the others), then usage_counters (RETURNING the counters
+ * as they now are). Nine parameters, each a JSON array, in that order. The text is constant:
  * nothing is built per call.
  */
 const APPLY_CTES = `finished AS (
@@ -89,10 +101,16 @@ const APPLY_CTES = `finished AS (
           WHERE (SELECT count(*) FROM credit_entries_added) >= 0
        ON CONFLICT (${list(ROLLUP_KEY)}) DO UPDATE SET ${adds('d', ROLLUP_SUMS)}, updated_at = excluded.updated_at
        RETURNING 1
+     ), dimension AS (
+       INSERT INTO dimension_usage AS x (${list([...DIMENSION_KEY, ...ROLLUP_SUMS, 'updated_at'])})
+         SELECT ${list([...DIMENSION_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::dimension_usage, ?::json)
+          WHERE (SELECT count(*) FROM daily) >= 0
+       ON CONFLICT (${list(DIMENSION_KEY)}) DO UPDATE SET ${adds('x', ROLLUP_SUMS)}, updated_at = excluded.updated_at
+       RETURNING 1
      ), counters AS (
        INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
          SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
-          WHERE (SELECT count(*) FROM daily) >= 0
+          WHERE (SELECT count(*) FROM dimension) >= 0
        ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
        RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
      )`;
@@ -128,6 +146,7 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
     JSON.stringify(reservationRows(entries)),
     ...creditParams(credits, now),
     JSON.stringify(rollupRows(entries, now)),
+    JSON.stringify(dimensionRows(entries, now)),
     JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
   ];
   // Alert events already in the entries (BALANCE rules, from the credits) queue deliveries too: then the events go in a second statement.

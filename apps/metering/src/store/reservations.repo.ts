@@ -22,6 +22,9 @@ export interface ReservationRow {
   charge_id: string | null;
   /** What it holds of credit grants (migration 20261202100000_credits). */
   credit_holds?: Array<{ grant_id: string; amount: string }> | string;
+  /** The call's tags and API key (migration 20261206214500_tags). */
+  tags?: Record<string, string> | string;
+  api_key_id?: string;
 }
 
 const holdsOf = (h: ReservationRow['credit_holds']) => (typeof h === 'string' ? (JSON.parse(h) as Array<{ grant_id: string; amount: string }>) : (h ?? []));
@@ -44,6 +47,8 @@ export const fromReservationRow = (r: ReservationRow): Reservation => {
     finishTime: r.finish_time ?? undefined,
     chargeId: r.charge_id ?? undefined,
     ...(holds.length ? { creditHolds: holds.map((h) => ({ grantId: h.grant_id, amount: new Dec(h.amount) })) } : {}),
+    tags: (typeof r.tags === 'string' ? JSON.parse(r.tags) : r.tags) ?? {},
+    apiKeyId: r.api_key_id ?? '',
   };
 };
 
@@ -63,6 +68,8 @@ export const toReservationRow = (r: Reservation): ReservationRow => ({
   finish_time: r.finishTime ?? null,
   charge_id: r.chargeId ?? null,
   credit_holds: (r.creditHolds ?? []).map((h) => ({ grant_id: h.grantId, amount: h.amount.toFixed() })),
+  tags: r.tags ?? {},
+  api_key_id: r.apiKeyId ?? '',
 });
 
 /**

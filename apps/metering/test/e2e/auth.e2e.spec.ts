@@ -77,6 +77,9 @@ const REQUESTS: Record<Method, object> = {
   listDeliveryAttempts: { accountId: VICTIM, deliveryId: `msg_${RESERVATION}` },
   redeliver: { accountId: VICTIM, deliveryId: `msg_${RESERVATION}` },
   sendTestEvent: { accountId: VICTIM, endpointId: RESERVATION },
+  setDimensions: { accountId: VICTIM, tagKeys: ['feature'] },
+  getDimensions: { accountId: VICTIM },
+  queryUsage: { accountId: VICTIM, startDate: '2026-01-01', endDate: '2026-12-31' },
 };
 
 const pascal = (m: string) => m[0].toUpperCase() + m.slice(1);

@@ -129,13 +129,13 @@ describe.each(databaseTargets())('GetCharge, ListCharges and ExportCharges on $n
     const csv = await readExport(client, { format: ExportFormat.EXPORT_FORMAT_CSV });
     const rows = csv.text.trimEnd().split('\n');
     expect(rows[0]).toBe(
-      'charge_id,account_id,user_id,idempotency_key,session_key,usage_date,usage_time,record_time,provider,model,charge_type,request_type,prompt_tokens,completion_tokens,reasoning_tokens,cached_prompt_tokens,cache_write_tokens,cache_write_1h_tokens,total_tokens,call_count,pricing_status,price_version,price_origin,markup,currency_code,provider_cost,prompt_cost,completion_cost,call_cost,total_cost,reference,endpoint,response_time_ms,was_cached,had_error,error_message,metadata',
+      'charge_id,account_id,user_id,idempotency_key,session_key,usage_date,usage_time,record_time,provider,model,charge_type,request_type,prompt_tokens,completion_tokens,reasoning_tokens,cached_prompt_tokens,cache_write_tokens,cache_write_1h_tokens,total_tokens,call_count,pricing_status,price_version,price_origin,markup,currency_code,provider_cost,prompt_cost,completion_cost,call_cost,total_cost,reference,endpoint,response_time_ms,was_cached,had_error,error_message,metadata,tags,api_key_id',
     );
     expect(csv.charges).toBe(12);
     expect(rows.slice(1).map((r) => r.split(',')[0])).toEqual(charges.map((c) => c.chargeId));
     const k1 = charges.find((c) => c.idempotencyKey === 'k1')!;
     expect(rows.find((r) => r.startsWith(k1.chargeId))).toBe(
-      `${k1.chargeId},acme,u2,k1,,2026-11-30,2026-11-30T10:00:01.000Z,${new Date(Number(k1.recordTime!.seconds) * 1000 + k1.recordTime!.nanos / 1e6).toISOString()},openai,gpt-4o,completion,chat,100,200,0,0,0,0,300,0,priced,${k1.priceVersion},catalog,1,USD,0.00225,0.00025,0.002,0,0.00225,,,,false,false,,"{""nested"":{""ok"":true},""ticket"":""T-1""}"`,
+      `${k1.chargeId},acme,u2,k1,,2026-11-30,2026-11-30T10:00:01.000Z,${new Date(Number(k1.recordTime!.seconds) * 1000 + k1.recordTime!.nanos / 1e6).toISOString()},openai,gpt-4o,completion,chat,100,200,0,0,0,0,300,0,priced,${k1.priceVersion},catalog,1,USD,0.00225,0.00025,0.002,0,0.00225,,,,false,false,,"{""nested"":{""ok"":true},""ticket"":""T-1""}",{},`,
     );
     const unpriced = rows.find((r) => r.includes(',k3,'))!.split(',');
     expect(unpriced.slice(20, 30)).toEqual(['unpriced', '', '', '', 'USD', '', '', '', '', '']);

@@ -115,7 +115,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('the size of
     expect(resultBytes(r)).toBeLessThanOrEqual(ERROR_RESULT_BYTES);
     expect(r.result?.$case === 'error' && r.result.value.message).toMatch(/^invalid request: field_0: .*; and \d+ more violations$/);
     // The widest conflict: every content field differs, the longest key of 3-byte characters.
-    const fields = ['user_id', 'session_key', 'provider', 'model', 'charge_type', 'request_type', 'prompt_tokens', 'completion_tokens', 'reasoning_tokens', 'cached_prompt_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', 'call_count', 'reference', 'endpoint', 'response_time_ms', 'was_cached', 'had_error', 'error_message', 'metadata', 'reservation_id', 'usage_time'];
+    const fields = ['user_id', 'session_key', 'provider', 'model', 'charge_type', 'request_type', 'prompt_tokens', 'completion_tokens', 'reasoning_tokens', 'cached_prompt_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', 'call_count', 'reference', 'endpoint', 'response_time_ms', 'was_cached', 'had_error', 'error_message', 'metadata', 'reservation_id', 'tags', 'usage_time'];
     const conflict = errorResult(new IdempotencyConflictError('\u0800'.repeat(MAX_KEY_LENGTH), fields));
     expect(conflict.result?.$case === 'error' && conflict.result.value.code).toBe(6);
     expect(resultBytes(conflict)).toBeLessThanOrEqual(ERROR_RESULT_BYTES);

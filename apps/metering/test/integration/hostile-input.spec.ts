@@ -3,6 +3,7 @@ import { DomainError, RecordChargeRequestInput, ValidationError } from '@meterin
 import { PriceTable } from '@metering/pricing';
 import fc from 'fast-check';
 import { ChargesService } from '../../src/services/charges.service';
+import { DimensionsService } from '../../src/services/dimensions.service';
 import { CreditsService } from '../../src/services/credits.service';
 import { ChargeQueriesService } from '../../src/services/charge-queries.service';
 import { LimitsService } from '../../src/services/limits.service';
@@ -79,6 +80,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
     const events = new EventsService(db, new EventNotifier());
     const chargeQueries = new ChargeQueriesService(db);
     const credits = new CreditsService(db, clock);
+    const dimensions = new DimensionsService(db, clock);
     const alerts = new AlertsService(db, parseAllowList(DEFAULT_ALLOWED_HOSTS), clock);
     const UUID = '00000000-0000-4000-8000-000000000000';
     const spendRule = { accountId: 'fuzz', ruleId: '', description: '', kind: 2, spend: { period: 1, userId: '', eachUser: false, amounts: [{ amount: '1', currencyCode: 'USD' }] } };
@@ -106,7 +108,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
       promptTokens: ['prompt_tokens', 'int'], completionTokens: ['completion_tokens', 'int'], reasoningTokens: ['reasoning_tokens', 'int'],
       cachedPromptTokens: ['cached_prompt_tokens', 'int'], cacheWriteTokens: ['cache_write_tokens', 'int'], cacheWrite1hTokens: ['cache_write_1h_tokens', 'int'],
       callCount: ['call_count', 'int'], reference: ['reference', 'text'], endpoint: ['endpoint', 'text'], responseTimeMs: ['response_time_ms', 'int'],
-      metadata: ['metadata', 'metadata'], usageTime: ['usage_time', 'time'], reservationId: ['reservation_id', 'uuid'],
+      metadata: ['metadata', 'metadata'], usageTime: ['usage_time', 'time'], reservationId: ['reservation_id', 'uuid'], tags: ['tags', 'tags'],
     };
     const markupKey = { accountId: '', chargeType: 1, provider: 'openai', model: 'gpt-4o', actor: '' };
     const markupFields: Rpc['fields'] = { accountId: ['account_id', 'id'], chargeType: ['charge_type', 'enum'], provider: ['provider', 'provider'], model: ['model', 'model'], actor: ['actor', 'text'] };
@@ -145,12 +147,12 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
       },
       {
         name: 'CheckLimits', base: check,
-        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], additionalCost: ['additional_cost', 'money'] },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], additionalCost: ['additional_cost', 'money'], tags: ['tags', 'tags'] },
         call: (r: never) => limits.checkLimits(r),
       },
       {
         name: 'CheckLimits (reserve)', base: { ...check, reserve: true, idempotencyKey: 'r', holdSeconds: 60 },
-        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], idempotencyKey: ['idempotency_key', 'key'], holdSeconds: ['hold_seconds', 'holdSeconds'] },
+        fields: { accountId: ['account_id', 'requiredId'], userId: ['user_id', 'requiredId'], additionalTokens: ['additional_tokens', 'bigInt'], idempotencyKey: ['idempotency_key', 'key'], holdSeconds: ['hold_seconds', 'holdSeconds'], tags: ['tags', 'tags'] },
         call: (r: never) => limits.checkLimits(r),
       },
       {
@@ -303,6 +305,17 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
       },
       { name: 'ListDeliveryAttempts', base: deliveryRef, fields: deliveryRefFields, call: (r: never) => alerts.listAttempts(r) },
       { name: 'Redeliver', base: deliveryRef, fields: deliveryRefFields, call: (r: never) => alerts.redeliver(r) },
+      { name: 'SetDimensions', base: { accountId: 'fuzz', tagKeys: ['feature'] }, fields: { accountId: ['account_id', 'requiredId'], tagKeys: ['tag_keys', 'tagKeys'] }, call: (r: never) => dimensions.setDimensions(r) },
+      { name: 'GetDimensions', base: { accountId: 'fuzz' }, fields: accountOnly, call: (r: never) => dimensions.getDimensions(r) },
+      {
+        name: 'QueryUsage',
+        base: { ...range, groupBy: [], groupByTags: [], granularity: 0, userId: '', provider: '', model: '', chargeType: 0, apiKeyId: '', tagFilters: {}, pageSize: 0, pageToken: '' },
+        fields: {
+          ...rangeFields, userId: ['user_id', 'id'], provider: ['provider', 'provider'], model: ['model', 'model'], chargeType: ['charge_type', 'enum'], granularity: ['granularity', 'enum'],
+          tagFilters: ['tag_filters', 'tags'], pageSize: ['page_size', 'pageSize'], pageToken: ['page_token', 'pageToken'],
+        },
+        call: (r: never) => dimensions.queryUsage(r),
+      },
     ];
   });
 

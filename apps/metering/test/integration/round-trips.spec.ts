@@ -4,6 +4,7 @@ import { ChargesService } from '../../src/services/charges.service';
 import { parseAllowList } from '@metering/domain';
 import { AlertsService } from '../../src/services/alerts.service';
 import { CreditsService } from '../../src/services/credits.service';
+import { DimensionsService } from '../../src/services/dimensions.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { ReservationsService } from '../../src/services/reservations.service';
@@ -159,6 +160,21 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
     expect((await db('charge_events').where({ account_id: a, kind: 'alert_triggered' })).length).toBe(1);
     expect((await db('webhook_deliveries').where({ account_id: a })).map((r: { event_type: string }) => r.event_type)).toEqual(['alert.triggered']);
     await expectBalanceIdentity(db, a);
+  });
+
+  it('counts the same statements for an account with declared dimensions (issue 20): its dimension rollups are part of the one apply statement', async () => {
+    const a = 'trips-dims';
+    await new DimensionsService(db, clock).setDimensions({ accountId: a, tagKeys: ['feature', 'env', 'customer'] });
+    const tags = (n: number) => ({ feature: `f${n % 3}`, env: n % 2 ? 'prod' : 'dev', customer: `c${n % 7}`, undeclared: 'x' });
+    await charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'warm', tags: tags(0) }));
+    await limits.checkLimits(checkRequest({ accountId: a }));
+    const counts = {
+      recordCharge: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one', tags: tags(1) }))),
+      recordCharges100: await count(() => charges.recordCharges(Array.from({ length: 100 }, (_, n) => chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: `b${n}`, tags: tags(n) })))),
+    };
+    expect(counts).toEqual({ recordCharge: 4, recordCharges100: 4 });
+    expect(Number((await db('dimension_usage').where({ account_id: a }).count<{ n: string }[]>('* as n'))[0].n)).toBeGreaterThan(1);
+    await expectRollupsMatchCharges(db, a);
   });
 
   it('keeps the settings cache exact across replicas: a price, markup or time zone changed by another process is used by the next charge', async () => {

@@ -4,7 +4,9 @@ import type { Db } from '../../src/store/db';
  * The rollups of an account as stored, and recomputed from its raw charges:
  * daily_usage per key, and the day and month counters per user and for the
  * account (user_id ''), whose held amounts must equal the sums of the held
- * reservations. Tests assert the two are equal after every kind of write.
+ * reservations, and (issue 20) dimension_usage per key, recomputed from the
+ * charges by the values and hour each records it was summed under. Tests
+ * assert the two are equal after every kind of write.
  * Money is compared exactly, as NUMERIC with trailing zeros trimmed.
  */
 const DAILY = `SELECT usage_date::text AS day, user_id, provider, model, charge_type, message_count::text AS messages,
@@ -38,6 +40,17 @@ const COUNTERS_FROM_CHARGES = `SELECT period, start::text AS start, u AS user_id
   ) x
   GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
 
+// The dimension rollups (issue 20): dimension_usage per key, and the charges summed under the values and hour they record.
+const DIMENSIONS = `SELECT usage_date::text AS day, hour::text AS hour, user_id, provider, model, charge_type, api_key_id, dims::text AS dims,
+    message_count::text AS messages, unpriced_message_count::text AS unpriced, prompt_tokens::text AS prompt, total_tokens::text AS tokens,
+    call_count::text AS calls, trim_scale(provider_cost)::text AS provider_cost, trim_scale(call_cost)::text AS call_cost, trim_scale(total_cost)::text AS total_cost
+  FROM %s WHERE account_id = ? ORDER BY 1, 2, 3, 4, 5, 6, 7, 8`;
+const DIMENSIONS_FROM_CHARGES = `(SELECT account_id, usage_date, rollup_hour AS hour, user_id, provider, model, charge_type, api_key_id, dimensions AS dims,
+    count(*) AS message_count, count(*) FILTER (WHERE pricing_status = 'unpriced') AS unpriced_message_count, sum(prompt_tokens) AS prompt_tokens,
+    sum(total_tokens) AS total_tokens, sum(call_count) AS call_count, coalesce(sum(provider_cost), 0) AS provider_cost,
+    coalesce(sum(call_cost), 0) AS call_cost, coalesce(sum(total_cost), 0) AS total_cost
+  FROM charges WHERE dimensions IS NOT NULL GROUP BY account_id, usage_date, rollup_hour, user_id, provider, model, charge_type, api_key_id, dimensions) c`;
+
 export async function rollupsVersusCharges(db: Db, accountId: string) {
   const rows = async (sql: string) => (await db.raw(sql, [accountId])).rows as Array<Record<string, string>>;
   return {
@@ -45,6 +58,8 @@ export async function rollupsVersusCharges(db: Db, accountId: string) {
     computed: await rows(DAILY.replace('%s', DAILY_FROM_CHARGES)),
     storedCounters: await rows(COUNTERS),
     computedCounters: (await db.raw(COUNTERS_FROM_CHARGES, [accountId, accountId])).rows as Array<Record<string, string>>,
+    storedDimensions: await rows(DIMENSIONS.replace('%s', 'dimension_usage')),
+    computedDimensions: await rows(DIMENSIONS.replace('%s', DIMENSIONS_FROM_CHARGES)),
   };
 }
 
@@ -54,6 +69,7 @@ export async function expectRollupsMatchCharges(db: Db, accountId: string): Prom
   expect(r.stored.length + r.storedCounters.length).toBeGreaterThan(0);
   expect(r.stored).toEqual(r.computed);
   expect(r.storedCounters).toEqual(r.computedCounters);
+  expect(r.storedDimensions).toEqual(r.computedDimensions);
 }
 
 /**

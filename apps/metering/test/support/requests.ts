@@ -10,5 +10,5 @@ export const chargeRequest = (over: Partial<RecordChargeRequest> = {}): RecordCh
 
 /** A CheckLimits request: plain unless `over` reserves. */
 export const checkRequest = (over: Partial<CheckLimitsRequest> = {}): CheckLimitsRequest => ({
-  accountId: 'acme', userId: 'u1', additionalTokens: '0', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false, ...over,
+  accountId: 'acme', userId: 'u1', additionalTokens: '0', additionalCost: undefined, reserve: false, idempotencyKey: '', estimate: undefined, holdSeconds: 0, denyAsError: false, tags: {}, ...over,
 });

@@ -5,6 +5,7 @@ import grpc
 from metering.v1 import alerts_pb2 as metering_dot_v1_dot_alerts__pb2
 from metering.v1 import charge_queries_pb2 as metering_dot_v1_dot_charge__queries__pb2
 from metering.v1 import credits_pb2 as metering_dot_v1_dot_credits__pb2
+from metering.v1 import dimensions_pb2 as metering_dot_v1_dot_dimensions__pb2
 from metering.v1 import metering_service_pb2 as metering_dot_v1_dot_metering__service__pb2
 from metering.v1 import pricing_pb2 as metering_dot_v1_dot_pricing__pb2
 
@@ -297,6 +298,21 @@ class MeteringServiceStub(object):
                 '/metering.v1.MeteringService/SendTestEvent',
                 request_serializer=metering_dot_v1_dot_alerts__pb2.SendTestEventRequest.SerializeToString,
                 response_deserializer=metering_dot_v1_dot_alerts__pb2.SendTestEventResponse.FromString,
+                )
+        self.SetDimensions = channel.unary_unary(
+                '/metering.v1.MeteringService/SetDimensions',
+                request_serializer=metering_dot_v1_dot_dimensions__pb2.SetDimensionsRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_dimensions__pb2.SetDimensionsResponse.FromString,
+                )
+        self.GetDimensions = channel.unary_unary(
+                '/metering.v1.MeteringService/GetDimensions',
+                request_serializer=metering_dot_v1_dot_dimensions__pb2.GetDimensionsRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_dimensions__pb2.GetDimensionsResponse.FromString,
+                )
+        self.QueryUsage = channel.unary_unary(
+                '/metering.v1.MeteringService/QueryUsage',
+                request_serializer=metering_dot_v1_dot_dimensions__pb2.QueryUsageRequest.SerializeToString,
+                response_deserializer=metering_dot_v1_dot_dimensions__pb2.QueryUsageResponse.FromString,
                 )
 
 
@@ -741,6 +757,30 @@ class MeteringServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDimensions(self, request, context):
+        """Declares which tag keys an account's usage rollups are kept by (at most
+        5), and so starts its dimension rollups (README "Tags and dimensions").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDimensions(self, request, context):
+        """Reads an account's declared dimensions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryUsage(self, request, context):
+        """Usage grouped by any of user, provider, model, charge type, API key and
+        declared tags, per local hour, day or month, with filters and totals,
+        read from the dimension rollups (never from raw charges).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeteringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1013,6 +1053,21 @@ def add_MeteringServiceServicer_to_server(servicer, server):
                     servicer.SendTestEvent,
                     request_deserializer=metering_dot_v1_dot_alerts__pb2.SendTestEventRequest.FromString,
                     response_serializer=metering_dot_v1_dot_alerts__pb2.SendTestEventResponse.SerializeToString,
+            ),
+            'SetDimensions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDimensions,
+                    request_deserializer=metering_dot_v1_dot_dimensions__pb2.SetDimensionsRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_dimensions__pb2.SetDimensionsResponse.SerializeToString,
+            ),
+            'GetDimensions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDimensions,
+                    request_deserializer=metering_dot_v1_dot_dimensions__pb2.GetDimensionsRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_dimensions__pb2.GetDimensionsResponse.SerializeToString,
+            ),
+            'QueryUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryUsage,
+                    request_deserializer=metering_dot_v1_dot_dimensions__pb2.QueryUsageRequest.FromString,
+                    response_serializer=metering_dot_v1_dot_dimensions__pb2.QueryUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1949,5 +2004,56 @@ class MeteringService(object):
         return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/SendTestEvent',
             metering_dot_v1_dot_alerts__pb2.SendTestEventRequest.SerializeToString,
             metering_dot_v1_dot_alerts__pb2.SendTestEventResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SetDimensions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/SetDimensions',
+            metering_dot_v1_dot_dimensions__pb2.SetDimensionsRequest.SerializeToString,
+            metering_dot_v1_dot_dimensions__pb2.SetDimensionsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetDimensions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/GetDimensions',
+            metering_dot_v1_dot_dimensions__pb2.GetDimensionsRequest.SerializeToString,
+            metering_dot_v1_dot_dimensions__pb2.GetDimensionsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def QueryUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/metering.v1.MeteringService/QueryUsage',
+            metering_dot_v1_dot_dimensions__pb2.QueryUsageRequest.SerializeToString,
+            metering_dot_v1_dot_dimensions__pb2.QueryUsageResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

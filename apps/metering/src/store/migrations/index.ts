@@ -13,6 +13,8 @@ import * as credits from './20261202100000_credits';
 import * as alerts from './20261202200000_alerts';
 import * as importedCosts from './20261206213747_imported_costs';
 import * as balanceAlerts from './20261206214500_balance_alerts';
+import * as tags from './20261206214500_tags';
+import * as dimensions from './20261206220000_dimensions';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -30,6 +32,8 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261202200000_alerts': alerts,
   '20261206213747_imported_costs': importedCosts,
   '20261206214500_balance_alerts': balanceAlerts,
+  '20261206214500_tags': tags,
+  '20261206220000_dimensions': dimensions,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

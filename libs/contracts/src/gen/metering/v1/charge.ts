@@ -546,9 +546,24 @@ export interface Charge {
    * "web_search": 2), billed at the model's tool prices into call_cost.
    */
   toolCalls: { [key: string]: string };
+  /**
+   * The caller's tags (RecordChargeRequest.tags), as recorded: every tag,
+   * whether or not its key is one of the account's declared dimensions.
+   */
+  tags: { [key: string]: string };
+  /**
+   * The id of the API key that recorded the charge (e.g. "k_3f9a1c0d2b7e");
+   * empty when the operator key recorded it or authentication is off.
+   */
+  apiKeyId: string;
 }
 
 export interface Charge_ToolCallsEntry {
+  key: string;
+  value: string;
+}
+
+export interface Charge_TagsEntry {
   key: string;
   value: string;
 }
@@ -915,6 +930,8 @@ function createBaseCharge(): Charge {
     rateTime: undefined,
     serviceTier: 0,
     toolCalls: {},
+    tags: {},
+    apiKeyId: "",
   };
 }
 
@@ -1019,6 +1036,12 @@ export const Charge: MessageFns<Charge> = {
     globalThis.Object.entries(message.toolCalls).forEach(([key, value]: [string, string]) => {
       Charge_ToolCallsEntry.encode({ key: key as any, value }, writer.uint32(266).fork()).join();
     });
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      Charge_TagsEntry.encode({ key: key as any, value }, writer.uint32(274).fork()).join();
+    });
+    if (message.apiKeyId !== "") {
+      writer.uint32(282).string(message.apiKeyId);
+    }
     return writer;
   },
 
@@ -1302,6 +1325,25 @@ export const Charge: MessageFns<Charge> = {
             }
             continue;
           }
+          case 34: {
+            if (tag !== 274) {
+              break;
+            }
+
+            const entry34 = Charge_TagsEntry.decode(reader, reader.uint32());
+            if (entry34.value !== undefined) {
+              message.tags[entry34.key] = entry34.value;
+            }
+            continue;
+          }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1475,6 +1517,25 @@ export const Charge: MessageFns<Charge> = {
           {},
         )
         : {},
+      tags: isObject(object.tags)
+        ? (globalThis.Object.entries(object.tags) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
     };
   },
 
@@ -1585,6 +1646,18 @@ export const Charge: MessageFns<Charge> = {
         });
       }
     }
+    if (message.tags) {
+      const entries = globalThis.Object.entries(message.tags) as [string, string][];
+      if (entries.length > 0) {
+        obj.tags = {};
+        entries.forEach(([k, v]) => {
+          obj.tags[k] = v;
+        });
+      }
+    }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
     return obj;
   },
 
@@ -1652,6 +1725,16 @@ export const Charge: MessageFns<Charge> = {
       },
       {},
     );
+    message.tags = (globalThis.Object.entries(object.tags ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.apiKeyId = object.apiKeyId ?? "";
     return message;
   },
 };
@@ -1737,6 +1820,91 @@ export const Charge_ToolCallsEntry: MessageFns<Charge_ToolCallsEntry> = {
     const message = createBaseCharge_ToolCallsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "0";
+    return message;
+  },
+};
+
+function createBaseCharge_TagsEntry(): Charge_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const Charge_TagsEntry: MessageFns<Charge_TagsEntry> = {
+  encode(message: Charge_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Charge_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCharge_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Charge_TagsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Charge_TagsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Charge_TagsEntry>): Charge_TagsEntry {
+    return Charge_TagsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Charge_TagsEntry>): Charge_TagsEntry {
+    const message = createBaseCharge_TagsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };

@@ -93,6 +93,14 @@ import {
   VoidGrantRequest,
   VoidGrantResponse,
 } from "./credits";
+import {
+  GetDimensionsRequest,
+  GetDimensionsResponse,
+  QueryUsageRequest,
+  QueryUsageResponse,
+  SetDimensionsRequest,
+  SetDimensionsResponse,
+} from "./dimensions";
 import { ChargeEvent } from "./events";
 import { KeptCost } from "./import";
 import {
@@ -253,9 +261,24 @@ export interface RecordChargeRequest {
     | undefined;
   /** The shape of usage; required with it. */
   usageFormat: UsageFormat;
+  /**
+   * Tags of the charge, e.g. {"feature": "summarize", "env": "prod"}: at most
+   * 10; keys are 1 to 64 characters of lower case letters, digits and _ . -
+   * starting with a letter; values are 1 to 128 characters without control
+   * characters or leading or trailing white space. Every tag is kept on the
+   * charge (and in ListCharges, exports and WatchCharges); the tags whose
+   * keys the account declared as dimensions are also summed in its rollups.
+   * A retry with the same idempotency key must send the same tags.
+   */
+  tags: { [key: string]: string };
 }
 
 export interface RecordChargeRequest_ToolCallsEntry {
+  key: string;
+  value: string;
+}
+
+export interface RecordChargeRequest_TagsEntry {
   key: string;
   value: string;
 }
@@ -280,9 +303,9 @@ export interface RecordChargesRequest {
   /**
    * 1 to 1000 charges, each as in RecordCharge (own account, own idempotency key).
    * Refused as a whole when the answer could exceed 4 MiB: each charge's
-   * bytes plus what the server adds (at most 2416 bytes, 1401 more with a
+   * bytes plus what the server adds (at most 2433 bytes, 1401 more with a
    * reservation_id), or at least 4194 bytes per charge, must sum to at most
-   * 4194304. So any 1000 charges of at most 1778 bytes each fit (377 bytes
+   * 4194304. So any 1000 charges of at most 1761 bytes each fit (360 bytes
    * each when every one has a reservation_id).
    */
   charges: RecordChargeRequest[];
@@ -427,6 +450,16 @@ export interface CheckLimitsRequest {
    * (and ErrorInfo) details instead of allowed=false.
    */
   denyAsError: boolean;
+  /**
+   * Tags of the call, as in RecordChargeRequest.tags (same bounds): kept on
+   * the reservation; part of the request a retry of a reservation must repeat.
+   */
+  tags: { [key: string]: string };
+}
+
+export interface CheckLimitsRequest_TagsEntry {
+  key: string;
+  value: string;
 }
 
 /** The outcome of a limit check. */
@@ -834,6 +867,7 @@ function createBaseRecordChargeRequest(): RecordChargeRequest {
     toolCalls: {},
     usage: undefined,
     usageFormat: 0,
+    tags: {},
   };
 }
 
@@ -941,6 +975,9 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     if (message.usageFormat !== 0) {
       writer.uint32(272).int32(message.usageFormat);
     }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      RecordChargeRequest_TagsEntry.encode({ key: key as any, value }, writer.uint32(282).fork()).join();
+    });
     return writer;
   },
 
@@ -1232,6 +1269,17 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
             message.usageFormat = reader.int32() as any;
             continue;
           }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            const entry35 = RecordChargeRequest_TagsEntry.decode(reader, reader.uint32());
+            if (entry35.value !== undefined) {
+              message.tags[entry35.key] = entry35.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1414,6 +1462,20 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
         : isSet(object.usage_format)
         ? usageFormatFromJSON(object.usage_format)
         : 0,
+      tags: isObject(object.tags)
+        ? (globalThis.Object.entries(object.tags) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1527,6 +1589,15 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     if (message.usageFormat !== 0) {
       obj.usageFormat = usageFormatToJSON(message.usageFormat);
     }
+    if (message.tags) {
+      const entries = globalThis.Object.entries(message.tags) as [string, string][];
+      if (entries.length > 0) {
+        obj.tags = {};
+        entries.forEach(([k, v]) => {
+          obj.tags[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1579,6 +1650,15 @@ export const RecordChargeRequest: MessageFns<RecordChargeRequest> = {
     );
     message.usage = object.usage ?? undefined;
     message.usageFormat = object.usageFormat ?? 0;
+    message.tags = (globalThis.Object.entries(object.tags ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
     return message;
   },
 };
@@ -1664,6 +1744,91 @@ export const RecordChargeRequest_ToolCallsEntry: MessageFns<RecordChargeRequest_
     const message = createBaseRecordChargeRequest_ToolCallsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "0";
+    return message;
+  },
+};
+
+function createBaseRecordChargeRequest_TagsEntry(): RecordChargeRequest_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const RecordChargeRequest_TagsEntry: MessageFns<RecordChargeRequest_TagsEntry> = {
+  encode(message: RecordChargeRequest_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordChargeRequest_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordChargeRequest_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordChargeRequest_TagsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RecordChargeRequest_TagsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RecordChargeRequest_TagsEntry>): RecordChargeRequest_TagsEntry {
+    return RecordChargeRequest_TagsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RecordChargeRequest_TagsEntry>): RecordChargeRequest_TagsEntry {
+    const message = createBaseRecordChargeRequest_TagsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2625,6 +2790,7 @@ function createBaseCheckLimitsRequest(): CheckLimitsRequest {
     estimate: undefined,
     holdSeconds: 0,
     denyAsError: false,
+    tags: {},
   };
 }
 
@@ -2657,6 +2823,9 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
     if (message.denyAsError !== false) {
       writer.uint32(72).bool(message.denyAsError);
     }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      CheckLimitsRequest_TagsEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
     return writer;
   },
 
@@ -2745,6 +2914,17 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
             message.denyAsError = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const entry10 = CheckLimitsRequest_TagsEntry.decode(reader, reader.uint32());
+            if (entry10.value !== undefined) {
+              message.tags[entry10.key] = entry10.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2796,6 +2976,20 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
         : isSet(object.deny_as_error)
         ? globalThis.Boolean(object.deny_as_error)
         : false,
+      tags: isObject(object.tags)
+        ? (globalThis.Object.entries(object.tags) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -2828,6 +3022,15 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
     if (message.denyAsError !== false) {
       obj.denyAsError = message.denyAsError;
     }
+    if (message.tags) {
+      const entries = globalThis.Object.entries(message.tags) as [string, string][];
+      if (entries.length > 0) {
+        obj.tags = {};
+        entries.forEach(([k, v]) => {
+          obj.tags[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -2849,6 +3052,100 @@ export const CheckLimitsRequest: MessageFns<CheckLimitsRequest> = {
       : undefined;
     message.holdSeconds = object.holdSeconds ?? 0;
     message.denyAsError = object.denyAsError ?? false;
+    message.tags = (globalThis.Object.entries(object.tags ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseCheckLimitsRequest_TagsEntry(): CheckLimitsRequest_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const CheckLimitsRequest_TagsEntry: MessageFns<CheckLimitsRequest_TagsEntry> = {
+  encode(message: CheckLimitsRequest_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckLimitsRequest_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckLimitsRequest_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckLimitsRequest_TagsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CheckLimitsRequest_TagsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckLimitsRequest_TagsEntry>): CheckLimitsRequest_TagsEntry {
+    return CheckLimitsRequest_TagsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckLimitsRequest_TagsEntry>): CheckLimitsRequest_TagsEntry {
+    const message = createBaseCheckLimitsRequest_TagsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -7244,6 +7541,45 @@ export const MeteringServiceService = {
       Buffer.from(SendTestEventResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SendTestEventResponse => SendTestEventResponse.decode(value),
   },
+  /**
+   * Declares which tag keys an account's usage rollups are kept by (at most
+   * 5), and so starts its dimension rollups (README "Tags and dimensions").
+   */
+  setDimensions: {
+    path: "/metering.v1.MeteringService/SetDimensions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetDimensionsRequest): Buffer => Buffer.from(SetDimensionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetDimensionsRequest => SetDimensionsRequest.decode(value),
+    responseSerialize: (value: SetDimensionsResponse): Buffer =>
+      Buffer.from(SetDimensionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetDimensionsResponse => SetDimensionsResponse.decode(value),
+  },
+  /** Reads an account's declared dimensions. */
+  getDimensions: {
+    path: "/metering.v1.MeteringService/GetDimensions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetDimensionsRequest): Buffer => Buffer.from(GetDimensionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDimensionsRequest => GetDimensionsRequest.decode(value),
+    responseSerialize: (value: GetDimensionsResponse): Buffer =>
+      Buffer.from(GetDimensionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetDimensionsResponse => GetDimensionsResponse.decode(value),
+  },
+  /**
+   * Usage grouped by any of user, provider, model, charge type, API key and
+   * declared tags, per local hour, day or month, with filters and totals,
+   * read from the dimension rollups (never from raw charges).
+   */
+  queryUsage: {
+    path: "/metering.v1.MeteringService/QueryUsage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: QueryUsageRequest): Buffer => Buffer.from(QueryUsageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): QueryUsageRequest => QueryUsageRequest.decode(value),
+    responseSerialize: (value: QueryUsageResponse): Buffer => Buffer.from(QueryUsageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): QueryUsageResponse => QueryUsageResponse.decode(value),
+  },
 } as const;
 
 export interface MeteringServiceServer extends UntypedServiceImplementation {
@@ -7445,6 +7781,19 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
   redeliver: handleUnaryCall<RedeliverRequest, RedeliverResponse>;
   /** Queues a "webhook.test" delivery to an endpoint. */
   sendTestEvent: handleUnaryCall<SendTestEventRequest, SendTestEventResponse>;
+  /**
+   * Declares which tag keys an account's usage rollups are kept by (at most
+   * 5), and so starts its dimension rollups (README "Tags and dimensions").
+   */
+  setDimensions: handleUnaryCall<SetDimensionsRequest, SetDimensionsResponse>;
+  /** Reads an account's declared dimensions. */
+  getDimensions: handleUnaryCall<GetDimensionsRequest, GetDimensionsResponse>;
+  /**
+   * Usage grouped by any of user, provider, model, charge type, API key and
+   * declared tags, per local hour, day or month, with filters and totals,
+   * read from the dimension rollups (never from raw charges).
+   */
+  queryUsage: handleUnaryCall<QueryUsageRequest, QueryUsageResponse>;
 }
 
 export interface MeteringServiceClient extends Client {
@@ -8389,6 +8738,61 @@ export interface MeteringServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SendTestEventResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Declares which tag keys an account's usage rollups are kept by (at most
+   * 5), and so starts its dimension rollups (README "Tags and dimensions").
+   */
+  setDimensions(
+    request: SetDimensionsRequest,
+    callback: (error: ServiceError | null, response: SetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  setDimensions(
+    request: SetDimensionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  setDimensions(
+    request: SetDimensionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  /** Reads an account's declared dimensions. */
+  getDimensions(
+    request: GetDimensionsRequest,
+    callback: (error: ServiceError | null, response: GetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  getDimensions(
+    request: GetDimensionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  getDimensions(
+    request: GetDimensionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetDimensionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Usage grouped by any of user, provider, model, charge type, API key and
+   * declared tags, per local hour, day or month, with filters and totals,
+   * read from the dimension rollups (never from raw charges).
+   */
+  queryUsage(
+    request: QueryUsageRequest,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
+  ): ClientUnaryCall;
+  queryUsage(
+    request: QueryUsageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
+  ): ClientUnaryCall;
+  queryUsage(
+    request: QueryUsageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: QueryUsageResponse) => void,
   ): ClientUnaryCall;
 }
 

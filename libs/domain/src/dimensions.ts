@@ -1,0 +1,211 @@
+import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
+import { decodePageToken, encodePageToken } from './page-token';
+import { Tags, tagKeyProblem, tagValueProblem } from './tags';
+import { DEFAULT_TIME_ZONE } from './time';
+import { checkDateRange, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './usage';
+import { checkEnum, checkId, checkInt, checkModel, checkProvider, Violations } from './validation';
+
+/**
+ * Dimensions (issue 20): an account declares which tag keys its usage is
+ * rolled up by, besides user, provider, model, charge type and the API key.
+ * A charge of an account with declared dimensions is also summed in
+ * dimension_usage, keyed by its local day and hour and those values; a
+ * charge records which values it was summed under (`ChargeRecord.dimensions`),
+ * so re-rating moves that same row, whatever is declared by then.
+ */
+
+/** At most this many declared tag keys per account. */
+export const MAX_DIMENSIONS = 5;
+
+/** An account's declared dimensions. */
+export interface DimensionSettings {
+  accountId: string;
+  /** Tag keys, sorted, distinct. */
+  tagKeys: string[];
+  updateTime?: Date;
+}
+
+export function validateSetDimensions(raw: { accountId: string; tagKeys: string[] }): DimensionSettings {
+  const v = new Violations();
+  const accountId = checkId(v, 'account_id', raw.accountId);
+  const keys = raw.tagKeys ?? [];
+  if (keys.length > MAX_DIMENSIONS) v.add('tag_keys', `at most ${MAX_DIMENSIONS} tag keys, got ${keys.length}`);
+  else {
+    keys.forEach((k, n) => {
+      const problem = tagKeyProblem(k);
+      if (problem) v.add(`tag_keys[${n}]`, problem);
+      else if (keys.indexOf(k) !== n) v.add(`tag_keys[${n}]`, `repeats "${k}"`);
+    });
+  }
+  v.done();
+  return { accountId, tagKeys: [...keys].sort() };
+}
+
+/** The values a charge with these tags is summed under, for the declared keys (absent tags are left out). */
+export function dimensionValues(tags: Tags, declared: readonly string[]): Tags {
+  const out: Tags = {};
+  for (const k of declared) if (tags[k] !== undefined) out[k] = tags[k];
+  return out;
+}
+
+const hourFormatters = new Map<string, Intl.DateTimeFormat>();
+
+/** The local hour (0 to 23) of a moment in a time zone. */
+export function localHour(at: Date, timeZone: string): number {
+  if (timeZone === DEFAULT_TIME_ZONE) return at.getUTCHours();
+  let f = hourFormatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', { timeZone, hour: '2-digit', hourCycle: 'h23' });
+    hourFormatters.set(timeZone, f);
+  }
+  return Number(f.formatToParts(at).find((p) => p.type === 'hour')?.value ?? 0);
+}
+
+/**
+ * The local hour a charge counts in, within its usage day: the hour of its
+ * usage time, or, when the charge counts on another day than its usage time's
+ * (it settled a reservation made on an earlier day), that day's first hour.
+ */
+export function rollupHour(usageTime: Date, usageDate: string, localDayOfUsage: string, timeZone: string): number {
+  return localDayOfUsage === usageDate ? localHour(usageTime, timeZone) : 0;
+}
+
+// ---- QueryUsage ----
+
+export type UsageGroupField = 'user' | 'provider' | 'model' | 'charge_type' | 'api_key';
+export const USAGE_GROUP_BY_NUMBER: Record<number, UsageGroupField> = { 1: 'user', 2: 'provider', 3: 'model', 4: 'charge_type', 5: 'api_key' };
+export type UsageGranularity = 'hour' | 'day' | 'month' | 'range';
+export const USAGE_GRANULARITY_BY_NUMBER: Record<number, UsageGranularity> = { 1: 'hour', 2: 'day', 3: 'month' };
+
+export interface UsageQueryInput {
+  accountId: string;
+  startDate: string;
+  endDate: string;
+  groupBy: number[];
+  groupByTags: string[];
+  granularity: number;
+  userId: string;
+  provider: string;
+  model: string;
+  chargeType: number;
+  apiKeyId: string;
+  tagFilters: Record<string, string>;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface UsageQuery {
+  accountId: string;
+  startDate: string;
+  endDate: string;
+  /** In the order of USAGE_GROUP_BY_NUMBER, distinct. */
+  groupBy: UsageGroupField[];
+  /** Sorted, distinct, declared. */
+  groupByTags: string[];
+  granularity: UsageGranularity;
+  userId?: string;
+  provider?: string;
+  model?: string;
+  chargeType?: ChargeType;
+  apiKeyId?: string;
+  tagFilters: Tags;
+  pageSize: number;
+  /** The key of the last group of the previous page: period then grouped values, as strings. */
+  after?: string[];
+}
+
+/** One group of a QueryUsage answer: the period and the grouped values (absent when not grouped). */
+export interface UsageGroupKey {
+  period: string;
+  userId?: string;
+  provider?: string;
+  model?: string;
+  chargeType?: ChargeType;
+  apiKeyId?: string;
+  tags: Tags;
+}
+
+const API_KEY_ID = /^k_[0-9a-f]{12}$/;
+
+/** The fields a page token is bound to. */
+function fingerprint(q: Omit<UsageQuery, 'after' | 'pageSize'>): unknown {
+  return [q.accountId, q.startDate, q.endDate, q.groupBy, q.groupByTags, q.granularity, q.userId ?? '', q.provider ?? '', q.model ?? '', q.chargeType ?? '', q.apiKeyId ?? '', q.tagFilters];
+}
+
+/** How many values a group's key has: the period, each grouped field, each grouped tag. */
+export const groupKeyLength = (q: Pick<UsageQuery, 'groupBy' | 'groupByTags'>) => 1 + q.groupBy.length + q.groupByTags.length;
+
+/** A group's key as strings, in the order the store sorts groups. */
+export function groupKeyOf(q: Pick<UsageQuery, 'groupBy' | 'groupByTags'>, g: UsageGroupKey): string[] {
+  const field: Record<UsageGroupField, string | undefined> = { user: g.userId, provider: g.provider, model: g.model, charge_type: g.chargeType, api_key: g.apiKeyId };
+  return [g.period, ...q.groupBy.map((f) => field[f] ?? ''), ...q.groupByTags.map((t) => g.tags[t] ?? '')];
+}
+
+export function encodeUsageQueryPageToken(q: UsageQuery, last: UsageGroupKey): string {
+  return encodePageToken(fingerprint(q), groupKeyOf(q, last));
+}
+
+/**
+ * Validates a QueryUsage request against the account's declared tag keys
+ * (`declared`: undefined when it never declared dimensions); throws
+ * ValidationError naming every bad field.
+ */
+export function validateUsageQuery(raw: UsageQueryInput, declared: readonly string[] | undefined): UsageQuery {
+  const v = new Violations();
+  const accountId = checkId(v, 'account_id', raw.accountId);
+  checkDateRange(v, raw.startDate, raw.endDate);
+  const groupBy: UsageGroupField[] = [];
+  (raw.groupBy ?? []).forEach((n, i) => {
+    const f = checkEnum(v, `group_by[${i}]`, n, USAGE_GROUP_BY_NUMBER);
+    if (n === 0) v.add(`group_by[${i}]`, 'must not be UNSPECIFIED');
+    else if (f && groupBy.includes(f)) v.add(`group_by[${i}]`, 'repeats a field');
+    else if (f) groupBy.push(f);
+  });
+  groupBy.sort((a, b) => Object.values(USAGE_GROUP_BY_NUMBER).indexOf(a) - Object.values(USAGE_GROUP_BY_NUMBER).indexOf(b));
+  const notDeclared = (k: string) =>
+    declared === undefined ? 'the account has no declared dimensions (SetDimensions)' : declared.includes(k) ? undefined : `"${k}" is not a declared dimension of the account (declared: ${declared.join(', ') || 'none'})`;
+  const tagKeys = raw.groupByTags ?? [];
+  if (tagKeys.length > MAX_DIMENSIONS) v.add('group_by_tags', `at most ${MAX_DIMENSIONS} tag keys`);
+  else {
+    tagKeys.forEach((k, i) => {
+      const problem = tagKeyProblem(k) ?? notDeclared(k);
+      if (problem) v.add(`group_by_tags[${i}]`, problem);
+      else if (tagKeys.indexOf(k) !== i) v.add(`group_by_tags[${i}]`, `repeats "${k}"`);
+    });
+  }
+  const filters = Object.entries(raw.tagFilters ?? {});
+  const tagFilters: Tags = {};
+  if (filters.length > MAX_DIMENSIONS) v.add('tag_filters', `at most ${MAX_DIMENSIONS} tags`);
+  else {
+    for (const [k, value] of filters.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const keyProblem = tagKeyProblem(k);
+      if (keyProblem) {
+        v.add('tag_filters', keyProblem);
+        continue;
+      }
+      const problem = notDeclared(k) ?? tagValueProblem(value);
+      if (problem) v.add(`tag_filters[${k}]`, problem);
+      else tagFilters[k] = value;
+    }
+  }
+  if (raw.apiKeyId && !API_KEY_ID.test(raw.apiKeyId)) v.add('api_key_id', 'must be a key id such as "k_3f9a1c0d2b7e"');
+  const q: Omit<UsageQuery, 'after' | 'pageSize'> = {
+    accountId,
+    startDate: raw.startDate,
+    endDate: raw.endDate,
+    groupBy,
+    groupByTags: [...new Set(tagKeys)].sort(),
+    granularity: raw.granularity === 0 ? 'range' : checkEnum(v, 'granularity', raw.granularity, USAGE_GRANULARITY_BY_NUMBER) ?? 'range',
+    userId: checkId(v, 'user_id', raw.userId ?? '', false) || undefined,
+    provider: checkProvider(v, 'provider', raw.provider ?? '', false) || undefined,
+    model: checkModel(v, 'model', raw.model ?? '', false) || undefined,
+    chargeType: checkEnum(v, 'charge_type', raw.chargeType ?? 0, CHARGE_TYPE_BY_NUMBER),
+    apiKeyId: raw.apiKeyId || undefined,
+    tagFilters,
+  };
+  const pageSize = raw.pageSize === 0 ? DEFAULT_PAGE_SIZE : checkInt(v, 'page_size', raw.pageSize, 1, MAX_PAGE_SIZE);
+  const length = groupKeyLength(q);
+  const after = decodePageToken(v, raw.pageToken ?? '', fingerprint(q), (k) => (Array.isArray(k) && k.length === length && k.every((x) => typeof x === 'string') ? (k as string[]) : undefined));
+  v.done();
+  return { ...q, pageSize, after };
+}
