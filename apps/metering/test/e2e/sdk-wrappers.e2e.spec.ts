@@ -1,4 +1,9 @@
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import Anthropic from '@anthropic-ai/sdk';
 import {
   BudgetExceededError,
@@ -12,11 +17,13 @@ import {
 } from '@metering/client';
 import { LimitMeasure, LimitPeriod, PricingStatus, ReservationStatus, UsageFormat } from '@metering/contracts';
 import Decimal from 'decimal.js';
+import { buildSync } from 'esbuild';
 import OpenAI from 'openai';
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { startStandIn, StandIn } from '../support/llm-stand-in';
 import { freePort } from '../support/pg-cluster';
-import { buildServer, ServerProcess, startServer } from '../support/server-process';
+import { readmeBlock } from '../support/readme';
+import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
 
 /**
  * Issue 18, capture without code: the official `openai` and `@anthropic-ai/sdk` clients wrapped by
@@ -230,6 +237,28 @@ describeEachOf(databaseTargets(), 'pglite')('the OpenAI and Anthropic SDK wrappe
     }
     expect(standIn.requests.length).toBe(requests);
     expect(w.reserved).toEqual([]);
+  });
+
+  it('runs the README\'s TypeScript example as written, the SDK pointed at the stand-in by OPENAI_BASE_URL: the two charges it prints are the server\'s', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'metering-readme-sdk-'));
+    try {
+      // The block as written (only the server's address replaced), bundled with the client's source for @metering/client.
+      writeFileSync(join(dir, 'main.ts'), readmeBlock('## Capture without code: the OpenAI and Anthropic SDKs', 'ts').replaceAll('127.0.0.1:50051', server.address));
+      buildSync({
+        entryPoints: [join(dir, 'main.ts')], outfile: join(dir, 'main.js'), bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'error',
+        alias: { '@metering/client': join(ROOT, 'libs/client/src/index.ts'), '@metering/contracts': join(ROOT, 'libs/contracts/src/index.ts') }, nodePaths: [join(ROOT, 'node_modules')],
+      });
+      const before = standIn.requests.length;
+      const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'main.js')], { env: { PATH: process.env.PATH ?? '', OPENAI_BASE_URL: `${standIn.url}/v1`, OPENAI_API_KEY: 'sk-stand-in' } });
+      const printed = [...stdout.matchAll(/charged (\S+) USD/g)].map((m) => m[1]);
+      expect(printed).toHaveLength(2);
+      expect(stdout).toContain('The contract renews yearly unless cancelled in writing.');
+      const ids = standIn.answers.slice(before).map((sent) => (sent[0] as { id: string }).id);
+      const listed = await metering.call('listCharges', { accountId: 'acme', startDate: today(), endDate: today() });
+      expect(ids.map((id) => listed.charges.find((c) => c.idempotencyKey === id)?.totalCost?.amount)).toEqual(printed);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('an outage: fail-open keeps the charges in the bounded queue and records them once after the restart; fail-closed and a full queue refuse before the provider', async () => {
