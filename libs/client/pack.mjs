@@ -53,6 +53,9 @@ writeFileSync(
       files: ['lib', 'README.md'],
       engines: rootPackage.engines,
       dependencies: { '@bufbuild/protobuf': range('@bufbuild/protobuf'), '@grpc/grpc-js': range('@grpc/grpc-js') },
+      // meterOpenAI / meterAnthropic wrap a client you pass in: the SDKs are optional peers (typed structurally, never imported).
+      peerDependencies: clientPackage.peerDependencies && Object.fromEntries(Object.entries(clientPackage.peerDependencies).filter(([name]) => clientPackage.peerDependenciesMeta?.[name]?.optional)),
+      peerDependenciesMeta: clientPackage.peerDependenciesMeta,
     },
     null,
     2,

@@ -3,6 +3,8 @@
 Each test class starts the bundled server (dist/apps/metering/main.js, embedded database in a
 temporary folder, API keys required) on a free port; the retry test SIGKILLs and restarts it.
 Run: python -m unittest discover -s clients/python/tests (with the package installed)."""
+import copy
+import json
 import math
 import os
 import shutil
@@ -17,10 +19,12 @@ import unittest
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from decimal import Decimal
 
 import grpc
 
 from metering import BadRequestError, BudgetExceeded, MeteringClient, MeteringError, MeteringRequestError
+from metering.llm import meter_call, record_openai
 from metering.v1 import account_pb2, charge_pb2, charge_queries_pb2, limits_pb2, metering_service_pb2 as pb
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -174,6 +178,165 @@ class ClientTest(unittest.TestCase):
             if len(seen) == 3:
                 stop.set()
         self.assertEqual(seen, ids)
+
+
+def sdk_object(body):
+    """Stands in for the SDKs' response objects (pydantic models): the JSON body's fields as
+    attributes, and model_dump() giving the body back."""
+    if isinstance(body, list):
+        return [sdk_object(v) for v in body]
+    if not isinstance(body, dict):
+        return body
+    obj = types.SimpleNamespace(**{k: sdk_object(v) for k, v in body.items()})
+    obj.model_dump = lambda: copy.deepcopy(body)
+    return obj
+
+
+def chat_completion(completion_tokens=42):
+    """A chat.completion as OpenAI's wire format has it."""
+    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()), "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "It renews yearly.", "refusal": None, "annotations": []}, "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1490, "completion_tokens": completion_tokens, "total_tokens": 1490 + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+                      "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+            "service_tier": "default", "system_fingerprint": "fp_07871e2ad8"}
+
+
+def chat_chunks():
+    """An OpenAI chat stream with include_usage: the usage in a last chunk with empty choices."""
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk", "created": int(time.time()), "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_07871e2ad8", "usage": None}
+    words = ["It", " renews", " yearly", "."]
+    return ([{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]}]
+            + [{**head, "choices": [{"index": 0, "delta": {"content": w}, "logprobs": None, "finish_reason": None}]} for w in words]
+            + [{**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]},
+               {**head, "choices": [], "usage": {"prompt_tokens": 310, "completion_tokens": 5, "total_tokens": 315, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                                                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}}])
+
+
+def response_object():
+    """A Responses API response."""
+    return {"id": f"resp_{uuid.uuid4().hex}", "object": "response", "created_at": int(time.time()), "status": "completed", "model": "gpt-4o-2024-08-06",
+            "output": [{"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "text": "It renews yearly.", "annotations": []}]}],
+            "usage": {"input_tokens": 880, "input_tokens_details": {"cached_tokens": 512}, "output_tokens": 61, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 941}}
+
+
+def anthropic_message():
+    return {"id": f"msg_01{uuid.uuid4().hex[:22]}", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": "It renews yearly."}],
+            "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 2100, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 1800, "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                      "output_tokens": 95, "service_tier": "standard"}}
+
+
+def anthropic_events():
+    """An Anthropic message stream: message_start's usage, message_delta's cumulative output_tokens."""
+    message = anthropic_message()
+    return [{"type": "message_start", "message": {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "It renews yearly."}},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 95}},
+            {"type": "message_stop"}]
+
+
+class LlmAdapterTest(unittest.TestCase):
+    """metering.llm: the adapter for the openai and anthropic SDKs' response objects (Debian packages
+    neither SDK): objects shaped like theirs, built from their JSON wire bodies, against the real server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(auth="off")
+        cls.server.start()
+        cls.metering = MeteringClient(cls.server.address, deadline=20.0)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.metering.close()
+        cls.server.close()
+
+    def daily_cost(self, account):
+        today = date.today().isoformat()
+        usage = self.metering.call("GetDailyUsage", pb.GetDailyUsageRequest(account_id=account, start_date=today, end_date=today))
+        return Decimal(usage.totals.total_cost.amount or "0")
+
+    def assert_charged(self, account, before, recorded, response_id, provider, model, usage, usage_format):
+        """The charge is the usage object priced by the server (the same object by hand costs the same),
+        the daily usage moved by exactly that, the reservation settled by it."""
+        charge = recorded.charge
+        self.assertEqual(charge.idempotency_key, response_id)
+        self.assertEqual((charge.provider, charge.model), (provider, model))
+        by_hand = self.metering.record_charge(user_id="u1", account_id="py-by-hand", provider=provider, model=model, usage=usage, usage_format=usage_format)
+        self.assertEqual(charge.total_cost.amount, by_hand.charge.total_cost.amount)
+        self.assertGreater(Decimal(charge.total_cost.amount), 0)
+        self.assertEqual(self.daily_cost(account) - before, Decimal(charge.total_cost.amount))
+        self.assertEqual(recorded.reservation.status, limits_pb2.RESERVATION_STATUS_SETTLED)
+        self.assertEqual(recorded.reservation.charge_id, charge.charge_id)
+
+    def test_openai_chat_completion_and_its_replay(self):
+        before = self.daily_cost("py-chat")
+        body = chat_completion()
+        request = {"model": "gpt-4o", "max_tokens": 300, "messages": [{"role": "user", "content": "Does the contract renew?"}]}
+        with meter_call(self.metering, user_id="u1", account_id="py-chat", provider="openai", request=request) as call:
+            self.assertEqual(call.held.response.reservation.held_tokens, math.ceil(len(json.dumps([request["messages"]], separators=(",", ":"))) / 4) + 300)
+            recorded = call.record(sdk_object(body))
+        self.assert_charged("py-chat", before, recorded, body["id"], "openai", body["model"], body["usage"], charge_pb2.USAGE_FORMAT_OPENAI_CHAT)
+        after = self.daily_cost("py-chat")
+        again = record_openai(self.metering, sdk_object(body), user_id="u1", account_id="py-chat", reservation_id=call.reservation_id)
+        self.assertTrue(again.replayed)
+        self.assertEqual(again.charge.charge_id, recorded.charge.charge_id)
+        self.assertEqual(self.daily_cost("py-chat"), after)
+
+    def test_openai_chat_stream_asks_for_usage_and_records_the_last_chunk(self):
+        before = self.daily_cost("py-stream")
+        chunks = chat_chunks()
+        with meter_call(self.metering, user_id="u1", account_id="py-stream", provider="openai",
+                        request={"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}], "stream": True}) as call:
+            self.assertEqual(call.request["stream_options"], {"include_usage": True})
+            seen = [c for c in call.stream(sdk_object(chunks))]
+        self.assertEqual([c.model_dump() for c in seen], chunks)
+        self.assert_charged("py-stream", before, call.recorded, chunks[-1]["id"], "openai", chunks[-1]["model"], chunks[-1]["usage"], charge_pb2.USAGE_FORMAT_OPENAI_CHAT)
+
+    def test_openai_responses_and_anthropic_messages_plain_and_streamed(self):
+        before = self.daily_cost("py-mixed")
+        body = response_object()
+        with meter_call(self.metering, user_id="u1", account_id="py-mixed", provider="openai", request={"model": "gpt-4o", "input": "Does it renew?", "max_output_tokens": 200}) as call:
+            recorded = call.record(sdk_object(body))
+        self.assert_charged("py-mixed", before, recorded, body["id"], "openai", body["model"], body["usage"], charge_pb2.USAGE_FORMAT_OPENAI_RESPONSES)
+
+        before = self.daily_cost("py-mixed")
+        message = anthropic_message()
+        with meter_call(self.metering, user_id="u1", account_id="py-mixed", provider="anthropic", request={"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": "Hi"}]}) as call:
+            recorded = call.record(sdk_object(message))
+        self.assert_charged("py-mixed", before, recorded, message["id"], "anthropic", message["model"], message["usage"], charge_pb2.USAGE_FORMAT_ANTHROPIC_MESSAGES)
+
+        before = self.daily_cost("py-mixed")
+        events = anthropic_events()
+        with meter_call(self.metering, user_id="u1", account_id="py-mixed", provider="anthropic", request={"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": "Hi"}], "stream": True}) as call:
+            for _ in call.stream(sdk_object(events)):
+                pass
+        start = events[0]["message"]
+        usage = {**start["usage"], "output_tokens": events[-2]["usage"]["output_tokens"]}
+        self.assert_charged("py-mixed", before, call.recorded, start["id"], "anthropic", start["model"], usage, charge_pb2.USAGE_FORMAT_ANTHROPIC_MESSAGES)
+
+    def test_a_failed_call_and_an_abandoned_stream_release_their_holds(self):
+        with self.assertRaises(RuntimeError):
+            with meter_call(self.metering, user_id="u1", account_id="py-released", provider="openai", request={"model": "gpt-4o", "max_tokens": 50, "messages": []}) as failed:
+                raise RuntimeError("400 invalid_request_error from the provider")
+        with meter_call(self.metering, user_id="u1", account_id="py-released", provider="anthropic", request={"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [], "stream": True}) as abandoned:
+            for _ in abandoned.stream(sdk_object(anthropic_events())):
+                break
+        for call in (failed, abandoned):
+            got = self.metering.call("GetReservation", pb.GetReservationRequest(account_id="py-released", reservation_id=call.reservation_id))
+            self.assertEqual(got.reservation.status, limits_pb2.RESERVATION_STATUS_RELEASED)
+        self.assertEqual(self.daily_cost("py-released"), 0)
+
+    def test_a_denied_budget_raises_before_the_call(self):
+        self.metering.call("PutLimit", pb.PutLimitRequest(account_id="py-broke", period=limits_pb2.LIMIT_PERIOD_DAY, measure=limits_pb2.LIMIT_MEASURE_COST, amount="0.000001"))
+        self.metering.record_charge(user_id="u1", account_id="py-broke", provider="openai", model="gpt-4o", prompt_tokens=100, completion_tokens=200)
+        calls = []
+        with self.assertRaises(BudgetExceeded):
+            with meter_call(self.metering, user_id="u1", account_id="py-broke", provider="openai", request={"model": "gpt-4o", "max_tokens": 50, "messages": []}):
+                calls.append("provider")
+        self.assertEqual(calls, [])
 
 
 class ReadmeTest(unittest.TestCase):

@@ -23,6 +23,8 @@ import { randomUUID } from 'node:crypto';
 import { checkRequest } from './validate';
 
 export { checkRequest, MeteringRequestError } from './validate';
+// Capture without code: the OpenAI and Anthropic SDKs metered (reserve -> call -> record).
+export * from './llm';
 // The contract's messages and enums (ChargeEvent, RecordChargeRequest, UsageFormat...): the installed package carries them.
 export * from '@metering/contracts';
 
