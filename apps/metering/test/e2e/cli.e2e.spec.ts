@@ -295,14 +295,16 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CL
       const refused = await cli('webhooks', 'create', '--account', 'alerty', '--url', 'http://10.0.0.1/hook');
       expect([refused.code, /endpoint\.url: /.test(refused.stderr)]).toEqual([1, true]);
       expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'spend', '--period', 'day')).code).toBe(2);
-      // A balance rule takes amounts only (no period, user, measure or percentages); a spend rule needs its period.
-      expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'balance', '--amounts', '5,1', '--description', 'credits low')).stdout).toMatch(/^created alert rule [0-9a-f-]{36}\n$/);
-      expect((await cli('alerts', 'rules', '--account', 'alerty')).stdout).toMatch(/balance\s+available credit balance falls below\s+1 USD,5 USD\s+credits low/);
-      expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'balance', '--amounts', '5', '--period', 'day')).code).toBe(2);
-      expect((await cli('alerts', 'create', '--account', 'alerty', '--kind', 'spend', '--amounts', '5')).code).toBe(2);
     } finally {
       await new Promise((resolve) => receiver.close(resolve));
     }
+  });
+
+  it('creates a balance alert rule (amounts only) and shows it; a balance rule with --period and a spend rule without one are usage errors', async () => {
+    expect((await cli('alerts', 'create', '--account', 'prepaid', '--kind', 'balance', '--amounts', '5,1', '--description', 'credits low')).stdout).toMatch(/^created alert rule [0-9a-f-]{36}\n$/);
+    expect((await cli('alerts', 'rules', '--account', 'prepaid')).stdout).toMatch(/balance\s+available credit balance falls below\s+1 USD,5 USD\s+credits low/);
+    expect((await cli('alerts', 'create', '--account', 'prepaid', '--kind', 'balance', '--amounts', '5', '--period', 'day')).code).toBe(2);
+    expect((await cli('alerts', 'create', '--account', 'prepaid', '--kind', 'spend', '--amounts', '5')).code).toBe(2);
   });
 
   it('has --help and -h on every command and subcommand (exit code 0)', async () => {
