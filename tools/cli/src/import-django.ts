@@ -1,6 +1,8 @@
 import type { MeteringClient } from '@metering/client';
 import { ChargeType, type KeptCost, PriceOrigin, type RecordChargeRequest, type RecordChargeResult, RequestType } from '@metering/contracts';
 import Decimal from 'decimal.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client as PgClient, escapeIdentifier } from 'pg';
 
 /**
@@ -14,7 +16,10 @@ import { Client as PgClient, escapeIdentifier } from 'pg';
  */
 
 export interface DjangoImportOptions {
-  databaseUrl: string;
+  /** The Django database; or */
+  databaseUrl?: string;
+  /** a folder of its tables exported as CSV (`<table>.csv` with a header row, as psql's \copy ... CSV HEADER writes). */
+  csvDir?: string;
   /** Every row into this account instead of its Django Account's account_number. */
   account: string;
   userFrom: 'id' | 'username' | 'email';
@@ -136,15 +141,14 @@ interface Mapped {
 }
 
 export async function importDjango(client: MeteringClient, o: DjangoImportOptions, progress: (line: string) => void): Promise<DjangoImportReport> {
-  const pg = new PgClient({ connectionString: o.databaseUrl, application_name: 'metering import django' });
-  await pg.connect();
+  const pg = await openSource(o);
   const report: DjangoImportReport = {
     dryRun: !!o.dryRun, keepCosts: !!o.keepCosts,
     markups: { read: 0, set: 0, unchanged: 0, notImported: 0 },
     tables: [], notImported: [], checked: { charges: 0, dailyBillingRecords: 0 }, differences: [], notes: [],
   };
   try {
-    await pg.query('SET TIME ZONE UTC');
+    await pg.query(`SET TIME ZONE ${escapeLiteral('UTC')}`);
     // Read-only, one snapshot: every table is read as of one moment, and nothing can be written.
     await pg.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const exists = async (table: string) => (await pg.query('SELECT to_regclass($1) IS NOT NULL AS ok', [table])).rows[0].ok as boolean;
@@ -446,7 +450,7 @@ export async function importDjango(client: MeteringClient, o: DjangoImportOption
 }
 
 /** LLMPrices -> markups: the default factor of every account for (charge type, provider, model). */
-async function importMarkups(client: MeteringClient, pg: PgClient, o: DjangoImportOptions, report: DjangoImportReport, progress: (line: string) => void) {
+async function importMarkups(client: MeteringClient, pg: Source, o: DjangoImportOptions, report: DjangoImportReport, progress: (line: string) => void) {
   const { rows } = await pg.query(`SELECT r.id::text AS id, r.charge_type, r.provider, r.model, r.price::text AS price FROM ${quoted(o.llmPricesTable)} r ORDER BY r.id`);
   const { markups } = await client.call('listMarkups', { accountId: '', provider: '' });
   const fail = (id: string, reason: string) => {
@@ -488,3 +492,52 @@ async function importMarkups(client: MeteringClient, pg: PgClient, o: DjangoImpo
 
 const escapeLiteral = (s: string) => `'${s.replace(/'/g, "''")}'`;
 const addDays = (day: string, n: number) => new Date(Date.parse(`${day}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
+
+/** What the import reads from: the Django database, or its tables exported as CSV. */
+interface Source {
+  query(text: string, values?: unknown[]): Promise<{ rows: Array<Record<string, any>> }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  end(): Promise<void>;
+}
+
+/** The column types of the Django models' tables, by column name (for CSV files, which carry none). */
+const COLUMN_TYPES: Array<[RegExp, string]> = [
+  [/^(id|.*_id)$/, 'bigint'],
+  [/^(created_at|updated_at|last_login|date_joined)$/, 'timestamptz'],
+  [/^date$/, 'date'],
+  [/^(.*_tokens|response_time_ms)$/, 'integer'],
+  [/^(.*_cost|price)$/, 'numeric'],
+  [/^(was_cached|had_error|is_[a-z_]+)$/, 'boolean'],
+  [/^metadata$/, 'jsonb'],
+];
+
+async function openSource(o: DjangoImportOptions): Promise<Source> {
+  if (!o.csvDir) {
+    const pg = new PgClient({ connectionString: o.databaseUrl, application_name: 'metering import django' });
+    await pg.connect();
+    return { query: (text, values) => pg.query(text, values), end: () => pg.end() };
+  }
+  // CSV: each file becomes a table of an in-memory embedded Postgres (PGlite, the server's own
+  // embedded database), read by Postgres's own CSV parser; then the same SQL runs on it.
+  const { PGlite } = await import('@electric-sql/pglite');
+  const db = new PGlite();
+  // A time without an offset (a database with USE_TZ = False) is in the source's zone.
+  await db.query(`SET TIME ZONE ${escapeLiteral(o.sourceTimeZone)}`);
+  for (const table of new Set([o.chargeTable, o.tokenUsageTable, o.dailyBillingTable, o.llmPricesTable, o.userProfileTable, o.accountTable, o.userTable])) {
+    const file = join(o.csvDir, `${table}.csv`);
+    if (!existsSync(file)) continue;
+    const text = readFileSync(file, 'utf8');
+    const columns = (text.split(/\r?\n/, 1)[0] ?? '').split(',').map((c) => c.trim().replace(/^"(.*)"$/, '$1'));
+    if (!columns.every((c) => /^[a-z_][a-z0-9_]*$/.test(c))) throw new Error(`${file}: the first line must be the header of column names`);
+    const types = columns.map((c) => COLUMN_TYPES.find(([re]) => re.test(c))?.[1] ?? 'text');
+    await db.query(`CREATE TABLE ${quoted(table)} (${columns.map((c, n) => `${escapeIdentifier(c)} ${types[n]}`).join(', ')})`);
+    try {
+      await db.query(`COPY ${quoted(table)} FROM '/dev/blob' WITH (FORMAT csv, HEADER true)`, [], { blob: new Blob([text]) });
+    } catch (err) {
+      throw new Error(`${file}: ${(err as Error).message}`);
+    }
+  }
+  return {
+    query: (text, values) => db.query(text, values) as Promise<{ rows: Array<Record<string, unknown>> }>,
+    end: () => db.close(),
+  };
+}

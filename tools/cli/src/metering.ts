@@ -458,6 +458,7 @@ async function rerate(o: { account: string; from: string; to: string; provider: 
 
 /** `metering import django`: prints what was imported, what was not and why, and the days whose totals differ. */
 async function importDjangoCommand(o: DjangoImportOptions): Promise<void> {
+  if (!o.databaseUrl === !o.csvDir) throw new UsageError('give the Django database with --database-url, or its exported tables with --csv-dir (one of them)');
   const quiet = o.json || !process.stderr.isTTY;
   let report: DjangoImportReport;
   try {
@@ -465,7 +466,7 @@ async function importDjangoCommand(o: DjangoImportOptions): Promise<void> {
   } catch (err) {
     // The source database (not the service) failed: say so, as bad usage when it is an option's fault.
     if ((err as { code?: unknown }).code !== undefined && (err as { metadata?: unknown }).metadata !== undefined) throw err;
-    throw new ReportedFailure(`the Django database: ${(err as Error).message}`);
+    throw new ReportedFailure(`the Django ${o.csvDir ? 'tables' : 'database'}: ${(err as Error).message}`);
   }
   if (!quiet) process.stderr.write('\n');
   if (o.json) printJson(report);
@@ -783,7 +784,8 @@ export function program(): Command {
 
   const imports = command(root, 'import', 'import usage from the system this service replaces');
   command(imports, 'django', 'copy the Django models\' charges, token usage and markups into the service, idempotently, and check the totals per day')
-    .requiredOption('--database-url <url>', 'the Django database (Postgres), e.g. postgres://user@host:5432/db; read only, in one snapshot')
+    .option('--database-url <url>', 'the Django database (Postgres), e.g. postgres://user@host:5432/db; read only, in one snapshot')
+    .option('--csv-dir <dir>', 'instead: a folder of the tables exported as CSV with a header row (<table>.csv, e.g. psql\'s \\copy account_charge TO account_charge.csv CSV HEADER)')
     .addOption(new Option('--keep-costs', 'keep TokenUsage\'s stored costs (ImportCharges, the operator key) instead of pricing every row again'))
     .addOption(new Option('--account <id>', 'import every row into this account').default('', "each row's Account.account_number"))
     .addOption(new Option('--user-from <field>', 'the Django user field that becomes user_id').choices(['id', 'username', 'email']).default('id'))

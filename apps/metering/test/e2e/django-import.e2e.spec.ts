@@ -1,6 +1,8 @@
 import { ChargeType, EstimateCostRequest, GetDailyUsageRequest, ListChargesRequest, PriceOrigin, PricingStatus, RerateMode } from '@metering/contracts';
 import Decimal from 'decimal.js';
 import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -389,7 +391,7 @@ describeEachOf(targets, 'metering import django (needs Postgres and python3-djan
     expect(kept.tables.find((t: { table: string }) => t.table === 'chatbot_tokenusage')).toMatchObject({ imported: 0, alreadyImported: 40, pricedOtherwise: 40 });
   }, 300_000);
 
-  it('maps and reports without writing anything in a dry run, and refuses a database without the tables', async () => {
+  it('maps and reports without writing anything in a dry run, maps the tables exported as CSV the same, and refuses a database without the tables', async () => {
     const dry = await cli(reprice, '--dry-run', '--json', '--account', 'SANDBOX');
     expect(dry.code).toBe(0);
     const report = JSON.parse(dry.stdout);
@@ -397,6 +399,27 @@ describeEachOf(targets, 'metering import django (needs Postgres and python3-djan
     // One account for every row: TokenUsage of users in no account or in two is now mappable.
     expect(report.tables.find((t: { table: string }) => t.table === 'chatbot_tokenusage')).toMatchObject({ read: 46, imported: 43, notImported: 3 });
     expect((await call(reprice.client.getDailyUsage, reprice.client, GetDailyUsageRequest.fromPartial({ accountId: 'SANDBOX', startDate: firstDay, endDate: lastDay }))).usage).toEqual([]);
+    // The same tables exported as CSV (psql's \\copy ... CSV HEADER) map to the same charges: every one is a replay
+    // (same key, same content), none a conflict, and the same rows are reported.
+    const dir = mkdtempSync(join(tmpdir(), 'django-csv-'));
+    try {
+      for (const table of ['account_charge', 'chatbot_tokenusage', 'account_llmprices', 'account_dailybillingrecord', 'account_userprofile', 'account_account', 'auth_user']) {
+        execFileSync('psql', [sourceUrl, '-qc', `\\copy ${table} TO '${join(dir, `${table}.csv`)}' WITH (FORMAT csv, HEADER true)`], { stdio: 'pipe' });
+      }
+      const fromCsv = await run(process.execPath, [CLI, 'import', 'django', '--csv-dir', dir, '--json', '--no-check'], { env: { PATH: process.env.PATH, METERING_ADDRESS: reprice.address }, maxBuffer: 64 << 20 });
+      const csvReport = JSON.parse(fromCsv.stdout);
+      expect(csvReport.tables).toEqual([
+        { table: 'account_charge', read: 86, imported: 0, alreadyImported: 81, pricedOtherwise: 0, notImported: 5 },
+        { table: 'chatbot_tokenusage', read: 46, imported: 0, alreadyImported: 41, pricedOtherwise: 0, notImported: 5 },
+      ]);
+      expect(csvReport.markups).toEqual({ read: 4, set: 0, unchanged: 2, notImported: 2 });
+      expect(csvReport.notImported.map((n: { table: string; id: string }) => `${n.table} ${n.id}`).sort())
+        .toEqual([...unmappable.account_llmprices.map(([id]) => `account_llmprices ${id}`), ...unmappable.account_charge.map(([id]) => `account_charge ${id}`), ...unmappable.chatbot_tokenusage.map(([id]) => `chatbot_tokenusage ${id}`)].sort());
+      const both = await cli(reprice, '--csv-dir', dir);
+      expect([both.code, both.stderr]).toEqual([2, expect.stringContaining('one of them')]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     const missing = await cli(reprice, '--charge-table', 'nope', '--token-usage-table', 'nope2', '--llm-prices-table', 'nope3');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('none of nope, nope2, nope3 exists');
