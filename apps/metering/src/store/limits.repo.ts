@@ -34,10 +34,12 @@ const keyOf = (k: LimitKey) => ({ account_id: k.accountId, user_id: k.userId, pe
 
 /** Creates or changes one limit. */
 export async function putLimit(tx: Tx, limit: Limit): Promise<Limit> {
+  // The time is a parameter: Citus refuses a non-immutable function (now()) in DO UPDATE SET on a distributed table.
+  const now = new Date();
   const [row] = await tx('limits')
-    .insert({ ...keyOf(limit), amount: limit.amount.toFixed() })
+    .insert({ ...keyOf(limit), amount: limit.amount.toFixed(), updated_at: now })
     .onConflict(['account_id', 'user_id', 'period', 'measure', 'enforcement'])
-    .merge({ amount: limit.amount.toFixed(), updated_at: tx.fn.now() })
+    .merge({ amount: limit.amount.toFixed(), updated_at: now })
     .returning(LIMIT_COLUMNS);
   return fromLimitRow(row);
 }

@@ -44,10 +44,12 @@ export async function lockMarkup(tx: Tx, key: MarkupKey): Promise<Markup | undef
 }
 
 export async function upsertMarkup(tx: Tx, m: Markup): Promise<Markup> {
+  // The time is a parameter: Citus refuses a non-immutable function (now()) in DO UPDATE SET.
+  const now = new Date();
   const rows: MarkupRow[] = await tx('markups')
-    .insert({ ...keyOf(m), factor: m.factor.toFixed(), updated_by: m.updatedBy })
+    .insert({ ...keyOf(m), factor: m.factor.toFixed(), updated_by: m.updatedBy, updated_at: now })
     .onConflict(['account_id', 'provider', 'model', 'charge_type'])
-    .merge({ factor: m.factor.toFixed(), updated_by: m.updatedBy, updated_at: tx.fn.now() })
+    .merge({ factor: m.factor.toFixed(), updated_by: m.updatedBy, updated_at: now })
     .returning('*');
   return fromRow(rows[0]);
 }

@@ -59,11 +59,12 @@ export async function lockOperatorPrice(tx: Tx, key: PriceKey): Promise<Operator
 }
 
 export async function upsertOperatorPrice(tx: Tx, p: OperatorPrice): Promise<OperatorPrice> {
-  const values = { rates: JSON.stringify(p.spec), source: p.source, updated_by: p.updatedBy };
+  // The time is a parameter: Citus refuses a non-immutable function (now()) in DO UPDATE SET.
+  const values = { rates: JSON.stringify(p.spec), source: p.source, updated_by: p.updatedBy, updated_at: new Date() };
   const rows: PriceRow[] = await tx('prices')
     .insert({ ...keyOf(p), ...values })
     .onConflict(['account_id', 'provider', 'model', 'effective_time'])
-    .merge({ ...values, updated_at: tx.fn.now() })
+    .merge(values)
     .returning('*');
   return fromRow(rows[0]);
 }
