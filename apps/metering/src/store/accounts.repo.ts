@@ -1,6 +1,7 @@
 import { Dec } from '@metering/pricing';
 import type { ListAccountsQuery } from '@metering/domain';
 import { Db, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 
 /** SQL of accounts: their settings row, and the operator's list of every account the service knows. No business rules. */
 
@@ -12,6 +13,7 @@ export async function upsertAccount(tx: Tx, accountId: string, timeZone: string)
     .onConflict('account_id')
     .merge({ time_zone: timeZone, updated_at: now })
     .returning(['time_zone', 'updated_at']);
+  await bumpSettingsEpoch(tx);
   return { timeZone: row.time_zone, updatedAt: row.updated_at };
 }
 

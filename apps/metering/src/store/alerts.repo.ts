@@ -17,6 +17,7 @@ import {
 import { Dec, formatDecimal } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { Db, statement, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { alertOfData, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 
 /**
@@ -62,6 +63,7 @@ export async function insertRule(tx: Tx, rule: AlertRule, now: Date): Promise<Al
   const [row] = await tx('alert_rules')
     .insert({ account_id: rule.accountId, rule_id: rule.ruleId, description: rule.description, kind: rule.kind, spec: JSON.stringify(specOf(rule)), created_at: now, updated_at: now })
     .returning(RULE_COLUMNS);
+  await bumpSettingsEpoch(tx);
   return fromRuleRow(row);
 }
 
@@ -70,6 +72,7 @@ export async function updateRule(tx: Tx, rule: AlertRule, now: Date): Promise<Al
     .where({ account_id: rule.accountId, rule_id: rule.ruleId, kind: rule.kind })
     .update({ description: rule.description, spec: JSON.stringify(specOf(rule)), updated_at: now })
     .returning(RULE_COLUMNS);
+  if (row) await bumpSettingsEpoch(tx);
   return row ? fromRuleRow(row) : undefined;
 }
 
@@ -79,7 +82,9 @@ export async function ruleKind(db: Db | Tx, accountId: string, ruleId: string): 
 }
 
 export async function deleteRule(tx: Tx, accountId: string, ruleId: string): Promise<boolean> {
-  return (await tx('alert_rules').where({ account_id: accountId, rule_id: ruleId }).delete().returning('rule_id')).length > 0;
+  const deleted = (await tx('alert_rules').where({ account_id: accountId, rule_id: ruleId }).delete().returning('rule_id')).length > 0;
+  if (deleted) await bumpSettingsEpoch(tx);
+  return deleted;
 }
 
 export async function listRules(db: Db | Tx, accountId: string, ruleId?: string): Promise<AlertRule[]> {
@@ -359,28 +364,44 @@ export interface ClaimedDelivery extends Delivery {
 }
 
 /**
- * Claims up to `limit` due deliveries of any account (the dispatcher's sweep,
- * like the reservation sweep, spans accounts), skipping rows another
- * transaction holds: each gets its attempt number and a lease (next_attempt_at
- * = now + leaseMs) that keeps other processes off it until the attempt is
- * logged, or, if this process dies, until the lease ends. Deliveries of a
- * disabled endpoint wait (a test event excepted).
+ * Claims up to `limit` due deliveries (the dispatcher's sweep), skipping rows
+ * another transaction holds: each gets its attempt number and a lease
+ * (next_attempt_at = now + leaseMs) that keeps other processes off it until
+ * the attempt is logged, or, if this process dies, until the lease ends.
+ * Deliveries of a disabled endpoint wait (a test event excepted). Account by
+ * account: the accounts with due deliveries are read first without locks (soonest
+ * due first), then each account's are claimed by a statement filtered on
+ * account_id equality (on Citus, row locks route to one shard).
  */
 export async function claimDue(db: Db, now: Date, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {
+  const { rows: accounts } = await db.raw(
+    `SELECT account_id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+      GROUP BY account_id ORDER BY min(next_attempt_at), account_id LIMIT ?`,
+    [now, limit],
+  );
+  const claimed: ClaimedDelivery[] = [];
+  for (const { account_id: accountId } of accounts as Array<{ account_id: string }>) {
+    if (claimed.length >= limit) break;
+    claimed.push(...(await claimDueOf(db, accountId, now, leaseMs, limit - claimed.length)));
+  }
+  return claimed;
+}
+
+async function claimDueOf(db: Db, accountId: string, now: Date, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {
   const { rows } = await db.raw(
     `WITH due AS (
        SELECT d.account_id, d.delivery_id FROM webhook_deliveries d
          JOIN webhook_endpoints w ON w.account_id = d.account_id AND w.endpoint_id = d.endpoint_id
-        WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND (w.enabled OR d.event_type = ?)
+        WHERE d.account_id = ? AND w.account_id = ? AND d.status = 'pending' AND d.next_attempt_at <= ? AND (w.enabled OR d.event_type = ?)
         ORDER BY d.next_attempt_at
         LIMIT ?
         FOR UPDATE OF d SKIP LOCKED
      )
      UPDATE webhook_deliveries d SET attempt_count = d.attempt_count + 1, next_attempt_at = ?
        FROM due, webhook_endpoints w
-      WHERE d.account_id = due.account_id AND d.delivery_id = due.delivery_id AND w.account_id = d.account_id AND w.endpoint_id = d.endpoint_id
+      WHERE d.account_id = ? AND w.account_id = ? AND d.account_id = due.account_id AND d.delivery_id = due.delivery_id AND w.endpoint_id = d.endpoint_id
      RETURNING d.*, w.url, w.format, w.secret`,
-    [now, TEST_EVENT_TYPE, limit, new Date(now.getTime() + leaseMs)],
+    [accountId, accountId, now, TEST_EVENT_TYPE, limit, new Date(now.getTime() + leaseMs), accountId, accountId],
   );
   return (rows as Array<DeliveryRow & { url: string; format: WebhookFormat; secret: string }>).map((r) => ({
     ...fromDeliveryRow(r),

@@ -1,6 +1,7 @@
 import type { BalanceEntry, BalanceEntryKind, CreditAccount, CreditPolicy, CreditWrites, Grant, GrantKind } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { Db, statement, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 
 /**
  * SQL of prepaid credits (migration 20261202100000_credits): credit_accounts,
@@ -109,16 +110,19 @@ function fromAccountJson(text: string): CreditAccount {
 
 /** Creates an account's credit row (policy deny) unless it exists. Only a new row moves the settings epoch. */
 export async function ensureCreditAccount(tx: Tx, accountId: string, now: Date): Promise<void> {
-  await tx.raw('INSERT INTO credit_accounts (account_id, updated_at) VALUES (?, ?) ON CONFLICT (account_id) DO NOTHING', [accountId, now]);
+  const { rows } = await tx.raw('INSERT INTO credit_accounts (account_id, updated_at) VALUES (?, ?) ON CONFLICT (account_id) DO NOTHING RETURNING 1 AS created', [accountId, now]);
+  if (rows.length > 0) await bumpSettingsEpoch(tx);
 }
 
 /** Sets an account's policy and threshold (creating its row). */
 export async function upsertCreditPolicy(tx: Tx, accountId: string, policy: CreditPolicy, lowThreshold: Dec | undefined, now: Date): Promise<void> {
-  await tx.raw(
+  const { rows } = await tx.raw(
     `INSERT INTO credit_accounts AS a (account_id, policy, low_threshold, updated_at) VALUES (?, ?, ?::numeric, ?)
-     ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy, low_threshold = excluded.low_threshold, updated_at = excluded.updated_at`,
+     ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy, low_threshold = excluded.low_threshold, updated_at = excluded.updated_at
+     RETURNING (xmax = 0) AS created`,
     [accountId, policy, lowThreshold?.toFixed() ?? null, now],
   );
+  if ((rows as Array<{ created: boolean }>)[0]?.created) await bumpSettingsEpoch(tx);
 }
 
 const LOCK_CREDITS_SQL = `WITH acc AS (

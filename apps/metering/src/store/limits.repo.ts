@@ -2,6 +2,7 @@ import { Dec } from '@metering/pricing';
 import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
 import { fromRuleRow } from './alerts.repo';
 import { Db, statement, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { CHECK_CREDITS_SQL, fromCheckCredits } from './credits.repo';
 import { toCounterState } from './ledger.repo';
 
@@ -41,12 +42,15 @@ export async function putLimit(tx: Tx, limit: Limit): Promise<Limit> {
     .onConflict(['account_id', 'user_id', 'period', 'measure', 'enforcement'])
     .merge({ amount: limit.amount.toFixed(), updated_at: now })
     .returning(LIMIT_COLUMNS);
+  await bumpSettingsEpoch(tx);
   return fromLimitRow(row);
 }
 
 export async function deleteLimit(tx: Tx, key: LimitKey): Promise<boolean> {
   // RETURNING rather than the affected-row count, which the embedded driver does not report.
-  return (await tx('limits').where(keyOf(key)).delete().returning('account_id')).length > 0;
+  const deleted = (await tx('limits').where(keyOf(key)).delete().returning('account_id')).length > 0;
+  if (deleted) await bumpSettingsEpoch(tx);
+  return deleted;
 }
 
 /** Every limit of the given scopes of an account ('' = account-wide), in key order. */
@@ -111,6 +115,7 @@ export async function replaceDailyLimits(tx: Tx, limits: DailyLimits): Promise<v
   await tx('limits').where({ account_id: limits.accountId, user_id: limits.userId, period: 'day', enforcement: 'hard' }).delete();
   const rows = limitsOfDaily(limits).map((l) => ({ ...keyOf(l), amount: l.amount.toFixed() }));
   if (rows.length) await tx('limits').insert(rows);
+  await bumpSettingsEpoch(tx);
 }
 
 /** The hard day limits of one scope of an account. */

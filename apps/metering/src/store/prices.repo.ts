@@ -1,6 +1,7 @@
 import type { OperatorPrice, PriceKey } from '@metering/domain';
 import type { PriceRates } from '@metering/pricing';
 import type { Db, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 
 /** SQL of the operator prices (account_id '' = every account). No business rules. */
 
@@ -66,10 +67,12 @@ export async function upsertOperatorPrice(tx: Tx, p: OperatorPrice): Promise<Ope
     .onConflict(['account_id', 'provider', 'model', 'effective_time'])
     .merge(values)
     .returning('*');
+  await bumpSettingsEpoch(tx);
   return fromRow(rows[0]);
 }
 
 export async function deleteOperatorPrice(tx: Tx, key: PriceKey): Promise<OperatorPrice | undefined> {
   const rows: PriceRow[] = await tx('prices').where(keyOf(key)).delete().returning('*');
+  if (rows.length > 0) await bumpSettingsEpoch(tx);
   return rows.length > 0 ? fromRow(rows[0]) : undefined;
 }
