@@ -126,24 +126,29 @@ export async function upsertCreditPolicy(tx: Tx, accountId: string, policy: Cred
 }
 
 const LOCK_CREDITS_SQL = `WITH acc AS (
-    SELECT a.* FROM credit_accounts a WHERE a.account_id = ANY(?::text[]) ORDER BY a.account_id FOR UPDATE
+    SELECT a.* FROM credit_accounts a WHERE a.account_id = ? FOR UPDATE
   ), grants AS (
     SELECT g.* FROM credit_grants g
-     WHERE g.account_id IN (SELECT account_id FROM acc) AND (${OPEN('g')} OR g.grant_id = ANY(?::uuid[]))
-     ORDER BY g.account_id, g.grant_id FOR UPDATE
+     WHERE g.account_id = ? AND EXISTS (SELECT 1 FROM acc) AND (${OPEN('g')} OR g.grant_id = ANY(?::uuid[]))
+     ORDER BY g.grant_id FOR UPDATE
   )
   SELECT 'account' AS kind, ${ACCOUNT_JSON('acc')} AS row FROM acc
   UNION ALL
   SELECT 'grant', ${GRANT_JSON('grants')} FROM grants`;
 
 /**
- * Locks the credit rows of accounts, in the lock order: their credit_accounts
- * rows (account order), then their open grants and any named ones (account,
- * grant id). One statement. Accounts without a row return nothing.
+ * Locks the credit rows of accounts, in the lock order: account by account (id
+ * order), its credit_accounts row, then its open grants and any named ones
+ * (grant id order). One statement per account, filtered on account_id
+ * equality (on Citus a row lock routes to one shard). Accounts without a row
+ * return nothing.
  */
 export async function lockCredits(tx: Tx, accountIds: string[], grantIds: string[] = []): Promise<{ accounts: Map<string, CreditAccount>; grants: Grant[] }> {
-  const { rows } = await statement(tx, 'lock_credits', LOCK_CREDITS_SQL, [[...new Set(accountIds)].sort(), grantIds]);
-  const all = rows as Array<{ kind: string; row: string }>;
+  const all: Array<{ kind: string; row: string }> = [];
+  for (const accountId of [...new Set(accountIds)].sort()) {
+    const { rows } = await statement(tx, 'lock_credits', LOCK_CREDITS_SQL, [accountId, accountId, grantIds]);
+    all.push(...(rows as Array<{ kind: string; row: string }>));
+  }
   const accounts = all.filter((r) => r.kind === 'account').map((r) => fromAccountJson(r.row));
   return { accounts: new Map(accounts.map((a) => [a.accountId, a])), grants: all.filter((r) => r.kind === 'grant').map((r) => fromGrantJson(r.row)) };
 }
@@ -256,10 +261,11 @@ export async function readCredits(db: Db | Tx, accountId: string, month: string)
 /**
  * The part of the CheckLimits read that gives an account's credits: one row
  * (absent without credits) whose text is a JSON object of the policy and the
- * open grants. CHECK_STATE_SQL in limits.repo.ts adds it to its one round trip.
+ * open grants; two parameters, the account twice (both filters on account_id equality: one
+ * shard on Citus). CHECK_STATE_SQL in limits.repo.ts adds it to its one round trip.
  */
 export const CHECK_CREDITS_SQL = `SELECT 'credits' AS kind, json_build_object('policy', a.policy,
-      'grants', (SELECT coalesce(json_agg(${GRANT_JSON('g')}), '[]') FROM credit_grants g WHERE g.account_id = a.account_id AND ${OPEN('g')}))::text AS user_id
+      'grants', (SELECT coalesce(json_agg(${GRANT_JSON('g')}), '[]') FROM credit_grants g WHERE g.account_id = ? AND ${OPEN('g')}))::text AS user_id
     FROM credit_accounts a WHERE a.account_id = ?`;
 
 export function fromCheckCredits(text: string): { policy: CreditPolicy; grants: Grant[] } {

@@ -157,7 +157,7 @@ export async function readLimitCheckState(
   candidateStarts: string[],
 ): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] } }> {
   const scopes = ['', ...userIds]; // '' = the account
-  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes, accountId]);
+  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes, accountId, accountId]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   const credits = all.find((r) => r.kind === 'credits');
   return {

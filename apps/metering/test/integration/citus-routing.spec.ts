@@ -36,8 +36,6 @@ requirePostgresInCi();
 const NOT_ROUTED: Record<string, string> = {
   'WITH finished AS (': "the ledger's apply statement (RecordCharge, settle, release, expiry): reservations, credit heads and grants updated FROM the batch's JSON rows joined on account_id, with no account_id constant",
   'SELECT c.* FROM charges c': 'the idempotency lookup of a batch: charges joined with unnest(accounts, keys)',
-  "SELECT 'zone' AS kind, time_zone AS user_id": "the credit book read (CHECK_CREDITS_SQL): credit_grants joined on the account row's account_id",
-  'WITH acc AS (': "the credit books' lock (LOCK_CREDITS_SQL): credit_grants joined on the locked credit_accounts rows' account_id",
 };
 
 /**
