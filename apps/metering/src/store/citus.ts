@@ -103,7 +103,14 @@ export async function distributeTables(db: Db): Promise<string[]> {
     }
     return changed;
   });
-  // In a transaction of its own: Citus refuses a function's DDL after a parallel operation on a distributed table.
-  await db.raw('ALTER FUNCTION metering_settings_are(bigint) SET citus.allow_nested_distributed_execution = on');
+  // In a transaction of its own (Citus refuses a function's DDL after a parallel operation on a
+  // distributed table), under the lock and only once (concurrent ALTERs of one function fail).
+  await db.transaction(async (tx) => {
+    await tx.raw('SELECT pg_advisory_xact_lock(?)', [DISTRIBUTE_LOCK]);
+    const { rows: fn } = await tx.raw(`SELECT proconfig FROM pg_proc WHERE oid = 'metering_settings_are(bigint)'::regprocedure`);
+    if (!((fn[0]?.proconfig as string[] | null) ?? []).includes('citus.allow_nested_distributed_execution=on')) {
+      await tx.raw('ALTER FUNCTION metering_settings_are(bigint) SET citus.allow_nested_distributed_execution = on');
+    }
+  });
   return changed;
 }

@@ -186,13 +186,13 @@ export type { CreditWrites };
  */
 export const CREDIT_CTES = (after: string) => `credit_heads AS (
        UPDATE credit_accounts a SET balance = u.balance, last_entry = u.last_entry, updated_at = u.updated_at
-         FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = u.account_id AND ${after}
+         FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = ANY(?::text[]) AND a.account_id = u.account_id AND ${after}
        RETURNING 1
      ), credit_grants_moved AS (
        UPDATE credit_grants g SET spent = g.spent + u.spent, held = g.held + u.held, expired = g.expired + u.expired, voided = g.voided + u.voided,
               void_time = coalesce(g.void_time, u.void_time), void_reason = coalesce(g.void_reason, u.void_reason), void_actor = coalesce(g.void_actor, u.void_actor)
          FROM json_populate_recordset(NULL::credit_grants, ?::json) u
-        WHERE g.account_id = u.account_id AND g.grant_id = u.grant_id AND (SELECT count(*) FROM credit_heads) >= 0
+        WHERE g.account_id = ANY(?::text[]) AND g.account_id = u.account_id AND g.grant_id = u.grant_id AND (SELECT count(*) FROM credit_heads) >= 0
        RETURNING 1
      ), credit_overage_moved AS (
        INSERT INTO credit_overage AS o (account_id, period_start, amount, updated_at)
@@ -202,7 +202,7 @@ export const CREDIT_CTES = (after: string) => `credit_heads AS (
      ), credit_holds_placed AS (
        UPDATE reservations r SET credit_holds = u.credit_holds
          FROM json_populate_recordset(NULL::reservations, ?::json) u
-        WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND (SELECT count(*) FROM credit_overage_moved) >= 0
+        WHERE r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND (SELECT count(*) FROM credit_overage_moved) >= 0
        RETURNING 1
      ), credit_entries_added AS (
        INSERT INTO credit_entries (account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id)
@@ -211,20 +211,28 @@ export const CREDIT_CTES = (after: string) => `credit_heads AS (
        RETURNING 1
      )`;
 
-/** The five JSON parameters of CREDIT_CTES (empty arrays without credit writes: an account without credits writes nothing there). */
-export function creditParams(w: CreditWrites | undefined, now: Date): string[] {
-  if (!w) return ['[]', '[]', '[]', '[]', '[]'];
+/**
+ * The eight parameters of CREDIT_CTES: five JSON arrays (empty without credit writes: an account
+ * without credits writes nothing there), the three UPDATEs' each followed by `accounts`, the
+ * batch's accounts (account_id = ANY(accounts): on Citus the UPDATEs then prune to those accounts'
+ * shards instead of running on every shard).
+ */
+export function creditParams(w: CreditWrites | undefined, now: Date, accounts: string[]): Array<string | string[]> {
+  if (!w) return ['[]', accounts, '[]', accounts, '[]', '[]', accounts, '[]'];
   const c = w.credits;
   return [
     JSON.stringify(w.accounts.map((a) => ({ account_id: a.accountId, balance: a.balance.toFixed(), last_entry: a.lastEntry.toString(), updated_at: now }))),
+    accounts,
     JSON.stringify(
       c.grants.map((g) => ({
         account_id: g.accountId, grant_id: g.grantId, spent: g.spent.toFixed(), held: g.held.toFixed(), expired: g.expired.toFixed(), voided: g.voided.toFixed(),
         void_time: g.voidTime ?? null, void_reason: g.voidTime ? (g.voidReason ?? '') : null, void_actor: g.voidTime ? (g.voidActor ?? '') : null,
       })),
     ),
+    accounts,
     JSON.stringify(c.overage.map((o) => ({ account_id: o.accountId, period_start: o.periodStart, amount: o.amount.toFixed(), updated_at: now }))),
     JSON.stringify(c.holds.map((h) => ({ account_id: h.accountId, reservation_id: h.reservationId, credit_holds: h.holds.map((x) => ({ grant_id: x.grantId, amount: x.amount.toFixed() })) }))),
+    accounts,
     JSON.stringify(
       w.entries.map((e) => ({
         account_id: e.accountId, sequence: e.sequence.toString(), kind: e.kind, entry_time: e.at, grant_id: e.grantId || null, amount: e.amount.toFixed(),

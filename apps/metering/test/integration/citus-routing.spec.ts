@@ -29,14 +29,11 @@ import { chargeRequest, checkRequest } from '../support/requests';
 requirePostgresInCi();
 
 /**
- * Statements known to span shards on Citus (by the first words of their text), with why. Each
- * works there (the suites pass through them) but runs on every shard, in a multi-shard
- * (two-phase commit) transaction: the next step of docs/scaling.md's list.
+ * Statements known to span shards on Citus (by the first words of their text), with why: none
+ * now. The ledger's apply statement and the batch idempotency lookup were here until they took the
+ * batch's accounts as a parameter (account_id = ANY($accounts)).
  */
-const NOT_ROUTED: Record<string, string> = {
-  'WITH finished AS (': "the ledger's apply statement (RecordCharge, settle, release, expiry): reservations, credit heads and grants updated FROM the batch's JSON rows joined on account_id, with no account_id constant",
-  'SELECT c.* FROM charges c': 'the idempotency lookup of a batch: charges joined with unnest(accounts, keys)',
-};
+const NOT_ROUTED: Record<string, string> = {};
 
 /**
  * Reads that span accounts on purpose: the sweeps' first step, which finds the due accounts
