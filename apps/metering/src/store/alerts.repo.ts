@@ -206,7 +206,7 @@ const APPEND_WITH_DELIVERIES_SQL = `WITH ${OUTBOX_CTES('TRUE')}, queued AS (
          SELECT w.account_id, 'msg_' || gen_random_uuid()::text, w.endpoint_id, d.event_type, d.payload, 'pending', 0, d.at, d.at, d.at
            FROM jsonb_to_recordset(?::jsonb) AS d(account_id text, event_type text, payload text, at timestamptz, ord int)
            JOIN webhook_endpoints w ON w.account_id = d.account_id AND w.enabled AND (cardinality(w.event_types) = 0 OR d.event_type = ANY(w.event_types))
-          WHERE (SELECT count(*) FROM inserted) >= 0
+          WHERE w.account_id = ANY(?::text[]) AND (SELECT count(*) FROM inserted) >= 0
           ORDER BY d.ord, w.endpoint_id
        RETURNING 1
      ), standing AS (
@@ -219,7 +219,7 @@ const APPEND_WITH_DELIVERIES_SQL = `WITH ${OUTBOX_CTES('TRUE')}, queued AS (
        RETURNING 1
      ), cleared AS (
        DELETE FROM alert_states t USING standing s
-        WHERE s.direction = 'resolved' AND t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id
+        WHERE s.direction = 'resolved' AND t.account_id = ANY(?::text[]) AND t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id
           AND t.period = s.period AND t.period_start = s.period_start AND t.threshold = s.threshold
        RETURNING 1
      )
@@ -234,7 +234,9 @@ export async function appendEventsWithDeliveries(tx: Tx, events: LedgerEvent[], 
   const alerts = events.filter(isAlert);
   const deliveries = alerts.map((e, ord) => ({ account_id: e.alert.accountId, event_type: typeOf(e), payload: webhookBody(typeOf(e), now, alertData(e.alert)), at: now.toISOString(), ord }));
   const states = alerts.map((e) => stateRow(e.alert, now));
-  await statement(tx, 'append_events_deliveries', APPEND_WITH_DELIVERIES_SQL, [outboxParam(events), JSON.stringify(deliveries), JSON.stringify(states), EVENTS_CHANNEL]);
+  // The alerts' accounts, for account_id = ANY($accounts) (on Citus: the accounts' shards only).
+  const accounts = [...new Set(alerts.map((e) => e.alert.accountId))].sort();
+  await statement(tx, 'append_events_deliveries', APPEND_WITH_DELIVERIES_SQL, [outboxParam(events), JSON.stringify(deliveries), accounts, JSON.stringify(states), accounts, EVENTS_CHANNEL]);
 }
 
 /** Standing alerts whose period may have ended (period_start up to `upTo`, oldest first), with their account's time zone. */
@@ -252,9 +254,9 @@ export async function dropStanding(tx: Tx, alerts: Alert[]): Promise<Alert[]> {
   if (alerts.length === 0) return [];
   const { rows } = await tx.raw(
     `DELETE FROM alert_states t USING jsonb_to_recordset(?::jsonb) AS s(account_id text, rule_id uuid, user_id text, period text, period_start date, threshold text)
-      WHERE t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id AND t.period = s.period AND t.period_start = s.period_start AND t.threshold = s.threshold
+      WHERE t.account_id = ANY(?::text[]) AND t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id AND t.period = s.period AND t.period_start = s.period_start AND t.threshold = s.threshold
      RETURNING t.alert`,
-    [JSON.stringify(alerts.map((a) => stateRow(a, new Date(0))))],
+    [JSON.stringify(alerts.map((a) => stateRow(a, new Date(0)))), [...new Set(alerts.map((a) => a.accountId))].sort()],
   );
   return (rows as Array<{ alert: Record<string, string> }>).map((r) => alertOfData(r.alert));
 }
