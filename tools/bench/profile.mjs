@@ -5,6 +5,9 @@
 // method: recordCharge | recordCharges | checkLimits | getDailyUsage (default checkLimits, 64, 8).
 // METERING_BENCH_DATABASE_URL picks the server (default postgres://postgres@127.0.0.1:5432/postgres);
 // e.g. 'postgresql://postgres@/postgres?host=/var/run/postgresql' for the local Unix socket.
+// A Citus coordinator works too (its admin database has the citus extension and its workers): the
+// database is then created on every node with the extension and the workers added, and the
+// server's migration distributes the tables by account_id (docs/scaling.md).
 // `npm run build` first (it bundles dist/apps/metering/main.js).
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -21,7 +24,33 @@ const [base, query] = adminUrl.split('?');
 const dbUrl = `${base.replace(/\/[^/]*$/, `/${dbName}`)}${query ? `?${query}` : ''}`;
 const admin = new pg.Client({ connectionString: adminUrl });
 await admin.connect();
+const citus = (await admin.query(`SELECT 1 FROM pg_extension WHERE extname = 'citus'`)).rowCount > 0;
+/** The worker nodes' URLs (Citus only): the admin URL with each worker's host and port. */
+const workers = citus
+  ? (await admin.query(`SELECT nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary' AND groupid <> 0 ORDER BY nodeid`)).rows.map((w) => {
+      const u = new URL(adminUrl);
+      u.hostname = w.nodename;
+      u.port = String(w.nodeport);
+      return u.toString();
+    })
+  : [];
+const onNode = async (url, ...sql) => {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    for (const s of sql) await c.query(s);
+  } finally {
+    await c.end();
+  }
+};
 await admin.query(`CREATE DATABASE ${dbName}`);
+if (citus) {
+  for (const w of workers) await onNode(w, `CREATE DATABASE ${dbName}`);
+  for (const node of [adminUrl, ...workers]) await onNode(node.replace(/\/[^/?]*(\?|$)/, `/${dbName}$1`), 'CREATE EXTENSION citus');
+  const coordinator = new URL(adminUrl);
+  await onNode(dbUrl, `SELECT citus_set_coordinator_host('${coordinator.hostname}', ${Number(coordinator.port || 5432)})`,
+    ...workers.map((w) => `SELECT citus_add_node('${new URL(w).hostname}', ${Number(new URL(w).port)})`));
+}
 const dir = join(root, 'dist', 'profile', method);
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
@@ -55,9 +84,10 @@ const result = await new Promise((resolve) => {
 const cpuMs = (cpu() - cpuAtStart) * 1000;
 server.kill('SIGTERM');
 await new Promise((resolve) => server.on('exit', resolve));
-await admin.query(`DROP DATABASE ${dbName}`);
+await admin.query(`DROP DATABASE ${dbName}${citus ? ' WITH (FORCE)' : ''}`);
 await admin.end();
-console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call`);
+for (const w of workers) await onNode(w, `DROP DATABASE ${dbName} WITH (FORCE)`);
+console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call`);
 const profile = join(dir, readdirSync(dir).find((f) => f.endsWith('.cpuprofile')));
 console.log(`profile: ${profile}`);
 console.log(execFileSync(process.execPath, [join(root, 'tools/bench/profile-summary.mjs'), profile, '15'], { encoding: 'utf8' }));

@@ -10,8 +10,10 @@ async function main(): Promise<void> {
   if (process.argv.includes('--migrate-only')) {
     const db = openDatabase(config.database);
     try {
-      await migrate(db);
-      log.info('database migrated', { database: config.database.url ? 'postgres' : config.database.dataDir });
+      // --citus: the database is a Citus coordinator; its tables are distributed by account_id (docs/scaling.md).
+      const citus = process.argv.includes('--citus');
+      await migrate(db, { citus });
+      log.info('database migrated', { database: config.database.url ? 'postgres' : config.database.dataDir, ...(citus ? { citus: 'tables distributed by account_id' } : {}) });
     } finally {
       await closeDatabase(db);
     }

@@ -10,7 +10,7 @@ import {
   validateUsageQuery,
 } from '@metering/domain';
 import { readAccount } from '../store/accounts.repo';
-import { Db, read } from '../store/db';
+import { Db, inTransaction, read } from '../store/db';
 import { findDimensions, queryUsageGroups, sumUsageGroups, upsertDimensions } from '../store/dimensions.repo';
 
 /** Whether fn validates without throwing. */
@@ -37,10 +37,10 @@ export class DimensionsService {
     private readonly clock: () => Date = () => new Date(),
   ) {}
 
-  /** Declares an account's dimensions. The table's trigger moves the settings epoch: every replica's write path sees them at once. */
+  /** Declares an account's dimensions. The write moves the settings epoch: every replica's write path sees them at once. */
   async setDimensions(raw: { accountId: string; tagKeys: string[] }): Promise<DimensionSettings> {
     const d = validateSetDimensions(raw);
-    return read(() => upsertDimensions(this.db, d, this.clock()));
+    return inTransaction(this.db, (tx) => upsertDimensions(tx, d, this.clock()));
   }
 
   async getDimensions(raw: { accountId: string }): Promise<{ dimensions: DimensionSettings; declared: boolean }> {

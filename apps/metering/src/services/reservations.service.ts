@@ -1,17 +1,17 @@
 import { asSeen, encodeReservationPageToken, entriesOf, LedgerChange, LedgerEntries, Reservation, ReservationNotFoundError, ReservationRef, ReservationStateError, validateListReservations, validateReservationRef } from '@metering/domain';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { applyEntries } from '../store/ledger.repo';
-import { findReservation, listOpenReservations, lockDueReservations, lockReservations } from '../store/reservations.repo';
+import { accountsWithDueReservations, findReservation, listOpenReservations, lockDueReservations, lockReservations } from '../store/reservations.repo';
 import { applyBooks, Books } from './credits.service';
 
 export const EXPIRY_BATCH = 500;
 
 /**
- * Locks up to EXPIRY_BATCH held reservations past their expiry (of one
- * account, or of all), skipping any another transaction holds, and returns
- * their expiry as ledger changes: the caller applies them with its own.
+ * Locks up to EXPIRY_BATCH held reservations of the account past their expiry,
+ * skipping any another transaction holds, and returns their expiry as ledger
+ * changes: the caller applies them with its own.
  */
-export async function dueExpiries(tx: Tx, now: Date, accountId?: string): Promise<LedgerChange[]> {
+export async function dueExpiries(tx: Tx, now: Date, accountId: string): Promise<LedgerChange[]> {
   const due = await lockDueReservations(tx, now, EXPIRY_BATCH, accountId);
   return due.map((reservation) => ({ kind: 'hold_expired', reservation, at: now }));
 }
@@ -56,13 +56,30 @@ export class ReservationsService {
     return { reservations, nextPageToken: found.length > q.pageSize ? encodeReservationPageToken(q, reservations[reservations.length - 1]) : '' };
   }
 
-  /** Expires every due reservation, EXPIRY_BATCH per transaction; returns how many. */
+  /**
+   * Expires every due reservation; returns how many. Account by account: the due accounts are
+   * read first without locks, then each account's holds are locked (account_id equality, SKIP
+   * LOCKED) and expired in a transaction of that account alone, EXPIRY_BATCH per transaction, so
+   * that on Citus every transaction routes to one shard.
+   */
   async expireAllDue(): Promise<number> {
+    let total = 0;
+    let after = '';
+    for (;;) {
+      const accounts = await read(() => accountsWithDueReservations(this.db, this.clock(), EXPIRY_BATCH, after));
+      for (const accountId of accounts) total += await this.expireDueOf(accountId);
+      if (accounts.length < EXPIRY_BATCH) return total;
+      after = accounts[accounts.length - 1];
+    }
+  }
+
+  /** Expires the due reservations of one account, EXPIRY_BATCH per transaction. */
+  private async expireDueOf(accountId: string): Promise<number> {
     let total = 0;
     for (;;) {
       const n = await inTransaction(this.db, async (tx) => {
         const now = this.clock();
-        const due = await dueExpiries(tx, now);
+        const due = await dueExpiries(tx, now, accountId);
         // Expired holds on credits end with their reservation (grants locked after the reservations).
         const holding = due.flatMap((c) => (c.kind === 'hold_expired' && c.reservation.creditHolds?.length ? [c.reservation] : []));
         const books = await Books.open(tx, holding.map((r) => r.accountId), now);

@@ -1,15 +1,19 @@
 import { Dec } from '@metering/pricing';
 import type { ListAccountsQuery } from '@metering/domain';
 import { Db, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 
 /** SQL of accounts: their settings row, and the operator's list of every account the service knows. No business rules. */
 
 export async function upsertAccount(tx: Tx, accountId: string, timeZone: string): Promise<{ timeZone: string; updatedAt: Date }> {
+  // The time is a parameter: Citus refuses a non-immutable function (now()) in DO UPDATE SET on a distributed table.
+  const now = new Date();
   const [row] = await tx('accounts')
-    .insert({ account_id: accountId, time_zone: timeZone })
+    .insert({ account_id: accountId, time_zone: timeZone, updated_at: now })
     .onConflict('account_id')
-    .merge({ time_zone: timeZone, updated_at: tx.fn.now() })
+    .merge({ time_zone: timeZone, updated_at: now })
     .returning(['time_zone', 'updated_at']);
+  await bumpSettingsEpoch(tx);
   return { timeZone: row.time_zone, updatedAt: row.updated_at };
 }
 

@@ -17,6 +17,7 @@ import {
 import { Dec, formatDecimal } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { Db, statement, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { alertOfData, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 
 /**
@@ -73,6 +74,7 @@ export async function insertRule(tx: Tx, rule: AlertRule, now: Date): Promise<Al
   const [row] = await tx('alert_rules')
     .insert({ account_id: rule.accountId, rule_id: rule.ruleId, description: rule.description, kind: rule.kind, spec: JSON.stringify(specOf(rule)), created_at: now, updated_at: now })
     .returning(RULE_COLUMNS);
+  await bumpSettingsEpoch(tx);
   return fromRuleRow(row);
 }
 
@@ -81,6 +83,7 @@ export async function updateRule(tx: Tx, rule: AlertRule, now: Date): Promise<Al
     .where({ account_id: rule.accountId, rule_id: rule.ruleId, kind: rule.kind })
     .update({ description: rule.description, spec: JSON.stringify(specOf(rule)), updated_at: now })
     .returning(RULE_COLUMNS);
+  if (row) await bumpSettingsEpoch(tx);
   return row ? fromRuleRow(row) : undefined;
 }
 
@@ -90,7 +93,9 @@ export async function ruleKind(db: Db | Tx, accountId: string, ruleId: string): 
 }
 
 export async function deleteRule(tx: Tx, accountId: string, ruleId: string): Promise<boolean> {
-  return (await tx('alert_rules').where({ account_id: accountId, rule_id: ruleId }).delete().returning('rule_id')).length > 0;
+  const deleted = (await tx('alert_rules').where({ account_id: accountId, rule_id: ruleId }).delete().returning('rule_id')).length > 0;
+  if (deleted) await bumpSettingsEpoch(tx);
+  return deleted;
 }
 
 export async function listRules(db: Db | Tx, accountId: string, ruleId?: string): Promise<AlertRule[]> {
@@ -212,7 +217,7 @@ const APPEND_WITH_DELIVERIES_SQL = `WITH ${OUTBOX_CTES('TRUE')}, queued AS (
          SELECT w.account_id, 'msg_' || gen_random_uuid()::text, w.endpoint_id, d.event_type, d.payload, 'pending', 0, d.at, d.at, d.at
            FROM jsonb_to_recordset(?::jsonb) AS d(account_id text, event_type text, payload text, at timestamptz, ord int)
            JOIN webhook_endpoints w ON w.account_id = d.account_id AND w.enabled AND (cardinality(w.event_types) = 0 OR d.event_type = ANY(w.event_types))
-          WHERE (SELECT count(*) FROM inserted) >= 0
+          WHERE w.account_id = ANY(?::text[]) AND (SELECT count(*) FROM inserted) >= 0
           ORDER BY d.ord, w.endpoint_id
        RETURNING 1
      ), standing AS (
@@ -225,7 +230,7 @@ const APPEND_WITH_DELIVERIES_SQL = `WITH ${OUTBOX_CTES('TRUE')}, queued AS (
        RETURNING 1
      ), cleared AS (
        DELETE FROM alert_states t USING standing s
-        WHERE s.direction = 'resolved' AND t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id
+        WHERE s.direction = 'resolved' AND t.account_id = ANY(?::text[]) AND t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id
           AND t.period = s.period AND t.period_start = s.period_start AND t.threshold = s.threshold
        RETURNING 1
      )
@@ -241,7 +246,9 @@ export async function appendEventsWithDeliveries(tx: Tx, events: LedgerEvent[], 
   const deliveries = alerts.map((e, ord) => ({ account_id: e.alert.accountId, event_type: typeOf(e), payload: webhookBody(typeOf(e), now, alertData(e.alert)), at: now.toISOString(), ord }));
   // BALANCE alerts have no period: what stands of them is kept on the account's credit row (CREDIT_CTES), not here.
   const states = alerts.filter((e) => e.alert.period !== undefined).map((e) => stateRow(e.alert, now));
-  await statement(tx, 'append_events_deliveries', APPEND_WITH_DELIVERIES_SQL, [outboxParam(events), JSON.stringify(deliveries), JSON.stringify(states), EVENTS_CHANNEL]);
+  // The alerts' accounts, for account_id = ANY($accounts) (on Citus: the accounts' shards only).
+  const accounts = [...new Set(alerts.map((e) => e.alert.accountId))].sort();
+  await statement(tx, 'append_events_deliveries', APPEND_WITH_DELIVERIES_SQL, [outboxParam(events), JSON.stringify(deliveries), accounts, JSON.stringify(states), accounts, EVENTS_CHANNEL]);
 }
 
 /** Standing alerts whose period may have ended (period_start up to `upTo`, oldest first), with their account's time zone. */
@@ -259,9 +266,9 @@ export async function dropStanding(tx: Tx, alerts: Alert[]): Promise<Alert[]> {
   if (alerts.length === 0) return [];
   const { rows } = await tx.raw(
     `DELETE FROM alert_states t USING jsonb_to_recordset(?::jsonb) AS s(account_id text, rule_id uuid, user_id text, period text, period_start date, threshold text)
-      WHERE t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id AND t.period = s.period AND t.period_start = s.period_start AND t.threshold = s.threshold
+      WHERE t.account_id = ANY(?::text[]) AND t.account_id = s.account_id AND t.rule_id = s.rule_id AND t.user_id = s.user_id AND t.period = s.period AND t.period_start = s.period_start AND t.threshold = s.threshold
      RETURNING t.alert`,
-    [JSON.stringify(alerts.map((a) => stateRow(a, new Date(0))))],
+    [JSON.stringify(alerts.map((a) => stateRow(a, new Date(0)))), [...new Set(alerts.map((a) => a.accountId))].sort()],
   );
   return (rows as Array<{ alert: Record<string, string> }>).map((r) => alertOfData(r.alert));
 }
@@ -371,28 +378,44 @@ export interface ClaimedDelivery extends Delivery {
 }
 
 /**
- * Claims up to `limit` due deliveries of any account (the dispatcher's sweep,
- * like the reservation sweep, spans accounts), skipping rows another
- * transaction holds: each gets its attempt number and a lease (next_attempt_at
- * = now + leaseMs) that keeps other processes off it until the attempt is
- * logged, or, if this process dies, until the lease ends. Deliveries of a
- * disabled endpoint wait (a test event excepted).
+ * Claims up to `limit` due deliveries (the dispatcher's sweep), skipping rows
+ * another transaction holds: each gets its attempt number and a lease
+ * (next_attempt_at = now + leaseMs) that keeps other processes off it until
+ * the attempt is logged, or, if this process dies, until the lease ends.
+ * Deliveries of a disabled endpoint wait (a test event excepted). Account by
+ * account: the accounts with due deliveries are read first without locks (soonest
+ * due first), then each account's are claimed by a statement filtered on
+ * account_id equality (on Citus, row locks route to one shard).
  */
 export async function claimDue(db: Db, now: Date, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {
+  const { rows: accounts } = await db.raw(
+    `SELECT account_id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+      GROUP BY account_id ORDER BY min(next_attempt_at), account_id LIMIT ?`,
+    [now, limit],
+  );
+  const claimed: ClaimedDelivery[] = [];
+  for (const { account_id: accountId } of accounts as Array<{ account_id: string }>) {
+    if (claimed.length >= limit) break;
+    claimed.push(...(await claimDueOf(db, accountId, now, leaseMs, limit - claimed.length)));
+  }
+  return claimed;
+}
+
+async function claimDueOf(db: Db, accountId: string, now: Date, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {
   const { rows } = await db.raw(
     `WITH due AS (
        SELECT d.account_id, d.delivery_id FROM webhook_deliveries d
          JOIN webhook_endpoints w ON w.account_id = d.account_id AND w.endpoint_id = d.endpoint_id
-        WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND (w.enabled OR d.event_type = ?)
+        WHERE d.account_id = ? AND w.account_id = ? AND d.status = 'pending' AND d.next_attempt_at <= ? AND (w.enabled OR d.event_type = ?)
         ORDER BY d.next_attempt_at
         LIMIT ?
         FOR UPDATE OF d SKIP LOCKED
      )
      UPDATE webhook_deliveries d SET attempt_count = d.attempt_count + 1, next_attempt_at = ?
        FROM due, webhook_endpoints w
-      WHERE d.account_id = due.account_id AND d.delivery_id = due.delivery_id AND w.account_id = d.account_id AND w.endpoint_id = d.endpoint_id
+      WHERE d.account_id = ? AND w.account_id = ? AND d.account_id = due.account_id AND d.delivery_id = due.delivery_id AND w.endpoint_id = d.endpoint_id
      RETURNING d.*, w.url, w.format, w.secret`,
-    [now, TEST_EVENT_TYPE, limit, new Date(now.getTime() + leaseMs)],
+    [accountId, accountId, now, TEST_EVENT_TYPE, limit, new Date(now.getTime() + leaseMs), accountId, accountId],
   );
   return (rows as Array<DeliveryRow & { url: string; format: WebhookFormat; secret: string }>).map((r) => ({
     ...fromDeliveryRow(r),

@@ -197,8 +197,9 @@ export async function findChargesByIdempotencyKeys(tx: Tx, keys: Array<{ account
     tx,
     'find_charges',
     `SELECT c.* FROM charges c
-       JOIN unnest(?::text[], ?::text[]) AS k(account_id, idempotency_key) USING (account_id, idempotency_key)`,
-    [keys.map((k) => k.accountId), keys.map((k) => k.idempotencyKey)],
+       JOIN unnest(?::text[], ?::text[]) AS k(account_id, idempotency_key) USING (account_id, idempotency_key)
+      WHERE c.account_id = ANY(?::text[])`,
+    [keys.map((k) => k.accountId), keys.map((k) => k.idempotencyKey), [...new Set(keys.map((k) => k.accountId))]],
   );
   return (rows as ChargeRow[]).map(fromChargeRow);
 }

@@ -2,6 +2,7 @@ import { remainingOf, type AlertRule, type BalanceEntry, type BalanceEntryKind, 
 import { Dec } from '@metering/pricing';
 import { fromRuleRow } from './alerts.repo';
 import { Db, statement, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 
 /**
  * SQL of prepaid credits (migration 20261202100000_credits): credit_accounts,
@@ -111,24 +112,27 @@ function fromAccountJson(text: string): CreditAccount {
 
 /** Creates an account's credit row (policy deny) unless it exists. Only a new row moves the settings epoch. */
 export async function ensureCreditAccount(tx: Tx, accountId: string, now: Date): Promise<void> {
-  await tx.raw('INSERT INTO credit_accounts (account_id, updated_at) VALUES (?, ?) ON CONFLICT (account_id) DO NOTHING', [accountId, now]);
+  const { rows } = await tx.raw('INSERT INTO credit_accounts (account_id, updated_at) VALUES (?, ?) ON CONFLICT (account_id) DO NOTHING RETURNING 1 AS created', [accountId, now]);
+  if (rows.length > 0) await bumpSettingsEpoch(tx);
 }
 
 /** Sets an account's policy and threshold (creating its row). */
 export async function upsertCreditPolicy(tx: Tx, accountId: string, policy: CreditPolicy, lowThreshold: Dec | undefined, now: Date): Promise<void> {
-  await tx.raw(
+  const { rows } = await tx.raw(
     `INSERT INTO credit_accounts AS a (account_id, policy, low_threshold, updated_at) VALUES (?, ?, ?::numeric, ?)
-     ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy, low_threshold = excluded.low_threshold, updated_at = excluded.updated_at`,
+     ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy, low_threshold = excluded.low_threshold, updated_at = excluded.updated_at
+     RETURNING (xmax = 0) AS created`,
     [accountId, policy, lowThreshold?.toFixed() ?? null, now],
   );
+  if ((rows as Array<{ created: boolean }>)[0]?.created) await bumpSettingsEpoch(tx);
 }
 
 const LOCK_CREDITS_SQL = `WITH acc AS (
-    SELECT a.* FROM credit_accounts a WHERE a.account_id = ANY(?::text[]) ORDER BY a.account_id FOR UPDATE
+    SELECT a.* FROM credit_accounts a WHERE a.account_id = ? FOR UPDATE
   ), grants AS (
     SELECT g.* FROM credit_grants g
-     WHERE g.account_id IN (SELECT account_id FROM acc) AND (${OPEN('g')} OR g.grant_id = ANY(?::uuid[]))
-     ORDER BY g.account_id, g.grant_id FOR UPDATE
+     WHERE g.account_id = ? AND EXISTS (SELECT 1 FROM acc) AND (${OPEN('g')} OR g.grant_id = ANY(?::uuid[]))
+     ORDER BY g.grant_id FOR UPDATE
   )
   SELECT 'account' AS kind, ${ACCOUNT_JSON('acc')} AS row FROM acc
   UNION ALL
@@ -136,7 +140,7 @@ const LOCK_CREDITS_SQL = `WITH acc AS (
   UNION ALL
   SELECT 'rule', json_build_object('account_id', r.account_id, 'rule_id', r.rule_id, 'description', r.description, 'kind', r.kind, 'spec', r.spec,
            'created_at', r.created_at, 'updated_at', r.updated_at)::text
-    FROM alert_rules r WHERE r.account_id IN (SELECT account_id FROM acc) AND r.kind = 'balance'`;
+    FROM alert_rules r WHERE r.account_id = ? AND EXISTS (SELECT 1 FROM acc) AND r.kind = 'balance'`;
 
 type Locked = { accounts: Map<string, CreditAccount>; grants: Grant[] };
 
@@ -150,11 +154,13 @@ const consistent = ({ accounts, grants }: Locked): boolean =>
   );
 
 /**
- * Locks the credit rows of accounts, in the lock order: their credit_accounts
- * rows (account order), then their open grants and any named ones (account,
- * grant id), and reads their BALANCE alert rules (CreditAccount.balanceRules;
- * what stands of them is on the credit row). One statement. Accounts without
- * a row return nothing.
+/**
+ * Locks the credit rows of accounts, in the lock order: account by account (id
+ * order), its credit_accounts row, then its open grants and any named ones
+ * (grant id order), and reads its BALANCE alert rules (CreditAccount.balanceRules;
+ * what stands of them is on the credit row). One statement per account,
+ * filtered on account_id equality (on Citus a row lock routes to one shard).
+ * Accounts without a row return nothing.
  *
  * A lock that waited gives the newest version of the rows it locks, but the
  * rest of the statement reads its snapshot, taken before the wait: a grant
@@ -165,19 +171,24 @@ const consistent = ({ accounts, grants }: Locked): boolean =>
  * everything committed before them (one more round trip, only after such a wait).
  */
 export async function lockCredits(tx: Tx, accountIds: string[], grantIds: string[] = []): Promise<Locked> {
-  const run = async (): Promise<Locked> => {
-    const { rows } = await statement(tx, 'lock_credits', LOCK_CREDITS_SQL, [[...new Set(accountIds)].sort(), grantIds]);
+  const lockOne = async (accountId: string): Promise<Locked> => {
+    const { rows } = await statement(tx, 'lock_credits', LOCK_CREDITS_SQL, [accountId, accountId, grantIds, accountId]);
     const all = rows as Array<{ kind: string; row: string }>;
     const rules = all.filter((r) => r.kind === 'rule').map((r) => fromRuleRow(JSON.parse(r.row)));
     const accounts = all.filter((r) => r.kind === 'account').map((r): CreditAccount => {
       const a = fromAccountJson(r.row);
-      const mine: AlertRule[] = rules.filter((x) => x.accountId === a.accountId);
-      return mine.length ? { ...a, balanceRules: mine } : a;
+      return rules.length ? { ...a, balanceRules: rules } : a;
     });
     return { accounts: new Map(accounts.map((a) => [a.accountId, a])), grants: all.filter((r) => r.kind === 'grant').map((r) => fromGrantJson(r.row)) };
   };
-  const first = await run();
-  return consistent(first) ? first : run();
+  const locked: Locked = { accounts: new Map(), grants: [] };
+  for (const accountId of [...new Set(accountIds)].sort()) {
+    const first = await lockOne(accountId);
+    const one = consistent(first) ? first : await lockOne(accountId);
+    for (const [id, a] of one.accounts) locked.accounts.set(id, a);
+    locked.grants.push(...one.grants);
+  }
+  return locked;
 }
 
 /**
@@ -213,13 +224,13 @@ export type { CreditWrites };
  */
 export const CREDIT_CTES = (after: string) => `credit_heads AS (
        UPDATE credit_accounts a SET balance = u.balance, last_entry = u.last_entry, balance_alerts = coalesce(u.balance_alerts, a.balance_alerts), updated_at = u.updated_at
-         FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = u.account_id AND ${after}
+         FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = ANY(?::text[]) AND a.account_id = u.account_id AND ${after}
        RETURNING 1
      ), credit_grants_moved AS (
        UPDATE credit_grants g SET spent = g.spent + u.spent, held = g.held + u.held, expired = g.expired + u.expired, voided = g.voided + u.voided,
               void_time = coalesce(g.void_time, u.void_time), void_reason = coalesce(g.void_reason, u.void_reason), void_actor = coalesce(g.void_actor, u.void_actor)
          FROM json_populate_recordset(NULL::credit_grants, ?::json) u
-        WHERE g.account_id = u.account_id AND g.grant_id = u.grant_id AND (SELECT count(*) FROM credit_heads) >= 0
+        WHERE g.account_id = ANY(?::text[]) AND g.account_id = u.account_id AND g.grant_id = u.grant_id AND (SELECT count(*) FROM credit_heads) >= 0
        RETURNING 1
      ), credit_overage_moved AS (
        INSERT INTO credit_overage AS o (account_id, period_start, amount, updated_at)
@@ -229,7 +240,7 @@ export const CREDIT_CTES = (after: string) => `credit_heads AS (
      ), credit_holds_placed AS (
        UPDATE reservations r SET credit_holds = u.credit_holds
          FROM json_populate_recordset(NULL::reservations, ?::json) u
-        WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND (SELECT count(*) FROM credit_overage_moved) >= 0
+        WHERE r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND (SELECT count(*) FROM credit_overage_moved) >= 0
        RETURNING 1
      ), credit_entries_added AS (
        INSERT INTO credit_entries (account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id)
@@ -238,22 +249,30 @@ export const CREDIT_CTES = (after: string) => `credit_heads AS (
        RETURNING 1
      )`;
 
-/** The five JSON parameters of CREDIT_CTES (empty arrays without credit writes: an account without credits writes nothing there). */
-export function creditParams(w: CreditWrites | undefined, now: Date): string[] {
-  if (!w) return ['[]', '[]', '[]', '[]', '[]'];
+/**
+ * The eight parameters of CREDIT_CTES: five JSON arrays (empty without credit writes: an account
+ * without credits writes nothing there), the three UPDATEs' each followed by `accounts`, the
+ * batch's accounts (account_id = ANY(accounts): on Citus the UPDATEs then prune to those accounts'
+ * shards instead of running on every shard).
+ */
+export function creditParams(w: CreditWrites | undefined, now: Date, accounts: string[]): Array<string | string[]> {
+  if (!w) return ['[]', accounts, '[]', accounts, '[]', '[]', accounts, '[]'];
   const c = w.credits;
   return [
     JSON.stringify(
       w.accounts.map((a) => ({ account_id: a.accountId, balance: a.balance.toFixed(), last_entry: a.lastEntry.toString(), balance_alerts: a.standingBelow ?? null, updated_at: now })),
     ),
+    accounts,
     JSON.stringify(
       c.grants.map((g) => ({
         account_id: g.accountId, grant_id: g.grantId, spent: g.spent.toFixed(), held: g.held.toFixed(), expired: g.expired.toFixed(), voided: g.voided.toFixed(),
         void_time: g.voidTime ?? null, void_reason: g.voidTime ? (g.voidReason ?? '') : null, void_actor: g.voidTime ? (g.voidActor ?? '') : null,
       })),
     ),
+    accounts,
     JSON.stringify(c.overage.map((o) => ({ account_id: o.accountId, period_start: o.periodStart, amount: o.amount.toFixed(), updated_at: now }))),
     JSON.stringify(c.holds.map((h) => ({ account_id: h.accountId, reservation_id: h.reservationId, credit_holds: h.holds.map((x) => ({ grant_id: x.grantId, amount: x.amount.toFixed() })) }))),
+    accounts,
     JSON.stringify(
       w.entries.map((e) => ({
         account_id: e.accountId, sequence: e.sequence.toString(), kind: e.kind, entry_time: e.at, grant_id: e.grantId || null, amount: e.amount.toFixed(),
@@ -290,10 +309,11 @@ export async function readCredits(db: Db | Tx, accountId: string, month: string)
 /**
  * The part of the CheckLimits read that gives an account's credits: one row
  * (absent without credits) whose text is a JSON object of the policy and the
- * open grants. CHECK_STATE_SQL in limits.repo.ts adds it to its one round trip.
+ * open grants; two parameters, the account twice (both filters on account_id equality: one
+ * shard on Citus). CHECK_STATE_SQL in limits.repo.ts adds it to its one round trip.
  */
 export const CHECK_CREDITS_SQL = `SELECT 'credits' AS kind, json_build_object('policy', a.policy,
-      'grants', (SELECT coalesce(json_agg(${GRANT_JSON('g')}), '[]') FROM credit_grants g WHERE g.account_id = a.account_id AND ${OPEN('g')}))::text AS user_id
+      'grants', (SELECT coalesce(json_agg(${GRANT_JSON('g')}), '[]') FROM credit_grants g WHERE g.account_id = ? AND ${OPEN('g')}))::text AS user_id
     FROM credit_accounts a WHERE a.account_id = ?`;
 
 export function fromCheckCredits(text: string): { policy: CreditPolicy; grants: Grant[] } {

@@ -5,6 +5,7 @@ import { knex, Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
 import pg from 'pg';
 import { lockDataDir } from './data-dir-lock';
+import { distributeTables, isCitus } from './citus';
 import { migrationSource } from './migrations';
 
 export type Db = Knex;
@@ -128,7 +129,6 @@ export async function closeDatabase(db: Db): Promise<void> {
   local.unlock();
 }
 
-/** Applies every pending migration. */
 /** Any constant: the key of the transaction-scoped advisory lock that serializes creating knex's tables. */
 const MIGRATION_TABLES_LOCK = 7_236_913_401;
 
@@ -138,8 +138,12 @@ const MIGRATION_TABLES_LOCK = 7_236_913_401;
  * without a lock, so concurrent first starts failed ("relation knex_migrations_lock already
  * exists") or could insert two lock rows. They are created here first, as knex would, under a
  * transaction-scoped advisory lock (safe behind a transaction pooler).
+ *
+ * On a Citus coordinator (the database has the citus extension) the tables are
+ * then distributed by account_id, those not distributed yet (store/citus.ts);
+ * `options.citus` requires Citus (`npm run migrate -- --citus` fails on plain Postgres).
  */
-export async function migrate(db: Db): Promise<void> {
+export async function migrate(db: Db, options: { citus?: boolean } = {}): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.raw('SELECT pg_advisory_xact_lock(?)', [MIGRATION_TABLES_LOCK]);
     await tx.raw('CREATE TABLE IF NOT EXISTS knex_migrations (id serial PRIMARY KEY, name varchar(255), batch integer, migration_time timestamptz)');
@@ -147,6 +151,11 @@ export async function migrate(db: Db): Promise<void> {
     await tx.raw('INSERT INTO knex_migrations_lock (is_locked) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM knex_migrations_lock)');
   });
   await db.migrate.latest({ migrationSource });
+  if (embedded.has(db)) {
+    if (options.citus) throw new Error('--citus: the embedded database is not a Citus cluster; set DATABASE_URL to the coordinator');
+    return;
+  }
+  if (options.citus || (await isCitus(db))) await distributeTables(db);
 }
 
 /** Reverts every migration (used by tests of the down migrations). */

@@ -3,6 +3,7 @@ import { ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import type { Knex } from 'knex';
 import { Db, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { ROLLUP_COLUMNS } from './usage.repo';
 
 /** SQL of declared dimensions (account_dimensions) and of the dimension rollups (dimension_usage; ledger.repo.ts writes them). No business rules. */
@@ -13,13 +14,17 @@ export async function findDimensions(db: Db | Tx, accountId: string): Promise<Di
   return row ? { accountId: row.account_id, tagKeys: row.tag_keys, updateTime: row.update_time } : undefined;
 }
 
-/** Declares an account's dimensions (replacing what was declared). */
-export async function upsertDimensions(db: Db | Tx, d: DimensionSettings, now: Date): Promise<DimensionSettings> {
-  const [row] = await db('account_dimensions')
+/**
+ * Declares an account's dimensions (replacing what was declared) and moves the settings epoch
+ * (besides the table's trigger, which a Citus database drops: store/citus.ts).
+ */
+export async function upsertDimensions(tx: Tx, d: DimensionSettings, now: Date): Promise<DimensionSettings> {
+  const [row] = await tx('account_dimensions')
     .insert({ account_id: d.accountId, tag_keys: d.tagKeys, update_time: now })
     .onConflict('account_id')
     .merge(['tag_keys', 'update_time'])
     .returning(['account_id', 'tag_keys', 'update_time']);
+  await bumpSettingsEpoch(tx);
   return { accountId: row.account_id, tagKeys: row.tag_keys, updateTime: row.update_time };
 }
 

@@ -87,13 +87,15 @@ const reservationRows = (entries: LedgerEntries) =>
  * credits.repo.ts: five parameters, empty for accounts without credits), then
  * daily_usage, then dimension_usage (accounts with declared dimensions; an
  * empty array for the others), then usage_counters (RETURNING the counters
- * as they now are). Nine parameters, each a JSON array, in that order. The text is constant:
+ * as they now are). The parameters, in that order: JSON arrays, each UPDATE's
+ * followed by the batch's accounts (account_id = ANY(accounts): one shard per
+ * account on Citus). The text is constant:
  * nothing is built per call.
  */
 const APPLY_CTES = `finished AS (
        UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
          FROM json_populate_recordset(NULL::reservations, ?::json) u
-        WHERE r.account_id = u.account_id AND r.reservation_id = u.reservation_id
+        WHERE r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id
        RETURNING 1
      ), ${CREDIT_CTES('(SELECT count(*) FROM finished) >= 0')}, daily AS (
        INSERT INTO daily_usage AS d (${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])})
@@ -142,9 +144,21 @@ const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${list([...COUNTER_KEY, ...COUNTER_
  */
 export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, eventsAfter?: (counters: CounterState[]) => LedgerEvent[], credits?: CreditWrites): Promise<CounterState[]> {
   if (!credits && entries.reservations.length + entries.rollups.length + entries.counters.length + entries.events.length === 0) return [];
+  // The batch's accounts, for the UPDATEs' account_id = ANY($accounts) (one shard per account on Citus).
+  const accounts = [
+    ...new Set([
+      ...entries.reservations.map((e) => e.ref.accountId),
+      ...entries.rollups.map((d) => d.accountId),
+      ...entries.counters.map((d) => d.key.accountId),
+      ...(credits?.accounts.map((a) => a.accountId) ?? []),
+      ...(credits?.credits.grants.map((g) => g.accountId) ?? []),
+      ...(credits?.credits.holds.map((h) => h.accountId) ?? []),
+    ]),
+  ].sort();
   const writes = [
     JSON.stringify(reservationRows(entries)),
-    ...creditParams(credits, now),
+    accounts,
+    ...creditParams(credits, now, accounts),
     JSON.stringify(rollupRows(entries, now)),
     JSON.stringify(dimensionRows(entries, now)),
     JSON.stringify(entries.counters.map((d) => counterRow(d, now))),

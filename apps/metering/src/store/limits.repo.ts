@@ -2,6 +2,7 @@ import { Dec } from '@metering/pricing';
 import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
 import { fromRuleRow } from './alerts.repo';
 import { Db, statement, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { CHECK_CREDITS_SQL, fromCheckCredits } from './credits.repo';
 import { toCounterState } from './ledger.repo';
 
@@ -34,17 +35,22 @@ const keyOf = (k: LimitKey) => ({ account_id: k.accountId, user_id: k.userId, pe
 
 /** Creates or changes one limit. */
 export async function putLimit(tx: Tx, limit: Limit): Promise<Limit> {
+  // The time is a parameter: Citus refuses a non-immutable function (now()) in DO UPDATE SET on a distributed table.
+  const now = new Date();
   const [row] = await tx('limits')
-    .insert({ ...keyOf(limit), amount: limit.amount.toFixed() })
+    .insert({ ...keyOf(limit), amount: limit.amount.toFixed(), updated_at: now })
     .onConflict(['account_id', 'user_id', 'period', 'measure', 'enforcement'])
-    .merge({ amount: limit.amount.toFixed(), updated_at: tx.fn.now() })
+    .merge({ amount: limit.amount.toFixed(), updated_at: now })
     .returning(LIMIT_COLUMNS);
+  await bumpSettingsEpoch(tx);
   return fromLimitRow(row);
 }
 
 export async function deleteLimit(tx: Tx, key: LimitKey): Promise<boolean> {
   // RETURNING rather than the affected-row count, which the embedded driver does not report.
-  return (await tx('limits').where(keyOf(key)).delete().returning('account_id')).length > 0;
+  const deleted = (await tx('limits').where(keyOf(key)).delete().returning('account_id')).length > 0;
+  if (deleted) await bumpSettingsEpoch(tx);
+  return deleted;
 }
 
 /** Every limit of the given scopes of an account ('' = account-wide), in key order. */
@@ -112,6 +118,7 @@ export async function replaceDailyLimits(tx: Tx, limits: DailyLimits): Promise<v
   await tx('limits').where({ account_id: limits.accountId, user_id: limits.userId, period: 'day', enforcement: 'hard' }).delete();
   const rows = limitsOfDaily(limits).map((l) => ({ ...keyOf(l), amount: l.amount.toFixed() }));
   if (rows.length) await tx('limits').insert(rows);
+  await bumpSettingsEpoch(tx);
 }
 
 /** The hard day limits of one scope of an account. */
@@ -153,7 +160,7 @@ export async function readLimitCheckState(
   candidateStarts: string[],
 ): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] } }> {
   const scopes = ['', ...userIds]; // '' = the account
-  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes, accountId]);
+  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes, accountId, accountId]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   const credits = all.find((r) => r.kind === 'credits');
   return {

@@ -1,6 +1,7 @@
 import { Dec } from '@metering/pricing';
 import type { ChargeType, Markup, MarkupKey } from '@metering/domain';
 import type { Db, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 
 /** SQL of the markups table (the Django models' LLMPrices; account_id '' = the default of every account). No business rules. */
 
@@ -44,11 +45,14 @@ export async function lockMarkup(tx: Tx, key: MarkupKey): Promise<Markup | undef
 }
 
 export async function upsertMarkup(tx: Tx, m: Markup): Promise<Markup> {
+  // The time is a parameter: Citus refuses a non-immutable function (now()) in DO UPDATE SET.
+  const now = new Date();
   const rows: MarkupRow[] = await tx('markups')
-    .insert({ ...keyOf(m), factor: m.factor.toFixed(), updated_by: m.updatedBy })
+    .insert({ ...keyOf(m), factor: m.factor.toFixed(), updated_by: m.updatedBy, updated_at: now })
     .onConflict(['account_id', 'provider', 'model', 'charge_type'])
-    .merge({ factor: m.factor.toFixed(), updated_by: m.updatedBy, updated_at: tx.fn.now() })
+    .merge({ factor: m.factor.toFixed(), updated_by: m.updatedBy, updated_at: now })
     .returning('*');
+  await bumpSettingsEpoch(tx);
   return fromRow(rows[0]);
 }
 
@@ -61,5 +65,6 @@ export async function listMarkups(db: Db, filter: { accountId: string; provider?
 export async function deleteMarkup(tx: Tx, key: MarkupKey): Promise<Markup | undefined> {
   // RETURNING rather than the affected-row count, which the embedded driver does not report.
   const rows: MarkupRow[] = await tx('markups').where(keyOf(key)).delete().returning('*');
+  if (rows.length > 0) await bumpSettingsEpoch(tx);
   return rows.length > 0 ? fromRow(rows[0]) : undefined;
 }

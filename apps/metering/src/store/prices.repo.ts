@@ -1,6 +1,7 @@
 import type { OperatorPrice, PriceKey } from '@metering/domain';
 import type { PriceRates } from '@metering/pricing';
 import type { Db, Tx } from './db';
+import { bumpSettingsEpoch } from './settings-epoch.repo';
 
 /** SQL of the operator prices (account_id '' = every account). No business rules. */
 
@@ -59,16 +60,19 @@ export async function lockOperatorPrice(tx: Tx, key: PriceKey): Promise<Operator
 }
 
 export async function upsertOperatorPrice(tx: Tx, p: OperatorPrice): Promise<OperatorPrice> {
-  const values = { rates: JSON.stringify(p.spec), source: p.source, updated_by: p.updatedBy };
+  // The time is a parameter: Citus refuses a non-immutable function (now()) in DO UPDATE SET.
+  const values = { rates: JSON.stringify(p.spec), source: p.source, updated_by: p.updatedBy, updated_at: new Date() };
   const rows: PriceRow[] = await tx('prices')
     .insert({ ...keyOf(p), ...values })
     .onConflict(['account_id', 'provider', 'model', 'effective_time'])
-    .merge({ ...values, updated_at: tx.fn.now() })
+    .merge(values)
     .returning('*');
+  await bumpSettingsEpoch(tx);
   return fromRow(rows[0]);
 }
 
 export async function deleteOperatorPrice(tx: Tx, key: PriceKey): Promise<OperatorPrice | undefined> {
   const rows: PriceRow[] = await tx('prices').where(keyOf(key)).delete().returning('*');
+  if (rows.length > 0) await bumpSettingsEpoch(tx);
   return rows.length > 0 ? fromRow(rows[0]) : undefined;
 }

@@ -109,31 +109,55 @@ export async function listOpenReservations(db: Db, q: ListReservationsQuery, now
   return rows.map(fromReservationRow);
 }
 
-/** Locks reservations for update in (account, id) order, so that concurrent settlers cannot deadlock. */
+/**
+ * Locks reservations for update in (account, id) order, so that concurrent settlers cannot
+ * deadlock: one statement per account, filtered on account_id equality (on Citus a row lock
+ * must route to one shard: FOR UPDATE across shards is refused), accounts in id order.
+ */
 export async function lockReservations(tx: Tx, refs: ReservationRef[]): Promise<Reservation[]> {
-  if (refs.length === 0) return [];
-  const { rows } = await statement(
-    tx,
-    'lock_reservations',
-    `SELECT r.* FROM reservations r
-       JOIN unnest(?::text[], ?::uuid[]) AS k(account_id, reservation_id) USING (account_id, reservation_id)
-      ORDER BY r.account_id, r.reservation_id
-        FOR UPDATE OF r`,
-    [refs.map((r) => r.accountId), refs.map((r) => r.reservationId)],
-  );
-  return (rows as ReservationRow[]).map(fromReservationRow);
+  const byAccount = new Map<string, string[]>();
+  for (const r of refs) byAccount.set(r.accountId, [...(byAccount.get(r.accountId) ?? []), r.reservationId]);
+  const locked: Reservation[] = [];
+  for (const accountId of [...byAccount.keys()].sort()) {
+    const { rows } = await statement(
+      tx,
+      'lock_reservations',
+      `SELECT r.* FROM reservations r WHERE r.account_id = ? AND r.reservation_id = ANY(?::uuid[]) ORDER BY r.reservation_id FOR UPDATE OF r`,
+      [accountId, byAccount.get(accountId)],
+    );
+    locked.push(...(rows as ReservationRow[]).map(fromReservationRow));
+  }
+  return locked;
 }
 
 /**
- * Locks up to `limit` held reservations whose expiry has passed (of one
- * account, or of all), skipping rows another transaction holds (it is
- * settling, releasing or expiring them), in (account, id) order. Without an
- * account (the sweeper) this statement spans accounts: on a cluster
- * distributed by account_id it needs a per-account form.
+ * Locks up to `limit` held reservations of one account whose expiry has passed,
+ * skipping rows another transaction holds (it is settling, releasing or expiring
+ * them), in id order. Per account (account_id equality): on Citus a row lock
+ * routes to one shard.
  */
-export async function lockDueReservations(tx: Tx, now: Date, limit: number, accountId?: string): Promise<Reservation[]> {
-  const query = tx('reservations').where('status', 'held').where('expire_time', '<=', now);
-  if (accountId !== undefined) query.where('account_id', accountId);
-  const rows: ReservationRow[] = await query.orderBy(['account_id', 'reservation_id']).limit(limit).forUpdate().skipLocked();
+export async function lockDueReservations(tx: Tx, now: Date, limit: number, accountId: string): Promise<Reservation[]> {
+  const rows: ReservationRow[] = await tx('reservations')
+    .where({ account_id: accountId, status: 'held' })
+    .where('expire_time', '<=', now)
+    .orderBy('reservation_id')
+    .limit(limit)
+    .forUpdate()
+    .skipLocked();
   return rows.map(fromReservationRow);
+}
+
+/**
+ * Up to `limit` accounts with held reservations past their expiry, after `after`, in id order,
+ * read without locks (on Citus this read spans every shard; the locks are then taken per account).
+ */
+export async function accountsWithDueReservations(db: Db, now: Date, limit: number, after = ''): Promise<string[]> {
+  const rows: Array<{ account_id: string }> = await db('reservations')
+    .distinct('account_id')
+    .where('status', 'held')
+    .where('expire_time', '<=', now)
+    .where('account_id', '>', after)
+    .orderBy('account_id')
+    .limit(limit);
+  return rows.map((r) => r.account_id);
 }

@@ -9,7 +9,7 @@ import { UsageService } from '../../src/services/usage.service';
 import { closeDatabase, Db, migrate, openDatabase, rollbackAll } from '../../src/store/db';
 import { appendEvents, NewEvent, readEvents } from '../../src/store/events.repo';
 import { expectRollupsMatchCharges } from '../support/consistency';
-import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
 
 /**
  * The services and the Knex store against real databases: the embedded one
@@ -70,7 +70,8 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     await tdb?.drop();
   });
 
-  it('migrates down and up again', async () => {
+  // Not on Citus: a distributed database is not migrated down (docs/scaling.md; the step dropped the epoch triggers the down migrations drop).
+  (onCitus() ? it.skip : it)('migrates down and up again', async () => {
     await rollbackAll(db);
     expect(await db.schema.hasTable('charges')).toBe(false);
     await migrate(db);
@@ -144,7 +145,8 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     expect(await count('charges')).toBe(before);
   });
 
-  it('changes the charge and its rollups in one transaction: a failing rollup leaves no charge', async () => {
+  // Its fault is injected by a trigger on daily_usage, which Citus does not support on a distributed table.
+  (onCitus() ? it.skip : it)('changes the charge and its rollups in one transaction: a failing rollup leaves no charge', async () => {
     await db.raw(`CREATE FUNCTION fail_rollup() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'rollup failed'; END $$`);
     await db.raw(`CREATE TRIGGER fail_rollup BEFORE INSERT ON daily_usage FOR EACH ROW WHEN (NEW.model = 'doomed') EXECUTE FUNCTION fail_rollup()`);
     try {

@@ -4,7 +4,7 @@ import { ChargesService } from '../../src/services/charges.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { expectRollupsMatchCharges } from '../support/consistency';
-import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
 
 /**
  * The write path on real databases: group commit of concurrent RecordCharge
@@ -71,7 +71,8 @@ describe.each(databaseTargets())('write path on $name', (target) => {
     await expectRollupsMatchCharges(db, 'batch');
   });
 
-  it('fails exactly the calls of a failed transaction, retry-safe: the failed ones are absent, the acknowledged ones present once', async () => {
+  // Its fault is injected by a trigger on daily_usage, which Citus does not support on a distributed table.
+  (onCitus() ? it.skip : it)('fails exactly the calls of a failed transaction, retry-safe: the failed ones are absent, the acknowledged ones present once', async () => {
     await db.raw(`CREATE FUNCTION fail_doomed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'doomed'; END $$`);
     await db.raw(`CREATE TRIGGER fail_doomed BEFORE INSERT ON daily_usage FOR EACH ROW WHEN (NEW.model = 'doomed') EXECUTE FUNCTION fail_doomed()`);
     try {

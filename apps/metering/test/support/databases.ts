@@ -19,6 +19,18 @@ import { PGBOUNCER_BIN, PgBouncer } from './pgbouncer';
  * METERING_LISTEN_DATABASE_URL); the embedded target is left out then.
  */
 export const PG_URL_VAR = 'METERING_TEST_DATABASE_URL';
+/**
+ * A Citus coordinator (postgres://user@host:port/db, its workers added with
+ * citus_add_node in that database). When set, the Postgres target is a Citus
+ * cluster instead (and the embedded target is left out): each test file gets
+ * a fresh database on the coordinator and on every worker, with the citus
+ * extension and the workers added; the server's migrate() distributes its
+ * tables by account_id (store/citus.ts). Not in CI, which cannot install Citus.
+ */
+export const CITUS_URL_VAR = 'METERING_TEST_CITUS_URL';
+
+/** Whether the suites run against Citus (METERING_TEST_CITUS_URL is set). */
+export const onCitus = (): boolean => Boolean(process.env[CITUS_URL_VAR]);
 
 export interface TestDatabase {
   config: DatabaseConfig;
@@ -55,6 +67,58 @@ async function createPostgres(adminUrl: string): Promise<TestDatabase> {
   };
 }
 
+const withDatabase = (base: string, database: string): string => {
+  const url = new URL(base);
+  url.pathname = `/${database}`;
+  return url.toString();
+};
+
+async function onNode<T>(url: string, fn: (db: ReturnType<typeof knex>) => Promise<T>): Promise<T> {
+  const db = knex({ client: 'pg', connection: url, pool: { min: 0, max: 1 } });
+  try {
+    return await fn(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+/**
+ * A fresh database on a Citus cluster: created on the coordinator and on each
+ * worker (the workers listed in the coordinator's pg_dist_node; Citus 13 does
+ * not propagate CREATE DATABASE by default), with the citus extension on
+ * every node, the coordinator's host set and the workers added. Its tables are
+ * distributed when the server migrates it. Dropped on every node.
+ */
+async function createCitus(adminUrl: string): Promise<TestDatabase> {
+  const name = `metering_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const coordinator = new URL(adminUrl);
+  const workers: Array<{ host: string; port: number }> = await onNode(adminUrl, async (db) =>
+    (await db.raw(`SELECT nodename AS host, nodeport AS port FROM pg_dist_node WHERE noderole = 'primary' AND groupid <> 0 ORDER BY nodeid`)).rows,
+  );
+  if (workers.length === 0) throw new Error(`${CITUS_URL_VAR}: the coordinator has no workers (citus_add_node) in ${coordinator.pathname}`);
+  const nodeUrl = (w: { host: string; port: number }) => {
+    const u = new URL(adminUrl);
+    u.hostname = w.host;
+    u.port = String(w.port);
+    return u.toString();
+  };
+  const nodes = [adminUrl, ...workers.map(nodeUrl)];
+  for (const node of nodes) {
+    await onNode(node, (db) => db.raw('CREATE DATABASE ??', [name]));
+    await onNode(withDatabase(node, name), (db) => db.raw('CREATE EXTENSION citus'));
+  }
+  await onNode(withDatabase(adminUrl, name), async (db) => {
+    await db.raw('SELECT citus_set_coordinator_host(?, ?)', [coordinator.hostname, Number(coordinator.port || 5432)]);
+    for (const w of workers) await db.raw('SELECT citus_add_node(?, ?)', [w.host, w.port]);
+  });
+  return {
+    config: { url: withDatabase(adminUrl, name), dataDir: '', poolMax: 10 },
+    drop: async () => {
+      for (const node of nodes) await onNode(node, (db) => db.raw('DROP DATABASE IF EXISTS ?? WITH (FORCE)', [name]));
+    },
+  };
+}
+
 function createPglite(): Promise<TestDatabase> {
   const dir = mkdtempSync(join(tmpdir(), 'metering-pglite-'));
   return Promise.resolve({
@@ -64,6 +128,8 @@ function createPglite(): Promise<TestDatabase> {
 }
 
 export function databaseTargets(): DatabaseTarget[] {
+  const citus = process.env[CITUS_URL_VAR];
+  if (citus) return [{ name: 'postgres', create: () => createCitus(citus) }];
   const targets: DatabaseTarget[] = PGBOUNCER_BIN ? [] : [{ name: 'pglite', create: createPglite }];
   const url = process.env[PG_URL_VAR];
   if (url) targets.push({ name: 'postgres', create: () => createPostgres(url) });
