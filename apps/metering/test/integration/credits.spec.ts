@@ -9,7 +9,7 @@ import { RerateService } from '../../src/services/rerate.service';
 import { ReservationsService } from '../../src/services/reservations.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { expectBalanceIdentity, expectRollupsMatchCharges } from '../support/consistency';
-import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest, checkRequest } from '../support/requests';
 
 /**
@@ -396,7 +396,8 @@ describe.each(databaseTargets())('credits on $name', (target) => {
     await expectBalanceIdentity(db, a);
   });
 
-  it('a charge that waited for the credit lock of a CreateGrant sees the new grant (the lock read runs again when the grants read do not add up to the balance)', async () => {
+  // Skipped on Citus: the lock waits happen on a worker, which this test's pg_stat_activity (the coordinator's) does not show.
+  (onCitus() ? it.skip : it)('a charge that waited for the credit lock of a CreateGrant sees the new grant (the lock read runs again when the grants read do not add up to the balance)', async () => {
     if (target.name !== 'postgres') return; // one connection on the embedded database: nothing waits
     const a = 'lock-wait';
     await grant(a, 'g0', '0.001');
