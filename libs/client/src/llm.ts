@@ -311,12 +311,17 @@ class Meter {
       usageFormat: spec.format,
       reservationId: reservationId ?? '',
     };
+    let recorded: RecordChargeResponse;
     try {
-      o.onRecorded?.(await o.metering.recordCharge(charge));
+      // Not `o.onRecorded?.(await ...)`: optional chaining skips its arguments, so without the
+      // callback the charge was never sent (the outage test, whose wrapper has no onRecorded, caught it).
+      recorded = await o.metering.recordCharge(charge);
     } catch (err) {
       if (!isOutage(err)) throw new MeteringRecordError(`the charge was refused: ${(err as ServiceError).details || (err as Error).message}`, charge, result, err);
       if (!this.queue.enqueue(charge)) throw new MeteringRecordError(`metering unavailable and its retry queue is full: the charge was not kept`, charge, result, err);
+      return;
     }
+    o.onRecorded?.(recorded);
   }
 
   /** Frees a hold; a release that fails is left to the hold's expiry. */
