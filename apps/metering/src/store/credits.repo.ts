@@ -1,4 +1,4 @@
-import { remainingOf, type AlertRule, type BalanceEntry, type BalanceEntryKind, type CreditAccount, type CreditPolicy, type CreditWrites, type Grant, type GrantKind, type StandingBelow } from '@metering/domain';
+import { remainingOf, type BalanceEntry, type BalanceEntryKind, type CreditAccount, type CreditPolicy, type CreditWrites, type Grant, type GrantKind, type StandingBelow } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { fromRuleRow } from './alerts.repo';
 import { Db, statement, Tx } from './db';
