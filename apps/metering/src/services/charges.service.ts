@@ -48,6 +48,16 @@ export interface RecordChargeResult {
 export type BatchItemResult = RecordChargeResult | DomainError;
 
 
+/** A batch item's validation: the input, or the domain error that item alone fails with. */
+function orDomainError(validate: () => ChargeInput): ChargeInput | DomainError {
+  try {
+    return validate();
+  } catch (err) {
+    if (err instanceof DomainError) return err;
+    throw err;
+  }
+}
+
 /** At most this many charges are written in one transaction. */
 export const MAX_BATCH = 1000;
 
@@ -98,18 +108,7 @@ export class ChargesService {
   /** A batch of up to MAX_BATCH charges: invalid ones fail alone; the valid ones are written in one transaction. */
   async recordCharges(raws: RecordChargeRequestInput[], apiKeyId = ''): Promise<BatchItemResult[]> {
     const now = this.clock();
-    const validated = raws.map((raw): ChargeInput | DomainError => {
-      try {
-        return validateRecordCharge(raw, now, apiKeyId);
-      } catch (err) {
-        if (err instanceof DomainError) return err;
-        throw err;
-      }
-    });
-    const valid = validated.filter((v): v is ChargeInput => !(v instanceof DomainError));
-    const written = valid.length ? await this.write(valid) : [];
-    let next = 0;
-    return validated.map((v) => (v instanceof DomainError ? v : written[next++]));
+    return this.writeValid(raws.map((raw) => orDomainError(() => validateRecordCharge(raw, now, apiKeyId))));
   }
 
   /**
@@ -120,17 +119,19 @@ export class ChargesService {
   async importCharges(raws: ImportedChargeInput[]): Promise<BatchItemResult[]> {
     const now = this.clock();
     const kept = new Map<string, KeptPricing>();
-    const validated = raws.map((raw): ChargeInput | DomainError => {
-      try {
+    const validated = raws.map((raw) =>
+      orDomainError(() => {
         const { input, kept: cost } = validateImportedCharge(raw, now);
         // The first charge of a key decides (the others of the batch are its replays or conflicts).
         if (cost && !kept.has(chargeKey(input))) kept.set(chargeKey(input), cost);
         return input;
-      } catch (err) {
-        if (err instanceof DomainError) return err;
-        throw err;
-      }
-    });
+      }),
+    );
+    return this.writeValid(validated, kept);
+  }
+
+  /** Writes the valid charges of a batch in one transaction; the invalid ones keep their own error, in place. */
+  private async writeValid(validated: Array<ChargeInput | DomainError>, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
     const valid = validated.filter((v): v is ChargeInput => !(v instanceof DomainError));
     const written = valid.length ? await this.write(valid, kept) : [];
     let next = 0;
