@@ -1,4 +1,5 @@
 import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
+import { DomainError } from './errors';
 import { decodePageToken, encodePageToken } from './page-token';
 import { Tags, tagKeyProblem, tagValueProblem } from './tags';
 import { DEFAULT_TIME_ZONE } from './time';
@@ -17,18 +18,30 @@ import { checkEnum, checkId, checkInt, checkModel, checkProvider, Violations } f
 /** At most this many declared tag keys per account. */
 export const MAX_DIMENSIONS = 5;
 
+/**
+ * Distinct values per declared dimension per account per local day: the
+ * default, and the range an account may set (SetDimensions'
+ * max_values_per_day). A charge whose declared tag would add a value past
+ * the day's limit is refused (DimensionValuesExhaustedError).
+ */
+export const DEFAULT_MAX_VALUES_PER_DAY = 1000;
+export const MAX_MAX_VALUES_PER_DAY = 10_000;
+
 /** An account's declared dimensions. */
 export interface DimensionSettings {
   accountId: string;
   /** Tag keys, sorted, distinct. */
   tagKeys: string[];
+  /** Distinct values each declared tag key may take per local day (1 to MAX_MAX_VALUES_PER_DAY). */
+  maxValuesPerDay: number;
   updateTime?: Date;
 }
 
-export function validateSetDimensions(raw: { accountId: string; tagKeys: string[] }): DimensionSettings {
+export function validateSetDimensions(raw: { accountId: string; tagKeys: string[]; maxValuesPerDay?: number }): DimensionSettings {
   const v = new Violations();
   const accountId = checkId(v, 'account_id', raw.accountId);
   const keys = raw.tagKeys ?? [];
+  const maxValuesPerDay = raw.maxValuesPerDay === undefined || raw.maxValuesPerDay === 0 ? DEFAULT_MAX_VALUES_PER_DAY : checkInt(v, 'max_values_per_day', raw.maxValuesPerDay, 1, MAX_MAX_VALUES_PER_DAY);
   if (keys.length > MAX_DIMENSIONS) v.add('tag_keys', `at most ${MAX_DIMENSIONS} tag keys, got ${keys.length}`);
   else {
     keys.forEach((k, n) => {
@@ -38,7 +51,84 @@ export function validateSetDimensions(raw: { accountId: string; tagKeys: string[
     });
   }
   v.done();
-  return { accountId, tagKeys: [...keys].sort() };
+  return { accountId, tagKeys: [...keys].sort(), maxValuesPerDay };
+}
+
+// ---- Cardinality: distinct values per declared dimension per local day ----
+
+/** One (account, local day, declared tag key) and the values a write asks to add to its set, in charge order, distinct, at most `limit`. */
+export interface DimensionValuesWanted {
+  accountId: string;
+  usageDate: string;
+  tagKey: string;
+  limit: number;
+  values: string[];
+}
+
+/** A value the store did not admit: its dimension already had `limit` distinct values that day. */
+export interface DimensionValueRefusal {
+  accountId: string;
+  usageDate: string;
+  tagKey: string;
+  limit: number;
+  value: string;
+}
+
+const SEP = '\u0000';
+/** The identity of one admitted value (for a process's set of values known to be admitted). */
+export const dimensionValueId = (accountId: string, usageDate: string, tagKey: string, value: string): string => [accountId, usageDate, tagKey, value].join(SEP);
+
+/**
+ * The values a batch of charges asks to admit: each declared tag value of
+ * each charge that `known` does not know as admitted already, grouped by
+ * (account, day, key) in key order (the order their rows are locked in).
+ * More than `limit` values of one group can never all be admitted, and the
+ * first `limit` of them always contain as many new values as there is room
+ * for, so each group is cut at its limit.
+ */
+export function dimensionValuesWanted(
+  charges: ReadonlyArray<{ accountId: string; usageDate: string; dimensions?: Tags | null }>,
+  limitOf: (accountId: string) => number,
+  known: (id: string) => boolean,
+): DimensionValuesWanted[] {
+  const groups = new Map<string, DimensionValuesWanted>();
+  for (const c of charges) {
+    for (const [tagKey, value] of Object.entries(c.dimensions ?? {})) {
+      if (known(dimensionValueId(c.accountId, c.usageDate, tagKey, value))) continue;
+      const id = [c.accountId, c.usageDate, tagKey].join(SEP);
+      let g = groups.get(id);
+      if (!g) groups.set(id, (g = { accountId: c.accountId, usageDate: c.usageDate, tagKey, limit: limitOf(c.accountId), values: [] }));
+      if (g.values.length < g.limit && !g.values.includes(value)) g.values.push(value);
+    }
+  }
+  return [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g);
+}
+
+/**
+ * A charge refused because one of its declared tags would add a value past
+ * the day's limit of distinct values of that dimension. Nothing was written
+ * for it; google.rpc.QuotaFailure names the dimension.
+ */
+export class DimensionValuesExhaustedError extends DomainError {
+  readonly violations: Array<{ subject: string; description: string }>;
+
+  constructor(r: DimensionValueRefusal) {
+    const field = `tags["${r.tagKey}"]`;
+    const description = `the declared dimension "${r.tagKey}" already has ${r.limit} distinct values on ${r.usageDate} (max_values_per_day ${r.limit}); a new value is refused until the next local day`;
+    super('RESOURCE_EXHAUSTED', 'DIMENSION_VALUES_EXHAUSTED', `${field}: ${description}; nothing was written`, {
+      field,
+      tag_key: r.tagKey,
+      usage_date: r.usageDate,
+      max_values_per_day: String(r.limit),
+    });
+    this.violations = [{ subject: `account:${r.accountId}/day:${r.usageDate}/${field}`, description }];
+  }
+}
+
+/** The refusal that applies to a charge (the first of its declared tags refused), if any. */
+export function refusalOf(c: { accountId: string; usageDate: string; dimensions?: Tags | null }, refusals: readonly DimensionValueRefusal[]): DimensionValueRefusal | undefined {
+  if (!c.dimensions || refusals.length === 0) return undefined;
+  return refusals.find((r) => r.accountId === c.accountId && r.usageDate === c.usageDate && c.dimensions?.[r.tagKey] === r.value);
 }
 
 /** The values a charge with these tags is summed under, for the declared keys (absent tags are left out). */

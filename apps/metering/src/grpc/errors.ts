@@ -1,11 +1,12 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { Any, BadRequest, ErrorInfo, QuotaFailure, Status } from '@metering/contracts';
-import { DomainError, ErrorCode, QuotaExceededError, ValidationError } from '@metering/domain';
+import { DimensionValuesExhaustedError, DomainError, ErrorCode, QuotaExceededError, ValidationError } from '@metering/domain';
 
 /**
  * The one place where errors become gRPC statuses. Domain errors keep their
  * code and message and gain google.rpc details (BadRequest naming every bad
- * field, QuotaFailure naming the limits a denied check hit, ErrorInfo with a
+ * field, QuotaFailure naming the limits a denied check hit (or the dimension
+ * whose values per day a charge would exceed), ErrorInfo with a
  * reason) in the `grpc-status-details-bin` trailer.
  * Anything else is INTERNAL with a generic message: no SQL, no stack trace.
  */
@@ -36,7 +37,7 @@ export function toRpcStatus(err: unknown, requestId?: string): Status {
   if (domain instanceof ValidationError) {
     details.push(pack('google.rpc.BadRequest', BadRequest.encode({ fieldViolations: domain.violations }).finish()));
   }
-  if (domain instanceof QuotaExceededError) {
+  if (domain instanceof QuotaExceededError || domain instanceof DimensionValuesExhaustedError) {
     details.push(pack('google.rpc.QuotaFailure', QuotaFailure.encode({ violations: domain.violations }).finish()));
   }
   details.push(

@@ -8,6 +8,7 @@ import { toProtoChargeType, toProtoSums, toProtoTimestamp } from './convert';
 const toProtoDimensions = (d: DimensionSettings): Dimensions => ({
   accountId: d.accountId,
   tagKeys: d.tagKeys,
+  maxValuesPerDay: d.maxValuesPerDay,
   updateTime: d.updateTime ? toProtoTimestamp(d.updateTime) : undefined,
 });
 

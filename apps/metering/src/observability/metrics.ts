@@ -1,13 +1,15 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { createServer, type Server } from 'node:http';
-import type { Db } from '../store/db';
+import { onRollupRowsInserted, type Db } from '../store/db';
 
 /**
  * Prometheus metrics, served as text on GET /metrics of their own HTTP port:
  * RPCs by method and code (count, latency), the database pool, write
  * transactions (duration, charges per batch), charges recorded by pricing
  * status, reservations held, server streams (open, messages sent), events
- * pruned, and the process (CPU, memory, event loop).
+ * pruned, rollup rows inserted (daily_usage, dimension_usage) and charges
+ * refused by a dimension's limit of values per day, and the process (CPU,
+ * memory, event loop).
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -40,11 +42,28 @@ export class Metrics {
     labelNames: ['outcome'],
     registers: [this.registry],
   });
+  private readonly rollupRows = new Counter({
+    name: 'metering_rollup_rows_inserted_total',
+    help: 'Rows inserted (new keys, not updates) into the usage rollups by committed transactions of this process, by table (daily_usage, dimension_usage).',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  private readonly dimensionRefusals = new Counter({
+    name: 'metering_dimension_values_refused_total',
+    help: "Charges refused because a declared tag would add a value past its dimension's limit of distinct values per local day (RESOURCE_EXHAUSTED).",
+    registers: [this.registry],
+  });
   private readonly pruned = new Counter({ name: 'metering_events_pruned_total', help: 'Charge stream events deleted by the outbox retention sweep of this process.', registers: [this.registry] });
 
   /** `openStreams`: how many server streams are open now (read at scrape time). */
   constructor(db: Db, openStreams: () => number) {
     collectDefaultMetrics({ register: this.registry, prefix: 'metering_' });
+    this.rollupRows.inc({ table: 'daily_usage' }, 0);
+    this.rollupRows.inc({ table: 'dimension_usage' }, 0);
+    onRollupRowsInserted(db, (rows) => {
+      if (rows.dailyUsage) this.rollupRows.inc({ table: 'daily_usage' }, rows.dailyUsage);
+      if (rows.dimensionUsage) this.rollupRows.inc({ table: 'dimension_usage' }, rows.dimensionUsage);
+    });
     type Pool = { numUsed(): number; numFree(): number; numPendingAcquires(): number };
     new Gauge({
       name: 'metering_db_pool_connections',
@@ -105,7 +124,8 @@ export class Metrics {
   }
 
   /** One write transaction of `charges` charges, of which `priced` and `unpriced` were new. */
-  writeBatch(b: { charges: number; priced: number; unpriced: number; seconds: number; ok: boolean }): void {
+  writeBatch(b: { charges: number; priced: number; unpriced: number; refused?: number; seconds: number; ok: boolean }): void {
+    if (b.refused) this.dimensionRefusals.inc(b.refused);
     this.txSeconds.observe({ outcome: b.ok ? 'commit' : 'error' }, b.seconds);
     this.batchSize.observe(b.charges);
     if (b.priced) this.recorded.inc({ pricing_status: 'priced' }, b.priced);

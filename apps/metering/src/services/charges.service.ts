@@ -5,8 +5,13 @@ import {
   ConflictRetryError,
   contestedClaims,
   DEFAULT_TIME_ZONE,
+  DEFAULT_MAX_VALUES_PER_DAY,
   diffChargeContent,
+  dimensionValueId,
   dimensionValues,
+  dimensionValuesWanted,
+  DimensionValuesExhaustedError,
+  refusalOf,
   localDay,
   rollupHour,
   DomainError,
@@ -58,6 +63,9 @@ function orDomainError(validate: () => ChargeInput): ChargeInput | DomainError {
   }
 }
 
+/** At most this many admitted dimension values are remembered per process (5 keys x 1,000 values x 20 busy accounts). */
+const MAX_KNOWN_VALUES = 100_000;
+
 /** At most this many charges are written in one transaction. */
 export const MAX_BATCH = 1000;
 
@@ -82,14 +90,21 @@ interface Pending {
 export class ChargesService {
   private readonly queue: Pending[] = [];
   private inFlight = 0;
+  /**
+   * Declared dimensions' values known to be admitted on their day (committed
+   * in dimension_values, which never removes one): a charge whose values are
+   * all here skips the admission. Added only after a commit; emptied when it
+   * grows past MAX_KNOWN_VALUES.
+   */
+  private readonly knownValues = new Set<string>();
 
   constructor(
     private readonly db: Db,
     private readonly pricing: PricingService,
     private readonly clock: () => Date = () => new Date(),
     private readonly maxInFlight = 2,
-    /** Told about every write transaction (metrics). */
-    private readonly onBatch: (b: { charges: number; priced: number; unpriced: number; seconds: number; ok: boolean }) => void = () => undefined,
+    /** Told about every write transaction (metrics); `refused`: charges refused by a dimension's limit of values per day. */
+    private readonly onBatch: (b: { charges: number; priced: number; unpriced: number; refused?: number; seconds: number; ok: boolean }) => void = () => undefined,
     /** Prices, markups and account settings of the write path (shared with CheckLimits in a server). */
     private readonly cache = new SettingsCache(),
   ) {}
@@ -187,16 +202,22 @@ export class ChargesService {
   private async write(inputs: ChargeInput[], kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
     const started = process.hrtime.bigint();
     let inserted: ChargeRecord[] = [];
+    let refused = 0;
     const report = (ok: boolean) =>
       this.onBatch({
         charges: inputs.length,
         priced: inserted.filter((c) => c.pricingStatus === 'priced').length,
         unpriced: inserted.filter((c) => c.pricingStatus === 'unpriced').length,
+        refused,
         seconds: Number(process.hrtime.bigint() - started) / 1e9,
         ok,
       });
     try {
       const results = await this.transact(inputs, (stored) => (inserted = stored), kept);
+      // Committed: the values of the new charges are admitted for good.
+      if (this.knownValues.size > MAX_KNOWN_VALUES) this.knownValues.clear();
+      for (const c of inserted) for (const [k, v] of Object.entries(c.dimensions ?? {})) this.knownValues.add(dimensionValueId(c.accountId, c.usageDate, k, v));
+      refused = results.filter((r) => r instanceof DimensionValuesExhaustedError).length;
       report(true);
       return results;
     } catch (err) {
@@ -243,11 +264,20 @@ export class ChargesService {
         };
       });
       charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
-      const inserted = await insertChargesIfAbsent(tx, charges, view.epoch);
+      // Declared dimensions' values not known to be admitted on their day are admitted by the insert
+      // statement itself (up to each account's limit of values per day); a charge carrying a value
+      // past the limit is not inserted and is answered with its own error.
+      const wanted = dimensionValuesWanted(charges, (a) => settings.get(a)?.maxValuesPerDay ?? DEFAULT_MAX_VALUES_PER_DAY, (id) => this.knownValues.has(id));
+      const { inserted, refusals } = await insertChargesIfAbsent(tx, charges, view.epoch, wanted, recordTime);
+      const overLimit = new Map<string, DimensionValuesExhaustedError>();
+      for (const c of refusals.length ? charges : []) {
+        const r = refusalOf(c, refusals);
+        if (r) overLimit.set(chargeKey(c), new DimensionValuesExhaustedError(r));
+      }
       // A claiming key committed by a concurrent call since it was looked up: another charge of
       // the batch was refused for a reservation nothing settles. Roll back; the retry sees the key.
       const insertedKeys = new Set(inserted.map(chargeKey));
-      if ([...contested].some((id) => !insertedKeys.has(claimed.get(id) ?? ''))) throw new ConflictRetryError();
+      if ([...contested].some((id) => !insertedKeys.has(claimed.get(id) ?? '') && !overLimit.has(claimed.get(id) ?? ''))) throw new ConflictRetryError();
       onInserted(inserted);
       // Decide (the ledger) and apply (the store): the new charges, and the reservations they settle.
       const settled = inserted.flatMap((charge) => {
@@ -277,7 +307,7 @@ export class ChargesService {
       const firstUse = new Set<string>();
       return inputs.map((input): BatchItemResult => {
         const found = stored.get(chargeKey(input));
-        if (!found) return refused.get(chargeKey(input)) ?? new ConflictRetryError();
+        if (!found) return refused.get(chargeKey(input)) ?? overLimit.get(chargeKey(input)) ?? new ConflictRetryError();
         const replay = !found.fresh || firstUse.has(chargeKey(input));
         firstUse.add(chargeKey(input));
         const reservation = found.charge.reservationId ? reservations.get(reservationKey(found.charge.accountId, found.charge.reservationId)) : undefined;

@@ -1,4 +1,5 @@
 import {
+  DEFAULT_MAX_VALUES_PER_DAY,
   DEFAULT_TIME_ZONE,
   DimensionSettings,
   encodeUsageQueryPageToken,
@@ -38,7 +39,7 @@ export class DimensionsService {
   ) {}
 
   /** Declares an account's dimensions. The write moves the settings epoch: every replica's write path sees them at once. */
-  async setDimensions(raw: { accountId: string; tagKeys: string[] }): Promise<DimensionSettings> {
+  async setDimensions(raw: { accountId: string; tagKeys: string[]; maxValuesPerDay?: number }): Promise<DimensionSettings> {
     const d = validateSetDimensions(raw);
     return inTransaction(this.db, (tx) => upsertDimensions(tx, d, this.clock()));
   }
@@ -46,7 +47,7 @@ export class DimensionsService {
   async getDimensions(raw: { accountId: string }): Promise<{ dimensions: DimensionSettings; declared: boolean }> {
     const accountId = validateAccountId(raw);
     const found = await read(() => findDimensions(this.db, accountId));
-    return { dimensions: found ?? { accountId, tagKeys: [] }, declared: found !== undefined };
+    return { dimensions: found ?? { accountId, tagKeys: [], maxValuesPerDay: DEFAULT_MAX_VALUES_PER_DAY }, declared: found !== undefined };
   }
 
   /** Groups of the dimension rollups (never raw charges), a page at a time, with totals over every page. */

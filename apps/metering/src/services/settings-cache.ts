@@ -24,6 +24,8 @@ export interface AccountSettings {
   ruleLimits?: Limit[];
   /** The account's declared tag keys (issue 20); undefined when it declared no dimensions (its charges skip dimension_usage). */
   dimensions?: string[];
+  /** Distinct values each declared tag key may take per local day (with `dimensions`). */
+  maxValuesPerDay?: number;
 }
 
 const SEP = '\u0000';
@@ -85,14 +87,14 @@ export class SettingsView implements PriceLookups {
     const missing = [...new Set(accountIds)].filter((a) => !this.accounts.has(a));
     if (missing.length > 0) {
       await this.beforeFill(db);
-      const { zones, softLimits, credits, alertRules, ruleLimits, dimensions } = await readWriteSettings(db, missing);
+      const { zones, softLimits, credits, alertRules, ruleLimits, dimensions, maxValuesPerDay } = await readWriteSettings(db, missing);
       for (const a of missing) {
         const rules = alertRules.filter((r) => r.accountId === a);
         this.accounts.set(a, {
           timeZone: zones.get(a),
           softLimits: softLimits.filter((l) => l.accountId === a),
           credits: credits.has(a),
-          ...(dimensions.has(a) ? { dimensions: dimensions.get(a) } : {}),
+          ...(dimensions.has(a) ? { dimensions: dimensions.get(a), maxValuesPerDay: maxValuesPerDay.get(a) } : {}),
           ...(rules.length ? { alertRules: rules, ruleLimits: ruleLimits.filter((l) => l.accountId === a) } : {}),
         });
       }

@@ -1,4 +1,4 @@
-import type { ChargePriceOrigin, ChargeRecord, ChargeType, JsonObject, PricingStatus, RequestType, RerateQuery, ServiceTierName } from '@metering/domain';
+import type { ChargePriceOrigin, ChargeRecord, ChargeType, DimensionValueRefusal, DimensionValuesWanted, JsonObject, PricingStatus, RequestType, RerateQuery, ServiceTierName } from '@metering/domain';
 import { TOKEN_CLASSES, type TokenCounts, tokenField } from '@metering/pricing';
 import { statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
@@ -169,24 +169,96 @@ export function fromChargeRow(r: ChargeRow): ChargeRecord {
  * the same key waits for the other transaction and then skips). Fails with
  * SettingsChangedError unless the settings epoch is still `settingsEpoch` (the
  * one the charges were priced at).
+ *
+ * `wanted` (declared dimensions' values the caller does not know to be
+ * admitted on their day, in key order): the same statement first admits them
+ * into dimension_values (see ADMIT_CTES), and a charge carrying a value that
+ * was not admitted is not inserted; those values come back as `refusals`.
+ * Without values wanted the statement is the plain insert.
  */
-export async function insertChargesIfAbsent(tx: Tx, charges: ChargeRecord[], settingsEpoch: string | undefined): Promise<ChargeRecord[]> {
-  if (charges.length === 0) return [];
+export async function insertChargesIfAbsent(
+  tx: Tx,
+  charges: ChargeRecord[],
+  settingsEpoch: string | undefined,
+  wanted: DimensionValuesWanted[] = [],
+  now: Date = new Date(0),
+): Promise<{ inserted: ChargeRecord[]; refusals: DimensionValueRefusal[] }> {
+  if (charges.length === 0) return { inserted: [], refusals: [] };
   // The rows as one JSON parameter rather than a VALUES list of ~40 parameters per charge: a
   // batch of 1000 charges would be a statement of 40,000 parameters, slow to build and to parse.
   const rows = charges.map(toChargeRow);
   const columns = Object.keys(rows[0]).map((c) => `"${c}"`).join(', ');
-  const { rows: inserted } = await statement(
+  if (wanted.length === 0) {
+    const { rows: inserted } = await statement(
+      tx,
+      'insert_charges',
+      `INSERT INTO charges (${columns})
+         SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
+       ON CONFLICT (account_id, idempotency_key) DO NOTHING
+       RETURNING *`,
+      [JSON.stringify(rows), settingsEpoch ?? null],
+    );
+    return { inserted: (inserted as ChargeRow[]).map(fromChargeRow), refusals: [] };
+  }
+  const admit = wanted.map((w) => ({ account_id: w.accountId, usage_date: w.usageDate, tag_key: w.tagKey, value_limit: w.limit, vals: w.values, updated_at: now }));
+  const { rows: out } = await statement(
     tx,
-    'insert_charges',
-    `INSERT INTO charges (${columns})
-       SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
-     ON CONFLICT (account_id, idempotency_key) DO NOTHING
-     RETURNING *`,
-    [JSON.stringify(rows), settingsEpoch ?? null],
+    'insert_charges_admitting',
+    `WITH ${ADMIT_CTES}, given AS (
+       SELECT * FROM json_populate_recordset(NULL::charges, ?::json)
+     ), refused AS (
+       SELECT DISTINCT g.account_id, g.usage_date, t.tag_key, a.value_limit, t.value
+         FROM given g CROSS JOIN LATERAL jsonb_each_text(g.dimensions) AS t(tag_key, value)
+         JOIN admitted a ON a.account_id = g.account_id AND a.usage_date = g.usage_date AND a.tag_key = t.tag_key
+        WHERE NOT a.vals @> jsonb_build_array(t.value)
+     ), inserted AS (
+       INSERT INTO charges (${columns})
+         SELECT ${columns} FROM given r
+          WHERE ${SETTINGS_ARE}
+            AND NOT EXISTS (SELECT 1 FROM refused f WHERE f.account_id = r.account_id AND f.usage_date = r.usage_date AND r.dimensions ->> f.tag_key = f.value)
+       ON CONFLICT (account_id, idempotency_key) DO NOTHING
+       RETURNING *
+     )
+     SELECT i.*, x.refusals FROM (SELECT (SELECT json_agg(f) FROM refused f) AS refusals) x LEFT JOIN inserted i ON true`,
+    [JSON.stringify(admit), settingsEpoch ?? null, JSON.stringify(rows), settingsEpoch ?? null],
   );
-  return (inserted as ChargeRow[]).map(fromChargeRow);
+  const all = out as Array<ChargeRow & { refusals: unknown }>;
+  const raw = all[0]?.refusals;
+  const refused = (typeof raw === 'string' ? JSON.parse(raw) : raw ?? []) as Array<{ account_id: string; usage_date: string; tag_key: string; value_limit: number; value: string }>;
+  return {
+    inserted: all.filter((r) => r.charge_id !== null).map(fromChargeRow),
+    refusals: refused.map((f) => ({ accountId: f.account_id, usageDate: String(f.usage_date).slice(0, 10), tagKey: f.tag_key, limit: Number(f.value_limit), value: f.value })),
+  };
 }
+
+/**
+ * Admits declared dimensions' values (one JSON parameter: per account, local
+ * day and tag key, the values wanted, cut at the limit), then the settings
+ * epoch's check. Each (account, day, key) row is upserted in key order; ON
+ * CONFLICT DO UPDATE locks it and reads its newest version (after waiting for
+ * a concurrent writer, whatever the statement's snapshot), so the new values
+ * appended are exactly those that fit: the array never grows past the
+ * limit, however many charges race. The values not in the array afterwards
+ * are refused: a charge carrying one (wanted or not: a group's values past its
+ * limit are cut before they are sent) is not inserted. A value already
+ * admitted costs a row lock until commit; the caller skips values it knows
+ * are admitted (they never leave the set).
+ */
+const ADMIT_CTES = `wanted AS (
+       SELECT account_id, usage_date, tag_key, value_limit, vals, updated_at FROM json_populate_recordset(NULL::dimension_values, ?::json)
+     ), admitted AS (
+       INSERT INTO dimension_values AS d (account_id, usage_date, tag_key, value_limit, vals, updated_at)
+         SELECT account_id, usage_date, tag_key, value_limit, vals, updated_at FROM wanted WHERE ${SETTINGS_ARE}
+       ON CONFLICT (account_id, usage_date, tag_key) DO UPDATE SET
+         value_limit = excluded.value_limit,
+         vals = d.vals || coalesce((
+           SELECT jsonb_agg(n.v ORDER BY n.i) FROM (
+             SELECT c.v, c.i FROM jsonb_array_elements_text(excluded.vals) WITH ORDINALITY AS c(v, i)
+              WHERE NOT d.vals @> jsonb_build_array(c.v) ORDER BY c.i LIMIT greatest(excluded.value_limit - jsonb_array_length(d.vals), 0)
+           ) n), '[]'::jsonb),
+         updated_at = excluded.updated_at
+       RETURNING account_id, usage_date, tag_key, value_limit, vals
+     )`;
 
 /** The stored charges with these (account, idempotency key) pairs. */
 export async function findChargesByIdempotencyKeys(tx: Tx, keys: Array<{ accountId: string; idempotencyKey: string }>): Promise<ChargeRecord[]> {

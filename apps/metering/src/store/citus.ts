@@ -43,6 +43,7 @@ export const DISTRIBUTED_TABLES = [
   'alert_states',
   'account_dimensions',
   'dimension_usage',
+  'dimension_values',
 ] as const;
 
 /** Knex's bookkeeping: stays on the coordinator. */

@@ -202,11 +202,37 @@ export function translateDbError(err: unknown): unknown {
 
 /** Runs fn in one transaction; commits when it returns, rolls back when it throws. */
 export async function inTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  let trx: Tx | undefined;
+  let result: T;
   try {
-    return await db.transaction(fn);
+    result = await db.transaction((tx) => fn((trx = tx)));
   } catch (err) {
     throw translateDbError(err);
   }
+  const grown = trx && rollupRowsOf.get(trx);
+  if (grown) rollupListeners.get(db)?.(grown);
+  return result;
+}
+
+/** Rows a transaction inserted into the usage rollups (new rows, not updates of existing ones). */
+export interface RollupRowsInserted {
+  dailyUsage: number;
+  dimensionUsage: number;
+}
+
+const rollupRowsOf = new WeakMap<Tx, RollupRowsInserted>();
+const rollupListeners = new WeakMap<Db, (rows: RollupRowsInserted) => void>();
+
+/** Counts rollup rows a statement of this transaction inserted (told to the database's listener once the transaction commits). */
+export function countRollupRows(tx: Tx, rows: RollupRowsInserted): void {
+  if (rows.dailyUsage === 0 && rows.dimensionUsage === 0) return;
+  const sum = rollupRowsOf.get(tx) ?? { dailyUsage: 0, dimensionUsage: 0 };
+  rollupRowsOf.set(tx, { dailyUsage: sum.dailyUsage + rows.dailyUsage, dimensionUsage: sum.dimensionUsage + rows.dimensionUsage });
+}
+
+/** Tells `listener` the rollup rows each committed transaction of inTransaction(db, ...) inserted (metrics). One listener per database. */
+export function onRollupRowsInserted(db: Db, listener: (rows: RollupRowsInserted) => void): void {
+  rollupListeners.set(db, listener);
 }
 
 /** Runs one read outside a transaction, with the same error translation. */

@@ -11,7 +11,7 @@ import { ROLLUP_COLUMNS } from './usage.repo';
 /** An account's declared dimensions, or undefined when it never declared any. */
 export async function findDimensions(db: Db | Tx, accountId: string): Promise<DimensionSettings | undefined> {
   const row = await db('account_dimensions').where({ account_id: accountId }).first();
-  return row ? { accountId: row.account_id, tagKeys: row.tag_keys, updateTime: row.update_time } : undefined;
+  return row ? { accountId: row.account_id, tagKeys: row.tag_keys, maxValuesPerDay: row.max_values_per_day, updateTime: row.update_time } : undefined;
 }
 
 /**
@@ -20,12 +20,12 @@ export async function findDimensions(db: Db | Tx, accountId: string): Promise<Di
  */
 export async function upsertDimensions(tx: Tx, d: DimensionSettings, now: Date): Promise<DimensionSettings> {
   const [row] = await tx('account_dimensions')
-    .insert({ account_id: d.accountId, tag_keys: d.tagKeys, update_time: now })
+    .insert({ account_id: d.accountId, tag_keys: d.tagKeys, max_values_per_day: d.maxValuesPerDay, update_time: now })
     .onConflict('account_id')
-    .merge(['tag_keys', 'update_time'])
-    .returning(['account_id', 'tag_keys', 'update_time']);
+    .merge(['tag_keys', 'max_values_per_day', 'update_time'])
+    .returning(['account_id', 'tag_keys', 'max_values_per_day', 'update_time']);
   await bumpSettingsEpoch(tx);
-  return { accountId: row.account_id, tagKeys: row.tag_keys, updateTime: row.update_time };
+  return { accountId: row.account_id, tagKeys: row.tag_keys, maxValuesPerDay: row.max_values_per_day, updateTime: row.update_time };
 }
 
 const SUM_COLUMNS = Object.values(ROLLUP_COLUMNS);

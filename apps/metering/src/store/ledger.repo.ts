@@ -1,7 +1,7 @@
 import { counterId, CounterDelta, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
-import { statement, Tx } from './db';
+import { countRollupRows, statement, Tx } from './db';
 import { appendEventsWithDeliveries, hasAlerts } from './alerts.repo';
 import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 import { ROLLUP_COLUMNS } from './usage.repo';
@@ -102,20 +102,29 @@ const APPLY_CTES = `finished AS (
          SELECT ${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::daily_usage, ?::json)
           WHERE (SELECT count(*) FROM credit_entries_added) >= 0
        ON CONFLICT (${list(ROLLUP_KEY)}) DO UPDATE SET ${adds('d', ROLLUP_SUMS)}, updated_at = excluded.updated_at
-       RETURNING 1
+       RETURNING (d.xmax = 0) AS inserted
      ), dimension AS (
        INSERT INTO dimension_usage AS x (${list([...DIMENSION_KEY, ...ROLLUP_SUMS, 'updated_at'])})
          SELECT ${list([...DIMENSION_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::dimension_usage, ?::json)
           WHERE (SELECT count(*) FROM daily) >= 0
        ON CONFLICT (${list(DIMENSION_KEY)}) DO UPDATE SET ${adds('x', ROLLUP_SUMS)}, updated_at = excluded.updated_at
-       RETURNING 1
+       RETURNING (x.xmax = 0) AS inserted
      ), counters AS (
        INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
          SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
           WHERE (SELECT count(*) FROM dimension) >= 0
        ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
        RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
+     ), grown AS (
+       SELECT (SELECT count(*) FROM daily WHERE inserted) AS daily_inserted, (SELECT count(*) FROM dimension WHERE inserted) AS dimension_inserted
      )`;
+
+/**
+ * The counters as now stored, each row with the rollup rows the statement
+ * inserted (xmax = 0: a new row, not an update; for metrics); one row of
+ * NULL counters carries them when no counter moved.
+ */
+const COUNTERS_AND_GROWTH = `${list(COUNTER_KEY.map((c) => `c.${c}`))}, ${list(COUNTER_COLUMNS.map((c) => `c.${c}`))}, g.daily_inserted, g.dimension_inserted FROM grown g LEFT JOIN counters c ON true`;
 
 const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
     SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
@@ -124,12 +133,19 @@ const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_K
 
 /** The entries' writes, and their events last, in one statement. */
 const APPLY_WITH_EVENTS_SQL = `WITH ${APPLY_CTES}, ${OUTBOX_CTES('(SELECT count(*) FROM counters) >= 0')}
-  SELECT 'counter' AS kind, ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])} FROM counters
+  SELECT 'counter' AS kind, ${COUNTERS_AND_GROWTH}
   UNION ALL
-  SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')} FROM seq, pg_notify(?, account_id)`;
+  SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')}, NULL, NULL FROM seq, pg_notify(?, account_id)`;
 
 /** The entries' writes without events (the caller appends events that depend on the counters after). */
-const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])} FROM counters`;
+const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${COUNTERS_AND_GROWTH}`;
+
+/** Counts the rollup rows the apply statement inserted (first row) and returns its counters. */
+function countersOf(tx: Tx, rows: Array<Record<string, string>>): CounterState[] {
+  const first = rows.find((r) => r.daily_inserted !== null && r.daily_inserted !== undefined);
+  if (first) countRollupRows(tx, { dailyUsage: Number(first.daily_inserted), dimensionUsage: Number(first.dimension_inserted) });
+  return rows.filter((r) => r.account_id !== null && (r.kind === undefined || r.kind === 'counter')).map(toCounterState);
+}
 
 /**
  * Applies entries: reservations leave the held state, rollups and counters
@@ -166,10 +182,10 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
   // Alert events already in the entries (BALANCE rules, from the credits) queue deliveries too: then the events go in a second statement.
   if (!eventsAfter && !hasAlerts(entries.events)) {
     const { rows } = await statement(tx, 'apply_entries_events', APPLY_WITH_EVENTS_SQL, [...writes, outboxParam(entries.events), EVENTS_CHANNEL]);
-    return (rows as Array<Record<string, string>>).filter((r) => r.kind === 'counter').map(toCounterState);
+    return countersOf(tx, rows as Array<Record<string, string>>);
   }
   const { rows } = await statement(tx, 'apply_entries', APPLY_SQL, writes);
-  const counters = (rows as Array<Record<string, string>>).map(toCounterState);
+  const counters = countersOf(tx, rows as Array<Record<string, string>>);
   const events = [...entries.events, ...(eventsAfter?.(counters) ?? [])];
   // Alerts crossed also queue their webhook deliveries, in the same statement (store/alerts.repo.ts).
   await (hasAlerts(events) ? appendEventsWithDeliveries(tx, events, now) : appendEvents(tx, events));

@@ -70,14 +70,14 @@ export async function readLimits(db: Db | Tx, accountId: string, userIds: string
 export async function readWriteSettings(
   tx: Db | Tx,
   accountIds: string[],
-): Promise<{ zones: Map<string, string>; softLimits: Limit[]; credits: Set<string>; alertRules: AlertRule[]; ruleLimits: Limit[]; dimensions: Map<string, string[]> }> {
+): Promise<{ zones: Map<string, string>; softLimits: Limit[]; credits: Set<string>; alertRules: AlertRule[]; ruleLimits: Limit[]; dimensions: Map<string, string[]>; maxValuesPerDay: Map<string, number> }> {
   const { rows } = await tx.raw(
     `SELECT 'zone' AS kind, account_id, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at
        FROM accounts WHERE account_id = ANY(?::text[])
      UNION ALL
      SELECT 'credits', account_id, NULL, NULL, NULL, NULL, NULL, NULL FROM credit_accounts WHERE account_id = ANY(?::text[])
      UNION ALL
-     SELECT 'dims', account_id, array_to_json(tag_keys)::text, NULL, NULL, NULL, NULL, NULL FROM account_dimensions WHERE account_id = ANY(?::text[])
+     SELECT 'dims', account_id, array_to_json(tag_keys)::text, NULL, NULL, NULL, max_values_per_day::text, NULL FROM account_dimensions WHERE account_id = ANY(?::text[])
      UNION ALL
      SELECT 'limit', account_id, user_id, period, measure, enforcement, amount::text, updated_at
        FROM limits WHERE account_id = ANY(?::text[])
@@ -101,6 +101,7 @@ export async function readWriteSettings(
     alertRules,
     ruleLimits: limits.filter((l) => withRules.has(l.accountId)),
     dimensions: new Map(all.filter((r) => r.kind === 'dims').map((r) => [r.account_id, JSON.parse(r.user_id) as string[]])),
+    maxValuesPerDay: new Map(all.filter((r) => r.kind === 'dims').map((r) => [r.account_id, Number(r.amount)])),
   };
 }
 

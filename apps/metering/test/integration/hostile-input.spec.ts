@@ -305,7 +305,7 @@ describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile inp
       },
       { name: 'ListDeliveryAttempts', base: deliveryRef, fields: deliveryRefFields, call: (r: never) => alerts.listAttempts(r) },
       { name: 'Redeliver', base: deliveryRef, fields: deliveryRefFields, call: (r: never) => alerts.redeliver(r) },
-      { name: 'SetDimensions', base: { accountId: 'fuzz', tagKeys: ['feature'] }, fields: { accountId: ['account_id', 'requiredId'], tagKeys: ['tag_keys', 'tagKeys'] }, call: (r: never) => dimensions.setDimensions(r) },
+      { name: 'SetDimensions', base: { accountId: 'fuzz', tagKeys: ['feature'], maxValuesPerDay: 0 }, fields: { accountId: ['account_id', 'requiredId'], tagKeys: ['tag_keys', 'tagKeys'], maxValuesPerDay: ['max_values_per_day', 'maxValuesPerDay'] }, call: (r: never) => dimensions.setDimensions(r) },
       { name: 'GetDimensions', base: { accountId: 'fuzz' }, fields: accountOnly, call: (r: never) => dimensions.getDimensions(r) },
       {
         name: 'QueryUsage',

@@ -35,6 +35,7 @@ export const HOSTILE: Record<string, unknown[]> = {
   requiredUuid: ['', 'x', '00000000000000000000000000000000', MIB],
   timeZone: ['', '+02:00', 'Mars/Olympus', 'UTC; DROP TABLE accounts', 'a\u0000b', MIB],
   holdSeconds: [-1, 86_401, 2 ** 31 - 1],
+  maxValuesPerDay: [-1, 10_001, 2 ** 31 - 1, -(2 ** 31), 1.5, Number.NaN],
   scopes: [[], [0], [1, 99], [-1], [1, 2, 3, 1]],
   sequence: ['-1', '9223372036854775808', '1e3', 'NaN', '0x10', ' 1', '1.5', 'Infinity'],
   tags: [

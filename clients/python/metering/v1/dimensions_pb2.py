@@ -16,7 +16,7 @@ from metering.v1 import charge_pb2 as metering_dot_v1_dot_charge__pb2
 from metering.v1 import usage_pb2 as metering_dot_v1_dot_usage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmetering/v1/dimensions.proto\x12\x0bmetering.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18metering/v1/charge.proto\x1a\x17metering/v1/usage.proto\"\x83\x01\n\nDimensions\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\x12\x19\n\x08tag_keys\x18\x02 \x03(\tR\x07tagKeys\x12;\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"P\n\x14SetDimensionsRequest\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\x12\x19\n\x08tag_keys\x18\x02 \x03(\tR\x07tagKeys\"P\n\x15SetDimensionsResponse\x12\x37\n\ndimensions\x18\x01 \x01(\x0b\x32\x17.metering.v1.DimensionsR\ndimensions\"5\n\x14GetDimensionsRequest\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\"l\n\x15GetDimensionsResponse\x12\x37\n\ndimensions\x18\x01 \x01(\x0b\x32\x17.metering.v1.DimensionsR\ndimensions\x12\x1a\n\x08\x64\x65\x63lared\x18\x02 \x01(\x08R\x08\x64\x65\x63lared\"\xf6\x04\n\x11QueryUsageRequest\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n\nstart_date\x18\x02 \x01(\tR\tstartDate\x12\x19\n\x08\x65nd_date\x18\x03 \x01(\tR\x07\x65ndDate\x12\x34\n\x08group_by\x18\x04 \x03(\x0e\x32\x19.metering.v1.UsageGroupByR\x07groupBy\x12\"\n\rgroup_by_tags\x18\x05 \x03(\tR\x0bgroupByTags\x12?\n\x0bgranularity\x18\x06 \x01(\x0e\x32\x1d.metering.v1.UsageGranularityR\x0bgranularity\x12\x17\n\x07user_id\x18\x07 \x01(\tR\x06userId\x12\x1a\n\x08provider\x18\x08 \x01(\tR\x08provider\x12\x14\n\x05model\x18\t \x01(\tR\x05model\x12\x38\n\x0b\x63harge_type\x18\n \x01(\x0e\x32\x17.metering.v1.ChargeTypeR\nchargeType\x12\x1c\n\napi_key_id\x18\x0b \x01(\tR\x08\x61piKeyId\x12O\n\x0btag_filters\x18\x0c \x03(\x0b\x32..metering.v1.QueryUsageRequest.TagFiltersEntryR\ntagFilters\x12\x1b\n\tpage_size\x18\r \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x0e \x01(\tR\tpageToken\x1a=\n\x0fTagFiltersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xe3\x02\n\nUsageGroup\x12\x16\n\x06period\x18\x01 \x01(\tR\x06period\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08provider\x18\x03 \x01(\tR\x08provider\x12\x14\n\x05model\x18\x04 \x01(\tR\x05model\x12\x38\n\x0b\x63harge_type\x18\x05 \x01(\x0e\x32\x17.metering.v1.ChargeTypeR\nchargeType\x12\x1c\n\napi_key_id\x18\x06 \x01(\tR\x08\x61piKeyId\x12\x35\n\x04tags\x18\x07 \x03(\x0b\x32!.metering.v1.UsageGroup.TagsEntryR\x04tags\x12*\n\x04sums\x18\x08 \x01(\x0b\x32\x16.metering.v1.UsageSumsR\x04sums\x1a\x37\n\tTagsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xba\x01\n\x12QueryUsageResponse\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x17.metering.v1.UsageGroupR\x06groups\x12.\n\x06totals\x18\x02 \x01(\x0b\x32\x16.metering.v1.UsageSumsR\x06totals\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone*\xba\x01\n\x0cUsageGroupBy\x12\x1e\n\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x17\n\x13USAGE_GROUP_BY_USER\x10\x01\x12\x1b\n\x17USAGE_GROUP_BY_PROVIDER\x10\x02\x12\x18\n\x14USAGE_GROUP_BY_MODEL\x10\x03\x12\x1e\n\x1aUSAGE_GROUP_BY_CHARGE_TYPE\x10\x04\x12\x1a\n\x16USAGE_GROUP_BY_API_KEY\x10\x05*\x89\x01\n\x10UsageGranularity\x12!\n\x1dUSAGE_GRANULARITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16USAGE_GRANULARITY_HOUR\x10\x01\x12\x19\n\x15USAGE_GRANULARITY_DAY\x10\x02\x12\x1b\n\x17USAGE_GRANULARITY_MONTH\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmetering/v1/dimensions.proto\x12\x0bmetering.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18metering/v1/charge.proto\x1a\x17metering/v1/usage.proto\"\xb0\x01\n\nDimensions\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\x12\x19\n\x08tag_keys\x18\x02 \x03(\tR\x07tagKeys\x12;\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12+\n\x12max_values_per_day\x18\x04 \x01(\x05R\x0fmaxValuesPerDay\"}\n\x14SetDimensionsRequest\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\x12\x19\n\x08tag_keys\x18\x02 \x03(\tR\x07tagKeys\x12+\n\x12max_values_per_day\x18\x03 \x01(\x05R\x0fmaxValuesPerDay\"P\n\x15SetDimensionsResponse\x12\x37\n\ndimensions\x18\x01 \x01(\x0b\x32\x17.metering.v1.DimensionsR\ndimensions\"5\n\x14GetDimensionsRequest\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\"l\n\x15GetDimensionsResponse\x12\x37\n\ndimensions\x18\x01 \x01(\x0b\x32\x17.metering.v1.DimensionsR\ndimensions\x12\x1a\n\x08\x64\x65\x63lared\x18\x02 \x01(\x08R\x08\x64\x65\x63lared\"\xf6\x04\n\x11QueryUsageRequest\x12\x1d\n\naccount_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n\nstart_date\x18\x02 \x01(\tR\tstartDate\x12\x19\n\x08\x65nd_date\x18\x03 \x01(\tR\x07\x65ndDate\x12\x34\n\x08group_by\x18\x04 \x03(\x0e\x32\x19.metering.v1.UsageGroupByR\x07groupBy\x12\"\n\rgroup_by_tags\x18\x05 \x03(\tR\x0bgroupByTags\x12?\n\x0bgranularity\x18\x06 \x01(\x0e\x32\x1d.metering.v1.UsageGranularityR\x0bgranularity\x12\x17\n\x07user_id\x18\x07 \x01(\tR\x06userId\x12\x1a\n\x08provider\x18\x08 \x01(\tR\x08provider\x12\x14\n\x05model\x18\t \x01(\tR\x05model\x12\x38\n\x0b\x63harge_type\x18\n \x01(\x0e\x32\x17.metering.v1.ChargeTypeR\nchargeType\x12\x1c\n\napi_key_id\x18\x0b \x01(\tR\x08\x61piKeyId\x12O\n\x0btag_filters\x18\x0c \x03(\x0b\x32..metering.v1.QueryUsageRequest.TagFiltersEntryR\ntagFilters\x12\x1b\n\tpage_size\x18\r \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x0e \x01(\tR\tpageToken\x1a=\n\x0fTagFiltersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xe3\x02\n\nUsageGroup\x12\x16\n\x06period\x18\x01 \x01(\tR\x06period\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08provider\x18\x03 \x01(\tR\x08provider\x12\x14\n\x05model\x18\x04 \x01(\tR\x05model\x12\x38\n\x0b\x63harge_type\x18\x05 \x01(\x0e\x32\x17.metering.v1.ChargeTypeR\nchargeType\x12\x1c\n\napi_key_id\x18\x06 \x01(\tR\x08\x61piKeyId\x12\x35\n\x04tags\x18\x07 \x03(\x0b\x32!.metering.v1.UsageGroup.TagsEntryR\x04tags\x12*\n\x04sums\x18\x08 \x01(\x0b\x32\x16.metering.v1.UsageSumsR\x04sums\x1a\x37\n\tTagsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xba\x01\n\x12QueryUsageResponse\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x17.metering.v1.UsageGroupR\x06groups\x12.\n\x06totals\x18\x02 \x01(\x0b\x32\x16.metering.v1.UsageSumsR\x06totals\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone*\xba\x01\n\x0cUsageGroupBy\x12\x1e\n\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x17\n\x13USAGE_GROUP_BY_USER\x10\x01\x12\x1b\n\x17USAGE_GROUP_BY_PROVIDER\x10\x02\x12\x18\n\x14USAGE_GROUP_BY_MODEL\x10\x03\x12\x1e\n\x1aUSAGE_GROUP_BY_CHARGE_TYPE\x10\x04\x12\x1a\n\x16USAGE_GROUP_BY_API_KEY\x10\x05*\x89\x01\n\x10UsageGranularity\x12!\n\x1dUSAGE_GRANULARITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16USAGE_GRANULARITY_HOUR\x10\x01\x12\x19\n\x15USAGE_GRANULARITY_DAY\x10\x02\x12\x1b\n\x17USAGE_GRANULARITY_MONTH\x10\x03\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metering.v1.dimensions_pb2', globals())
@@ -27,28 +27,28 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _QUERYUSAGEREQUEST_TAGFILTERSENTRY._serialized_options = b'8\001'
   _USAGEGROUP_TAGSENTRY._options = None
   _USAGEGROUP_TAGSENTRY._serialized_options = b'8\001'
-  _USAGEGROUPBY._serialized_start=1773
-  _USAGEGROUPBY._serialized_end=1959
-  _USAGEGRANULARITY._serialized_start=1962
-  _USAGEGRANULARITY._serialized_end=2099
+  _USAGEGROUPBY._serialized_start=1863
+  _USAGEGROUPBY._serialized_end=2049
+  _USAGEGRANULARITY._serialized_start=2052
+  _USAGEGRANULARITY._serialized_end=2189
   _DIMENSIONS._serialized_start=130
-  _DIMENSIONS._serialized_end=261
-  _SETDIMENSIONSREQUEST._serialized_start=263
-  _SETDIMENSIONSREQUEST._serialized_end=343
-  _SETDIMENSIONSRESPONSE._serialized_start=345
-  _SETDIMENSIONSRESPONSE._serialized_end=425
-  _GETDIMENSIONSREQUEST._serialized_start=427
-  _GETDIMENSIONSREQUEST._serialized_end=480
-  _GETDIMENSIONSRESPONSE._serialized_start=482
-  _GETDIMENSIONSRESPONSE._serialized_end=590
-  _QUERYUSAGEREQUEST._serialized_start=593
-  _QUERYUSAGEREQUEST._serialized_end=1223
-  _QUERYUSAGEREQUEST_TAGFILTERSENTRY._serialized_start=1162
-  _QUERYUSAGEREQUEST_TAGFILTERSENTRY._serialized_end=1223
-  _USAGEGROUP._serialized_start=1226
-  _USAGEGROUP._serialized_end=1581
-  _USAGEGROUP_TAGSENTRY._serialized_start=1526
-  _USAGEGROUP_TAGSENTRY._serialized_end=1581
-  _QUERYUSAGERESPONSE._serialized_start=1584
-  _QUERYUSAGERESPONSE._serialized_end=1770
+  _DIMENSIONS._serialized_end=306
+  _SETDIMENSIONSREQUEST._serialized_start=308
+  _SETDIMENSIONSREQUEST._serialized_end=433
+  _SETDIMENSIONSRESPONSE._serialized_start=435
+  _SETDIMENSIONSRESPONSE._serialized_end=515
+  _GETDIMENSIONSREQUEST._serialized_start=517
+  _GETDIMENSIONSREQUEST._serialized_end=570
+  _GETDIMENSIONSRESPONSE._serialized_start=572
+  _GETDIMENSIONSRESPONSE._serialized_end=680
+  _QUERYUSAGEREQUEST._serialized_start=683
+  _QUERYUSAGEREQUEST._serialized_end=1313
+  _QUERYUSAGEREQUEST_TAGFILTERSENTRY._serialized_start=1252
+  _QUERYUSAGEREQUEST_TAGFILTERSENTRY._serialized_end=1313
+  _USAGEGROUP._serialized_start=1316
+  _USAGEGROUP._serialized_end=1671
+  _USAGEGROUP_TAGSENTRY._serialized_start=1616
+  _USAGEGROUP_TAGSENTRY._serialized_end=1671
+  _QUERYUSAGERESPONSE._serialized_start=1674
+  _QUERYUSAGERESPONSE._serialized_end=1860
 # @@protoc_insertion_point(module_scope)

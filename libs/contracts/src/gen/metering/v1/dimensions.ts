@@ -140,7 +140,16 @@ export interface Dimensions {
    */
   tagKeys: string[];
   /** When the dimensions were last set; unset when never. */
-  updateTime: Timestamp | undefined;
+  updateTime:
+    | Timestamp
+    | undefined;
+  /**
+   * How many distinct values each declared tag key may take per local day of
+   * the account (1 to 10000; 1000 unless set). A charge whose declared tag
+   * would add a value past it is refused with RESOURCE_EXHAUSTED (QuotaFailure
+   * names the dimension) and nothing is written for it.
+   */
+  maxValuesPerDay: number;
 }
 
 /** Declares an account's dimensions. */
@@ -152,6 +161,12 @@ export interface SetDimensionsRequest {
    * before keep the rollups they were counted in.
    */
   tagKeys: string[];
+  /**
+   * Distinct values each declared tag key may take per local day, 1 to 10000;
+   * 0 means the default, 1000. Applies from the next charge; values already
+   * admitted on a day stay admitted.
+   */
+  maxValuesPerDay: number;
 }
 
 /** The dimensions as now declared. */
@@ -256,7 +271,7 @@ export interface QueryUsageResponse {
 }
 
 function createBaseDimensions(): Dimensions {
-  return { accountId: "", tagKeys: [], updateTime: undefined };
+  return { accountId: "", tagKeys: [], updateTime: undefined, maxValuesPerDay: 0 };
 }
 
 export const Dimensions: MessageFns<Dimensions> = {
@@ -269,6 +284,9 @@ export const Dimensions: MessageFns<Dimensions> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(message.updateTime, writer.uint32(26).fork()).join();
+    }
+    if (message.maxValuesPerDay !== 0) {
+      writer.uint32(32).int32(message.maxValuesPerDay);
     }
     return writer;
   },
@@ -310,6 +328,14 @@ export const Dimensions: MessageFns<Dimensions> = {
             message.updateTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxValuesPerDay = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -339,6 +365,11 @@ export const Dimensions: MessageFns<Dimensions> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      maxValuesPerDay: isSet(object.maxValuesPerDay)
+        ? globalThis.Number(object.maxValuesPerDay)
+        : isSet(object.max_values_per_day)
+        ? globalThis.Number(object.max_values_per_day)
+        : 0,
     };
   },
 
@@ -353,6 +384,9 @@ export const Dimensions: MessageFns<Dimensions> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = fromTimestamp(message.updateTime).toISOString();
     }
+    if (message.maxValuesPerDay !== 0) {
+      obj.maxValuesPerDay = Math.round(message.maxValuesPerDay);
+    }
     return obj;
   },
 
@@ -366,12 +400,13 @@ export const Dimensions: MessageFns<Dimensions> = {
     message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
       ? Timestamp.fromPartial(object.updateTime)
       : undefined;
+    message.maxValuesPerDay = object.maxValuesPerDay ?? 0;
     return message;
   },
 };
 
 function createBaseSetDimensionsRequest(): SetDimensionsRequest {
-  return { accountId: "", tagKeys: [] };
+  return { accountId: "", tagKeys: [], maxValuesPerDay: 0 };
 }
 
 export const SetDimensionsRequest: MessageFns<SetDimensionsRequest> = {
@@ -381,6 +416,9 @@ export const SetDimensionsRequest: MessageFns<SetDimensionsRequest> = {
     }
     for (const v of message.tagKeys) {
       writer.uint32(18).string(v!);
+    }
+    if (message.maxValuesPerDay !== 0) {
+      writer.uint32(24).int32(message.maxValuesPerDay);
     }
     return writer;
   },
@@ -414,6 +452,14 @@ export const SetDimensionsRequest: MessageFns<SetDimensionsRequest> = {
             message.tagKeys.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxValuesPerDay = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -438,6 +484,11 @@ export const SetDimensionsRequest: MessageFns<SetDimensionsRequest> = {
         : globalThis.Array.isArray(object?.tag_keys)
         ? object.tag_keys.map((e: any) => globalThis.String(e))
         : [],
+      maxValuesPerDay: isSet(object.maxValuesPerDay)
+        ? globalThis.Number(object.maxValuesPerDay)
+        : isSet(object.max_values_per_day)
+        ? globalThis.Number(object.max_values_per_day)
+        : 0,
     };
   },
 
@@ -449,6 +500,9 @@ export const SetDimensionsRequest: MessageFns<SetDimensionsRequest> = {
     if (message.tagKeys?.length) {
       obj.tagKeys = message.tagKeys;
     }
+    if (message.maxValuesPerDay !== 0) {
+      obj.maxValuesPerDay = Math.round(message.maxValuesPerDay);
+    }
     return obj;
   },
 
@@ -459,6 +513,7 @@ export const SetDimensionsRequest: MessageFns<SetDimensionsRequest> = {
     const message = createBaseSetDimensionsRequest();
     message.accountId = object.accountId ?? "";
     message.tagKeys = object.tagKeys?.map((e) => e) || [];
+    message.maxValuesPerDay = object.maxValuesPerDay ?? 0;
     return message;
   },
 };
