@@ -32,8 +32,8 @@ export interface DimensionSettings {
   accountId: string;
   /** Tag keys, sorted, distinct. */
   tagKeys: string[];
-  /** Distinct values each declared tag key may take per local day (1 to MAX_MAX_VALUES_PER_DAY). */
-  maxValuesPerDay: number;
+  /** Distinct values each declared tag key may take per local day (1 to MAX_MAX_VALUES_PER_DAY); absent: DEFAULT_MAX_VALUES_PER_DAY. */
+  maxValuesPerDay?: number;
   updateTime?: Date;
 }
 

@@ -1,5 +1,5 @@
 import { ChargeType, Dimensions, GetDimensionsRequest, GetDimensionsResponse, QueryUsageRequest, QueryUsageResponse, SetDimensionsRequest, SetDimensionsResponse } from '@metering/contracts';
-import type { DimensionSettings } from '@metering/domain';
+import { DEFAULT_MAX_VALUES_PER_DAY, type DimensionSettings } from '@metering/domain';
 import { DimensionsService } from '../services/dimensions.service';
 import { toProtoChargeType, toProtoSums, toProtoTimestamp } from './convert';
 
@@ -8,7 +8,7 @@ import { toProtoChargeType, toProtoSums, toProtoTimestamp } from './convert';
 const toProtoDimensions = (d: DimensionSettings): Dimensions => ({
   accountId: d.accountId,
   tagKeys: d.tagKeys,
-  maxValuesPerDay: d.maxValuesPerDay,
+  maxValuesPerDay: d.maxValuesPerDay ?? DEFAULT_MAX_VALUES_PER_DAY,
   updateTime: d.updateTime ? toProtoTimestamp(d.updateTime) : undefined,
 });
 

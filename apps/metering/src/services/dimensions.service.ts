@@ -1,5 +1,4 @@
 import {
-  DEFAULT_MAX_VALUES_PER_DAY,
   DEFAULT_TIME_ZONE,
   DimensionSettings,
   encodeUsageQueryPageToken,
@@ -47,7 +46,7 @@ export class DimensionsService {
   async getDimensions(raw: { accountId: string }): Promise<{ dimensions: DimensionSettings; declared: boolean }> {
     const accountId = validateAccountId(raw);
     const found = await read(() => findDimensions(this.db, accountId));
-    return { dimensions: found ?? { accountId, tagKeys: [], maxValuesPerDay: DEFAULT_MAX_VALUES_PER_DAY }, declared: found !== undefined };
+    return { dimensions: found ?? { accountId, tagKeys: [] }, declared: found !== undefined };
   }
 
   /** Groups of the dimension rollups (never raw charges), a page at a time, with totals over every page. */

@@ -210,7 +210,7 @@ export async function insertChargesIfAbsent(
        SELECT DISTINCT g.account_id, g.usage_date, t.tag_key, a.value_limit, t.value
          FROM given g CROSS JOIN LATERAL jsonb_each_text(g.dimensions) AS t(tag_key, value)
          JOIN admitted a ON a.account_id = g.account_id AND a.usage_date = g.usage_date AND a.tag_key = t.tag_key
-        WHERE NOT a.vals @> jsonb_build_array(t.value)
+        WHERE NOT t.value = ANY(a.vals)
      ), inserted AS (
        INSERT INTO charges (${columns})
          SELECT ${columns} FROM given r
@@ -242,7 +242,8 @@ export async function insertChargesIfAbsent(
  * are refused: a charge carrying one (wanted or not: a group's values past its
  * limit are cut before they are sent) is not inserted. A value already
  * admitted costs a row lock until commit; the caller skips values it knows
- * are admitted (they never leave the set).
+ * are admitted (they never leave the set). Only immutable functions in DO
+ * UPDATE SET (Citus refuses others there): a text array, not JSON.
  */
 const ADMIT_CTES = `wanted AS (
        SELECT account_id, usage_date, tag_key, value_limit, vals, updated_at FROM json_populate_recordset(NULL::dimension_values, ?::json)
@@ -251,11 +252,9 @@ const ADMIT_CTES = `wanted AS (
          SELECT account_id, usage_date, tag_key, value_limit, vals, updated_at FROM wanted WHERE ${SETTINGS_ARE}
        ON CONFLICT (account_id, usage_date, tag_key) DO UPDATE SET
          value_limit = excluded.value_limit,
-         vals = d.vals || coalesce((
-           SELECT jsonb_agg(n.v ORDER BY n.i) FROM (
-             SELECT c.v, c.i FROM jsonb_array_elements_text(excluded.vals) WITH ORDINALITY AS c(v, i)
-              WHERE NOT d.vals @> jsonb_build_array(c.v) ORDER BY c.i LIMIT greatest(excluded.value_limit - jsonb_array_length(d.vals), 0)
-           ) n), '[]'::jsonb),
+         vals = d.vals || ARRAY(
+           SELECT c.v FROM unnest(excluded.vals) WITH ORDINALITY AS c(v, i)
+            WHERE NOT c.v = ANY(d.vals) ORDER BY c.i LIMIT greatest(excluded.value_limit - cardinality(d.vals), 0)),
          updated_at = excluded.updated_at
        RETURNING account_id, usage_date, tag_key, value_limit, vals
      )`;

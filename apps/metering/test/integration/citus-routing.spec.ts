@@ -3,6 +3,7 @@ import { PriceTable } from '@metering/pricing';
 import pg from 'pg';
 import { AccountsService } from '../../src/services/accounts.service';
 import { ChargesService } from '../../src/services/charges.service';
+import { DimensionsService } from '../../src/services/dimensions.service';
 import { CreditsService } from '../../src/services/credits.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { MarkupsService } from '../../src/services/markups.service';
@@ -140,6 +141,10 @@ describeEachOf(
       await reservations.expireAllDue();
       await credits.expireAllDue();
       await claimDue(db, now, 30_000, 10);
+      // Declared dimensions: the charge insert that admits new values (one refused past the limit of 1), the dimension rollups.
+      await new DimensionsService(db, clock).setDimensions({ accountId: 'routed-dims', tagKeys: ['feature'], maxValuesPerDay: 1 });
+      await charges.recordCharges([chargeRequest({ accountId: 'routed-dims', idempotencyKey: 'd1', tags: { feature: 'a' } }), chargeRequest({ accountId: 'routed-dims', idempotencyKey: 'd2', tags: { feature: 'b' } })]);
+      await charges.recordCharge(chargeRequest({ accountId: 'routed-dims', idempotencyKey: 'd3', tags: { feature: 'a' } }));
     } finally {
       db.off('query', listener);
     }

