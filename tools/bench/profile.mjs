@@ -79,6 +79,8 @@ const result = await new Promise((resolve) => {
   loadgen.send({
     address: `127.0.0.1:${port}`, method, concurrency: Number(inFlight), durationMs: Number(seconds) * 1000, warmupMs: 1000,
     accountId: 'profile', users: 10_000, replayShare: 0, batchSize: 100, keyPrefix: `p${Date.now()}`, apiKey: key,
+    // METERING_PROFILE_DIMENSIONS=feature,env,customer: the account declares these dimensions first and its charges carry them (as the bench's scenario).
+    ...(process.env.METERING_PROFILE_DIMENSIONS ? { dimensions: process.env.METERING_PROFILE_DIMENSIONS.split(',') } : {}),
   });
 });
 const cpuMs = (cpu() - cpuAtStart) * 1000;

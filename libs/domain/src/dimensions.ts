@@ -1,5 +1,6 @@
 import { ChargeType, CHARGE_TYPE_BY_NUMBER } from './charge';
 import { DomainError } from './errors';
+import { combineSums, type DimensionDelta } from './ledger';
 import { decodePageToken, encodePageToken } from './page-token';
 import { Tags, tagKeyProblem, tagValueProblem } from './tags';
 import { DEFAULT_TIME_ZONE } from './time';
@@ -52,6 +53,29 @@ export function validateSetDimensions(raw: { accountId: string; tagKeys: string[
   }
   v.done();
   return { accountId, tagKeys: [...keys].sort(), maxValuesPerDay };
+}
+
+/** A change to one row of the day-level dimension rollup (dimension_usage_daily): a dimension row without its hour. */
+export type DimensionDayDelta = Omit<DimensionDelta, 'hour'>;
+
+const DAY_SEP = '\u0000';
+const dimensionDayId = (d: DimensionDayDelta) =>
+  [d.accountId, d.usageDate, d.userId, d.provider, d.model, d.chargeType, d.apiKeyId, JSON.stringify(Object.entries(d.dims).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))].join(DAY_SEP);
+
+/**
+ * The day-level rollup's changes of a write: its hourly dimension entries
+ * summed over the hours of each day, in key order (their lock order). Day,
+ * month and whole-range queries read these rows, a day's worth of hours
+ * fewer, so their cost follows the number of distinct keys, not of charges.
+ */
+export function dimensionDaysOf(hourly: readonly DimensionDelta[]): DimensionDayDelta[] {
+  const days = new Map<string, DimensionDayDelta>();
+  for (const { hour: _hour, ...d } of hourly) {
+    const id = dimensionDayId(d);
+    const before = days.get(id);
+    days.set(id, before ? { ...before, sums: combineSums(before.sums, d.sums, 1n) } : d);
+  }
+  return [...days.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, d]) => d);
 }
 
 // ---- Cardinality: distinct values per declared dimension per local day ----

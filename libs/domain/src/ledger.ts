@@ -83,7 +83,7 @@ export type RollupSums = { messageCount: bigint; unpricedMessageCount: bigint } 
 export const ROLLUP_INT_SUMS = ['messageCount', 'unpricedMessageCount', ...TOKEN_CLASSES, 'totalTokens', 'callCount'] as const;
 export const ROLLUP_MONEY_SUMS = ['providerCost', 'promptCost', 'completionCost', 'callCost', 'totalCost'] as const;
 
-function combineSums(a: RollupSums, b: RollupSums, sign: 1n | -1n): RollupSums {
+export function combineSums(a: RollupSums, b: RollupSums, sign: 1n | -1n): RollupSums {
   const out = {} as RollupSums;
   for (const k of ROLLUP_INT_SUMS) out[k] = a[k] + sign * b[k];
   for (const k of ROLLUP_MONEY_SUMS) out[k] = sign === 1n ? a[k].plus(b[k]) : a[k].minus(b[k]);

@@ -58,7 +58,7 @@ async function run(w: Workload): Promise<LoadResult> {
     }
   };
 
-  if (w.dimensions) await unary(clients[0].setDimensions, clients[0], { accountId: w.accountId, tagKeys: w.dimensions });
+  if (w.dimensions) await unary(clients[0].setDimensions, clients[0], { accountId: w.accountId, tagKeys: w.dimensions, maxValuesPerDay: 0 });
   // Warm up first (channels connected, code compiled, pools filled); only calls started after it count.
   let units = 0;
   let measuring = false;

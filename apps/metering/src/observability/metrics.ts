@@ -44,7 +44,7 @@ export class Metrics {
   });
   private readonly rollupRows = new Counter({
     name: 'metering_rollup_rows_inserted_total',
-    help: 'Rows inserted (new keys, not updates) into the usage rollups by committed transactions of this process, by table (daily_usage, dimension_usage).',
+    help: 'Rows inserted (new keys, not updates) into the usage rollups by committed transactions of this process, by table (daily_usage, dimension_usage, dimension_usage_daily).',
     labelNames: ['table'],
     registers: [this.registry],
   });
@@ -60,9 +60,11 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'metering_' });
     this.rollupRows.inc({ table: 'daily_usage' }, 0);
     this.rollupRows.inc({ table: 'dimension_usage' }, 0);
+    this.rollupRows.inc({ table: 'dimension_usage_daily' }, 0);
     onRollupRowsInserted(db, (rows) => {
       if (rows.dailyUsage) this.rollupRows.inc({ table: 'daily_usage' }, rows.dailyUsage);
       if (rows.dimensionUsage) this.rollupRows.inc({ table: 'dimension_usage' }, rows.dimensionUsage);
+      if (rows.dimensionUsageDaily) this.rollupRows.inc({ table: 'dimension_usage_daily' }, rows.dimensionUsageDaily);
     });
     type Pool = { numUsed(): number; numFree(): number; numPendingAcquires(): number };
     new Gauge({

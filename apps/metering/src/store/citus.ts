@@ -44,6 +44,7 @@ export const DISTRIBUTED_TABLES = [
   'account_dimensions',
   'dimension_usage',
   'dimension_values',
+  'dimension_usage_daily',
 ] as const;
 
 /** Knex's bookkeeping: stays on the coordinator. */

@@ -218,6 +218,7 @@ export async function inTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Prom
 export interface RollupRowsInserted {
   dailyUsage: number;
   dimensionUsage: number;
+  dimensionUsageDaily: number;
 }
 
 const rollupRowsOf = new WeakMap<Tx, RollupRowsInserted>();
@@ -225,9 +226,13 @@ const rollupListeners = new WeakMap<Db, (rows: RollupRowsInserted) => void>();
 
 /** Counts rollup rows a statement of this transaction inserted (told to the database's listener once the transaction commits). */
 export function countRollupRows(tx: Tx, rows: RollupRowsInserted): void {
-  if (rows.dailyUsage === 0 && rows.dimensionUsage === 0) return;
-  const sum = rollupRowsOf.get(tx) ?? { dailyUsage: 0, dimensionUsage: 0 };
-  rollupRowsOf.set(tx, { dailyUsage: sum.dailyUsage + rows.dailyUsage, dimensionUsage: sum.dimensionUsage + rows.dimensionUsage });
+  if (rows.dailyUsage === 0 && rows.dimensionUsage === 0 && rows.dimensionUsageDaily === 0) return;
+  const sum = rollupRowsOf.get(tx) ?? { dailyUsage: 0, dimensionUsage: 0, dimensionUsageDaily: 0 };
+  rollupRowsOf.set(tx, {
+    dailyUsage: sum.dailyUsage + rows.dailyUsage,
+    dimensionUsage: sum.dimensionUsage + rows.dimensionUsage,
+    dimensionUsageDaily: sum.dimensionUsageDaily + rows.dimensionUsageDaily,
+  });
 }
 
 /** Tells `listener` the rollup rows each committed transaction of inTransaction(db, ...) inserted (metrics). One listener per database. */

@@ -38,9 +38,14 @@ function fromSums(r: Record<string, string | null>): RollupSums {
   return sums;
 }
 
-/** The rows of dimension_usage a query matches: one account, its local days, its filters (the primary key's prefix is (account, day)). */
+/**
+ * The rollup rows a query matches: one account, its local days, its filters
+ * (each table's primary key starts with (account, day)). Hours read
+ * dimension_usage; days, months and the whole range read its day-level sums,
+ * dimension_usage_daily, whose rows do not multiply by the hours of a day.
+ */
 function matching(db: Db, q: UsageQuery): Knex.QueryBuilder {
-  const query = db('dimension_usage').where('account_id', q.accountId).whereBetween('usage_date', [q.startDate, q.endDate]);
+  const query = db(q.granularity === 'hour' ? 'dimension_usage' : 'dimension_usage_daily').where('account_id', q.accountId).whereBetween('usage_date', [q.startDate, q.endDate]);
   if (q.userId !== undefined) query.where('user_id', q.userId);
   if (q.provider !== undefined) query.where('provider', q.provider);
   if (q.model !== undefined) query.where('model', q.model);

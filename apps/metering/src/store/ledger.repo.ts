@@ -1,4 +1,4 @@
-import { counterId, CounterDelta, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
+import { counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
 import { countRollupRows, statement, Tx } from './db';
@@ -12,7 +12,8 @@ import { ROLLUP_COLUMNS } from './usage.repo';
  * concurrent writers lock rows in the same order and cannot deadlock:
  *
  *   reservations (already locked by the caller, in id order) -> daily_usage
- *   (key order) -> usage_counters (key order) -> the outbox (last: its
+ *   (key order) -> dimension_usage, then dimension_usage_daily (key order) ->
+ *   usage_counters (key order) -> the outbox (last: its
  *   per-account sequence row is held until commit).
  *
  * Charges are inserted by the caller before (their idempotency keys decide
@@ -76,6 +77,18 @@ const dimensionRows = (entries: LedgerEntries, now: Date) =>
     updated_at: now,
   }));
 
+const DIMENSION_DAY_KEY = DIMENSION_KEY.filter((c) => c !== 'hour');
+
+/** The day-level dimension rollup's rows: the hourly entries summed per day (the domain's dimensionDaysOf), in key order. */
+const dimensionDayRows = (entries: LedgerEntries, now: Date) =>
+  dimensionDaysOf(entries.dimensions).map((d) => ({
+    account_id: d.accountId, usage_date: d.usageDate, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
+    api_key_id: d.apiKeyId, dims: d.dims,
+    ...Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toString()])),
+    ...Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toFixed()])),
+    updated_at: now,
+  }));
+
 const reservationRows = (entries: LedgerEntries) =>
   entries.reservations.map((e) => ({ account_id: e.ref.accountId, reservation_id: e.ref.reservationId, status: e.status, finish_time: e.at, charge_id: e.chargeId ?? null }));
 
@@ -85,8 +98,8 @@ const reservationRows = (entries: LedgerEntries) =>
  * every writer locks tables, and rows within them, in the same order):
  * reservations leave the held state, then the credit writes (CREDIT_CTES,
  * credits.repo.ts: five parameters, empty for accounts without credits), then
- * daily_usage, then dimension_usage (accounts with declared dimensions; an
- * empty array for the others), then usage_counters (RETURNING the counters
+ * daily_usage, then dimension_usage and dimension_usage_daily (accounts with
+ * declared dimensions; empty arrays for the others), then usage_counters (RETURNING the counters
  * as they now are). The parameters, in that order: JSON arrays, each UPDATE's
  * followed by the batch's accounts (account_id = ANY(accounts): one shard per
  * account on Citus). The text is constant:
@@ -109,14 +122,21 @@ const APPLY_CTES = `finished AS (
           WHERE (SELECT count(*) FROM daily) >= 0
        ON CONFLICT (${list(DIMENSION_KEY)}) DO UPDATE SET ${adds('x', ROLLUP_SUMS)}, updated_at = excluded.updated_at
        RETURNING (x.xmax = 0) AS inserted
+     ), dimension_day AS (
+       INSERT INTO dimension_usage_daily AS y (${list([...DIMENSION_DAY_KEY, ...ROLLUP_SUMS, 'updated_at'])})
+         SELECT ${list([...DIMENSION_DAY_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::dimension_usage_daily, ?::json)
+          WHERE (SELECT count(*) FROM dimension) >= 0
+       ON CONFLICT (${list(DIMENSION_DAY_KEY)}) DO UPDATE SET ${adds('y', ROLLUP_SUMS)}, updated_at = excluded.updated_at
+       RETURNING (y.xmax = 0) AS inserted
      ), counters AS (
        INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
          SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
-          WHERE (SELECT count(*) FROM dimension) >= 0
+          WHERE (SELECT count(*) FROM dimension_day) >= 0
        ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
        RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
      ), grown AS (
-       SELECT (SELECT count(*) FROM daily WHERE inserted) AS daily_inserted, (SELECT count(*) FROM dimension WHERE inserted) AS dimension_inserted
+       SELECT (SELECT count(*) FROM daily WHERE inserted) AS daily_inserted, (SELECT count(*) FROM dimension WHERE inserted) AS dimension_inserted,
+              (SELECT count(*) FROM dimension_day WHERE inserted) AS dimension_day_inserted
      )`;
 
 /**
@@ -124,7 +144,7 @@ const APPLY_CTES = `finished AS (
  * inserted (xmax = 0: a new row, not an update; for metrics); one row of
  * NULL counters carries them when no counter moved.
  */
-const COUNTERS_AND_GROWTH = `${list(COUNTER_KEY.map((c) => `c.${c}`))}, ${list(COUNTER_COLUMNS.map((c) => `c.${c}`))}, g.daily_inserted, g.dimension_inserted FROM grown g LEFT JOIN counters c ON true`;
+const COUNTERS_AND_GROWTH = `${list(COUNTER_KEY.map((c) => `c.${c}`))}, ${list(COUNTER_COLUMNS.map((c) => `c.${c}`))}, g.daily_inserted, g.dimension_inserted, g.dimension_day_inserted FROM grown g LEFT JOIN counters c ON true`;
 
 const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
     SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
@@ -135,7 +155,7 @@ const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_K
 const APPLY_WITH_EVENTS_SQL = `WITH ${APPLY_CTES}, ${OUTBOX_CTES('(SELECT count(*) FROM counters) >= 0')}
   SELECT 'counter' AS kind, ${COUNTERS_AND_GROWTH}
   UNION ALL
-  SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')}, NULL, NULL FROM seq, pg_notify(?, account_id)`;
+  SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')}, NULL, NULL, NULL FROM seq, pg_notify(?, account_id)`;
 
 /** The entries' writes without events (the caller appends events that depend on the counters after). */
 const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${COUNTERS_AND_GROWTH}`;
@@ -143,7 +163,7 @@ const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${COUNTERS_AND_GROWTH}`;
 /** Counts the rollup rows the apply statement inserted (first row) and returns its counters. */
 function countersOf(tx: Tx, rows: Array<Record<string, string>>): CounterState[] {
   const first = rows.find((r) => r.daily_inserted !== null && r.daily_inserted !== undefined);
-  if (first) countRollupRows(tx, { dailyUsage: Number(first.daily_inserted), dimensionUsage: Number(first.dimension_inserted) });
+  if (first) countRollupRows(tx, { dailyUsage: Number(first.daily_inserted), dimensionUsage: Number(first.dimension_inserted), dimensionUsageDaily: Number(first.dimension_day_inserted) });
   return rows.filter((r) => r.account_id !== null && (r.kind === undefined || r.kind === 'counter')).map(toCounterState);
 }
 
@@ -177,6 +197,7 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
     ...creditParams(credits, now, accounts),
     JSON.stringify(rollupRows(entries, now)),
     JSON.stringify(dimensionRows(entries, now)),
+    JSON.stringify(dimensionDayRows(entries, now)),
     JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
   ];
   // Alert events already in the entries (BALANCE rules, from the credits) queue deliveries too: then the events go in a second statement.

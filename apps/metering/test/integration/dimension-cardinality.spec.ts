@@ -195,6 +195,7 @@ describe.each(databaseTargets())('dimension cardinality on $name', (target) => {
     // Every write of this database went through a ChargesService or RerateService of this test, since the Metrics was made on an empty database.
     expect(await metric('metering_rollup_rows_inserted_total', { table: 'daily_usage' })).toBe(await count('daily_usage', {}));
     expect(await metric('metering_rollup_rows_inserted_total', { table: 'dimension_usage' })).toBe(await count('dimension_usage', {}));
+    expect(await metric('metering_rollup_rows_inserted_total', { table: 'dimension_usage_daily' })).toBe(await count('dimension_usage_daily', {}));
     expect(await metric('metering_dimension_values_refused_total')).toBe(refusalsSeen);
     expect(refusalsSeen).toBeGreaterThan(40);
     // An update of existing rows inserts none.

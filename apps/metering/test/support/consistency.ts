@@ -5,7 +5,8 @@ import type { Db } from '../../src/store/db';
  * daily_usage per key, and the day and month counters per user and for the
  * account (user_id ''), whose held amounts must equal the sums of the held
  * reservations, and (issue 20) dimension_usage per key, recomputed from the
- * charges by the values and hour each records it was summed under. Tests
+ * charges by the values and hour each records it was summed under, and
+ * dimension_usage_daily, the same summed per day. Tests
  * assert the two are equal after every kind of write.
  * Money is compared exactly, as NUMERIC with trailing zeros trimmed.
  */
@@ -51,6 +52,10 @@ const DIMENSIONS_FROM_CHARGES = `(SELECT account_id, usage_date, rollup_hour AS 
     coalesce(sum(call_cost), 0) AS call_cost, coalesce(sum(total_cost), 0) AS total_cost
   FROM charges WHERE dimensions IS NOT NULL GROUP BY account_id, usage_date, rollup_hour, user_id, provider, model, charge_type, api_key_id, dimensions) c`;
 
+// The day-level dimension rollup: dimension_usage_daily per key, and the charges summed under the values they record, per day.
+const DIMENSION_DAYS = DIMENSIONS.replace('hour::text AS hour, ', '').replace('ORDER BY 1, 2, 3, 4, 5, 6, 7, 8', 'ORDER BY 1, 2, 3, 4, 5, 6, 7');
+const DIMENSION_DAYS_FROM_CHARGES = DIMENSIONS_FROM_CHARGES.replace('rollup_hour AS hour, ', '').replace('usage_date, rollup_hour, user_id', 'usage_date, user_id');
+
 export async function rollupsVersusCharges(db: Db, accountId: string) {
   const rows = async (sql: string) => (await db.raw(sql, [accountId])).rows as Array<Record<string, string>>;
   return {
@@ -60,6 +65,8 @@ export async function rollupsVersusCharges(db: Db, accountId: string) {
     computedCounters: (await db.raw(COUNTERS_FROM_CHARGES, [accountId, accountId])).rows as Array<Record<string, string>>,
     storedDimensions: await rows(DIMENSIONS.replace('%s', 'dimension_usage')),
     computedDimensions: await rows(DIMENSIONS.replace('%s', DIMENSIONS_FROM_CHARGES)),
+    storedDimensionDays: await rows(DIMENSION_DAYS.replace('%s', 'dimension_usage_daily')),
+    computedDimensionDays: await rows(DIMENSION_DAYS.replace('%s', DIMENSION_DAYS_FROM_CHARGES)),
   };
 }
 
@@ -70,6 +77,7 @@ export async function expectRollupsMatchCharges(db: Db, accountId: string): Prom
   expect(r.stored).toEqual(r.computed);
   expect(r.storedCounters).toEqual(r.computedCounters);
   expect(r.storedDimensions).toEqual(r.computedDimensions);
+  expect(r.storedDimensionDays).toEqual(r.computedDimensionDays);
 }
 
 /**

@@ -16,6 +16,7 @@ import * as balanceAlerts from './20261206214500_balance_alerts';
 import * as tags from './20261206214500_tags';
 import * as dimensions from './20261206220000_dimensions';
 import * as dimensionValues from './20261207110000_dimension_values';
+import * as dimensionUsageDaily from './20261207120000_dimension_usage_daily';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -36,6 +37,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261206214500_tags': tags,
   '20261206220000_dimensions': dimensions,
   '20261207110000_dimension_values': dimensionValues,
+  '20261207120000_dimension_usage_daily': dimensionUsageDaily,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
