@@ -19,7 +19,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
-import { growAccount, rollupMismatches, storedOf, writeCeiling } from './sql';
+import { growAccount, rollupMismatches, rollupRowCounts, SCALE_DIMENSIONS, storedOf, writeCeiling } from './sql';
 import { streamDelivery } from './stream';
 import { LoadResult, Workload } from './workload';
 
@@ -217,18 +217,28 @@ async function main(): Promise<void> {
     const ok = ceilingErrors === 0 && mismatches.daily === 0 && mismatches.counters === 0 && mismatches.dimensions === 0 && stored === acked.length && new Set(acked).size === acked.length && replays.replayedOk === replays.replays && stream.complete === subscribers;
 
     log('data scale');
-    const scale: Array<{ charges: number; usage: LoadResult; check: LoadResult }> = [];
+    // QueryUsage (issue 20) over the last 30 days, by day: no grouping, by model, by one declared tag.
+    const queries = [
+      { name: 'by day', query: { groupBy: [], groupByTags: [], granularity: 2 } },
+      { name: 'by day and model', query: { groupBy: [3], groupByTags: [], granularity: 2 } },
+      { name: `by day and tag ${SCALE_DIMENSIONS[1]}`, query: { groupBy: [], groupByTags: [SCALE_DIMENSIONS[1]], granularity: 2 } },
+    ];
+    const scale: Array<{ charges: number; usage: LoadResult; check: LoadResult; queries: LoadResult[] }> = [];
     let have = 0;
     for (const n of scales) {
       await growAccount(pool, 'scale', have, n);
       have = n;
+      log(`  rollup rows of the account at ${fmt(n)} charges: ${JSON.stringify(await rollupRowCounts(pool, 'scale'))}`);
       const usage = record(`GetDailyUsage 30 days at ${fmt(n)} charges`, 'service', 1, await load(workload(svcAt, { method: 'getDailyUsage', concurrency: 1, accountId: 'scale' })));
       const check = record(`CheckLimits at ${fmt(n)} charges`, 'service', 1, await load(workload(svcAt, { method: 'checkLimits', concurrency: 1, accountId: 'scale', users: 100 })));
-      scale.push({ charges: n, usage, check });
+      const ran: LoadResult[] = [];
+      for (const q of queries) ran.push(record(`QueryUsage 30 days ${q.name} at ${fmt(n)} charges`, 'service', 1, await load(workload(svcAt, { method: 'queryUsage', concurrency: 1, accountId: 'scale', query: q.query }))));
+      scale.push({ charges: n, usage, check, queries: ran });
     }
     clearInterval(sampler);
-    const scaleOk = (await rollupMismatches(pool)).daily === 0;
-    checks['rollups of the generated account equal its charges'] = scaleOk ? 'yes' : 'no';
+    const scaleMismatches = await rollupMismatches(pool);
+    const scaleOk = scaleMismatches.daily === 0 && scaleMismatches.dimensions === 0;
+    checks['rollups (daily, dimension by hour and by day) of the generated account equal its charges'] = scaleOk ? 'yes' : 'no';
 
     const ratio = (a: number, b: number) => (b > 0 ? a / b : 0);
     const first = scale[0];
@@ -246,6 +256,7 @@ async function main(): Promise<void> {
       { what: 'CheckLimits p99 under half write load vs no-op p99', value: ratio(checkLoaded.latencyMs.p99, noopCheck.latencyMs.p99), goal: 2, kind: '<=' },
       { what: `GetDailyUsage p50 at ${fmt(last.charges)} vs ${fmt(first.charges)} charges`, value: ratio(last.usage.latencyMs.p50, first.usage.latencyMs.p50), goal: 1.5, kind: '<=' },
       { what: `CheckLimits p50 at ${fmt(last.charges)} vs ${fmt(first.charges)} charges`, value: ratio(last.check.latencyMs.p50, first.check.latencyMs.p50), goal: 1.5, kind: '<=' },
+      ...queries.map((q, i) => ({ what: `QueryUsage ${q.name} p50 at ${fmt(last.charges)} vs ${fmt(first.charges)} charges`, value: ratio(last.queries[i].latencyMs.p50, first.queries[i].latencyMs.p50), goal: 1.5, kind: '<=' })),
       { what: 'Server RSS max (MB)', value: rssMax, goal: 300, kind: '<=' },
     ].map((t) => ({ ...t, met: t.kind === '>=' ? t.value >= t.goal : t.value <= t.goal }));
 

@@ -55,6 +55,17 @@ async function run(w: Workload): Promise<LoadResult> {
         await unary(client.getDailyUsage, client, { accountId: w.accountId, startDate: day(start), endDate: day(end), userId: '', provider: '', model: '', chargeType: 0, pageSize: 100, pageToken: '', timeZone: '' });
         return 1;
       }
+      case 'queryUsage': {
+        const end = new Date();
+        const start = new Date(end.getTime() - 29 * 86_400_000);
+        const day = (d: Date) => d.toISOString().slice(0, 10);
+        const q = w.query ?? { groupBy: [], groupByTags: [], granularity: 2 };
+        await unary(client.queryUsage, client, {
+          accountId: w.accountId, startDate: day(start), endDate: day(end), groupBy: q.groupBy, groupByTags: q.groupByTags, granularity: q.granularity,
+          userId: '', provider: '', model: '', chargeType: 0, apiKeyId: '', tagFilters: {}, pageSize: 1000, pageToken: '',
+        });
+        return 1;
+      }
     }
   };
 

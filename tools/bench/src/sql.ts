@@ -105,25 +105,40 @@ export async function writeCeiling(pool: Pool, clients: number, perTx: number, d
   return { chargesPerSecond: (transactions * perTx) / seconds, transactions };
 }
 
+/** The dimensions the generated account declares (its charges carry both tags, and one undeclared). */
+export const SCALE_DIMENSIONS = ['env', 'feature'];
+
+const ROLLUP_SUMS = `count(*), sum(prompt_tokens), sum(completion_tokens), sum(cached_prompt_tokens), sum(total_tokens), sum(provider_cost), sum(prompt_cost),
+       sum(completion_cost), sum(total_cost)`;
+const ROLLUP_SUM_COLUMNS = 'message_count, prompt_tokens, completion_tokens, cached_prompt_tokens, total_tokens, provider_cost, prompt_cost, completion_cost, total_cost';
+
 /**
  * Grows an account's charges to `total` over the last 30 days (100 users, 3
  * models), generated inside Postgres in chunks (progress on stderr), then
- * rebuilds its rollups and counters from them and analyzes the tables.
+ * rebuilds its rollups and counters from them and analyzes the tables. The
+ * account declares dimensions (SCALE_DIMENSIONS): each charge has a random
+ * `feature` (4 values) and `env` (2 values), summed in dimension_usage (by
+ * local hour) and dimension_usage_daily as the service sums them.
  */
 export async function growAccount(pool: Pool, accountId: string, from: number, total: number): Promise<void> {
   const chunk = 200_000;
   const started = Date.now();
+  await pool.query(`INSERT INTO account_dimensions (account_id, tag_keys, update_time) VALUES ($1, $2, now()) ON CONFLICT (account_id) DO NOTHING`, [accountId, SCALE_DIMENSIONS]);
   for (let at = from; at < total; at += chunk) {
     const upto = Math.min(total, at + chunk);
     await pool.query(
       `INSERT INTO charges (account_id, charge_id, idempotency_key, user_id, provider, model, charge_type, request_type, prompt_tokens, completion_tokens,
          reasoning_tokens, cached_prompt_tokens, cache_write_tokens, total_tokens, usage_time, usage_time_supplied, usage_date, pricing_status,
-         price_version, markup, price_origin, provider_cost, prompt_cost, completion_cost, call_cost, total_cost)
+         price_version, markup, price_origin, provider_cost, prompt_cost, completion_cost, call_cost, total_cost, tags, dimensions, rollup_hour)
        SELECT $1, gen_random_uuid(), 'gen-' || i, 'u' || (i % 100), 'openai', (ARRAY['gpt-4o-mini','gpt-4o','o3'])[1 + i % 3], 'completion', 'chat',
          1200, 350, 0, 400, 0, 1550, t, true, (t AT TIME ZONE 'UTC')::date, 'priced', 'openai/gpt-4o-mini@2024-07-18', 1, 'catalog',
-         0.00035, 0.00014, 0.00021, 0, 0.00035
+         0.00035, 0.00014, 0.00021, 0, 0.00035, dims || jsonb_build_object('request', 'gen-' || i), dims, extract(hour FROM t AT TIME ZONE 'UTC')::smallint
          FROM generate_series($2::bigint, $3::bigint - 1) AS i,
-              LATERAL (SELECT now() - ((i % 30) || ' days')::interval - ((i % 86400) || ' seconds')::interval AS t) AS times`,
+              LATERAL (SELECT now() - ((i % 30) || ' days')::interval - ((i % 86400) || ' seconds')::interval AS t) AS times,
+              -- Refers to i, so each charge draws its own tags.
+              LATERAL (SELECT jsonb_build_object('feature', (ARRAY['summarize','chat','search','extract'])[1 + floor(random() * 4)::int],
+                                                 'env', (ARRAY['prod','dev'])[1 + floor(random() * 2)::int]) AS dims
+                        WHERE i IS NOT NULL) AS tagged`,
       [accountId, at, upto],
     );
     const done = upto / total;
@@ -131,13 +146,10 @@ export async function growAccount(pool: Pool, accountId: string, from: number, t
     process.stderr.write(`\r  generating ${accountId}: [${'#'.repeat(Math.round(done * 30)).padEnd(30)}] ${upto.toLocaleString()} / ${total.toLocaleString()} charges, ${Math.round(rate).toLocaleString()}/s   `);
   }
   process.stderr.write('\n');
-  await pool.query('DELETE FROM daily_usage WHERE account_id = $1', [accountId]);
-  await pool.query('DELETE FROM usage_counters WHERE account_id = $1', [accountId]);
+  for (const table of ['daily_usage', 'usage_counters', 'dimension_usage', 'dimension_usage_daily']) await pool.query(`DELETE FROM ${table} WHERE account_id = $1`, [accountId]);
   await pool.query(
-    `INSERT INTO daily_usage (account_id, usage_date, user_id, provider, model, charge_type, message_count, prompt_tokens, completion_tokens,
-       cached_prompt_tokens, total_tokens, provider_cost, prompt_cost, completion_cost, total_cost)
-     SELECT account_id, usage_date, user_id, provider, model, charge_type, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cached_prompt_tokens),
-       sum(total_tokens), sum(provider_cost), sum(prompt_cost), sum(completion_cost), sum(total_cost)
+    `INSERT INTO daily_usage (account_id, usage_date, user_id, provider, model, charge_type, ${ROLLUP_SUM_COLUMNS})
+     SELECT account_id, usage_date, user_id, provider, model, charge_type, ${ROLLUP_SUMS}
        FROM charges WHERE account_id = $1 GROUP BY 1, 2, 3, 4, 5, 6`,
     [accountId],
   );
@@ -147,9 +159,28 @@ export async function growAccount(pool: Pool, accountId: string, from: number, t
        FROM charges, ${PERIODS} WHERE account_id = $1 GROUP BY 1, 2, 3, 4`,
     [accountId],
   );
+  await pool.query(
+    `INSERT INTO dimension_usage (account_id, usage_date, hour, user_id, provider, model, charge_type, api_key_id, dims, ${ROLLUP_SUM_COLUMNS}, updated_at)
+     SELECT account_id, usage_date, rollup_hour, user_id, provider, model, charge_type, api_key_id, dimensions, ${ROLLUP_SUMS}, now()
+       FROM charges WHERE account_id = $1 AND dimensions IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9`,
+    [accountId],
+  );
+  await pool.query(
+    `INSERT INTO dimension_usage_daily (account_id, usage_date, user_id, provider, model, charge_type, api_key_id, dims, ${ROLLUP_SUM_COLUMNS}, updated_at)
+     SELECT account_id, usage_date, user_id, provider, model, charge_type, api_key_id, dimensions, ${ROLLUP_SUMS}, now()
+       FROM charges WHERE account_id = $1 AND dimensions IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`,
+    [accountId],
+  );
   // VACUUM as well as ANALYZE: a database that grew to this size over months has been vacuumed; measured
   // right after a bulk insert, autovacuum's first pass over the new rows would run during the reads.
-  for (const table of ['charges', 'daily_usage', 'usage_counters']) await pool.query(`VACUUM ANALYZE ${table}`);
+  for (const table of ['charges', 'daily_usage', 'usage_counters', 'dimension_usage', 'dimension_usage_daily']) await pool.query(`VACUUM ANALYZE ${table}`);
+}
+
+/** How many rows the account has in each rollup (reported with the scale scenarios). */
+export async function rollupRowCounts(pool: Pool, accountId: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const table of ['daily_usage', 'dimension_usage', 'dimension_usage_daily']) out[table] = (await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE account_id = $1`, [accountId])).rows[0].n;
+  return out;
 }
 
 /** Rollup rows and counters that differ from the sums of the charges (0 and 0 when consistent). */
@@ -175,7 +206,15 @@ export async function rollupMismatches(pool: Pool): Promise<{ daily: number; cou
      SELECT count(*)::int AS n FROM c FULL JOIN dimension_usage d USING (account_id, usage_date, hour, user_id, provider, model, charge_type, api_key_id, dims)
       WHERE c.n IS DISTINCT FROM d.message_count OR c.t IS DISTINCT FROM d.total_tokens OR c.cost IS DISTINCT FROM d.total_cost`,
   );
-  return { daily: daily.rows[0].n, counters: counters.rows[0].n, dimensions: dimensions.rows[0].n };
+  // The day-level dimension rollups: the same charges summed per day.
+  const dimensionDays = await pool.query(
+    `WITH c AS (SELECT account_id, usage_date, user_id, provider, model, charge_type, api_key_id, dimensions AS dims,
+                       count(*) AS n, sum(total_tokens) AS t, coalesce(sum(total_cost), 0) AS cost
+                  FROM charges WHERE dimensions IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8)
+     SELECT count(*)::int AS n FROM c FULL JOIN dimension_usage_daily d USING (account_id, usage_date, user_id, provider, model, charge_type, api_key_id, dims)
+      WHERE c.n IS DISTINCT FROM d.message_count OR c.t IS DISTINCT FROM d.total_tokens OR c.cost IS DISTINCT FROM d.total_cost`,
+  );
+  return { daily: daily.rows[0].n, counters: counters.rows[0].n, dimensions: dimensions.rows[0].n + dimensionDays.rows[0].n };
 }
 
 /** How many of the acknowledged charge ids are stored (each id is stored at most once: it is unique per account). */

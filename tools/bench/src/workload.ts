@@ -3,7 +3,7 @@ import { ChargeType, RecordChargeRequest } from '@metering/contracts';
 /** What one load-generator process runs: a method, a load shape, and how requests vary. */
 export interface Workload {
   address: string;
-  method: 'recordCharge' | 'recordCharges' | 'checkLimits' | 'getDailyUsage';
+  method: 'recordCharge' | 'recordCharges' | 'checkLimits' | 'getDailyUsage' | 'queryUsage';
   /** Fixed concurrency (calls in flight) or a fixed rate (calls per second, open loop). */
   concurrency: number;
   rate?: number;
@@ -23,6 +23,8 @@ export interface Workload {
   apiKey: string;
   /** Tag keys to declare as the account's dimensions (SetDimensions) before the run; its charges then carry those tags and one more. */
   dimensions?: string[];
+  /** QueryUsage over the last 30 days: group_by (UsageGroupBy numbers), group_by_tags and granularity (UsageGranularity). */
+  query?: { groupBy: number[]; groupByTags: string[]; granularity: number };
 }
 
 /** What it reports back. */
