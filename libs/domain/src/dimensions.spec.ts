@@ -1,6 +1,6 @@
 import { Dec, tokenCounts } from '@metering/pricing';
 import type { ChargeRecord } from './charge';
-import { dimensionValues, localHour, rollupHour, validateSetDimensions } from './dimensions';
+import { DEFAULT_MAX_VALUES_PER_DAY, dimensionDaysOf, dimensionValueId, dimensionValues, dimensionValuesWanted, localHour, refusalOf, rollupHour, validateSetDimensions } from './dimensions';
 import { ValidationError } from './errors';
 import { entriesOf } from './ledger';
 
@@ -59,5 +59,50 @@ describe('dimensions', () => {
     expect(r.dimensions[0]).toMatchObject({ hour: 10, dims: { feature: 'x' } });
     expect(r.dimensions[0].sums.messageCount).toBe(0n);
     expect(r.dimensions[0].sums.totalCost.equals(new Dec('0.00075'))).toBe(true);
+  });
+
+  it('takes max_values_per_day from 1 to 10,000 (0 or absent: the default), naming the field otherwise', () => {
+    expect(validateSetDimensions({ accountId: 'acme', tagKeys: [] }).maxValuesPerDay).toBe(DEFAULT_MAX_VALUES_PER_DAY);
+    expect(validateSetDimensions({ accountId: 'acme', tagKeys: [], maxValuesPerDay: 0 }).maxValuesPerDay).toBe(DEFAULT_MAX_VALUES_PER_DAY);
+    expect(validateSetDimensions({ accountId: 'acme', tagKeys: [], maxValuesPerDay: 10_000 }).maxValuesPerDay).toBe(10_000);
+    for (const bad of [-1, 10_001, 1.5, Number.NaN, 2 ** 31]) {
+      expect(() => validateSetDimensions({ accountId: 'acme', tagKeys: [], maxValuesPerDay: bad })).toThrow(/max_values_per_day/);
+    }
+  });
+
+  it('asks to admit the unknown values of a batch per (account, day, key) in key order, distinct, cut at the limit', () => {
+    const known = new Set([dimensionValueId('acme', '2026-12-01', 'feature', 'seen')]);
+    const wanted = dimensionValuesWanted(
+      [
+        { accountId: 'acme', usageDate: '2026-12-01', dimensions: { feature: 'b', env: 'prod' } },
+        { accountId: 'acme', usageDate: '2026-12-01', dimensions: { feature: 'seen' } },
+        { accountId: 'acme', usageDate: '2026-12-01', dimensions: { feature: 'a' } },
+        { accountId: 'acme', usageDate: '2026-12-01', dimensions: { feature: 'b' } },
+        { accountId: 'acme', usageDate: '2026-12-01', dimensions: { feature: 'c' } },
+        { accountId: 'acme', usageDate: '2026-11-30', dimensions: { feature: 'a' } },
+        { accountId: 'other', usageDate: '2026-12-01', dimensions: null },
+      ],
+      () => 2,
+      (id) => known.has(id),
+    );
+    expect(wanted.map((w) => [w.usageDate, w.tagKey, w.values])).toEqual([
+      ['2026-11-30', 'feature', ['a']],
+      ['2026-12-01', 'env', ['prod']],
+      ['2026-12-01', 'feature', ['b', 'a']],
+    ]);
+    const refusal = { accountId: 'acme', usageDate: '2026-12-01', tagKey: 'feature', limit: 2, value: 'c' };
+    expect(refusalOf({ accountId: 'acme', usageDate: '2026-12-01', dimensions: { feature: 'c' } }, [refusal])).toBe(refusal);
+    expect(refusalOf({ accountId: 'acme', usageDate: '2026-12-02', dimensions: { feature: 'c' } }, [refusal])).toBeUndefined();
+  });
+
+  it('sums the hourly dimension entries per day for the day-level rollup, in key order', () => {
+    const at = (hour: number, feature: string) => charge({ chargeId: `${hour}${feature}`, dimensions: { feature }, rollupHour: hour });
+    const e = entriesOf([at(1, 'x'), at(5, 'x'), at(5, 'y'), at(23, 'x')].map((x) => ({ kind: 'charge_recorded' as const, charge: x })));
+    expect(e.dimensions).toHaveLength(4);
+    const days = dimensionDaysOf(e.dimensions);
+    expect(days.map((d) => [d.dims, d.sums.messageCount, d.sums.totalCost.toFixed(), 'hour' in d])).toEqual([
+      [{ feature: 'x' }, 3n, '0.00675', false],
+      [{ feature: 'y' }, 1n, '0.00225', false],
+    ]);
   });
 });
