@@ -148,7 +148,8 @@ export function requirePostgresInCi(): void {
 
 /**
  * The target of the suites that run on the embedded database only (the handlers, hostile input,
- * the CLI, the dashboard: what they test does not depend on the engine): the embedded database,
+ * the CLI, the dashboard, OTLP, the packed client, the Django import's target: what they test
+ * does not depend on the engine): the embedded database,
  * or the Citus cluster instead when METERING_TEST_CITUS_URL is set (then the embedded target is
  * left out, and these suites prove the same on the cluster).
  */
