@@ -155,8 +155,20 @@ export async function migrate(db: Db, options: { citus?: boolean } = {}): Promis
     if (options.citus) throw new Error('--citus: the embedded database is not a Citus cluster; set DATABASE_URL to the coordinator');
     return;
   }
-  if (options.citus || (await isCitus(db))) await distributeTables(db);
+  if (options.citus || (await isCitus(db))) {
+    await distributeTables(db);
+    citusClients.add(db.client.config);
+  }
 }
+
+/** The knex configs (shared by a Db and its transactions) of databases migrate() found to be Citus coordinators. */
+const citusClients = new WeakSet<object>();
+
+/**
+ * Whether `db` (or the Db of transaction `db`) is a Citus coordinator, as migrate() found: the
+ * store then picks the statement forms Citus runs best (ledger.repo.ts, applyEntries).
+ */
+export const onCitus = (db: Db | Tx): boolean => citusClients.has(db.client.config);
 
 /** Reverts every migration (used by tests of the down migrations). */
 export async function rollbackAll(db: Db): Promise<void> {
