@@ -140,7 +140,7 @@ const applyCtes = (chained: boolean) => (chained ? APPLY_CTES(true) : APPLY_CTES
 
 /** The parameters of the Citus form: after each UPDATE's accounts (an array), whether the JSON rows before it are any. */
 const citusParams = (writes: Array<string | string[]>): Array<string | string[] | boolean> =>
-  writes.flatMap((w, i) => (Array.isArray(w) ? [w, writes[i - 1] !== '[]'] : [w]));
+  writes.flatMap<string | string[] | boolean>((w, i) => (Array.isArray(w) ? [w, writes[i - 1] !== '[]'] : [w]));
 
 /** The entries' writes, and their events last, in one statement. */
 const applyWithEventsSql = (chained: boolean) => `WITH ${applyCtes(chained)}, ${OUTBOX_CTES(chained ? '(SELECT count(*) FROM counters) >= 0' : 'TRUE')}
