@@ -22,6 +22,12 @@ export interface DatabaseConfig {
   /** Folder of the embedded database; ':memory:' keeps it in memory (tests). */
   dataDir: string;
   poolMax: number;
+  /**
+   * How long a call waits for a free connection of the pool before it fails as UNAVAILABLE
+   * (default 10 s). Calls of one account queue on its rows: a burst of many on one hot account
+   * (hundreds of reservations at once) can wait longer than that, more so on a cluster.
+   */
+  acquireTimeoutMs?: number;
   /** Hot-path statements are prepared once per connection under a name (default); false sends them unnamed. */
   namedStatements?: boolean;
 }
@@ -42,7 +48,7 @@ export function openDatabase(config: DatabaseConfig): Db {
       client: 'pg',
       connection: { connectionString: config.url, application_name: 'metering' },
       pool: { min: 0, max: config.poolMax },
-      acquireConnectionTimeout: 10_000,
+      acquireConnectionTimeout: config.acquireTimeoutMs ?? 10_000,
     });
     listenUrls.set(db, config.listenUrl ?? config.url);
     return db;
