@@ -137,7 +137,7 @@ describe.each(databaseTargets())('credits API on $name', (target) => {
       const { balance } = await call(client.getBalance, client, { accountId: 'thousand', userId: '' });
       expect(balance).toMatchObject({ available: { amount: '0' }, held: { amount: '5' } });
     }
-  });
+  }, 4 * QUEUED_DEADLINE_MS);
 
   it('answers a reused grant key with different content ALREADY_EXISTS, the same content as a replay', async () => {
     const first = await createGrant(client, { accountId: 'idem', idempotencyKey: 'k', amount: USD('3') });
@@ -243,5 +243,5 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
 
   it('admits exactly 50 of 1,000 concurrent reservations of $0.10 against $5.00, then settles and releases them exactly', async () => {
     await thousandAgainstFive(db, servers, 'multi');
-  });
+  }, 4 * QUEUED_DEADLINE_MS);
 });
