@@ -113,6 +113,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       listenUrl: env.METERING_LISTEN_DATABASE_URL || undefined,
       dataDir: env.METERING_DATA_DIR || '.data/pglite',
       poolMax: int(env, 'METERING_DB_POOL_MAX', 10, 1, 1000),
+      // METERING_DB_ACQUIRE_TIMEOUT_MS: how long a call waits for a free pool connection (default 10 s).
+      ...(env.METERING_DB_ACQUIRE_TIMEOUT_MS ? { acquireTimeoutMs: int(env, 'METERING_DB_ACQUIRE_TIMEOUT_MS', 10_000, 100, 600_000) } : {}),
       // METERING_NAMED_STATEMENTS=false: behind a pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
       ...(env.METERING_NAMED_STATEMENTS === 'false' ? { namedStatements: false } : {}),
     },

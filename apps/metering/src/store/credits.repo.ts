@@ -221,8 +221,10 @@ export type { CreditWrites };
  * entries (the last is `credit_entries_added`). Five parameters, each a JSON array
  * (creditParams), in that order. The rows were locked by lockCredits (the
  * reservations by their own insert or lock); credit_overage is locked here.
+ * `chained` false leaves the conditions out (Citus, which runs the CTEs one
+ * after the other in this order anyway: ledger.repo.ts, APPLY_CTES).
  */
-export const CREDIT_CTES = (after: string) => `credit_heads AS (
+export const CREDIT_CTES = (after: string, chained = true) => `credit_heads AS (
        UPDATE credit_accounts a SET balance = u.balance, last_entry = u.last_entry, balance_alerts = coalesce(u.balance_alerts, a.balance_alerts), updated_at = u.updated_at
          FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = ANY(?::text[]) AND a.account_id = u.account_id AND ${after}
        RETURNING 1
@@ -230,22 +232,22 @@ export const CREDIT_CTES = (after: string) => `credit_heads AS (
        UPDATE credit_grants g SET spent = g.spent + u.spent, held = g.held + u.held, expired = g.expired + u.expired, voided = g.voided + u.voided,
               void_time = coalesce(g.void_time, u.void_time), void_reason = coalesce(g.void_reason, u.void_reason), void_actor = coalesce(g.void_actor, u.void_actor)
          FROM json_populate_recordset(NULL::credit_grants, ?::json) u
-        WHERE g.account_id = ANY(?::text[]) AND g.account_id = u.account_id AND g.grant_id = u.grant_id AND (SELECT count(*) FROM credit_heads) >= 0
+        WHERE g.account_id = ANY(?::text[]) AND g.account_id = u.account_id AND g.grant_id = u.grant_id AND ${chained ? '(SELECT count(*) FROM credit_heads) >= 0' : 'TRUE'}
        RETURNING 1
      ), credit_overage_moved AS (
        INSERT INTO credit_overage AS o (account_id, period_start, amount, updated_at)
-         SELECT account_id, period_start, amount, updated_at FROM json_populate_recordset(NULL::credit_overage, ?::json) WHERE (SELECT count(*) FROM credit_grants_moved) >= 0
+         SELECT account_id, period_start, amount, updated_at FROM json_populate_recordset(NULL::credit_overage, ?::json) WHERE ${chained ? '(SELECT count(*) FROM credit_grants_moved) >= 0' : 'TRUE'}
        ON CONFLICT (account_id, period_start) DO UPDATE SET amount = o.amount + excluded.amount, updated_at = excluded.updated_at
        RETURNING 1
      ), credit_holds_placed AS (
        UPDATE reservations r SET credit_holds = u.credit_holds
          FROM json_populate_recordset(NULL::reservations, ?::json) u
-        WHERE r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND (SELECT count(*) FROM credit_overage_moved) >= 0
+        WHERE r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND ${chained ? '(SELECT count(*) FROM credit_overage_moved) >= 0' : 'TRUE'}
        RETURNING 1
      ), credit_entries_added AS (
        INSERT INTO credit_entries (account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id)
          SELECT account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id
-           FROM json_populate_recordset(NULL::credit_entries, ?::json) WHERE (SELECT count(*) FROM credit_holds_placed) >= 0
+           FROM json_populate_recordset(NULL::credit_entries, ?::json) WHERE ${chained ? '(SELECT count(*) FROM credit_holds_placed) >= 0' : 'TRUE'}
        RETURNING 1
      )`;
 

@@ -22,6 +22,12 @@ export interface DatabaseConfig {
   /** Folder of the embedded database; ':memory:' keeps it in memory (tests). */
   dataDir: string;
   poolMax: number;
+  /**
+   * How long a call waits for a free connection of the pool before it fails as UNAVAILABLE
+   * (default 10 s). Calls of one account queue on its rows: a burst of many on one hot account
+   * (hundreds of reservations at once) can wait longer than that, more so on a cluster.
+   */
+  acquireTimeoutMs?: number;
   /** Hot-path statements are prepared once per connection under a name (default); false sends them unnamed. */
   namedStatements?: boolean;
 }
@@ -42,7 +48,7 @@ export function openDatabase(config: DatabaseConfig): Db {
       client: 'pg',
       connection: { connectionString: config.url, application_name: 'metering' },
       pool: { min: 0, max: config.poolMax },
-      acquireConnectionTimeout: 10_000,
+      acquireConnectionTimeout: config.acquireTimeoutMs ?? 10_000,
     });
     listenUrls.set(db, config.listenUrl ?? config.url);
     return db;
@@ -155,8 +161,20 @@ export async function migrate(db: Db, options: { citus?: boolean } = {}): Promis
     if (options.citus) throw new Error('--citus: the embedded database is not a Citus cluster; set DATABASE_URL to the coordinator');
     return;
   }
-  if (options.citus || (await isCitus(db))) await distributeTables(db);
+  if (options.citus || (await isCitus(db))) {
+    await distributeTables(db);
+    citusClients.add(db.client.config);
+  }
 }
+
+/** The knex configs (shared by a Db and its transactions) of databases migrate() found to be Citus coordinators. */
+const citusClients = new WeakSet<object>();
+
+/**
+ * Whether `db` (or the Db of transaction `db`) is a Citus coordinator, as migrate() found: the
+ * store then picks the statement forms Citus runs best (ledger.repo.ts, applyEntries).
+ */
+export const onCitus = (db: Db | Tx): boolean => citusClients.has(db.client.config);
 
 /** Reverts every migration (used by tests of the down migrations). */
 export async function rollbackAll(db: Db): Promise<void> {

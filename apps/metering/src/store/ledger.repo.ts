@@ -1,7 +1,7 @@
 import { counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
-import { countRollupRows, statement, Tx } from './db';
+import { countRollupRows, onCitus, statement, Tx } from './db';
 import { appendEventsWithDeliveries, hasAlerts } from './alerts.repo';
 import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 import { ROLLUP_COLUMNS } from './usage.repo';
@@ -104,34 +104,42 @@ const reservationRows = (entries: LedgerEntries) =>
  * followed by the batch's accounts (account_id = ANY(accounts): one shard per
  * account on Citus). The text is constant:
  * nothing is built per call.
+ *
+ * On Citus (`chained` false) the conditions are left out. Citus cannot run
+ * this statement on a shard whole (its INSERT ... SELECTs go through the
+ * coordinator), so it runs each CTE as a subplan of its own, one after the
+ * other in the order written, which is the lock order already; and it sends
+ * the result of every CTE that an INSERT ... SELECT reads to every node, so
+ * the conditions made a one-account statement write to both workers and
+ * commit with two-phase commit on both (docs/scaling.md, section 4).
  */
-const APPLY_CTES = `finished AS (
+const APPLY_CTES = (chained: boolean) => `finished AS (
        UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
          FROM json_populate_recordset(NULL::reservations, ?::json) u
         WHERE r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id
        RETURNING 1
-     ), ${CREDIT_CTES('(SELECT count(*) FROM finished) >= 0')}, daily AS (
+     ), ${CREDIT_CTES(chained ? '(SELECT count(*) FROM finished) >= 0' : 'TRUE', chained)}, daily AS (
        INSERT INTO daily_usage AS d (${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])})
          SELECT ${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::daily_usage, ?::json)
-          WHERE (SELECT count(*) FROM credit_entries_added) >= 0
+          WHERE ${chained ? '(SELECT count(*) FROM credit_entries_added) >= 0' : 'TRUE'}
        ON CONFLICT (${list(ROLLUP_KEY)}) DO UPDATE SET ${adds('d', ROLLUP_SUMS)}, updated_at = excluded.updated_at
        RETURNING (d.xmax = 0) AS inserted
      ), dimension AS (
        INSERT INTO dimension_usage AS x (${list([...DIMENSION_KEY, ...ROLLUP_SUMS, 'updated_at'])})
          SELECT ${list([...DIMENSION_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::dimension_usage, ?::json)
-          WHERE (SELECT count(*) FROM daily) >= 0
+          WHERE ${chained ? '(SELECT count(*) FROM daily) >= 0' : 'TRUE'}
        ON CONFLICT (${list(DIMENSION_KEY)}) DO UPDATE SET ${adds('x', ROLLUP_SUMS)}, updated_at = excluded.updated_at
        RETURNING (x.xmax = 0) AS inserted
      ), dimension_day AS (
        INSERT INTO dimension_usage_daily AS y (${list([...DIMENSION_DAY_KEY, ...ROLLUP_SUMS, 'updated_at'])})
          SELECT ${list([...DIMENSION_DAY_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::dimension_usage_daily, ?::json)
-          WHERE (SELECT count(*) FROM dimension) >= 0
+          WHERE ${chained ? '(SELECT count(*) FROM dimension) >= 0' : 'TRUE'}
        ON CONFLICT (${list(DIMENSION_DAY_KEY)}) DO UPDATE SET ${adds('y', ROLLUP_SUMS)}, updated_at = excluded.updated_at
        RETURNING (y.xmax = 0) AS inserted
      ), counters AS (
        INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
          SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
-          WHERE (SELECT count(*) FROM dimension_day) >= 0
+          WHERE ${chained ? '(SELECT count(*) FROM dimension_day) >= 0' : 'TRUE'}
        ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
        RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
      ), grown AS (
@@ -151,14 +159,30 @@ const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_K
   ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET updated_at = excluded.updated_at
   RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}`;
 
+/**
+ * On Citus, each UPDATE's `account_id = ANY(?)` is followed by `AND ?::boolean`, false when it has
+ * no rows to write: Citus then prunes it to no shard (an empty UPDATE cost a round trip to the
+ * worker, four of them in a reservation). citusParams adds those parameters.
+ */
+const UPDATE_ACCOUNTS = 'account_id = ANY(?::text[])';
+const applyCtes = (chained: boolean) => (chained ? APPLY_CTES(true) : APPLY_CTES(false).split(UPDATE_ACCOUNTS).join(`${UPDATE_ACCOUNTS} AND ?::boolean`));
+
+/** The parameters of the Citus form: after each UPDATE's accounts (an array), whether the JSON rows before it are any. */
+const citusParams = (writes: Array<string | string[]>): Array<string | string[] | boolean> =>
+  writes.flatMap<string | string[] | boolean>((w, i) => (Array.isArray(w) ? [w, writes[i - 1] !== '[]'] : [w]));
+
 /** The entries' writes, and their events last, in one statement. */
-const APPLY_WITH_EVENTS_SQL = `WITH ${APPLY_CTES}, ${OUTBOX_CTES('(SELECT count(*) FROM counters) >= 0')}
+const applyWithEventsSql = (chained: boolean) => `WITH ${applyCtes(chained)}, ${OUTBOX_CTES(chained ? '(SELECT count(*) FROM counters) >= 0' : 'TRUE')}
   SELECT 'counter' AS kind, ${COUNTERS_AND_GROWTH}
   UNION ALL
   SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')}, NULL, NULL, NULL FROM seq, pg_notify(?, account_id)`;
+const APPLY_WITH_EVENTS_SQL = applyWithEventsSql(true);
+const APPLY_WITH_EVENTS_SQL_CITUS = applyWithEventsSql(false);
 
 /** The entries' writes without events (the caller appends events that depend on the counters after). */
-const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${COUNTERS_AND_GROWTH}`;
+const applySql = (chained: boolean) => `WITH ${applyCtes(chained)} SELECT ${COUNTERS_AND_GROWTH}`;
+const APPLY_SQL = applySql(true);
+const APPLY_SQL_CITUS = applySql(false);
 
 /** Counts the rollup rows the apply statement inserted (first row) and returns its counters. */
 function countersOf(tx: Tx, rows: Array<Record<string, string>>): CounterState[] {
@@ -200,12 +224,16 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
     JSON.stringify(dimensionDayRows(entries, now)),
     JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
   ];
+  const citus = onCitus(tx);
   // Alert events already in the entries (BALANCE rules, from the credits) queue deliveries too: then the events go in a second statement.
-  if (!eventsAfter && !hasAlerts(entries.events)) {
-    const { rows } = await statement(tx, 'apply_entries_events', APPLY_WITH_EVENTS_SQL, [...writes, outboxParam(entries.events), EVENTS_CHANNEL]);
+  // Without events (a reservation placed or released), the statement without the outbox (and no
+  // second statement either): on Citus the outbox's CTEs would reach every node even when empty.
+  if (!eventsAfter && !hasAlerts(entries.events) && entries.events.length > 0) {
+    const params = [...writes, outboxParam(entries.events), EVENTS_CHANNEL];
+    const { rows } = await statement(tx, citus ? 'apply_entries_events_citus' : 'apply_entries_events', citus ? APPLY_WITH_EVENTS_SQL_CITUS : APPLY_WITH_EVENTS_SQL, citus ? citusParams(params) : params);
     return countersOf(tx, rows as Array<Record<string, string>>);
   }
-  const { rows } = await statement(tx, 'apply_entries', APPLY_SQL, writes);
+  const { rows } = await statement(tx, citus ? 'apply_entries_citus' : 'apply_entries', citus ? APPLY_SQL_CITUS : APPLY_SQL, citus ? citusParams(writes) : writes);
   const counters = countersOf(tx, rows as Array<Record<string, string>>);
   const events = [...entries.events, ...(eventsAfter?.(counters) ?? [])];
   // Alerts crossed also queue their webhook deliveries, in the same statement (store/alerts.repo.ts).

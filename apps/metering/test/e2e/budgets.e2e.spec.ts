@@ -122,7 +122,8 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
 
   beforeAll(async () => {
     tdb = await target.create();
-    servers = await startServers(tdb.config, 3);
+    // The calls that queue on the account's rows also wait for a pool connection: as long as the deadline.
+    servers = await startServers(tdb.config, 3, { METERING_DB_ACQUIRE_TIMEOUT_MS: String(QUEUED_DEADLINE_MS) });
     db = openDatabase(tdb.config);
   });
 

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { databaseTargets, TestDatabase } from '../support/databases';
+import { TestDatabase, embeddedTarget } from '../support/databases';
 import { LimitEnforcement, LimitMeasure, LimitPeriod } from '@metering/contracts';
 import { chargeRequest, checkRequest } from '../support/requests';
 import { Dec } from '@metering/pricing';
@@ -23,7 +23,7 @@ beforeAll(() => {
   execFileSync(process.execPath, [join(ROOT, 'tools', 'cli', 'run.mjs'), 'help'], { stdio: 'ignore' });
 });
 
-describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('metering CLI on $name', (target) => {
+describe.each(embeddedTarget())('metering CLI on $name', (target) => {
   let tdb: TestDatabase;
   let server: ServerProcess;
   let env: NodeJS.ProcessEnv;

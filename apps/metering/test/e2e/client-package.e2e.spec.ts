@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ListChargesRequest, ListChargesResponse } from '@metering/contracts';
-import { databaseTargets, describeEachOf, TestDatabase } from '../support/databases';
+import { describeEachOf, TestDatabase, embeddedTarget } from '../support/databases';
 import { readmeBlock } from '../support/readme';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
 
@@ -47,7 +47,7 @@ main().catch((err) => { console.error(err); process.exit(1); });
 
 beforeAll(() => buildServer());
 
-describeEachOf(databaseTargets().filter((t) => t.name === 'pglite'), 'pglite')('the packed TypeScript client in an outside project, on $name', (target) => {
+describeEachOf(embeddedTarget(), 'pglite')('the packed TypeScript client in an outside project, on $name', (target) => {
   let tdb: TestDatabase;
   let server: ServerProcess;
   let project: string;

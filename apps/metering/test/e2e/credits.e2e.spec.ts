@@ -37,8 +37,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const createGrant = (client: MeteringServiceClient, over: Partial<CreateGrantRequest>) =>
   call(client.createGrant, client, CreateGrantRequest.fromPartial({ idempotencyKey: 'g', amount: USD('5.00'), reason: 'top-up', actor: 'ops@example.com', ...over }));
 /** A reservation; the 1,000 concurrent ones of an account queue on its rows, so they get a minute rather than 10 s on a loaded machine. */
+const QUEUED_DEADLINE_MS = 60_000;
 const reserve = (client: MeteringServiceClient, accountId: string, key: string, cost: string, userId = 'u1') =>
-  call(client.checkLimits, client, checkRequest({ accountId, userId, reserve: true, idempotencyKey: key, additionalCost: USD(cost) }), new Metadata(), 60_000);
+  call(client.checkLimits, client, checkRequest({ accountId, userId, reserve: true, idempotencyKey: key, additionalCost: USD(cost) }), new Metadata(), QUEUED_DEADLINE_MS);
 /** Prompt tokens of the self-hosted model priced below ($1 per million in) that cost `usd`. */
 const tokensFor = (usd: string) => new Dec(usd).times(1_000_000).toFixed(0);
 const priceModel = (client: MeteringServiceClient) =>
@@ -79,7 +80,8 @@ describe.each(databaseTargets())('credits API on $name', (target) => {
 
   beforeAll(async () => {
     tdb = await target.create();
-    server = await startServer(tdb.config, { METERING_RESERVATION_SWEEP_MS: '200' });
+    // The calls that queue on the account's rows also wait for a pool connection: as long as their deadline.
+    server = await startServer(tdb.config, { METERING_RESERVATION_SWEEP_MS: '200', METERING_DB_ACQUIRE_TIMEOUT_MS: String(QUEUED_DEADLINE_MS) });
     client = server.client;
     await priceModel(client);
     // The embedded database has one owner (the server); the consistency checks run through Postgres only while it runs.
@@ -135,7 +137,7 @@ describe.each(databaseTargets())('credits API on $name', (target) => {
       const { balance } = await call(client.getBalance, client, { accountId: 'thousand', userId: '' });
       expect(balance).toMatchObject({ available: { amount: '0' }, held: { amount: '5' } });
     }
-  });
+  }, 4 * QUEUED_DEADLINE_MS);
 
   it('answers a reused grant key with different content ALREADY_EXISTS, the same content as a replay', async () => {
     const first = await createGrant(client, { accountId: 'idem', idempotencyKey: 'k', amount: USD('3') });
@@ -228,7 +230,7 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
 
   beforeAll(async () => {
     tdb = await target.create();
-    servers = await startServers(tdb.config, 3);
+    servers = await startServers(tdb.config, 3, { METERING_DB_ACQUIRE_TIMEOUT_MS: String(QUEUED_DEADLINE_MS) });
     await priceModel(servers[0].client);
     db = openDatabase(tdb.config);
   });
@@ -241,5 +243,5 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
 
   it('admits exactly 50 of 1,000 concurrent reservations of $0.10 against $5.00, then settles and releases them exactly', async () => {
     await thousandAgainstFive(db, servers, 'multi');
-  });
+  }, 4 * QUEUED_DEADLINE_MS);
 });

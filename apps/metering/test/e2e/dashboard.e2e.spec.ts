@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { databaseTargets, TestDatabase } from '../support/databases';
+import { TestDatabase, embeddedTarget } from '../support/databases';
 import { bearer, call } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
@@ -36,7 +36,7 @@ const shown = (amount: string, usd = false) => {
 /** The width and height of a PNG, from its IHDR chunk. */
 const pngSize = (png: Buffer) => ({ width: png.readUInt32BE(16), height: png.readUInt32BE(20) });
 
-describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('the dashboard in Chromium on $name', (target) => {
+describe.each(embeddedTarget())('the dashboard in Chromium on $name', (target) => {
   const operatorKey = randomBytes(32).toString('base64url');
   let tdb: TestDatabase;
   let server: ServerProcess;

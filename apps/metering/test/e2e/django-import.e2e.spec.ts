@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'pg';
-import { describeEachOf, databaseTargets, PG_URL_VAR, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { describeEachOf, PG_URL_VAR, requirePostgresInCi, TestDatabase, embeddedTarget } from '../support/databases';
 import { call } from '../support/grpc';
 import { readmeBlock } from '../support/readme';
 import { chargeRequest } from '../support/requests';
@@ -45,7 +45,7 @@ if (process.env.CI && !djangoInstalled) {
 }
 
 const pgUrl = process.env[PG_URL_VAR];
-const targets = pgUrl && djangoInstalled ? databaseTargets().filter((t) => t.name === 'pglite') : [];
+const targets = pgUrl && djangoInstalled ? embeddedTarget() : [];
 
 const ZONE = 'America/New_York';
 const DAY = 86_400_000;

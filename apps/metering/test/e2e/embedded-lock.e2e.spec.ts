@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MeteringServiceClient } from '@metering/contracts';
 import { describeSelf, readDataDirLock } from '../../src/store/data-dir-lock';
-import { databaseTargets, TestDatabase } from '../support/databases';
+import { databaseTargets, TestDatabase, describeEachOf } from '../support/databases';
 import { call } from '../support/grpc';
 import { chargeRequest } from '../support/requests';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
@@ -22,7 +22,7 @@ const MAIN = join(ROOT, 'dist', 'apps', 'metering', 'main.js');
 
 beforeAll(() => buildServer());
 
-describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('one process per embedded database folder ($name)', (target) => {
+describeEachOf(databaseTargets().filter((t) => t.name === 'pglite'), 'the embedded database (a Citus run leaves it out)')('one process per embedded database folder ($name)', (target) => {
   let tdb: TestDatabase;
   let server: ServerProcess | undefined;
   const today = new Date().toISOString().slice(0, 10);

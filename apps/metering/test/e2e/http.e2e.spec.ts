@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { databaseTargets, TestDatabase } from '../support/databases';
+import { TestDatabase, embeddedTarget } from '../support/databases';
 import { bearer, call, grpcError, statusDetails } from '../support/grpc';
 import { chargeRequest } from '../support/requests';
 import { buildServer, ROOT, ServerProcess, startServer } from '../support/server-process';
@@ -29,7 +29,7 @@ function readmeExample(): string {
   return block[1];
 }
 
-describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('HTTP/JSON (Connect) on $name', (target) => {
+describe.each(embeddedTarget())('HTTP/JSON (Connect) on $name', (target) => {
   const operatorKey = randomBytes(32).toString('base64url');
   let tdb: TestDatabase;
   let server: ServerProcess;

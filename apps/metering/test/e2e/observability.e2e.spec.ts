@@ -1,7 +1,7 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { createServer, type Server } from 'node:http';
 import { WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
-import { databaseTargets, TestDatabase } from '../support/databases';
+import { TestDatabase, embeddedTarget } from '../support/databases';
 import { call, grpcError } from '../support/grpc';
 import { chargeRequest, checkRequest } from '../support/requests';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
@@ -24,7 +24,7 @@ interface OtlpSpan {
 /** One series' value in a Prometheus text exposition (NaN when absent). */
 const seriesValue = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
 
-describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('observability on $name', (target) => {
+describe.each(embeddedTarget())('observability on $name', (target) => {
   let tdb: TestDatabase;
   let server: ServerProcess;
   let collector: Server;

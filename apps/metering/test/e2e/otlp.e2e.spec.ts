@@ -7,7 +7,7 @@ import { SpanStatusCode, type Attributes } from '@opentelemetry/api';
 import * as pb from '@metering/contracts';
 import { randomBytes } from 'node:crypto';
 import { bearer, call } from '../support/grpc';
-import { databaseTargets, describeEachOf, TestDatabase } from '../support/databases';
+import { describeEachOf, TestDatabase, embeddedTarget } from '../support/databases';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
 
 /**
@@ -23,7 +23,7 @@ beforeAll(() => buildServer());
 
 const today = () => new Date().toISOString().slice(0, 10);
 
-describeEachOf(databaseTargets().filter((t) => t.name === 'pglite'), 'pglite')('OTLP GenAI ingestion on $name', (target) => {
+describeEachOf(embeddedTarget(), 'pglite')('OTLP GenAI ingestion on $name', (target) => {
   let tdb: TestDatabase;
   let server: ServerProcess;
   let secret: string;

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { databaseTargets, describeEachOf, TestDatabase } from '../support/databases';
+import { describeEachOf, TestDatabase, embeddedTarget } from '../support/databases';
 import { call } from '../support/grpc';
 import { buildServer, ServerProcess, startServer } from '../support/server-process';
 
@@ -39,7 +39,7 @@ const haveOpenssl = (() => {
 })();
 if (process.env.CI && !haveOpenssl) it('has openssl for the TLS suite', () => expect(haveOpenssl).toBe(true));
 
-describeEachOf(databaseTargets().filter((t) => t.name === 'pglite' && haveOpenssl), 'openssl')('TLS on $name', (target) => {
+describeEachOf(embeddedTarget().filter(() => haveOpenssl), 'openssl')('TLS on $name', (target) => {
   let dir: string;
   let tdb: TestDatabase;
   const file = (name: string) => readFileSync(join(dir, name));

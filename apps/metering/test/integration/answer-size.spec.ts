@@ -10,7 +10,7 @@ import { ChargesService } from '../../src/services/charges.service';
 import { LimitsService } from '../../src/services/limits.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
-import { databaseTargets } from '../support/databases';
+import { embeddedTarget } from '../support/databases';
 import { HOSTILE } from '../support/hostile';
 import { chargeRequest, checkRequest } from '../support/requests';
 import { ROOT } from '../support/server-process';
@@ -27,7 +27,7 @@ const clock = () => NOW;
 const resultBytes = (r: RecordChargeResult) => RecordChargesResponse.encode({ results: [r] }).finish().length;
 const requestBytes = (c: RecordChargeRequest) => RecordChargeRequest.encode(c).finish().length;
 
-describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('the size of RecordCharges answers on $name', (target) => {
+describe.each(embeddedTarget())('the size of RecordCharges answers on $name', (target) => {
   let db: Db;
   let drop: () => Promise<void>;
   let record: ReturnType<typeof recordChargesHandler>;

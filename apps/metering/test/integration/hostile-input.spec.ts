@@ -18,7 +18,7 @@ import { UsageService } from '../../src/services/usage.service';
 import { AlertsService } from '../../src/services/alerts.service';
 import { DEFAULT_ALLOWED_HOSTS, parseAllowList } from '@metering/domain';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
-import { databaseTargets } from '../support/databases';
+import { embeddedTarget } from '../support/databases';
 import { HOSTILE } from '../support/hostile';
 
 /**
@@ -51,7 +51,7 @@ interface Rpc {
   call: (req: never) => Promise<unknown>;
 }
 
-describe.each(databaseTargets().filter((t) => t.name === 'pglite'))('hostile input on $name', (target) => {
+describe.each(embeddedTarget())('hostile input on $name', (target) => {
   let db: Db;
   let drop: () => Promise<void>;
   let rpcs: Rpc[];

@@ -138,11 +138,23 @@ export function databaseTargets(): DatabaseTarget[] {
 
 /** Registers a failing test when CI must run the Postgres suites but has no server configured. */
 export function requirePostgresInCi(): void {
-  if (process.env.CI && !process.env[PG_URL_VAR]) {
+  // A Citus coordinator is the Postgres target when it is given (databaseTargets).
+  if (process.env.CI && !process.env[PG_URL_VAR] && !onCitus()) {
     it(`has Postgres configured (${PG_URL_VAR})`, () => {
       throw new Error(`${PG_URL_VAR} is not set: CI must run the Postgres suites (e.g. postgres://postgres@127.0.0.1:5432/postgres)`);
     });
   }
+}
+
+/**
+ * The target of the suites that run on the embedded database only (the handlers, hostile input,
+ * the CLI, the dashboard, OTLP, the packed client, the Django import's target: what they test
+ * does not depend on the engine): the embedded database,
+ * or the Citus cluster instead when METERING_TEST_CITUS_URL is set (then the embedded target is
+ * left out, and these suites prove the same on the cluster).
+ */
+export function embeddedTarget(): DatabaseTarget[] {
+  return databaseTargets().filter((t) => t.name === 'pglite' || onCitus());
 }
 
 /**
