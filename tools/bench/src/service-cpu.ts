@@ -6,10 +6,13 @@
  * number of warm calls makes it steadier than the bench's timed scenarios on a shared machine:
  * V8's compilation of a fresh process and the other processes' load weigh less. Not a target of
  * issue 15 (that is the whole server, measured by the bench); a way to compare two versions of
- * the hot paths.
+ * the hot paths. METERING_ALLOC_PROFILE=<file> also writes a sampled profile of what the measured
+ * calls allocate (objects already collected included; a V8 heap profile, as Chrome DevTools reads it).
  */
 import { CheckLimitsRequest, RecordChargeRequest } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { loadavg } from 'node:os';
 import pg from 'pg';
 import { ChargesService } from '../../../apps/metering/src/services/charges.service';
@@ -51,10 +54,23 @@ async function main(): Promise<void> {
       }));
     };
     await run(Number(warm));
+    // METERING_ALLOC_PROFILE=<file>: a sampled profile of every allocation of the measured calls (collected ones included).
+    const allocFile = process.env.METERING_ALLOC_PROFILE;
+    const session = allocFile ? new Session() : undefined;
+    const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) => session?.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
+    if (session) {
+      session.connect();
+      await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    }
     const cpu = process.cpuUsage();
     const started = performance.now();
     await run(Number(measured));
     const used = process.cpuUsage(cpu);
+    if (session && allocFile) {
+      const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
+      writeFileSync(allocFile, JSON.stringify(profile));
+      session.disconnect();
+    }
     const n = Number(measured);
     console.log(`${method}, ${inFlight} in flight, ${n} calls after ${warm}: ${((used.user + used.system) / n / 1000).toFixed(4)} ms CPU/call (user ${(used.user / n / 1000).toFixed(4)}), ${Math.round(n / ((performance.now() - started) / 1000))} calls/s, load average ${loadavg()[0].toFixed(1)}`);
   } finally {
