@@ -8,7 +8,7 @@
 // A Citus coordinator works too (its admin database has the citus extension and its workers): the
 // database is then created on every node with the extension and the workers added, and the
 // server's migration distributes the tables by account_id (docs/scaling.md).
-// `npm run build` first (it bundles dist/apps/metering/main.js).
+// METERING_PROFILE_WARMUP=<seconds> warms the server up first (unmeasured). `npm run build` first (it bundles dist/apps/metering/main.js).
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -72,10 +72,30 @@ const cpu = () => {
   const f = readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 };
+/** The same for the main thread alone (JavaScript, the event loop); the rest is V8's compiler and GC threads and the profiler's own. */
+const mainCpu = () => {
+  const f = readFileSync(`/proc/${server.pid}/task/${server.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+// METERING_PROFILE_WARMUP=<seconds>: first run the same method at 64 in flight that long, unmeasured, so that
+// V8 has compiled the hot paths (a fresh process spends much of its first seconds compiling).
+const warmup = Number(process.env.METERING_PROFILE_WARMUP ?? 0);
+if (warmup > 0) {
+  const warm = fork(join(root, 'dist/tools/bench/loadgen.js'));
+  await new Promise((resolve) => {
+    warm.on('message', (m) => m.phase !== 'measuring' && resolve(m));
+    warm.send({
+      address: `127.0.0.1:${port}`, method, concurrency: 64, durationMs: warmup * 1000, warmupMs: 0,
+      accountId: 'profile', users: 10_000, replayShare: 0, batchSize: 100, keyPrefix: `w${Date.now()}`, apiKey: key,
+    });
+  });
+  warm.kill();
+}
 const loadgen = fork(join(root, 'dist/tools/bench/loadgen.js'));
 let cpuAtStart = 0;
+let mainAtStart = 0;
 const result = await new Promise((resolve) => {
-  loadgen.on('message', (m) => (m.phase === 'measuring' ? (cpuAtStart = cpu()) : resolve(m)));
+  loadgen.on('message', (m) => (m.phase === 'measuring' ? ((cpuAtStart = cpu()), (mainAtStart = mainCpu())) : resolve(m)));
   loadgen.send({
     address: `127.0.0.1:${port}`, method, concurrency: Number(inFlight), durationMs: Number(seconds) * 1000, warmupMs: 1000,
     accountId: 'profile', users: 10_000, replayShare: 0, batchSize: 100, keyPrefix: `p${Date.now()}`, apiKey: key,
@@ -84,12 +104,13 @@ const result = await new Promise((resolve) => {
   });
 });
 const cpuMs = (cpu() - cpuAtStart) * 1000;
+const mainMs = (mainCpu() - mainAtStart) * 1000;
 server.kill('SIGTERM');
 await new Promise((resolve) => server.on('exit', resolve));
 await admin.query(`DROP DATABASE ${dbName}${citus ? ' WITH (FORCE)' : ''}`);
 await admin.end();
 for (const w of workers) await onNode(w, `DROP DATABASE ${dbName} WITH (FORCE)`);
-console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call`);
+console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call (main thread ${(mainMs / result.calls).toFixed(3)}, other threads ${((cpuMs - mainMs) / result.calls).toFixed(3)})${warmup ? `, after ${warmup} s of warm-up` : ''}`);
 const profile = join(dir, readdirSync(dir).find((f) => f.endsWith('.cpuprofile')));
 console.log(`profile: ${profile}`);
 console.log(execFileSync(process.execPath, [join(root, 'tools/bench/profile-summary.mjs'), profile, '15'], { encoding: 'utf8' }));

@@ -55,6 +55,7 @@ import { PricingService } from './pricing.service';
 import { SettingsCache, SettingsView } from './settings-cache';
 import { dueExpiries } from './reservations.service';
 import { Books } from './credits.service';
+import { CheckStateReads } from './check-state-reads';
 
 export interface LimitCheckResult extends LimitDecision {
   date: string;
@@ -116,7 +117,12 @@ export class LimitsService {
     private readonly clock: () => Date = () => new Date(),
     /** Prices, markups and account settings of the hot paths (shared with RecordCharge in a server). */
     private readonly cache = new SettingsCache(),
-  ) {}
+  ) {
+    this.checkReads = new CheckStateReads(db);
+  }
+
+  /** The plain checks' reads, batched per account (check-state-reads.ts). */
+  private readonly checkReads: CheckStateReads;
 
   async setLimits(raw: SetLimitsRequestInput): Promise<DailyLimits> {
     const limits = validateSetLimits(raw);
@@ -192,7 +198,7 @@ export class LimitsService {
     for (let attempt = 1; ; attempt++) {
       const view = this.cache.view();
       const call = await read(() => this.callAmounts(this.db, check, now, view));
-      const state = await read(() => readLimitCheckState(this.db, check.accountId, [check.userId], this.candidateStarts(now)));
+      const state = await this.checkReads.read(check.accountId, check.userId, this.candidateStarts(now));
       if (check.estimate && state.settingsEpoch !== view.epoch && attempt < 3) {
         this.cache.clear();
         continue;

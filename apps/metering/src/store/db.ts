@@ -83,7 +83,55 @@ let namedStatements = true;
  */
 export function statement(db: Db | Tx, name: string, sql: string, bindings: readonly unknown[]): Knex.Raw {
   const q = db.raw(sql, bindings as Knex.RawBinding[]);
-  return namedStatements ? q.options({ name: `metering_${name}` }) : q;
+  if (!namedStatements) return q;
+  const named = q.options({ name: `metering_${name}` });
+  return /\\\?|\?\?/.test(sql) || bindings.some(inlined) ? named : withPositionedText(named, sql, bindings);
+}
+
+/** A statement's text with knex's `?` placeholders already numbered (`$1`, `$2`, ...), by its `?` text. */
+const POSITIONED = new Map<string, string>();
+
+/** A binding knex writes into the text (a query, a raw fragment, a callback) rather than sending as a value. */
+const inlined = (b: unknown): boolean => typeof b === 'function' || (typeof b === 'object' && b !== null && typeof (b as { toSQL?: unknown }).toSQL === 'function');
+
+/** As knex's check of a raw query's bindings: an undefined value, also inside an array or a plain object. */
+const hasUndefined = (v: unknown): boolean =>
+  v === undefined || (Array.isArray(v) ? v.some(hasUndefined) : typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype && Object.values(v).some(hasUndefined));
+
+type RawInternals = { sql: string; bindings: unknown; client: { positionBindings(sql: string): string }; toSQL(...args: unknown[]): { sql: string; bindings: unknown[] } };
+
+/**
+ * Knex rewrites a raw statement's text twice on every execution (the `?` bindings, then `$n`),
+ * which for the long constant texts of the hot path (the apply statement is ~9.5k characters)
+ * costs two copies of the text per call. The numbered text is the same every time, so it is
+ * made once (by knex itself, on the statement's first execution) and reused: knex then compiles
+ * the numbered text without bindings and the values are put back, so the driver, the `query`
+ * events (the round-trip guard, the Citus routing check) and errors see what they saw before.
+ * Only for values sent as values: a binding that knex would inline, or text with knex's escapes,
+ * keeps knex's own path (statement() checks), as does a call with an undefined value (knex's error).
+ */
+function withPositionedText(raw: Knex.Raw, sql: string, bindings: readonly unknown[]): Knex.Raw {
+  const r = raw as unknown as RawInternals;
+  const compile = r.toSQL.bind(r);
+  r.toSQL = (...args: unknown[]) => {
+    const text = POSITIONED.get(sql);
+    if (text === undefined || hasUndefined(bindings)) {
+      const compiled = compile(...args);
+      if (text === undefined && compiled.bindings.length === bindings.length) POSITIONED.set(sql, r.client.positionBindings(compiled.sql));
+      return compiled;
+    }
+    r.sql = text;
+    r.bindings = undefined;
+    try {
+      const compiled = compile(...args);
+      compiled.bindings = [...bindings];
+      return compiled;
+    } finally {
+      r.sql = sql;
+      r.bindings = bindings;
+    }
+  };
+  return raw;
 }
 
 /**
