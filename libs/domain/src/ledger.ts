@@ -3,7 +3,7 @@ import type { Alert, WebhookEndpoint } from './alerts';
 import type { ChargeRecord } from './charge';
 import type { BalanceEntryDraft, CreditEntries, CreditHold, GrantDelta, Grant, OverageDelta } from './credits';
 import type { SoftLimitCrossing } from './events';
-import { Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
+import { extraScopesOf, Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
 import type { Reservation, ReservationRef, ReservationStatus } from './reservation';
 import type { RollupKey } from './usage';
 
@@ -43,8 +43,10 @@ import type { RollupKey } from './usage';
  * dimension rollup entry (dimension_usage): recorded and re-rated charges move the row whose
  * day, hour and tag values the charge records, summed per key and in key order like daily_usage.
  *
- * Counter entries are made for the four counters a user's usage on a local
- * day moves: day and month, of the user and of its account (user_id '').
+ * Counter entries are made for the counters a user's usage on a local
+ * day moves: day and month, of the user and of its account (user_id ''), and
+ * of the API key and declared tag values of the charge or hold (issue 20;
+ * counterKeysOf, scopesOfCharge, scopesOfReservation).
  * A soft limit that the applied counters show crossed adds a
  * soft_limit_exceeded event (`softLimitEvents`, after the counters are known).
  *
@@ -105,12 +107,14 @@ export interface DimensionDelta extends RollupKey {
   sums: RollupSums;
 }
 
-/** A usage counter: a scope (user_id '' = the account) and period of an account. */
+/** A usage counter: a scope (user_id '' = the account; scope: an API key or a tag value, libs/domain/src/limits.ts apiKeyScope) and period of an account. */
 export interface CounterKey {
   accountId: string;
   period: LimitPeriod;
   periodStart: string;
   userId: string;
+  /** '' or absent for the account and its users; the key order is (account, period, start, user, scope). */
+  scope?: string;
 }
 
 /** A change to one usage counter: the used amounts (of recorded charges) and the amounts open reservations hold. */
@@ -223,10 +227,25 @@ export function rollupOfCharge(c: ChargeRecord): RollupDelta {
   };
 }
 
-/** The four counters a user's usage on a local day moves: day and month, of the account ('') and of the user. */
-export function counterKeysOf(accountId: string, userId: string, day: string): CounterKey[] {
-  return (['day', 'month'] as const).flatMap((period) => ['', userId].map((u) => ({ accountId, period, periodStart: periodStartOf(period, day), userId: u })));
+/**
+ * The counters a user's usage on a local day moves: day and month, of the
+ * account ('') and of the user, and of each other scope it belongs to
+ * (`scopes`: its API key's and its declared tag values', extraScopesOf).
+ */
+export function counterKeysOf(accountId: string, userId: string, day: string, scopes: readonly string[] = []): CounterKey[] {
+  return (['day', 'month'] as const).flatMap((period) => {
+    const periodStart = periodStartOf(period, day);
+    const keys: CounterKey[] = ['', userId].map((u) => ({ accountId, period, periodStart, userId: u }));
+    for (const scope of scopes) keys.push({ accountId, period, periodStart, userId: '', scope });
+    return keys;
+  });
 }
+
+/** The other scopes a charge's usage moves: its API key's and the declared tag values it was summed under. */
+export const scopesOfCharge = (c: Pick<ChargeRecord, 'apiKeyId' | 'dimensions'>): string[] => extraScopesOf(c.apiKeyId, c.dimensions);
+
+/** The other scopes a reservation holds on: its API key's and the declared tag values it recorded when placed. */
+export const scopesOfReservation = (r: Pick<Reservation, 'apiKeyId' | 'dimensions'>): string[] => extraScopesOf(r.apiKeyId, r.dimensions);
 
 /** What a reservation holds on its counters: 1 message, its tokens and its cost. */
 export const heldOf = (r: Reservation): UsageCounter => ({ messageCount: r.heldMessages, totalTokens: r.heldTokens, totalCost: r.heldCost });
@@ -254,11 +273,11 @@ function grantEntry(made: Made, accountId: string, grantId: string, d: Partial<O
 
 const balanceEntry = (made: Made, e: BalanceEntryDraft) => made.credits.balance.push(e);
 
-function usageEntries(made: Made, rollup: RollupDelta): void {
+function usageEntries(made: Made, rollup: RollupDelta, scopes: string[]): void {
   const used = { messageCount: rollup.sums.messageCount, totalTokens: rollup.sums.totalTokens, totalCost: rollup.sums.totalCost };
   made.rollups.push(rollup);
   made.usage.push({ accountId: rollup.accountId, userId: rollup.userId, usageDate: rollup.usageDate, used });
-  for (const key of counterKeysOf(rollup.accountId, rollup.userId, rollup.usageDate)) {
+  for (const key of counterKeysOf(rollup.accountId, rollup.userId, rollup.usageDate, scopes)) {
     made.counters.push({ key, used, unpricedMessages: rollup.sums.unpricedMessageCount, reserved: ZERO_USAGE });
   }
 }
@@ -274,7 +293,7 @@ function dimensionEntry(made: Made, c: ChargeRecord, sums: RollupSums): void {
 
 function holdEntries(made: Made, r: Reservation, sign: 1 | -1): void {
   const held = sign === 1 ? heldOf(r) : negate(heldOf(r));
-  for (const key of counterKeysOf(r.accountId, r.userId, r.periodDay)) made.counters.push({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: held });
+  for (const key of counterKeysOf(r.accountId, r.userId, r.periodDay, scopesOfReservation(r))) made.counters.push({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: held });
 }
 
 const finished = (r: Reservation, status: ReservationEntry['status'], at: Date, chargeId?: string): ReservationEntry => ({
@@ -288,13 +307,14 @@ const finished = (r: Reservation, status: ReservationEntry['status'], at: Date, 
 function make(made: Made, change: LedgerChange): void {
   switch (change.kind) {
     case 'charge_recorded':
-      usageEntries(made, rollupOfCharge(change.charge));
+      usageEntries(made, rollupOfCharge(change.charge), scopesOfCharge(change.charge));
       dimensionEntry(made, change.charge, rollupOfCharge(change.charge).sums);
       made.events.push({ kind: 'charge_recorded', charge: change.charge });
       return;
     case 'charge_rerated': {
       const after = rollupOfCharge(change.after);
-      usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) });
+      // The scopes the charge was first counted in (its API key, the declared values it records), like its dimension row.
+      usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) }, scopesOfCharge(change.before));
       // Re-rating moves the dimension row the charge was first summed under (its own record of it).
       dimensionEntry(made, change.before, combineSums(after.sums, rollupOfCharge(change.before).sums, -1n));
       made.events.push({ kind: 'charge_rerated', charge: change.after });
@@ -368,7 +388,7 @@ const SEP = '\u0000';
 const rollupId = (d: RollupDelta) => [d.accountId, d.usageDate, d.userId, d.provider, d.model, d.chargeType].join(SEP);
 const dimensionId = (d: DimensionDelta) =>
   [d.accountId, d.usageDate, String(d.hour).padStart(2, '0'), d.userId, d.provider, d.model, d.chargeType, d.apiKeyId, JSON.stringify(Object.entries(d.dims).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))].join(SEP);
-export const counterId = (k: CounterKey) => [k.accountId, k.period, k.periodStart, k.userId].join(SEP);
+export const counterId = (k: CounterKey) => [k.accountId, k.period, k.periodStart, k.userId, k.scope ?? ''].join(SEP);
 const reservationId = (e: ReservationEntry) => [e.ref.accountId, e.ref.reservationId].join(SEP);
 const byId = <T>(id: (t: T) => string) => (a: T, b: T) => (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0);
 

@@ -2,12 +2,12 @@ import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal } from '@metering/prici
 import { BilledCounts, BilledUsageInput, checkBilledUsage, MAX_CALLS } from './billed-usage';
 import { CHARGE_TYPE_BY_NUMBER, ChargeType } from './charge';
 import { monthStart } from './time';
-import { checkTags, Tags } from './tags';
+import { checkTags, tagKeyProblem, Tags, tagValueProblem } from './tags';
 import { decodePageToken, encodePageToken, stringTuple } from './page-token';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, MAX_KEY_LENGTH, Violations } from './validation';
 
 export type LimitMeasure = 'messages' | 'tokens' | 'cost';
-export type LimitScope = 'account' | 'user';
+export type LimitScope = 'account' | 'user' | 'api_key' | 'tag';
 export type LimitPeriod = 'day' | 'month';
 export type LimitEnforcement = 'hard' | 'soft';
 
@@ -31,10 +31,45 @@ export interface DailyLimits {
   updateTime?: Date;
 }
 
-/** One limit of a scope (user_id '' = the whole account). */
+/**
+ * The scopes besides the account and its users (issue 20): an API key, or a
+ * tag value of a declared dimension. Stored in one column (limits.scope,
+ * usage_counters.scope) next to user_id, which is '' for them:
+ * '' for the account and its users, `api_key:<key id>`, `tag:<key>=<value>`
+ * (a tag key has no '=', so the value is everything after the first '=').
+ */
+export const apiKeyScope = (apiKeyId: string): string => `api_key:${apiKeyId}`;
+export const tagScope = (key: string, value: string): string => `tag:${key}=${value}`;
+
+/** What a scope column names: an API key, a tag, or neither (the account or a user). */
+export function parseScope(scope: string | undefined): { apiKeyId?: string; tagKey?: string; tagValue?: string } {
+  if (!scope) return {};
+  if (scope.startsWith('api_key:')) return { apiKeyId: scope.slice('api_key:'.length) };
+  const eq = scope.indexOf('=');
+  return { tagKey: scope.slice('tag:'.length, eq), tagValue: scope.slice(eq + 1) };
+}
+
+/** The scope kind of a limit or counter. */
+export const scopeKind = (userId: string, scope: string | undefined): LimitScope =>
+  scope ? (scope.startsWith('api_key:') ? 'api_key' : 'tag') : userId === '' ? 'account' : 'user';
+
+/**
+ * The counter scopes (besides the account's and the user's) that usage with
+ * this API key and these declared tag values moves: the key's (when there is
+ * one) and each declared tag value's, in order.
+ */
+export function extraScopesOf(apiKeyId: string | undefined, dimensions: Tags | null | undefined): string[] {
+  const out = apiKeyId ? [apiKeyScope(apiKeyId)] : [];
+  for (const [k, v] of Object.entries(dimensions ?? {})) out.push(tagScope(k, v));
+  return out;
+}
+
+/** One limit of a scope (user_id '' = the whole account; scope: an API key or a tag value, see apiKeyScope). */
 export interface Limit {
   accountId: string;
   userId: string;
+  /** '' (or absent) for the account and its users; apiKeyScope / tagScope otherwise (user_id is then ''). */
+  scope?: string;
   period: LimitPeriod;
   measure: LimitMeasure;
   /** An integer for messages and tokens, USD for cost. */
@@ -43,7 +78,7 @@ export interface Limit {
   updateTime?: Date;
 }
 
-export type LimitKey = Pick<Limit, 'accountId' | 'userId' | 'period' | 'measure' | 'enforcement'>;
+export type LimitKey = Pick<Limit, 'accountId' | 'userId' | 'scope' | 'period' | 'measure' | 'enforcement'>;
 
 /** Counters of one scope and period. */
 export interface UsageCounter {
@@ -112,14 +147,43 @@ export function validateSetLimits(raw: SetLimitsRequestInput): DailyLimits {
 export interface ScopeInput {
   accountId: string;
   userId: string;
+  /** An API key's scope (issue 20). */
+  apiKeyId?: string;
+  /** A tag value's scope (issue 20): both or neither. */
+  tagKey?: string;
+  tagValue?: string;
 }
 
-/** Validates the scope of GetLimits: an account, and optionally one of its users. */
-export function validateScope(raw: ScopeInput): ScopeInput {
+/**
+ * The scope of a limit off the wire: the account, one user, one API key or
+ * one tag value (at most one of user_id, api_key_id and tag_key; tag_key and
+ * tag_value go together). Returns the user id and the scope column.
+ */
+function checkScope(v: Violations, raw: ScopeInput): { userId: string; scope: string } {
+  const userId = checkId(v, 'user_id', raw.userId ?? '', false);
+  const apiKeyId = checkId(v, 'api_key_id', raw.apiKeyId ?? '', false);
+  const tagKey = raw.tagKey ?? '';
+  const tagValue = raw.tagValue ?? '';
+  const given = [userId && 'user_id', apiKeyId && 'api_key_id', (tagKey || tagValue) && 'tag_key'].filter(Boolean);
+  if (given.length > 1) v.add(given[1] as string, `give at most one of user_id, api_key_id and tag_key/tag_value (got ${given.join(' and ')})`);
+  if (apiKeyId) return { userId: '', scope: apiKeyScope(apiKeyId) };
+  if (tagKey || tagValue) {
+    const keyProblem = tagKeyProblem(tagKey);
+    if (keyProblem) v.add('tag_key', tagKey === '' ? 'is required with tag_value' : keyProblem);
+    const valueProblem = tagValueProblem(tagValue);
+    if (valueProblem) v.add('tag_value', tagValue === '' ? 'is required with tag_key' : valueProblem);
+    return { userId: '', scope: tagScope(tagKey, tagValue) };
+  }
+  return { userId, scope: '' };
+}
+
+/** Validates the scope of GetLimits: an account, and optionally one of its users, one API key or one tag value. */
+export function validateScope(raw: ScopeInput): ScopeInput & { scope: string } {
   const v = new Violations();
-  const scope = { accountId: checkId(v, 'account_id', raw.accountId), userId: checkId(v, 'user_id', raw.userId, false) };
+  const accountId = checkId(v, 'account_id', raw.accountId);
+  const { userId, scope } = checkScope(v, raw);
   v.done();
-  return scope;
+  return { accountId, userId, scope };
 }
 
 const MAX_OF: Record<LimitMeasure, Dec> = { messages: new Dec(MAX_MESSAGE_LIMIT), tokens: new Dec(MAX_TOKEN_LIMIT), cost: MAX_COST_LIMIT };
@@ -130,9 +194,11 @@ function requiredEnum<T extends string>(v: Violations, field: string, value: num
 }
 
 function checkLimitKey(v: Violations, raw: LimitKeyInput): Omit<LimitKey, 'measure'> & { measure?: LimitMeasure } {
+  const { userId, scope } = checkScope(v, raw);
   return {
     accountId: checkId(v, 'account_id', raw.accountId),
-    userId: checkId(v, 'user_id', raw.userId, false),
+    userId,
+    ...(scope ? { scope } : {}),
     period: requiredEnum(v, 'period', raw.period, LIMIT_PERIOD_BY_NUMBER) ?? 'day',
     measure: requiredEnum(v, 'measure', raw.measure, LIMIT_MEASURE_BY_NUMBER),
     enforcement: checkEnum(v, 'enforcement', raw.enforcement, LIMIT_ENFORCEMENT_BY_NUMBER) ?? 'hard',
@@ -142,6 +208,11 @@ function checkLimitKey(v: Violations, raw: LimitKeyInput): Omit<LimitKey, 'measu
 export interface LimitKeyInput {
   accountId: string;
   userId: string;
+  /** An API key's limit (issue 20). */
+  apiKeyId?: string;
+  /** A tag value's limit (issue 20; the key must be a declared dimension): both or neither. */
+  tagKey?: string;
+  tagValue?: string;
   period: number;
   measure: number;
   enforcement: number;
@@ -168,8 +239,8 @@ export function validateLimitKey(raw: LimitKeyInput): LimitKey {
   return { ...key, measure };
 }
 
-/** Where a page of ListLimits starts: after this (user, period, measure, enforcement). */
-export type LimitCursor = Pick<Limit, 'userId' | 'period' | 'measure' | 'enforcement'>;
+/** Where a page of ListLimits starts: after this (user, scope, period, measure, enforcement). */
+export type LimitCursor = Pick<Limit, 'userId' | 'scope' | 'period' | 'measure' | 'enforcement'>;
 
 export interface ListLimitsQuery {
   accountId: string;
@@ -182,13 +253,14 @@ export interface ListLimitsQuery {
 const limitListFilters = (q: Pick<ListLimitsQuery, 'accountId' | 'userId'>) => [q.accountId, q.userId ?? ''];
 
 export function encodeLimitPageToken(q: ListLimitsQuery, last: LimitCursor): string {
-  return encodePageToken(limitListFilters(q), [last.userId, last.period, last.measure, last.enforcement]);
+  return encodePageToken(limitListFilters(q), [last.userId, last.period, last.measure, last.enforcement, last.scope ?? '']);
 }
 
 function limitCursor(key: unknown): LimitCursor | undefined {
-  const k = stringTuple(key, 4);
+  // Tokens made before scopes (four strings) continue in the scope ''.
+  const k = stringTuple(key, 5) ?? (stringTuple(key, 4) ? [...(key as string[]), ''] : undefined);
   if (!k || !['day', 'month'].includes(k[1]) || !['messages', 'tokens', 'cost'].includes(k[2]) || !['hard', 'soft'].includes(k[3])) return undefined;
-  return { userId: k[0], period: k[1] as LimitPeriod, measure: k[2] as LimitMeasure, enforcement: k[3] as LimitEnforcement };
+  return { userId: k[0], period: k[1] as LimitPeriod, measure: k[2] as LimitMeasure, enforcement: k[3] as LimitEnforcement, scope: k[4] };
 }
 
 export function validateListLimits(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): ListLimitsQuery {
@@ -296,6 +368,10 @@ export type LimitReason =
 
 export interface LimitStatus {
   scope: LimitScope;
+  /** Which API key or tag value, for those scopes (issue 20). */
+  apiKeyId?: string;
+  tagKey?: string;
+  tagValue?: string;
   measure: LimitMeasure;
   period: LimitPeriod;
   enforcement: LimitEnforcement;
@@ -358,7 +434,8 @@ export function limitStatus(limit: Limit, usage: PeriodUsage, call: CallAmounts 
         ? spent.plus(call.tokens.toString()).greaterThan(max)
         : spent.greaterThanOrEqualTo(max) || spent.plus(call.cost).greaterThan(max);
   return {
-    scope: limit.userId === '' ? 'account' : 'user',
+    scope: scopeKind(limit.userId, limit.scope),
+    ...parseScope(limit.scope),
     measure: limit.measure,
     period: limit.period,
     enforcement: limit.enforcement,
@@ -371,7 +448,7 @@ export function limitStatus(limit: Limit, usage: PeriodUsage, call: CallAmounts 
   };
 }
 
-const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, account: 1, day: 0, month: 1, hard: 0, soft: 1 } as const;
+const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, api_key: 1, tag: 2, account: 3, day: 0, month: 1, hard: 0, soft: 1 } as const;
 
 /**
  * The Django models' check_user_limits, generalised: every limit of the user and of
@@ -383,18 +460,27 @@ const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, account: 1, day: 0, mo
  * limit denies but a soft one is exceeded, the call is allowed with reason
  * soft_limit_exceeded. Every limit that applies is reported.
  */
-export function evaluateLimits(input: { userId: string; limits: Limit[]; usage: (userId: string, period: LimitPeriod) => PeriodUsage; call: CallAmounts }): LimitDecision {
-  const rank = (s: LimitStatus) => ORDER[s.measure] * 8 + ORDER[s.scope] * 4 + ORDER[s.period] * 2 + ORDER[s.enforcement];
+export function evaluateLimits(input: {
+  userId: string;
+  limits: Limit[];
+  usage: (userId: string, period: LimitPeriod, scope: string) => PeriodUsage;
+  call: CallAmounts;
+  /** The call's other scopes (extraScopesOf: its API key, its declared tag values): their limits apply too. */
+  scopes?: string[];
+}): LimitDecision {
+  const rank = (s: LimitStatus) => ORDER[s.measure] * 32 + ORDER[s.scope] * 4 + ORDER[s.period] * 2 + ORDER[s.enforcement];
+  const scopeName = (s: LimitStatus) => s.apiKeyId ?? (s.tagKey !== undefined ? `${s.tagKey}=${s.tagValue}` : '');
   const statuses = input.limits
-    .filter((l) => l.userId === '' || l.userId === input.userId)
-    .map((l) => limitStatus(l, input.usage(l.userId, l.period), input.call))
-    .sort((a, b) => rank(a) - rank(b));
+    .filter((l) => (l.scope ? (input.scopes ?? []).includes(l.scope) : l.userId === '' || l.userId === input.userId))
+    .map((l) => limitStatus(l, input.usage(l.userId, l.period, l.scope ?? ''), input.call))
+    .sort((a, b) => rank(a) - rank(b) || (scopeName(a) < scopeName(b) ? -1 : scopeName(a) > scopeName(b) ? 1 : 0));
   if (statuses.length === 0) return { allowed: true, reason: 'no_limits_set', message: 'No limits set', limits: [] };
   const denied = statuses.find((s) => s.exceeded && s.enforcement === 'hard');
   const warned = statuses.find((s) => s.exceeded);
   if (!warned) return { allowed: true, reason: 'within_limits', message: 'Within limits', limits: statuses };
   const hit = denied ?? warned;
-  const who = `${hit.scope === 'user' ? '' : 'Account '}${hit.period === 'day' ? 'daily' : 'monthly'}`;
+  const owner = { user: '', account: 'Account ', api_key: `API key ${hit.apiKeyId} `, tag: `Tag ${hit.tagKey}=${hit.tagValue} ` }[hit.scope];
+  const who = `${owner}${hit.period === 'day' ? 'daily' : 'monthly'}`;
   const shown = hit.measure === 'cost' ? `${hit.limit} ${CURRENCY_CODE}` : hit.limit;
   const text = `${who.charAt(0).toUpperCase()}${who.slice(1)} ${LABEL_OF[hit.measure]} limit`;
   if (!denied) return { allowed: true, reason: 'soft_limit_exceeded', message: `${text} exceeded (soft, ${shown})`, limits: statuses };
@@ -440,12 +526,13 @@ export interface UsageChange {
  */
 export function softLimitCrossings(
   limits: Limit[],
-  counters: Array<{ accountId: string; userId: string; period: LimitPeriod; periodStart: string; used: UsageCounter }>,
+  counters: Array<{ accountId: string; userId: string; scope?: string; period: LimitPeriod; periodStart: string; used: UsageCounter }>,
   changes: UsageChange[],
 ): Array<{ userId: string; limit: Limit; periodStart: string; used: UsageCounter }> {
   const out = [];
-  for (const limit of limits.filter((l) => l.enforcement === 'soft')) {
-    for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && r.period === limit.period)) {
+  // Soft limits of the account and its users (the API key and tag scopes report theirs in CheckLimits only).
+  for (const limit of limits.filter((l) => l.enforcement === 'soft' && !l.scope)) {
+    for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && !r.scope && r.period === limit.period)) {
       const mine = changes.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period, c.usageDate) === row.periodStart);
       if (mine.length === 0) continue;
       const before: UsageCounter = {

@@ -128,5 +128,7 @@ export function toProtoReservation(r: Reservation): PbReservation {
     finishTime: r.finishTime ? toProtoTimestamp(r.finishTime) : undefined,
     chargeId: r.chargeId ?? '',
     creditHeld: toProtoMoney((r.creditHolds ?? []).reduce((a, h) => a.plus(h.amount), new Dec(0))),
+    tags: r.tags ?? {},
+    apiKeyId: r.apiKeyId ?? '',
   };
 }

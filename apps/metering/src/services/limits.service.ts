@@ -43,12 +43,18 @@ import {
   BalanceInsufficientError,
   creditAllows,
   CreditPolicy,
+  dimensionValues,
+  extraScopesOf,
+  parseScope,
+  scopesOfReservation,
+  Tags,
+  Violations,
 } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
-import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, replaceDailyLimits } from '../store/limits.repo';
+import { declaredTagKeysForShare, deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, replaceDailyLimits } from '../store/limits.repo';
 import { applyEntries, lockCounters } from '../store/ledger.repo';
 import { findReservationByKey, insertReservation } from '../store/reservations.repo';
 import { PricingService } from './pricing.service';
@@ -97,9 +103,9 @@ function withCredits(result: LimitCheckResult, policy: CreditPolicy, available: 
 
 /** The counters of a scope and period from the rows read, zero when absent. */
 function usageFrom(rows: CounterState[], day: string) {
-  return (userId: string, period: LimitPeriod): PeriodUsage => {
+  return (userId: string, period: LimitPeriod, scope = ''): PeriodUsage => {
     const periodStart = periodStartOf(period, day);
-    const row = rows.find((r) => r.userId === userId && r.period === period && r.periodStart === periodStart);
+    const row = rows.find((r) => r.userId === userId && (r.scope ?? '') === scope && r.period === period && r.periodStart === periodStart);
     return { periodStart, used: row?.used ?? ZERO_USAGE, reserved: row?.reserved ?? ZERO_USAGE };
   };
 }
@@ -128,12 +134,26 @@ export class LimitsService {
 
   async getLimits(raw: ScopeInput): Promise<DailyLimits> {
     const scope = validateScope(raw);
-    return read(() => readDailyLimits(this.db, scope.accountId, scope.userId));
+    return read(() => readDailyLimits(this.db, scope.accountId, scope.userId, scope.scope));
   }
 
+  /**
+   * PutLimit. A tag value's limit needs its key declared as a dimension of
+   * the account (only declared tags are counted): otherwise INVALID_ARGUMENT
+   * on tag_key, and nothing is written. The declaration's row is share-locked
+   * until commit, so it cannot be withdrawn meanwhile.
+   */
   async putLimit(raw: LimitKeyInput & { amount: string }): Promise<Limit> {
     const limit = validatePutLimit(raw);
-    return inTransaction(this.db, (tx) => putLimit(tx, limit));
+    return inTransaction(this.db, async (tx) => {
+      const { tagKey } = parseScope(limit.scope);
+      if (tagKey !== undefined && !(await declaredTagKeysForShare(tx, limit.accountId)).includes(tagKey)) {
+        const v = new Violations();
+        v.add('tag_key', `"${tagKey}" is not a declared dimension of account "${limit.accountId}": declare it with SetDimensions first (only declared tags are counted)`);
+        v.done();
+      }
+      return putLimit(tx, limit);
+    });
   }
 
   async deleteLimit(raw: LimitKeyInput): Promise<boolean> {
@@ -151,14 +171,15 @@ export class LimitsService {
       const candidates = this.candidateStarts(now);
       // Counters of every scope on the page, in one read with the query CheckLimits uses.
       const users = [...new Set(limits.map((l) => l.userId).filter((u) => u !== ''))];
-      const state = await readLimitCheckState(this.db, q.accountId, users, candidates);
+      const scopes = [...new Set(limits.flatMap((l) => (l.scope ? [l.scope] : [])))];
+      const state = await readLimitCheckState(this.db, q.accountId, users, candidates, scopes);
       const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
       const usage = usageFrom(state.counters, localDay(now, timeZone));
       return {
         timeZone,
         nextPageToken: more ? encodeLimitPageToken(q, limits[limits.length - 1]) : '',
         limits: limits.map((limit) => {
-          const s = limitStatus(limit, usage(limit.userId, limit.period));
+          const s = limitStatus(limit, usage(limit.userId, limit.period, limit.scope));
           return { limit, periodStart: s.periodStart, used: s.used, reserved: s.reserved, remaining: s.remaining, exceeded: s.exceeded };
         }),
       };
@@ -192,20 +213,23 @@ export class LimitsService {
     for (let attempt = 1; ; attempt++) {
       const view = this.cache.view();
       const call = await read(() => this.callAmounts(this.db, check, now, view));
-      const state = await read(() => readLimitCheckState(this.db, check.accountId, [check.userId], this.candidateStarts(now)));
+      // Every tag of the call is read; the limits of the declared ones apply (only those are counted).
+      const state = await read(() => readLimitCheckState(this.db, check.accountId, [check.userId], this.candidateStarts(now), extraScopesOf(check.apiKeyId, check.tags)));
       if (check.estimate && state.settingsEpoch !== view.epoch && attempt < 3) {
         this.cache.clear();
         continue;
       }
       const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
-      const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
+      const scopes = extraScopesOf(check.apiKeyId, dimensionValues(check.tags, state.dimensions));
+      const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call, scopes);
       return state.credits ? withCredits(result, state.credits.policy, balanceOf(check.accountId, state.credits.grants, now, check.userId).available, call.cost) : result;
     }
   }
 
-  private decide(check: LimitCheck, limits: Limit[], counters: CounterState[], timeZone: string, day: string, call: CallAmounts): LimitCheckResult {
+  /** `scopes`: the call's API key and declared tag values (extraScopesOf), whose limits apply too. */
+  private decide(check: LimitCheck, limits: Limit[], counters: CounterState[], timeZone: string, day: string, call: CallAmounts, scopes: string[]): LimitCheckResult {
     const usage = usageFrom(counters, day);
-    const decision = evaluateLimits({ userId: check.userId, limits, usage, call });
+    const decision = evaluateLimits({ userId: check.userId, limits, usage, call, scopes });
     return { ...decision, date: day, timeZone, userUsage: usage(check.userId, 'day').used, accountUsage: usage('', 'day').used, replayed: false };
   }
 
@@ -254,11 +278,14 @@ export class LimitsService {
           expireTime: new Date(now.getTime() + holdSeconds * 1000),
           tags: check.tags,
           apiKeyId: check.apiKeyId,
+          // The declared tags' values it holds on (as a charge records the values it was summed under).
+          dimensions: settings.dimensions ? dimensionValues(check.tags, settings.dimensions) : null,
         };
+        const scopes = scopesOfReservation(reservation);
         if (!(await insertReservation(tx, reservation, view.epoch))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
         // The limits before any lock (the insert checked the settings epoch, which limits move),
         // so that the rows locked below are held for as few round trips as possible.
-        const limits = await readLimits(tx, check.accountId, ['', check.userId]);
+        const limits = await readLimits(tx, check.accountId, ['', check.userId], ['', ...scopes]);
         // This account's expired holds are freed first, so the decision sees them gone.
         // Every counter the transaction will write is locked in one statement, in key order.
         const expired = await dueExpiries(tx, now, check.accountId);
@@ -269,8 +296,8 @@ export class LimitsService {
         const books = hasCredits ? await Books.open(tx, [check.accountId], now) : undefined;
         const book = books?.get(check.accountId);
         for (const c of expired) if (book && c.kind === 'hold_expired' && c.reservation.creditHolds?.length) book.releaseHolds(c.reservation, now);
-        const locked = await lockCounters(tx, [...freed.map((d) => d.key), ...counterKeysOf(check.accountId, check.userId, day)], now);
-        let result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call);
+        const locked = await lockCounters(tx, [...freed.map((d) => d.key), ...counterKeysOf(check.accountId, check.userId, day, scopes)], now);
+        let result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call, scopes);
         if (book) result = withCredits(result, book.account.policy, book.available(now, check.userId), call.cost);
         if (!result.allowed) throw new Denied(result);
         // Under allow_overage a call may hold less than its cost (what is available).
@@ -292,8 +319,9 @@ export class LimitsService {
     const original = await findReservationByKey(tx, check.accountId, key);
     if (!original) throw new ConflictRetryError();
     if (original.requestHash !== requestHash) throw new IdempotencyConflictError(key, ['reservation request'], 'a reservation');
-    const state = await readLimitCheckState(tx, check.accountId, [check.userId], this.candidateStarts(now));
-    const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), NO_CALL);
+    const scopes = scopesOfReservation(original);
+    const state = await readLimitCheckState(tx, check.accountId, [check.userId], this.candidateStarts(now), scopes);
+    const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), NO_CALL, scopes);
     return { ...result, allowed: true, reason: result.limits.length ? 'within_limits' : 'no_limits_set', message: 'Reserved (replay of the original reservation)', reservation: asSeen(original, now), replayed: true };
   }
 }

@@ -12,8 +12,10 @@ import { ROLLUP_COLUMNS } from './usage.repo';
  * concurrent writers lock rows in the same order and cannot deadlock:
  *
  *   reservations (already locked by the caller, in id order) -> daily_usage
- *   (key order) -> usage_counters (key order) -> the outbox (last: its
- *   per-account sequence row is held until commit).
+ *   (key order) -> usage_counters (key order: account, period, period start,
+ *   user, scope; the API key and tag scopes have user '' and follow the
+ *   account's row) -> the outbox (last: its per-account sequence row is held
+ *   until commit).
  *
  * Charges are inserted by the caller before (their idempotency keys decide
  * what is new). Every statement filters on or writes one account's rows by
@@ -22,18 +24,18 @@ import { ROLLUP_COLUMNS } from './usage.repo';
  */
 
 const COUNTER_COLUMNS = ['message_count', 'unpriced_message_count', 'total_tokens', 'total_cost', 'reserved_messages', 'reserved_tokens', 'reserved_cost'] as const;
-const COUNTER_KEY = ['account_id', 'period', 'period_start', 'user_id'];
+const COUNTER_KEY = ['account_id', 'period', 'period_start', 'user_id', 'scope'];
 
 export function toCounterState(r: Record<string, string>): CounterState {
   return {
-    accountId: r.account_id, period: r.period as LimitPeriod, periodStart: r.period_start, userId: r.user_id,
+    accountId: r.account_id, period: r.period as LimitPeriod, periodStart: r.period_start, userId: r.user_id, ...(r.scope ? { scope: r.scope } : {}),
     used: { messageCount: BigInt(r.message_count ?? 0), totalTokens: BigInt(r.total_tokens ?? 0), totalCost: new Dec(r.total_cost ?? 0) },
     reserved: { messageCount: BigInt(r.reserved_messages ?? 0), totalTokens: BigInt(r.reserved_tokens ?? 0), totalCost: new Dec(r.reserved_cost ?? 0) },
   };
 }
 
 const counterRow = (d: CounterDelta, now: Date) => ({
-  account_id: d.key.accountId, period: d.key.period, period_start: d.key.periodStart, user_id: d.key.userId,
+  account_id: d.key.accountId, period: d.key.period, period_start: d.key.periodStart, user_id: d.key.userId, scope: d.key.scope ?? '',
   message_count: d.used.messageCount.toString(), unpriced_message_count: d.unpricedMessages.toString(), total_tokens: d.used.totalTokens.toString(), total_cost: d.used.totalCost.toFixed(),
   reserved_messages: d.reserved.messageCount.toString(), reserved_tokens: d.reserved.totalTokens.toString(), reserved_cost: d.reserved.totalCost.toFixed(),
   updated_at: now,
@@ -126,7 +128,7 @@ const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_K
 const APPLY_WITH_EVENTS_SQL = `WITH ${APPLY_CTES}, ${OUTBOX_CTES('(SELECT count(*) FROM counters) >= 0')}
   SELECT 'counter' AS kind, ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])} FROM counters
   UNION ALL
-  SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')} FROM seq, pg_notify(?, account_id)`;
+  SELECT 'notify', account_id, NULL, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')} FROM seq, pg_notify(?, account_id)`;
 
 /** The entries' writes without events (the caller appends events that depend on the counters after). */
 const APPLY_SQL = `WITH ${APPLY_CTES} SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])} FROM counters`;

@@ -15,6 +15,7 @@ import * as importedCosts from './20261206213747_imported_costs';
 import * as balanceAlerts from './20261206214500_balance_alerts';
 import * as tags from './20261206214500_tags';
 import * as dimensions from './20261206220000_dimensions';
+import * as scopedBudgets from './20261207100000_scoped_budgets';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -34,6 +35,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261206214500_balance_alerts': balanceAlerts,
   '20261206214500_tags': tags,
   '20261206220000_dimensions': dimensions,
+  '20261207100000_scoped_budgets': scopedBudgets,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

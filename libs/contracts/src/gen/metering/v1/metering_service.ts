@@ -527,6 +527,15 @@ export interface GetLimitsRequest {
   accountId: string;
   /** The user, or empty for the account-wide limits. */
   userId: string;
+  /** The hard day limits of an API key (its id); at most one of user_id, api_key_id and tag_key. */
+  apiKeyId: string;
+  /**
+   * The hard day limits of a tag value: a tag key the account declared as a dimension
+   * (SetDimensions; otherwise INVALID_ARGUMENT on tag_key), with tag_value.
+   */
+  tagKey: string;
+  /** The tag value, with tag_key (1 to 128 characters, no control characters). */
+  tagValue: string;
 }
 
 /** The limits of a scope. */
@@ -608,6 +617,15 @@ export interface PutLimitRequest {
   amount: string;
   /** Hard (UNSPECIFIED means hard) or soft. */
   enforcement: LimitEnforcement;
+  /** The limit of an API key (its id); at most one of user_id, api_key_id and tag_key. */
+  apiKeyId: string;
+  /**
+   * The limit of a tag value: a tag key the account declared as a dimension
+   * (SetDimensions; otherwise INVALID_ARGUMENT on tag_key), with tag_value.
+   */
+  tagKey: string;
+  /** The tag value, with tag_key (1 to 128 characters, no control characters). */
+  tagValue: string;
 }
 
 /** The limit as stored. */
@@ -628,6 +646,15 @@ export interface DeleteLimitRequest {
   measure: LimitMeasure;
   /** Hard (UNSPECIFIED means hard) or soft. */
   enforcement: LimitEnforcement;
+  /** The limit of an API key (its id); at most one of user_id, api_key_id and tag_key. */
+  apiKeyId: string;
+  /**
+   * The limit of a tag value: a tag key the account declared as a dimension
+   * (SetDimensions; otherwise INVALID_ARGUMENT on tag_key), with tag_value.
+   */
+  tagKey: string;
+  /** The tag value, with tag_key (1 to 128 characters, no control characters). */
+  tagValue: string;
 }
 
 /** The outcome of a removal. */
@@ -3646,7 +3673,7 @@ export const SetLimitsResponse: MessageFns<SetLimitsResponse> = {
 };
 
 function createBaseGetLimitsRequest(): GetLimitsRequest {
-  return { accountId: "", userId: "" };
+  return { accountId: "", userId: "", apiKeyId: "", tagKey: "", tagValue: "" };
 }
 
 export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
@@ -3656,6 +3683,15 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
     }
     if (message.userId !== "") {
       writer.uint32(18).string(message.userId);
+    }
+    if (message.apiKeyId !== "") {
+      writer.uint32(26).string(message.apiKeyId);
+    }
+    if (message.tagKey !== "") {
+      writer.uint32(34).string(message.tagKey);
+    }
+    if (message.tagValue !== "") {
+      writer.uint32(42).string(message.tagValue);
     }
     return writer;
   },
@@ -3689,6 +3725,30 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
             message.userId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tagKey = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tagValue = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3713,6 +3773,21 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
         : isSet(object.user_id)
         ? globalThis.String(object.user_id)
         : "",
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+      tagKey: isSet(object.tagKey)
+        ? globalThis.String(object.tagKey)
+        : isSet(object.tag_key)
+        ? globalThis.String(object.tag_key)
+        : "",
+      tagValue: isSet(object.tagValue)
+        ? globalThis.String(object.tagValue)
+        : isSet(object.tag_value)
+        ? globalThis.String(object.tag_value)
+        : "",
     };
   },
 
@@ -3724,6 +3799,15 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
     if (message.userId !== "") {
       obj.userId = message.userId;
     }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
+    if (message.tagKey !== "") {
+      obj.tagKey = message.tagKey;
+    }
+    if (message.tagValue !== "") {
+      obj.tagValue = message.tagValue;
+    }
     return obj;
   },
 
@@ -3734,6 +3818,9 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
     const message = createBaseGetLimitsRequest();
     message.accountId = object.accountId ?? "";
     message.userId = object.userId ?? "";
+    message.apiKeyId = object.apiKeyId ?? "";
+    message.tagKey = object.tagKey ?? "";
+    message.tagValue = object.tagValue ?? "";
     return message;
   },
 };
@@ -4400,7 +4487,17 @@ export const DeleteMarkupResponse: MessageFns<DeleteMarkupResponse> = {
 };
 
 function createBasePutLimitRequest(): PutLimitRequest {
-  return { accountId: "", userId: "", period: 0, measure: 0, amount: "", enforcement: 0 };
+  return {
+    accountId: "",
+    userId: "",
+    period: 0,
+    measure: 0,
+    amount: "",
+    enforcement: 0,
+    apiKeyId: "",
+    tagKey: "",
+    tagValue: "",
+  };
 }
 
 export const PutLimitRequest: MessageFns<PutLimitRequest> = {
@@ -4422,6 +4519,15 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     }
     if (message.enforcement !== 0) {
       writer.uint32(48).int32(message.enforcement);
+    }
+    if (message.apiKeyId !== "") {
+      writer.uint32(58).string(message.apiKeyId);
+    }
+    if (message.tagKey !== "") {
+      writer.uint32(66).string(message.tagKey);
+    }
+    if (message.tagValue !== "") {
+      writer.uint32(74).string(message.tagValue);
     }
     return writer;
   },
@@ -4487,6 +4593,30 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
             message.enforcement = reader.int32() as any;
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tagKey = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.tagValue = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4515,6 +4645,21 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
       measure: isSet(object.measure) ? limitMeasureFromJSON(object.measure) : 0,
       amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
       enforcement: isSet(object.enforcement) ? limitEnforcementFromJSON(object.enforcement) : 0,
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+      tagKey: isSet(object.tagKey)
+        ? globalThis.String(object.tagKey)
+        : isSet(object.tag_key)
+        ? globalThis.String(object.tag_key)
+        : "",
+      tagValue: isSet(object.tagValue)
+        ? globalThis.String(object.tagValue)
+        : isSet(object.tag_value)
+        ? globalThis.String(object.tag_value)
+        : "",
     };
   },
 
@@ -4538,6 +4683,15 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     if (message.enforcement !== 0) {
       obj.enforcement = limitEnforcementToJSON(message.enforcement);
     }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
+    if (message.tagKey !== "") {
+      obj.tagKey = message.tagKey;
+    }
+    if (message.tagValue !== "") {
+      obj.tagValue = message.tagValue;
+    }
     return obj;
   },
 
@@ -4552,6 +4706,9 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     message.measure = object.measure ?? 0;
     message.amount = object.amount ?? "";
     message.enforcement = object.enforcement ?? 0;
+    message.apiKeyId = object.apiKeyId ?? "";
+    message.tagKey = object.tagKey ?? "";
+    message.tagValue = object.tagValue ?? "";
     return message;
   },
 };
@@ -4624,7 +4781,7 @@ export const PutLimitResponse: MessageFns<PutLimitResponse> = {
 };
 
 function createBaseDeleteLimitRequest(): DeleteLimitRequest {
-  return { accountId: "", userId: "", period: 0, measure: 0, enforcement: 0 };
+  return { accountId: "", userId: "", period: 0, measure: 0, enforcement: 0, apiKeyId: "", tagKey: "", tagValue: "" };
 }
 
 export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
@@ -4643,6 +4800,15 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
     }
     if (message.enforcement !== 0) {
       writer.uint32(40).int32(message.enforcement);
+    }
+    if (message.apiKeyId !== "") {
+      writer.uint32(50).string(message.apiKeyId);
+    }
+    if (message.tagKey !== "") {
+      writer.uint32(58).string(message.tagKey);
+    }
+    if (message.tagValue !== "") {
+      writer.uint32(66).string(message.tagValue);
     }
     return writer;
   },
@@ -4700,6 +4866,30 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
             message.enforcement = reader.int32() as any;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tagKey = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tagValue = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4727,6 +4917,21 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
       period: isSet(object.period) ? limitPeriodFromJSON(object.period) : 0,
       measure: isSet(object.measure) ? limitMeasureFromJSON(object.measure) : 0,
       enforcement: isSet(object.enforcement) ? limitEnforcementFromJSON(object.enforcement) : 0,
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+      tagKey: isSet(object.tagKey)
+        ? globalThis.String(object.tagKey)
+        : isSet(object.tag_key)
+        ? globalThis.String(object.tag_key)
+        : "",
+      tagValue: isSet(object.tagValue)
+        ? globalThis.String(object.tagValue)
+        : isSet(object.tag_value)
+        ? globalThis.String(object.tag_value)
+        : "",
     };
   },
 
@@ -4747,6 +4952,15 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
     if (message.enforcement !== 0) {
       obj.enforcement = limitEnforcementToJSON(message.enforcement);
     }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
+    if (message.tagKey !== "") {
+      obj.tagKey = message.tagKey;
+    }
+    if (message.tagValue !== "") {
+      obj.tagValue = message.tagValue;
+    }
     return obj;
   },
 
@@ -4760,6 +4974,9 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
     message.period = object.period ?? 0;
     message.measure = object.measure ?? 0;
     message.enforcement = object.enforcement ?? 0;
+    message.apiKeyId = object.apiKeyId ?? "";
+    message.tagKey = object.tagKey ?? "";
+    message.tagValue = object.tagValue ?? "";
     return message;
   },
 };
