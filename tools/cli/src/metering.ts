@@ -217,20 +217,33 @@ async function chargesExport(o: ChargeFilterOptions & { format: 'csv' | 'jsonl';
 interface LimitKey {
   account: string;
   user: string;
+  apiKey?: string;
+  tag?: string;
   period: keyof typeof PERIOD;
   measure: keyof typeof MEASURE;
   soft?: boolean;
 }
 
+/** The scope fields of a limit request: --user, --api-key or --tag key=value (the server refuses more than one). */
+function scopeOf(o: Pick<LimitKey, 'user' | 'apiKey' | 'tag'>): { userId: string; apiKeyId: string; tagKey: string; tagValue: string } {
+  const eq = (o.tag ?? '').indexOf('=');
+  if (o.tag !== undefined && eq < 0) throw new InvalidArgumentError('--tag takes key=value, e.g. feature=summarize');
+  return { userId: o.user, apiKeyId: o.apiKey ?? '', tagKey: o.tag === undefined ? '' : o.tag.slice(0, eq), tagValue: o.tag === undefined ? '' : o.tag.slice(eq + 1) };
+}
+
+/** How a limit's scope is shown: (account), the user id, api_key:<id> or tag:<key>=<value>. */
+const scopeName = (l: { userId: string; apiKeyId: string; tagKey: string; tagValue: string }) =>
+  l.apiKeyId ? `api_key:${l.apiKeyId}` : l.tagKey ? `tag:${l.tagKey}=${l.tagValue}` : l.userId || '(account)';
+
 const enforcementOf = (o: { soft?: boolean }) => (o.soft ? LimitEnforcement.LIMIT_ENFORCEMENT_SOFT : LimitEnforcement.LIMIT_ENFORCEMENT_HARD);
 
 async function limitsSet(o: LimitKey & { amount: string }): Promise<void> {
-  const { limit } = await client().call('putLimit', { accountId: o.account, userId: o.user, period: PERIOD[o.period], measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
-  out(`set: ${limit?.userId || '(account)'} ${o.period} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
+  const { limit } = await client().call('putLimit', { accountId: o.account, ...scopeOf(o), period: PERIOD[o.period], measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
+  out(`set: ${limit ? scopeName(limit) : ''} ${o.period} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
 }
 
 async function limitsDelete(o: LimitKey): Promise<void> {
-  const { deleted } = await client().call('deleteLimit', { accountId: o.account, userId: o.user, period: PERIOD[o.period], measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
+  const { deleted } = await client().call('deleteLimit', { accountId: o.account, ...scopeOf(o), period: PERIOD[o.period], measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
   out(deleted ? 'deleted' : 'no such limit');
 }
 
@@ -245,8 +258,14 @@ async function limitsShow(o: { account: string; user: string } & ListingFormat):
     pageToken = page.nextPageToken;
   } while (pageToken);
   if (o.json) return printJson(responseJson('listLimits', { limits, timeZone, nextPageToken: '' }));
-  const rows = limits.map((l) => [l.limit!.userId || '(account)', nameOf(PERIOD, l.limit!.period), nameOf(MEASURE, l.limit!.measure), l.limit!.enforcement === LimitEnforcement.LIMIT_ENFORCEMENT_SOFT ? 'soft' : 'hard', l.limit!.amount, l.used, l.reserved, l.remaining, l.periodStart, l.exceeded ? 'yes' : '']);
-  if (o.csv) return out(csv(['user_id', 'period', 'measure', 'enforcement', 'amount', 'used', 'reserved', 'remaining', 'period_start', 'exceeded'], rows.map((r) => [r[0] === '(account)' ? '' : r[0], ...r.slice(1, 9), r[9] ? 'true' : 'false'])));
+  const rows = limits.map((l) => [scopeName(l.limit!), nameOf(PERIOD, l.limit!.period), nameOf(MEASURE, l.limit!.measure), l.limit!.enforcement === LimitEnforcement.LIMIT_ENFORCEMENT_SOFT ? 'soft' : 'hard', l.limit!.amount, l.used, l.reserved, l.remaining, l.periodStart, l.exceeded ? 'yes' : '']);
+  // The API key and tag columns only when some limit has such a scope, so that the CSV of the account's and users' limits keeps its columns.
+  const scoped = limits.some((l) => l.limit!.apiKeyId || l.limit!.tagKey);
+  const more = (l: LimitUsage) => (scoped ? [l.limit!.apiKeyId, l.limit!.tagKey, l.limit!.tagValue] : []);
+  if (o.csv) {
+    const header = ['user_id', 'period', 'measure', 'enforcement', 'amount', 'used', 'reserved', 'remaining', 'period_start', 'exceeded', ...(scoped ? ['api_key_id', 'tag_key', 'tag_value'] : [])];
+    return out(csv(header, rows.map((r, i) => [limits[i].limit!.userId, ...r.slice(1, 9), r[9] ? 'true' : 'false', ...more(limits[i])])));
+  }
   out(table(['scope', 'period', 'measure', 'kind', 'limit', 'used', 'reserved', 'remaining', 'since', 'exceeded'], rows, ['limit', 'used', 'reserved', 'remaining']));
   out(`time zone: ${timeZone}`);
 }
@@ -618,6 +637,8 @@ const positiveInt = (value: string): number => {
 
 const accountOption = () => new Option('--account <id>', 'the account').default('', "the API key's own");
 const userOption = (what = 'only this user', otherwise = 'every user') => new Option('--user <id>', what).default('', otherwise);
+const apiKeyOption = () => new Option('--api-key <id>', 'a limit of the calls made with this API key (instead of --user)');
+const tagOption = () => new Option('--tag <key=value>', 'a limit of the calls with this tag value, e.g. feature=summarize; the key must be a declared dimension (instead of --user)');
 const providerOption = () => new Option('--provider <id>', 'only this provider').default('', 'every provider');
 const modelOption = () => new Option('--model <id>', 'only this model').default('', 'every model');
 const fromOption = () => new Option('--from <date>', "first day, YYYY-MM-DD, in the account's time zone (UTC unless set)").argParser(date).makeOptionMandatory();
@@ -680,7 +701,7 @@ export function program(): Command {
     .option('--output <file>', 'write to this file (default: stdout)')
     .action(chargesExport);
 
-  const limits = command(root, 'limits', 'the account\'s and its users\' limits');
+  const limits = command(root, 'limits', 'limits of the account, its users, its API keys and its tag values');
   listing(command(limits, 'show', 'every limit with used, reserved and remaining in its current period').alias('list'))
     .addOption(accountOption())
     .addOption(userOption('only this user\'s limits'))
@@ -688,6 +709,8 @@ export function program(): Command {
   command(limits, 'set', 'set (create or change) a limit')
     .addOption(accountOption())
     .addOption(userOption('a limit of this user', 'the whole account'))
+    .addOption(apiKeyOption())
+    .addOption(tagOption())
     .addOption(periodOption())
     .addOption(measureOption())
     .requiredOption('--amount <amount>', 'an integer for messages and tokens, a decimal USD amount for cost')
@@ -696,6 +719,8 @@ export function program(): Command {
   command(limits, 'delete', 'delete a limit')
     .addOption(accountOption())
     .addOption(userOption('a limit of this user', 'the whole account'))
+    .addOption(apiKeyOption())
+    .addOption(tagOption())
     .addOption(periodOption())
     .addOption(measureOption())
     .option('--soft', 'the soft limit')

@@ -47,7 +47,6 @@ import {
   extraScopesOf,
   parseScope,
   scopesOfReservation,
-  Tags,
   Violations,
 } from '@metering/domain';
 import { Dec } from '@metering/pricing';

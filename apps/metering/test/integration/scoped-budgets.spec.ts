@@ -1,6 +1,6 @@
 import { RecordChargeRequest } from '@metering/contracts';
 import { CheckLimitsRequestInput, DomainError, QuotaExceededError, ValidationError } from '@metering/domain';
-import { computeCost, Dec, PriceTable, TOKEN_CLASSES, TokenCounts } from '@metering/pricing';
+import { Dec, PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
 import { DimensionsService } from '../../src/services/dimensions.service';
 import { LimitsService } from '../../src/services/limits.service';
@@ -8,6 +8,7 @@ import { PricingService } from '../../src/services/pricing.service';
 import { ReservationsService } from '../../src/services/reservations.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { expectRollupsMatchCharges } from '../support/consistency';
+import { completionTokensCosting, gpt4oCost } from '../support/costing';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest, checkRequest } from '../support/requests';
 
@@ -23,16 +24,6 @@ requirePostgresInCi();
 
 const PERIOD = { day: 1, month: 2 } as const;
 const MEASURE = { messages: 1, tokens: 2, cost: 3 } as const;
-
-/** The completion tokens of gpt-4o that cost exactly `usd` at the catalogue's price (no markup), and that cost, from the pricing data. */
-export function completionTokensCosting(usd: string, at = new Date()): { tokens: number; cost: Dec } {
-  const price = new PriceTable().priceAt('openai', 'gpt-4o', at)!;
-  const mix = (completionTokens: number) => ({ ...(Object.fromEntries(TOKEN_CLASSES.map((k) => [k, 0])) as unknown as TokenCounts), completionTokens });
-  const perMillion = computeCost(price, mix(1_000_000), new Dec(1)).totalCost;
-  const tokens = new Dec(usd).times(1_000_000).dividedBy(perMillion);
-  if (!tokens.isInteger()) throw new Error(`no whole number of gpt-4o completion tokens costs ${usd}`);
-  return { tokens: tokens.toNumber(), cost: computeCost(price, mix(tokens.toNumber()), new Dec(1)).totalCost };
-}
 
 describe.each(databaseTargets())('budgets per API key and per tag on $name', (target) => {
   let tdb: TestDatabase;
@@ -76,10 +67,7 @@ describe.each(databaseTargets())('budgets per API key and per tag on $name', (ta
   const scopeCounter = async (accountId: string, scope: string) =>
     db('usage_counters').where({ account_id: accountId, user_id: '', scope, period: 'day' }).orderBy('period_start', 'desc').first();
   /** What one default charge (gpt-4o, 100 + 200 tokens) costs, from the pricing data. */
-  const oneCharge = () => {
-    const price = new PriceTable().priceAt('openai', 'gpt-4o', new Date())!;
-    return computeCost(price, { ...(Object.fromEntries(TOKEN_CLASSES.map((k) => [k, 0])) as unknown as TokenCounts), promptTokens: 100, completionTokens: 200 }, new Dec(1)).totalCost;
-  };
+  const oneCharge = () => gpt4oCost({ promptTokens: 100, completionTokens: 200 });
 
   it('limits the calls of one API key: its charges count, other keys and the operator do not', async () => {
     const a = 'bykey';
