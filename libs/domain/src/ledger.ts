@@ -3,7 +3,7 @@ import type { Alert, WebhookEndpoint } from './alerts';
 import type { ChargeRecord } from './charge';
 import type { BalanceEntryDraft, CreditEntries, CreditHold, GrantDelta, Grant, OverageDelta } from './credits';
 import type { SoftLimitCrossing } from './events';
-import { extraScopesOf, Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
+import { extraScopesOf, hourStartOf, Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
 import type { Reservation, ReservationRef, ReservationStatus } from './reservation';
 import type { RollupKey } from './usage';
 
@@ -125,6 +125,32 @@ export interface CounterDelta {
   reserved: UsageCounter;
 }
 
+/**
+ * A usage hour (hourly_counters, issue 20): one scope's usage and holds in one UTC hour, what
+ * rolling windows sum. The scopes are those of the counters (user '' = the account; scope: an
+ * API key or a tag value). Key order (the lock order): account, hour, user, scope.
+ */
+export interface HourKey {
+  accountId: string;
+  /** The hour's start, RFC 3339 (UTC). */
+  hourStart: string;
+  userId: string;
+  scope: string;
+}
+
+/** A change to one usage hour: used amounts (charges in that hour) and held ones (holds placed in it). */
+export interface HourDelta {
+  key: HourKey;
+  used: UsageCounter;
+  reserved: UsageCounter;
+}
+
+/** The usage hours of a user's usage (or hold) at a moment: the account's, the user's and each other scope's. */
+export function hourKeysOf(accountId: string, userId: string, at: Date, scopes: readonly string[] = []): HourKey[] {
+  const hourStart = hourStartOf(at).toISOString();
+  return [{ accountId, hourStart, userId: '', scope: '' }, { accountId, hourStart, userId, scope: '' }, ...scopes.map((scope) => ({ accountId, hourStart, userId: '', scope }))];
+}
+
 /** A usage counter as stored. */
 export interface CounterState extends CounterKey {
   used: UsageCounter;
@@ -193,6 +219,8 @@ export interface LedgerEntries {
   /** Dimension rollups (accounts with declared dimensions only), in key order. */
   dimensions: DimensionDelta[];
   counters: CounterDelta[];
+  /** Usage hours (hourly_counters, for rolling windows), in key order; written after the counters. */
+  hours: HourDelta[];
   reservations: ReservationEntry[];
   events: LedgerEvent[];
   /** What each change moved of used amounts, in order (to tell which soft limits it crossed). */
@@ -259,6 +287,7 @@ interface Made {
   rollups: RollupDelta[];
   dimensions: DimensionDelta[];
   counters: CounterDelta[];
+  hours: HourDelta[];
   reservations: ReservationEntry[];
   events: LedgerEvent[];
   usage: UsageChange[];
@@ -273,8 +302,9 @@ function grantEntry(made: Made, accountId: string, grantId: string, d: Partial<O
 
 const balanceEntry = (made: Made, e: BalanceEntryDraft) => made.credits.balance.push(e);
 
-function usageEntries(made: Made, rollup: RollupDelta, scopes: string[]): void {
+function usageEntries(made: Made, rollup: RollupDelta, scopes: string[], at: Date): void {
   const used = { messageCount: rollup.sums.messageCount, totalTokens: rollup.sums.totalTokens, totalCost: rollup.sums.totalCost };
+  for (const key of hourKeysOf(rollup.accountId, rollup.userId, at, scopes)) made.hours.push({ key, used, reserved: ZERO_USAGE });
   made.rollups.push(rollup);
   made.usage.push({ accountId: rollup.accountId, userId: rollup.userId, usageDate: rollup.usageDate, used });
   for (const key of counterKeysOf(rollup.accountId, rollup.userId, rollup.usageDate, scopes)) {
@@ -294,6 +324,8 @@ function dimensionEntry(made: Made, c: ChargeRecord, sums: RollupSums): void {
 function holdEntries(made: Made, r: Reservation, sign: 1 | -1): void {
   const held = sign === 1 ? heldOf(r) : negate(heldOf(r));
   for (const key of counterKeysOf(r.accountId, r.userId, r.periodDay, scopesOfReservation(r))) made.counters.push({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: held });
+  // A hold counts in the hour it was placed.
+  for (const key of hourKeysOf(r.accountId, r.userId, r.createTime, scopesOfReservation(r))) made.hours.push({ key, used: ZERO_USAGE, reserved: held });
 }
 
 const finished = (r: Reservation, status: ReservationEntry['status'], at: Date, chargeId?: string): ReservationEntry => ({
@@ -307,14 +339,14 @@ const finished = (r: Reservation, status: ReservationEntry['status'], at: Date, 
 function make(made: Made, change: LedgerChange): void {
   switch (change.kind) {
     case 'charge_recorded':
-      usageEntries(made, rollupOfCharge(change.charge), scopesOfCharge(change.charge));
+      usageEntries(made, rollupOfCharge(change.charge), scopesOfCharge(change.charge), change.charge.usageTime);
       dimensionEntry(made, change.charge, rollupOfCharge(change.charge).sums);
       made.events.push({ kind: 'charge_recorded', charge: change.charge });
       return;
     case 'charge_rerated': {
       const after = rollupOfCharge(change.after);
       // The scopes the charge was first counted in (its API key, the declared values it records), like its dimension row.
-      usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) }, scopesOfCharge(change.before));
+      usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) }, scopesOfCharge(change.before), change.before.usageTime);
       // Re-rating moves the dimension row the charge was first summed under (its own record of it).
       dimensionEntry(made, change.before, combineSums(after.sums, rollupOfCharge(change.before).sums, -1n));
       made.events.push({ kind: 'charge_rerated', charge: change.after });
@@ -388,6 +420,7 @@ const SEP = '\u0000';
 const rollupId = (d: RollupDelta) => [d.accountId, d.usageDate, d.userId, d.provider, d.model, d.chargeType].join(SEP);
 const dimensionId = (d: DimensionDelta) =>
   [d.accountId, d.usageDate, String(d.hour).padStart(2, '0'), d.userId, d.provider, d.model, d.chargeType, d.apiKeyId, JSON.stringify(Object.entries(d.dims).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))].join(SEP);
+export const hourId = (k: HourKey) => [k.accountId, k.hourStart, k.userId, k.scope].join(SEP);
 export const counterId = (k: CounterKey) => [k.accountId, k.period, k.periodStart, k.userId, k.scope ?? ''].join(SEP);
 const reservationId = (e: ReservationEntry) => [e.ref.accountId, e.ref.reservationId].join(SEP);
 const byId = <T>(id: (t: T) => string) => (a: T, b: T) => (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0);
@@ -422,12 +455,13 @@ const addOverage = (a: OverageDelta, b: OverageDelta): OverageDelta => ({ ...a, 
 
 /** The entries of a set of changes: rollups and counters summed per row, every table in key order, events in the order of the changes. */
 export function entriesOf(changes: LedgerChange[]): LedgerEntries {
-  const made: Made = { rollups: [], dimensions: [], counters: [], reservations: [], events: [], usage: [], credits: { grants: [], overage: [], holds: [], balance: [] } };
+  const made: Made = { rollups: [], dimensions: [], counters: [], hours: [], reservations: [], events: [], usage: [], credits: { grants: [], overage: [], holds: [], balance: [] } };
   for (const change of changes) make(made, change);
   return {
     rollups: aggregate(made.rollups, rollupId, (a, b) => ({ ...a, sums: combineSums(a.sums, b.sums, 1n) })),
     dimensions: aggregate(made.dimensions, dimensionId, (a, b) => ({ ...a, sums: combineSums(a.sums, b.sums, 1n) })),
     counters: aggregate(made.counters, (d) => counterId(d.key), addCounterDeltas),
+    hours: aggregate(made.hours, (d) => hourId(d.key), (a, b) => ({ key: a.key, used: addUsage(a.used, b.used), reserved: addUsage(a.reserved, b.reserved) })),
     reservations: [...made.reservations].sort(byId(reservationId)),
     events: made.events,
     usage: made.usage,

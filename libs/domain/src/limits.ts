@@ -8,11 +8,32 @@ import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, MAX
 
 export type LimitMeasure = 'messages' | 'tokens' | 'cost';
 export type LimitScope = 'account' | 'user' | 'api_key' | 'tag';
+/** A calendar period of the account's time zone: what usage_counters count by. */
 export type LimitPeriod = 'day' | 'month';
+/** A limit's period: a calendar one, or a rolling window of whole hours (issue 20; Limit.windowHours). */
+export type LimitSpan = LimitPeriod | 'rolling';
 export type LimitEnforcement = 'hard' | 'soft';
 
 /** Enum numbers of the contract (proto/metering/v1/limits.proto) to domain names. */
 export const LIMIT_PERIOD_BY_NUMBER: Record<number, LimitPeriod> = { 1: 'day', 2: 'month' };
+/** A limit's period (LimitPeriod of the contract, ROLLING = 3 included). */
+export const LIMIT_SPAN_BY_NUMBER: Record<number, LimitSpan> = { 1: 'day', 2: 'month', 3: 'rolling' };
+/** The longest rolling window: 31 days. */
+export const MAX_WINDOW_HOURS = 744;
+const HOUR_MS = 3_600_000;
+
+/** The start of the UTC hour that contains a moment (rolling windows count whole hours). */
+export const hourStartOf = (at: Date): Date => new Date(Math.floor(at.getTime() / HOUR_MS) * HOUR_MS);
+
+/** The first hour of a rolling window of `windowHours` hours that ends with the hour of `now` (included). */
+export const windowStartOf = (now: Date, windowHours: number): Date => new Date(hourStartOf(now).getTime() - (windowHours - 1) * HOUR_MS);
+
+/** One hour of a scope's usage (hourly_counters): what rolling windows sum. */
+export interface HourUsage {
+  hourStart: Date;
+  used: UsageCounter;
+  reserved: UsageCounter;
+}
 export const LIMIT_MEASURE_BY_NUMBER: Record<number, LimitMeasure> = { 1: 'messages', 2: 'tokens', 3: 'cost' };
 export const LIMIT_ENFORCEMENT_BY_NUMBER: Record<number, LimitEnforcement> = { 1: 'hard', 2: 'soft' };
 
@@ -70,7 +91,9 @@ export interface Limit {
   userId: string;
   /** '' (or absent) for the account and its users; apiKeyScope / tagScope otherwise (user_id is then ''). */
   scope?: string;
-  period: LimitPeriod;
+  period: LimitSpan;
+  /** With period 'rolling': the window, 1 to MAX_WINDOW_HOURS whole hours (the current hour included). */
+  windowHours?: number;
   measure: LimitMeasure;
   /** An integer for messages and tokens, USD for cost. */
   amount: Dec;
@@ -91,14 +114,29 @@ export const ZERO_USAGE: UsageCounter = { messageCount: 0n, totalTokens: 0n, tot
 
 /** A scope's counters of one period: what recorded charges used, and what open reservations hold. */
 export interface PeriodUsage {
+  /** YYYY-MM-DD; for a rolling window, its first hour (RFC 3339). */
   periodStart: string;
   used: UsageCounter;
   reserved: UsageCounter;
+  /** A rolling window's hours with usage, oldest first (to tell when enough ages out). */
+  hours?: HourUsage[];
+}
+
+/** A rolling window's usage from a scope's hourly rows: the sums of the hours from windowStartOf(now) on. */
+export function windowUsage(rows: HourUsage[], now: Date, windowHours: number): PeriodUsage {
+  const from = windowStartOf(now, windowHours).getTime();
+  const hours = rows.filter((h) => h.hourStart.getTime() >= from && h.hourStart.getTime() <= now.getTime()).sort((a, b) => a.hourStart.getTime() - b.hourStart.getTime());
+  const sum = (pick: (h: HourUsage) => UsageCounter): UsageCounter =>
+    hours.reduce((a, h) => ({ messageCount: a.messageCount + pick(h).messageCount, totalTokens: a.totalTokens + pick(h).totalTokens, totalCost: a.totalCost.plus(pick(h).totalCost) }), ZERO_USAGE);
+  return { periodStart: new Date(from).toISOString(), used: sum((h) => h.used), reserved: sum((h) => h.reserved), hours };
 }
 
 /** The first day of the period that contains a (local) day. */
-export function periodStartOf(period: LimitPeriod, day: string): string {
-  return period === 'day' ? day : monthStart(day);
+export function periodStartOf(period: LimitPeriod, day: string): string;
+/** A rolling window has no calendar start: its usage comes from hourly counters (windowUsage). */
+export function periodStartOf(period: LimitSpan, day: string): string;
+export function periodStartOf(period: LimitSpan, day: string): string {
+  return period === 'month' ? monthStart(day) : day;
 }
 
 export interface MoneyInput {
@@ -199,7 +237,7 @@ function checkLimitKey(v: Violations, raw: LimitKeyInput): Omit<LimitKey, 'measu
     accountId: checkId(v, 'account_id', raw.accountId),
     userId,
     ...(scope ? { scope } : {}),
-    period: requiredEnum(v, 'period', raw.period, LIMIT_PERIOD_BY_NUMBER) ?? 'day',
+    period: requiredEnum(v, 'period', raw.period, LIMIT_SPAN_BY_NUMBER) ?? 'day',
     measure: requiredEnum(v, 'measure', raw.measure, LIMIT_MEASURE_BY_NUMBER),
     enforcement: checkEnum(v, 'enforcement', raw.enforcement, LIMIT_ENFORCEMENT_BY_NUMBER) ?? 'hard',
   };
@@ -214,6 +252,8 @@ export interface LimitKeyInput {
   tagKey?: string;
   tagValue?: string;
   period: number;
+  /** With period ROLLING (3): the window in whole hours, 1 to 744. */
+  windowHours?: number;
   measure: number;
   enforcement: number;
 }
@@ -228,8 +268,12 @@ export function validatePutLimit(raw: LimitKeyInput & { amount: string }): Limit
   else if (measure !== 'cost' && !parsed.isInteger()) v.add('amount', `must be an integer for ${measure}`);
   else if (parsed.isNegative() || parsed.greaterThan(MAX_OF[measure])) v.add('amount', `must be between 0 and ${formatDecimal(MAX_OF[measure])}`);
   else amount = parsed;
+  const windowHours = raw.windowHours ?? 0;
+  if (key.period === 'rolling') {
+    if (!Number.isInteger(windowHours) || windowHours < 1 || windowHours > MAX_WINDOW_HOURS) v.add('window_hours', `is required with LIMIT_PERIOD_ROLLING: whole hours, 1 to ${MAX_WINDOW_HOURS}`);
+  } else if (windowHours !== 0) v.add('window_hours', 'is only used with LIMIT_PERIOD_ROLLING');
   v.done();
-  return { ...key, measure, amount };
+  return { ...key, measure, amount, ...(key.period === 'rolling' ? { windowHours } : {}) };
 }
 
 export function validateLimitKey(raw: LimitKeyInput): LimitKey {
@@ -259,8 +303,8 @@ export function encodeLimitPageToken(q: ListLimitsQuery, last: LimitCursor): str
 function limitCursor(key: unknown): LimitCursor | undefined {
   // Tokens made before scopes (four strings) continue in the scope ''.
   const k = stringTuple(key, 5) ?? (stringTuple(key, 4) ? [...(key as string[]), ''] : undefined);
-  if (!k || !['day', 'month'].includes(k[1]) || !['messages', 'tokens', 'cost'].includes(k[2]) || !['hard', 'soft'].includes(k[3])) return undefined;
-  return { userId: k[0], period: k[1] as LimitPeriod, measure: k[2] as LimitMeasure, enforcement: k[3] as LimitEnforcement, scope: k[4] };
+  if (!k || !['day', 'month', 'rolling'].includes(k[1]) || !['messages', 'tokens', 'cost'].includes(k[2]) || !['hard', 'soft'].includes(k[3])) return undefined;
+  return { userId: k[0], period: k[1] as LimitSpan, measure: k[2] as LimitMeasure, enforcement: k[3] as LimitEnforcement, scope: k[4] };
 }
 
 export function validateListLimits(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): ListLimitsQuery {
@@ -368,12 +412,16 @@ export type LimitReason =
 
 export interface LimitStatus {
   scope: LimitScope;
+  /** A rolling window's length (hours). */
+  windowHours?: number;
+  /** A rolling limit the call would exceed: when enough usage will have aged out of the window for it to fit (undefined: never, the call alone is too much). */
+  allowedAt?: Date;
   /** Which API key or tag value, for those scopes (issue 20). */
   apiKeyId?: string;
   tagKey?: string;
   tagValue?: string;
   measure: LimitMeasure;
-  period: LimitPeriod;
+  period: LimitSpan;
   enforcement: LimitEnforcement;
   periodStart: string;
   limit: string;
@@ -427,15 +475,18 @@ export function limitStatus(limit: Limit, usage: PeriodUsage, call: CallAmounts 
   const used = amountOf(limit.measure, usage.used);
   const spent = used.plus(amountOf(limit.measure, usage.reserved));
   const max = limit.amount;
-  const exceeded =
+  const exceeds = (s: Dec) =>
     limit.measure === 'messages'
-      ? spent.greaterThanOrEqualTo(max)
+      ? s.greaterThanOrEqualTo(max)
       : limit.measure === 'tokens'
-        ? spent.plus(call.tokens.toString()).greaterThan(max)
-        : spent.greaterThanOrEqualTo(max) || spent.plus(call.cost).greaterThan(max);
+        ? s.plus(call.tokens.toString()).greaterThan(max)
+        : s.greaterThanOrEqualTo(max) || s.plus(call.cost).greaterThan(max);
+  const exceeded = exceeds(spent);
   return {
     scope: scopeKind(limit.userId, limit.scope),
     ...parseScope(limit.scope),
+    ...(limit.period === 'rolling' ? { windowHours: limit.windowHours } : {}),
+    ...(limit.period === 'rolling' && exceeded ? agesOut(limit, usage, spent, exceeds) : {}),
     measure: limit.measure,
     period: limit.period,
     enforcement: limit.enforcement,
@@ -448,7 +499,21 @@ export function limitStatus(limit: Limit, usage: PeriodUsage, call: CallAmounts 
   };
 }
 
-const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, api_key: 1, tag: 2, account: 3, day: 0, month: 1, hard: 0, soft: 1 } as const;
+/**
+ * When a rolling limit that a call would exceed lets it through with nothing
+ * else changing: the oldest hours leave the window one by one (an hour
+ * leaves it windowHours after it began), and the first moment the rest fits.
+ */
+function agesOut(limit: Limit, usage: PeriodUsage, spent: Dec, exceeds: (s: Dec) => boolean): { allowedAt?: Date } {
+  let rest = spent;
+  for (const h of usage.hours ?? []) {
+    rest = rest.minus(amountOf(limit.measure, h.used)).minus(amountOf(limit.measure, h.reserved));
+    if (!exceeds(rest)) return { allowedAt: new Date(h.hourStart.getTime() + (limit.windowHours ?? 1) * HOUR_MS) };
+  }
+  return {};
+}
+
+const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, api_key: 1, tag: 2, account: 3, day: 0, month: 1, rolling: 2, hard: 0, soft: 1 } as const;
 
 /**
  * The Django models' check_user_limits, generalised: every limit of the user and of
@@ -463,16 +528,17 @@ const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, api_key: 1, tag: 2, ac
 export function evaluateLimits(input: {
   userId: string;
   limits: Limit[];
-  usage: (userId: string, period: LimitPeriod, scope: string) => PeriodUsage;
+  /** The usage of a limit's scope (user, other scope) in its current period, or window (the limit says which). */
+  usage: (userId: string, period: LimitSpan, scope: string, limit: Limit) => PeriodUsage;
   call: CallAmounts;
   /** The call's other scopes (extraScopesOf: its API key, its declared tag values): their limits apply too. */
   scopes?: string[];
 }): LimitDecision {
-  const rank = (s: LimitStatus) => ORDER[s.measure] * 32 + ORDER[s.scope] * 4 + ORDER[s.period] * 2 + ORDER[s.enforcement];
+  const rank = (s: LimitStatus) => ORDER[s.measure] * 64 + ORDER[s.scope] * 8 + ORDER[s.period] * 2 + ORDER[s.enforcement];
   const scopeName = (s: LimitStatus) => s.apiKeyId ?? (s.tagKey !== undefined ? `${s.tagKey}=${s.tagValue}` : '');
   const statuses = input.limits
     .filter((l) => (l.scope ? (input.scopes ?? []).includes(l.scope) : l.userId === '' || l.userId === input.userId))
-    .map((l) => limitStatus(l, input.usage(l.userId, l.period, l.scope ?? ''), input.call))
+    .map((l) => limitStatus(l, input.usage(l.userId, l.period, l.scope ?? '', l), input.call))
     .sort((a, b) => rank(a) - rank(b) || (scopeName(a) < scopeName(b) ? -1 : scopeName(a) > scopeName(b) ? 1 : 0));
   if (statuses.length === 0) return { allowed: true, reason: 'no_limits_set', message: 'No limits set', limits: [] };
   const denied = statuses.find((s) => s.exceeded && s.enforcement === 'hard');
@@ -480,7 +546,7 @@ export function evaluateLimits(input: {
   if (!warned) return { allowed: true, reason: 'within_limits', message: 'Within limits', limits: statuses };
   const hit = denied ?? warned;
   const owner = { user: '', account: 'Account ', api_key: `API key ${hit.apiKeyId} `, tag: `Tag ${hit.tagKey}=${hit.tagValue} ` }[hit.scope];
-  const who = `${owner}${hit.period === 'day' ? 'daily' : 'monthly'}`;
+  const who = `${owner}${hit.period === 'day' ? 'daily' : hit.period === 'month' ? 'monthly' : `${hit.windowHours}-hour`}`;
   const shown = hit.measure === 'cost' ? `${hit.limit} ${CURRENCY_CODE}` : hit.limit;
   const text = `${who.charAt(0).toUpperCase()}${who.slice(1)} ${LABEL_OF[hit.measure]} limit`;
   if (!denied) return { allowed: true, reason: 'soft_limit_exceeded', message: `${text} exceeded (soft, ${shown})`, limits: statuses };
@@ -531,9 +597,9 @@ export function softLimitCrossings(
 ): Array<{ userId: string; limit: Limit; periodStart: string; used: UsageCounter }> {
   const out = [];
   // Soft limits of the account and its users (the API key and tag scopes report theirs in CheckLimits only).
-  for (const limit of limits.filter((l) => l.enforcement === 'soft' && !l.scope)) {
+  for (const limit of limits.filter((l) => l.enforcement === 'soft' && !l.scope && l.period !== 'rolling')) {
     for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && !r.scope && r.period === limit.period)) {
-      const mine = changes.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period, c.usageDate) === row.periodStart);
+      const mine = changes.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period as LimitPeriod, c.usageDate) === row.periodStart);
       if (mine.length === 0) continue;
       const before: UsageCounter = {
         messageCount: mine.reduce((n, c) => n - c.used.messageCount, row.used.messageCount),

@@ -43,6 +43,7 @@ export const DISTRIBUTED_TABLES = [
   'alert_states',
   'account_dimensions',
   'dimension_usage',
+  'hourly_counters',
 ] as const;
 
 /** Knex's bookkeeping: stays on the coordinator. */

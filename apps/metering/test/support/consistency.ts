@@ -43,6 +43,28 @@ const COUNTERS_FROM_CHARGES = `SELECT period, start::text AS start, u AS user_id
   ) x
   GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`;
 
+// The usage hours (issue 20, rolling windows): per UTC hour and scope, the charges of their usage_time's hour plus the
+// holds of the hour they were placed in.
+const HOURS = `SELECT (hour_start AT TIME ZONE 'UTC')::text AS hour, user_id, scope, message_count::text AS messages, total_tokens::text AS tokens,
+    trim_scale(total_cost)::text AS total_cost, reserved_messages::text AS held_messages, reserved_tokens::text AS held_tokens,
+    trim_scale(reserved_cost)::text AS held_cost
+  FROM hourly_counters
+  WHERE account_id = ? AND NOT (message_count = 0 AND total_tokens = 0 AND total_cost = 0 AND reserved_messages = 0 AND reserved_tokens = 0 AND reserved_cost = 0)
+  ORDER BY 1, 2, 3`;
+const SCOPES = PERIODS.slice(0, PERIODS.indexOf(', LATERAL (VALUES'));
+const HOURS_FROM_CHARGES = `SELECT hour::text AS hour, u AS user_id, s AS scope, sum(n)::text AS messages, sum(tokens)::text AS tokens,
+    trim_scale(sum(cost))::text AS total_cost, sum(held_n)::text AS held_messages, sum(held_tokens)::text AS held_tokens,
+    trim_scale(sum(held_cost))::text AS held_cost
+  FROM (
+    SELECT date_trunc('hour', usage_time AT TIME ZONE 'UTC') AS hour, u, s, 1 AS n, total_tokens AS tokens, coalesce(total_cost, 0) AS cost,
+           0 AS held_n, 0 AS held_tokens, 0 AS held_cost
+      FROM charges, ${SCOPES} WHERE account_id = ?
+    UNION ALL
+    SELECT date_trunc('hour', create_time AT TIME ZONE 'UTC'), u, s, 0, 0, 0, held_messages, held_tokens, held_cost
+      FROM reservations, ${SCOPES} WHERE account_id = ? AND status = 'held'
+  ) x
+  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
+
 // The dimension rollups (issue 20): dimension_usage per key, and the charges summed under the values and hour they record.
 const DIMENSIONS = `SELECT usage_date::text AS day, hour::text AS hour, user_id, provider, model, charge_type, api_key_id, dims::text AS dims,
     message_count::text AS messages, unpriced_message_count::text AS unpriced, prompt_tokens::text AS prompt, total_tokens::text AS tokens,
@@ -61,6 +83,8 @@ export async function rollupsVersusCharges(db: Db, accountId: string) {
     computed: await rows(DAILY.replace('%s', DAILY_FROM_CHARGES)),
     storedCounters: await rows(COUNTERS),
     computedCounters: (await db.raw(COUNTERS_FROM_CHARGES, [accountId, accountId])).rows as Array<Record<string, string>>,
+    storedHours: await rows(HOURS),
+    computedHours: (await db.raw(HOURS_FROM_CHARGES, [accountId, accountId])).rows as Array<Record<string, string>>,
     storedDimensions: await rows(DIMENSIONS.replace('%s', 'dimension_usage')),
     computedDimensions: await rows(DIMENSIONS.replace('%s', DIMENSIONS_FROM_CHARGES)),
   };
@@ -72,6 +96,7 @@ export async function expectRollupsMatchCharges(db: Db, accountId: string): Prom
   expect(r.stored.length + r.storedCounters.length).toBeGreaterThan(0);
   expect(r.stored).toEqual(r.computed);
   expect(r.storedCounters).toEqual(r.computedCounters);
+  expect(r.storedHours).toEqual(r.computedHours);
   expect(r.storedDimensions).toEqual(r.computedDimensions);
 }
 

@@ -16,6 +16,7 @@ import * as balanceAlerts from './20261206214500_balance_alerts';
 import * as tags from './20261206214500_tags';
 import * as dimensions from './20261206220000_dimensions';
 import * as scopedBudgets from './20261207100000_scoped_budgets';
+import * as rollingWindows from './20261207110000_rolling_windows';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -36,6 +37,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261206214500_tags': tags,
   '20261206220000_dimensions': dimensions,
   '20261207100000_scoped_budgets': scopedBudgets,
+  '20261207110000_rolling_windows': rollingWindows,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {

@@ -220,6 +220,12 @@ export enum LimitPeriod {
   LIMIT_PERIOD_DAY = 1,
   /** LIMIT_PERIOD_MONTH - The local calendar month, reset at local midnight of the 1st. */
   LIMIT_PERIOD_MONTH = 2,
+  /**
+   * LIMIT_PERIOD_ROLLING - A rolling window of Limit.window_hours whole hours (1 to 744), the
+   * current hour included: the usage recorded (and held) in those UTC hours.
+   * Usage ages out hour by hour; LimitStatus.allowed_at says when enough has.
+   */
+  LIMIT_PERIOD_ROLLING = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -234,6 +240,9 @@ export function limitPeriodFromJSON(object: any): LimitPeriod {
     case 2:
     case "LIMIT_PERIOD_MONTH":
       return LimitPeriod.LIMIT_PERIOD_MONTH;
+    case 3:
+    case "LIMIT_PERIOD_ROLLING":
+      return LimitPeriod.LIMIT_PERIOD_ROLLING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -249,6 +258,8 @@ export function limitPeriodToJSON(object: LimitPeriod): string {
       return "LIMIT_PERIOD_DAY";
     case LimitPeriod.LIMIT_PERIOD_MONTH:
       return "LIMIT_PERIOD_MONTH";
+    case LimitPeriod.LIMIT_PERIOD_ROLLING:
+      return "LIMIT_PERIOD_ROLLING";
     case LimitPeriod.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -409,6 +420,17 @@ export interface LimitStatus {
   tagKey: string;
   /** With scope TAG: the tag's value. */
   tagValue: string;
+  /**
+   * With period ROLLING: the window, in hours (period_start is then the
+   * window's first hour, RFC 3339, instead of a date).
+   */
+  windowHours: number;
+  /**
+   * With period ROLLING, when the call would exceed the limit: when enough
+   * usage will have aged out of the window for the call to fit, if nothing
+   * else changes (absent when the call alone exceeds the limit).
+   */
+  allowedAt: Timestamp | undefined;
 }
 
 /** Today's usage of one scope, read from the maintained counters. */
@@ -452,6 +474,8 @@ export interface Limit {
   tagKey: string;
   /** A tag value's limit: the value. */
   tagValue: string;
+  /** With period ROLLING: the window, in whole hours (1 to 744); 0 otherwise. */
+  windowHours: number;
 }
 
 /** A limit with its usage in the current period. */
@@ -794,6 +818,8 @@ function createBaseLimitStatus(): LimitStatus {
     apiKeyId: "",
     tagKey: "",
     tagValue: "",
+    windowHours: 0,
+    allowedAt: undefined,
   };
 }
 
@@ -837,6 +863,12 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     }
     if (message.tagValue !== "") {
       writer.uint32(106).string(message.tagValue);
+    }
+    if (message.windowHours !== 0) {
+      writer.uint32(112).int32(message.windowHours);
+    }
+    if (message.allowedAt !== undefined) {
+      Timestamp.encode(message.allowedAt, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -958,6 +990,22 @@ export const LimitStatus: MessageFns<LimitStatus> = {
             message.tagValue = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.windowHours = reader.int32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.allowedAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1001,6 +1049,16 @@ export const LimitStatus: MessageFns<LimitStatus> = {
         : isSet(object.tag_value)
         ? globalThis.String(object.tag_value)
         : "",
+      windowHours: isSet(object.windowHours)
+        ? globalThis.Number(object.windowHours)
+        : isSet(object.window_hours)
+        ? globalThis.Number(object.window_hours)
+        : 0,
+      allowedAt: isSet(object.allowedAt)
+        ? fromJsonTimestamp(object.allowedAt)
+        : isSet(object.allowed_at)
+        ? fromJsonTimestamp(object.allowed_at)
+        : undefined,
     };
   },
 
@@ -1045,6 +1103,12 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     if (message.tagValue !== "") {
       obj.tagValue = message.tagValue;
     }
+    if (message.windowHours !== 0) {
+      obj.windowHours = Math.round(message.windowHours);
+    }
+    if (message.allowedAt !== undefined) {
+      obj.allowedAt = fromTimestamp(message.allowedAt).toISOString();
+    }
     return obj;
   },
 
@@ -1066,6 +1130,10 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     message.apiKeyId = object.apiKeyId ?? "";
     message.tagKey = object.tagKey ?? "";
     message.tagValue = object.tagValue ?? "";
+    message.windowHours = object.windowHours ?? 0;
+    message.allowedAt = (object.allowedAt !== undefined && object.allowedAt !== null)
+      ? Timestamp.fromPartial(object.allowedAt)
+      : undefined;
     return message;
   },
 };
@@ -1197,6 +1265,7 @@ function createBaseLimit(): Limit {
     apiKeyId: "",
     tagKey: "",
     tagValue: "",
+    windowHours: 0,
   };
 }
 
@@ -1231,6 +1300,9 @@ export const Limit: MessageFns<Limit> = {
     }
     if (message.tagValue !== "") {
       writer.uint32(82).string(message.tagValue);
+    }
+    if (message.windowHours !== 0) {
+      writer.uint32(88).int32(message.windowHours);
     }
     return writer;
   },
@@ -1328,6 +1400,14 @@ export const Limit: MessageFns<Limit> = {
             message.tagValue = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.windowHours = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1376,6 +1456,11 @@ export const Limit: MessageFns<Limit> = {
         : isSet(object.tag_value)
         ? globalThis.String(object.tag_value)
         : "",
+      windowHours: isSet(object.windowHours)
+        ? globalThis.Number(object.windowHours)
+        : isSet(object.window_hours)
+        ? globalThis.Number(object.window_hours)
+        : 0,
     };
   },
 
@@ -1411,6 +1496,9 @@ export const Limit: MessageFns<Limit> = {
     if (message.tagValue !== "") {
       obj.tagValue = message.tagValue;
     }
+    if (message.windowHours !== 0) {
+      obj.windowHours = Math.round(message.windowHours);
+    }
     return obj;
   },
 
@@ -1431,6 +1519,7 @@ export const Limit: MessageFns<Limit> = {
     message.apiKeyId = object.apiKeyId ?? "";
     message.tagKey = object.tagKey ?? "";
     message.tagValue = object.tagValue ?? "";
+    message.windowHours = object.windowHours ?? 0;
     return message;
   },
 };

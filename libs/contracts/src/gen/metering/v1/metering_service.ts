@@ -494,7 +494,15 @@ export interface CheckLimitsResponse {
    * For an account with prepaid credits (README "Credits"): what the user may
    * spend now, USD, before this call's hold. Unset for an account without credits.
    */
-  creditAvailable: Money | undefined;
+  creditAvailable:
+    | Money
+    | undefined;
+  /**
+   * When denied by rolling limits only: when enough usage will have aged out
+   * of their windows for the call to be allowed, if nothing else changes (the
+   * latest allowed_at of the rolling limits that deny it). Absent otherwise.
+   */
+  allowedAt: Timestamp | undefined;
 }
 
 /** New daily limits for a scope. */
@@ -626,6 +634,11 @@ export interface PutLimitRequest {
   tagKey: string;
   /** The tag value, with tag_key (1 to 128 characters, no control characters). */
   tagValue: string;
+  /**
+   * With period LIMIT_PERIOD_ROLLING: the window in whole hours, 1 to 744
+   * (required); 0 with the other periods.
+   */
+  windowHours: number;
 }
 
 /** The limit as stored. */
@@ -3190,6 +3203,7 @@ function createBaseCheckLimitsResponse(): CheckLimitsResponse {
     replayed: false,
     timeZone: "",
     creditAvailable: undefined,
+    allowedAt: undefined,
   };
 }
 
@@ -3227,6 +3241,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     }
     if (message.creditAvailable !== undefined) {
       Money.encode(message.creditAvailable, writer.uint32(90).fork()).join();
+    }
+    if (message.allowedAt !== undefined) {
+      Timestamp.encode(message.allowedAt, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -3332,6 +3349,14 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
             message.creditAvailable = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.allowedAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3373,6 +3398,11 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
         : isSet(object.credit_available)
         ? Money.fromJSON(object.credit_available)
         : undefined,
+      allowedAt: isSet(object.allowedAt)
+        ? fromJsonTimestamp(object.allowedAt)
+        : isSet(object.allowed_at)
+        ? fromJsonTimestamp(object.allowed_at)
+        : undefined,
     };
   },
 
@@ -3411,6 +3441,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     if (message.creditAvailable !== undefined) {
       obj.creditAvailable = Money.toJSON(message.creditAvailable);
     }
+    if (message.allowedAt !== undefined) {
+      obj.allowedAt = fromTimestamp(message.allowedAt).toISOString();
+    }
     return obj;
   },
 
@@ -3437,6 +3470,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     message.timeZone = object.timeZone ?? "";
     message.creditAvailable = (object.creditAvailable !== undefined && object.creditAvailable !== null)
       ? Money.fromPartial(object.creditAvailable)
+      : undefined;
+    message.allowedAt = (object.allowedAt !== undefined && object.allowedAt !== null)
+      ? Timestamp.fromPartial(object.allowedAt)
       : undefined;
     return message;
   },
@@ -4497,6 +4533,7 @@ function createBasePutLimitRequest(): PutLimitRequest {
     apiKeyId: "",
     tagKey: "",
     tagValue: "",
+    windowHours: 0,
   };
 }
 
@@ -4528,6 +4565,9 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     }
     if (message.tagValue !== "") {
       writer.uint32(74).string(message.tagValue);
+    }
+    if (message.windowHours !== 0) {
+      writer.uint32(80).int32(message.windowHours);
     }
     return writer;
   },
@@ -4617,6 +4657,14 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
             message.tagValue = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.windowHours = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4660,6 +4708,11 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
         : isSet(object.tag_value)
         ? globalThis.String(object.tag_value)
         : "",
+      windowHours: isSet(object.windowHours)
+        ? globalThis.Number(object.windowHours)
+        : isSet(object.window_hours)
+        ? globalThis.Number(object.window_hours)
+        : 0,
     };
   },
 
@@ -4692,6 +4745,9 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     if (message.tagValue !== "") {
       obj.tagValue = message.tagValue;
     }
+    if (message.windowHours !== 0) {
+      obj.windowHours = Math.round(message.windowHours);
+    }
     return obj;
   },
 
@@ -4709,6 +4765,7 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     message.apiKeyId = object.apiKeyId ?? "";
     message.tagKey = object.tagKey ?? "";
     message.tagValue = object.tagValue ?? "";
+    message.windowHours = object.windowHours ?? 0;
     return message;
   },
 };
