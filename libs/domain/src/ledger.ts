@@ -302,9 +302,10 @@ function grantEntry(made: Made, accountId: string, grantId: string, d: Partial<O
 
 const balanceEntry = (made: Made, e: BalanceEntryDraft) => made.credits.balance.push(e);
 
-function usageEntries(made: Made, rollup: RollupDelta, scopes: string[], at: Date): void {
+function usageEntries(made: Made, rollup: RollupDelta, scopes: string[], at: Date | undefined): void {
   const used = { messageCount: rollup.sums.messageCount, totalTokens: rollup.sums.totalTokens, totalCost: rollup.sums.totalCost };
-  for (const key of hourKeysOf(rollup.accountId, rollup.userId, at, scopes)) made.hours.push({ key, used, reserved: ZERO_USAGE });
+  // The hour of the usage (every charge the services record has its usage time; a bare record without one moves no hour).
+  if (at) for (const key of hourKeysOf(rollup.accountId, rollup.userId, at, scopes)) made.hours.push({ key, used, reserved: ZERO_USAGE });
   made.rollups.push(rollup);
   made.usage.push({ accountId: rollup.accountId, userId: rollup.userId, usageDate: rollup.usageDate, used });
   for (const key of counterKeysOf(rollup.accountId, rollup.userId, rollup.usageDate, scopes)) {
