@@ -72,6 +72,8 @@ const client = (): MeteringClient =>
 
 const money = (m?: Money) => m?.amount || '0';
 const PERIOD = { day: LimitPeriod.LIMIT_PERIOD_DAY, month: LimitPeriod.LIMIT_PERIOD_MONTH };
+/** A limit's periods: the calendar ones and a rolling window (--window-hours). */
+const LIMIT_PERIOD = { ...PERIOD, rolling: LimitPeriod.LIMIT_PERIOD_ROLLING };
 const MEASURE = { messages: LimitMeasure.LIMIT_MEASURE_MESSAGES, tokens: LimitMeasure.LIMIT_MEASURE_TOKENS, cost: LimitMeasure.LIMIT_MEASURE_COST };
 const CHARGE_TYPE = { completion: ChargeType.CHARGE_TYPE_COMPLETION, plugin: ChargeType.CHARGE_TYPE_PLUGIN, tool: ChargeType.CHARGE_TYPE_TOOL };
 const SCOPE = { record: ApiKeyScope.API_KEY_SCOPE_RECORD, read: ApiKeyScope.API_KEY_SCOPE_READ, admin: ApiKeyScope.API_KEY_SCOPE_ADMIN };
@@ -219,7 +221,8 @@ interface LimitKey {
   user: string;
   apiKey?: string;
   tag?: string;
-  period: keyof typeof PERIOD;
+  period: keyof typeof LIMIT_PERIOD;
+  windowHours?: number;
   measure: keyof typeof MEASURE;
   soft?: boolean;
 }
@@ -238,12 +241,12 @@ const scopeName = (l: { userId: string; apiKeyId: string; tagKey: string; tagVal
 const enforcementOf = (o: { soft?: boolean }) => (o.soft ? LimitEnforcement.LIMIT_ENFORCEMENT_SOFT : LimitEnforcement.LIMIT_ENFORCEMENT_HARD);
 
 async function limitsSet(o: LimitKey & { amount: string }): Promise<void> {
-  const { limit } = await client().call('putLimit', { accountId: o.account, ...scopeOf(o), period: PERIOD[o.period], measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
-  out(`set: ${limit ? scopeName(limit) : ''} ${o.period} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
+  const { limit } = await client().call('putLimit', { accountId: o.account, ...scopeOf(o), period: LIMIT_PERIOD[o.period], windowHours: o.windowHours ?? 0, measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
+  out(`set: ${limit ? scopeName(limit) : ''} ${o.period}${limit?.windowHours ? ` ${limit.windowHours}h` : ''} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
 }
 
 async function limitsDelete(o: LimitKey): Promise<void> {
-  const { deleted } = await client().call('deleteLimit', { accountId: o.account, ...scopeOf(o), period: PERIOD[o.period], measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
+  const { deleted } = await client().call('deleteLimit', { accountId: o.account, ...scopeOf(o), period: LIMIT_PERIOD[o.period], measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
   out(deleted ? 'deleted' : 'no such limit');
 }
 
@@ -258,7 +261,7 @@ async function limitsShow(o: { account: string; user: string } & ListingFormat):
     pageToken = page.nextPageToken;
   } while (pageToken);
   if (o.json) return printJson(responseJson('listLimits', { limits, timeZone, nextPageToken: '' }));
-  const rows = limits.map((l) => [scopeName(l.limit!), nameOf(PERIOD, l.limit!.period), nameOf(MEASURE, l.limit!.measure), l.limit!.enforcement === LimitEnforcement.LIMIT_ENFORCEMENT_SOFT ? 'soft' : 'hard', l.limit!.amount, l.used, l.reserved, l.remaining, l.periodStart, l.exceeded ? 'yes' : '']);
+  const rows = limits.map((l) => [scopeName(l.limit!), l.limit!.windowHours ? `rolling ${l.limit!.windowHours}h` : nameOf(PERIOD, l.limit!.period), nameOf(MEASURE, l.limit!.measure), l.limit!.enforcement === LimitEnforcement.LIMIT_ENFORCEMENT_SOFT ? 'soft' : 'hard', l.limit!.amount, l.used, l.reserved, l.remaining, l.periodStart, l.exceeded ? 'yes' : '']);
   // The API key and tag columns only when some limit has such a scope, so that the CSV of the account's and users' limits keeps its columns.
   const scoped = limits.some((l) => l.limit!.apiKeyId || l.limit!.tagKey);
   const more = (l: LimitUsage) => (scoped ? [l.limit!.apiKeyId, l.limit!.tagKey, l.limit!.tagValue] : []);
@@ -637,13 +640,14 @@ const positiveInt = (value: string): number => {
 
 const accountOption = () => new Option('--account <id>', 'the account').default('', "the API key's own");
 const userOption = (what = 'only this user', otherwise = 'every user') => new Option('--user <id>', what).default('', otherwise);
+const limitPeriodOption = () => new Option('--period <period>', 'the period: a calendar day or month, or a rolling window of --window-hours').choices(Object.keys(LIMIT_PERIOD)).makeOptionMandatory();
+const windowHoursOption = () => new Option('--window-hours <hours>', 'with --period rolling: the window, 1 to 744 whole hours (the current hour included)').argParser((v) => Number(v));
 const apiKeyOption = () => new Option('--api-key <id>', 'a limit of the calls made with this API key (instead of --user)');
 const tagOption = () => new Option('--tag <key=value>', 'a limit of the calls with this tag value, e.g. feature=summarize; the key must be a declared dimension (instead of --user)');
 const providerOption = () => new Option('--provider <id>', 'only this provider').default('', 'every provider');
 const modelOption = () => new Option('--model <id>', 'only this model').default('', 'every model');
 const fromOption = () => new Option('--from <date>', "first day, YYYY-MM-DD, in the account's time zone (UTC unless set)").argParser(date).makeOptionMandatory();
 const toOption = () => new Option('--to <date>', "last day, YYYY-MM-DD, in the account's time zone (UTC unless set)").argParser(date).makeOptionMandatory();
-const periodOption = () => new Option('--period <period>', 'the period').choices(Object.keys(PERIOD)).makeOptionMandatory();
 const measureOption = () => new Option('--measure <measure>', 'what the limit counts').choices(Object.keys(MEASURE)).makeOptionMandatory();
 
 export function program(): Command {
@@ -711,7 +715,8 @@ export function program(): Command {
     .addOption(userOption('a limit of this user', 'the whole account'))
     .addOption(apiKeyOption())
     .addOption(tagOption())
-    .addOption(periodOption())
+    .addOption(limitPeriodOption())
+    .addOption(windowHoursOption())
     .addOption(measureOption())
     .requiredOption('--amount <amount>', 'an integer for messages and tokens, a decimal USD amount for cost')
     .option('--soft', 'a soft limit: checks stay allowed and say it is exceeded')
@@ -721,7 +726,7 @@ export function program(): Command {
     .addOption(userOption('a limit of this user', 'the whole account'))
     .addOption(apiKeyOption())
     .addOption(tagOption())
-    .addOption(periodOption())
+    .addOption(limitPeriodOption())
     .addOption(measureOption())
     .option('--soft', 'the soft limit')
     .action(limitsDelete);
