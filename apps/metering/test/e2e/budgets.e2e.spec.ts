@@ -187,7 +187,7 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
     // Each holds the estimate's price, and carries the call's tags; the denials name the tag.
     expect(admitted.every((r) => new Dec(r.reservation!.heldCost!.amount).equals(cost) && r.reservation!.tags.feature === 'summarize')).toBe(true);
     const denied = results.find((r) => !r.allowed)!;
-    expect(denied).toMatchObject({ reason: CheckLimitsReason.CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED, message: `Tag feature=summarize daily cost limit reached (${budget.toFixed(2)} USD)` });
+    expect(denied).toMatchObject({ reason: CheckLimitsReason.CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED, message: `Tag feature=summarize daily cost limit reached (${budget.toFixed()} USD)` });
     expect(denied.limits).toEqual([expect.objectContaining({ scope: LimitScope.LIMIT_SCOPE_TAG, tagKey: 'feature', tagValue: 'summarize', reserved: budget.toFixed() })]);
     await expectRollupsMatchCharges(db, account);
     // Settled (half) and released (half) through the three processes: the tag's counter holds nothing after, and counts the charges.
