@@ -72,8 +72,11 @@ const client = (): MeteringClient =>
 
 const money = (m?: Money) => m?.amount || '0';
 const PERIOD = { day: LimitPeriod.LIMIT_PERIOD_DAY, month: LimitPeriod.LIMIT_PERIOD_MONTH };
-/** A limit's periods: the calendar ones and a rolling window (--window-hours). */
-const LIMIT_PERIOD = { ...PERIOD, rolling: LimitPeriod.LIMIT_PERIOD_ROLLING };
+/** A limit's period: --period (a calendar one) or --window-hours (a rolling window), exactly one. */
+function limitPeriodOf(o: { period?: keyof typeof PERIOD; windowHours?: number }): { period: LimitPeriod; windowHours: number } {
+  if ((o.period === undefined) === (o.windowHours === undefined)) throw new UsageError("give exactly one of option '--period <period>' and option '--window-hours <hours>'");
+  return o.windowHours === undefined ? { period: PERIOD[o.period!], windowHours: 0 } : { period: LimitPeriod.LIMIT_PERIOD_ROLLING, windowHours: o.windowHours };
+}
 const MEASURE = { messages: LimitMeasure.LIMIT_MEASURE_MESSAGES, tokens: LimitMeasure.LIMIT_MEASURE_TOKENS, cost: LimitMeasure.LIMIT_MEASURE_COST };
 const CHARGE_TYPE = { completion: ChargeType.CHARGE_TYPE_COMPLETION, plugin: ChargeType.CHARGE_TYPE_PLUGIN, tool: ChargeType.CHARGE_TYPE_TOOL };
 const SCOPE = { record: ApiKeyScope.API_KEY_SCOPE_RECORD, read: ApiKeyScope.API_KEY_SCOPE_READ, admin: ApiKeyScope.API_KEY_SCOPE_ADMIN };
@@ -221,7 +224,7 @@ interface LimitKey {
   user: string;
   apiKey?: string;
   tag?: string;
-  period: keyof typeof LIMIT_PERIOD;
+  period?: keyof typeof PERIOD;
   windowHours?: number;
   measure: keyof typeof MEASURE;
   soft?: boolean;
@@ -230,7 +233,7 @@ interface LimitKey {
 /** The scope fields of a limit request: --user, --api-key or --tag key=value (the server refuses more than one). */
 function scopeOf(o: Pick<LimitKey, 'user' | 'apiKey' | 'tag'>): { userId: string; apiKeyId: string; tagKey: string; tagValue: string } {
   const eq = (o.tag ?? '').indexOf('=');
-  if (o.tag !== undefined && eq < 0) throw new InvalidArgumentError('--tag takes key=value, e.g. feature=summarize');
+  if (o.tag !== undefined && eq < 0) throw new UsageError("option '--tag <key=value>' takes key=value, e.g. feature=summarize");
   return { userId: o.user, apiKeyId: o.apiKey ?? '', tagKey: o.tag === undefined ? '' : o.tag.slice(0, eq), tagValue: o.tag === undefined ? '' : o.tag.slice(eq + 1) };
 }
 
@@ -241,12 +244,12 @@ const scopeName = (l: { userId: string; apiKeyId: string; tagKey: string; tagVal
 const enforcementOf = (o: { soft?: boolean }) => (o.soft ? LimitEnforcement.LIMIT_ENFORCEMENT_SOFT : LimitEnforcement.LIMIT_ENFORCEMENT_HARD);
 
 async function limitsSet(o: LimitKey & { amount: string }): Promise<void> {
-  const { limit } = await client().call('putLimit', { accountId: o.account, ...scopeOf(o), period: LIMIT_PERIOD[o.period], windowHours: o.windowHours ?? 0, measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
-  out(`set: ${limit ? scopeName(limit) : ''} ${o.period}${limit?.windowHours ? ` ${limit.windowHours}h` : ''} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
+  const { limit } = await client().call('putLimit', { accountId: o.account, ...scopeOf(o), ...limitPeriodOf(o), measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
+  out(`set: ${limit ? scopeName(limit) : ''} ${limit?.windowHours ? `rolling ${limit.windowHours}h` : o.period} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
 }
 
 async function limitsDelete(o: LimitKey): Promise<void> {
-  const { deleted } = await client().call('deleteLimit', { accountId: o.account, ...scopeOf(o), period: LIMIT_PERIOD[o.period], measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
+  const { deleted } = await client().call('deleteLimit', { accountId: o.account, ...scopeOf(o), period: limitPeriodOf(o).period, measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
   out(deleted ? 'deleted' : 'no such limit');
 }
 
@@ -640,8 +643,12 @@ const positiveInt = (value: string): number => {
 
 const accountOption = () => new Option('--account <id>', 'the account').default('', "the API key's own");
 const userOption = (what = 'only this user', otherwise = 'every user') => new Option('--user <id>', what).default('', otherwise);
-const limitPeriodOption = () => new Option('--period <period>', 'the period: a calendar day or month, or a rolling window of --window-hours').choices(Object.keys(LIMIT_PERIOD)).makeOptionMandatory();
-const windowHoursOption = () => new Option('--window-hours <hours>', 'with --period rolling: the window, 1 to 744 whole hours (the current hour included)').argParser((v) => Number(v));
+const limitPeriodOption = () => new Option('--period <period>', 'a calendar period (or --window-hours for a rolling window)').choices(Object.keys(PERIOD));
+const windowHoursOption = () =>
+  new Option('--window-hours <hours>', 'a rolling window instead of --period: the last 1 to 744 whole hours, the current one included').argParser((v) => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError('It must be a whole number of hours, 1 to 744.');
+    return Number(v);
+  });
 const apiKeyOption = () => new Option('--api-key <id>', 'a limit of the calls made with this API key (instead of --user)');
 const tagOption = () => new Option('--tag <key=value>', 'a limit of the calls with this tag value, e.g. feature=summarize; the key must be a declared dimension (instead of --user)');
 const providerOption = () => new Option('--provider <id>', 'only this provider').default('', 'every provider');
@@ -727,6 +734,7 @@ export function program(): Command {
     .addOption(apiKeyOption())
     .addOption(tagOption())
     .addOption(limitPeriodOption())
+    .addOption(windowHoursOption())
     .addOption(measureOption())
     .option('--soft', 'the soft limit')
     .action(limitsDelete);
