@@ -222,7 +222,8 @@ async function chargesExport(o: ChargeFilterOptions & { format: 'csv' | 'jsonl';
 interface LimitKey {
   account: string;
   user: string;
-  apiKey?: string;
+  /** --key-id: an API key's limit (--api-key is the connection's own key). */
+  keyId?: string;
   tag?: string;
   period?: keyof typeof PERIOD;
   windowHours?: number;
@@ -230,11 +231,11 @@ interface LimitKey {
   soft?: boolean;
 }
 
-/** The scope fields of a limit request: --user, --api-key or --tag key=value (the server refuses more than one). */
-function scopeOf(o: Pick<LimitKey, 'user' | 'apiKey' | 'tag'>): { userId: string; apiKeyId: string; tagKey: string; tagValue: string } {
+/** The scope fields of a limit request: --user, --key-id or --tag key=value (the server refuses more than one). */
+function scopeOf(o: Pick<LimitKey, 'user' | 'keyId' | 'tag'>): { userId: string; apiKeyId: string; tagKey: string; tagValue: string } {
   const eq = (o.tag ?? '').indexOf('=');
   if (o.tag !== undefined && eq < 0) throw new UsageError("option '--tag <key=value>' takes key=value, e.g. feature=summarize");
-  return { userId: o.user, apiKeyId: o.apiKey ?? '', tagKey: o.tag === undefined ? '' : o.tag.slice(0, eq), tagValue: o.tag === undefined ? '' : o.tag.slice(eq + 1) };
+  return { userId: o.user, apiKeyId: o.keyId ?? '', tagKey: o.tag === undefined ? '' : o.tag.slice(0, eq), tagValue: o.tag === undefined ? '' : o.tag.slice(eq + 1) };
 }
 
 /** How a limit's scope is shown: (account), the user id, api_key:<id> or tag:<key>=<value>. */
@@ -649,7 +650,7 @@ const windowHoursOption = () =>
     if (!/^\d+$/.test(v)) throw new InvalidArgumentError('It must be a whole number of hours, 1 to 744.');
     return Number(v);
   });
-const apiKeyOption = () => new Option('--api-key <id>', 'a limit of the calls made with this API key (instead of --user)');
+const apiKeyOption = () => new Option('--key-id <id>', 'a limit of the calls made with this API key, k_... (instead of --user)');
 const tagOption = () => new Option('--tag <key=value>', 'a limit of the calls with this tag value, e.g. feature=summarize; the key must be a declared dimension (instead of --user)');
 const providerOption = () => new Option('--provider <id>', 'only this provider').default('', 'every provider');
 const modelOption = () => new Option('--model <id>', 'only this model').default('', 'every model');
