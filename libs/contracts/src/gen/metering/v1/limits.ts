@@ -546,7 +546,8 @@ export interface Reservation {
   /**
    * The tags of the CheckLimits that created it: it holds on the limits of
    * the values of declared dimensions among them, and settling, releasing or
-   * expiring it frees those same holds.
+   * expiring it frees those same holds. Not repeated in the answer of the
+   * charge that settles it (that charge has its own tags).
    */
   tags: { [key: string]: string };
   /**

@@ -303,9 +303,9 @@ export interface RecordChargesRequest {
   /**
    * 1 to 1000 charges, each as in RecordCharge (own account, own idempotency key).
    * Refused as a whole when the answer could exceed 4 MiB: each charge's
-   * bytes plus what the server adds (at most 2433 bytes, 1401 more with a
+   * bytes plus what the server adds (at most 2433 bytes, 1418 more with a
    * reservation_id), or at least 4194 bytes per charge, must sum to at most
-   * 4194304. So any 1000 charges of at most 1761 bytes each fit (360 bytes
+   * 4194304. So any 1000 charges of at most 1761 bytes each fit (343 bytes
    * each when every one has a reservation_id).
    */
   charges: RecordChargeRequest[];
