@@ -262,7 +262,7 @@ interface Measured {
 export function measuredBy(rule: AlertRule, limits: Limit[]): Measured | undefined {
   if (rule.kind === 'limit' && rule.limit) {
     const t = rule.limit;
-    const limit = limits.find((l) => l.accountId === rule.accountId && l.userId === t.userId && l.period === t.period && l.measure === t.measure && l.enforcement === t.enforcement);
+    const limit = limits.find((l) => l.accountId === rule.accountId && l.userId === t.userId && !l.scope && l.period === t.period && l.measure === t.measure && l.enforcement === t.enforcement);
     if (!limit) return undefined;
     return {
       period: t.period,
@@ -292,7 +292,8 @@ export function alertCrossings(rules: AlertRule[], limits: Limit[], counters: Co
     const m = measuredBy(rule, limits);
     if (!m) continue;
     for (const row of counters) {
-      if (row.accountId !== rule.accountId || row.period !== m.period || !m.scope(row.userId)) continue;
+      // Rules measure the account and its users; the API key and tag counters (row.scope) are not theirs.
+      if (row.accountId !== rule.accountId || row.scope || row.period !== m.period || !m.scope(row.userId)) continue;
       const mine = changes.filter((c) => c.accountId === row.accountId && (row.userId === '' || c.userId === row.userId) && periodStartOf(m.period, c.usageDate) === row.periodStart);
       if (mine.length === 0) continue;
       const before = amountOf(m.measure, mine.reduce((u, c) => minus(u, c.used), row.used));

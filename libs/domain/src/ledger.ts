@@ -3,7 +3,7 @@ import type { Alert, WebhookEndpoint } from './alerts';
 import type { ChargeRecord } from './charge';
 import type { BalanceEntryDraft, CreditEntries, CreditHold, GrantDelta, Grant, OverageDelta } from './credits';
 import type { SoftLimitCrossing } from './events';
-import { Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
+import { extraScopesOf, hourStartOf, Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
 import type { Reservation, ReservationRef, ReservationStatus } from './reservation';
 import type { RollupKey } from './usage';
 
@@ -43,8 +43,10 @@ import type { RollupKey } from './usage';
  * dimension rollup entry (dimension_usage): recorded and re-rated charges move the row whose
  * day, hour and tag values the charge records, summed per key and in key order like daily_usage.
  *
- * Counter entries are made for the four counters a user's usage on a local
- * day moves: day and month, of the user and of its account (user_id '').
+ * Counter entries are made for the counters a user's usage on a local
+ * day moves: day and month, of the user and of its account (user_id ''), and
+ * of the API key and declared tag values of the charge or hold (issue 20;
+ * counterKeysOf, scopesOfCharge, scopesOfReservation).
  * A soft limit that the applied counters show crossed adds a
  * soft_limit_exceeded event (`softLimitEvents`, after the counters are known).
  *
@@ -105,12 +107,14 @@ export interface DimensionDelta extends RollupKey {
   sums: RollupSums;
 }
 
-/** A usage counter: a scope (user_id '' = the account) and period of an account. */
+/** A usage counter: a scope (user_id '' = the account; scope: an API key or a tag value, libs/domain/src/limits.ts apiKeyScope) and period of an account. */
 export interface CounterKey {
   accountId: string;
   period: LimitPeriod;
   periodStart: string;
   userId: string;
+  /** '' or absent for the account and its users; the key order is (account, period, start, user, scope). */
+  scope?: string;
 }
 
 /** A change to one usage counter: the used amounts (of recorded charges) and the amounts open reservations hold. */
@@ -119,6 +123,32 @@ export interface CounterDelta {
   used: UsageCounter;
   unpricedMessages: bigint;
   reserved: UsageCounter;
+}
+
+/**
+ * A usage hour (hourly_counters, issue 20): one scope's usage and holds in one UTC hour, what
+ * rolling windows sum. The scopes are those of the counters (user '' = the account; scope: an
+ * API key or a tag value). Key order (the lock order): account, hour, user, scope.
+ */
+export interface HourKey {
+  accountId: string;
+  /** The hour's start, RFC 3339 (UTC). */
+  hourStart: string;
+  userId: string;
+  scope: string;
+}
+
+/** A change to one usage hour: used amounts (charges in that hour) and held ones (holds placed in it). */
+export interface HourDelta {
+  key: HourKey;
+  used: UsageCounter;
+  reserved: UsageCounter;
+}
+
+/** The usage hours of a user's usage (or hold) at a moment: the account's, the user's and each other scope's. */
+export function hourKeysOf(accountId: string, userId: string, at: Date, scopes: readonly string[] = []): HourKey[] {
+  const hourStart = hourStartOf(at).toISOString();
+  return [{ accountId, hourStart, userId: '', scope: '' }, { accountId, hourStart, userId, scope: '' }, ...scopes.map((scope) => ({ accountId, hourStart, userId: '', scope }))];
 }
 
 /** A usage counter as stored. */
@@ -189,6 +219,8 @@ export interface LedgerEntries {
   /** Dimension rollups (accounts with declared dimensions only), in key order. */
   dimensions: DimensionDelta[];
   counters: CounterDelta[];
+  /** Usage hours (hourly_counters, for rolling windows), in key order; written after the counters. */
+  hours: HourDelta[];
   reservations: ReservationEntry[];
   events: LedgerEvent[];
   /** What each change moved of used amounts, in order (to tell which soft limits it crossed). */
@@ -223,10 +255,25 @@ export function rollupOfCharge(c: ChargeRecord): RollupDelta {
   };
 }
 
-/** The four counters a user's usage on a local day moves: day and month, of the account ('') and of the user. */
-export function counterKeysOf(accountId: string, userId: string, day: string): CounterKey[] {
-  return (['day', 'month'] as const).flatMap((period) => ['', userId].map((u) => ({ accountId, period, periodStart: periodStartOf(period, day), userId: u })));
+/**
+ * The counters a user's usage on a local day moves: day and month, of the
+ * account ('') and of the user, and of each other scope it belongs to
+ * (`scopes`: its API key's and its declared tag values', extraScopesOf).
+ */
+export function counterKeysOf(accountId: string, userId: string, day: string, scopes: readonly string[] = []): CounterKey[] {
+  return (['day', 'month'] as const).flatMap((period) => {
+    const periodStart = periodStartOf(period, day);
+    const keys: CounterKey[] = ['', userId].map((u) => ({ accountId, period, periodStart, userId: u }));
+    for (const scope of scopes) keys.push({ accountId, period, periodStart, userId: '', scope });
+    return keys;
+  });
 }
+
+/** The other scopes a charge's usage moves: its API key's and the declared tag values it was summed under. */
+export const scopesOfCharge = (c: Pick<ChargeRecord, 'apiKeyId' | 'dimensions'>): string[] => extraScopesOf(c.apiKeyId, c.dimensions);
+
+/** The other scopes a reservation holds on: its API key's and the declared tag values it recorded when placed. */
+export const scopesOfReservation = (r: Pick<Reservation, 'apiKeyId' | 'dimensions'>): string[] => extraScopesOf(r.apiKeyId, r.dimensions);
 
 /** What a reservation holds on its counters: 1 message, its tokens and its cost. */
 export const heldOf = (r: Reservation): UsageCounter => ({ messageCount: r.heldMessages, totalTokens: r.heldTokens, totalCost: r.heldCost });
@@ -240,6 +287,7 @@ interface Made {
   rollups: RollupDelta[];
   dimensions: DimensionDelta[];
   counters: CounterDelta[];
+  hours: HourDelta[];
   reservations: ReservationEntry[];
   events: LedgerEvent[];
   usage: UsageChange[];
@@ -254,11 +302,13 @@ function grantEntry(made: Made, accountId: string, grantId: string, d: Partial<O
 
 const balanceEntry = (made: Made, e: BalanceEntryDraft) => made.credits.balance.push(e);
 
-function usageEntries(made: Made, rollup: RollupDelta): void {
+function usageEntries(made: Made, rollup: RollupDelta, scopes: string[], at: Date | undefined): void {
   const used = { messageCount: rollup.sums.messageCount, totalTokens: rollup.sums.totalTokens, totalCost: rollup.sums.totalCost };
+  // The hour of the usage (every charge the services record has its usage time; a bare record without one moves no hour).
+  if (at) for (const key of hourKeysOf(rollup.accountId, rollup.userId, at, scopes)) made.hours.push({ key, used, reserved: ZERO_USAGE });
   made.rollups.push(rollup);
   made.usage.push({ accountId: rollup.accountId, userId: rollup.userId, usageDate: rollup.usageDate, used });
-  for (const key of counterKeysOf(rollup.accountId, rollup.userId, rollup.usageDate)) {
+  for (const key of counterKeysOf(rollup.accountId, rollup.userId, rollup.usageDate, scopes)) {
     made.counters.push({ key, used, unpricedMessages: rollup.sums.unpricedMessageCount, reserved: ZERO_USAGE });
   }
 }
@@ -274,7 +324,9 @@ function dimensionEntry(made: Made, c: ChargeRecord, sums: RollupSums): void {
 
 function holdEntries(made: Made, r: Reservation, sign: 1 | -1): void {
   const held = sign === 1 ? heldOf(r) : negate(heldOf(r));
-  for (const key of counterKeysOf(r.accountId, r.userId, r.periodDay)) made.counters.push({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: held });
+  for (const key of counterKeysOf(r.accountId, r.userId, r.periodDay, scopesOfReservation(r))) made.counters.push({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: held });
+  // A hold counts in the hour it was placed.
+  for (const key of hourKeysOf(r.accountId, r.userId, r.createTime, scopesOfReservation(r))) made.hours.push({ key, used: ZERO_USAGE, reserved: held });
 }
 
 const finished = (r: Reservation, status: ReservationEntry['status'], at: Date, chargeId?: string): ReservationEntry => ({
@@ -288,13 +340,14 @@ const finished = (r: Reservation, status: ReservationEntry['status'], at: Date, 
 function make(made: Made, change: LedgerChange): void {
   switch (change.kind) {
     case 'charge_recorded':
-      usageEntries(made, rollupOfCharge(change.charge));
+      usageEntries(made, rollupOfCharge(change.charge), scopesOfCharge(change.charge), change.charge.usageTime);
       dimensionEntry(made, change.charge, rollupOfCharge(change.charge).sums);
       made.events.push({ kind: 'charge_recorded', charge: change.charge });
       return;
     case 'charge_rerated': {
       const after = rollupOfCharge(change.after);
-      usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) });
+      // The scopes the charge was first counted in (its API key, the declared values it records), like its dimension row.
+      usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) }, scopesOfCharge(change.before), change.before.usageTime);
       // Re-rating moves the dimension row the charge was first summed under (its own record of it).
       dimensionEntry(made, change.before, combineSums(after.sums, rollupOfCharge(change.before).sums, -1n));
       made.events.push({ kind: 'charge_rerated', charge: change.after });
@@ -368,7 +421,8 @@ const SEP = '\u0000';
 const rollupId = (d: RollupDelta) => [d.accountId, d.usageDate, d.userId, d.provider, d.model, d.chargeType].join(SEP);
 const dimensionId = (d: DimensionDelta) =>
   [d.accountId, d.usageDate, String(d.hour).padStart(2, '0'), d.userId, d.provider, d.model, d.chargeType, d.apiKeyId, JSON.stringify(Object.entries(d.dims).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))].join(SEP);
-export const counterId = (k: CounterKey) => [k.accountId, k.period, k.periodStart, k.userId].join(SEP);
+export const hourId = (k: HourKey) => [k.accountId, k.hourStart, k.userId, k.scope].join(SEP);
+export const counterId = (k: CounterKey) => [k.accountId, k.period, k.periodStart, k.userId, k.scope ?? ''].join(SEP);
 const reservationId = (e: ReservationEntry) => [e.ref.accountId, e.ref.reservationId].join(SEP);
 const byId = <T>(id: (t: T) => string) => (a: T, b: T) => (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0);
 
@@ -402,12 +456,13 @@ const addOverage = (a: OverageDelta, b: OverageDelta): OverageDelta => ({ ...a, 
 
 /** The entries of a set of changes: rollups and counters summed per row, every table in key order, events in the order of the changes. */
 export function entriesOf(changes: LedgerChange[]): LedgerEntries {
-  const made: Made = { rollups: [], dimensions: [], counters: [], reservations: [], events: [], usage: [], credits: { grants: [], overage: [], holds: [], balance: [] } };
+  const made: Made = { rollups: [], dimensions: [], counters: [], hours: [], reservations: [], events: [], usage: [], credits: { grants: [], overage: [], holds: [], balance: [] } };
   for (const change of changes) make(made, change);
   return {
     rollups: aggregate(made.rollups, rollupId, (a, b) => ({ ...a, sums: combineSums(a.sums, b.sums, 1n) })),
     dimensions: aggregate(made.dimensions, dimensionId, (a, b) => ({ ...a, sums: combineSums(a.sums, b.sums, 1n) })),
     counters: aggregate(made.counters, (d) => counterId(d.key), addCounterDeltas),
+    hours: aggregate(made.hours, (d) => hourId(d.key), (a, b) => ({ key: a.key, used: addUsage(a.used, b.used), reserved: addUsage(a.reserved, b.reserved) })),
     reservations: [...made.reservations].sort(byId(reservationId)),
     events: made.events,
     usage: made.usage,

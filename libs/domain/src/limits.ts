@@ -2,17 +2,38 @@ import { CURRENCY_CODE, Dec, formatDecimal, parseDecimal } from '@metering/prici
 import { BilledCounts, BilledUsageInput, checkBilledUsage, MAX_CALLS } from './billed-usage';
 import { CHARGE_TYPE_BY_NUMBER, ChargeType } from './charge';
 import { monthStart } from './time';
-import { checkTags, Tags } from './tags';
+import { checkTags, tagKeyProblem, Tags, tagValueProblem } from './tags';
 import { decodePageToken, encodePageToken, stringTuple } from './page-token';
 import { checkEnum, checkId, checkInt, checkModel, checkProvider, checkText, MAX_KEY_LENGTH, Violations } from './validation';
 
 export type LimitMeasure = 'messages' | 'tokens' | 'cost';
-export type LimitScope = 'account' | 'user';
+export type LimitScope = 'account' | 'user' | 'api_key' | 'tag';
+/** A calendar period of the account's time zone: what usage_counters count by. */
 export type LimitPeriod = 'day' | 'month';
+/** A limit's period: a calendar one, or a rolling window of whole hours (issue 20; Limit.windowHours). */
+export type LimitSpan = LimitPeriod | 'rolling';
 export type LimitEnforcement = 'hard' | 'soft';
 
 /** Enum numbers of the contract (proto/metering/v1/limits.proto) to domain names. */
 export const LIMIT_PERIOD_BY_NUMBER: Record<number, LimitPeriod> = { 1: 'day', 2: 'month' };
+/** A limit's period (LimitPeriod of the contract, ROLLING = 3 included). */
+export const LIMIT_SPAN_BY_NUMBER: Record<number, LimitSpan> = { 1: 'day', 2: 'month', 3: 'rolling' };
+/** The longest rolling window: 31 days. */
+export const MAX_WINDOW_HOURS = 744;
+const HOUR_MS = 3_600_000;
+
+/** The start of the UTC hour that contains a moment (rolling windows count whole hours). */
+export const hourStartOf = (at: Date): Date => new Date(Math.floor(at.getTime() / HOUR_MS) * HOUR_MS);
+
+/** The first hour of a rolling window of `windowHours` hours that ends with the hour of `now` (included). */
+export const windowStartOf = (now: Date, windowHours: number): Date => new Date(hourStartOf(now).getTime() - (windowHours - 1) * HOUR_MS);
+
+/** One hour of a scope's usage (hourly_counters): what rolling windows sum. */
+export interface HourUsage {
+  hourStart: Date;
+  used: UsageCounter;
+  reserved: UsageCounter;
+}
 export const LIMIT_MEASURE_BY_NUMBER: Record<number, LimitMeasure> = { 1: 'messages', 2: 'tokens', 3: 'cost' };
 export const LIMIT_ENFORCEMENT_BY_NUMBER: Record<number, LimitEnforcement> = { 1: 'hard', 2: 'soft' };
 
@@ -31,11 +52,48 @@ export interface DailyLimits {
   updateTime?: Date;
 }
 
-/** One limit of a scope (user_id '' = the whole account). */
+/**
+ * The scopes besides the account and its users (issue 20): an API key, or a
+ * tag value of a declared dimension. Stored in one column (limits.scope,
+ * usage_counters.scope) next to user_id, which is '' for them:
+ * '' for the account and its users, `api_key:<key id>`, `tag:<key>=<value>`
+ * (a tag key has no '=', so the value is everything after the first '=').
+ */
+export const apiKeyScope = (apiKeyId: string): string => `api_key:${apiKeyId}`;
+export const tagScope = (key: string, value: string): string => `tag:${key}=${value}`;
+
+/** What a scope column names: an API key, a tag, or neither (the account or a user). */
+export function parseScope(scope: string | undefined): { apiKeyId?: string; tagKey?: string; tagValue?: string } {
+  if (!scope) return {};
+  if (scope.startsWith('api_key:')) return { apiKeyId: scope.slice('api_key:'.length) };
+  const eq = scope.indexOf('=');
+  return { tagKey: scope.slice('tag:'.length, eq), tagValue: scope.slice(eq + 1) };
+}
+
+/** The scope kind of a limit or counter. */
+export const scopeKind = (userId: string, scope: string | undefined): LimitScope =>
+  scope ? (scope.startsWith('api_key:') ? 'api_key' : 'tag') : userId === '' ? 'account' : 'user';
+
+/**
+ * The counter scopes (besides the account's and the user's) that usage with
+ * this API key and these declared tag values moves: the key's (when there is
+ * one) and each declared tag value's, in order.
+ */
+export function extraScopesOf(apiKeyId: string | undefined, dimensions: Tags | null | undefined): string[] {
+  const out = apiKeyId ? [apiKeyScope(apiKeyId)] : [];
+  for (const [k, v] of Object.entries(dimensions ?? {})) out.push(tagScope(k, v));
+  return out;
+}
+
+/** One limit of a scope (user_id '' = the whole account; scope: an API key or a tag value, see apiKeyScope). */
 export interface Limit {
   accountId: string;
   userId: string;
-  period: LimitPeriod;
+  /** '' (or absent) for the account and its users; apiKeyScope / tagScope otherwise (user_id is then ''). */
+  scope?: string;
+  period: LimitSpan;
+  /** With period 'rolling': the window, 1 to MAX_WINDOW_HOURS whole hours (the current hour included). */
+  windowHours?: number;
   measure: LimitMeasure;
   /** An integer for messages and tokens, USD for cost. */
   amount: Dec;
@@ -43,7 +101,7 @@ export interface Limit {
   updateTime?: Date;
 }
 
-export type LimitKey = Pick<Limit, 'accountId' | 'userId' | 'period' | 'measure' | 'enforcement'>;
+export type LimitKey = Pick<Limit, 'accountId' | 'userId' | 'scope' | 'period' | 'measure' | 'enforcement'>;
 
 /** Counters of one scope and period. */
 export interface UsageCounter {
@@ -56,14 +114,29 @@ export const ZERO_USAGE: UsageCounter = { messageCount: 0n, totalTokens: 0n, tot
 
 /** A scope's counters of one period: what recorded charges used, and what open reservations hold. */
 export interface PeriodUsage {
+  /** YYYY-MM-DD; for a rolling window, its first hour (RFC 3339). */
   periodStart: string;
   used: UsageCounter;
   reserved: UsageCounter;
+  /** A rolling window's hours with usage, oldest first (to tell when enough ages out). */
+  hours?: HourUsage[];
+}
+
+/** A rolling window's usage from a scope's hourly rows: the sums of the hours from windowStartOf(now) on. */
+export function windowUsage(rows: HourUsage[], now: Date, windowHours: number): PeriodUsage {
+  const from = windowStartOf(now, windowHours).getTime();
+  const hours = rows.filter((h) => h.hourStart.getTime() >= from && h.hourStart.getTime() <= now.getTime()).sort((a, b) => a.hourStart.getTime() - b.hourStart.getTime());
+  const sum = (pick: (h: HourUsage) => UsageCounter): UsageCounter =>
+    hours.reduce((a, h) => ({ messageCount: a.messageCount + pick(h).messageCount, totalTokens: a.totalTokens + pick(h).totalTokens, totalCost: a.totalCost.plus(pick(h).totalCost) }), ZERO_USAGE);
+  return { periodStart: new Date(from).toISOString(), used: sum((h) => h.used), reserved: sum((h) => h.reserved), hours };
 }
 
 /** The first day of the period that contains a (local) day. */
-export function periodStartOf(period: LimitPeriod, day: string): string {
-  return period === 'day' ? day : monthStart(day);
+export function periodStartOf(period: LimitPeriod, day: string): string;
+/** A rolling window has no calendar start: its usage comes from hourly counters (windowUsage). */
+export function periodStartOf(period: LimitSpan, day: string): string;
+export function periodStartOf(period: LimitSpan, day: string): string {
+  return period === 'month' ? monthStart(day) : day;
 }
 
 export interface MoneyInput {
@@ -112,14 +185,43 @@ export function validateSetLimits(raw: SetLimitsRequestInput): DailyLimits {
 export interface ScopeInput {
   accountId: string;
   userId: string;
+  /** An API key's scope (issue 20). */
+  apiKeyId?: string;
+  /** A tag value's scope (issue 20): both or neither. */
+  tagKey?: string;
+  tagValue?: string;
 }
 
-/** Validates the scope of GetLimits: an account, and optionally one of its users. */
-export function validateScope(raw: ScopeInput): ScopeInput {
+/**
+ * The scope of a limit off the wire: the account, one user, one API key or
+ * one tag value (at most one of user_id, api_key_id and tag_key; tag_key and
+ * tag_value go together). Returns the user id and the scope column.
+ */
+function checkScope(v: Violations, raw: ScopeInput): { userId: string; scope: string } {
+  const userId = checkId(v, 'user_id', raw.userId ?? '', false);
+  const apiKeyId = checkId(v, 'api_key_id', raw.apiKeyId ?? '', false);
+  const tagKey = raw.tagKey ?? '';
+  const tagValue = raw.tagValue ?? '';
+  const given = [userId && 'user_id', apiKeyId && 'api_key_id', (tagKey || tagValue) && 'tag_key'].filter(Boolean);
+  if (given.length > 1) v.add(given[1] as string, `give at most one of user_id, api_key_id and tag_key/tag_value (got ${given.join(' and ')})`);
+  if (apiKeyId) return { userId: '', scope: apiKeyScope(apiKeyId) };
+  if (tagKey || tagValue) {
+    const keyProblem = tagKeyProblem(tagKey);
+    if (keyProblem) v.add('tag_key', tagKey === '' ? 'is required with tag_value' : keyProblem);
+    const valueProblem = tagValueProblem(tagValue);
+    if (valueProblem) v.add('tag_value', tagValue === '' ? 'is required with tag_key' : valueProblem);
+    return { userId: '', scope: tagScope(tagKey, tagValue) };
+  }
+  return { userId, scope: '' };
+}
+
+/** Validates the scope of GetLimits: an account, and optionally one of its users, one API key or one tag value. */
+export function validateScope(raw: ScopeInput): ScopeInput & { scope: string } {
   const v = new Violations();
-  const scope = { accountId: checkId(v, 'account_id', raw.accountId), userId: checkId(v, 'user_id', raw.userId, false) };
+  const accountId = checkId(v, 'account_id', raw.accountId);
+  const { userId, scope } = checkScope(v, raw);
   v.done();
-  return scope;
+  return { accountId, userId, scope };
 }
 
 const MAX_OF: Record<LimitMeasure, Dec> = { messages: new Dec(MAX_MESSAGE_LIMIT), tokens: new Dec(MAX_TOKEN_LIMIT), cost: MAX_COST_LIMIT };
@@ -130,10 +232,12 @@ function requiredEnum<T extends string>(v: Violations, field: string, value: num
 }
 
 function checkLimitKey(v: Violations, raw: LimitKeyInput): Omit<LimitKey, 'measure'> & { measure?: LimitMeasure } {
+  const { userId, scope } = checkScope(v, raw);
   return {
     accountId: checkId(v, 'account_id', raw.accountId),
-    userId: checkId(v, 'user_id', raw.userId, false),
-    period: requiredEnum(v, 'period', raw.period, LIMIT_PERIOD_BY_NUMBER) ?? 'day',
+    userId,
+    ...(scope ? { scope } : {}),
+    period: requiredEnum(v, 'period', raw.period, LIMIT_SPAN_BY_NUMBER) ?? 'day',
     measure: requiredEnum(v, 'measure', raw.measure, LIMIT_MEASURE_BY_NUMBER),
     enforcement: checkEnum(v, 'enforcement', raw.enforcement, LIMIT_ENFORCEMENT_BY_NUMBER) ?? 'hard',
   };
@@ -142,7 +246,14 @@ function checkLimitKey(v: Violations, raw: LimitKeyInput): Omit<LimitKey, 'measu
 export interface LimitKeyInput {
   accountId: string;
   userId: string;
+  /** An API key's limit (issue 20). */
+  apiKeyId?: string;
+  /** A tag value's limit (issue 20; the key must be a declared dimension): both or neither. */
+  tagKey?: string;
+  tagValue?: string;
   period: number;
+  /** With period ROLLING (3): the window in whole hours, 1 to 744. */
+  windowHours?: number;
   measure: number;
   enforcement: number;
 }
@@ -157,8 +268,12 @@ export function validatePutLimit(raw: LimitKeyInput & { amount: string }): Limit
   else if (measure !== 'cost' && !parsed.isInteger()) v.add('amount', `must be an integer for ${measure}`);
   else if (parsed.isNegative() || parsed.greaterThan(MAX_OF[measure])) v.add('amount', `must be between 0 and ${formatDecimal(MAX_OF[measure])}`);
   else amount = parsed;
+  const windowHours = raw.windowHours ?? 0;
+  if (key.period === 'rolling') {
+    if (!Number.isInteger(windowHours) || windowHours < 1 || windowHours > MAX_WINDOW_HOURS) v.add('window_hours', `is required with LIMIT_PERIOD_ROLLING: whole hours, 1 to ${MAX_WINDOW_HOURS}`);
+  } else if (windowHours !== 0) v.add('window_hours', 'is only used with LIMIT_PERIOD_ROLLING');
   v.done();
-  return { ...key, measure, amount };
+  return { ...key, measure, amount, ...(key.period === 'rolling' ? { windowHours } : {}) };
 }
 
 export function validateLimitKey(raw: LimitKeyInput): LimitKey {
@@ -168,8 +283,8 @@ export function validateLimitKey(raw: LimitKeyInput): LimitKey {
   return { ...key, measure };
 }
 
-/** Where a page of ListLimits starts: after this (user, period, measure, enforcement). */
-export type LimitCursor = Pick<Limit, 'userId' | 'period' | 'measure' | 'enforcement'>;
+/** Where a page of ListLimits starts: after this (user, scope, period, measure, enforcement). */
+export type LimitCursor = Pick<Limit, 'userId' | 'scope' | 'period' | 'measure' | 'enforcement'>;
 
 export interface ListLimitsQuery {
   accountId: string;
@@ -182,13 +297,14 @@ export interface ListLimitsQuery {
 const limitListFilters = (q: Pick<ListLimitsQuery, 'accountId' | 'userId'>) => [q.accountId, q.userId ?? ''];
 
 export function encodeLimitPageToken(q: ListLimitsQuery, last: LimitCursor): string {
-  return encodePageToken(limitListFilters(q), [last.userId, last.period, last.measure, last.enforcement]);
+  return encodePageToken(limitListFilters(q), [last.userId, last.period, last.measure, last.enforcement, last.scope ?? '']);
 }
 
 function limitCursor(key: unknown): LimitCursor | undefined {
-  const k = stringTuple(key, 4);
-  if (!k || !['day', 'month'].includes(k[1]) || !['messages', 'tokens', 'cost'].includes(k[2]) || !['hard', 'soft'].includes(k[3])) return undefined;
-  return { userId: k[0], period: k[1] as LimitPeriod, measure: k[2] as LimitMeasure, enforcement: k[3] as LimitEnforcement };
+  // Tokens made before scopes (four strings) continue in the scope ''.
+  const k = stringTuple(key, 5) ?? (stringTuple(key, 4) ? [...(key as string[]), ''] : undefined);
+  if (!k || !['day', 'month', 'rolling'].includes(k[1]) || !['messages', 'tokens', 'cost'].includes(k[2]) || !['hard', 'soft'].includes(k[3])) return undefined;
+  return { userId: k[0], period: k[1] as LimitSpan, measure: k[2] as LimitMeasure, enforcement: k[3] as LimitEnforcement, scope: k[4] };
 }
 
 export function validateListLimits(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): ListLimitsQuery {
@@ -296,8 +412,16 @@ export type LimitReason =
 
 export interface LimitStatus {
   scope: LimitScope;
+  /** A rolling window's length (hours). */
+  windowHours?: number;
+  /** A rolling limit the call would exceed: when enough usage will have aged out of the window for it to fit (undefined: never, the call alone is too much). */
+  allowedAt?: Date;
+  /** Which API key or tag value, for those scopes (issue 20). */
+  apiKeyId?: string;
+  tagKey?: string;
+  tagValue?: string;
   measure: LimitMeasure;
-  period: LimitPeriod;
+  period: LimitSpan;
   enforcement: LimitEnforcement;
   periodStart: string;
   limit: string;
@@ -351,14 +475,18 @@ export function limitStatus(limit: Limit, usage: PeriodUsage, call: CallAmounts 
   const used = amountOf(limit.measure, usage.used);
   const spent = used.plus(amountOf(limit.measure, usage.reserved));
   const max = limit.amount;
-  const exceeded =
+  const exceeds = (s: Dec) =>
     limit.measure === 'messages'
-      ? spent.greaterThanOrEqualTo(max)
+      ? s.greaterThanOrEqualTo(max)
       : limit.measure === 'tokens'
-        ? spent.plus(call.tokens.toString()).greaterThan(max)
-        : spent.greaterThanOrEqualTo(max) || spent.plus(call.cost).greaterThan(max);
+        ? s.plus(call.tokens.toString()).greaterThan(max)
+        : s.greaterThanOrEqualTo(max) || s.plus(call.cost).greaterThan(max);
+  const exceeded = exceeds(spent);
   return {
-    scope: limit.userId === '' ? 'account' : 'user',
+    scope: scopeKind(limit.userId, limit.scope),
+    ...parseScope(limit.scope),
+    ...(limit.period === 'rolling' ? { windowHours: limit.windowHours } : {}),
+    ...(limit.period === 'rolling' && exceeded ? agesOut(limit, usage, spent, exceeds) : {}),
     measure: limit.measure,
     period: limit.period,
     enforcement: limit.enforcement,
@@ -371,7 +499,21 @@ export function limitStatus(limit: Limit, usage: PeriodUsage, call: CallAmounts 
   };
 }
 
-const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, account: 1, day: 0, month: 1, hard: 0, soft: 1 } as const;
+/**
+ * When a rolling limit that a call would exceed lets it through with nothing
+ * else changing: the oldest hours leave the window one by one (an hour
+ * leaves it windowHours after it began), and the first moment the rest fits.
+ */
+function agesOut(limit: Limit, usage: PeriodUsage, spent: Dec, exceeds: (s: Dec) => boolean): { allowedAt?: Date } {
+  let rest = spent;
+  for (const h of usage.hours ?? []) {
+    rest = rest.minus(amountOf(limit.measure, h.used)).minus(amountOf(limit.measure, h.reserved));
+    if (!exceeds(rest)) return { allowedAt: new Date(h.hourStart.getTime() + (limit.windowHours ?? 1) * HOUR_MS) };
+  }
+  return {};
+}
+
+const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, api_key: 1, tag: 2, account: 3, day: 0, month: 1, rolling: 2, hard: 0, soft: 1 } as const;
 
 /**
  * The Django models' check_user_limits, generalised: every limit of the user and of
@@ -383,18 +525,28 @@ const ORDER = { messages: 0, tokens: 1, cost: 2, user: 0, account: 1, day: 0, mo
  * limit denies but a soft one is exceeded, the call is allowed with reason
  * soft_limit_exceeded. Every limit that applies is reported.
  */
-export function evaluateLimits(input: { userId: string; limits: Limit[]; usage: (userId: string, period: LimitPeriod) => PeriodUsage; call: CallAmounts }): LimitDecision {
-  const rank = (s: LimitStatus) => ORDER[s.measure] * 8 + ORDER[s.scope] * 4 + ORDER[s.period] * 2 + ORDER[s.enforcement];
+export function evaluateLimits(input: {
+  userId: string;
+  limits: Limit[];
+  /** The usage of a limit's scope (user, other scope) in its current period, or window (the limit says which). */
+  usage: (userId: string, period: LimitSpan, scope: string, limit: Limit) => PeriodUsage;
+  call: CallAmounts;
+  /** The call's other scopes (extraScopesOf: its API key, its declared tag values): their limits apply too. */
+  scopes?: string[];
+}): LimitDecision {
+  const rank = (s: LimitStatus) => ORDER[s.measure] * 64 + ORDER[s.scope] * 8 + ORDER[s.period] * 2 + ORDER[s.enforcement];
+  const scopeName = (s: LimitStatus) => s.apiKeyId ?? (s.tagKey !== undefined ? `${s.tagKey}=${s.tagValue}` : '');
   const statuses = input.limits
-    .filter((l) => l.userId === '' || l.userId === input.userId)
-    .map((l) => limitStatus(l, input.usage(l.userId, l.period), input.call))
-    .sort((a, b) => rank(a) - rank(b));
+    .filter((l) => (l.scope ? (input.scopes ?? []).includes(l.scope) : l.userId === '' || l.userId === input.userId))
+    .map((l) => limitStatus(l, input.usage(l.userId, l.period, l.scope ?? '', l), input.call))
+    .sort((a, b) => rank(a) - rank(b) || (scopeName(a) < scopeName(b) ? -1 : scopeName(a) > scopeName(b) ? 1 : 0));
   if (statuses.length === 0) return { allowed: true, reason: 'no_limits_set', message: 'No limits set', limits: [] };
   const denied = statuses.find((s) => s.exceeded && s.enforcement === 'hard');
   const warned = statuses.find((s) => s.exceeded);
   if (!warned) return { allowed: true, reason: 'within_limits', message: 'Within limits', limits: statuses };
   const hit = denied ?? warned;
-  const who = `${hit.scope === 'user' ? '' : 'Account '}${hit.period === 'day' ? 'daily' : 'monthly'}`;
+  const owner = { user: '', account: 'Account ', api_key: `API key ${hit.apiKeyId} `, tag: `Tag ${hit.tagKey}=${hit.tagValue} ` }[hit.scope];
+  const who = `${owner}${hit.period === 'day' ? 'daily' : hit.period === 'month' ? 'monthly' : `${hit.windowHours}-hour`}`;
   const shown = hit.measure === 'cost' ? `${hit.limit} ${CURRENCY_CODE}` : hit.limit;
   const text = `${who.charAt(0).toUpperCase()}${who.slice(1)} ${LABEL_OF[hit.measure]} limit`;
   if (!denied) return { allowed: true, reason: 'soft_limit_exceeded', message: `${text} exceeded (soft, ${shown})`, limits: statuses };
@@ -440,13 +592,14 @@ export interface UsageChange {
  */
 export function softLimitCrossings(
   limits: Limit[],
-  counters: Array<{ accountId: string; userId: string; period: LimitPeriod; periodStart: string; used: UsageCounter }>,
+  counters: Array<{ accountId: string; userId: string; scope?: string; period: LimitPeriod; periodStart: string; used: UsageCounter }>,
   changes: UsageChange[],
 ): Array<{ userId: string; limit: Limit; periodStart: string; used: UsageCounter }> {
   const out = [];
-  for (const limit of limits.filter((l) => l.enforcement === 'soft')) {
-    for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && r.period === limit.period)) {
-      const mine = changes.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period, c.usageDate) === row.periodStart);
+  // Soft limits of the account and its users (the API key and tag scopes report theirs in CheckLimits only).
+  for (const limit of limits.filter((l) => l.enforcement === 'soft' && !l.scope && l.period !== 'rolling')) {
+    for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && !r.scope && r.period === limit.period)) {
+      const mine = changes.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period as LimitPeriod, c.usageDate) === row.periodStart);
       if (mine.length === 0) continue;
       const before: UsageCounter = {
         messageCount: mine.reduce((n, c) => n - c.used.messageCount, row.used.messageCount),

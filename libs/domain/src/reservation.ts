@@ -34,6 +34,8 @@ export interface Reservation {
   tags?: Tags;
   /** The API key that made it; '' for the operator or with authentication off. */
   apiKeyId?: string;
+  /** The declared dimensions' values of its tags when it was placed (null/absent: none declared): the tag scopes it holds on. */
+  dimensions?: Tags | null;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -104,7 +106,7 @@ export class QuotaExceededError extends DomainError {
       limits
         .filter((l) => l.exceeded && l.enforcement === 'hard')
         .map((l) => ({
-          subject: `account:${accountId}${l.scope === 'user' ? `/user:${userId}` : ''}/${l.period}/${l.measure}`,
+          subject: `account:${accountId}${{ user: `/user:${userId}`, account: '', api_key: `/api_key:${l.apiKeyId}`, tag: `/tag:${l.tagKey}=${l.tagValue}` }[l.scope]}/${l.period}/${l.measure}`,
           description: `limit ${l.limit}, used ${l.used}, reserved ${l.reserved}, remaining ${l.remaining} (period from ${l.periodStart})`,
         })),
     );

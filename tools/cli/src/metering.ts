@@ -72,6 +72,11 @@ const client = (): MeteringClient =>
 
 const money = (m?: Money) => m?.amount || '0';
 const PERIOD = { day: LimitPeriod.LIMIT_PERIOD_DAY, month: LimitPeriod.LIMIT_PERIOD_MONTH };
+/** A limit's period: --period (a calendar one) or --window-hours (a rolling window), exactly one. */
+function limitPeriodOf(o: { period?: keyof typeof PERIOD; windowHours?: number }): { period: LimitPeriod; windowHours: number } {
+  if ((o.period === undefined) === (o.windowHours === undefined)) throw new UsageError("give exactly one of option '--period <period>' and option '--window-hours <hours>'");
+  return o.windowHours === undefined ? { period: PERIOD[o.period!], windowHours: 0 } : { period: LimitPeriod.LIMIT_PERIOD_ROLLING, windowHours: o.windowHours };
+}
 const MEASURE = { messages: LimitMeasure.LIMIT_MEASURE_MESSAGES, tokens: LimitMeasure.LIMIT_MEASURE_TOKENS, cost: LimitMeasure.LIMIT_MEASURE_COST };
 const CHARGE_TYPE = { completion: ChargeType.CHARGE_TYPE_COMPLETION, plugin: ChargeType.CHARGE_TYPE_PLUGIN, tool: ChargeType.CHARGE_TYPE_TOOL };
 const SCOPE = { record: ApiKeyScope.API_KEY_SCOPE_RECORD, read: ApiKeyScope.API_KEY_SCOPE_READ, admin: ApiKeyScope.API_KEY_SCOPE_ADMIN };
@@ -217,20 +222,35 @@ async function chargesExport(o: ChargeFilterOptions & { format: 'csv' | 'jsonl';
 interface LimitKey {
   account: string;
   user: string;
-  period: keyof typeof PERIOD;
+  /** --key-id: an API key's limit (--api-key is the connection's own key). */
+  keyId?: string;
+  tag?: string;
+  period?: keyof typeof PERIOD;
+  windowHours?: number;
   measure: keyof typeof MEASURE;
   soft?: boolean;
 }
 
+/** The scope fields of a limit request: --user, --key-id or --tag key=value (the server refuses more than one). */
+function scopeOf(o: Pick<LimitKey, 'user' | 'keyId' | 'tag'>): { userId: string; apiKeyId: string; tagKey: string; tagValue: string } {
+  const eq = (o.tag ?? '').indexOf('=');
+  if (o.tag !== undefined && eq < 0) throw new UsageError("option '--tag <key=value>' takes key=value, e.g. feature=summarize");
+  return { userId: o.user, apiKeyId: o.keyId ?? '', tagKey: o.tag === undefined ? '' : o.tag.slice(0, eq), tagValue: o.tag === undefined ? '' : o.tag.slice(eq + 1) };
+}
+
+/** How a limit's scope is shown: (account), the user id, api_key:<id> or tag:<key>=<value>. */
+const scopeName = (l: { userId: string; apiKeyId: string; tagKey: string; tagValue: string }) =>
+  l.apiKeyId ? `api_key:${l.apiKeyId}` : l.tagKey ? `tag:${l.tagKey}=${l.tagValue}` : l.userId || '(account)';
+
 const enforcementOf = (o: { soft?: boolean }) => (o.soft ? LimitEnforcement.LIMIT_ENFORCEMENT_SOFT : LimitEnforcement.LIMIT_ENFORCEMENT_HARD);
 
 async function limitsSet(o: LimitKey & { amount: string }): Promise<void> {
-  const { limit } = await client().call('putLimit', { accountId: o.account, userId: o.user, period: PERIOD[o.period], measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
-  out(`set: ${limit?.userId || '(account)'} ${o.period} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
+  const { limit } = await client().call('putLimit', { accountId: o.account, ...scopeOf(o), ...limitPeriodOf(o), measure: MEASURE[o.measure], amount: o.amount, enforcement: enforcementOf(o) });
+  out(`set: ${limit ? scopeName(limit) : ''} ${limit?.windowHours ? `rolling ${limit.windowHours}h` : o.period} ${o.measure} ${o.soft ? 'soft' : 'hard'} limit ${limit?.amount}`);
 }
 
 async function limitsDelete(o: LimitKey): Promise<void> {
-  const { deleted } = await client().call('deleteLimit', { accountId: o.account, userId: o.user, period: PERIOD[o.period], measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
+  const { deleted } = await client().call('deleteLimit', { accountId: o.account, ...scopeOf(o), period: limitPeriodOf(o).period, measure: MEASURE[o.measure], enforcement: enforcementOf(o) });
   out(deleted ? 'deleted' : 'no such limit');
 }
 
@@ -245,8 +265,14 @@ async function limitsShow(o: { account: string; user: string } & ListingFormat):
     pageToken = page.nextPageToken;
   } while (pageToken);
   if (o.json) return printJson(responseJson('listLimits', { limits, timeZone, nextPageToken: '' }));
-  const rows = limits.map((l) => [l.limit!.userId || '(account)', nameOf(PERIOD, l.limit!.period), nameOf(MEASURE, l.limit!.measure), l.limit!.enforcement === LimitEnforcement.LIMIT_ENFORCEMENT_SOFT ? 'soft' : 'hard', l.limit!.amount, l.used, l.reserved, l.remaining, l.periodStart, l.exceeded ? 'yes' : '']);
-  if (o.csv) return out(csv(['user_id', 'period', 'measure', 'enforcement', 'amount', 'used', 'reserved', 'remaining', 'period_start', 'exceeded'], rows.map((r) => [r[0] === '(account)' ? '' : r[0], ...r.slice(1, 9), r[9] ? 'true' : 'false'])));
+  const rows = limits.map((l) => [scopeName(l.limit!), l.limit!.windowHours ? `rolling ${l.limit!.windowHours}h` : nameOf(PERIOD, l.limit!.period), nameOf(MEASURE, l.limit!.measure), l.limit!.enforcement === LimitEnforcement.LIMIT_ENFORCEMENT_SOFT ? 'soft' : 'hard', l.limit!.amount, l.used, l.reserved, l.remaining, l.periodStart, l.exceeded ? 'yes' : '']);
+  // The API key and tag columns only when some limit has such a scope, so that the CSV of the account's and users' limits keeps its columns.
+  const scoped = limits.some((l) => l.limit!.apiKeyId || l.limit!.tagKey);
+  const more = (l: LimitUsage) => (scoped ? [l.limit!.apiKeyId, l.limit!.tagKey, l.limit!.tagValue] : []);
+  if (o.csv) {
+    const header = ['user_id', 'period', 'measure', 'enforcement', 'amount', 'used', 'reserved', 'remaining', 'period_start', 'exceeded', ...(scoped ? ['api_key_id', 'tag_key', 'tag_value'] : [])];
+    return out(csv(header, rows.map((r, i) => [limits[i].limit!.userId, ...r.slice(1, 9), r[9] ? 'true' : 'false', ...more(limits[i])])));
+  }
   out(table(['scope', 'period', 'measure', 'kind', 'limit', 'used', 'reserved', 'remaining', 'since', 'exceeded'], rows, ['limit', 'used', 'reserved', 'remaining']));
   out(`time zone: ${timeZone}`);
 }
@@ -618,11 +644,18 @@ const positiveInt = (value: string): number => {
 
 const accountOption = () => new Option('--account <id>', 'the account').default('', "the API key's own");
 const userOption = (what = 'only this user', otherwise = 'every user') => new Option('--user <id>', what).default('', otherwise);
+const limitPeriodOption = () => new Option('--period <period>', 'a calendar period (or --window-hours for a rolling window)').choices(Object.keys(PERIOD));
+const windowHoursOption = () =>
+  new Option('--window-hours <hours>', 'a rolling window instead of --period: the last 1 to 744 whole hours, the current one included').argParser((v) => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError('It must be a whole number of hours, 1 to 744.');
+    return Number(v);
+  });
+const apiKeyOption = () => new Option('--key-id <id>', 'a limit of the calls made with this API key, k_... (instead of --user)');
+const tagOption = () => new Option('--tag <key=value>', 'a limit of the calls with this tag value, e.g. feature=summarize; the key must be a declared dimension (instead of --user)');
 const providerOption = () => new Option('--provider <id>', 'only this provider').default('', 'every provider');
 const modelOption = () => new Option('--model <id>', 'only this model').default('', 'every model');
 const fromOption = () => new Option('--from <date>', "first day, YYYY-MM-DD, in the account's time zone (UTC unless set)").argParser(date).makeOptionMandatory();
 const toOption = () => new Option('--to <date>', "last day, YYYY-MM-DD, in the account's time zone (UTC unless set)").argParser(date).makeOptionMandatory();
-const periodOption = () => new Option('--period <period>', 'the period').choices(Object.keys(PERIOD)).makeOptionMandatory();
 const measureOption = () => new Option('--measure <measure>', 'what the limit counts').choices(Object.keys(MEASURE)).makeOptionMandatory();
 
 export function program(): Command {
@@ -680,7 +713,7 @@ export function program(): Command {
     .option('--output <file>', 'write to this file (default: stdout)')
     .action(chargesExport);
 
-  const limits = command(root, 'limits', 'the account\'s and its users\' limits');
+  const limits = command(root, 'limits', 'limits of the account, its users, its API keys and its tag values');
   listing(command(limits, 'show', 'every limit with used, reserved and remaining in its current period').alias('list'))
     .addOption(accountOption())
     .addOption(userOption('only this user\'s limits'))
@@ -688,7 +721,10 @@ export function program(): Command {
   command(limits, 'set', 'set (create or change) a limit')
     .addOption(accountOption())
     .addOption(userOption('a limit of this user', 'the whole account'))
-    .addOption(periodOption())
+    .addOption(apiKeyOption())
+    .addOption(tagOption())
+    .addOption(limitPeriodOption())
+    .addOption(windowHoursOption())
     .addOption(measureOption())
     .requiredOption('--amount <amount>', 'an integer for messages and tokens, a decimal USD amount for cost')
     .option('--soft', 'a soft limit: checks stay allowed and say it is exceeded')
@@ -696,7 +732,10 @@ export function program(): Command {
   command(limits, 'delete', 'delete a limit')
     .addOption(accountOption())
     .addOption(userOption('a limit of this user', 'the whole account'))
-    .addOption(periodOption())
+    .addOption(apiKeyOption())
+    .addOption(tagOption())
+    .addOption(limitPeriodOption())
+    .addOption(windowHoursOption())
     .addOption(measureOption())
     .option('--soft', 'the soft limit')
     .action(limitsDelete);

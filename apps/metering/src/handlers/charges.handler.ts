@@ -8,7 +8,7 @@ import { toProtoCharge, toProtoReservation } from './convert';
 const toProtoRecorded = (r: RecordChargeResult): RecordChargeResponse => ({
   charge: toProtoCharge(r.charge),
   replayed: r.replayed,
-  reservation: r.reservation ? toProtoReservation(r.reservation) : undefined,
+  reservation: r.reservation ? toProtoReservation(r.reservation, false) : undefined,
 });
 
 /** RecordCharge: wire -> service -> wire. The generated request already has the shape of RecordChargeRequestInput. */

@@ -112,7 +112,8 @@ const RESERVATION_STATUS: Record<Reservation['status'], PbReservationStatus> = {
   expired: PbReservationStatus.RESERVATION_STATUS_EXPIRED,
 };
 
-export function toProtoReservation(r: Reservation): PbReservation {
+/** `withTags` false: the answer of the charge that settles it, which carries the charge's own tags (and must stay within its size bound, handlers/answer-size.ts). */
+export function toProtoReservation(r: Reservation, withTags = true): PbReservation {
   return {
     accountId: r.accountId,
     reservationId: r.reservationId,
@@ -128,5 +129,7 @@ export function toProtoReservation(r: Reservation): PbReservation {
     finishTime: r.finishTime ? toProtoTimestamp(r.finishTime) : undefined,
     chargeId: r.chargeId ?? '',
     creditHeld: toProtoMoney((r.creditHolds ?? []).reduce((a, h) => a.plus(h.amount), new Dec(0))),
+    tags: withTags ? (r.tags ?? {}) : {},
+    apiKeyId: r.apiKeyId ?? '',
   };
 }

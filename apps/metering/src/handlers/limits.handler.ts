@@ -21,7 +21,7 @@ import {
   SetLimitsResponse,
   UsageSnapshot,
 } from '@metering/contracts';
-import { DailyLimits, Limit, LimitReason, LimitStatus, UsageCounter } from '@metering/domain';
+import { DailyLimits, Limit, LimitReason, LimitStatus, parseScope, UsageCounter } from '@metering/domain';
 import type { Caller } from '../grpc/auth';
 import { LimitsService } from '../services/limits.service';
 import { toProtoMoney, toProtoReservation, toProtoTimestamp } from './convert';
@@ -38,8 +38,8 @@ const REASON: Record<LimitReason, CheckLimitsReason> = {
   balance_insufficient: CheckLimitsReason.CHECK_LIMITS_REASON_BALANCE_INSUFFICIENT,
 };
 const MEASURE = { messages: LimitMeasure.LIMIT_MEASURE_MESSAGES, tokens: LimitMeasure.LIMIT_MEASURE_TOKENS, cost: LimitMeasure.LIMIT_MEASURE_COST };
-const SCOPE = { user: LimitScope.LIMIT_SCOPE_USER, account: LimitScope.LIMIT_SCOPE_ACCOUNT };
-const PERIOD = { day: LimitPeriod.LIMIT_PERIOD_DAY, month: LimitPeriod.LIMIT_PERIOD_MONTH };
+const SCOPE = { user: LimitScope.LIMIT_SCOPE_USER, account: LimitScope.LIMIT_SCOPE_ACCOUNT, api_key: LimitScope.LIMIT_SCOPE_API_KEY, tag: LimitScope.LIMIT_SCOPE_TAG };
+const PERIOD = { day: LimitPeriod.LIMIT_PERIOD_DAY, month: LimitPeriod.LIMIT_PERIOD_MONTH, rolling: LimitPeriod.LIMIT_PERIOD_ROLLING };
 const ENFORCEMENT = { hard: LimitEnforcement.LIMIT_ENFORCEMENT_HARD, soft: LimitEnforcement.LIMIT_ENFORCEMENT_SOFT };
 
 function toProtoDailyLimits(l: DailyLimits): PbDailyLimits {
@@ -53,18 +53,30 @@ function toProtoDailyLimits(l: DailyLimits): PbDailyLimits {
   };
 }
 
-const toProtoLimit = (l: Limit): PbLimit => ({
-  accountId: l.accountId,
-  userId: l.userId,
-  period: PERIOD[l.period],
-  measure: MEASURE[l.measure],
-  amount: l.amount.toFixed(),
-  enforcement: ENFORCEMENT[l.enforcement],
-  updateTime: l.updateTime ? toProtoTimestamp(l.updateTime) : undefined,
-});
+const toProtoLimit = (l: Limit): PbLimit => {
+  const { apiKeyId = '', tagKey = '', tagValue = '' } = parseScope(l.scope);
+  return {
+    accountId: l.accountId,
+    userId: l.userId,
+    apiKeyId,
+    tagKey,
+    tagValue,
+    period: PERIOD[l.period],
+    windowHours: l.windowHours ?? 0,
+    measure: MEASURE[l.measure],
+    amount: l.amount.toFixed(),
+    enforcement: ENFORCEMENT[l.enforcement],
+    updateTime: l.updateTime ? toProtoTimestamp(l.updateTime) : undefined,
+  };
+};
 
 export const toProtoLimitStatus = (s: LimitStatus): PbLimitStatus => ({
   ...s,
+  apiKeyId: s.apiKeyId ?? '',
+  tagKey: s.tagKey ?? '',
+  tagValue: s.tagValue ?? '',
+  windowHours: s.windowHours ?? 0,
+  allowedAt: s.allowedAt ? toProtoTimestamp(s.allowedAt) : undefined,
   scope: SCOPE[s.scope],
   measure: MEASURE[s.measure],
   period: PERIOD[s.period],
@@ -120,5 +132,6 @@ export const checkLimitsHandler =
       reservation: r.reservation ? toProtoReservation(r.reservation) : undefined,
       replayed: r.replayed,
       creditAvailable: r.credit ? toProtoMoney(r.credit.available) : undefined,
+      allowedAt: r.allowedAt ? toProtoTimestamp(r.allowedAt) : undefined,
     };
   };

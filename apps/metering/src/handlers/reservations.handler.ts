@@ -16,5 +16,5 @@ export const listReservationsHandler =
   (service: ReservationsService) =>
   async (req: ListReservationsRequest): Promise<ListReservationsResponse> => {
     const page = await service.list(req);
-    return { reservations: page.reservations.map(toProtoReservation), nextPageToken: page.nextPageToken };
+    return { reservations: page.reservations.map((r) => toProtoReservation(r)), nextPageToken: page.nextPageToken };
   };

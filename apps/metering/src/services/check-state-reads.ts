@@ -8,6 +8,10 @@ export type CheckState = Awaited<ReturnType<typeof readLimitCheckState>>;
 interface Waiter {
   userId: string;
   starts: readonly string[];
+  /** The call's API key and tag scopes (libs/domain/src/limits.ts extraScopesOf). */
+  scopes: readonly string[];
+  /** The first hour of the longest rolling window. */
+  hoursFrom: Date;
   resolve: (s: CheckState) => void;
   reject: (e: unknown) => void;
 }
@@ -19,8 +23,8 @@ const MAX_BATCH = 500;
  * The plain CheckLimits reads of one process, batched per account: a check
  * whose account already has `perAccount` reads in flight waits, and the next
  * read of that account carries every check that waited, for all their users
- * (the statement takes a list of users already). Each check then gets only its
- * own user's and the account's rows, which is what a read of its own returns
+ * (the statement takes lists of users and scopes already). Each check then gets only its
+ * own user's, its own API key's and tags' and the account's rows (and hours from its own window start), which is what a read of its own returns
  * for them (the limits and counters of other users are dropped; the time zone,
  * settings epoch and credits are the account's).
  *
@@ -41,11 +45,11 @@ export class CheckStateReads {
     private readonly perAccount = 2,
   ) {}
 
-  read(accountId: string, userId: string, starts: readonly string[]): Promise<CheckState> {
+  read(accountId: string, userId: string, starts: readonly string[], scopes: readonly string[], hoursFrom: Date): Promise<CheckState> {
     return new Promise<CheckState>((resolve, reject) => {
       let account = this.accounts.get(accountId);
       if (!account) this.accounts.set(accountId, (account = { waiting: [], running: 0 }));
-      account.waiting.push({ userId, starts, resolve, reject });
+      account.waiting.push({ userId, starts, scopes, hoursFrom, resolve, reject });
       this.drain(accountId, account);
     });
   }
@@ -65,14 +69,16 @@ export class CheckStateReads {
   private async run(accountId: string, batch: Waiter[]): Promise<void> {
     if (batch.length === 1) {
       const [w] = batch;
-      await read(() => readLimitCheckState(this.db, accountId, [w.userId], [...w.starts])).then(w.resolve, w.reject);
+      await read(() => readLimitCheckState(this.db, accountId, [w.userId], [...w.starts], [...w.scopes], w.hoursFrom)).then(w.resolve, w.reject);
       return;
     }
     const users = [...new Set(batch.map((w) => w.userId))];
     const starts = [...new Set(batch.flatMap((w) => w.starts))];
+    const scopes = [...new Set(batch.flatMap((w) => w.scopes))];
+    const hoursFrom = new Date(Math.min(...batch.map((w) => w.hoursFrom.getTime())));
     let state: CheckState;
     try {
-      state = await read(() => readLimitCheckState(this.db, accountId, users, starts));
+      state = await read(() => readLimitCheckState(this.db, accountId, users, starts, scopes, hoursFrom));
     } catch (err) {
       // An unreachable database fails them all (reading alone would not help); otherwise each
       // check is read alone, so that none fails with an error that is not its own.
@@ -84,8 +90,9 @@ export class CheckStateReads {
       return;
     }
     for (const w of batch) {
-      const mine = (r: { userId: string }) => r.userId === '' || r.userId === w.userId;
-      w.resolve({ ...state, limits: state.limits.filter(mine), counters: state.counters.filter(mine) });
+      const mine = (r: { userId: string; scope?: string }) => (r.userId === '' || r.userId === w.userId) && (!r.scope || w.scopes.includes(r.scope));
+      const hours = state.hours.filter((h) => mine(h) && h.hourStart.getTime() >= w.hoursFrom.getTime());
+      w.resolve({ ...state, limits: state.limits.filter(mine), counters: state.counters.filter(mine), hours });
     }
   }
 }

@@ -43,13 +43,26 @@ import {
   BalanceInsufficientError,
   creditAllows,
   CreditPolicy,
+  dimensionValues,
+  extraScopesOf,
+  parseScope,
+  scopesOfReservation,
+  Violations,
+  HourUsage,
+  hourKeysOf,
+  LimitSpan,
+  MAX_WINDOW_HOURS,
+  windowStartOf,
+  windowUsage,
+  hourId,
+  HourDelta,
 } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
-import { deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, replaceDailyLimits } from '../store/limits.repo';
-import { applyEntries, lockCounters } from '../store/ledger.repo';
+import { declaredTagKeysForShare, deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, replaceDailyLimits } from '../store/limits.repo';
+import { applyEntries, lockCounters, lockHours, readHours } from '../store/ledger.repo';
 import { findReservationByKey, insertReservation } from '../store/reservations.repo';
 import { PricingService } from './pricing.service';
 import { SettingsCache, SettingsView } from './settings-cache';
@@ -66,6 +79,33 @@ export interface LimitCheckResult extends LimitDecision {
   replayed: boolean;
   /** For an account with credits: what the user may spend now (before this call's hold) and the call's expected cost. */
   credit?: { available: Dec; cost: Dec };
+  /** Denied by rolling limits only: when enough usage will have aged out for the call to be allowed. */
+  allowedAt?: Date;
+}
+
+type ScopedHour = HourUsage & { userId: string; scope: string };
+
+/** Hours as they will be once the deltas are applied (expired holds freed before a decision). */
+function hoursWithDeltas(rows: ScopedHour[], deltas: HourDelta[]): ScopedHour[] {
+  const byId = new Map(rows.map((r) => [hourId({ accountId: '', hourStart: r.hourStart.toISOString(), userId: r.userId, scope: r.scope }), r]));
+  for (const d of deltas) {
+    const id = hourId({ ...d.key, accountId: '' });
+    const r = byId.get(id) ?? { hourStart: new Date(d.key.hourStart), userId: d.key.userId, scope: d.key.scope, used: ZERO_USAGE, reserved: ZERO_USAGE };
+    byId.set(id, {
+      ...r,
+      used: { messageCount: r.used.messageCount + d.used.messageCount, totalTokens: r.used.totalTokens + d.used.totalTokens, totalCost: r.used.totalCost.plus(d.used.totalCost) },
+      reserved: { messageCount: r.reserved.messageCount + d.reserved.messageCount, totalTokens: r.reserved.totalTokens + d.reserved.totalTokens, totalCost: r.reserved.totalCost.plus(d.reserved.totalCost) },
+    });
+  }
+  return [...byId.values()];
+}
+
+/** A denial by rolling limits only: the latest moment one of them lets the call through (none if one never does). */
+function allowedAtOf(result: LimitCheckResult): Date | undefined {
+  if (result.allowed) return undefined;
+  const denying = result.limits.filter((l) => l.exceeded && l.enforcement === 'hard');
+  if (denying.length === 0 || denying.some((l) => l.period !== 'rolling' || !l.allowedAt)) return undefined;
+  return new Date(Math.max(...denying.map((l) => l.allowedAt!.getTime())));
 }
 
 /** A limit with its current period's usage. */
@@ -96,11 +136,12 @@ function withCredits(result: LimitCheckResult, policy: CreditPolicy, available: 
   return { ...result, credit, allowed: false, reason: 'balance_insufficient', message: balanceMessage(available, cost) };
 }
 
-/** The counters of a scope and period from the rows read, zero when absent. */
-function usageFrom(rows: CounterState[], day: string) {
-  return (userId: string, period: LimitPeriod): PeriodUsage => {
-    const periodStart = periodStartOf(period, day);
-    const row = rows.find((r) => r.userId === userId && r.period === period && r.periodStart === periodStart);
+/** The counters of a scope and period from the rows read, zero when absent; a rolling limit's window from the hours read. */
+function usageFrom(rows: CounterState[], day: string, hours: ScopedHour[] = [], now = new Date()) {
+  return (userId: string, period: LimitSpan, scope = '', limit?: Limit): PeriodUsage => {
+    if (period === 'rolling') return windowUsage(hours.filter((h) => h.userId === userId && h.scope === scope), now, limit?.windowHours ?? 1);
+    const periodStart = periodStartOf(period as LimitPeriod, day);
+    const row = rows.find((r) => r.userId === userId && (r.scope ?? '') === scope && r.period === period && r.periodStart === periodStart);
     return { periodStart, used: row?.used ?? ZERO_USAGE, reserved: row?.reserved ?? ZERO_USAGE };
   };
 }
@@ -134,12 +175,26 @@ export class LimitsService {
 
   async getLimits(raw: ScopeInput): Promise<DailyLimits> {
     const scope = validateScope(raw);
-    return read(() => readDailyLimits(this.db, scope.accountId, scope.userId));
+    return read(() => readDailyLimits(this.db, scope.accountId, scope.userId, scope.scope));
   }
 
+  /**
+   * PutLimit. A tag value's limit needs its key declared as a dimension of
+   * the account (only declared tags are counted): otherwise INVALID_ARGUMENT
+   * on tag_key, and nothing is written. The declaration's row is share-locked
+   * until commit, so it cannot be withdrawn meanwhile.
+   */
   async putLimit(raw: LimitKeyInput & { amount: string }): Promise<Limit> {
     const limit = validatePutLimit(raw);
-    return inTransaction(this.db, (tx) => putLimit(tx, limit));
+    return inTransaction(this.db, async (tx) => {
+      const { tagKey } = parseScope(limit.scope);
+      if (tagKey !== undefined && !(await declaredTagKeysForShare(tx, limit.accountId)).includes(tagKey)) {
+        const v = new Violations();
+        v.add('tag_key', `"${tagKey}" is not a declared dimension of account "${limit.accountId}": declare it with SetDimensions first (only declared tags are counted)`);
+        v.done();
+      }
+      return putLimit(tx, limit);
+    });
   }
 
   async deleteLimit(raw: LimitKeyInput): Promise<boolean> {
@@ -157,14 +212,15 @@ export class LimitsService {
       const candidates = this.candidateStarts(now);
       // Counters of every scope on the page, in one read with the query CheckLimits uses.
       const users = [...new Set(limits.map((l) => l.userId).filter((u) => u !== ''))];
-      const state = await readLimitCheckState(this.db, q.accountId, users, candidates);
+      const scopes = [...new Set(limits.flatMap((l) => (l.scope ? [l.scope] : [])))];
+      const state = await readLimitCheckState(this.db, q.accountId, users, candidates, scopes, windowStartOf(now, MAX_WINDOW_HOURS));
       const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
-      const usage = usageFrom(state.counters, localDay(now, timeZone));
+      const usage = usageFrom(state.counters, localDay(now, timeZone), state.hours, now);
       return {
         timeZone,
         nextPageToken: more ? encodeLimitPageToken(q, limits[limits.length - 1]) : '',
         limits: limits.map((limit) => {
-          const s = limitStatus(limit, usage(limit.userId, limit.period));
+          const s = limitStatus(limit, usage(limit.userId, limit.period, limit.scope, limit));
           return { limit, periodStart: s.periodStart, used: s.used, reserved: s.reserved, remaining: s.remaining, exceeded: s.exceeded };
         }),
       };
@@ -198,21 +254,26 @@ export class LimitsService {
     for (let attempt = 1; ; attempt++) {
       const view = this.cache.view();
       const call = await read(() => this.callAmounts(this.db, check, now, view));
-      const state = await this.checkReads.read(check.accountId, check.userId, this.candidateStarts(now));
+      // Every tag of the call is read; the limits of the declared ones apply (only those are counted).
+      const state = await this.checkReads.read(check.accountId, check.userId, this.candidateStarts(now), extraScopesOf(check.apiKeyId, check.tags), windowStartOf(now, MAX_WINDOW_HOURS));
       if (check.estimate && state.settingsEpoch !== view.epoch && attempt < 3) {
         this.cache.clear();
         continue;
       }
       const timeZone = state.timeZone ?? DEFAULT_TIME_ZONE;
-      const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call);
+      const scopes = extraScopesOf(check.apiKeyId, dimensionValues(check.tags, state.dimensions));
+      const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), call, scopes, state.hours, now);
       return state.credits ? withCredits(result, state.credits.policy, balanceOf(check.accountId, state.credits.grants, now, check.userId).available, call.cost) : result;
     }
   }
 
-  private decide(check: LimitCheck, limits: Limit[], counters: CounterState[], timeZone: string, day: string, call: CallAmounts): LimitCheckResult {
-    const usage = usageFrom(counters, day);
-    const decision = evaluateLimits({ userId: check.userId, limits, usage, call });
-    return { ...decision, date: day, timeZone, userUsage: usage(check.userId, 'day').used, accountUsage: usage('', 'day').used, replayed: false };
+  /** `scopes`: the call's API key and declared tag values (extraScopesOf), whose limits apply too. */
+  private decide(check: LimitCheck, limits: Limit[], counters: CounterState[], timeZone: string, day: string, call: CallAmounts, scopes: string[], hours: ScopedHour[] = [], now = this.clock()): LimitCheckResult {
+    const usage = usageFrom(counters, day, hours, now);
+    const decision = evaluateLimits({ userId: check.userId, limits, usage, call, scopes });
+    const result: LimitCheckResult = { ...decision, date: day, timeZone, userUsage: usage(check.userId, 'day').used, accountUsage: usage('', 'day').used, replayed: false };
+    const allowedAt = allowedAtOf(result);
+    return allowedAt ? { ...result, allowedAt } : result;
   }
 
   /** The tokens and cost a call is expected to add: as given, or priced from the estimate. */
@@ -260,11 +321,14 @@ export class LimitsService {
           expireTime: new Date(now.getTime() + holdSeconds * 1000),
           tags: check.tags,
           apiKeyId: check.apiKeyId,
+          // The declared tags' values it holds on (as a charge records the values it was summed under).
+          dimensions: settings.dimensions ? dimensionValues(check.tags, settings.dimensions) : null,
         };
+        const scopes = scopesOfReservation(reservation);
         if (!(await insertReservation(tx, reservation, view.epoch))) return this.replay(tx, check, idempotencyKey, requestHash, timeZone, now);
         // The limits before any lock (the insert checked the settings epoch, which limits move),
         // so that the rows locked below are held for as few round trips as possible.
-        const limits = await readLimits(tx, check.accountId, ['', check.userId]);
+        const limits = await readLimits(tx, check.accountId, ['', check.userId], ['', ...scopes]);
         // This account's expired holds are freed first, so the decision sees them gone.
         // Every counter the transaction will write is locked in one statement, in key order.
         const expired = await dueExpiries(tx, now, check.accountId);
@@ -275,8 +339,18 @@ export class LimitsService {
         const books = hasCredits ? await Books.open(tx, [check.accountId], now) : undefined;
         const book = books?.get(check.accountId);
         for (const c of expired) if (book && c.kind === 'hold_expired' && c.reservation.creditHolds?.length) book.releaseHolds(c.reservation, now);
-        const locked = await lockCounters(tx, [...freed.map((d) => d.key), ...counterKeysOf(check.accountId, check.userId, day)], now);
-        let result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call);
+        const locked = await lockCounters(tx, [...freed.map((d) => d.key), ...counterKeysOf(check.accountId, check.userId, day, scopes)], now);
+        // Rolling limits: the current hour of every scope (and the hours the expired holds free) locked
+        // after the counters, then the windows read in a statement of their own (it sees what it waited for).
+        let hours: ScopedHour[] = [];
+        const rolling = limits.filter((l) => l.period === 'rolling');
+        if (rolling.length) {
+          const freedHours = entriesOf(expired).hours;
+          await lockHours(tx, [...freedHours.map((d) => d.key), ...hourKeysOf(check.accountId, check.userId, now, scopes)], now);
+          const longest = Math.max(...rolling.map((l) => l.windowHours ?? 1));
+          hours = hoursWithDeltas(await readHours(tx, check.accountId, [check.userId], scopes, windowStartOf(now, longest)), freedHours);
+        }
+        let result = this.decide(check, limits, withDeltas(locked, freed), timeZone, day, call, scopes, hours, now);
         if (book) result = withCredits(result, book.account.policy, book.available(now, check.userId), call.cost);
         if (!result.allowed) throw new Denied(result);
         // Under allow_overage a call may hold less than its cost (what is available).
@@ -298,8 +372,9 @@ export class LimitsService {
     const original = await findReservationByKey(tx, check.accountId, key);
     if (!original) throw new ConflictRetryError();
     if (original.requestHash !== requestHash) throw new IdempotencyConflictError(key, ['reservation request'], 'a reservation');
-    const state = await readLimitCheckState(tx, check.accountId, [check.userId], this.candidateStarts(now));
-    const result = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), NO_CALL);
+    const scopes = scopesOfReservation(original);
+    const state = await readLimitCheckState(tx, check.accountId, [check.userId], this.candidateStarts(now), scopes, windowStartOf(now, MAX_WINDOW_HOURS));
+    const { allowedAt: _none, ...result } = this.decide(check, state.limits, state.counters, timeZone, localDay(now, timeZone), NO_CALL, scopes, state.hours, now);
     return { ...result, allowed: true, reason: result.limits.length ? 'within_limits' : 'no_limits_set', message: 'Reserved (replay of the original reservation)', reservation: asSeen(original, now), replayed: true };
   }
 }

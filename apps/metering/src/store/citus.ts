@@ -45,6 +45,7 @@ export const DISTRIBUTED_TABLES = [
   'dimension_usage',
   'dimension_values',
   'dimension_usage_daily',
+  'hourly_counters',
 ] as const;
 
 /** Knex's bookkeeping: stays on the coordinator. */

@@ -1,4 +1,4 @@
-import { counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
+import { counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, HourDelta, hourId, HourKey, HourUsage, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
 import { countRollupRows, onCitus, statement, Tx } from './db';
@@ -13,8 +13,11 @@ import { ROLLUP_COLUMNS } from './usage.repo';
  *
  *   reservations (already locked by the caller, in id order) -> daily_usage
  *   (key order) -> dimension_usage, then dimension_usage_daily (key order) ->
- *   usage_counters (key order) -> the outbox (last: its
- *   per-account sequence row is held until commit).
+ *   usage_counters (key order: account, period, period start, user, scope;
+ *   the API key and tag scopes have user '' and follow the account's row) ->
+ *   hourly_counters (key order: account, hour, user, scope; what rolling
+ *   windows sum) -> the outbox (last: its per-account sequence row is held
+ *   until commit).
  *
  * Charges are inserted by the caller before (their idempotency keys decide
  * what is new). Every statement filters on or writes one account's rows by
@@ -23,18 +26,18 @@ import { ROLLUP_COLUMNS } from './usage.repo';
  */
 
 const COUNTER_COLUMNS = ['message_count', 'unpriced_message_count', 'total_tokens', 'total_cost', 'reserved_messages', 'reserved_tokens', 'reserved_cost'] as const;
-const COUNTER_KEY = ['account_id', 'period', 'period_start', 'user_id'];
+const COUNTER_KEY = ['account_id', 'period', 'period_start', 'user_id', 'scope'];
 
 export function toCounterState(r: Record<string, string>): CounterState {
   return {
-    accountId: r.account_id, period: r.period as LimitPeriod, periodStart: r.period_start, userId: r.user_id,
+    accountId: r.account_id, period: r.period as LimitPeriod, periodStart: r.period_start, userId: r.user_id, ...(r.scope ? { scope: r.scope } : {}),
     used: { messageCount: BigInt(r.message_count ?? 0), totalTokens: BigInt(r.total_tokens ?? 0), totalCost: new Dec(r.total_cost ?? 0) },
     reserved: { messageCount: BigInt(r.reserved_messages ?? 0), totalTokens: BigInt(r.reserved_tokens ?? 0), totalCost: new Dec(r.reserved_cost ?? 0) },
   };
 }
 
 const counterRow = (d: CounterDelta, now: Date) => ({
-  account_id: d.key.accountId, period: d.key.period, period_start: d.key.periodStart, user_id: d.key.userId,
+  account_id: d.key.accountId, period: d.key.period, period_start: d.key.periodStart, user_id: d.key.userId, scope: d.key.scope ?? '',
   message_count: d.used.messageCount.toString(), unpriced_message_count: d.unpricedMessages.toString(), total_tokens: d.used.totalTokens.toString(), total_cost: d.used.totalCost.toFixed(),
   reserved_messages: d.reserved.messageCount.toString(), reserved_tokens: d.reserved.totalTokens.toString(), reserved_cost: d.reserved.totalCost.toFixed(),
   updated_at: now,
@@ -51,6 +54,55 @@ export async function lockCounters(tx: Tx, keys: CounterKey[], now: Date): Promi
   const sorted = [...new Map(keys.map((k) => [counterId(k), k])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, k]) => k);
   const { rows } = await statement(tx, 'lock_counters', LOCK_COUNTERS_SQL, [JSON.stringify(sorted.map((key) => counterRow({ key, used: ZERO_USAGE, unpricedMessages: 0n, reserved: ZERO_USAGE }, now)))]);
   return (rows as Array<Record<string, string>>).map(toCounterState);
+}
+
+const HOUR_KEY = ['account_id', 'hour_start', 'user_id', 'scope'];
+const HOUR_COLUMNS = ['message_count', 'total_tokens', 'total_cost', 'reserved_messages', 'reserved_tokens', 'reserved_cost'] as const;
+
+const hourRow = (d: HourDelta, now: Date) => ({
+  account_id: d.key.accountId, hour_start: d.key.hourStart, user_id: d.key.userId, scope: d.key.scope,
+  message_count: d.used.messageCount.toString(), total_tokens: d.used.totalTokens.toString(), total_cost: d.used.totalCost.toFixed(),
+  reserved_messages: d.reserved.messageCount.toString(), reserved_tokens: d.reserved.totalTokens.toString(), reserved_cost: d.reserved.totalCost.toFixed(),
+  updated_at: now,
+});
+
+export const toHourUsage = (r: Record<string, string | Date>): HourUsage & { userId: string; scope: string } => ({
+  hourStart: r.hour_start instanceof Date ? r.hour_start : new Date(r.hour_start),
+  userId: r.user_id as string,
+  scope: r.scope as string,
+  used: { messageCount: BigInt(r.message_count as string), totalTokens: BigInt(r.total_tokens as string), totalCost: new Dec(r.total_cost as string) },
+  reserved: { messageCount: BigInt(r.reserved_messages as string), totalTokens: BigInt(r.reserved_tokens as string), totalCost: new Dec(r.reserved_cost as string) },
+});
+
+/**
+ * Locks usage hours (creating missing ones at zero) in key order: a reservation of an account
+ * with rolling limits locks the current hour of every scope it holds on, after its counters (the
+ * lock order: usage_counters, then hourly_counters), so concurrent reservations of those scopes
+ * queue here. One account's hours.
+ */
+export async function lockHours(tx: Tx, keys: HourKey[], now: Date): Promise<void> {
+  const sorted = [...new Map(keys.map((k) => [hourId(k), k])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, k]) => k);
+  await statement(tx, 'lock_hours', LOCK_HOURS_SQL, [JSON.stringify(sorted.map((key) => hourRow({ key, used: ZERO_USAGE, reserved: ZERO_USAGE }, now)))]);
+}
+
+const LOCK_HOURS_SQL = `INSERT INTO hourly_counters AS h (${[...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'].join(', ')})
+    SELECT ${[...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'].join(', ')} FROM json_populate_recordset(NULL::hourly_counters, ?::json)
+  ON CONFLICT (${HOUR_KEY.join(', ')}) DO UPDATE SET updated_at = excluded.updated_at`;
+
+/**
+ * The usage hours of some scopes of an account from an hour on (a rolling window's, read after
+ * its current hours are locked: a statement of its own, so that it sees what the transactions it
+ * waited for committed). Users '' (the account and the other scopes) and the given users.
+ */
+export async function readHours(tx: Tx, accountId: string, userIds: string[], scopes: string[], from: Date): Promise<Array<HourUsage & { userId: string; scope: string }>> {
+  const { rows } = await statement(
+    tx,
+    'read_hours',
+    `SELECT ${[...HOUR_KEY, ...HOUR_COLUMNS].join(', ')} FROM hourly_counters
+      WHERE account_id = ? AND hour_start >= ? AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])`,
+    [accountId, from, ['', ...userIds], ['', ...scopes]],
+  );
+  return (rows as Array<Record<string, string>>).map(toHourUsage);
 }
 
 const ROLLUP_KEY = ['account_id', 'usage_date', 'user_id', 'provider', 'model', 'charge_type'];
@@ -99,7 +151,7 @@ const reservationRows = (entries: LedgerEntries) =>
  * reservations leave the held state, then the credit writes (CREDIT_CTES,
  * credits.repo.ts: five parameters, empty for accounts without credits), then
  * daily_usage, then dimension_usage and dimension_usage_daily (accounts with
- * declared dimensions; empty arrays for the others), then usage_counters (RETURNING the counters
+ * declared dimensions; empty arrays for the others), then usage_counters (RETURNING the counters), then hourly_counters (the hours rolling windows sum;
  * as they now are). The parameters, in that order: JSON arrays, each UPDATE's
  * followed by the batch's accounts (account_id = ANY(accounts): one shard per
  * account on Citus). The text is constant:
@@ -142,6 +194,12 @@ const APPLY_CTES = (chained: boolean) => `finished AS (
           WHERE ${chained ? '(SELECT count(*) FROM dimension_day) >= 0' : 'TRUE'}
        ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
        RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
+     ), hourly AS (
+       INSERT INTO hourly_counters AS h (${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])})
+         SELECT ${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::hourly_counters, ?::json)
+          WHERE ${chained ? '(SELECT count(*) FROM counters) >= 0' : 'TRUE'}
+       ON CONFLICT (${list(HOUR_KEY)}) DO UPDATE SET ${adds('h', HOUR_COLUMNS)}, updated_at = excluded.updated_at
+       RETURNING 1
      ), grown AS (
        SELECT (SELECT count(*) FROM daily WHERE inserted) AS daily_inserted, (SELECT count(*) FROM dimension WHERE inserted) AS dimension_inserted,
               (SELECT count(*) FROM dimension_day WHERE inserted) AS dimension_day_inserted
@@ -172,10 +230,10 @@ const citusParams = (writes: Array<string | string[]>): Array<string | string[] 
   writes.flatMap<string | string[] | boolean>((w, i) => (Array.isArray(w) ? [w, writes[i - 1] !== '[]'] : [w]));
 
 /** The entries' writes, and their events last, in one statement. */
-const applyWithEventsSql = (chained: boolean) => `WITH ${applyCtes(chained)}, ${OUTBOX_CTES(chained ? '(SELECT count(*) FROM counters) >= 0' : 'TRUE')}
+const applyWithEventsSql = (chained: boolean) => `WITH ${applyCtes(chained)}, ${OUTBOX_CTES(chained ? '(SELECT count(*) FROM hourly) >= 0' : 'TRUE')}
   SELECT 'counter' AS kind, ${COUNTERS_AND_GROWTH}
   UNION ALL
-  SELECT 'notify', account_id, NULL, NULL, NULL, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')}, NULL, NULL, NULL FROM seq, pg_notify(?, account_id)`;
+  SELECT 'notify', account_id, ${COUNTER_KEY.slice(1).map(() => 'NULL').join(', ')}, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')}, NULL, NULL, NULL FROM seq, pg_notify(?, account_id)`;
 const APPLY_WITH_EVENTS_SQL = applyWithEventsSql(true);
 const APPLY_WITH_EVENTS_SQL_CITUS = applyWithEventsSql(false);
 
@@ -223,6 +281,7 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
     JSON.stringify(dimensionRows(entries, now)),
     JSON.stringify(dimensionDayRows(entries, now)),
     JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
+    JSON.stringify(entries.hours.map((d) => hourRow(d, now))),
   ];
   const citus = onCitus(tx);
   // Alert events already in the entries (BALANCE rules, from the credits) queue deliveries too: then the events go in a second statement.

@@ -1,49 +1,65 @@
 import { Dec } from '@metering/pricing';
-import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
+import { AlertRule, CounterState, HourUsage, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
 import { fromRuleRow } from './alerts.repo';
 import { Db, statement, Tx } from './db';
 import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { CHECK_CREDITS_SQL, fromCheckCredits } from './credits.repo';
-import { toCounterState } from './ledger.repo';
+import { toCounterState, toHourUsage } from './ledger.repo';
 
 /** SQL of the limits and accounts tables: one limit row per scope, period, measure and enforcement. No business rules. */
 
 interface LimitRow {
   account_id: string;
   user_id: string;
+  /** '' for the account and its users; an API key's or a tag value's scope (migration 20261207100000_scoped_budgets). */
+  scope?: string | null;
   period: Limit['period'];
+  /** Migration 20261207113000_rolling_windows: the window of a rolling limit, 0 otherwise. */
+  window_hours?: number | string | null;
   measure: Limit['measure'];
   enforcement: Limit['enforcement'];
   amount: string;
   updated_at: Date;
 }
 
-const LIMIT_COLUMNS = ['account_id', 'user_id', 'period', 'measure', 'enforcement', 'amount', 'updated_at'];
-const LIMIT_ORDER = ['user_id', 'period', 'measure', 'enforcement'];
+const LIMIT_COLUMNS = ['account_id', 'user_id', 'scope', 'period', 'measure', 'enforcement', 'amount', 'window_hours', 'updated_at'];
+const LIMIT_ORDER = ['user_id', 'scope', 'period', 'measure', 'enforcement'];
 
 const fromLimitRow = (r: LimitRow): Limit => ({
   accountId: r.account_id,
   userId: r.user_id,
+  ...(r.scope ? { scope: r.scope } : {}),
   period: r.period,
+  ...(r.period === 'rolling' ? { windowHours: Number(r.window_hours) } : {}),
   measure: r.measure,
   enforcement: r.enforcement,
   amount: new Dec(r.amount),
   updateTime: r.updated_at,
 });
 
-const keyOf = (k: LimitKey) => ({ account_id: k.accountId, user_id: k.userId, period: k.period, measure: k.measure, enforcement: k.enforcement });
+const keyOf = (k: LimitKey) => ({ account_id: k.accountId, user_id: k.userId, scope: k.scope ?? '', period: k.period, measure: k.measure, enforcement: k.enforcement });
 
 /** Creates or changes one limit. */
 export async function putLimit(tx: Tx, limit: Limit): Promise<Limit> {
   // The time is a parameter: Citus refuses a non-immutable function (now()) in DO UPDATE SET on a distributed table.
   const now = new Date();
   const [row] = await tx('limits')
-    .insert({ ...keyOf(limit), amount: limit.amount.toFixed(), updated_at: now })
-    .onConflict(['account_id', 'user_id', 'period', 'measure', 'enforcement'])
-    .merge({ amount: limit.amount.toFixed(), updated_at: now })
+    .insert({ ...keyOf(limit), amount: limit.amount.toFixed(), window_hours: limit.windowHours ?? 0, updated_at: now })
+    .onConflict(['account_id', 'user_id', 'scope', 'period', 'measure', 'enforcement'])
+    .merge({ amount: limit.amount.toFixed(), window_hours: limit.windowHours ?? 0, updated_at: now })
     .returning(LIMIT_COLUMNS);
   await bumpSettingsEpoch(tx);
   return fromLimitRow(row);
+}
+
+/**
+ * The tag keys an account declared as dimensions ([] when none), its row
+ * locked in share mode until commit, so that a tag limit is put only while
+ * its key stays declared (SetDimensions updates the row).
+ */
+export async function declaredTagKeysForShare(tx: Tx, accountId: string): Promise<string[]> {
+  const row = await tx('account_dimensions').select('tag_keys').where({ account_id: accountId }).forShare().first();
+  return (row?.tag_keys as string[] | undefined) ?? [];
 }
 
 export async function deleteLimit(tx: Tx, key: LimitKey): Promise<boolean> {
@@ -53,9 +69,9 @@ export async function deleteLimit(tx: Tx, key: LimitKey): Promise<boolean> {
   return deleted;
 }
 
-/** Every limit of the given scopes of an account ('' = account-wide), in key order. */
-export async function readLimits(db: Db | Tx, accountId: string, userIds: string[]): Promise<Limit[]> {
-  const rows: LimitRow[] = await db('limits').select(LIMIT_COLUMNS).where({ account_id: accountId }).whereIn('user_id', userIds).orderBy(LIMIT_ORDER);
+/** Every limit of the given users of an account ('' = account-wide) and of the given other scopes ('' = none: the users' own), in key order. */
+export async function readLimits(db: Db | Tx, accountId: string, userIds: string[], scopes: string[] = ['']): Promise<Limit[]> {
+  const rows: LimitRow[] = await db('limits').select(LIMIT_COLUMNS).where({ account_id: accountId }).whereIn('user_id', userIds).whereIn('scope', scopes).orderBy(LIMIT_ORDER);
   return rows.map(fromLimitRow);
 }
 
@@ -80,7 +96,7 @@ export async function readWriteSettings(
      SELECT 'dims', account_id, array_to_json(tag_keys)::text, NULL, NULL, NULL, max_values_per_day::text, NULL FROM account_dimensions WHERE account_id = ANY(?::text[])
      UNION ALL
      SELECT 'limit', account_id, user_id, period, measure, enforcement, amount::text, updated_at
-       FROM limits WHERE account_id = ANY(?::text[])
+       FROM limits WHERE account_id = ANY(?::text[]) AND scope = '' AND period <> 'rolling'
         AND (enforcement = 'soft' OR account_id IN (SELECT account_id FROM alert_rules WHERE account_id = ANY(?::text[])))
      UNION ALL
      SELECT 'rule', account_id, rule_id::text, kind, description, NULL, spec::text, updated_at
@@ -109,7 +125,7 @@ export async function readWriteSettings(
 export async function listLimits(db: Db, q: ListLimitsQuery): Promise<Limit[]> {
   const query = db('limits').select(LIMIT_COLUMNS).where({ account_id: q.accountId });
   if (q.userId !== undefined) query.whereIn('user_id', ['', q.userId]);
-  if (q.after) query.whereRaw('(user_id, period, measure, enforcement) > (?, ?, ?, ?)', [q.after.userId, q.after.period, q.after.measure, q.after.enforcement]);
+  if (q.after) query.whereRaw('(user_id, scope, period, measure, enforcement) > (?, ?, ?, ?, ?)', [q.after.userId, q.after.scope ?? '', q.after.period, q.after.measure, q.after.enforcement]);
   const rows: LimitRow[] = await query.orderBy(LIMIT_ORDER).limit(q.pageSize + 1);
   return rows.map(fromLimitRow);
 }
@@ -123,8 +139,8 @@ export async function replaceDailyLimits(tx: Tx, limits: DailyLimits): Promise<v
 }
 
 /** The hard day limits of one scope of an account. */
-export async function readDailyLimits(db: Db | Tx, accountId: string, userId: string): Promise<DailyLimits> {
-  return dailyOfLimits(accountId, userId, await readLimits(db, accountId, [userId]));
+export async function readDailyLimits(db: Db | Tx, accountId: string, userId: string, scope = ''): Promise<DailyLimits> {
+  return dailyOfLimits(accountId, userId, await readLimits(db, accountId, [userId], [scope]));
 }
 
 /**
@@ -132,41 +148,59 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
  * account's time zone, every limit of the users and of their account, and their
  * day and month counters for the given candidate days (the caller passes the
  * days around UTC's today, one of which is the account's local today, and
- * their months), the settings epoch (a reference row: a check that priced
+ * their months), the counters and limits of the other scopes asked for (an
+ * API key's, tag values'), the account's declared dimensions, the settings epoch (a reference row: a check that priced
  * an estimate from the settings cache compares it), and the account's credits
  * (its policy and open grants; no row without credits). A constant SQL text:
  * nothing is built per call.
  */
 const CHECK_STATE_SQL = `
   SELECT 'zone' AS kind, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at,
-         NULL::date AS period_start, NULL AS message_count, NULL AS total_tokens, NULL AS total_cost, NULL AS reserved_messages, NULL AS reserved_tokens, NULL AS reserved_cost
+         NULL::date AS period_start, NULL AS message_count, NULL AS total_tokens, NULL AS total_cost, NULL AS reserved_messages, NULL AS reserved_tokens, NULL AS reserved_cost,
+         NULL AS scope, NULL::integer AS window_hours
     FROM accounts WHERE account_id = ?
   UNION ALL
-  SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-    FROM limits WHERE account_id = ? AND user_id = ANY(?::text[])
+  SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, scope, window_hours
+    FROM limits WHERE account_id = ? AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])
   UNION ALL
   SELECT 'counter', user_id, period, NULL, NULL, NULL, updated_at, period_start, message_count::text, total_tokens::text, total_cost::text,
-         reserved_messages::text, reserved_tokens::text, reserved_cost::text
+         reserved_messages::text, reserved_tokens::text, reserved_cost::text, scope, NULL
     FROM usage_counters
-   WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id = ANY(?::text[])
+   WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])
   UNION ALL
-  SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch
+  SELECT 'dims', array_to_json(tag_keys)::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM account_dimensions WHERE account_id = ?
   UNION ALL
-  SELECT kind, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM (${CHECK_CREDITS_SQL}) credits`;
+  SELECT 'hour', user_id, NULL, NULL, NULL, (extract(epoch FROM hour_start) * 1000)::bigint::text, NULL, NULL, message_count::text, total_tokens::text, total_cost::text,
+         reserved_messages::text, reserved_tokens::text, reserved_cost::text, scope, NULL
+    FROM hourly_counters
+   WHERE account_id = ? AND hour_start >= ? AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])
+     AND EXISTS (SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling')
+  UNION ALL
+  SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch
+  UNION ALL
+  SELECT kind, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM (${CHECK_CREDITS_SQL}) credits`;
 
 export async function readLimitCheckState(
   db: Db | Tx,
   accountId: string,
   userIds: string[],
   candidateStarts: string[],
-): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] } }> {
-  const scopes = ['', ...userIds]; // '' = the account
-  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, scopes, accountId, candidateStarts, scopes, accountId, accountId]);
+  /** The API key and tag scopes to read besides the users' and the account's (libs/domain/src/limits.ts extraScopesOf). */
+  otherScopes: string[] = [],
+  /** The first hour of the longest rolling window (the hours from then on are read when the account has rolling limits). */
+  hoursFrom: Date = new Date(0),
+): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] }; dimensions: string[]; hours: Array<HourUsage & { userId: string; scope: string }> }> {
+  const users = ['', ...userIds]; // '' = the account (and the rows of the other scopes)
+  const scopes = ['', ...otherScopes];
+  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, users, scopes, accountId, candidateStarts, users, scopes, accountId, accountId, hoursFrom, users, scopes, accountId, accountId, accountId]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   const credits = all.find((r) => r.kind === 'credits');
   return {
     timeZone: all.find((r) => r.kind === 'zone')?.user_id,
     settingsEpoch: all.find((r) => r.kind === 'epoch')?.user_id ?? '',
+    dimensions: JSON.parse(all.find((r) => r.kind === 'dims')?.user_id ?? '[]') as string[],
+    hours: all.filter((r) => r.kind === 'hour').map((r) => toHourUsage({ ...r, hour_start: new Date(Number(r.amount)), scope: r.scope ?? '' })),
     limits: all.filter((r) => r.kind === 'limit').map((r) => fromLimitRow({ ...(r as unknown as LimitRow), account_id: accountId })),
     counters: all.filter((r) => r.kind === 'counter').map((r) => toCounterState({ ...r, account_id: accountId })),
     ...(credits ? { credits: fromCheckCredits(credits.user_id) } : {}),

@@ -25,6 +25,8 @@ export interface ReservationRow {
   /** The call's tags and API key (migration 20261206214500_tags). */
   tags?: Record<string, string> | string;
   api_key_id?: string;
+  /** The declared tags' values it holds on (migration 20261207100000_scoped_budgets); NULL: none declared. */
+  dimensions?: Record<string, string> | string | null;
 }
 
 const holdsOf = (h: ReservationRow['credit_holds']) => (typeof h === 'string' ? (JSON.parse(h) as Array<{ grant_id: string; amount: string }>) : (h ?? []));
@@ -49,6 +51,7 @@ export const fromReservationRow = (r: ReservationRow): Reservation => {
     ...(holds.length ? { creditHolds: holds.map((h) => ({ grantId: h.grant_id, amount: new Dec(h.amount) })) } : {}),
     tags: (typeof r.tags === 'string' ? JSON.parse(r.tags) : r.tags) ?? {},
     apiKeyId: r.api_key_id ?? '',
+    ...(r.dimensions ? { dimensions: typeof r.dimensions === 'string' ? JSON.parse(r.dimensions) : r.dimensions } : {}),
   };
 };
 
@@ -70,6 +73,7 @@ export const toReservationRow = (r: Reservation): ReservationRow => ({
   credit_holds: (r.creditHolds ?? []).map((h) => ({ grant_id: h.grantId, amount: h.amount.toFixed() })),
   tags: r.tags ?? {},
   api_key_id: r.apiKeyId ?? '',
+  dimensions: r.dimensions ?? null,
 });
 
 /**

@@ -5,13 +5,17 @@ import {
   LimitEnforcement,
   LimitMeasure,
   LimitPeriod,
+  LimitScope,
   MeteringServiceClient,
+  ReservationEstimate,
   ReservationStatus,
 } from '@metering/contracts';
+import { Dec } from '@metering/pricing';
 import { closeDatabase, Db, openDatabase } from '../../src/store/db';
 import { expectRollupsMatchCharges } from '../support/consistency';
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, grpcError, statusDetails } from '../support/grpc';
+import { completionTokensCosting } from '../support/costing';
 import { chargeRequest, checkRequest } from '../support/requests';
 import { buildServer, ServerProcess, startServer, startServers } from '../support/server-process';
 
@@ -165,6 +169,40 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
       { status: 'released', n: 25 },
       { status: 'settled', n: 25 },
     ]);
+    await expectRollupsMatchCharges(db, account);
+  }, 4 * QUEUED_DEADLINE_MS);
+
+  it('admit exactly 50 of 1,000 concurrent reservations tagged feature=summarize against its $5 budget, each estimated at $0.10 from the pricing data (issue 20)', async () => {
+    const account = 'multi-tag';
+    const { tokens, cost } = completionTokensCosting('0.10');
+    const budget = new Dec('5.00');
+    const c0 = servers[0].client;
+    await call(c0.setDimensions, c0, { accountId: account, tagKeys: ['feature'] });
+    await call(c0.putLimit, c0, { accountId: account, userId: '', tagKey: 'feature', tagValue: 'summarize', period: LimitPeriod.LIMIT_PERIOD_DAY, measure: LimitMeasure.LIMIT_MEASURE_COST, amount: budget.toFixed(2), enforcement: LimitEnforcement.LIMIT_ENFORCEMENT_HARD });
+    const estimate = { provider: 'openai', model: 'gpt-4o', completionTokens: String(tokens) };
+    const tagged = (n: number) => ({ userId: `u${n % 5}`, tags: { feature: 'summarize', run: `n${n % 4}` }, estimate: ReservationEstimate.fromPartial(estimate) });
+    const results = await Promise.all(Array.from({ length: 1000 }, (_, n) => reserve(servers[n % 3].client, account, `r${n}`, tagged(n), QUEUED_DEADLINE_MS)));
+    const admitted = results.filter((r) => r.allowed);
+    expect(admitted).toHaveLength(budget.dividedToIntegerBy(cost).toNumber());
+    expect(admitted).toHaveLength(50);
+    // Each holds the estimate's price, and carries the call's tags; the denials name the tag.
+    expect(admitted.every((r) => new Dec(r.reservation!.heldCost!.amount).equals(cost) && r.reservation!.tags.feature === 'summarize')).toBe(true);
+    const denied = results.find((r) => !r.allowed)!;
+    expect(denied).toMatchObject({ reason: CheckLimitsReason.CHECK_LIMITS_REASON_COST_LIMIT_EXCEEDED, message: `Tag feature=summarize daily cost limit reached (${budget.toFixed()} USD)` });
+    expect(denied.limits).toEqual([expect.objectContaining({ scope: LimitScope.LIMIT_SCOPE_TAG, tagKey: 'feature', tagValue: 'summarize', reserved: budget.toFixed() })]);
+    await expectRollupsMatchCharges(db, account);
+    // Settled (half) and released (half) through the three processes: the tag's counter holds nothing after, and counts the charges.
+    await Promise.all(
+      admitted.map((r, n) => {
+        const client = servers[n % 3].client;
+        const reservationId = r.reservation!.reservationId;
+        return n % 2 === 0
+          ? call(client.recordCharge, client, chargeRequest({ accountId: account, userId: r.reservation!.userId, idempotencyKey: `c${n}`, reservationId, tags: { feature: 'summarize' } }), undefined, QUEUED_DEADLINE_MS)
+          : call(client.releaseReservation, client, { accountId: account, reservationId }, undefined, QUEUED_DEADLINE_MS);
+      }),
+    );
+    const tag = await db('usage_counters').where({ account_id: account, period: 'day', user_id: '', scope: 'tag:feature=summarize' }).first();
+    expect([tag.message_count, tag.reserved_messages, Number(tag.reserved_cost)]).toEqual(['25', '0', 0]);
     await expectRollupsMatchCharges(db, account);
   }, 4 * QUEUED_DEADLINE_MS);
 });

@@ -20,24 +20,49 @@ const DAILY_FROM_CHARGES = `(SELECT account_id, usage_date, user_id, provider, m
     sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(call_count) AS call_count, coalesce(sum(provider_cost), 0) AS provider_cost,
     coalesce(sum(call_cost), 0) AS call_cost, coalesce(sum(total_cost), 0) AS total_cost
   FROM charges GROUP BY account_id, usage_date, user_id, provider, model, charge_type) c`;
-const COUNTERS = `SELECT period, period_start::text AS start, user_id, message_count::text AS messages, unpriced_message_count::text AS unpriced,
+const COUNTERS = `SELECT period, period_start::text AS start, user_id, scope, message_count::text AS messages, unpriced_message_count::text AS unpriced,
     total_tokens::text AS tokens, trim_scale(total_cost)::text AS total_cost, reserved_messages::text AS held_messages,
     reserved_tokens::text AS held_tokens, trim_scale(reserved_cost)::text AS held_cost
   FROM usage_counters
   WHERE account_id = ? AND NOT (message_count = 0 AND total_tokens = 0 AND total_cost = 0 AND reserved_messages = 0 AND reserved_tokens = 0 AND reserved_cost = 0)
-  ORDER BY 1, 2, 3`;
-// The day and month counters of every scope: recorded charges, plus the amounts of held reservations.
-const PERIODS = `LATERAL (VALUES (''), (user_id)) AS scopes(u), LATERAL (VALUES ('day', %s), ('month', date_trunc('month', %s)::date)) AS p(period, start)`;
-const COUNTERS_FROM_CHARGES = `SELECT period, start::text AS start, u AS user_id, sum(n)::text AS messages, sum(unpriced)::text AS unpriced,
+  ORDER BY 1, 2, 3, 4`;
+// The day and month counters of every scope: recorded charges, plus the amounts of held reservations. The scopes of a
+// charge or hold (issue 20): the account, its user, its API key (when it has one) and each declared tag value it records.
+const PERIODS = `LATERAL (SELECT '' AS u, '' AS s UNION ALL SELECT user_id, ''
+                  UNION ALL SELECT '', 'api_key:' || api_key_id WHERE api_key_id <> ''
+                  UNION ALL SELECT '', 'tag:' || key || '=' || value FROM jsonb_each_text(coalesce(dimensions, '{}'::jsonb))) AS scopes(u, s), LATERAL (VALUES ('day', %s), ('month', date_trunc('month', %s)::date)) AS p(period, start)`;
+const COUNTERS_FROM_CHARGES = `SELECT period, start::text AS start, u AS user_id, s AS scope, sum(n)::text AS messages, sum(unpriced)::text AS unpriced,
     sum(tokens)::text AS tokens, trim_scale(sum(cost))::text AS total_cost, sum(held_n)::text AS held_messages,
     sum(held_tokens)::text AS held_tokens, trim_scale(sum(held_cost))::text AS held_cost
   FROM (
-    SELECT period, start, u, 1 AS n, CASE WHEN pricing_status = 'unpriced' THEN 1 ELSE 0 END AS unpriced, total_tokens AS tokens,
+    SELECT period, start, u, s, 1 AS n, CASE WHEN pricing_status = 'unpriced' THEN 1 ELSE 0 END AS unpriced, total_tokens AS tokens,
            coalesce(total_cost, 0) AS cost, 0 AS held_n, 0 AS held_tokens, 0 AS held_cost
       FROM charges, ${PERIODS.replaceAll('%s', 'usage_date')} WHERE account_id = ?
     UNION ALL
-    SELECT period, start, u, 0, 0, 0, 0, held_messages, held_tokens, held_cost
+    SELECT period, start, u, s, 0, 0, 0, 0, held_messages, held_tokens, held_cost
       FROM reservations, ${PERIODS.replaceAll('%s', 'period_day')} WHERE account_id = ? AND status = 'held'
+  ) x
+  GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`;
+
+// The usage hours (issue 20, rolling windows): per UTC hour and scope, the charges of their usage_time's hour plus the
+// holds of the hour they were placed in.
+const HOURS = `SELECT (hour_start AT TIME ZONE 'UTC')::text AS hour, user_id, scope, message_count::text AS messages, total_tokens::text AS tokens,
+    trim_scale(total_cost)::text AS total_cost, reserved_messages::text AS held_messages, reserved_tokens::text AS held_tokens,
+    trim_scale(reserved_cost)::text AS held_cost
+  FROM hourly_counters
+  WHERE account_id = ? AND NOT (message_count = 0 AND total_tokens = 0 AND total_cost = 0 AND reserved_messages = 0 AND reserved_tokens = 0 AND reserved_cost = 0)
+  ORDER BY 1, 2, 3`;
+const SCOPES = PERIODS.slice(0, PERIODS.indexOf(', LATERAL (VALUES'));
+const HOURS_FROM_CHARGES = `SELECT hour::text AS hour, u AS user_id, s AS scope, sum(n)::text AS messages, sum(tokens)::text AS tokens,
+    trim_scale(sum(cost))::text AS total_cost, sum(held_n)::text AS held_messages, sum(held_tokens)::text AS held_tokens,
+    trim_scale(sum(held_cost))::text AS held_cost
+  FROM (
+    SELECT date_trunc('hour', usage_time AT TIME ZONE 'UTC') AS hour, u, s, 1 AS n, total_tokens AS tokens, coalesce(total_cost, 0) AS cost,
+           0 AS held_n, 0 AS held_tokens, 0 AS held_cost
+      FROM charges, ${SCOPES} WHERE account_id = ?
+    UNION ALL
+    SELECT date_trunc('hour', create_time AT TIME ZONE 'UTC'), u, s, 0, 0, 0, held_messages, held_tokens, held_cost
+      FROM reservations, ${SCOPES} WHERE account_id = ? AND status = 'held'
   ) x
   GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
 
@@ -63,6 +88,8 @@ export async function rollupsVersusCharges(db: Db, accountId: string) {
     computed: await rows(DAILY.replace('%s', DAILY_FROM_CHARGES)),
     storedCounters: await rows(COUNTERS),
     computedCounters: (await db.raw(COUNTERS_FROM_CHARGES, [accountId, accountId])).rows as Array<Record<string, string>>,
+    storedHours: await rows(HOURS),
+    computedHours: (await db.raw(HOURS_FROM_CHARGES, [accountId, accountId])).rows as Array<Record<string, string>>,
     storedDimensions: await rows(DIMENSIONS.replace('%s', 'dimension_usage')),
     computedDimensions: await rows(DIMENSIONS.replace('%s', DIMENSIONS_FROM_CHARGES)),
     storedDimensionDays: await rows(DIMENSION_DAYS.replace('%s', 'dimension_usage_daily')),
@@ -76,6 +103,7 @@ export async function expectRollupsMatchCharges(db: Db, accountId: string): Prom
   expect(r.stored.length + r.storedCounters.length).toBeGreaterThan(0);
   expect(r.stored).toEqual(r.computed);
   expect(r.storedCounters).toEqual(r.computedCounters);
+  expect(r.storedHours).toEqual(r.computedHours);
   expect(r.storedDimensions).toEqual(r.computedDimensions);
   expect(r.storedDimensionDays).toEqual(r.computedDimensionDays);
 }

@@ -1,4 +1,5 @@
 import { type CallOptions, Metadata, type ServiceError } from '@grpc/grpc-js';
+import * as contracts from '@metering/contracts';
 import { BadRequest, ErrorInfo, QuotaFailure, Status } from '@metering/contracts';
 
 /** The last (fullest) overload of a generated unary client method; TypeScript infers Req and Res from it. */
@@ -9,10 +10,20 @@ type UnaryMethod<Req, Res> = (req: Req, metadata: Metadata, options: Partial<Cal
  * given metadata (e.g. an API key). A test that queues many calls on the same rows gives a longer
  * deadline: a call that gives up waiting may still commit, and its answer is then unknown.
  */
-export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req, metadata = new Metadata(), deadlineMs = 10_000): Promise<Res> {
+export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req | Partial<Req>, metadata = new Metadata(), deadlineMs = 10_000): Promise<Res> {
   return new Promise((resolve, reject) =>
-    method.call(self, req, metadata, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))),
+    method.call(self, withDefaults(method, req), metadata, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))),
   );
+}
+
+/**
+ * A request with the fields it leaves out at their proto3 defaults (a field added to a request
+ * later is then '' or 0, as it is for a client built before it), the given ones as they are.
+ */
+function withDefaults<Req>(method: object, req: Partial<Req>): Req {
+  const path = (method as { path?: string }).path ?? '';
+  const type = (contracts as Record<string, unknown>)[`${path.slice(path.lastIndexOf('/') + 1)}Request`] as { fromPartial?: (x: object) => Req } | undefined;
+  return (type?.fromPartial ? { ...type.fromPartial({}), ...req } : req) as Req;
 }
 
 /** Metadata carrying an API key as a backend sends it. */

@@ -15,7 +15,9 @@ import * as importedCosts from './20261206213747_imported_costs';
 import * as balanceAlerts from './20261206214500_balance_alerts';
 import * as tags from './20261206214500_tags';
 import * as dimensions from './20261206220000_dimensions';
+import * as scopedBudgets from './20261207100000_scoped_budgets';
 import * as dimensionValues from './20261207110000_dimension_values';
+import * as rollingWindows from './20261207113000_rolling_windows';
 import * as dimensionUsageDaily from './20261207120000_dimension_usage_daily';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
@@ -36,7 +38,9 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261206214500_balance_alerts': balanceAlerts,
   '20261206214500_tags': tags,
   '20261206220000_dimensions': dimensions,
+  '20261207100000_scoped_budgets': scopedBudgets,
   '20261207110000_dimension_values': dimensionValues,
+  '20261207113000_rolling_windows': rollingWindows,
   '20261207120000_dimension_usage_daily': dimensionUsageDaily,
 };
 

@@ -29,6 +29,13 @@ export enum LimitScope {
   LIMIT_SCOPE_ACCOUNT = 1,
   /** LIMIT_SCOPE_USER - The limit of one user. */
   LIMIT_SCOPE_USER = 2,
+  /** LIMIT_SCOPE_API_KEY - The limit of one API key: the calls made with it (LimitStatus.api_key_id names it). */
+  LIMIT_SCOPE_API_KEY = 3,
+  /**
+   * LIMIT_SCOPE_TAG - The limit of one tag value of a declared dimension, e.g. feature=summarize:
+   * the calls tagged with it (LimitStatus.tag_key and tag_value name it).
+   */
+  LIMIT_SCOPE_TAG = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -43,6 +50,12 @@ export function limitScopeFromJSON(object: any): LimitScope {
     case 2:
     case "LIMIT_SCOPE_USER":
       return LimitScope.LIMIT_SCOPE_USER;
+    case 3:
+    case "LIMIT_SCOPE_API_KEY":
+      return LimitScope.LIMIT_SCOPE_API_KEY;
+    case 4:
+    case "LIMIT_SCOPE_TAG":
+      return LimitScope.LIMIT_SCOPE_TAG;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -58,6 +71,10 @@ export function limitScopeToJSON(object: LimitScope): string {
       return "LIMIT_SCOPE_ACCOUNT";
     case LimitScope.LIMIT_SCOPE_USER:
       return "LIMIT_SCOPE_USER";
+    case LimitScope.LIMIT_SCOPE_API_KEY:
+      return "LIMIT_SCOPE_API_KEY";
+    case LimitScope.LIMIT_SCOPE_TAG:
+      return "LIMIT_SCOPE_TAG";
     case LimitScope.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -203,6 +220,12 @@ export enum LimitPeriod {
   LIMIT_PERIOD_DAY = 1,
   /** LIMIT_PERIOD_MONTH - The local calendar month, reset at local midnight of the 1st. */
   LIMIT_PERIOD_MONTH = 2,
+  /**
+   * LIMIT_PERIOD_ROLLING - A rolling window of Limit.window_hours whole hours (1 to 744), the
+   * current hour included: the usage recorded (and held) in those UTC hours.
+   * Usage ages out hour by hour; LimitStatus.allowed_at says when enough has.
+   */
+  LIMIT_PERIOD_ROLLING = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -217,6 +240,9 @@ export function limitPeriodFromJSON(object: any): LimitPeriod {
     case 2:
     case "LIMIT_PERIOD_MONTH":
       return LimitPeriod.LIMIT_PERIOD_MONTH;
+    case 3:
+    case "LIMIT_PERIOD_ROLLING":
+      return LimitPeriod.LIMIT_PERIOD_ROLLING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -232,6 +258,8 @@ export function limitPeriodToJSON(object: LimitPeriod): string {
       return "LIMIT_PERIOD_DAY";
     case LimitPeriod.LIMIT_PERIOD_MONTH:
       return "LIMIT_PERIOD_MONTH";
+    case LimitPeriod.LIMIT_PERIOD_ROLLING:
+      return "LIMIT_PERIOD_ROLLING";
     case LimitPeriod.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -386,6 +414,23 @@ export interface LimitStatus {
   reserved: string;
   /** First day of the current period in the account's time zone, YYYY-MM-DD. */
   periodStart: string;
+  /** With scope API_KEY: the key's id. */
+  apiKeyId: string;
+  /** With scope TAG: the tag's key (a declared dimension). */
+  tagKey: string;
+  /** With scope TAG: the tag's value. */
+  tagValue: string;
+  /**
+   * With period ROLLING: the window, in hours (period_start is then the
+   * window's first hour, RFC 3339, instead of a date).
+   */
+  windowHours: number;
+  /**
+   * With period ROLLING, when the call would exceed the limit: when enough
+   * usage will have aged out of the window for the call to fit, if nothing
+   * else changes (absent when the call alone exceeds the limit).
+   */
+  allowedAt: Timestamp | undefined;
 }
 
 /** Today's usage of one scope, read from the maintained counters. */
@@ -399,7 +444,7 @@ export interface UsageSnapshot {
 }
 
 /**
- * One limit: a scope (account, or one user of it), a period, a measure, an
+ * One limit: a scope (the account, one user, one API key or one tag value), a period, a measure, an
  * amount and how it is enforced. A scope may have a soft and a hard limit of
  * the same period and measure (warn at 80, deny at 100).
  */
@@ -417,7 +462,20 @@ export interface Limit {
   /** Hard or soft. */
   enforcement: LimitEnforcement;
   /** When it was last set. */
-  updateTime: Timestamp | undefined;
+  updateTime:
+    | Timestamp
+    | undefined;
+  /** An API key's limit: the key's id (user_id and tag_key are then empty). */
+  apiKeyId: string;
+  /**
+   * A tag value's limit: a tag key the account declared as a dimension
+   * (SetDimensions), with tag_value (user_id and api_key_id are then empty).
+   */
+  tagKey: string;
+  /** A tag value's limit: the value. */
+  tagValue: string;
+  /** With period ROLLING: the window, in whole hours (1 to 744); 0 otherwise. */
+  windowHours: number;
 }
 
 /** A limit with its usage in the current period. */
@@ -482,7 +540,26 @@ export interface Reservation {
    * What it holds of the account's prepaid credits, USD ("0" for an account
    * without credits; under ALLOW_OVERAGE it may be less than held_cost).
    */
-  creditHeld: Money | undefined;
+  creditHeld:
+    | Money
+    | undefined;
+  /**
+   * The tags of the CheckLimits that created it: it holds on the limits of
+   * the values of declared dimensions among them, and settling, releasing or
+   * expiring it frees those same holds. Not repeated in the answer of the
+   * charge that settles it (that charge has its own tags).
+   */
+  tags: { [key: string]: string };
+  /**
+   * The API key that created it (empty for the operator key or with
+   * authentication off): it holds on that key's limits too.
+   */
+  apiKeyId: string;
+}
+
+export interface Reservation_TagsEntry {
+  key: string;
+  value: string;
 }
 
 /**
@@ -739,6 +816,11 @@ function createBaseLimitStatus(): LimitStatus {
     enforcement: 0,
     reserved: "",
     periodStart: "",
+    apiKeyId: "",
+    tagKey: "",
+    tagValue: "",
+    windowHours: 0,
+    allowedAt: undefined,
   };
 }
 
@@ -773,6 +855,21 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     }
     if (message.periodStart !== "") {
       writer.uint32(82).string(message.periodStart);
+    }
+    if (message.apiKeyId !== "") {
+      writer.uint32(90).string(message.apiKeyId);
+    }
+    if (message.tagKey !== "") {
+      writer.uint32(98).string(message.tagKey);
+    }
+    if (message.tagValue !== "") {
+      writer.uint32(106).string(message.tagValue);
+    }
+    if (message.windowHours !== 0) {
+      writer.uint32(112).int32(message.windowHours);
+    }
+    if (message.allowedAt !== undefined) {
+      Timestamp.encode(message.allowedAt, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -870,6 +967,46 @@ export const LimitStatus: MessageFns<LimitStatus> = {
             message.periodStart = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.tagKey = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.tagValue = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.windowHours = reader.int32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.allowedAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -898,6 +1035,31 @@ export const LimitStatus: MessageFns<LimitStatus> = {
         : isSet(object.period_start)
         ? globalThis.String(object.period_start)
         : "",
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+      tagKey: isSet(object.tagKey)
+        ? globalThis.String(object.tagKey)
+        : isSet(object.tag_key)
+        ? globalThis.String(object.tag_key)
+        : "",
+      tagValue: isSet(object.tagValue)
+        ? globalThis.String(object.tagValue)
+        : isSet(object.tag_value)
+        ? globalThis.String(object.tag_value)
+        : "",
+      windowHours: isSet(object.windowHours)
+        ? globalThis.Number(object.windowHours)
+        : isSet(object.window_hours)
+        ? globalThis.Number(object.window_hours)
+        : 0,
+      allowedAt: isSet(object.allowedAt)
+        ? fromJsonTimestamp(object.allowedAt)
+        : isSet(object.allowed_at)
+        ? fromJsonTimestamp(object.allowed_at)
+        : undefined,
     };
   },
 
@@ -933,6 +1095,21 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     if (message.periodStart !== "") {
       obj.periodStart = message.periodStart;
     }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
+    if (message.tagKey !== "") {
+      obj.tagKey = message.tagKey;
+    }
+    if (message.tagValue !== "") {
+      obj.tagValue = message.tagValue;
+    }
+    if (message.windowHours !== 0) {
+      obj.windowHours = Math.round(message.windowHours);
+    }
+    if (message.allowedAt !== undefined) {
+      obj.allowedAt = fromTimestamp(message.allowedAt).toISOString();
+    }
     return obj;
   },
 
@@ -951,6 +1128,13 @@ export const LimitStatus: MessageFns<LimitStatus> = {
     message.enforcement = object.enforcement ?? 0;
     message.reserved = object.reserved ?? "";
     message.periodStart = object.periodStart ?? "";
+    message.apiKeyId = object.apiKeyId ?? "";
+    message.tagKey = object.tagKey ?? "";
+    message.tagValue = object.tagValue ?? "";
+    message.windowHours = object.windowHours ?? 0;
+    message.allowedAt = (object.allowedAt !== undefined && object.allowedAt !== null)
+      ? Timestamp.fromPartial(object.allowedAt)
+      : undefined;
     return message;
   },
 };
@@ -1071,7 +1255,19 @@ export const UsageSnapshot: MessageFns<UsageSnapshot> = {
 };
 
 function createBaseLimit(): Limit {
-  return { accountId: "", userId: "", period: 0, measure: 0, amount: "", enforcement: 0, updateTime: undefined };
+  return {
+    accountId: "",
+    userId: "",
+    period: 0,
+    measure: 0,
+    amount: "",
+    enforcement: 0,
+    updateTime: undefined,
+    apiKeyId: "",
+    tagKey: "",
+    tagValue: "",
+    windowHours: 0,
+  };
 }
 
 export const Limit: MessageFns<Limit> = {
@@ -1096,6 +1292,18 @@ export const Limit: MessageFns<Limit> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(message.updateTime, writer.uint32(58).fork()).join();
+    }
+    if (message.apiKeyId !== "") {
+      writer.uint32(66).string(message.apiKeyId);
+    }
+    if (message.tagKey !== "") {
+      writer.uint32(74).string(message.tagKey);
+    }
+    if (message.tagValue !== "") {
+      writer.uint32(82).string(message.tagValue);
+    }
+    if (message.windowHours !== 0) {
+      writer.uint32(88).int32(message.windowHours);
     }
     return writer;
   },
@@ -1169,6 +1377,38 @@ export const Limit: MessageFns<Limit> = {
             message.updateTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.tagKey = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.tagValue = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.windowHours = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1202,6 +1442,26 @@ export const Limit: MessageFns<Limit> = {
         : isSet(object.update_time)
         ? fromJsonTimestamp(object.update_time)
         : undefined,
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+      tagKey: isSet(object.tagKey)
+        ? globalThis.String(object.tagKey)
+        : isSet(object.tag_key)
+        ? globalThis.String(object.tag_key)
+        : "",
+      tagValue: isSet(object.tagValue)
+        ? globalThis.String(object.tagValue)
+        : isSet(object.tag_value)
+        ? globalThis.String(object.tag_value)
+        : "",
+      windowHours: isSet(object.windowHours)
+        ? globalThis.Number(object.windowHours)
+        : isSet(object.window_hours)
+        ? globalThis.Number(object.window_hours)
+        : 0,
     };
   },
 
@@ -1228,6 +1488,18 @@ export const Limit: MessageFns<Limit> = {
     if (message.updateTime !== undefined) {
       obj.updateTime = fromTimestamp(message.updateTime).toISOString();
     }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
+    if (message.tagKey !== "") {
+      obj.tagKey = message.tagKey;
+    }
+    if (message.tagValue !== "") {
+      obj.tagValue = message.tagValue;
+    }
+    if (message.windowHours !== 0) {
+      obj.windowHours = Math.round(message.windowHours);
+    }
     return obj;
   },
 
@@ -1245,6 +1517,10 @@ export const Limit: MessageFns<Limit> = {
     message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
       ? Timestamp.fromPartial(object.updateTime)
       : undefined;
+    message.apiKeyId = object.apiKeyId ?? "";
+    message.tagKey = object.tagKey ?? "";
+    message.tagValue = object.tagValue ?? "";
+    message.windowHours = object.windowHours ?? 0;
     return message;
   },
 };
@@ -1418,6 +1694,8 @@ function createBaseReservation(): Reservation {
     finishTime: undefined,
     chargeId: "",
     creditHeld: undefined,
+    tags: {},
+    apiKeyId: "",
   };
 }
 
@@ -1464,6 +1742,12 @@ export const Reservation: MessageFns<Reservation> = {
     }
     if (message.creditHeld !== undefined) {
       Money.encode(message.creditHeld, writer.uint32(114).fork()).join();
+    }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      Reservation_TagsEntry.encode({ key: key as any, value }, writer.uint32(122).fork()).join();
+    });
+    if (message.apiKeyId !== "") {
+      writer.uint32(130).string(message.apiKeyId);
     }
     return writer;
   },
@@ -1593,6 +1877,25 @@ export const Reservation: MessageFns<Reservation> = {
             message.creditHeld = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            const entry15 = Reservation_TagsEntry.decode(reader, reader.uint32());
+            if (entry15.value !== undefined) {
+              message.tags[entry15.key] = entry15.value;
+            }
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1673,6 +1976,25 @@ export const Reservation: MessageFns<Reservation> = {
         : isSet(object.credit_held)
         ? Money.fromJSON(object.credit_held)
         : undefined,
+      tags: isObject(object.tags)
+        ? (globalThis.Object.entries(object.tags) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
     };
   },
 
@@ -1720,6 +2042,18 @@ export const Reservation: MessageFns<Reservation> = {
     if (message.creditHeld !== undefined) {
       obj.creditHeld = Money.toJSON(message.creditHeld);
     }
+    if (message.tags) {
+      const entries = globalThis.Object.entries(message.tags) as [string, string][];
+      if (entries.length > 0) {
+        obj.tags = {};
+        entries.forEach(([k, v]) => {
+          obj.tags[k] = v;
+        });
+      }
+    }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
     return obj;
   },
 
@@ -1752,6 +2086,101 @@ export const Reservation: MessageFns<Reservation> = {
     message.creditHeld = (object.creditHeld !== undefined && object.creditHeld !== null)
       ? Money.fromPartial(object.creditHeld)
       : undefined;
+    message.tags = (globalThis.Object.entries(object.tags ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.apiKeyId = object.apiKeyId ?? "";
+    return message;
+  },
+};
+
+function createBaseReservation_TagsEntry(): Reservation_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const Reservation_TagsEntry: MessageFns<Reservation_TagsEntry> = {
+  encode(message: Reservation_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Reservation_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReservation_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Reservation_TagsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Reservation_TagsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Reservation_TagsEntry>): Reservation_TagsEntry {
+    return Reservation_TagsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Reservation_TagsEntry>): Reservation_TagsEntry {
+    const message = createBaseReservation_TagsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };

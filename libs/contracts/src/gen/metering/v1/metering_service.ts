@@ -303,9 +303,9 @@ export interface RecordChargesRequest {
   /**
    * 1 to 1000 charges, each as in RecordCharge (own account, own idempotency key).
    * Refused as a whole when the answer could exceed 4 MiB: each charge's
-   * bytes plus what the server adds (at most 2433 bytes, 1401 more with a
+   * bytes plus what the server adds (at most 2433 bytes, 1418 more with a
    * reservation_id), or at least 4194 bytes per charge, must sum to at most
-   * 4194304. So any 1000 charges of at most 1761 bytes each fit (360 bytes
+   * 4194304. So any 1000 charges of at most 1761 bytes each fit (343 bytes
    * each when every one has a reservation_id).
    */
   charges: RecordChargeRequest[];
@@ -494,7 +494,15 @@ export interface CheckLimitsResponse {
    * For an account with prepaid credits (README "Credits"): what the user may
    * spend now, USD, before this call's hold. Unset for an account without credits.
    */
-  creditAvailable: Money | undefined;
+  creditAvailable:
+    | Money
+    | undefined;
+  /**
+   * When denied by rolling limits only: when enough usage will have aged out
+   * of their windows for the call to be allowed, if nothing else changes (the
+   * latest allowed_at of the rolling limits that deny it). Absent otherwise.
+   */
+  allowedAt: Timestamp | undefined;
 }
 
 /** New daily limits for a scope. */
@@ -527,6 +535,15 @@ export interface GetLimitsRequest {
   accountId: string;
   /** The user, or empty for the account-wide limits. */
   userId: string;
+  /** The hard day limits of an API key (its id); at most one of user_id, api_key_id and tag_key. */
+  apiKeyId: string;
+  /**
+   * The hard day limits of a tag value: a tag key the account declared as a dimension
+   * (SetDimensions; otherwise INVALID_ARGUMENT on tag_key), with tag_value.
+   */
+  tagKey: string;
+  /** The tag value, with tag_key (1 to 128 characters, no control characters). */
+  tagValue: string;
 }
 
 /** The limits of a scope. */
@@ -608,6 +625,20 @@ export interface PutLimitRequest {
   amount: string;
   /** Hard (UNSPECIFIED means hard) or soft. */
   enforcement: LimitEnforcement;
+  /** The limit of an API key (its id); at most one of user_id, api_key_id and tag_key. */
+  apiKeyId: string;
+  /**
+   * The limit of a tag value: a tag key the account declared as a dimension
+   * (SetDimensions; otherwise INVALID_ARGUMENT on tag_key), with tag_value.
+   */
+  tagKey: string;
+  /** The tag value, with tag_key (1 to 128 characters, no control characters). */
+  tagValue: string;
+  /**
+   * With period LIMIT_PERIOD_ROLLING: the window in whole hours, 1 to 744
+   * (required); 0 with the other periods.
+   */
+  windowHours: number;
 }
 
 /** The limit as stored. */
@@ -628,6 +659,15 @@ export interface DeleteLimitRequest {
   measure: LimitMeasure;
   /** Hard (UNSPECIFIED means hard) or soft. */
   enforcement: LimitEnforcement;
+  /** The limit of an API key (its id); at most one of user_id, api_key_id and tag_key. */
+  apiKeyId: string;
+  /**
+   * The limit of a tag value: a tag key the account declared as a dimension
+   * (SetDimensions; otherwise INVALID_ARGUMENT on tag_key), with tag_value.
+   */
+  tagKey: string;
+  /** The tag value, with tag_key (1 to 128 characters, no control characters). */
+  tagValue: string;
 }
 
 /** The outcome of a removal. */
@@ -3163,6 +3203,7 @@ function createBaseCheckLimitsResponse(): CheckLimitsResponse {
     replayed: false,
     timeZone: "",
     creditAvailable: undefined,
+    allowedAt: undefined,
   };
 }
 
@@ -3200,6 +3241,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     }
     if (message.creditAvailable !== undefined) {
       Money.encode(message.creditAvailable, writer.uint32(90).fork()).join();
+    }
+    if (message.allowedAt !== undefined) {
+      Timestamp.encode(message.allowedAt, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -3305,6 +3349,14 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
             message.creditAvailable = Money.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.allowedAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3346,6 +3398,11 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
         : isSet(object.credit_available)
         ? Money.fromJSON(object.credit_available)
         : undefined,
+      allowedAt: isSet(object.allowedAt)
+        ? fromJsonTimestamp(object.allowedAt)
+        : isSet(object.allowed_at)
+        ? fromJsonTimestamp(object.allowed_at)
+        : undefined,
     };
   },
 
@@ -3384,6 +3441,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     if (message.creditAvailable !== undefined) {
       obj.creditAvailable = Money.toJSON(message.creditAvailable);
     }
+    if (message.allowedAt !== undefined) {
+      obj.allowedAt = fromTimestamp(message.allowedAt).toISOString();
+    }
     return obj;
   },
 
@@ -3410,6 +3470,9 @@ export const CheckLimitsResponse: MessageFns<CheckLimitsResponse> = {
     message.timeZone = object.timeZone ?? "";
     message.creditAvailable = (object.creditAvailable !== undefined && object.creditAvailable !== null)
       ? Money.fromPartial(object.creditAvailable)
+      : undefined;
+    message.allowedAt = (object.allowedAt !== undefined && object.allowedAt !== null)
+      ? Timestamp.fromPartial(object.allowedAt)
       : undefined;
     return message;
   },
@@ -3646,7 +3709,7 @@ export const SetLimitsResponse: MessageFns<SetLimitsResponse> = {
 };
 
 function createBaseGetLimitsRequest(): GetLimitsRequest {
-  return { accountId: "", userId: "" };
+  return { accountId: "", userId: "", apiKeyId: "", tagKey: "", tagValue: "" };
 }
 
 export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
@@ -3656,6 +3719,15 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
     }
     if (message.userId !== "") {
       writer.uint32(18).string(message.userId);
+    }
+    if (message.apiKeyId !== "") {
+      writer.uint32(26).string(message.apiKeyId);
+    }
+    if (message.tagKey !== "") {
+      writer.uint32(34).string(message.tagKey);
+    }
+    if (message.tagValue !== "") {
+      writer.uint32(42).string(message.tagValue);
     }
     return writer;
   },
@@ -3689,6 +3761,30 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
             message.userId = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tagKey = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tagValue = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3713,6 +3809,21 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
         : isSet(object.user_id)
         ? globalThis.String(object.user_id)
         : "",
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+      tagKey: isSet(object.tagKey)
+        ? globalThis.String(object.tagKey)
+        : isSet(object.tag_key)
+        ? globalThis.String(object.tag_key)
+        : "",
+      tagValue: isSet(object.tagValue)
+        ? globalThis.String(object.tagValue)
+        : isSet(object.tag_value)
+        ? globalThis.String(object.tag_value)
+        : "",
     };
   },
 
@@ -3724,6 +3835,15 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
     if (message.userId !== "") {
       obj.userId = message.userId;
     }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
+    if (message.tagKey !== "") {
+      obj.tagKey = message.tagKey;
+    }
+    if (message.tagValue !== "") {
+      obj.tagValue = message.tagValue;
+    }
     return obj;
   },
 
@@ -3734,6 +3854,9 @@ export const GetLimitsRequest: MessageFns<GetLimitsRequest> = {
     const message = createBaseGetLimitsRequest();
     message.accountId = object.accountId ?? "";
     message.userId = object.userId ?? "";
+    message.apiKeyId = object.apiKeyId ?? "";
+    message.tagKey = object.tagKey ?? "";
+    message.tagValue = object.tagValue ?? "";
     return message;
   },
 };
@@ -4400,7 +4523,18 @@ export const DeleteMarkupResponse: MessageFns<DeleteMarkupResponse> = {
 };
 
 function createBasePutLimitRequest(): PutLimitRequest {
-  return { accountId: "", userId: "", period: 0, measure: 0, amount: "", enforcement: 0 };
+  return {
+    accountId: "",
+    userId: "",
+    period: 0,
+    measure: 0,
+    amount: "",
+    enforcement: 0,
+    apiKeyId: "",
+    tagKey: "",
+    tagValue: "",
+    windowHours: 0,
+  };
 }
 
 export const PutLimitRequest: MessageFns<PutLimitRequest> = {
@@ -4422,6 +4556,18 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     }
     if (message.enforcement !== 0) {
       writer.uint32(48).int32(message.enforcement);
+    }
+    if (message.apiKeyId !== "") {
+      writer.uint32(58).string(message.apiKeyId);
+    }
+    if (message.tagKey !== "") {
+      writer.uint32(66).string(message.tagKey);
+    }
+    if (message.tagValue !== "") {
+      writer.uint32(74).string(message.tagValue);
+    }
+    if (message.windowHours !== 0) {
+      writer.uint32(80).int32(message.windowHours);
     }
     return writer;
   },
@@ -4487,6 +4633,38 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
             message.enforcement = reader.int32() as any;
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tagKey = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.tagValue = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.windowHours = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4515,6 +4693,26 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
       measure: isSet(object.measure) ? limitMeasureFromJSON(object.measure) : 0,
       amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
       enforcement: isSet(object.enforcement) ? limitEnforcementFromJSON(object.enforcement) : 0,
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+      tagKey: isSet(object.tagKey)
+        ? globalThis.String(object.tagKey)
+        : isSet(object.tag_key)
+        ? globalThis.String(object.tag_key)
+        : "",
+      tagValue: isSet(object.tagValue)
+        ? globalThis.String(object.tagValue)
+        : isSet(object.tag_value)
+        ? globalThis.String(object.tag_value)
+        : "",
+      windowHours: isSet(object.windowHours)
+        ? globalThis.Number(object.windowHours)
+        : isSet(object.window_hours)
+        ? globalThis.Number(object.window_hours)
+        : 0,
     };
   },
 
@@ -4538,6 +4736,18 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     if (message.enforcement !== 0) {
       obj.enforcement = limitEnforcementToJSON(message.enforcement);
     }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
+    if (message.tagKey !== "") {
+      obj.tagKey = message.tagKey;
+    }
+    if (message.tagValue !== "") {
+      obj.tagValue = message.tagValue;
+    }
+    if (message.windowHours !== 0) {
+      obj.windowHours = Math.round(message.windowHours);
+    }
     return obj;
   },
 
@@ -4552,6 +4762,10 @@ export const PutLimitRequest: MessageFns<PutLimitRequest> = {
     message.measure = object.measure ?? 0;
     message.amount = object.amount ?? "";
     message.enforcement = object.enforcement ?? 0;
+    message.apiKeyId = object.apiKeyId ?? "";
+    message.tagKey = object.tagKey ?? "";
+    message.tagValue = object.tagValue ?? "";
+    message.windowHours = object.windowHours ?? 0;
     return message;
   },
 };
@@ -4624,7 +4838,7 @@ export const PutLimitResponse: MessageFns<PutLimitResponse> = {
 };
 
 function createBaseDeleteLimitRequest(): DeleteLimitRequest {
-  return { accountId: "", userId: "", period: 0, measure: 0, enforcement: 0 };
+  return { accountId: "", userId: "", period: 0, measure: 0, enforcement: 0, apiKeyId: "", tagKey: "", tagValue: "" };
 }
 
 export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
@@ -4643,6 +4857,15 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
     }
     if (message.enforcement !== 0) {
       writer.uint32(40).int32(message.enforcement);
+    }
+    if (message.apiKeyId !== "") {
+      writer.uint32(50).string(message.apiKeyId);
+    }
+    if (message.tagKey !== "") {
+      writer.uint32(58).string(message.tagKey);
+    }
+    if (message.tagValue !== "") {
+      writer.uint32(66).string(message.tagValue);
     }
     return writer;
   },
@@ -4700,6 +4923,30 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
             message.enforcement = reader.int32() as any;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.apiKeyId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tagKey = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.tagValue = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4727,6 +4974,21 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
       period: isSet(object.period) ? limitPeriodFromJSON(object.period) : 0,
       measure: isSet(object.measure) ? limitMeasureFromJSON(object.measure) : 0,
       enforcement: isSet(object.enforcement) ? limitEnforcementFromJSON(object.enforcement) : 0,
+      apiKeyId: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+      tagKey: isSet(object.tagKey)
+        ? globalThis.String(object.tagKey)
+        : isSet(object.tag_key)
+        ? globalThis.String(object.tag_key)
+        : "",
+      tagValue: isSet(object.tagValue)
+        ? globalThis.String(object.tagValue)
+        : isSet(object.tag_value)
+        ? globalThis.String(object.tag_value)
+        : "",
     };
   },
 
@@ -4747,6 +5009,15 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
     if (message.enforcement !== 0) {
       obj.enforcement = limitEnforcementToJSON(message.enforcement);
     }
+    if (message.apiKeyId !== "") {
+      obj.apiKeyId = message.apiKeyId;
+    }
+    if (message.tagKey !== "") {
+      obj.tagKey = message.tagKey;
+    }
+    if (message.tagValue !== "") {
+      obj.tagValue = message.tagValue;
+    }
     return obj;
   },
 
@@ -4760,6 +5031,9 @@ export const DeleteLimitRequest: MessageFns<DeleteLimitRequest> = {
     message.period = object.period ?? 0;
     message.measure = object.measure ?? 0;
     message.enforcement = object.enforcement ?? 0;
+    message.apiKeyId = object.apiKeyId ?? "";
+    message.tagKey = object.tagKey ?? "";
+    message.tagValue = object.tagValue ?? "";
     return message;
   },
 };

@@ -1,0 +1,147 @@
+import { RecordChargeRequest } from '@metering/contracts';
+import { CheckLimitsRequestInput, DomainError, ValidationError } from '@metering/domain';
+import { PriceTable } from '@metering/pricing';
+import { ChargesService } from '../../src/services/charges.service';
+import { DimensionsService } from '../../src/services/dimensions.service';
+import { LimitsService } from '../../src/services/limits.service';
+import { PricingService } from '../../src/services/pricing.service';
+import { ReservationsService } from '../../src/services/reservations.service';
+import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
+import { expectRollupsMatchCharges } from '../support/consistency';
+import { gpt4oCost } from '../support/costing';
+import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { chargeRequest, checkRequest } from '../support/requests';
+
+/**
+ * Issue 20, rolling windows, on the embedded database and on Postgres, with the
+ * services' clock set by the test: a limit over the last N whole hours admits
+ * and refuses at the right hours, says when enough usage ages out, holds and
+ * frees reservations in the hour they were placed, and the hourly counters
+ * equal the sums of the charges and open holds per hour and scope.
+ */
+requirePostgresInCi();
+
+const ROLLING = 3;
+const MEASURE = { messages: 1, tokens: 2, cost: 3 } as const;
+
+describe.each(databaseTargets())('rolling windows on $name', (target) => {
+  let tdb: TestDatabase;
+  let db: Db;
+  // The clock every service reads; each test sets it.
+  let now = new Date('2026-12-07T10:15:00Z');
+  const clock = () => now;
+  let charges: ChargesService;
+  let limits: LimitsService;
+  let reservations: ReservationsService;
+  let dimensions: DimensionsService;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    db = openDatabase(tdb.config);
+    await migrate(db);
+    const pricing = new PricingService(db, new PriceTable(), clock);
+    charges = new ChargesService(db, pricing, clock);
+    limits = new LimitsService(db, pricing, clock);
+    reservations = new ReservationsService(db, clock);
+    dimensions = new DimensionsService(db, clock);
+  });
+
+  afterAll(async () => {
+    if (db) await closeDatabase(db);
+    await tdb?.drop();
+  });
+
+  const at = (iso: string) => {
+    now = new Date(iso);
+  };
+  const put = (accountId: string, measure: keyof typeof MEASURE, amount: string, windowHours: number, scope: { tagKey?: string; tagValue?: string } = {}) =>
+    limits.putLimit({ accountId, userId: '', ...scope, period: ROLLING, windowHours, measure: MEASURE[measure], enforcement: 1, amount });
+  const charge = (accountId: string, key: string, over: Partial<RecordChargeRequest> = {}) => charges.recordCharge(chargeRequest({ accountId, idempotencyKey: key, ...over }));
+  const check = (accountId: string, over: Partial<CheckLimitsRequestInput> = {}) => limits.checkLimits({ ...checkRequest({ accountId }), ...over });
+  const failure = async (p: Promise<unknown>): Promise<DomainError> => {
+    try {
+      await p;
+    } catch (e) {
+      if (e instanceof DomainError) return e;
+      throw e;
+    }
+    throw new Error('expected a domain error');
+  };
+
+  it('admits and refuses at the right hours, and says when enough usage ages out', async () => {
+    const a = 'roll-msgs';
+    await put(a, 'messages', '3', 5);
+    at('2026-12-07T10:15:00Z');
+    await charge(a, 'c1');
+    at('2026-12-07T11:40:00Z');
+    await charge(a, 'c2');
+    at('2026-12-07T12:05:00Z');
+    expect(await check(a)).toMatchObject({ allowed: true, limits: [{ period: 'rolling', windowHours: 5, used: '2', remaining: '1', periodStart: '2026-12-07T08:00:00.000Z' }] });
+    await charge(a, 'c3');
+    // Three in the window of 08:00 to 12:59: refused until the 10:00 hour leaves it, at 15:00.
+    const denied = await check(a);
+    expect(denied).toMatchObject({ allowed: false, reason: 'message_limit_reached', message: 'Account 5-hour message limit reached (3)' });
+    expect(denied.allowedAt?.toISOString()).toBe('2026-12-07T15:00:00.000Z');
+    expect(denied.limits[0].allowedAt?.toISOString()).toBe('2026-12-07T15:00:00.000Z');
+    at('2026-12-07T14:59:59Z');
+    expect(await check(a)).toMatchObject({ allowed: false, allowedAt: new Date('2026-12-07T15:00:00Z') });
+    at('2026-12-07T15:00:00Z');
+    expect(await check(a)).toMatchObject({ allowed: true, limits: [{ used: '2', periodStart: '2026-12-07T11:00:00.000Z' }] });
+    expect((await check(a)).allowedAt).toBeUndefined();
+    // At 16:40 only the 12:05 charge is left; at 17:00 none.
+    at('2026-12-07T16:40:00Z');
+    expect((await check(a)).limits[0].used).toBe('1');
+    at('2026-12-07T17:00:00Z');
+    expect((await check(a)).limits[0].used).toBe('0');
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  it('holds reservations in their hour, frees them when settled, released or expired, and refuses what would overshoot the window', async () => {
+    const a = 'roll-cost';
+    await dimensions.setDimensions({ accountId: a, tagKeys: ['feature'] });
+    const one = gpt4oCost({ promptTokens: 100, completionTokens: 200 });
+    // Room for two default charges in any 3 hours of the summarize feature.
+    await put(a, 'cost', one.times(2).toFixed(), 3, { tagKey: 'feature', tagValue: 'summarize' });
+    const tagged = { tags: { feature: 'summarize' } };
+    const reserve = (key: string, over: Partial<CheckLimitsRequestInput> = {}) =>
+      limits.checkLimits({ ...checkRequest({ accountId: a, reserve: true, idempotencyKey: key, ...tagged, additionalCost: { amount: one.toFixed(), currencyCode: 'USD' } }), ...over });
+    at('2026-12-07T20:30:00Z');
+    const r1 = await reserve('r1', { holdSeconds: 3 * 3600 });
+    expect(r1.allowed).toBe(true);
+    at('2026-12-07T21:10:00Z');
+    const r2 = await reserve('r2', { holdSeconds: 60 });
+    expect(r2.allowed).toBe(true);
+    const r3 = await reserve('r3');
+    expect(r3).toMatchObject({ allowed: false, reason: 'cost_limit_exceeded', message: `Tag feature=summarize 3-hour cost limit reached (${one.times(2).toFixed()} USD)` });
+    // The 20:00 hour leaves the 3-hour window at 23:00.
+    expect(r3.allowedAt?.toISOString()).toBe('2026-12-07T23:00:00.000Z');
+    // Untagged calls are not limited by it.
+    expect(await reserve('u1', { tags: {} })).toMatchObject({ allowed: true });
+    await expectRollupsMatchCharges(db, a);
+    // r1 settles (its hold leaves 20:00; the usage counts at 21:15), r2 expires at 21:11.
+    at('2026-12-07T21:15:00Z');
+    await charge(a, 'c1', { reservationId: r1.reservation!.reservationId, ...tagged });
+    at('2026-12-07T21:12:00Z');
+    expect(await reservations.expireAllDue()).toBe(1);
+    await expectRollupsMatchCharges(db, a);
+    at('2026-12-07T21:20:00Z');
+    expect(await reserve('r4')).toMatchObject({ allowed: true });
+    expect(await reserve('r5')).toMatchObject({ allowed: false, allowedAt: new Date('2026-12-08T00:00:00Z') });
+    await reservations.release({ accountId: a, reservationId: (await reserve('r4')).reservation!.reservationId });
+    expect(await reserve('r6')).toMatchObject({ allowed: true });
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  it('refuses a window that is not 1 to 744 whole hours, and a window on a calendar period, writing nothing', async () => {
+    const a = 'roll-bad';
+    for (const [period, windowHours] of [[ROLLING, 0], [ROLLING, 745], [ROLLING, -1], [ROLLING, 1.5], [1, 5]]) {
+      const e = await failure(limits.putLimit({ accountId: a, userId: '', period, windowHours, measure: 1, enforcement: 1, amount: '1' }));
+      expect([e.code, (e as ValidationError).violations.map((v) => v.field)]).toEqual(['INVALID_ARGUMENT', ['window_hours']]);
+    }
+    expect(await db('limits').where({ account_id: a })).toEqual([]);
+    await put(a, 'tokens', '1000', 744);
+    expect((await limits.listLimits({ accountId: a, userId: '', pageSize: 0, pageToken: '' })).limits).toEqual([
+      expect.objectContaining({ limit: expect.objectContaining({ period: 'rolling', windowHours: 744 }), used: '0', exceeded: false }),
+    ]);
+  });
+});
