@@ -9,6 +9,7 @@
  * the hot paths. METERING_ALLOC_PROFILE=<file> also writes a sampled profile of what the measured
  * calls allocate (objects already collected included; a V8 heap profile, as Chrome DevTools reads it).
  */
+/* eslint-disable @nx/enforce-module-boundaries -- this tool measures the metering app's service layer in-process, so it imports the app's own modules (the app is not a library with a public entry point). */
 import { CheckLimitsRequest, RecordChargeRequest } from '@metering/contracts';
 import { PriceTable } from '@metering/pricing';
 import { writeFileSync } from 'node:fs';
