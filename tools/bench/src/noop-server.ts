@@ -5,7 +5,7 @@
  * machine. Prints {"port": N} when listening.
  */
 import { type handleUnaryCall, Server, ServerCredentials, status } from '@grpc/grpc-js';
-import { Charge, CheckLimitsReason, MeteringServiceService, PricingStatus } from '@metering/contracts';
+import { Charge, CheckLimitsReason, CheckLimitsResponse, LimitStatus, MeteringServiceService, PricingStatus } from '@metering/contracts';
 import { chargeRequest } from './workload';
 
 const money = (amount: string) => ({ amount, currencyCode: 'USD' });
@@ -18,7 +18,7 @@ const charge = Charge.fromPartial({
   markup: '1', providerCost: money('0.00035'), promptCost: money('0.00014'), completionCost: money('0.00021'), callCost: money('0'), totalCost: money('0.00035'), priceOrigin: 1,
 });
 const usage = { messageCount: '12', totalTokens: '18600', totalCost: money('0.0042') };
-const limit = { scope: 1, measure: 1, limit: '100', used: '12', remaining: '88', exceeded: false, period: 1, enforcement: 1, reserved: '0', periodStart: '2026-11-24' };
+const limit = LimitStatus.fromPartial({ scope: 1, measure: 1, limit: '100', used: '12', remaining: '88', exceeded: false, period: 1, enforcement: 1, reserved: '0', periodStart: '2026-11-24' });
 
 type Unary = handleUnaryCall<unknown, unknown>;
 const reply =
@@ -29,7 +29,7 @@ const handlers: Record<string, Unary> = {};
 for (const name of Object.keys(MeteringServiceService)) handlers[name] = (_call, cb) => cb({ code: status.UNIMPLEMENTED, details: 'not in the no-op server' });
 handlers.recordCharge = reply(() => ({ charge, replayed: false }));
 handlers.recordCharges = reply((r: { charges: unknown[] }) => ({ results: r.charges.map(() => ({ result: { $case: 'recorded', value: { charge, replayed: false } } })) }));
-handlers.checkLimits = reply(() => ({
+handlers.checkLimits = reply(() => CheckLimitsResponse.fromPartial({
   allowed: true, reason: CheckLimitsReason.CHECK_LIMITS_REASON_WITHIN_LIMITS, message: 'Within limits', date: '2026-11-24', timeZone: 'UTC', userUsage: usage, accountUsage: usage, limits: [limit, limit], replayed: false,
 }));
 
