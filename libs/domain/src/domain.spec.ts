@@ -175,6 +175,23 @@ describe('evaluateLimits (the Django models\' check_user_limits, with periods, s
     expect(softLimitCrossings(soft, [counters[1]], [rerated])).toEqual([]);
   });
 
+  it('finds the soft limits of an API key or a tag value that charges counting on that scope took past their amount', () => {
+    const byKey = { ...limit('', 'messages', '2', 'day', 'soft'), scope: 'api_key:k1' };
+    const byTag = { ...limit('', 'messages', '1', 'day', 'soft'), scope: 'tag:feature=summarize' };
+    const rows = [
+      { accountId: 'a', userId: '', scope: 'api_key:k1', period: 'day' as const, periodStart: day, used: counter(2, 20) },
+      { accountId: 'a', userId: '', scope: 'tag:feature=summarize', period: 'day' as const, periodStart: day, used: counter(1, 10) },
+    ];
+    const on = (userId: string, scopes: string[]) => ({ accountId: 'a', userId, usageDate: day, used: counter(1, 10), scopes });
+    // A charge of key k1 tagged feature=summarize takes both past.
+    expect(softLimitCrossings([byKey, byTag], rows, [on('u', ['api_key:k1', 'tag:feature=summarize'])])).toEqual([
+      { userId: 'u', limit: byKey, periodStart: day, used: rows[0].used },
+      { userId: 'u', limit: byTag, periodStart: day, used: rows[1].used },
+    ]);
+    // A charge that does not count on a scope crosses nothing there (its row moved for another reason).
+    expect(softLimitCrossings([byKey, byTag], rows, [on('u', ['api_key:k2'])])).toEqual([]);
+  });
+
   it('ignores limits of other users', () => {
     expect(run([limit('someone-else', 'messages', '0')]).reason).toBe('no_limits_set');
   });

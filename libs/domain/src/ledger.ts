@@ -307,7 +307,7 @@ function usageEntries(made: Made, rollup: RollupDelta, scopes: string[], at: Dat
   // The hour of the usage (every charge the services record has its usage time; a bare record without one moves no hour).
   if (at) for (const key of hourKeysOf(rollup.accountId, rollup.userId, at, scopes)) made.hours.push({ key, used, reserved: ZERO_USAGE });
   made.rollups.push(rollup);
-  made.usage.push({ accountId: rollup.accountId, userId: rollup.userId, usageDate: rollup.usageDate, used });
+  made.usage.push({ accountId: rollup.accountId, userId: rollup.userId, usageDate: rollup.usageDate, used, ...(scopes.length > 0 ? { scopes } : {}) });
   for (const key of counterKeysOf(rollup.accountId, rollup.userId, rollup.usageDate, scopes)) {
     made.counters.push({ key, used, unpricedMessages: rollup.sums.unpricedMessageCount, reserved: ZERO_USAGE });
   }

@@ -582,6 +582,8 @@ export interface UsageChange {
   userId: string;
   usageDate: string;
   used: UsageCounter;
+  /** The API key and tag scopes the usage also counts on (extraScopesOf); none when absent. */
+  scopes?: string[];
 }
 
 /**
@@ -596,10 +598,13 @@ export function softLimitCrossings(
   changes: UsageChange[],
 ): Array<{ userId: string; limit: Limit; periodStart: string; used: UsageCounter }> {
   const out = [];
-  // Soft limits of the account and its users (the API key and tag scopes report theirs in CheckLimits only).
-  for (const limit of limits.filter((l) => l.enforcement === 'soft' && !l.scope && l.period !== 'rolling')) {
-    for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && !r.scope && r.period === limit.period)) {
-      const mine = changes.filter((c) => c.accountId === limit.accountId && (limit.userId === '' || c.userId === limit.userId) && periodStartOf(limit.period as LimitPeriod, c.usageDate) === row.periodStart);
+  // Calendar soft limits of every scope: the account, a user, an API key, a tag value (rolling
+  // windows report theirs in CheckLimits only: their usage ages out by the hour, not by a write).
+  for (const limit of limits.filter((l) => l.enforcement === 'soft' && l.period !== 'rolling')) {
+    const scope = limit.scope ?? '';
+    const counts = (c: UsageChange) => (scope ? (c.scopes ?? []).includes(scope) : limit.userId === '' || c.userId === limit.userId);
+    for (const row of counters.filter((r) => r.accountId === limit.accountId && r.userId === limit.userId && (r.scope ?? '') === scope && r.period === limit.period)) {
+      const mine = changes.filter((c) => c.accountId === limit.accountId && counts(c) && periodStartOf(limit.period as LimitPeriod, c.usageDate) === row.periodStart);
       if (mine.length === 0) continue;
       const before: UsageCounter = {
         messageCount: mine.reduce((n, c) => n - c.used.messageCount, row.used.messageCount),

@@ -88,18 +88,18 @@ export async function readWriteSettings(
   accountIds: string[],
 ): Promise<{ zones: Map<string, string>; softLimits: Limit[]; credits: Set<string>; alertRules: AlertRule[]; ruleLimits: Limit[]; dimensions: Map<string, string[]>; maxValuesPerDay: Map<string, number> }> {
   const { rows } = await tx.raw(
-    `SELECT 'zone' AS kind, account_id, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at
+    `SELECT 'zone' AS kind, account_id, time_zone AS user_id, NULL AS scope, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at
        FROM accounts WHERE account_id = ANY(?::text[])
      UNION ALL
-     SELECT 'credits', account_id, NULL, NULL, NULL, NULL, NULL, NULL FROM credit_accounts WHERE account_id = ANY(?::text[])
+     SELECT 'credits', account_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM credit_accounts WHERE account_id = ANY(?::text[])
      UNION ALL
-     SELECT 'dims', account_id, array_to_json(tag_keys)::text, NULL, NULL, NULL, max_values_per_day::text, NULL FROM account_dimensions WHERE account_id = ANY(?::text[])
+     SELECT 'dims', account_id, array_to_json(tag_keys)::text, NULL, NULL, NULL, NULL, max_values_per_day::text, NULL FROM account_dimensions WHERE account_id = ANY(?::text[])
      UNION ALL
-     SELECT 'limit', account_id, user_id, period, measure, enforcement, amount::text, updated_at
-       FROM limits WHERE account_id = ANY(?::text[]) AND scope = '' AND period <> 'rolling'
-        AND (enforcement = 'soft' OR account_id IN (SELECT account_id FROM alert_rules WHERE account_id = ANY(?::text[])))
+     SELECT 'limit', account_id, user_id, scope, period, measure, enforcement, amount::text, updated_at
+       FROM limits WHERE account_id = ANY(?::text[]) AND period <> 'rolling'
+        AND (enforcement = 'soft' OR (scope = '' AND account_id IN (SELECT account_id FROM alert_rules WHERE account_id = ANY(?::text[]))))
      UNION ALL
-     SELECT 'rule', account_id, rule_id::text, kind, description, NULL, spec::text, updated_at
+     SELECT 'rule', account_id, rule_id::text, NULL, kind, description, NULL, spec::text, updated_at
        FROM alert_rules WHERE account_id = ANY(?::text[])
      ORDER BY kind, account_id, user_id, period, measure, enforcement`,
     [accountIds, accountIds, accountIds, accountIds, accountIds, accountIds],
@@ -115,7 +115,8 @@ export async function readWriteSettings(
     softLimits: limits.filter((l) => l.enforcement === 'soft'),
     credits: new Set(all.filter((r) => r.kind === 'credits').map((r) => r.account_id)),
     alertRules,
-    ruleLimits: limits.filter((l) => withRules.has(l.accountId)),
+    // Alert rules measure the account and its users (libs/domain/src/alerts.ts).
+    ruleLimits: limits.filter((l) => withRules.has(l.accountId) && !l.scope),
     dimensions: new Map(all.filter((r) => r.kind === 'dims').map((r) => [r.account_id, JSON.parse(r.user_id) as string[]])),
     maxValuesPerDay: new Map(all.filter((r) => r.kind === 'dims').map((r) => [r.account_id, Number(r.amount)])),
   };

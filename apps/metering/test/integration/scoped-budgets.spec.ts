@@ -7,6 +7,7 @@ import { LimitsService } from '../../src/services/limits.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { ReservationsService } from '../../src/services/reservations.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
+import { readEvents } from '../../src/store/events.repo';
 import { expectRollupsMatchCharges } from '../support/consistency';
 import { completionTokensCosting, gpt4oCost } from '../support/costing';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
@@ -125,6 +126,26 @@ describe.each(databaseTargets())('budgets per API key and per tag on $name', (ta
     expect((await limits.getLimits({ accountId: a, userId: '', tagKey: 'feature', tagValue: 'summarize' })).cost?.toFixed()).toBe(budget);
     expect(await limits.deleteLimit({ accountId: a, userId: '', tagKey: 'feature', tagValue: 'summarize', period: PERIOD.day, measure: MEASURE.cost, enforcement: 1 })).toBe(true);
     expect(await check(a, tagged)).toMatchObject({ allowed: true, reason: 'no_limits_set' });
+  });
+
+  it('puts a soft limit of an API key or a tag value on the charge stream when a charge crosses it, once', async () => {
+    const a = 'softscopes';
+    await dimensions.setDimensions({ accountId: a, tagKeys: ['feature'] });
+    const soft = { userId: '', period: PERIOD.day, measure: MEASURE.messages, enforcement: 2 };
+    await limits.putLimit({ accountId: a, ...soft, apiKeyId: 'key-s', amount: '2' });
+    await limits.putLimit({ accountId: a, ...soft, tagKey: 'feature', tagValue: 'summarize', amount: '1' });
+    await charge(a, 's1', { tags: { feature: 'summarize' } }, 'key-s'); // the tag's 1 message: reached
+    await charge(a, 's2', { tags: { feature: 'chat' } }, 'key-s'); // the key's 2 messages: reached
+    await charge(a, 's3', { tags: { feature: 'summarize' } }, 'key-s'); // both already past: nothing new
+    await charge(a, 's4', { tags: { feature: 'summarize' } }, 'key-other'); // another key: not the key's limit
+    const crossed = (await readEvents(db, a, 0n, 100)).filter((e) => e.kind === 'soft_limit_exceeded').map((e) => e.softLimit!);
+    expect(crossed.map((c) => [c.limit.scope, c.limit.amount.toFixed(), c.used.messageCount])).toEqual([
+      ['tag:feature=summarize', '1', 1n],
+      ['api_key:key-s', '2', 2n],
+    ]);
+    // CheckLimits reports them as it did (allowed, soft limit exceeded).
+    expect(await check(a, { tags: { feature: 'summarize' } }, 'key-s')).toMatchObject({ allowed: true, reason: 'soft_limit_exceeded' });
+    await expectRollupsMatchCharges(db, a);
   });
 
   it('holds on every scope of a reservation at once, and settling or expiring frees the same holds', async () => {
