@@ -110,6 +110,28 @@ describe.each(embeddedTarget())('metering CLI on $name', (target) => {
     expect((await cli('markups', 'show', '--account', 'acme', '--csv')).stdout).toBe('provider,model,charge_type,factor,account_id\nopenai,gpt-4o,completion,1.5,acme\n');
   });
 
+  it('sets, shows and deletes the limits of a tag value, an API key and a rolling window (issue 20)', async () => {
+    await call(server.client.setDimensions, server.client, { accountId: 'scoped', tagKeys: ['feature'], maxValuesPerDay: 0 });
+    const tagged = await cli('limits', 'set', '--account', 'scoped', '--tag', 'feature=summarize', '--period', 'day', '--measure', 'messages', '--amount', '5');
+    expect(tagged.stdout).toContain('set: tag:feature=summarize day messages hard limit 5');
+    const keyed = await cli('limits', 'set', '--account', 'scoped', '--key-id', 'k_cli', '--window-hours', '5', '--measure', 'cost', '--amount', '20', '--soft');
+    expect(keyed.stdout).toContain('set: api_key:k_cli rolling 5h cost soft limit 20');
+    const shown = (await cli('limits', 'show', '--account', 'scoped')).stdout;
+    expect(shown).toMatch(/api_key:k_cli\s+rolling 5h\s+cost\s+soft\s+20\s/);
+    expect(shown).toMatch(/tag:feature=summarize\s+day\s+messages\s+hard\s+5\s/);
+    const csvLines = (await cli('limits', 'show', '--account', 'scoped', '--csv')).stdout.trim().split('\n');
+    expect(csvLines[0]).toBe('user_id,period,measure,enforcement,amount,used,reserved,remaining,period_start,exceeded,api_key_id,tag_key,tag_value');
+    expect(csvLines.slice(1).map((l) => l.split(',').slice(-3).join(','))).toEqual(expect.arrayContaining(['k_cli,,', ',feature,summarize']));
+    // Exactly one of --period and --window-hours (a usage error: exit 2); a tag key that is not declared is refused naming tag_key (exit 1).
+    const both = await cli('limits', 'set', '--account', 'scoped', '--tag', 'feature=chat', '--period', 'day', '--window-hours', '2', '--measure', 'messages', '--amount', '1');
+    expect([both.code, both.stderr]).toEqual([2, expect.stringContaining("give exactly one of option '--period <period>' and option '--window-hours <hours>'")]);
+    const undeclared = await cli('limits', 'set', '--account', 'scoped', '--tag', 'team=search', '--period', 'day', '--measure', 'messages', '--amount', '1');
+    expect([undeclared.code, undeclared.stderr]).toEqual([1, expect.stringContaining('tag_key')]);
+    expect((await cli('limits', 'delete', '--account', 'scoped', '--tag', 'feature=summarize', '--period', 'day', '--measure', 'messages')).stdout).toContain('deleted');
+    expect((await cli('limits', 'delete', '--account', 'scoped', '--key-id', 'k_cli', '--window-hours', '5', '--measure', 'cost', '--soft')).stdout).toContain('deleted');
+    expect((await cli('limits', 'show', '--account', 'scoped', '--csv')).stdout).toBe('user_id,period,measure,enforcement,amount,used,reserved,remaining,period_start,exceeded\n');
+  });
+
   it('shows the price catalogue a page at a time', async () => {
     const all = JSON.parse((await cli('prices', 'show', '--provider', 'openai', '--all', '--json')).stdout).prices as Array<{ model: string }>;
     expect(all.length).toBeGreaterThan(3);
