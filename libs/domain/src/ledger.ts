@@ -3,7 +3,7 @@ import type { Alert, WebhookEndpoint } from './alerts';
 import type { ChargeRecord } from './charge';
 import type { BalanceEntryDraft, CreditEntries, CreditHold, GrantDelta, Grant, OverageDelta } from './credits';
 import type { SoftLimitCrossing } from './events';
-import { extraScopesOf, hourStartOf, Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
+import { extraScopesOf, hourStartOf, type HourUsage, Limit, LimitPeriod, periodStartOf, softLimitCrossings, UsageChange, UsageCounter, ZERO_USAGE } from './limits';
 import type { Reservation, ReservationRef, ReservationStatus } from './reservation';
 import type { RollupKey } from './usage';
 
@@ -485,6 +485,21 @@ export function withDeltas(rows: CounterState[], deltas: CounterDelta[]): Counte
     const d = change.get(counterId(r));
     return d ? { ...r, used: addUsage(r.used, d.used), reserved: addUsage(r.reserved, d.reserved) } : r;
   });
+}
+
+/** One hour of a scope's usage as read (hourly_counters, with its user and scope). */
+export type ScopedHour = HourUsage & { userId: string; scope: string };
+
+/** Hours as they will be after some deltas (rows the deltas create start at zero): withDeltas for hourly_counters. */
+export function hoursWithDeltas(rows: ScopedHour[], deltas: HourDelta[]): ScopedHour[] {
+  const idOf = (h: { hourStart: string; userId: string; scope: string }) => hourId({ accountId: '', ...h });
+  const byId = new Map(rows.map((r) => [idOf({ ...r, hourStart: r.hourStart.toISOString() }), r]));
+  for (const d of deltas) {
+    const id = idOf(d.key);
+    const r = byId.get(id) ?? { hourStart: new Date(d.key.hourStart), userId: d.key.userId, scope: d.key.scope, used: ZERO_USAGE, reserved: ZERO_USAGE };
+    byId.set(id, { ...r, used: addUsage(r.used, d.used), reserved: addUsage(r.reserved, d.reserved) });
+  }
+  return [...byId.values()];
 }
 
 /** The soft_limit_exceeded events of applied entries: each soft limit the counters (as now stored) show newly crossed. */

@@ -48,14 +48,13 @@ import {
   parseScope,
   scopesOfReservation,
   Violations,
-  HourUsage,
+  hoursWithDeltas,
+  ScopedHour,
   hourKeysOf,
   LimitSpan,
   MAX_WINDOW_HOURS,
   windowStartOf,
   windowUsage,
-  hourId,
-  HourDelta,
 } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { totalTokens } from '@metering/pricing';
@@ -81,23 +80,6 @@ export interface LimitCheckResult extends LimitDecision {
   credit?: { available: Dec; cost: Dec };
   /** Denied by rolling limits only: when enough usage will have aged out for the call to be allowed. */
   allowedAt?: Date;
-}
-
-type ScopedHour = HourUsage & { userId: string; scope: string };
-
-/** Hours as they will be once the deltas are applied (expired holds freed before a decision). */
-function hoursWithDeltas(rows: ScopedHour[], deltas: HourDelta[]): ScopedHour[] {
-  const byId = new Map(rows.map((r) => [hourId({ accountId: '', hourStart: r.hourStart.toISOString(), userId: r.userId, scope: r.scope }), r]));
-  for (const d of deltas) {
-    const id = hourId({ ...d.key, accountId: '' });
-    const r = byId.get(id) ?? { hourStart: new Date(d.key.hourStart), userId: d.key.userId, scope: d.key.scope, used: ZERO_USAGE, reserved: ZERO_USAGE };
-    byId.set(id, {
-      ...r,
-      used: { messageCount: r.used.messageCount + d.used.messageCount, totalTokens: r.used.totalTokens + d.used.totalTokens, totalCost: r.used.totalCost.plus(d.used.totalCost) },
-      reserved: { messageCount: r.reserved.messageCount + d.reserved.messageCount, totalTokens: r.reserved.totalTokens + d.reserved.totalTokens, totalCost: r.reserved.totalCost.plus(d.reserved.totalCost) },
-    });
-  }
-  return [...byId.values()];
 }
 
 /** A denial by rolling limits only: the latest moment one of them lets the call through (none if one never does). */

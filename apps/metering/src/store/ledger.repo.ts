@@ -1,4 +1,4 @@
-import { counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, HourDelta, hourId, HourKey, HourUsage, LedgerEntries, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
+import { counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, HourDelta, hourId, HourKey, LedgerEntries, ScopedHour, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
 import { countRollupRows, onCitus, statement, Tx } from './db';
@@ -66,7 +66,7 @@ const hourRow = (d: HourDelta, now: Date) => ({
   updated_at: now,
 });
 
-export const toHourUsage = (r: Record<string, string | Date>): HourUsage & { userId: string; scope: string } => ({
+export const toHourUsage = (r: Record<string, string | Date>): ScopedHour => ({
   hourStart: r.hour_start instanceof Date ? r.hour_start : new Date(r.hour_start),
   userId: r.user_id as string,
   scope: r.scope as string,
@@ -94,7 +94,7 @@ const LOCK_HOURS_SQL = `INSERT INTO hourly_counters AS h (${[...HOUR_KEY, ...HOU
  * its current hours are locked: a statement of its own, so that it sees what the transactions it
  * waited for committed). Users '' (the account and the other scopes) and the given users.
  */
-export async function readHours(tx: Tx, accountId: string, userIds: string[], scopes: string[], from: Date): Promise<Array<HourUsage & { userId: string; scope: string }>> {
+export async function readHours(tx: Tx, accountId: string, userIds: string[], scopes: string[], from: Date): Promise<Array<ScopedHour>> {
   const { rows } = await statement(
     tx,
     'read_hours',

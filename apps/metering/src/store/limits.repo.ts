@@ -1,5 +1,5 @@
 import { Dec } from '@metering/pricing';
-import { AlertRule, CounterState, HourUsage, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery } from '@metering/domain';
+import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery, ScopedHour } from '@metering/domain';
 import { fromRuleRow } from './alerts.repo';
 import { Db, statement, Tx } from './db';
 import { bumpSettingsEpoch } from './settings-epoch.repo';
@@ -191,7 +191,7 @@ export async function readLimitCheckState(
   otherScopes: string[] = [],
   /** The first hour of the longest rolling window (the hours from then on are read when the account has rolling limits). */
   hoursFrom: Date = new Date(0),
-): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] }; dimensions: string[]; hours: Array<HourUsage & { userId: string; scope: string }> }> {
+): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] }; dimensions: string[]; hours: Array<ScopedHour> }> {
   const users = ['', ...userIds]; // '' = the account (and the rows of the other scopes)
   const scopes = ['', ...otherScopes];
   const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, users, scopes, accountId, candidateStarts, users, scopes, accountId, accountId, hoursFrom, users, scopes, accountId, accountId, accountId]);
