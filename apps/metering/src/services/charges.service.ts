@@ -34,12 +34,13 @@ import {
 import { CURRENCY_CODE, Dec, totalTokens } from '@metering/pricing';
 import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
-import { Db, inTransaction, Tx } from '../store/db';
-import { applyEntries } from '../store/ledger.repo';
+import { hasAlerts } from '../store/alerts.repo';
+import { Db, inTransaction, onCitus, read, Tx } from '../store/db';
+import { applyEntries, recordAlone } from '../store/ledger.repo';
 import { lockReservations } from '../store/reservations.repo';
 import { Books } from './credits.service';
 import { PricingService } from './pricing.service';
-import { SettingsCache } from './settings-cache';
+import { AccountSettings, SettingsCache, SettingsView } from './settings-cache';
 
 export interface RecordChargeResult {
   charge: ChargeRecord;
@@ -52,6 +53,12 @@ export interface RecordChargeResult {
 /** The outcome of one charge of a batch: recorded (or replayed), or a domain error for that charge alone. */
 export type BatchItemResult = RecordChargeResult | DomainError;
 
+
+/** A call with a key already used: a replay of the stored charge, or a conflict when its content differs. */
+function replayOf(stored: ChargeRecord, input: ChargeInput, reservation?: Reservation): BatchItemResult {
+  const differs = diffChargeContent(stored, input);
+  return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: stored, replayed: true, reservation };
+}
 
 /** A batch item's validation: the input, or the domain error that item alone fails with. */
 function orDomainError(validate: () => ChargeInput): ChargeInput | DomainError {
@@ -228,7 +235,81 @@ export class ChargesService {
   }
 
   private transact(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
-    return this.cache.retrying((view) => inTransaction(this.db, async (tx) => {
+    return this.cache.retrying(async (view) => {
+      const alone = inputs.length === 1 && !inputs[0].reservationId && !onCitus(this.db) ? await this.recordAlone(inputs[0], view, kept) : undefined;
+      if (alone && !(alone instanceof DomainError) && !alone.replayed) onInserted([alone.charge]);
+      return alone ? [alone] : this.inOneTransaction(inputs, onInserted, view, kept);
+    });
+  }
+
+  /**
+   * A lone new charge in one statement without a transaction (ledger.repo.ts, recordAlone):
+   * the common case of a call that finds nothing queued. Only when its decision needs nothing
+   * read under lock: no reservation to settle, no credits, no dimension values to admit, no
+   * soft limit or alert rule to measure on the counters after the write. A key already used
+   * writes nothing, and is answered from the stored charge (a replay, or a conflict when the
+   * content differs). Undefined (nothing written) when the transaction must record it.
+   */
+  private async recordAlone(input: ChargeInput, view: SettingsView, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult | undefined> {
+    const settings = await view.settings(this.db, [input.accountId]);
+    if (settings.get(input.accountId)?.credits) return undefined;
+    const [charge] = await this.chargesOf(this.db, [input], settings, new Map(), view, kept);
+    const wanted = dimensionValuesWanted([charge], (a) => settings.get(a)?.maxValuesPerDay ?? DEFAULT_MAX_VALUES_PER_DAY, (id) => this.knownValues.has(id));
+    if (wanted.length > 0) return undefined;
+    const entries = entriesOf([{ kind: 'charge_recorded', charge }]);
+    if (eventsAfterWrite(settings.values(), entries) || hasAlerts(entries.events)) return undefined;
+    const stored = await read(() => recordAlone(this.db, charge, view.epoch, entries, charge.recordTime));
+    if (stored) return { charge: stored, replayed: false };
+    // The key was used by a committed charge (the insert waits for a concurrent one to end).
+    const [used] = await read(() => findChargesByIdempotencyKeys(this.db, [input]));
+    return used ? replayOf(used, input) : undefined;
+  }
+
+  /**
+   * The charges as they will be stored: priced (from the settings cache; two reads on a miss),
+   * unless ImportCharges kept their cost, dated in their account's time zone (or their
+   * reservation's day), with their dimension values, in key order.
+   */
+  private async chargesOf(
+    db: Db | Tx,
+    inputs: ChargeInput[],
+    settings: Map<string, AccountSettings>,
+    reservations: Map<string, Reservation>,
+    view: SettingsView,
+    kept?: ReadonlyMap<string, KeptPricing>,
+  ): Promise<ChargeRecord[]> {
+    // A cost kept by ImportCharges replaces the price (only the others are priced).
+    const toPrice = kept?.size ? inputs.filter((c) => !kept.has(chargeKey(c))) : inputs;
+    const priced = await this.pricing.priceCharges(db, toPrice, view);
+    let nextPriced = 0;
+    const pricing = toPrice === inputs ? priced : inputs.map((c) => {
+      const cost = kept?.get(chargeKey(c));
+      return cost ? { ...cost, rateTime: this.clock() } : priced[nextPriced++];
+    });
+    const recordTime = this.clock();
+    const charges: ChargeRecord[] = inputs.map((input, n) => {
+      const account = settings.get(input.accountId);
+      const timeZone = account?.timeZone ?? DEFAULT_TIME_ZONE;
+      const usageDate = chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, timeZone);
+      return {
+        ...input,
+        chargeId: randomUUID(),
+        totalTokens: totalTokens(input.tokens),
+        usageDate,
+        recordTime,
+        currencyCode: CURRENCY_CODE,
+        // Accounts with declared dimensions: the values and the local hour it is summed under in dimension_usage.
+        ...(account?.dimensions
+          ? { dimensions: dimensionValues(input.tags, account.dimensions), rollupHour: rollupHour(input.usageTime, usageDate, localDay(input.usageTime, timeZone), timeZone) }
+          : { dimensions: null, rollupHour: null }),
+        ...pricing[n],
+      };
+    });
+    return charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
+  }
+
+  private inOneTransaction(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void, view: SettingsView, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
+    return inTransaction(this.db, async (tx) => {
       const byKey = new Map<string, ChargeInput>();
       for (const c of inputs) if (!byKey.has(chargeKey(c))) byKey.set(chargeKey(c), c);
       const distinct = [...byKey.values()];
@@ -236,34 +317,8 @@ export class ChargesService {
       const insertable = distinct.filter((c) => !refused.has(chargeKey(c)));
       // Time zones, soft limits, alert rules, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
       const settings = await view.settings(tx, [...new Set(insertable.map((c) => c.accountId))]);
-      // A cost kept by ImportCharges replaces the price (only the others are priced).
-      const toPrice = kept?.size ? insertable.filter((c) => !kept.has(chargeKey(c))) : insertable;
-      const priced = await this.pricing.priceCharges(tx, toPrice, view);
-      let nextPriced = 0;
-      const pricing = toPrice === insertable ? priced : insertable.map((c) => {
-        const cost = kept?.get(chargeKey(c));
-        return cost ? { ...cost, rateTime: this.clock() } : priced[nextPriced++];
-      });
-      const recordTime = this.clock();
-      const charges: ChargeRecord[] = insertable.map((input, n) => {
-        const account = settings.get(input.accountId);
-        const timeZone = account?.timeZone ?? DEFAULT_TIME_ZONE;
-        const usageDate = chargeDay(input, input.reservationId ? reservations.get(reservationKey(input.accountId, input.reservationId)) : undefined, timeZone);
-        return {
-          ...input,
-          chargeId: randomUUID(),
-          totalTokens: totalTokens(input.tokens),
-          usageDate,
-          recordTime,
-          currencyCode: CURRENCY_CODE,
-          // Accounts with declared dimensions: the values and the local hour it is summed under in dimension_usage.
-          ...(account?.dimensions
-            ? { dimensions: dimensionValues(input.tags, account.dimensions), rollupHour: rollupHour(input.usageTime, usageDate, localDay(input.usageTime, timeZone), timeZone) }
-            : { dimensions: null, rollupHour: null }),
-          ...pricing[n],
-        };
-      });
-      charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
+      const charges = await this.chargesOf(tx, insertable, settings, reservations, view, kept);
+      const recordTime = charges[0]?.recordTime ?? this.clock();
       // Declared dimensions' values not known to be admitted on their day are admitted by the insert
       // statement itself (up to each account's limit of values per day); a charge carrying a value
       // past the limit is not inserted and is answered with its own error.
@@ -311,11 +366,9 @@ export class ChargesService {
         const replay = !found.fresh || firstUse.has(chargeKey(input));
         firstUse.add(chargeKey(input));
         const reservation = found.charge.reservationId ? reservations.get(reservationKey(found.charge.accountId, found.charge.reservationId)) : undefined;
-        if (!replay) return { charge: found.charge, replayed: false, reservation };
-        const differs = diffChargeContent(found.charge, input);
-        return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: found.charge, replayed: true, reservation };
+        return replay ? replayOf(found.charge, input, reservation) : { charge: found.charge, replayed: false, reservation };
       });
-    }));
+    });
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { ChargePriceOrigin, ChargeRecord, ChargeType, DimensionValueRefusal, DimensionValuesWanted, JsonObject, PricingStatus, RequestType, RerateQuery, ServiceTierName } from '@metering/domain';
 import { TOKEN_CLASSES, type TokenCounts, tokenField } from '@metering/pricing';
-import { statement, Tx } from './db';
+import { Db, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the charges table. Runs inside the caller's transaction; no business rules. */
@@ -65,7 +65,7 @@ export interface ChargeRow {
 type TokenColumn = 'prompt_tokens' | 'completion_tokens' | 'reasoning_tokens' | 'cached_prompt_tokens' | 'cache_write_tokens' | 'cache_write_1h_tokens'
   | 'audio_prompt_tokens' | 'cached_audio_prompt_tokens' | 'image_prompt_tokens' | 'cached_image_prompt_tokens' | 'audio_completion_tokens' | 'image_completion_tokens';
 
-export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
+export function toChargeRow(c: ChargeRecord): ChargeRow {
   return {
     account_id: c.accountId,
     charge_id: c.chargeId,
@@ -91,6 +91,8 @@ export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
     usage_time: c.usageTime,
     usage_time_supplied: c.usageTimeSupplied,
     usage_date: c.usageDate,
+    // The service's clock at the write, as every timestamp of the write path (not the database's now()).
+    record_time: c.recordTime,
     reservation_id: c.reservationId,
     pricing_status: c.pricingStatus,
     price_version: c.priceVersion,
@@ -109,6 +111,9 @@ export function toChargeRow(c: ChargeRecord): Omit<ChargeRow, 'record_time'> {
     rollup_hour: c.rollupHour ?? null,
   };
 }
+
+/** The column list of inserted charge rows (the same for every row toChargeRow makes: the statements' texts stay constant). */
+export const chargeColumns = (row: ChargeRow): string => Object.keys(row).map((c) => `"${c}"`).join(', ');
 
 export function fromChargeRow(r: ChargeRow): ChargeRecord {
   return {
@@ -187,7 +192,7 @@ export async function insertChargesIfAbsent(
   // The rows as one JSON parameter rather than a VALUES list of ~40 parameters per charge: a
   // batch of 1000 charges would be a statement of 40,000 parameters, slow to build and to parse.
   const rows = charges.map(toChargeRow);
-  const columns = Object.keys(rows[0]).map((c) => `"${c}"`).join(', ');
+  const columns = chargeColumns(rows[0]);
   if (wanted.length === 0) {
     const { rows: inserted } = await statement(
       tx,
@@ -260,7 +265,7 @@ const ADMIT_CTES = `wanted AS (
      )`;
 
 /** The stored charges with these (account, idempotency key) pairs. */
-export async function findChargesByIdempotencyKeys(tx: Tx, keys: Array<{ accountId: string; idempotencyKey: string }>): Promise<ChargeRecord[]> {
+export async function findChargesByIdempotencyKeys(tx: Db | Tx, keys: Array<{ accountId: string; idempotencyKey: string }>): Promise<ChargeRecord[]> {
   if (keys.length === 0) return [];
   // Two arrays joined by unnest rather than a row-value IN list, which the
   // embedded database plans poorly for long lists.

@@ -290,11 +290,18 @@ export interface RollupRowsInserted {
 const rollupRowsOf = new WeakMap<Tx, RollupRowsInserted>();
 const rollupListeners = new WeakMap<Db, (rows: RollupRowsInserted) => void>();
 
-/** Counts rollup rows a statement of this transaction inserted (told to the database's listener once the transaction commits). */
-export function countRollupRows(tx: Tx, rows: RollupRowsInserted): void {
+/**
+ * Counts rollup rows a statement inserted: told to the database's listener once the transaction
+ * commits, or at once for a statement sent outside a transaction (committed when it returned).
+ */
+export function countRollupRows(tx: Db | Tx, rows: RollupRowsInserted): void {
   if (rows.dailyUsage === 0 && rows.dimensionUsage === 0 && rows.dimensionUsageDaily === 0) return;
-  const sum = rollupRowsOf.get(tx) ?? { dailyUsage: 0, dimensionUsage: 0, dimensionUsageDaily: 0 };
-  rollupRowsOf.set(tx, {
+  if (!tx.isTransaction) {
+    rollupListeners.get(tx)?.(rows);
+    return;
+  }
+  const sum = rollupRowsOf.get(tx as Tx) ?? { dailyUsage: 0, dimensionUsage: 0, dimensionUsageDaily: 0 };
+  rollupRowsOf.set(tx as Tx, {
     dailyUsage: sum.dailyUsage + rows.dailyUsage,
     dimensionUsage: sum.dimensionUsage + rows.dimensionUsage,
     dimensionUsageDaily: sum.dimensionUsageDaily + rows.dimensionUsageDaily,

@@ -16,7 +16,7 @@ const accountOf = (e: NewEvent) =>
   'charge' in e ? e.charge.accountId : 'reservation' in e ? e.reservation.accountId : 'grant' in e ? e.grant.accountId : 'balance' in e ? e.balance.accountId : 'alert' in e ? e.alert.accountId : 'endpoint' in e ? e.endpoint.accountId : e.softLimit.limit.accountId;
 
 function payloadOf(e: NewEvent): object {
-  if ('charge' in e) return { ...toChargeRow(e.charge), record_time: e.charge.recordTime };
+  if ('charge' in e) return toChargeRow(e.charge);
   if ('alert' in e) return alertData(e.alert);
   if ('endpoint' in e) return { ...e.endpoint, secret: undefined };
   if ('reservation' in e) return toReservationRow(e.reservation);

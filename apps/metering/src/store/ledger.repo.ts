@@ -1,7 +1,9 @@
-import { counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, HourDelta, hourId, HourKey, LedgerEntries, ScopedHour, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
+import { ChargeRecord, counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, HourDelta, hourId, HourKey, LedgerEntries, ScopedHour, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
-import { countRollupRows, onCitus, statement, Tx } from './db';
+import { chargeColumns, ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
+import { countRollupRows, Db, onCitus, statement, Tx } from './db';
+import { SETTINGS_ARE } from './settings-epoch.repo';
 import { appendEventsWithDeliveries, hasAlerts } from './alerts.repo';
 import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
 import { ROLLUP_COLUMNS } from './usage.repo';
@@ -157,6 +159,8 @@ const reservationRows = (entries: LedgerEntries) =>
  * account on Citus). The text is constant:
  * nothing is built per call.
  *
+ * `after`: a condition the first write waits for (recordAlone: the charge's insert).
+ *
  * On Citus (`chained` false) the conditions are left out. Citus cannot run
  * this statement on a shard whole (its INSERT ... SELECTs go through the
  * coordinator), so it runs each CTE as a subplan of its own, one after the
@@ -165,10 +169,10 @@ const reservationRows = (entries: LedgerEntries) =>
  * the conditions made a one-account statement write to both workers and
  * commit with two-phase commit on both (docs/scaling.md, section 4).
  */
-const APPLY_CTES = (chained: boolean) => `finished AS (
+const APPLY_CTES = (chained: boolean, after?: string) => `finished AS (
        UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
          FROM json_populate_recordset(NULL::reservations, ?::json) u
-        WHERE r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id
+        WHERE ${after ? `${after} AND ` : ''}r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id
        RETURNING 1
      ), ${CREDIT_CTES(chained ? '(SELECT count(*) FROM finished) >= 0' : 'TRUE', chained)}, daily AS (
        INSERT INTO daily_usage AS d (${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])})
@@ -249,6 +253,31 @@ function countersOf(tx: Tx, rows: Array<Record<string, string>>): CounterState[]
   return rows.filter((r) => r.account_id !== null && (r.kind === undefined || r.kind === 'counter')).map(toCounterState);
 }
 
+/** The apply statement's parameters (APPLY_CTES), in order. */
+function applyParams(entries: LedgerEntries, now: Date, credits?: CreditWrites): Array<string | string[]> {
+  // The batch's accounts, for the UPDATEs' account_id = ANY($accounts) (one shard per account on Citus).
+  const accounts = [
+    ...new Set([
+      ...entries.reservations.map((e) => e.ref.accountId),
+      ...entries.rollups.map((d) => d.accountId),
+      ...entries.counters.map((d) => d.key.accountId),
+      ...(credits?.accounts.map((a) => a.accountId) ?? []),
+      ...(credits?.credits.grants.map((g) => g.accountId) ?? []),
+      ...(credits?.credits.holds.map((h) => h.accountId) ?? []),
+    ]),
+  ].sort();
+  return [
+    JSON.stringify(reservationRows(entries)),
+    accounts,
+    ...creditParams(credits, now, accounts),
+    JSON.stringify(rollupRows(entries, now)),
+    JSON.stringify(dimensionRows(entries, now)),
+    JSON.stringify(dimensionDayRows(entries, now)),
+    JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
+    JSON.stringify(entries.hours.map((d) => hourRow(d, now))),
+  ];
+}
+
 /**
  * Applies entries: reservations leave the held state, rollups and counters
  * move, and the events go to the outbox: the entries' own, then those
@@ -262,27 +291,7 @@ function countersOf(tx: Tx, rows: Array<Record<string, string>>): CounterState[]
  */
 export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, eventsAfter?: (counters: CounterState[]) => LedgerEvent[], credits?: CreditWrites): Promise<CounterState[]> {
   if (!credits && entries.reservations.length + entries.rollups.length + entries.counters.length + entries.events.length === 0) return [];
-  // The batch's accounts, for the UPDATEs' account_id = ANY($accounts) (one shard per account on Citus).
-  const accounts = [
-    ...new Set([
-      ...entries.reservations.map((e) => e.ref.accountId),
-      ...entries.rollups.map((d) => d.accountId),
-      ...entries.counters.map((d) => d.key.accountId),
-      ...(credits?.accounts.map((a) => a.accountId) ?? []),
-      ...(credits?.credits.grants.map((g) => g.accountId) ?? []),
-      ...(credits?.credits.holds.map((h) => h.accountId) ?? []),
-    ]),
-  ].sort();
-  const writes = [
-    JSON.stringify(reservationRows(entries)),
-    accounts,
-    ...creditParams(credits, now, accounts),
-    JSON.stringify(rollupRows(entries, now)),
-    JSON.stringify(dimensionRows(entries, now)),
-    JSON.stringify(dimensionDayRows(entries, now)),
-    JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
-    JSON.stringify(entries.hours.map((d) => hourRow(d, now))),
-  ];
+  const writes = applyParams(entries, now, credits);
   const citus = onCitus(tx);
   // Alert events already in the entries (BALANCE rules, from the credits) queue deliveries too: then the events go in a second statement.
   // Without events (a reservation placed or released), the statement without the outbox (and no
@@ -299,3 +308,45 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
   await (hasAlerts(events) ? appendEventsWithDeliveries(tx, events, now) : appendEvents(tx, events));
   return counters;
 }
+
+/**
+ * A lone charge that is new, and its ledger entries (decided before the insert, for
+ * the charge as it is inserted), in one statement sent outside a transaction: a
+ * statement is atomic on its own, so the write costs one round trip instead of four
+ * (BEGIN, insert, apply, COMMIT). The charge is inserted first, with the settings
+ * epoch's check (MT001), then the entries are applied in the lock order of
+ * APPLY_CTES, then its events go to the outbox and are notified. When its key was
+ * already used (a replay, or a concurrent call with the same key) the statement
+ * raises MT002 (metering_all_new) and writes nothing: undefined is returned and the
+ * caller records the charge in a transaction, which tells replays and conflicts apart.
+ * For accounts whose decision needs nothing read under lock (no reservation settled,
+ * no credits, no dimension values to admit, no soft limits or alert rules measured
+ * on the counters after the write) and not on Citus; the caller checks.
+ */
+export async function recordAlone(db: Db, charge: ChargeRecord, settingsEpoch: string | undefined, entries: LedgerEntries, now: Date): Promise<ChargeRecord | undefined> {
+  const row = toChargeRow(charge);
+  const params = [JSON.stringify([row]), settingsEpoch ?? null, ...applyParams(entries, now), outboxParam(entries.events), EVENTS_CHANNEL, 1];
+  try {
+    const { rows } = await statement(db, 'record_alone', (recordAloneText ??= recordAloneSql(chargeColumns(row))), params);
+    const [first] = rows as Array<ChargeRow & { daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
+    countRollupRows(db, { dailyUsage: Number(first.daily_inserted), dimensionUsage: Number(first.dimension_inserted), dimensionUsageDaily: Number(first.dimension_day_inserted) });
+    return fromChargeRow(first);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'MT002') return undefined;
+    throw err;
+  }
+}
+
+/** The statement's text, made on first use (its column list is toChargeRow's). */
+let recordAloneText: string | undefined;
+const recordAloneSql = (columns: string) => `WITH recorded AS (
+       INSERT INTO charges (${columns})
+         SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
+       ON CONFLICT (account_id, idempotency_key) DO NOTHING
+       RETURNING *
+     ), ${APPLY_CTES(true, '(SELECT count(*) FROM recorded) >= 0')}, ${OUTBOX_CTES('(SELECT count(*) FROM hourly) >= 0')}, notified AS (
+       SELECT pg_notify(?, account_id) FROM seq
+     )
+  SELECT r.*, g.daily_inserted, g.dimension_inserted, g.dimension_day_inserted,
+         metering_all_new((SELECT count(*) FROM recorded), ?::bigint) AS all_new, (SELECT count(*) FROM notified) AS notified
+    FROM grown g LEFT JOIN recorded r ON true`;

@@ -92,9 +92,11 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
     };
     const second = (await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'r2' }))).reservation?.reservationId ?? '';
     Object.assign(counts, { release: await count(() => reservations.release({ accountId: a, reservationId: second })) });
+    // A lone charge is one statement, its replay two (the failed statement, the stored charge's
+    // lookup); on Citus both go through the transaction (ledger.repo.ts, recordAlone).
     expect(counts).toEqual({
-      recordCharge: 4,
-      recordChargeReplay: 4,
+      recordCharge: onCitus() ? 4 : 1,
+      recordChargeReplay: onCitus() ? 4 : 2,
       recordCharges100: 4,
       importCharges100: 4,
       checkLimits: 1,
@@ -172,6 +174,7 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
       recordCharge: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one', tags: tags(1) }))),
       recordCharges100: await count(() => charges.recordCharges(Array.from({ length: 100 }, (_, n) => chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: `b${n}`, tags: tags(n) })))),
     };
+    // A lone charge whose values are admitted already (the warm-up's) is one statement; new values go through the transaction.
     expect(counts).toEqual({ recordCharge: 4, recordCharges100: 4 });
     expect(Number((await db('dimension_usage').where({ account_id: a }).count<{ n: string }[]>('* as n'))[0].n)).toBeGreaterThan(1);
     await expectRollupsMatchCharges(db, a);
@@ -188,10 +191,10 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
       charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: key, provider: 'selfhosted', model: 'cache-test', promptTokens: '1000000', completionTokens: '1000000' }));
     await setPrice('2026-01-01T00:00:00Z', '1', '2');
     expect((await record('c1')).charge.costs?.totalCost).toBe('3');
-    expect(await count(() => record('c2'))).toBe(4); // cached
+    expect(await count(() => record('c2'))).toBe(onCitus() ? 4 : 1); // cached
     await setPrice('2026-02-01T00:00:00Z', '10', '20');
     const changed = await statements(() => record('c3'));
-    expect(changed.length).toBeGreaterThan(4); // the epoch check failed, the cache was dropped and the transaction ran again
+    expect(changed.length).toBeGreaterThan(onCitus() ? 4 : 1); // the epoch check failed, the cache was dropped and the write ran again
     expect((await db('charges').where({ account_id: a, idempotency_key: 'c3' }).first()).total_cost).toMatch(/^30(\.0+)?$/);
     // A markup and a time zone changed by hand in SQL (no service involved) are seen too.
     // On Citus the settings tables have no epoch triggers (docs/scaling.md): SQL by hand moves the epoch itself.

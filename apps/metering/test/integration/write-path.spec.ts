@@ -147,4 +147,35 @@ describe.each(databaseTargets())('write path on $name', (target) => {
     expect(await countOf('big')).toBe(1000);
     await expectRollupsMatchCharges(db, 'big');
   });
+
+  it('records a lone charge in one statement (no transaction) as the transaction would: the same stored charge, rollups, counters and event; a used key, replayed or conflicting, from two replicas at once, writes nothing more', async () => {
+    // Two server processes (replicas) on one database, each with its own settings cache.
+    const other = new ChargesService(db, new PricingService(db, new PriceTable(), clock), clock);
+    const lone = (i: number, over: Partial<RecordChargeRequestInput> = {}) => charge({ accountId: 'lone', userId: `u${i % 3}`, idempotencyKey: `lone-${i}`, metadata: { ticket: `T-${i}`, b: 1, a: 2 }, ...over });
+    // Each key from both replicas at once, one call at a time per replica (nothing queued: the one statement).
+    const pairs: Array<[Awaited<ReturnType<ChargesService['recordCharge']>>, Awaited<ReturnType<ChargesService['recordCharge']>>]> = [];
+    for (let i = 0; i < 40; i++) pairs.push(await Promise.all([charges.recordCharge(lone(i)), other.recordCharge(lone(i))]));
+    for (const [a, b] of pairs) {
+      expect([a.replayed, b.replayed].sort()).toEqual([false, true]);
+      expect(b.charge).toEqual(a.charge);
+    }
+    // A batch of the same charges (the transaction): every one a replay of what the one statement stored.
+    const batch = await charges.recordCharges(Array.from({ length: 40 }, (_, i) => lone(i)));
+    batch.forEach((r, i) => expect(r).toEqual({ charge: pairs[i][0].charge, replayed: true, reservation: undefined }));
+    // The same key with other content, alone: a conflict naming the field; nothing written.
+    await expect(charges.recordCharge(lone(0, { completionTokens: '501' }))).rejects.toThrow(IdempotencyConflictError);
+    expect(await countOf('lone')).toBe(40);
+    await expectRollupsMatchCharges(db, 'lone');
+    // One charge_recorded event per charge, carrying the charge as stored (the stream's payload).
+    const events = await db('charge_events').where({ account_id: 'lone', kind: 'charge_recorded' }).orderBy('sequence');
+    expect(events).toHaveLength(40);
+    const stored = await db('charges').where({ account_id: 'lone' });
+    for (const e of events) {
+      const payload = typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload;
+      const row = stored.find((r: { charge_id: string }) => r.charge_id === payload.charge_id);
+      expect(new Date(payload.record_time)).toEqual(row.record_time);
+      expect(payload.total_cost).toBe(row.total_cost);
+      expect(payload.metadata).toEqual(row.metadata);
+    }
+  });
 });
