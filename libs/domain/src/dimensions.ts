@@ -228,6 +228,41 @@ export interface UsageQuery {
   after?: string[];
 }
 
+/**
+ * The rollup that answers a query. daily_usage holds every charge by local day, user, provider,
+ * model and charge type, so a query that groups and filters by nothing else, per day, month or
+ * the whole range, reads it ('daily'). A query by hour, API key or declared tags reads the
+ * dimension rollups, hourly or summed per day, which hold the charges of an account from the
+ * declaration of its dimensions on.
+ */
+export type UsageRollup = 'daily' | 'dimension_hour' | 'dimension_day';
+
+export function usageRollupOf(q: UsageQuery): UsageRollup {
+  if (q.granularity === 'hour') return 'dimension_hour';
+  const byKeyOrTags = q.groupBy.includes('api_key') || q.apiKeyId !== undefined || q.groupByTags.length > 0 || Object.keys(q.tagFilters).length > 0;
+  return byKeyOrTags ? 'dimension_day' : 'daily';
+}
+
+/**
+ * A query the dimension rollups answer (usageRollupOf), for an account that never declared
+ * dimensions: nothing was summed there, so an answer would be empty, not its usage.
+ */
+export class DimensionsNotDeclaredError extends DomainError {
+  constructor(accountId: string, field: 'granularity' | 'group_by' | 'api_key_id') {
+    const what = field === 'granularity' ? 'per hour' : 'by API key';
+    super(
+      'FAILED_PRECONDITION',
+      'DIMENSIONS_NOT_DECLARED',
+      `${field}: account ${accountId} has no declared dimensions, and usage ${what} is summed only for accounts that declared them (SetDimensions, even with no tag keys), from then on; without them QueryUsage groups and filters by user, provider, model and charge type, per day, month or the whole range`,
+      { field, account_id: accountId },
+    );
+  }
+}
+
+/** The field of a query that needs the dimension rollups (for DimensionsNotDeclaredError). */
+export const dimensionFieldOf = (q: UsageQuery): 'granularity' | 'group_by' | 'api_key_id' =>
+  q.granularity === 'hour' ? 'granularity' : q.groupBy.includes('api_key') ? 'group_by' : 'api_key_id';
+
 /** One group of a QueryUsage answer: the period and the grouped values (absent when not grouped). */
 export interface UsageGroupKey {
   period: string;

@@ -1,10 +1,13 @@
 import {
   DEFAULT_TIME_ZONE,
+  dimensionFieldOf,
   DimensionSettings,
+  DimensionsNotDeclaredError,
   encodeUsageQueryPageToken,
   RollupSums,
   UsageGroupKey,
   UsageQueryInput,
+  usageRollupOf,
   validateAccountId,
   validateSetDimensions,
   validateUsageQuery,
@@ -49,13 +52,19 @@ export class DimensionsService {
     return { dimensions: found ?? { accountId, tagKeys: [] }, declared: found !== undefined };
   }
 
-  /** Groups of the dimension rollups (never raw charges), a page at a time, with totals over every page. */
+  /**
+   * Groups of a rollup (never raw charges), a page at a time, with totals over every page:
+   * daily_usage, or the dimension rollups when the query is by hour, API key or tags (usageRollupOf),
+   * which an account without declared dimensions does not have (FAILED_PRECONDITION).
+   */
   async queryUsage(raw: UsageQueryInput): Promise<UsageGroupsPage> {
     // A bad account_id reads nothing: the validation below then names it with every other bad field.
     const accountOk = validates(() => validateAccountId({ accountId: raw.accountId }));
     const [declared, account] = accountOk ? await read(() => Promise.all([findDimensions(this.db, raw.accountId), readAccount(this.db, raw.accountId)])) : [undefined, undefined];
     const q = validateUsageQuery(raw, declared?.tagKeys);
-    const [groups, totals] = await read(() => Promise.all([queryUsageGroups(this.db, q), sumUsageGroups(this.db, q)]));
+    const rollup = usageRollupOf(q);
+    if (rollup !== 'daily' && !declared) throw new DimensionsNotDeclaredError(q.accountId, dimensionFieldOf(q));
+    const [groups, totals] = await read(() => Promise.all([queryUsageGroups(this.db, q, rollup), sumUsageGroups(this.db, q, rollup)]));
     const more = groups.length > q.pageSize;
     const page = more ? groups.slice(0, q.pageSize) : groups;
     return { groups: page, totals, nextPageToken: more ? encodeUsageQueryPageToken(q, page[page.length - 1]) : '', timeZone: account?.timeZone ?? DEFAULT_TIME_ZONE };

@@ -1,4 +1,4 @@
-import type { ChargeType, DimensionSettings, RollupSums, UsageGroupField, UsageGroupKey, UsageQuery } from '@metering/domain';
+import type { ChargeType, DimensionSettings, RollupSums, UsageGroupField, UsageGroupKey, UsageQuery, UsageRollup } from '@metering/domain';
 import { ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import type { Knex } from 'knex';
@@ -38,14 +38,17 @@ function fromSums(r: Record<string, string | null>): RollupSums {
   return sums;
 }
 
+const TABLE_OF: Record<UsageRollup, string> = { daily: 'daily_usage', dimension_hour: 'dimension_usage', dimension_day: 'dimension_usage_daily' };
+
 /**
  * The rollup rows a query matches: one account, its local days, its filters
- * (each table's primary key starts with (account, day)). Hours read
- * dimension_usage; days, months and the whole range read its day-level sums,
- * dimension_usage_daily, whose rows do not multiply by the hours of a day.
+ * (each table's primary key starts with (account, day)), in the rollup the
+ * domain picked (usageRollupOf): daily_usage, dimension_usage (hours), or
+ * dimension_usage_daily (its day-level sums, whose rows do not multiply by the
+ * hours of a day).
  */
-function matching(db: Db, q: UsageQuery): Knex.QueryBuilder {
-  const query = db(q.granularity === 'hour' ? 'dimension_usage' : 'dimension_usage_daily').where('account_id', q.accountId).whereBetween('usage_date', [q.startDate, q.endDate]);
+function matching(db: Db, q: UsageQuery, rollup: UsageRollup): Knex.QueryBuilder {
+  const query = db(TABLE_OF[rollup]).where('account_id', q.accountId).whereBetween('usage_date', [q.startDate, q.endDate]);
   if (q.userId !== undefined) query.where('user_id', q.userId);
   if (q.provider !== undefined) query.where('provider', q.provider);
   if (q.model !== undefined) query.where('model', q.model);
@@ -74,10 +77,10 @@ function periodOf(db: Db, q: UsageQuery): Knex.Raw {
  * q.after; one extra group tells whether more follow. Each group's key values
  * are text columns k0 (the period), k1... in the order of groupKeyOf.
  */
-export async function queryUsageGroups(db: Db, q: UsageQuery): Promise<Array<UsageGroupKey & { sums: RollupSums }>> {
+export async function queryUsageGroups(db: Db, q: UsageQuery, rollup: UsageRollup): Promise<Array<UsageGroupKey & { sums: RollupSums }>> {
   const keys: Knex.Raw[] = [periodOf(db, q), ...q.groupBy.map((f) => db.raw('??', [COLUMN_OF[f]])), ...q.groupByTags.map((t) => db.raw(`coalesce(dims ->> ?, '')`, [t]))];
   const names = keys.map((_, n) => `k${n}`);
-  const grouped = matching(db, q)
+  const grouped = matching(db, q, rollup)
     .select([
       ...keys.map((k, n) => {
         const { sql, bindings } = k.toSQL();
@@ -105,7 +108,7 @@ export async function queryUsageGroups(db: Db, q: UsageQuery): Promise<Array<Usa
 }
 
 /** The sums over every row the query matches (all pages). */
-export async function sumUsageGroups(db: Db, q: UsageQuery): Promise<RollupSums> {
-  const row = await matching(db, q).select(SUM_COLUMNS.map((c) => db.raw('sum(??)::text AS ??', [c, c]))).first();
+export async function sumUsageGroups(db: Db, q: UsageQuery, rollup: UsageRollup): Promise<RollupSums> {
+  const row = await matching(db, q, rollup).select(SUM_COLUMNS.map((c) => db.raw('sum(??)::text AS ??', [c, c]))).first();
   return fromSums(row as Record<string, string | null>);
 }

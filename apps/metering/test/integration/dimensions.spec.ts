@@ -218,7 +218,27 @@ describe.each(databaseTargets())('dimensions on $name', (target) => {
     expect(await db('dimension_usage').where({ account_id: 'plain' })).toEqual([]);
     await expectRollupsMatchCharges(db, 'plain');
     expect(await fieldsOf(dimensions.queryUsage(query({ accountId: 'plain', groupByTags: ['feature'] })))).toEqual(['group_by_tags[0]']);
-    expect((await dimensions.queryUsage(query({ accountId: 'plain', groupBy: [1] }))).groups).toEqual([]);
+    // Grouped by what daily_usage keeps (user, provider, model, charge type; per day, month or the
+    // range), QueryUsage reads daily_usage: the account's usage, declared dimensions or not.
+    await charges.recordCharge(charge({ accountId: 'plain', idempotencyKey: 'p2', userId: 'u2', model: 'gpt-4o' }));
+    const today = NOW.toISOString().slice(0, 10);
+    const byUser = await dimensions.queryUsage(query({ accountId: 'plain', startDate: today, endDate: today, groupBy: [1, 3], granularity: 2 }));
+    const stored = await db('charges').where({ account_id: 'plain' }).orderBy('user_id');
+    expect(byUser.groups.map((g) => [g.period, g.userId, g.model, g.sums.messageCount, g.sums.totalTokens, g.sums.totalCost.toFixed()])).toEqual(
+      stored.map((c: { user_id: string; model: string; total_tokens: string; total_cost: string }) => [today, c.user_id, c.model, 1n, BigInt(c.total_tokens), new Dec(c.total_cost).toFixed()]),
+    );
+    expect(byUser.totals.messageCount).toBe(2n);
+    // By hour or API key (only the dimension rollups have them): FAILED_PRECONDITION naming the field, not an empty answer.
+    for (const [over, field] of [
+      [{ granularity: 1 }, 'granularity'],
+      [{ groupBy: [5] }, 'group_by'],
+      [{ apiKeyId: 'k_0123456789ab' }, 'api_key_id'],
+    ] as Array<[Partial<UsageQueryInput>, string]>) {
+      const refused = await dimensions.queryUsage(query({ accountId: 'plain', startDate: today, endDate: today, ...over })).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(DomainError);
+      expect([(refused as DomainError).code, (refused as DomainError).reason, (refused as DomainError).metadata.field]).toEqual(['FAILED_PRECONDITION', 'DIMENSIONS_NOT_DECLARED', field]);
+      expect((refused as DomainError).message).toMatch(/^(granularity|group_by|api_key_id): account plain has no declared dimensions/);
+    }
     for (const [over, field] of [
       [{ groupBy: [99] }, 'group_by[0]'],
       [{ groupBy: [0] }, 'group_by[0]'],

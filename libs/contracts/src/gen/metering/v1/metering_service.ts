@@ -7843,7 +7843,9 @@ export const MeteringServiceService = {
   /**
    * Usage grouped by any of user, provider, model, charge type, API key and
    * declared tags, per local hour, day or month, with filters and totals,
-   * read from the dimension rollups (never from raw charges).
+   * read from rollups (never from raw charges): the daily rollup when grouped
+   * and filtered by user, provider, model and charge type alone, otherwise the
+   * dimension rollups (FAILED_PRECONDITION for an account that declared none).
    */
   queryUsage: {
     path: "/metering.v1.MeteringService/QueryUsage" as const,
@@ -8065,7 +8067,9 @@ export interface MeteringServiceServer extends UntypedServiceImplementation {
   /**
    * Usage grouped by any of user, provider, model, charge type, API key and
    * declared tags, per local hour, day or month, with filters and totals,
-   * read from the dimension rollups (never from raw charges).
+   * read from rollups (never from raw charges): the daily rollup when grouped
+   * and filtered by user, provider, model and charge type alone, otherwise the
+   * dimension rollups (FAILED_PRECONDITION for an account that declared none).
    */
   queryUsage: handleUnaryCall<QueryUsageRequest, QueryUsageResponse>;
 }
@@ -9051,7 +9055,9 @@ export interface MeteringServiceClient extends Client {
   /**
    * Usage grouped by any of user, provider, model, charge type, API key and
    * declared tags, per local hour, day or month, with filters and totals,
-   * read from the dimension rollups (never from raw charges).
+   * read from rollups (never from raw charges): the daily rollup when grouped
+   * and filtered by user, provider, model and charge type alone, otherwise the
+   * dimension rollups (FAILED_PRECONDITION for an account that declared none).
    */
   queryUsage(
     request: QueryUsageRequest,
