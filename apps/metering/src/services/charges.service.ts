@@ -36,7 +36,7 @@ import { randomUUID } from 'node:crypto';
 import { findChargesByIdempotencyKeys, insertChargesIfAbsent } from '../store/charges.repo';
 import { hasAlerts } from '../store/alerts.repo';
 import { Db, inTransaction, onCitus, read, Tx } from '../store/db';
-import { applyEntries, recordAlone } from '../store/ledger.repo';
+import { applyEntries, recordNewCharges } from '../store/ledger.repo';
 import { lockReservations } from '../store/reservations.repo';
 import { Books } from './credits.service';
 import { PricingService } from './pricing.service';
@@ -58,6 +58,35 @@ export type BatchItemResult = RecordChargeResult | DomainError;
 function replayOf(stored: ChargeRecord, input: ChargeInput, reservation?: Reservation): BatchItemResult {
   const differs = diffChargeContent(stored, input);
   return differs.length > 0 ? new IdempotencyConflictError(input.idempotencyKey, differs) : { charge: stored, replayed: true, reservation };
+}
+
+/** The first charge of each idempotency key, in order (the others of a batch are its replays or conflicts). */
+function distinctByKey(inputs: ChargeInput[]): ChargeInput[] {
+  const byKey = new Map<string, ChargeInput>();
+  for (const c of inputs) if (!byKey.has(chargeKey(c))) byKey.set(chargeKey(c), c);
+  return [...byKey.values()];
+}
+
+/**
+ * Each call's answer: the charge stored for its key, new (the first call with it) or a replay
+ * (or a conflict when the content differs), with the reservation it settled; a key with no stored
+ * charge fails with its own error (`failed`), or ABORTED (retry-safe).
+ */
+function answersOf(
+  inputs: ChargeInput[],
+  stored: ReadonlyMap<string, { charge: ChargeRecord; fresh: boolean }>,
+  reservations: ReadonlyMap<string, Reservation> = new Map(),
+  failed: (key: string) => DomainError | undefined = () => undefined,
+): BatchItemResult[] {
+  const firstUse = new Set<string>();
+  return inputs.map((input): BatchItemResult => {
+    const found = stored.get(chargeKey(input));
+    if (!found) return failed(chargeKey(input)) ?? new ConflictRetryError();
+    const replay = !found.fresh || firstUse.has(chargeKey(input));
+    firstUse.add(chargeKey(input));
+    const reservation = found.charge.reservationId ? reservations.get(reservationKey(found.charge.accountId, found.charge.reservationId)) : undefined;
+    return replay ? replayOf(found.charge, input, reservation) : { charge: found.charge, replayed: false, reservation };
+  });
 }
 
 /** A batch item's validation: the input, or the domain error that item alone fails with. */
@@ -236,33 +265,40 @@ export class ChargesService {
 
   private transact(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
     return this.cache.retrying(async (view) => {
-      const alone = inputs.length === 1 && !inputs[0].reservationId && !onCitus(this.db) ? await this.recordAlone(inputs[0], view, kept) : undefined;
-      if (alone && !(alone instanceof DomainError) && !alone.replayed) onInserted([alone.charge]);
-      return alone ? [alone] : this.inOneTransaction(inputs, onInserted, view, kept);
+      const done = !onCitus(this.db) && !inputs.some((c) => c.reservationId) ? await this.inOneStatement(inputs, onInserted, view, kept) : undefined;
+      return done ?? this.inOneTransaction(inputs, onInserted, view, kept);
     });
   }
 
   /**
-   * A lone new charge in one statement without a transaction (ledger.repo.ts, recordAlone):
-   * the common case of a call that finds nothing queued. Only when its decision needs nothing
-   * read under lock: no reservation to settle, no credits, no dimension values to admit, no
-   * soft limit or alert rule to measure on the counters after the write. A key already used
-   * writes nothing, and is answered from the stored charge (a replay, or a conflict when the
-   * content differs). Undefined (nothing written) when the transaction must record it.
+   * Charges that are all new, in one statement without a transaction (ledger.repo.ts,
+   * recordNewCharges): their entries are decided before the insert. Only when the decision
+   * needs nothing read under lock: no reservation to settle, no credits, no dimension values
+   * to admit, no soft limit or alert rule to measure on the counters after the write. When a
+   * key was already used the statement writes nothing: a lone charge is then answered from the
+   * stored one (a replay, or a conflict when the content differs); a batch goes through the
+   * transaction, which tells its new charges from the others. Undefined (nothing written) when
+   * the transaction must record them.
    */
-  private async recordAlone(input: ChargeInput, view: SettingsView, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult | undefined> {
-    const settings = await view.settings(this.db, [input.accountId]);
-    if (settings.get(input.accountId)?.credits) return undefined;
-    const [charge] = await this.chargesOf(this.db, [input], settings, new Map(), view, kept);
-    const wanted = dimensionValuesWanted([charge], (a) => settings.get(a)?.maxValuesPerDay ?? DEFAULT_MAX_VALUES_PER_DAY, (id) => this.knownValues.has(id));
+  private async inOneStatement(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void, view: SettingsView, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[] | undefined> {
+    const distinct = distinctByKey(inputs);
+    const accounts = [...new Set(distinct.map((c) => c.accountId))];
+    const settings = await view.settings(this.db, accounts);
+    if (accounts.some((a) => settings.get(a)?.credits)) return undefined;
+    const charges = await this.chargesOf(this.db, distinct, settings, new Map(), view, kept);
+    const wanted = dimensionValuesWanted(charges, (a) => settings.get(a)?.maxValuesPerDay ?? DEFAULT_MAX_VALUES_PER_DAY, (id) => this.knownValues.has(id));
     if (wanted.length > 0) return undefined;
-    const entries = entriesOf([{ kind: 'charge_recorded', charge }]);
+    const entries = entriesOf(charges.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })));
     if (eventsAfterWrite(settings.values(), entries) || hasAlerts(entries.events)) return undefined;
-    const stored = await read(() => recordAlone(this.db, charge, view.epoch, entries, charge.recordTime));
-    if (stored) return { charge: stored, replayed: false };
+    const stored = await read(() => recordNewCharges(this.db, charges, view.epoch, entries, charges[0].recordTime));
+    if (stored) {
+      onInserted(stored);
+      return answersOf(inputs, new Map(stored.map((c) => [chargeKey(c), { charge: c, fresh: true }])));
+    }
+    if (distinct.length > 1) return undefined;
     // The key was used by a committed charge (the insert waits for a concurrent one to end).
-    const [used] = await read(() => findChargesByIdempotencyKeys(this.db, [input]));
-    return used ? replayOf(used, input) : undefined;
+    const [used] = await read(() => findChargesByIdempotencyKeys(this.db, distinct));
+    return used ? answersOf(inputs, new Map([[chargeKey(used), { charge: used, fresh: false }]])) : undefined;
   }
 
   /**
@@ -310,9 +346,7 @@ export class ChargesService {
 
   private inOneTransaction(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void, view: SettingsView, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
     return inTransaction(this.db, async (tx) => {
-      const byKey = new Map<string, ChargeInput>();
-      for (const c of inputs) if (!byKey.has(chargeKey(c))) byKey.set(chargeKey(c), c);
-      const distinct = [...byKey.values()];
+      const distinct = distinctByKey(inputs);
       const { reservations, refused, claimed, contested } = await this.claimReservations(tx, distinct);
       const insertable = distinct.filter((c) => !refused.has(chargeKey(c)));
       // Time zones, soft limits, alert rules, prices and markups from the settings cache (read on a miss); the insert checks its epoch.
@@ -359,15 +393,7 @@ export class ChargesService {
       const stored = new Map(inserted.map((c) => [chargeKey(c), { charge: c, fresh: true }]));
       const missing = distinct.filter((c) => !stored.has(chargeKey(c)));
       for (const c of await findChargesByIdempotencyKeys(tx, missing)) stored.set(chargeKey(c), { charge: c, fresh: false });
-      const firstUse = new Set<string>();
-      return inputs.map((input): BatchItemResult => {
-        const found = stored.get(chargeKey(input));
-        if (!found) return refused.get(chargeKey(input)) ?? overLimit.get(chargeKey(input)) ?? new ConflictRetryError();
-        const replay = !found.fresh || firstUse.has(chargeKey(input));
-        firstUse.add(chargeKey(input));
-        const reservation = found.charge.reservationId ? reservations.get(reservationKey(found.charge.accountId, found.charge.reservationId)) : undefined;
-        return replay ? replayOf(found.charge, input, reservation) : { charge: found.charge, replayed: false, reservation };
-      });
+      return answersOf(inputs, stored, reservations, (key) => refused.get(key) ?? overLimit.get(key));
     });
   }
 

@@ -159,7 +159,7 @@ const reservationRows = (entries: LedgerEntries) =>
  * account on Citus). The text is constant:
  * nothing is built per call.
  *
- * `after`: a condition the first write waits for (recordAlone: the charge's insert).
+ * `after`: a condition the first write waits for (recordNewCharges: the charges' insert).
  *
  * On Citus (`chained` false) the conditions are left out. Citus cannot run
  * this statement on a shard whole (its INSERT ... SELECTs go through the
@@ -310,27 +310,26 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
 }
 
 /**
- * A lone charge that is new, and its ledger entries (decided before the insert, for
- * the charge as it is inserted), in one statement sent outside a transaction: a
- * statement is atomic on its own, so the write costs one round trip instead of four
- * (BEGIN, insert, apply, COMMIT). The charge is inserted first, with the settings
- * epoch's check (MT001), then the entries are applied in the lock order of
- * APPLY_CTES, then its events go to the outbox and are notified. When its key was
- * already used (a replay, or a concurrent call with the same key) the statement
- * raises MT002 (metering_all_new) and writes nothing: undefined is returned and the
- * caller records the charge in a transaction, which tells replays and conflicts apart.
- * For accounts whose decision needs nothing read under lock (no reservation settled,
- * no credits, no dimension values to admit, no soft limits or alert rules measured
- * on the counters after the write) and not on Citus; the caller checks.
+ * Charges that are all new, and their ledger entries (decided before the insert, for the
+ * charges as they are inserted), in one statement sent outside a transaction: a statement is
+ * atomic on its own, so the write costs one round trip instead of four (BEGIN, insert, apply,
+ * COMMIT). The charges are inserted first (in the caller's key order), with the settings
+ * epoch's check (MT001), then the entries are applied in the lock order of APPLY_CTES, then
+ * their events go to the outbox and are notified. When a key was already used (a replay, or a
+ * concurrent call with the same key) the statement raises MT002 (metering_all_new) and writes
+ * nothing: undefined is returned and the caller finds out which (a lookup, or the transaction).
+ * For charges whose decision needs nothing read under lock (no reservation settled, no credits,
+ * no dimension values to admit, no soft limits or alert rules measured on the counters after
+ * the write) and not on Citus; the caller checks.
  */
-export async function recordAlone(db: Db, charge: ChargeRecord, settingsEpoch: string | undefined, entries: LedgerEntries, now: Date): Promise<ChargeRecord | undefined> {
-  const row = toChargeRow(charge);
-  const params = [JSON.stringify([row]), settingsEpoch ?? null, ...applyParams(entries, now), outboxParam(entries.events), EVENTS_CHANNEL, 1];
+export async function recordNewCharges(db: Db, charges: ChargeRecord[], settingsEpoch: string | undefined, entries: LedgerEntries, now: Date): Promise<ChargeRecord[] | undefined> {
+  const rows = charges.map(toChargeRow);
+  const params = [JSON.stringify(rows), settingsEpoch ?? null, ...applyParams(entries, now), outboxParam(entries.events), EVENTS_CHANNEL, charges.length];
   try {
-    const { rows } = await statement(db, 'record_alone', (recordAloneText ??= recordAloneSql(chargeColumns(row))), params);
-    const [first] = rows as Array<ChargeRow & { daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
-    countRollupRows(db, { dailyUsage: Number(first.daily_inserted), dimensionUsage: Number(first.dimension_inserted), dimensionUsageDaily: Number(first.dimension_day_inserted) });
-    return fromChargeRow(first);
+    const { rows: out } = await statement(db, 'record_new_charges', (recordNewText ??= recordNewSql(chargeColumns(rows[0]))), params);
+    const stored = out as Array<ChargeRow & { daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
+    countRollupRows(db, { dailyUsage: Number(stored[0].daily_inserted), dimensionUsage: Number(stored[0].dimension_inserted), dimensionUsageDaily: Number(stored[0].dimension_day_inserted) });
+    return stored.map(fromChargeRow);
   } catch (err) {
     if ((err as { code?: string }).code === 'MT002') return undefined;
     throw err;
@@ -338,8 +337,8 @@ export async function recordAlone(db: Db, charge: ChargeRecord, settingsEpoch: s
 }
 
 /** The statement's text, made on first use (its column list is toChargeRow's). */
-let recordAloneText: string | undefined;
-const recordAloneSql = (columns: string) => `WITH recorded AS (
+let recordNewText: string | undefined;
+const recordNewSql = (columns: string) => `WITH recorded AS (
        INSERT INTO charges (${columns})
          SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
        ON CONFLICT (account_id, idempotency_key) DO NOTHING

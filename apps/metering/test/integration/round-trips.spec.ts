@@ -78,6 +78,8 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
       recordCharge: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one' }))),
       recordChargeReplay: await count(() => charges.recordCharge(chargeRequest({ accountId: a, idempotencyKey: 'one' }))),
       recordCharges100: await count(() => charges.recordCharges(Array.from({ length: 100 }, (_, n) => chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: `b${n}` })))),
+      // One key of the batch already used: the one statement writes nothing, then the transaction.
+      recordCharges100OneUsed: await count(() => charges.recordCharges(Array.from({ length: 100 }, (_, n) => chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: n ? `c${n}` : 'one' })))),
       // ImportCharges: half with kept costs (not priced), half priced: the same one transaction.
       importCharges100: await count(() => charges.importCharges(Array.from({ length: 100 }, (_, n) => ({
         charge: chargeRequest({ accountId: a, userId: `u${n % 10}`, idempotencyKey: `django:charge:${n}`, usageTime: { seconds: String(Math.floor(now.getTime() / 1000) - 3600), nanos: 0 } }),
@@ -92,13 +94,15 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
     };
     const second = (await limits.checkLimits(checkRequest({ accountId: a, reserve: true, idempotencyKey: 'r2' }))).reservation?.reservationId ?? '';
     Object.assign(counts, { release: await count(() => reservations.release({ accountId: a, reservationId: second })) });
-    // A lone charge is one statement, its replay two (the failed statement, the stored charge's
-    // lookup); on Citus both go through the transaction (ledger.repo.ts, recordAlone).
+    // New charges are one statement, a lone charge's replay two (that statement, which writes
+    // nothing, and the stored charge's lookup), a batch with a used key six (that statement, then
+    // the transaction with its lookup of the used key); on Citus all go through the transaction.
     expect(counts).toEqual({
       recordCharge: onCitus() ? 4 : 1,
       recordChargeReplay: onCitus() ? 4 : 2,
-      recordCharges100: 4,
-      importCharges100: 4,
+      recordCharges100: onCitus() ? 4 : 1,
+      recordCharges100OneUsed: onCitus() ? 5 : 6,
+      importCharges100: onCitus() ? 4 : 1,
       checkLimits: 1,
       checkLimitsEstimate: 1,
       reserve: 7,
