@@ -8,9 +8,12 @@
 // A Citus coordinator works too (its admin database has the citus extension and its workers): the
 // database is then created on every node with the extension and the workers added, and the
 // server's migration distributes the tables by account_id (docs/scaling.md).
-// METERING_PROFILE_WARMUP=<seconds> warms the server up first (unmeasured). `npm run build` first (it bundles dist/apps/metering/main.js).
+// METERING_PROFILE_WARMUP=<seconds> warms the server up first (unmeasured); METERING_WRITE_CONCURRENCY is passed to the
+// server. The line ends with the mean charges per write (group commit), from the server's /metrics.
+// `npm run build` first (it bundles dist/apps/metering/main.js).
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { bundle, root } from '../scripts/build.mjs';
@@ -55,8 +58,17 @@ const dir = join(root, 'dist', 'profile', method);
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 const key = 'profile-operator-key-'.padEnd(43, 'x');
+/** A free port for the server's /metrics (the mean write batch is read from it at the end). */
+const metricsPort = await new Promise((resolve) => {
+  const probe = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = probe.address();
+    probe.close(() => resolve(port));
+  });
+});
 const server = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, join(root, 'dist/apps/metering/main.js')], {
-  env: { PATH: process.env.PATH, DATABASE_URL: dbUrl, PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: key },
+  env: { PATH: process.env.PATH, DATABASE_URL: dbUrl, PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: key, METERING_METRICS_PORT: String(metricsPort),
+    // METERING_WRITE_CONCURRENCY passes through (write transactions at once; default 2).
+    ...(process.env.METERING_WRITE_CONCURRENCY ? { METERING_WRITE_CONCURRENCY: process.env.METERING_WRITE_CONCURRENCY } : {}) },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const port = await new Promise((resolve) => {
@@ -104,13 +116,17 @@ const result = await new Promise((resolve) => {
   });
 });
 const cpuMs = (cpu() - cpuAtStart) * 1000;
+// Charges per write (group commit), over the whole run (warm-up included).
+const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+const batches = metric(metrics, 'metering_write_batch_charges_count');
 const mainMs = (mainCpu() - mainAtStart) * 1000;
 server.kill('SIGTERM');
 await new Promise((resolve) => server.on('exit', resolve));
 await admin.query(`DROP DATABASE ${dbName}${citus ? ' WITH (FORCE)' : ''}`);
 await admin.end();
 for (const w of workers) await onNode(w, `DROP DATABASE ${dbName} WITH (FORCE)`);
-console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call (main thread ${(mainMs / result.calls).toFixed(3)}, other threads ${((cpuMs - mainMs) / result.calls).toFixed(3)})${warmup ? `, after ${warmup} s of warm-up` : ''}`);
+console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call (main thread ${(mainMs / result.calls).toFixed(3)}, other threads ${((cpuMs - mainMs) / result.calls).toFixed(3)})${warmup ? `, after ${warmup} s of warm-up` : ''}${batches ? `, ${(metric(metrics, 'metering_write_batch_charges_sum') / batches).toFixed(1)} charges per write` : ''}`);
 const profile = join(dir, readdirSync(dir).find((f) => f.endsWith('.cpuprofile')));
 console.log(`profile: ${profile}`);
 console.log(execFileSync(process.execPath, [join(root, 'tools/bench/profile-summary.mjs'), profile, '15'], { encoding: 'utf8' }));
