@@ -430,10 +430,12 @@ const byId = <T>(id: (t: T) => string) => (a: T, b: T) => (id(a) < id(b) ? -1 : 
 function aggregate<T>(items: T[], id: (t: T) => string, add: (a: T, b: T) => T): T[] {
   const seen = new Map<string, T>();
   for (const item of items) {
-    const before = seen.get(id(item));
-    seen.set(id(item), before ? add(before, item) : item);
+    const key = id(item);
+    const before = seen.get(key);
+    seen.set(key, before ? add(before, item) : item);
   }
-  return [...seen.values()].sort(byId(id));
+  // Each id made once (a comparator making them would make two per comparison).
+  return [...seen.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, item]) => item);
 }
 
 const addCounterDeltas = (a: CounterDelta, b: CounterDelta): CounterDelta => ({

@@ -290,10 +290,9 @@ export class ChargesService {
     if (wanted.length > 0) return undefined;
     const entries = entriesOf(charges.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })));
     if (eventsAfterWrite(settings.values(), entries) || hasAlerts(entries.events)) return undefined;
-    const stored = await read(() => recordNewCharges(this.db, charges, view.epoch, entries, charges[0].recordTime));
-    if (stored) {
-      onInserted(stored);
-      return answersOf(inputs, new Map(stored.map((c) => [chargeKey(c), { charge: c, fresh: true }])));
+    if (await read(() => recordNewCharges(this.db, charges, view.epoch, entries, charges[0].recordTime))) {
+      onInserted(charges);
+      return answersOf(inputs, new Map(charges.map((c) => [chargeKey(c), { charge: c, fresh: true }])));
     }
     if (distinct.length > 1) return undefined;
     // The key was used by a committed charge (the insert waits for a concurrent one to end).
@@ -341,7 +340,8 @@ export class ChargesService {
         ...pricing[n],
       };
     });
-    return charges.sort((a, b) => (chargeKey(a) < chargeKey(b) ? -1 : chargeKey(a) > chargeKey(b) ? 1 : 0));
+    const keyed = charges.map((c): [string, ChargeRecord] => [chargeKey(c), c]);
+    return keyed.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, c]) => c);
   }
 
   private inOneTransaction(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void, view: SettingsView, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {

@@ -1,4 +1,4 @@
-import { alertData, type ChargeEvent, type ChargeEventKind, type LedgerEvent, type Limit, type WebhookEndpoint } from '@metering/domain';
+import { alertData, type ChargeEvent, type ChargeEventKind, type ChargeRecord, type LedgerEvent, type Limit, type WebhookEndpoint } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
 import { fromGrantJson, toGrantJson } from './credits.repo';
@@ -43,8 +43,18 @@ export async function appendEvents(tx: Tx, events: NewEvent[]): Promise<void> {
   await statement(tx, 'append_events', `WITH ${OUTBOX_CTES('TRUE')} SELECT pg_notify(?, account_id) FROM seq`, [outboxParam(events), EVENTS_CHANNEL]);
 }
 
-/** The events as the one jsonb parameter of OUTBOX_CTES. */
-export const outboxParam = (events: NewEvent[]) => JSON.stringify(events.map((e) => ({ account_id: accountOf(e), kind: e.kind, payload: payloadOf(e) })));
+/**
+ * The events as the one jsonb parameter of OUTBOX_CTES. `chargeJson`: a charge's payload already
+ * made as JSON for the same statement (its insert's row), used as it is rather than made again.
+ */
+export const outboxParam = (events: NewEvent[], chargeJson?: (c: ChargeRecord) => string | undefined): string => {
+  if (!chargeJson) return JSON.stringify(events.map((e) => ({ account_id: accountOf(e), kind: e.kind, payload: payloadOf(e) })));
+  const json = events.map((e) => {
+    const made = 'charge' in e ? chargeJson(e.charge) : undefined;
+    return made ? `{"account_id":${JSON.stringify(accountOf(e))},"kind":${JSON.stringify(e.kind)},"payload":${made}}` : JSON.stringify({ account_id: accountOf(e), kind: e.kind, payload: payloadOf(e) });
+  });
+  return `[${json.join(',')}]`;
+};
 
 /**
  * The CTEs that append events (one `?` parameter: outboxParam) inside a larger

@@ -1,7 +1,7 @@
 import { ChargeRecord, counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, HourDelta, hourId, HourKey, LedgerEntries, ScopedHour, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
-import { chargeColumns, ChargeRow, fromChargeRow, toChargeRow } from './charges.repo';
+import { chargeColumns, toChargeRow } from './charges.repo';
 import { countRollupRows, Db, onCitus, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 import { appendEventsWithDeliveries, hasAlerts } from './alerts.repo';
@@ -317,21 +317,24 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
  * epoch's check (MT001), then the entries are applied in the lock order of APPLY_CTES, then
  * their events go to the outbox and are notified. When a key was already used (a replay, or a
  * concurrent call with the same key) the statement raises MT002 (metering_all_new) and writes
- * nothing: undefined is returned and the caller finds out which (a lookup, or the transaction).
+ * nothing: false is returned and the caller finds out which (a lookup, or the transaction).
+ * True when every charge was stored, as given (nothing is read back: the rows are the charges).
  * For charges whose decision needs nothing read under lock (no reservation settled, no credits,
  * no dimension values to admit, no soft limits or alert rules measured on the counters after
  * the write) and not on Citus; the caller checks.
  */
-export async function recordNewCharges(db: Db, charges: ChargeRecord[], settingsEpoch: string | undefined, entries: LedgerEntries, now: Date): Promise<ChargeRecord[] | undefined> {
+export async function recordNewCharges(db: Db, charges: ChargeRecord[], settingsEpoch: string | undefined, entries: LedgerEntries, now: Date): Promise<boolean> {
   const rows = charges.map(toChargeRow);
-  const params = [JSON.stringify(rows), settingsEpoch ?? null, ...applyParams(entries, now), outboxParam(entries.events), EVENTS_CHANNEL, charges.length];
+  // Each row as JSON once: the insert's parameter and the charge_recorded events' payloads.
+  const json = new Map(charges.map((c, n) => [c, JSON.stringify(rows[n])]));
+  const params = [`[${[...json.values()].join(',')}]`, settingsEpoch ?? null, ...applyParams(entries, now), outboxParam(entries.events, (c) => json.get(c)), EVENTS_CHANNEL, charges.length];
   try {
     const { rows: out } = await statement(db, 'record_new_charges', (recordNewText ??= recordNewSql(chargeColumns(rows[0]))), params);
-    const stored = out as Array<ChargeRow & { daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
-    countRollupRows(db, { dailyUsage: Number(stored[0].daily_inserted), dimensionUsage: Number(stored[0].dimension_inserted), dimensionUsageDaily: Number(stored[0].dimension_day_inserted) });
-    return stored.map(fromChargeRow);
+    const [grown] = out as Array<{ daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
+    countRollupRows(db, { dailyUsage: Number(grown.daily_inserted), dimensionUsage: Number(grown.dimension_inserted), dimensionUsageDaily: Number(grown.dimension_day_inserted) });
+    return true;
   } catch (err) {
-    if ((err as { code?: string }).code === 'MT002') return undefined;
+    if ((err as { code?: string }).code === 'MT002') return false;
     throw err;
   }
 }
@@ -342,10 +345,10 @@ const recordNewSql = (columns: string) => `WITH recorded AS (
        INSERT INTO charges (${columns})
          SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
        ON CONFLICT (account_id, idempotency_key) DO NOTHING
-       RETURNING *
+       RETURNING 1
      ), ${APPLY_CTES(true, '(SELECT count(*) FROM recorded) >= 0')}, ${OUTBOX_CTES('(SELECT count(*) FROM hourly) >= 0')}, notified AS (
        SELECT pg_notify(?, account_id) FROM seq
      )
-  SELECT r.*, g.daily_inserted, g.dimension_inserted, g.dimension_day_inserted,
+  SELECT g.daily_inserted, g.dimension_inserted, g.dimension_day_inserted,
          metering_all_new((SELECT count(*) FROM recorded), ?::bigint) AS all_new, (SELECT count(*) FROM notified) AS notified
-    FROM grown g LEFT JOIN recorded r ON true`;
+    FROM grown g`;
