@@ -251,6 +251,14 @@ describe('account time zones', () => {
 
   it('lists the days around a day (every zone\'s today is among them)', () => {
     expect(neighbourDays('2026-03-01')).toEqual(['2026-02-28', '2026-03-01', '2026-03-02']);
+    expect(neighbourDays('2026-03-01')).toEqual(['2026-02-28', '2026-03-01', '2026-03-02']);
+    expect(neighbourDays('2026-12-31')).toEqual(['2026-12-30', '2026-12-31', '2027-01-01']);
+  });
+
+  it('gives the UTC day of any moment, across midnight and back (it keeps the last day it made)', () => {
+    const at = ['2026-12-06T23:59:59.999Z', '2026-12-07T00:00:00.000Z', '2026-12-06T00:00:00.000Z', '2026-12-07T12:00:00Z', '2024-02-29T23:00:00Z', '2026-12-07T23:59:59.999Z', '2026-12-08T00:00:00.001Z'];
+    expect(at.map((t) => localDay(new Date(t), 'UTC'))).toEqual(['2026-12-06', '2026-12-07', '2026-12-06', '2026-12-07', '2024-02-29', '2026-12-07', '2026-12-08']);
+    expect(() => localDay(new Date(NaN), 'UTC')).toThrow(RangeError);
   });
 });
 

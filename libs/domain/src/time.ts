@@ -21,9 +21,19 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
+/** The last UTC day localDay made, with its bounds (hot paths ask for the same day many times a second). */
+let utcDay = { start: 0, end: 0, day: '' };
+
 /** The calendar day of a moment in a time zone, YYYY-MM-DD. */
 export function localDay(at: Date, timeZone: string): string {
-  if (timeZone === DEFAULT_TIME_ZONE) return at.toISOString().slice(0, 10);
+  if (timeZone === DEFAULT_TIME_ZONE) {
+    const t = at.getTime();
+    if (t >= utcDay.start && t < utcDay.end) return utcDay.day;
+    const day = at.toISOString().slice(0, 10);
+    const start = Date.parse(`${day}T00:00:00Z`);
+    utcDay = { start, end: start + 86_400_000, day };
+    return day;
+  }
   const parts = Object.fromEntries(formatter(timeZone).formatToParts(at).map((p) => [p.type, p.value]));
   return `${parts.year}-${parts.month}-${parts.day}`;
 }
@@ -34,10 +44,14 @@ export function monthStart(day: string): string {
 }
 
 /** The day before and after a day (every zone's current day is within one day of UTC's). */
-export function neighbourDays(day: string): string[] {
+export function neighbourDays(day: string): readonly string[] {
+  if (neighbours.day === day) return neighbours.days;
   const t = Date.parse(`${day}T00:00:00Z`);
-  return [t - 86_400_000, t, t + 86_400_000].map((ms) => new Date(ms).toISOString().slice(0, 10));
+  neighbours = { day, days: [t - 86_400_000, t, t + 86_400_000].map((ms) => new Date(ms).toISOString().slice(0, 10)) };
+  return neighbours.days;
 }
+/** The last answer of neighbourDays (one day at a time is asked for, on every CheckLimits). */
+let neighbours: { day: string; days: readonly string[] } = { day: '', days: [] };
 
 const ZONE_NAME = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
 

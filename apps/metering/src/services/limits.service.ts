@@ -221,10 +221,17 @@ export class LimitsService {
   }
 
   /** The days around UTC's today and their months: the account's local today is one of them. */
-  private candidateStarts(now: Date): string[] {
-    const days = neighbourDays(localDay(now, DEFAULT_TIME_ZONE));
-    return [...new Set([...days, ...days.map(monthStart)])];
+  private candidateStarts(now: Date): readonly string[] {
+    const today = localDay(now, DEFAULT_TIME_ZONE);
+    if (this.starts.today !== today) {
+      const days = neighbourDays(today);
+      this.starts = { today, starts: [...new Set([...days, ...days.map(monthStart)])] };
+    }
+    return this.starts.starts;
   }
+
+  /** The last candidateStarts, for its UTC day (made once a day, not on every call). */
+  private starts: { today: string; starts: readonly string[] } = { today: '', starts: [] };
 
   /**
    * A plain check: one round trip of primary-key reads. An estimate is priced

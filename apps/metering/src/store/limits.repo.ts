@@ -186,7 +186,7 @@ export async function readLimitCheckState(
   db: Db | Tx,
   accountId: string,
   userIds: string[],
-  candidateStarts: string[],
+  candidateStarts: readonly string[],
   /** The API key and tag scopes to read besides the users' and the account's (libs/domain/src/limits.ts extraScopesOf). */
   otherScopes: string[] = [],
   /** The first hour of the longest rolling window (the hours from then on are read when the account has rolling limits). */
