@@ -113,10 +113,10 @@ interface Pending {
 
 /**
  * RecordCharge and RecordCharges: validate, price, store the charges and
- * their rollups in one transaction, idempotently.
+ * their rollups atomically (one statement, or one transaction), idempotently.
  *
  * Group commit: RecordCharge calls that arrive while `maxInFlight`
- * transactions are running wait in a queue, and the next transaction writes
+ * writes are running wait in a queue, and the next write takes
  * all of them (up to MAX_BATCH) together, with one multi-row insert and
  * pre-aggregated rollup upserts in key order. A call is answered only after
  * its transaction commits; when a transaction fails, the batch is split and
@@ -226,7 +226,9 @@ export class ChargesService {
   }
 
   /**
-   * Writes charges in one transaction: locks the reservations they settle
+   * Writes charges atomically: in one statement when they are all new and
+   * their decision reads nothing under lock (inOneStatement), otherwise in one
+   * transaction (inOneTransaction), which locks the reservations they settle
    * (in id order), prices them (from the settings cache; two reads on a
    * miss), inserts the new keys in (account, key) order (so concurrent
    * batches cannot deadlock) checking the settings epoch, answers the others

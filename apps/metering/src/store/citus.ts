@@ -119,3 +119,12 @@ export async function distributeTables(db: Db): Promise<string[]> {
   });
   return changed;
 }
+
+/**
+ * The accounts an UPDATE of the apply statement writes (ledger.repo.ts APPLY_CTES, credits.repo.ts
+ * CREDIT_CTES): `<alias>.account_id = ANY(?)`, followed on Citus (`chained` false) by
+ * `AND ?::boolean`, false when the UPDATE has no rows to write: Citus then prunes it to no shard
+ * (an empty UPDATE cost a round trip to the worker, four of them in a reservation). The
+ * statement's parameters add those booleans (ledger.repo.ts, citusParams).
+ */
+export const updatedAccounts = (alias: string, chained: boolean): string => `${alias}.account_id = ANY(?::text[])${chained ? '' : ' AND ?::boolean'}`;

@@ -1,6 +1,7 @@
 import { remainingOf, type BalanceEntry, type BalanceEntryKind, type CreditAccount, type CreditPolicy, type CreditWrites, type Grant, type GrantKind, type StandingBelow } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { fromRuleRow } from './alerts.repo';
+import { updatedAccounts } from './citus';
 import { Db, statement, Tx } from './db';
 import { bumpSettingsEpoch } from './settings-epoch.repo';
 
@@ -226,13 +227,13 @@ export type { CreditWrites };
  */
 export const CREDIT_CTES = (after: string, chained = true) => `credit_heads AS (
        UPDATE credit_accounts a SET balance = u.balance, last_entry = u.last_entry, balance_alerts = coalesce(u.balance_alerts, a.balance_alerts), updated_at = u.updated_at
-         FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE a.account_id = ANY(?::text[]) AND a.account_id = u.account_id AND ${after}
+         FROM json_populate_recordset(NULL::credit_accounts, ?::json) u WHERE ${updatedAccounts('a', chained)} AND a.account_id = u.account_id AND ${after}
        RETURNING 1
      ), credit_grants_moved AS (
        UPDATE credit_grants g SET spent = g.spent + u.spent, held = g.held + u.held, expired = g.expired + u.expired, voided = g.voided + u.voided,
               void_time = coalesce(g.void_time, u.void_time), void_reason = coalesce(g.void_reason, u.void_reason), void_actor = coalesce(g.void_actor, u.void_actor)
          FROM json_populate_recordset(NULL::credit_grants, ?::json) u
-        WHERE g.account_id = ANY(?::text[]) AND g.account_id = u.account_id AND g.grant_id = u.grant_id AND ${chained ? '(SELECT count(*) FROM credit_heads) >= 0' : 'TRUE'}
+        WHERE ${updatedAccounts('g', chained)} AND g.account_id = u.account_id AND g.grant_id = u.grant_id AND ${chained ? '(SELECT count(*) FROM credit_heads) >= 0' : 'TRUE'}
        RETURNING 1
      ), credit_overage_moved AS (
        INSERT INTO credit_overage AS o (account_id, period_start, amount, updated_at)
@@ -242,7 +243,7 @@ export const CREDIT_CTES = (after: string, chained = true) => `credit_heads AS (
      ), credit_holds_placed AS (
        UPDATE reservations r SET credit_holds = u.credit_holds
          FROM json_populate_recordset(NULL::reservations, ?::json) u
-        WHERE r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND ${chained ? '(SELECT count(*) FROM credit_overage_moved) >= 0' : 'TRUE'}
+        WHERE ${updatedAccounts('r', chained)} AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id AND ${chained ? '(SELECT count(*) FROM credit_overage_moved) >= 0' : 'TRUE'}
        RETURNING 1
      ), credit_entries_added AS (
        INSERT INTO credit_entries (account_id, sequence, kind, entry_time, grant_id, amount, balance_after, charge_id, reservation_id)

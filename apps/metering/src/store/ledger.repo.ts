@@ -2,6 +2,7 @@ import { ChargeRecord, counterId, CounterDelta, dimensionDaysOf, CounterKey, Cou
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
 import { chargeColumns, toChargeRow } from './charges.repo';
+import { updatedAccounts } from './citus';
 import { countRollupRows, Db, onCitus, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 import { appendEventsWithDeliveries, hasAlerts } from './alerts.repo';
@@ -172,7 +173,7 @@ const reservationRows = (entries: LedgerEntries) =>
 const APPLY_CTES = (chained: boolean, after?: string) => `finished AS (
        UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
          FROM json_populate_recordset(NULL::reservations, ?::json) u
-        WHERE ${after ? `${after} AND ` : ''}r.account_id = ANY(?::text[]) AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id
+        WHERE ${after ? `${after} AND ` : ''}${updatedAccounts('r', chained)} AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id
        RETURNING 1
      ), ${CREDIT_CTES(chained ? '(SELECT count(*) FROM finished) >= 0' : 'TRUE', chained)}, daily AS (
        INSERT INTO daily_usage AS d (${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])})
@@ -221,20 +222,12 @@ const LOCK_COUNTERS_SQL = `INSERT INTO usage_counters AS c (${list([...COUNTER_K
   ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET updated_at = excluded.updated_at
   RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}`;
 
-/**
- * On Citus, each UPDATE's `account_id = ANY(?)` is followed by `AND ?::boolean`, false when it has
- * no rows to write: Citus then prunes it to no shard (an empty UPDATE cost a round trip to the
- * worker, four of them in a reservation). citusParams adds those parameters.
- */
-const UPDATE_ACCOUNTS = 'account_id = ANY(?::text[])';
-const applyCtes = (chained: boolean) => (chained ? APPLY_CTES(true) : APPLY_CTES(false).split(UPDATE_ACCOUNTS).join(`${UPDATE_ACCOUNTS} AND ?::boolean`));
-
-/** The parameters of the Citus form: after each UPDATE's accounts (an array), whether the JSON rows before it are any. */
+/** The parameters of the Citus form (citus.ts, updatedAccounts): after each UPDATE's accounts (an array), whether the JSON rows before it are any. */
 const citusParams = (writes: Array<string | string[]>): Array<string | string[] | boolean> =>
   writes.flatMap<string | string[] | boolean>((w, i) => (Array.isArray(w) ? [w, writes[i - 1] !== '[]'] : [w]));
 
 /** The entries' writes, and their events last, in one statement. */
-const applyWithEventsSql = (chained: boolean) => `WITH ${applyCtes(chained)}, ${OUTBOX_CTES(chained ? '(SELECT count(*) FROM hourly) >= 0' : 'TRUE')}
+const applyWithEventsSql = (chained: boolean) => `WITH ${APPLY_CTES(chained)}, ${OUTBOX_CTES(chained ? '(SELECT count(*) FROM hourly) >= 0' : 'TRUE')}
   SELECT 'counter' AS kind, ${COUNTERS_AND_GROWTH}
   UNION ALL
   SELECT 'notify', account_id, ${COUNTER_KEY.slice(1).map(() => 'NULL').join(', ')}, ${COUNTER_COLUMNS.map(() => 'NULL').join(', ')}, NULL, NULL, NULL FROM seq, pg_notify(?, account_id)`;
@@ -242,7 +235,7 @@ const APPLY_WITH_EVENTS_SQL = applyWithEventsSql(true);
 const APPLY_WITH_EVENTS_SQL_CITUS = applyWithEventsSql(false);
 
 /** The entries' writes without events (the caller appends events that depend on the counters after). */
-const applySql = (chained: boolean) => `WITH ${applyCtes(chained)} SELECT ${COUNTERS_AND_GROWTH}`;
+const applySql = (chained: boolean) => `WITH ${APPLY_CTES(chained)} SELECT ${COUNTERS_AND_GROWTH}`;
 const APPLY_SQL = applySql(true);
 const APPLY_SQL_CITUS = applySql(false);
 
