@@ -9,7 +9,8 @@
 // database is then created on every node with the extension and the workers added, and the
 // server's migration distributes the tables by account_id (docs/scaling.md).
 // METERING_PROFILE_WARMUP=<seconds> warms the server up first (unmeasured); METERING_WRITE_CONCURRENCY is passed to the
-// server. The line ends with the mean charges per write (group commit), from the server's /metrics.
+// server; METERING_PROFILE_REPLAYS=0.05 makes that share of the calls replays (as the bench's scenario).
+// The line ends with the mean charges per write (group commit), from the server's /metrics.
 // `npm run build` first (it bundles dist/apps/metering/main.js).
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -110,7 +111,7 @@ const result = await new Promise((resolve) => {
   loadgen.on('message', (m) => (m.phase === 'measuring' ? ((cpuAtStart = cpu()), (mainAtStart = mainCpu())) : resolve(m)));
   loadgen.send({
     address: `127.0.0.1:${port}`, method, concurrency: Number(inFlight), durationMs: Number(seconds) * 1000, warmupMs: 1000,
-    accountId: 'profile', users: 10_000, replayShare: 0, batchSize: 100, keyPrefix: `p${Date.now()}`, apiKey: key,
+    accountId: 'profile', users: 10_000, replayShare: Number(process.env.METERING_PROFILE_REPLAYS ?? 0), batchSize: 100, keyPrefix: `p${Date.now()}`, apiKey: key,
     // METERING_PROFILE_DIMENSIONS=feature,env,customer: the account declares these dimensions first and its charges carry them (as the bench's scenario).
     ...(process.env.METERING_PROFILE_DIMENSIONS ? { dimensions: process.env.METERING_PROFILE_DIMENSIONS.split(',') } : {}),
   });

@@ -277,10 +277,10 @@ export class ChargesService {
    * recordNewCharges): their entries are decided before the insert. Only when the decision
    * needs nothing read under lock: no reservation to settle, no credits, no dimension values
    * to admit, no soft limit or alert rule to measure on the counters after the write. When a
-   * key was already used the statement writes nothing: a lone charge is then answered from the
-   * stored one (a replay, or a conflict when the content differs); a batch goes through the
-   * transaction, which tells its new charges from the others. Undefined (nothing written) when
-   * the transaction must record them.
+   * key was already used the statement writes nothing: the used keys are looked up and answered
+   * from their stored charges (replays, or conflicts when the content differs), and the others
+   * are written by the statement again (a key used between the two sends the batch to the
+   * transaction). Undefined (nothing written) when the transaction must record them.
    */
   private async inOneStatement(inputs: ChargeInput[], onInserted: (c: ChargeRecord[]) => void, view: SettingsView, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[] | undefined> {
     const distinct = distinctByKey(inputs);
@@ -290,17 +290,48 @@ export class ChargesService {
     const charges = await this.chargesOf(this.db, distinct, settings, new Map(), view, kept);
     const wanted = dimensionValuesWanted(charges, (a) => settings.get(a)?.maxValuesPerDay ?? DEFAULT_MAX_VALUES_PER_DAY, (id) => this.knownValues.has(id));
     if (wanted.length > 0) return undefined;
-    const entries = entriesOf(charges.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })));
+    const decide = (list: ChargeRecord[]) => entriesOf(list.map((charge): LedgerChange => ({ kind: 'charge_recorded', charge })));
+    const entries = decide(charges);
     if (eventsAfterWrite(settings.values(), entries) || hasAlerts(entries.events)) return undefined;
-    if (await read(() => recordNewCharges(this.db, charges, view.epoch, entries, charges[0].recordTime))) {
-      onInserted(charges);
-      return answersOf(inputs, new Map(charges.map((c) => [chargeKey(c), { charge: c, fresh: true }])));
+    const stored = new Map<string, { charge: ChargeRecord; fresh: boolean }>();
+    let toWrite = charges;
+    /** Looks up the keys of toWrite already used (replays, or conflicts) and leaves the others; false when none was. */
+    const setUsedAside = async (): Promise<boolean> => {
+      const used = await read(() => findChargesByIdempotencyKeys(this.db, toWrite));
+      for (const c of used) stored.set(chargeKey(c), { charge: c, fresh: false });
+      toWrite = toWrite.filter((c) => !stored.has(chargeKey(c)));
+      return used.length > 0;
+    };
+    // Batches of a workload with replays: look their used keys up first (two statements, not three).
+    const batch = charges.length > 1;
+    const lookFirst = batch && this.batchesWithUsedKeys > 0.25;
+    const foundFirst = lookFirst && (await setUsedAside());
+    for (let attempt = 1; attempt <= 2 && toWrite.length > 0; attempt++) {
+      const written = await read(() => recordNewCharges(this.db, toWrite, view.epoch, toWrite === charges ? entries : decide(toWrite), toWrite[0].recordTime));
+      if (batch && attempt === 1) this.sawUsedKeys(foundFirst || !written);
+      if (written) {
+        onInserted(toWrite);
+        for (const c of toWrite) stored.set(chargeKey(c), { charge: c, fresh: true });
+        return answersOf(inputs, stored);
+      }
+      // Keys already used by committed charges (the insert waits for a concurrent one to end):
+      // they are replays or conflicts; the others are written again, in one statement.
+      if (!(await setUsedAside())) return undefined;
     }
-    if (distinct.length > 1) return undefined;
-    // The key was used by a committed charge (the insert waits for a concurrent one to end).
-    const [used] = await read(() => findChargesByIdempotencyKeys(this.db, distinct));
-    return used ? answersOf(inputs, new Map([[chargeKey(used), { charge: used, fresh: false }]])) : undefined;
+    if (batch && toWrite.length === 0 && lookFirst) this.sawUsedKeys(true);
+    // All were used (answered), or another key was used meanwhile (the transaction sorts it out).
+    return toWrite.length === 0 ? answersOf(inputs, stored) : undefined;
   }
+
+  private sawUsedKeys(used: boolean): void {
+    this.batchesWithUsedKeys = 0.9 * this.batchesWithUsedKeys + (used ? 0.1 : 0);
+  }
+
+  /**
+   * A moving average of how often a batch written in one statement met a used key (or was
+   * looked up first): above a quarter, batches look their keys up before the statement.
+   */
+  private batchesWithUsedKeys = 0;
 
   /**
    * The charges as they will be stored: priced (from the settings cache; two reads on a miss),

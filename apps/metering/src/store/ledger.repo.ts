@@ -309,7 +309,8 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
  * COMMIT). The charges are inserted first (in the caller's key order), with the settings
  * epoch's check (MT001), then the entries are applied in the lock order of APPLY_CTES, then
  * their events go to the outbox and are notified. When a key was already used (a replay, or a
- * concurrent call with the same key) the statement raises MT002 (metering_all_new) and writes
+ * concurrent call with the same key) the statement raises MT002 (metering_all_new, checked
+ * right after the insert, before the first write of the entries waits on it) and writes
  * nothing: false is returned and the caller finds out which (a lookup, or the transaction).
  * True when every charge was stored, as given (nothing is read back: the rows are the charges).
  * For charges whose decision needs nothing read under lock (no reservation settled, no credits,
@@ -320,7 +321,7 @@ export async function recordNewCharges(db: Db, charges: ChargeRecord[], settings
   const rows = charges.map(toChargeRow);
   // Each row as JSON once: the insert's parameter and the charge_recorded events' payloads.
   const json = new Map(charges.map((c, n) => [c, JSON.stringify(rows[n])]));
-  const params = [`[${[...json.values()].join(',')}]`, settingsEpoch ?? null, ...applyParams(entries, now), outboxParam(entries.events, (c) => json.get(c)), EVENTS_CHANNEL, charges.length];
+  const params = [`[${[...json.values()].join(',')}]`, settingsEpoch ?? null, charges.length, ...applyParams(entries, now), outboxParam(entries.events, (c) => json.get(c)), EVENTS_CHANNEL];
   try {
     const { rows: out } = await statement(db, 'record_new_charges', (recordNewText ??= recordNewSql(chargeColumns(rows[0]))), params);
     const [grown] = out as Array<{ daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
@@ -339,9 +340,10 @@ const recordNewSql = (columns: string) => `WITH recorded AS (
          SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
        ON CONFLICT (account_id, idempotency_key) DO NOTHING
        RETURNING 1
-     ), ${APPLY_CTES(true, '(SELECT count(*) FROM recorded) >= 0')}, ${OUTBOX_CTES('(SELECT count(*) FROM hourly) >= 0')}, notified AS (
+     ), checked AS (
+       SELECT metering_all_new((SELECT count(*) FROM recorded), ?::bigint) AS all_new
+     ), ${APPLY_CTES(true, '(SELECT all_new FROM checked)')}, ${OUTBOX_CTES('(SELECT count(*) FROM hourly) >= 0')}, notified AS (
        SELECT pg_notify(?, account_id) FROM seq
      )
-  SELECT g.daily_inserted, g.dimension_inserted, g.dimension_day_inserted,
-         metering_all_new((SELECT count(*) FROM recorded), ?::bigint) AS all_new, (SELECT count(*) FROM notified) AS notified
+  SELECT g.daily_inserted, g.dimension_inserted, g.dimension_day_inserted, (SELECT all_new FROM checked) AS all_new, (SELECT count(*) FROM notified) AS notified
     FROM grown g`;

@@ -165,10 +165,14 @@ describe.each(databaseTargets())('write path on $name', (target) => {
     // The same key with other content, alone: a conflict naming the field; nothing written.
     await expect(charges.recordCharge(lone(0, { completionTokens: '501' }))).rejects.toThrow(IdempotencyConflictError);
     expect(await countOf('lone')).toBe(40);
+    // A batch of used keys (replays, one conflict) and new ones: the used are answered from the stored charges, the new written.
+    const mixed = await charges.recordCharges([lone(1), lone(40), lone(2, { completionTokens: '501' }), lone(41), lone(40)]);
+    expect(mixed.map((r) => (r instanceof DomainError ? r.code : r.replayed))).toEqual([true, false, 'ALREADY_EXISTS', false, true]);
+    expect(await countOf('lone')).toBe(42);
     await expectRollupsMatchCharges(db, 'lone');
     // One charge_recorded event per charge, carrying the charge as stored (the stream's payload).
     const events = await db('charge_events').where({ account_id: 'lone', kind: 'charge_recorded' }).orderBy('sequence');
-    expect(events).toHaveLength(40);
+    expect(events).toHaveLength(42);
     const stored = await db('charges').where({ account_id: 'lone' });
     for (const e of events) {
       const payload = typeof e.payload === 'string' ? JSON.parse(e.payload) : e.payload;
