@@ -54,6 +54,26 @@ export interface RecordChargeResult {
 export type BatchItemResult = RecordChargeResult | DomainError;
 
 
+/** At most `size` tasks at once; the others wait in arrival order. */
+class Slots {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly size: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
+
 /** A call with a key already used: a replay of the stored charge, or a conflict when its content differs. */
 function replayOf(stored: ChargeRecord, input: ChargeInput, reservation?: Reservation): BatchItemResult {
   const differs = diffChargeContent(stored, input);
@@ -143,7 +163,9 @@ export class ChargesService {
     private readonly onBatch: (b: { charges: number; priced: number; unpriced: number; refused?: number; seconds: number; ok: boolean }) => void = () => undefined,
     /** Prices, markups and account settings of the write path (shared with CheckLimits in a server). */
     private readonly cache = new SettingsCache(),
-  ) {}
+  ) {
+    this.batchCalls = new Slots(maxInFlight);
+  }
 
   /** `apiKeyId`: the API key that records ('' for the operator or with authentication off), stored on the charge. */
   async recordCharge(raw: RecordChargeRequestInput, apiKeyId = ''): Promise<RecordChargeResult> {
@@ -184,10 +206,17 @@ export class ChargesService {
   /** Writes the valid charges of a batch in one transaction; the invalid ones keep their own error, in place. */
   private async writeValid(validated: Array<ChargeInput | DomainError>, kept?: ReadonlyMap<string, KeptPricing>): Promise<BatchItemResult[]> {
     const valid = validated.filter((v): v is ChargeInput => !(v instanceof DomainError));
-    const written = valid.length ? await this.write(valid, kept) : [];
+    const written = valid.length ? await this.batchCalls.run(() => this.write(valid, kept)) : [];
     let next = 0;
     return validated.map((v) => (v instanceof DomainError ? v : written[next++]));
   }
+
+  /**
+   * RecordCharges and ImportCharges calls write at most maxInFlight batches at once (each up to
+   * MAX_BATCH charges); the others wait their turn, so many concurrent batch calls do not all
+   * hold their charges' intermediate objects at once (the server's memory) and share the pool.
+   */
+  private readonly batchCalls: Slots;
 
   /** Starts transactions for queued calls while fewer than maxInFlight run. */
   private drain(): void {

@@ -138,6 +138,14 @@ describe.each(databaseTargets())('write path on $name', (target) => {
     await expectRollupsMatchCharges(db, 'claim');
   });
 
+  it('answers six concurrent batch calls (they wait for a write slot): every one answered, every charge stored once', async () => {
+    const calls = Array.from({ length: 6 }, (_, c) => Array.from({ length: 50 }, (_, i) => charge({ accountId: 'many-batches', userId: `u${i % 5}`, idempotencyKey: `m-${c}-${i}` })));
+    const results = await Promise.all(calls.map((batch) => charges.recordCharges(batch)));
+    expect(results.flat().every((r) => !(r instanceof DomainError) && !r.replayed)).toBe(true);
+    expect(await countOf('many-batches')).toBe(300);
+    await expectRollupsMatchCharges(db, 'many-batches');
+  });
+
   it('writes a batch of 1000 charges in one call, and replays it whole', async () => {
     const batch = Array.from({ length: 1000 }, (_, i) => charge({ accountId: 'big', userId: `u${i % 7}`, idempotencyKey: `big-${i}` }));
     const first = await charges.recordCharges(batch);
