@@ -775,7 +775,9 @@ class MeteringServiceServicer(object):
     def QueryUsage(self, request, context):
         """Usage grouped by any of user, provider, model, charge type, API key and
         declared tags, per local hour, day or month, with filters and totals,
-        read from the dimension rollups (never from raw charges).
+        read from rollups (never from raw charges): the daily rollup when grouped
+        and filtered by user, provider, model and charge type alone, otherwise the
+        dimension rollups (FAILED_PRECONDITION for an account that declared none).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
