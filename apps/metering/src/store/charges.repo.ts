@@ -3,7 +3,7 @@ import { TOKEN_CLASSES, type TokenCounts, tokenField } from '@metering/pricing';
 import { Db, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
-/** SQL of the charges table. Runs inside the caller's transaction; no business rules. */
+/** SQL of the charges table. Runs in the caller's transaction (or alone, where the caller passes the Db); no business rules. */
 
 export interface ChargeRow {
   account_id: string;

@@ -23,7 +23,8 @@ import { ROLLUP_COLUMNS } from './usage.repo';
  *   until commit).
  *
  * Charges are inserted by the caller before (their idempotency keys decide
- * what is new). Every statement filters on or writes one account's rows by
+ * what is new), or, when all are new, by the same statement first
+ * (recordNewCharges, outside a transaction). Every statement filters on or writes one account's rows by
  * account_id (a batch of several accounts writes each account's rows), and
  * timestamps are parameters, not the database's clock. No business rules.
  */
