@@ -251,7 +251,6 @@ describe('account time zones', () => {
 
   it('lists the days around a day (every zone\'s today is among them)', () => {
     expect(neighbourDays('2026-03-01')).toEqual(['2026-02-28', '2026-03-01', '2026-03-02']);
-    expect(neighbourDays('2026-03-01')).toEqual(['2026-02-28', '2026-03-01', '2026-03-02']);
     expect(neighbourDays('2026-12-31')).toEqual(['2026-12-30', '2026-12-31', '2027-01-01']);
   });
 

@@ -44,14 +44,10 @@ export function monthStart(day: string): string {
 }
 
 /** The day before and after a day (every zone's current day is within one day of UTC's). */
-export function neighbourDays(day: string): readonly string[] {
-  if (neighbours.day === day) return neighbours.days;
+export function neighbourDays(day: string): string[] {
   const t = Date.parse(`${day}T00:00:00Z`);
-  neighbours = { day, days: [t - 86_400_000, t, t + 86_400_000].map((ms) => new Date(ms).toISOString().slice(0, 10)) };
-  return neighbours.days;
+  return [t - 86_400_000, t, t + 86_400_000].map((ms) => new Date(ms).toISOString().slice(0, 10));
 }
-/** The last answer of neighbourDays (one day at a time is asked for, on every CheckLimits). */
-let neighbours: { day: string; days: readonly string[] } = { day: '', days: [] };
 
 const ZONE_NAME = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
 

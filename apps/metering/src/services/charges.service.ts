@@ -334,22 +334,24 @@ export class ChargesService {
     // Batches of a workload with replays: look their used keys up first (two statements, not three).
     const batch = charges.length > 1;
     const lookFirst = batch && this.batchesWithUsedKeys > 0.25;
-    const foundFirst = lookFirst && (await setUsedAside());
-    for (let attempt = 1; attempt <= 2 && toWrite.length > 0; attempt++) {
-      const written = await read(() => recordNewCharges(this.db, toWrite, view.epoch, toWrite === charges ? entries : decide(toWrite), toWrite[0].recordTime));
-      if (batch && attempt === 1) this.sawUsedKeys(foundFirst || !written);
-      if (written) {
+    let metUsedKeys = lookFirst && (await setUsedAside());
+    let done = toWrite.length === 0;
+    for (let attempt = 1; !done && attempt <= 2; attempt++) {
+      if (await read(() => recordNewCharges(this.db, toWrite, view.epoch, toWrite === charges ? entries : decide(toWrite), toWrite[0].recordTime))) {
         onInserted(toWrite);
         for (const c of toWrite) stored.set(chargeKey(c), { charge: c, fresh: true });
-        return answersOf(inputs, stored);
+        done = true;
+      } else {
+        // Keys already used by committed charges (the insert waits for a concurrent one to end):
+        // they are replays or conflicts; the others are written again, in one statement.
+        metUsedKeys = true;
+        if (!(await setUsedAside())) break;
+        done = toWrite.length === 0;
       }
-      // Keys already used by committed charges (the insert waits for a concurrent one to end):
-      // they are replays or conflicts; the others are written again, in one statement.
-      if (!(await setUsedAside())) return undefined;
     }
-    if (batch && toWrite.length === 0 && lookFirst) this.sawUsedKeys(true);
-    // All were used (answered), or another key was used meanwhile (the transaction sorts it out).
-    return toWrite.length === 0 ? answersOf(inputs, stored) : undefined;
+    if (batch) this.sawUsedKeys(metUsedKeys);
+    // Otherwise another key was used meanwhile, or none could be found: the transaction sorts it out.
+    return done ? answersOf(inputs, stored) : undefined;
   }
 
   private sawUsedKeys(used: boolean): void {

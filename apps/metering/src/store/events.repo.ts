@@ -48,9 +48,8 @@ export async function appendEvents(tx: Tx, events: NewEvent[]): Promise<void> {
  * made as JSON for the same statement (its insert's row), used as it is rather than made again.
  */
 export const outboxParam = (events: NewEvent[], chargeJson?: (c: ChargeRecord) => string | undefined): string => {
-  if (!chargeJson) return JSON.stringify(events.map((e) => ({ account_id: accountOf(e), kind: e.kind, payload: payloadOf(e) })));
   const json = events.map((e) => {
-    const made = 'charge' in e ? chargeJson(e.charge) : undefined;
+    const made = chargeJson && 'charge' in e ? chargeJson(e.charge) : undefined;
     return made ? `{"account_id":${JSON.stringify(accountOf(e))},"kind":${JSON.stringify(e.kind)},"payload":${made}}` : JSON.stringify({ account_id: accountOf(e), kind: e.kind, payload: payloadOf(e) });
   });
   return `[${json.join(',')}]`;
