@@ -8,6 +8,8 @@
  * issue 15 (that is the whole server, measured by the bench); a way to compare two versions of
  * the hot paths. METERING_ALLOC_PROFILE=<file> also writes a sampled profile of what the measured
  * calls allocate (objects already collected included; a V8 heap profile, as Chrome DevTools reads it).
+ * METERING_PROFILE_REPLAYS=0.05: that share of the charges reuses a key already recorded (with the
+ * same content: a replay), as the bench's scenario with replays.
  */
 /* eslint-disable @nx/enforce-module-boundaries -- this tool measures the metering app's service layer in-process, so it imports the app's own modules (the app is not a library with a public entry point). */
 import { CheckLimitsRequest, RecordChargeRequest } from '@metering/contracts';
@@ -39,13 +41,17 @@ async function main(): Promise<void> {
     const limits = new LimitsService(db, pricing, undefined, settings);
     const charges = new ChargesService(db, pricing, undefined, 2, undefined, settings);
     let key = 0;
+    const replays = Number(process.env.METERING_PROFILE_REPLAYS ?? 0);
     // As the bench's load generator: one account, users spread over 10k.
     const one = async (): Promise<void> => {
       const userId = `u${Math.floor(Math.random() * 10_000)}`;
       if (method === 'check') {
         await limits.checkLimits(CheckLimitsRequest.fromPartial({ accountId: 'cpu', userId, additionalTokens: '1500' }));
       } else {
-        await charges.recordCharge(RecordChargeRequest.fromPartial({ accountId: 'cpu', userId, idempotencyKey: `k${key++}`, provider: 'openai', model: 'gpt-4o', chargeType: 1, promptTokens: '1000', completionTokens: '200' }));
+        // A replay repeats an earlier call: its key and its user (the content the key was used with).
+        const replayOf = key > 0 && Math.random() < replays ? Math.floor(Math.random() * key) : undefined;
+        const n = replayOf ?? key++;
+        await charges.recordCharge(RecordChargeRequest.fromPartial({ accountId: 'cpu', userId: `u${n % 10_000}`, idempotencyKey: `k${n}`, provider: 'openai', model: 'gpt-4o', chargeType: 1, promptTokens: '1000', completionTokens: '200' }));
       }
     };
     const run = async (calls: number): Promise<void> => {
