@@ -69,7 +69,7 @@ import { RerateService } from './services/rerate.service';
 import { ReservationsService } from './services/reservations.service';
 import { SettingsCache } from './services/settings-cache';
 import { UsageService } from './services/usage.service';
-import { closeDatabase, Db, listen, migrate, openDatabase } from './store/db';
+import { autovacuumOff, closeDatabase, Db, listen, migrate, openDatabase } from './store/db';
 import { EVENTS_CHANNEL } from './store/events.repo';
 
 export const SERVICE_NAME = 'metering.v1.MeteringService';
@@ -276,6 +276,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     throw err;
   }
   log.info('database migrated', { database: where });
+  if (await autovacuumOff(db)) {
+    log.warn('autovacuum is OFF on this Postgres: the usage tables, upserted on every charge, keep their dead rows and grow, and their statistics stay as they were when they were small, so the planner misjudges them. Turn autovacuum on, or run VACUUM ANALYZE regularly.');
+  }
   log.info('transport', { tls: config.tls ? (config.tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: config.authMode });
   if (config.authMode === 'off') log.warn('authentication is OFF (METERING_AUTH=off): every caller acts as the operator. For development only.');
 

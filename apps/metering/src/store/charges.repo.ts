@@ -1,6 +1,6 @@
 import type { ChargePriceOrigin, ChargeRecord, ChargeType, DimensionValueRefusal, DimensionValuesWanted, JsonObject, PricingStatus, RequestType, RerateQuery, ServiceTierName } from '@metering/domain';
 import { TOKEN_CLASSES, type TokenCounts, tokenField } from '@metering/pricing';
-import { Db, onCitus, statement, Tx } from './db';
+import { Db, onCitus, perCallStatement, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the charges table. Runs in the caller's transaction (or alone, where the caller passes the Db); no business rules. */
@@ -266,14 +266,16 @@ const ADMIT_CTES = `wanted AS (
 
 /**
  * The stored charges with these (account, idempotency key) pairs (replays, conflicts), each key
- * one probe of the unique index: a lateral subquery (its LIMIT keeps the planner from flattening
- * it into a join), planned on every call (not a named statement, whose plan is fixed at its first
- * executions). The join it replaces was planned from the statistics of when an account was small
- * (a new, fast-growing account before the next ANALYZE, or a fresh database): it read all of the
- * account's charges by account_id and hashed them, 4.5-8 ms per lookup at 20k charges
- * (auto_explain, `METERING_PROFILE_REPLAYS=0.05 node tools/bench/service-cpu.mjs charge 64`), and
- * so did the lateral form as a named statement. On Citus the join as before (it routes by the
- * account_id = ANY filter).
+ * one probe of the unique index: a lateral subquery of equalities on the whole key (its LIMIT
+ * keeps the planner from flattening it into a join), sent unnamed (perCallStatement: planned
+ * with its values). The join it replaces was planned from the statistics of when an account was
+ * small (a new, fast-growing account before the next ANALYZE, or a database without
+ * autovacuum): it read all of the account's charges by account_id, 4.5-8 ms per look-up at 20k
+ * charges (auto_explain, `METERING_PROFILE_REPLAYS=0.05 node tools/bench/service-cpu.mjs charge
+ * 64`). So did the lateral form with the account as a value (account_id = $1, or = ANY($1)):
+ * with such statistics the account's rows look few, and charges_by_day_id (account first) ties
+ * with the unique index (test/integration/hot-read-plans.spec.ts). On Citus, where a statement
+ * routes to a shard only by an account_id value, the join as before (account_id = ANY($accounts)).
  */
 export async function findChargesByIdempotencyKeys(tx: Db | Tx, keys: Array<{ accountId: string; idempotencyKey: string }>): Promise<ChargeRecord[]> {
   if (keys.length === 0) return [];
@@ -289,13 +291,17 @@ export async function findChargesByIdempotencyKeys(tx: Db | Tx, keys: Array<{ ac
           WHERE c.account_id = ANY(?::text[])`,
         [accounts, idempotencyKeys, [...new Set(accounts)]],
       )
-    : await tx.raw(
-        `SELECT c.* FROM unnest(?::text[], ?::text[]) AS k(account_id, idempotency_key)
+    : await perCallStatement(
+        tx,
+        `${FIND_CHARGES_BY_KEY}?::text[], ?::text[]) AS k(account_id, idempotency_key)
            CROSS JOIN LATERAL (SELECT * FROM charges WHERE account_id = k.account_id AND idempotency_key = k.idempotency_key LIMIT 1) c`,
         [accounts, idempotencyKeys],
       );
   return (rows as ChargeRow[]).map(fromChargeRow);
 }
+
+/** The first words of findChargesByIdempotencyKeys' form for plain Postgres (the Citus guard knows it by them). */
+export const FIND_CHARGES_BY_KEY = 'SELECT c.* FROM unnest(';
 
 /**
  * One batch of charges to re-rate, locked for update, in (usage_date,

@@ -84,9 +84,28 @@ let namedStatements = true;
 export function statement(db: Db | Tx, name: string, sql: string, bindings: readonly unknown[]): Knex.Raw {
   const q = db.raw(sql, bindings as Knex.RawBinding[]);
   if (!namedStatements) return q;
-  const named = q.options({ name: `metering_${name}` });
-  return /\\\?|\?\?/.test(sql) || bindings.some(inlined) ? named : withPositionedText(named, sql, bindings);
+  return positioned(q.options({ name: `metering_${name}` }), sql, bindings);
 }
+
+/**
+ * A hot-path read of constant text, with `?` bindings, planned on every execution with its
+ * values (an unnamed statement), for reads that select rows by arrays on an index's later
+ * columns (`account_id = ? AND user_id = ANY(?)`) or whose best plan depends on how big a table
+ * has grown. A named statement's generic plan knows neither: Postgres assumes 10 elements per
+ * array parameter, so probing the index for every combination looks dearer than reading all of
+ * the account's rows by account_id, and the plan it settles on after five executions stays until
+ * the table is next analyzed (never, with autovacuum off). Measured: CheckLimits' counter read
+ * took 20 ms at 60k counters of one account (Rows Removed by Filter: 60004) against 0.14 ms
+ * planned with its values (docs/benchmarks.md). Planning costs a little on every call; the
+ * write statements, whose plans do not depend on sizes (upserts by their keys), stay named.
+ */
+export function perCallStatement(db: Db | Tx, sql: string, bindings: readonly unknown[]): Knex.Raw {
+  return positioned(db.raw(sql, bindings as Knex.RawBinding[]), sql, bindings);
+}
+
+/** withPositionedText, unless knex must rewrite the text itself (its escapes, or bindings it inlines). */
+const positioned = (q: Knex.Raw, sql: string, bindings: readonly unknown[]): Knex.Raw =>
+  /\\\?|\?\?/.test(sql) || bindings.some(inlined) ? q : withPositionedText(q, sql, bindings);
 
 /** A statement's text with knex's `?` placeholders already numbered (`$1`, `$2`, ...), by its `?` text. */
 const POSITIONED = new Map<string, string>();
@@ -172,6 +191,18 @@ export async function listen(db: Db, channel: string, onNotify: (payload: string
     stopped = true;
     await client?.end().catch(() => undefined);
   };
+}
+
+/**
+ * Whether the Postgres server runs without autovacuum (false for the embedded database, which
+ * vacuums nothing in the background either but is meant for one process and small data). The
+ * usage tables are upserted on every charge: without it they keep every dead row, and their
+ * statistics stay as they were when the tables were small (docs/benchmarks.md).
+ */
+export async function autovacuumOff(db: Db): Promise<boolean> {
+  if (embedded.has(db)) return false;
+  const { rows } = await db.raw(`SELECT setting FROM pg_settings WHERE name = 'autovacuum'`);
+  return (rows as Array<{ setting: string }>)[0]?.setting === 'off';
 }
 
 /** Closes the pool and, for the embedded database, the database itself (flushing it to its folder). */

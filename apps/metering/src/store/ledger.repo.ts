@@ -3,7 +3,7 @@ import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
 import { chargeColumns, toChargeRow } from './charges.repo';
 import { updatedAccounts } from './citus';
-import { countRollupRows, Db, onCitus, statement, Tx } from './db';
+import { countRollupRows, Db, onCitus, perCallStatement, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 import { appendEventsWithDeliveries, hasAlerts } from './alerts.repo';
 import { appendEvents, EVENTS_CHANNEL, OUTBOX_CTES, outboxParam } from './events.repo';
@@ -99,9 +99,8 @@ const LOCK_HOURS_SQL = `INSERT INTO hourly_counters AS h (${[...HOUR_KEY, ...HOU
  * waited for committed). Users '' (the account and the other scopes) and the given users.
  */
 export async function readHours(tx: Tx, accountId: string, userIds: string[], scopes: string[], from: Date): Promise<Array<ScopedHour>> {
-  const { rows } = await statement(
+  const { rows } = await perCallStatement(
     tx,
-    'read_hours',
     `SELECT ${[...HOUR_KEY, ...HOUR_COLUMNS].join(', ')} FROM hourly_counters
       WHERE account_id = ? AND hour_start >= ? AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])`,
     [accountId, from, ['', ...userIds], ['', ...scopes]],

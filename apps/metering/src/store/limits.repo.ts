@@ -1,7 +1,7 @@
 import { Dec } from '@metering/pricing';
 import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery, ScopedHour } from '@metering/domain';
 import { fromRuleRow } from './alerts.repo';
-import { Db, statement, Tx } from './db';
+import { Db, perCallStatement, Tx } from './db';
 import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { CHECK_CREDITS_SQL, fromCheckCredits } from './credits.repo';
 import { toCounterState, toHourUsage } from './ledger.repo';
@@ -145,7 +145,8 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
 }
 
 /**
- * What CheckLimits reads, in one round trip of primary-key reads: the
+ * What CheckLimits reads, in one round trip of primary-key reads (sent unnamed: planned with its
+ * values, perCallStatement in db.ts): the
  * account's time zone, every limit of the users and of their account, and their
  * day and month counters for the given candidate days (the caller passes the
  * days around UTC's today, one of which is the account's local today, and
@@ -153,7 +154,10 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
  * API key's, tag values'), the account's declared dimensions, the settings epoch (a reference row: a check that priced
  * an estimate from the settings cache compares it), and the account's credits
  * (its policy and open grants; no row without credits). A constant SQL text:
- * nothing is built per call.
+ * nothing is built per call. The counters are read key by key (a lateral subquery of equalities
+ * on the whole primary key for every user, scope, start and period): with arrays on the key's
+ * later columns (user_id = ANY(...)) Postgres read every counter of the account by account_id
+ * when its statistics were from before the account grew (test/integration/hot-read-plans.spec.ts).
  */
 const CHECK_STATE_SQL = `
   SELECT 'zone' AS kind, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at,
@@ -164,10 +168,12 @@ const CHECK_STATE_SQL = `
   SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, scope, window_hours
     FROM limits WHERE account_id = ? AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])
   UNION ALL
-  SELECT 'counter', user_id, period, NULL, NULL, NULL, updated_at, period_start, message_count::text, total_tokens::text, total_cost::text,
-         reserved_messages::text, reserved_tokens::text, reserved_cost::text, scope, NULL
-    FROM usage_counters
-   WHERE account_id = ? AND period IN ('day', 'month') AND period_start = ANY(?::date[]) AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])
+  SELECT 'counter', c.user_id, c.period, NULL, NULL, NULL, c.updated_at, c.period_start, c.message_count::text, c.total_tokens::text, c.total_cost::text,
+         c.reserved_messages::text, c.reserved_tokens::text, c.reserved_cost::text, c.scope, NULL
+    FROM (SELECT DISTINCT unnest(?::date[])) d(start) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
+         CROSS JOIN (VALUES ('day'), ('month')) p(period)
+         CROSS JOIN LATERAL (SELECT * FROM usage_counters
+                              WHERE account_id = ? AND period = p.period AND period_start = d.start AND user_id = u.user_id AND scope = s.scope LIMIT 1) c
   UNION ALL
   SELECT 'dims', array_to_json(tag_keys)::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM account_dimensions WHERE account_id = ?
@@ -194,7 +200,7 @@ export async function readLimitCheckState(
 ): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] }; dimensions: string[]; hours: Array<ScopedHour> }> {
   const users = ['', ...userIds]; // '' = the account (and the rows of the other scopes)
   const scopes = ['', ...otherScopes];
-  const { rows } = await statement(db, 'limit_check_state', CHECK_STATE_SQL, [accountId, accountId, users, scopes, accountId, candidateStarts, users, scopes, accountId, accountId, hoursFrom, users, scopes, accountId, accountId, accountId]);
+  const { rows } = await perCallStatement(db, CHECK_STATE_SQL, [accountId, accountId, users, scopes, candidateStarts, users, scopes, accountId, accountId, accountId, hoursFrom, users, scopes, accountId, accountId, accountId]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   const credits = all.find((r) => r.kind === 'credits');
   return {

@@ -1,6 +1,6 @@
 import { Dec } from '@metering/pricing';
 import type { ListReservationsQuery, Reservation, ReservationRef, ReservationStatus } from '@metering/domain';
-import { Db, statement, Tx } from './db';
+import { Db, perCallStatement, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the reservations table. Runs inside the caller's transaction; no business rules. */
@@ -123,9 +123,8 @@ export async function lockReservations(tx: Tx, refs: ReservationRef[]): Promise<
   for (const r of refs) byAccount.set(r.accountId, [...(byAccount.get(r.accountId) ?? []), r.reservationId]);
   const locked: Reservation[] = [];
   for (const accountId of [...byAccount.keys()].sort()) {
-    const { rows } = await statement(
+    const { rows } = await perCallStatement(
       tx,
-      'lock_reservations',
       `SELECT r.* FROM reservations r WHERE r.account_id = ? AND r.reservation_id = ANY(?::uuid[]) ORDER BY r.reservation_id FOR UPDATE OF r`,
       [accountId, byAccount.get(accountId)],
     );

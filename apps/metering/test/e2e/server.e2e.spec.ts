@@ -5,6 +5,7 @@ import * as http2 from 'node:http2';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { status } from '@grpc/grpc-js';
 import {
   BadRequest,
@@ -207,6 +208,19 @@ describe.each(databaseTargets())('metering server on $name', (target) => {
     expect(big.code).toBe(status.RESOURCE_EXHAUSTED);
     const ok = await call(client.recordCharge, client, request({ accountId: 'garbage', idempotencyKey: 'after-garbage' }));
     expect(ok.charge?.totalCost?.amount).toBe('0.00225');
+  });
+
+  it('warns at start when the Postgres it uses runs without autovacuum, and only then', async () => {
+    const warned = server.logs.some((l) => l.includes('"msg":"autovacuum is OFF on this Postgres'));
+    if (!tdb.config.url) return expect(warned).toBe(false); // the embedded database has no autovacuum to turn on
+    const admin = new pg.Client({ connectionString: tdb.config.url });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query(`SHOW autovacuum`);
+      expect(warned).toBe((rows[0] as { autovacuum: string }).autovacuum === 'off');
+    } finally {
+      await admin.end();
+    }
   });
 
   it('serves grpc.health.v1 Check and Watch', async () => {
