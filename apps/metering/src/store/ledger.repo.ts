@@ -96,14 +96,16 @@ const LOCK_HOURS_SQL = `INSERT INTO hourly_counters AS h (${[...HOUR_KEY, ...HOU
 /**
  * The usage hours of some scopes of an account from an hour on (a rolling window's, read after
  * its current hours are locked: a statement of its own, so that it sees what the transactions it
- * waited for committed). Users '' (the account and the other scopes) and the given users.
+ * waited for committed). Users '' (the account and the other scopes) and the given users, scope by
+ * scope (the key is account, user, scope, hour: migration 20261207140000_hourly_counters_by_scope).
  */
 export async function readHours(tx: Tx, accountId: string, userIds: string[], scopes: string[], from: Date): Promise<Array<ScopedHour>> {
   const { rows } = await perCallStatement(
     tx,
-    `SELECT ${[...HOUR_KEY, ...HOUR_COLUMNS].join(', ')} FROM hourly_counters
-      WHERE account_id = ? AND hour_start >= ? AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])`,
-    [accountId, from, ['', ...userIds], ['', ...scopes]],
+    `SELECT ${[...HOUR_KEY, ...HOUR_COLUMNS].map((c) => `h.${c}`).join(', ')}
+       FROM (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
+            CROSS JOIN LATERAL (SELECT * FROM hourly_counters WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope AND hour_start >= ?) h`,
+    [['', ...userIds], ['', ...scopes], accountId, from],
   );
   return (rows as Array<Record<string, string>>).map(toHourUsage);
 }

@@ -155,9 +155,10 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
  * an estimate from the settings cache compares it), and the account's credits
  * (its policy and open grants; no row without credits). A constant SQL text:
  * nothing is built per call. The counters are read key by key (a lateral subquery of equalities
- * on the whole primary key for every user, scope, start and period): with arrays on the key's
- * later columns (user_id = ANY(...)) Postgres read every counter of the account by account_id
- * when its statistics were from before the account grew (test/integration/hot-read-plans.spec.ts).
+ * on the whole primary key for every user, scope, start and period), and the hours scope by scope
+ * (from the window's first hour on, the key's last column): with arrays on the key's later columns
+ * (user_id = ANY(...)) Postgres read every counter of the account by account_id when its
+ * statistics were from before the account grew (test/integration/hot-read-plans.spec.ts).
  */
 const CHECK_STATE_SQL = `
   SELECT 'zone' AS kind, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at,
@@ -178,11 +179,12 @@ const CHECK_STATE_SQL = `
   SELECT 'dims', array_to_json(tag_keys)::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM account_dimensions WHERE account_id = ?
   UNION ALL
-  SELECT 'hour', user_id, NULL, NULL, NULL, (extract(epoch FROM hour_start) * 1000)::bigint::text, NULL, NULL, message_count::text, total_tokens::text, total_cost::text,
-         reserved_messages::text, reserved_tokens::text, reserved_cost::text, scope, NULL
-    FROM hourly_counters
-   WHERE account_id = ? AND hour_start >= ? AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])
-     AND EXISTS (SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling')
+  SELECT 'hour', h.user_id, NULL, NULL, NULL, (extract(epoch FROM h.hour_start) * 1000)::bigint::text, NULL, NULL, h.message_count::text, h.total_tokens::text, h.total_cost::text,
+         h.reserved_messages::text, h.reserved_tokens::text, h.reserved_cost::text, h.scope, NULL
+    FROM (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
+         CROSS JOIN LATERAL (SELECT * FROM hourly_counters
+                              WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope AND hour_start >= ?) h
+   WHERE EXISTS (SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling')
   UNION ALL
   SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch
   UNION ALL
@@ -200,7 +202,7 @@ export async function readLimitCheckState(
 ): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] }; dimensions: string[]; hours: Array<ScopedHour> }> {
   const users = ['', ...userIds]; // '' = the account (and the rows of the other scopes)
   const scopes = ['', ...otherScopes];
-  const { rows } = await perCallStatement(db, CHECK_STATE_SQL, [accountId, accountId, users, scopes, candidateStarts, users, scopes, accountId, accountId, accountId, hoursFrom, users, scopes, accountId, accountId, accountId]);
+  const { rows } = await perCallStatement(db, CHECK_STATE_SQL, [accountId, accountId, users, scopes, candidateStarts, users, scopes, accountId, accountId, users, scopes, accountId, hoursFrom, accountId, accountId, accountId]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   const credits = all.find((r) => r.kind === 'credits');
   return {

@@ -8,7 +8,8 @@ import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../
  * The hot reads that select rows by arrays of keys read those keys only, also when the tables'
  * statistics are from before the account had rows, as for a new account that grows fast between
  * two ANALYZEs or a database whose autovacuum is off: the look-up of used idempotency keys
- * (replays, conflicts) and CheckLimits' read of the account's counters. Each is sent unnamed
+ * (replays, conflicts), CheckLimits' read of the account's counters and of a rolling window's
+ * hours (by scope, then hour: a range of hours first held every user's hours). Each is sent unnamed
  * (planned with its values on every call: a named statement's generic plan, settled while the
  * tables were small, read all of the account's rows by account_id: 20 ms at 60k counters,
  * docs/benchmarks.md), and its very text and values are run again under EXPLAIN ANALYZE: the
@@ -71,6 +72,13 @@ describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $
     await db.raw('ANALYZE usage_counters');
     await charges('grown', 20_000);
     await counters('grown', 10_000, 5);
+    // A rolling limit of the account's users, and 24 hours of usage of each of 10k users.
+    await db.raw(`INSERT INTO limits (account_id, user_id, period, measure, amount, enforcement, window_hours) VALUES ('grown', 'u17', 'rolling', 'cost', 10, 'hard', 24)`);
+    await db.raw(
+      `INSERT INTO hourly_counters (account_id, hour_start, user_id, scope, message_count, total_tokens, total_cost, updated_at)
+       SELECT 'grown', date_trunc('hour', now()) - make_interval(hours => h), 'u' || g, '', 1, 1200, 0.01, now()
+         FROM generate_series(1, 10000) g, generate_series(0, 23) h`,
+    );
   }, 120_000);
 
   afterAll(async () => {
@@ -138,5 +146,20 @@ describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $
     expect(scans).toEqual([{ type: 'Index Scan', index: 'usage_counters_pkey', condition: expect.stringContaining('user_id'), rowsRead: expect.any(Number) }]);
     // The keys asked for: 2 users ('' and u17) x 2 starts x day and month, of which two exist.
     expect(scans[0].rowsRead).toBeLessThanOrEqual(8);
+  }, 60_000);
+
+  it("reads a rolling window's hours scope by scope, not every user's hours of the window", async () => {
+    const from = new Date(Date.now() - 23 * 3600_000);
+    from.setUTCMinutes(0, 0, 0);
+    let hours: Awaited<ReturnType<typeof readLimitCheckState>>['hours'] = [];
+    const sent = await sentBy(async () => {
+      ({ hours } = await readLimitCheckState(db, 'grown', ['u17'], [today], [], from));
+    });
+    expect(hours).toHaveLength(24);
+    expect(new Set(hours.map((h) => h.userId))).toEqual(new Set(['u17']));
+    const scans = await scansOf(sent[0], 'hourly_counters');
+    expect(scans).toEqual([{ type: 'Index Scan', index: 'hourly_counters_pkey', condition: expect.stringContaining('user_id'), rowsRead: expect.any(Number) }]);
+    // Two scopes (the account's and u17's) of 24 hours: u17's 24 rows, none of the account's.
+    expect(scans[0].rowsRead).toBeLessThanOrEqual(24);
   }, 60_000);
 });
