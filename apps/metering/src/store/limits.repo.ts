@@ -1,5 +1,5 @@
 import { Dec } from '@metering/pricing';
-import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery, ScopedHour } from '@metering/domain';
+import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery, periodStartOf, ScopedHour } from '@metering/domain';
 import { fromRuleRow } from './alerts.repo';
 import { Db, perCallStatement, Tx } from './db';
 import { bumpSettingsEpoch } from './settings-epoch.repo';
@@ -155,11 +155,13 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
  * an estimate from the settings cache compares it), and the account's credits
  * (its policy and open grants; no row without credits). A constant SQL text:
  * nothing is built per call. The counters are read key by key (a lateral subquery of equalities
- * on the whole primary key for every user, scope, start and period), and the hours scope by scope
+ * on the whole primary key for every user, scope and period start), and the hours scope by scope
  * (from the window's first hour on, the key's last column): with arrays on the key's later columns
  * (user_id = ANY(...)) Postgres read every counter of the account by account_id when its
  * statistics were from before the account grew (test/integration/hot-read-plans.spec.ts).
  */
+const COUNTER_PERIODS = ['day', 'month'] as const;
+
 const CHECK_STATE_SQL = `
   SELECT 'zone' AS kind, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at,
          NULL::date AS period_start, NULL AS message_count, NULL AS total_tokens, NULL AS total_cost, NULL AS reserved_messages, NULL AS reserved_tokens, NULL AS reserved_cost,
@@ -171,10 +173,9 @@ const CHECK_STATE_SQL = `
   UNION ALL
   SELECT 'counter', c.user_id, c.period, NULL, NULL, NULL, c.updated_at, c.period_start, c.message_count::text, c.total_tokens::text, c.total_cost::text,
          c.reserved_messages::text, c.reserved_tokens::text, c.reserved_cost::text, c.scope, NULL
-    FROM (SELECT DISTINCT unnest(?::date[])) d(start) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
-         CROSS JOIN (VALUES ('day'), ('month')) p(period)
+    FROM (SELECT DISTINCT * FROM unnest(?::text[], ?::date[])) p(period, start) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
          CROSS JOIN LATERAL (SELECT * FROM usage_counters
-                              WHERE account_id = ? AND period = p.period AND period_start = d.start AND user_id = u.user_id AND scope = s.scope LIMIT 1) c
+                              WHERE account_id = ? AND period = p.period AND period_start = p.start AND user_id = u.user_id AND scope = s.scope LIMIT 1) c
   UNION ALL
   SELECT 'dims', array_to_json(tag_keys)::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM account_dimensions WHERE account_id = ?
@@ -202,7 +203,9 @@ export async function readLimitCheckState(
 ): Promise<{ timeZone?: string; limits: Limit[]; counters: CounterState[]; settingsEpoch: string; credits?: { policy: CreditPolicy; grants: Grant[] }; dimensions: string[]; hours: Array<ScopedHour> }> {
   const users = ['', ...userIds]; // '' = the account (and the rows of the other scopes)
   const scopes = ['', ...otherScopes];
-  const { rows } = await perCallStatement(db, CHECK_STATE_SQL, [accountId, accountId, users, scopes, candidateStarts, users, scopes, accountId, accountId, users, scopes, accountId, hoursFrom, accountId, accountId, accountId]);
+  // The counters that can exist: a period's counter starts on its own period start (a day counter on any day, a month counter on the 1st).
+  const periods = candidateStarts.flatMap((start) => COUNTER_PERIODS.filter((period) => periodStartOf(period, start) === start).map((period) => ({ period, start })));
+  const { rows } = await perCallStatement(db, CHECK_STATE_SQL, [accountId, accountId, users, scopes, periods.map((p) => p.period), periods.map((p) => p.start), users, scopes, accountId, accountId, users, scopes, accountId, hoursFrom, accountId, accountId, accountId]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   const credits = all.find((r) => r.kind === 'credits');
   return {
