@@ -96,8 +96,11 @@ export function statement(db: Db | Tx, name: string, sql: string, bindings: read
  * the account's rows by account_id, and the plan it settles on after five executions stays until
  * the table is next analyzed (never, with autovacuum off). Measured: CheckLimits' counter read
  * took 20 ms at 60k counters of one account (Rows Removed by Filter: 60004) against 0.14 ms
- * planned with its values (docs/benchmarks.md). Planning costs a little on every call; the
- * write statements, whose plans do not depend on sizes (upserts by their keys), stay named.
+ * planned with its values (docs/benchmarks.md). A plan made with the values still comes from the
+ * statistics, which may be from before an account grew, so such reads are also written key by
+ * key (a lateral subquery of equalities on a whole key: test/integration/hot-read-plans.spec.ts).
+ * Planning costs a little on every call; the write statements, whose plans do not depend on
+ * sizes (upserts by their keys), stay named.
  */
 export function perCallStatement(db: Db | Tx, sql: string, bindings: readonly unknown[]): Knex.Raw {
   return positioned(db.raw(sql, bindings as Knex.RawBinding[]), sql, bindings);
