@@ -88,19 +88,20 @@ export function statement(db: Db | Tx, name: string, sql: string, bindings: read
 }
 
 /**
- * A hot-path read of constant text, with `?` bindings, planned on every execution with its
- * values (an unnamed statement), for reads that select rows by arrays on an index's later
- * columns (`account_id = ? AND user_id = ANY(?)`) or whose best plan depends on how big a table
- * has grown. A named statement's generic plan knows neither: Postgres assumes 10 elements per
- * array parameter, so probing the index for every combination looks dearer than reading all of
- * the account's rows by account_id, and the plan it settles on after five executions stays until
- * the table is next analyzed (never, with autovacuum off). Measured: CheckLimits' counter read
- * took 20 ms at 60k counters of one account (Rows Removed by Filter: 60004) against 0.14 ms
- * planned with its values (docs/benchmarks.md). A plan made with the values still comes from the
- * statistics, which may be from before an account grew, so such reads are also written key by
- * key (a lateral subquery of equalities on a whole key: test/integration/hot-read-plans.spec.ts).
- * Planning costs a little on every call; the write statements, whose plans do not depend on
- * sizes (upserts by their keys), stay named.
+ * A read of constant text, with `?` bindings, planned on every execution with its values (an
+ * unnamed statement), for reads that select rows by arrays on an index's later columns
+ * (`account_id = ? AND reservation_id = ANY(?)`) or whose generic plan could pick the wrong one of
+ * two indexes. A named statement's generic plan knows neither the arrays' lengths (Postgres
+ * assumes 10 elements each, so probing the index for every key looks dearer than reading all of
+ * the account's rows by account_id) nor the account, and the plan it settles on after five
+ * executions stays until the table is next analyzed (never, with autovacuum off): CheckLimits'
+ * counter read took 20 ms at 60k counters of one account (Rows Removed by Filter: 60004) against
+ * 0.14 ms planned with its values (docs/benchmarks.md). A plan made with the values still follows
+ * the statistics, which may be from before an account grew, so these reads are also written key
+ * by key (a lateral subquery of equalities on a whole key: test/integration/hot-read-plans.spec.ts).
+ * A named statement of that form is no cure: its generic plan, made while the table was small and
+ * analyzed, scans the table once per key. Planning costs on every call (0.8 ms for the CheckLimits
+ * read); the write statements, whose plans do not depend on sizes (upserts by their keys), stay named.
  */
 export function perCallStatement(db: Db | Tx, sql: string, bindings: readonly unknown[]): Knex.Raw {
   return positioned(db.raw(sql, bindings as Knex.RawBinding[]), sql, bindings);

@@ -5,6 +5,7 @@ import { PricingService } from '../../src/services/pricing.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest, checkRequest } from '../support/requests';
+import { statementsSentBy } from '../support/statements';
 
 /**
  * Concurrent plain CheckLimits calls of one account share a read
@@ -36,18 +37,8 @@ describe.each(databaseTargets())('batched CheckLimits reads on $name', (target) 
     await tdb?.drop();
   });
 
-  /** The statements `fn` sends. */
-  const statements = async (fn: () => Promise<unknown>): Promise<number> => {
-    let sent = 0;
-    const listener = () => sent++;
-    db.on('query', listener);
-    try {
-      await fn();
-    } finally {
-      db.off('query', listener);
-    }
-    return sent;
-  };
+  /** How many statements `fn` sends. */
+  const statements = async (fn: () => Promise<unknown>): Promise<number> => (await statementsSentBy(db, fn)).length;
 
   it('answers each of many concurrent checks as a check of its own, in fewer statements than checks', async () => {
     const a = 'batch';

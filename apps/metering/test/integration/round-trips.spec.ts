@@ -12,6 +12,7 @@ import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { expectBalanceIdentity, expectRollupsMatchCharges } from '../support/consistency';
 import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest, checkRequest } from '../support/requests';
+import { statementsSentBy } from '../support/statements';
 
 /**
  * The round-trip guard (issue 15): the statements each hot operation sends to
@@ -48,17 +49,7 @@ describe.each(databaseTargets())('round trips on $name', (target) => {
   });
 
   /** The statements `fn` sends. */
-  const statements = async (fn: () => Promise<unknown>): Promise<string[]> => {
-    const sent: string[] = [];
-    const listener = (q: { sql: string }) => sent.push(q.sql);
-    db.on('query', listener);
-    try {
-      await fn();
-    } finally {
-      db.off('query', listener);
-    }
-    return sent;
-  };
+  const statements = async (fn: () => Promise<unknown>): Promise<string[]> => (await statementsSentBy(db, fn)).map((q) => q.sql);
   const count = async (fn: () => Promise<unknown>) => (await statements(fn)).length;
 
   it('counts the statements of RecordCharge, RecordCharges, CheckLimits (plain, with an estimate, reserving), settle and release', async () => {
