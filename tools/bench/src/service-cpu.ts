@@ -44,9 +44,8 @@ async function main(): Promise<void> {
     const replays = Number(process.env.METERING_PROFILE_REPLAYS ?? 0);
     // As the bench's load generator: one account, users spread over 10k.
     const one = async (): Promise<void> => {
-      const userId = `u${Math.floor(Math.random() * 10_000)}`;
       if (method === 'check') {
-        await limits.checkLimits(CheckLimitsRequest.fromPartial({ accountId: 'cpu', userId, additionalTokens: '1500' }));
+        await limits.checkLimits(CheckLimitsRequest.fromPartial({ accountId: 'cpu', userId: `u${Math.floor(Math.random() * 10_000)}`, additionalTokens: '1500' }));
       } else {
         // A replay repeats an earlier call: its key and its user (the content the key was used with).
         const replayOf = key > 0 && Math.random() < replays ? Math.floor(Math.random() * key) : undefined;

@@ -94,17 +94,23 @@ const LOCK_HOURS_SQL = `INSERT INTO hourly_counters AS h (${[...HOUR_KEY, ...HOU
   ON CONFLICT (${HOUR_KEY.join(', ')}) DO UPDATE SET updated_at = excluded.updated_at`;
 
 /**
+ * The hours (`h`) of some scopes of an account from an hour on, scope by scope (the key is
+ * account, user, scope, hour: migration 20261207140000_hourly_counters_by_scope), as a FROM
+ * clause. Its parameters, in order: the users (with '' for the account and the other scopes),
+ * the other scopes (with ''), the account, the first hour. readHours and CheckLimits' read.
+ */
+export const SCOPE_HOURS = `(SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
+         CROSS JOIN LATERAL (SELECT * FROM hourly_counters WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope AND hour_start >= ?) h`;
+
+/**
  * The usage hours of some scopes of an account from an hour on (a rolling window's, read after
  * its current hours are locked: a statement of its own, so that it sees what the transactions it
- * waited for committed). Users '' (the account and the other scopes) and the given users, scope by
- * scope (the key is account, user, scope, hour: migration 20261207140000_hourly_counters_by_scope).
+ * waited for committed). Users '' (the account and the other scopes) and the given users (SCOPE_HOURS).
  */
 export async function readHours(tx: Tx, accountId: string, userIds: string[], scopes: string[], from: Date): Promise<Array<ScopedHour>> {
   const { rows } = await perCallStatement(
     tx,
-    `SELECT ${[...HOUR_KEY, ...HOUR_COLUMNS].map((c) => `h.${c}`).join(', ')}
-       FROM (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
-            CROSS JOIN LATERAL (SELECT * FROM hourly_counters WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope AND hour_start >= ?) h`,
+    `SELECT ${[...HOUR_KEY, ...HOUR_COLUMNS].map((c) => `h.${c}`).join(', ')} FROM ${SCOPE_HOURS}`,
     [['', ...userIds], ['', ...scopes], accountId, from],
   );
   return (rows as Array<Record<string, string>>).map(toHourUsage);

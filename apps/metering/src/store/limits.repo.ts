@@ -4,7 +4,7 @@ import { fromRuleRow } from './alerts.repo';
 import { Db, perCallStatement, Tx } from './db';
 import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { CHECK_CREDITS_SQL, fromCheckCredits } from './credits.repo';
-import { toCounterState, toHourUsage } from './ledger.repo';
+import { SCOPE_HOURS, toCounterState, toHourUsage } from './ledger.repo';
 
 /** SQL of the limits and accounts tables: one limit row per scope, period, measure and enforcement. No business rules. */
 
@@ -187,9 +187,7 @@ const CHECK_STATE_SQL = `
   UNION ALL
   SELECT 'hour', h.user_id, NULL, NULL, NULL, (extract(epoch FROM h.hour_start) * 1000)::bigint::text, NULL, NULL, h.message_count::text, h.total_tokens::text, h.total_cost::text,
          h.reserved_messages::text, h.reserved_tokens::text, h.reserved_cost::text, h.scope, NULL
-    FROM (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
-         CROSS JOIN LATERAL (SELECT * FROM hourly_counters
-                              WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope AND hour_start >= ?) h
+    FROM ${SCOPE_HOURS}
    WHERE EXISTS (SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling')
   UNION ALL
   SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch
