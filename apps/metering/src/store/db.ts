@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { ConflictRetryError, DomainError, UnavailableError, ValueOutOfRangeError } from '@metering/domain';
@@ -100,8 +101,9 @@ export function statement(db: Db | Tx, name: string, sql: string, bindings: read
  * the statistics, which may be from before an account grew, so these reads are also written key
  * by key (a lateral subquery of equalities on a whole key: test/integration/hot-read-plans.spec.ts).
  * A named statement of that form is no cure: its generic plan, made while the table was small and
- * analyzed, scans the table once per key. Planning costs on every call (0.8 ms for the CheckLimits
- * read); the write statements, whose plans do not depend on sizes (upserts by their keys), stay named.
+ * analyzed, scans the table once per key. Planning costs on every call (1.2 ms for the CheckLimits
+ * read, which is why that one is a PlannedOnceRead instead); the write statements, whose plans do
+ * not depend on sizes (upserts by their keys), stay named.
  */
 export function perCallStatement(db: Db | Tx, sql: string, bindings: readonly unknown[]): Knex.Raw {
   return positioned(db.raw(sql, bindings as Knex.RawBinding[]), sql, bindings);
@@ -242,12 +244,81 @@ export async function migrate(db: Db, options: { citus?: boolean } = {}): Promis
   await db.migrate.latest({ migrationSource });
   if (embedded.has(db)) {
     if (options.citus) throw new Error('--citus: the embedded database is not a Citus cluster; set DATABASE_URL to the coordinator');
-    return;
-  }
-  if (options.citus || (await isCitus(db))) {
+  } else if (options.citus || (await isCitus(db))) {
     await distributeTables(db);
     citusClients.add(db.client.config);
+    return; // Citus reads with the statements' text (PlannedOnceRead.sql)
   }
+  await createPlannedOnceReads(db);
+}
+
+/**
+ * A hot read whose plan must not follow the tables' statistics, as a PL/pgSQL function that
+ * plans its query once per connection (a generic plan: `plan_cache_mode = force_generic_plan`)
+ * using indexes only (`enable_seqscan = off`; and `jit = off`: the cost that setting adds to a
+ * table without an index, settings_epoch, would otherwise have every call JIT-compile the query,
+ * 0.7 s), so the plan is neither made anew on every call nor
+ * one made while the tables were small: an unnamed statement re-plans the CheckLimits read on
+ * every call (1.2 ms of Postgres' time on a 2-core machine, more than running it), and a named
+ * one, after five calls, keeps a plan that may scan the table once per key (docs/benchmarks.md,
+ * "Plans made from stale statistics"). Reads of this kind select rows by whole keys, so an
+ * index probe per key is the right plan at any size (test/integration/hot-read-plans.spec.ts).
+ *
+ * The function is made from the statement's text (`sql`, with `?` bindings, as sent on Citus,
+ * which reads with the text instead) by migrate(): its name carries a hash of its definition, so
+ * a process runs only the version it was built with, also while replicas of two versions share
+ * a database (older versions stay until rollbackAll or a DROP by hand: `metering_read_%`).
+ */
+export interface PlannedOnceRead {
+  /** The function's name: `metering_read_<what>_<hash>`. */
+  name: string;
+  /** The statement's text with `?` bindings (the read on Citus). */
+  sql: string;
+  /** CREATE FUNCTION. */
+  ddl: string;
+  /** The function's call, with a `?` per argument. */
+  call: string;
+  /** The values of `sql`'s bindings, from the function's arguments. */
+  bindings(args: readonly unknown[]): unknown[];
+}
+
+/**
+ * A PlannedOnceRead of `sql`, whose `?` bindings are the function's arguments `args` (SQL types,
+ * in order) as `bindingArgs` says (the argument number of each `?`, in order), returning
+ * `columns` (`name type, ...`: RETURN QUERY needs the query's exact column types).
+ */
+export function plannedOnceRead(what: string, sql: string, args: readonly string[], bindingArgs: readonly number[], columns: string): PlannedOnceRead {
+  let n = 0;
+  const body = sql.replace(/\?/g, () => `$${bindingArgs[n++]}`);
+  if (n !== bindingArgs.length) throw new Error(`plannedOnceRead ${what}: ${n} bindings, ${bindingArgs.length} argument numbers`);
+  const definition = `(${args.join(', ')}) RETURNS TABLE (${columns}) LANGUAGE plpgsql STABLE
+      SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $read$
+      #variable_conflict use_column
+      BEGIN
+        RETURN QUERY ${body};
+      END $read$`;
+  const name = `metering_read_${what}_${createHash('sha256').update(definition).digest('hex').slice(0, 12)}`;
+  return {
+    name,
+    sql,
+    ddl: `CREATE FUNCTION ${name}${definition}`,
+    call: `SELECT * FROM ${name}(${args.map(() => '?').join(', ')})`,
+    bindings: (values) => bindingArgs.map((n) => values[n - 1]),
+  };
+}
+
+/** Any constant: the key of the transaction-scoped advisory lock under which the reads' functions are created. */
+const PLANNED_ONCE_READS_LOCK = 7_236_913_402;
+
+/** Creates the PlannedOnceReads of this version (store/planned-once-reads.ts) that the database lacks. */
+async function createPlannedOnceReads(db: Db): Promise<void> {
+  const { PLANNED_ONCE_READS } = await import('./planned-once-reads');
+  await db.transaction(async (tx) => {
+    await tx.raw('SELECT pg_advisory_xact_lock(?)', [PLANNED_ONCE_READS_LOCK]);
+    const { rows } = await tx.raw(`SELECT proname FROM pg_proc WHERE proname LIKE 'metering\\_read\\_%'`);
+    const present = new Set((rows as Array<{ proname: string }>).map((r) => r.proname));
+    for (const read of PLANNED_ONCE_READS) if (!present.has(read.name)) await tx.raw(read.ddl);
+  });
 }
 
 /** The knex configs (shared by a Db and its transactions) of databases migrate() found to be Citus coordinators. */
@@ -261,6 +332,8 @@ export const onCitus = (db: Db | Tx): boolean => citusClients.has(db.client.conf
 
 /** Reverts every migration (used by tests of the down migrations). */
 export async function rollbackAll(db: Db): Promise<void> {
+  const { rows } = await db.raw(`SELECT p.oid::regprocedure::text AS fn FROM pg_proc p WHERE p.proname LIKE 'metering\\_read\\_%'`);
+  for (const { fn } of rows as Array<{ fn: string }>) await db.raw(`DROP FUNCTION ${fn}`);
   await db.migrate.rollback({ migrationSource }, true);
 }
 

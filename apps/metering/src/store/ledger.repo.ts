@@ -98,9 +98,12 @@ const LOCK_HOURS_SQL = `INSERT INTO hourly_counters AS h (${[...HOUR_KEY, ...HOU
  * account, user, scope, hour: migration 20261207140000_hourly_counters_by_scope), as a FROM
  * clause. Its parameters, in order: the users (with '' for the account and the other scopes),
  * the other scopes (with ''), the account, the first hour. readHours and CheckLimits' read.
+ * OFFSET 0 keeps the subquery a probe per scope: without it the planner may flatten it into a
+ * join and, planning without the values (a generic plan), read the account's hours by
+ * (account_id, hour_start >= ...) alone, every user's.
  */
 export const SCOPE_HOURS = `(SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
-         CROSS JOIN LATERAL (SELECT * FROM hourly_counters WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope AND hour_start >= ?) h`;
+         CROSS JOIN LATERAL (SELECT * FROM hourly_counters WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope AND hour_start >= ? OFFSET 0) h`;
 
 /**
  * The usage hours of some scopes of an account from an hour on (a rolling window's, read after

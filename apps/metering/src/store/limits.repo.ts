@@ -1,7 +1,7 @@
 import { Dec } from '@metering/pricing';
 import { AlertRule, CounterState, CreditPolicy, DailyLimits, Grant, dailyOfLimits, Limit, LimitKey, limitsOfDaily, ListLimitsQuery, periodStartOf, ScopedHour } from '@metering/domain';
 import { fromRuleRow } from './alerts.repo';
-import { Db, perCallStatement, Tx } from './db';
+import { Db, onCitus, perCallStatement, plannedOnceRead, statement, Tx } from './db';
 import { bumpSettingsEpoch } from './settings-epoch.repo';
 import { CHECK_CREDITS_SQL, fromCheckCredits } from './credits.repo';
 import { SCOPE_HOURS, toCounterState, toHourUsage } from './ledger.repo';
@@ -152,29 +152,41 @@ export async function readDailyLimits(db: Db | Tx, accountId: string, userId: st
  * their months), the counters and limits of the other scopes asked for (an
  * API key's, tag values'), the account's declared dimensions, the settings epoch (a reference row: a check that priced
  * an estimate from the settings cache compares it), and the account's credits
- * (its policy and open grants; no row without credits). A constant SQL text:
- * nothing is built per call. The counters are read key by key (a lateral subquery of equalities
- * on the whole primary key for every user, scope and period start), and the hours scope by scope
- * (from the window's first hour on, the key's last column). With arrays on the key's later columns
- * (user_id = ANY(...)) the named statement's generic plan, made while the table was small, read
- * every counter of the account by account_id (Postgres assumes 10 elements per array parameter),
- * and so did a plan made with the values from statistics of before the account grew; the lateral
- * form's plan made with the values probes the keys. It is sent unnamed (perCallStatement in db.ts),
- * planned on every call: as a named statement its generic plan, made after an ANALYZE of the small
- * table, scanned the whole table for every key (test/integration/hot-read-plans.spec.ts). Planning
- * it costs 0.8 ms of Postgres' time per read (1.1-1.3 against 0.3-0.45 ms per read named, 1,000
- * reads at 100k and 2M charges); concurrent checks of an account share one read.
+ * (its policy and open grants; no row without credits). The counters are read key by key (a
+ * lateral subquery of equalities on the whole primary key for every user, scope and period
+ * start), and the hours scope by scope (from the window's first hour on, the key's last column)
+ * when one of the limits read is a rolling window's. The limits and hours are read by probes
+ * (OFFSET 0 keeps each a subquery of its own, which the planner cannot flatten into a join that
+ * reads every user's rows of the account).
+ *
+ * Its plan: with arrays on the key's later columns (user_id = ANY(...)) a named statement's
+ * generic plan, made while the table was small, read every counter of the account by account_id
+ * (Postgres assumes 10 elements per array parameter), and so did a plan made with the values from
+ * statistics of before the account grew; the lateral form as a named statement, its generic plan
+ * made after an ANALYZE of the small table, scanned the whole table for every key. Sent unnamed,
+ * it was planned on every call, which cost more than running it (bind 1.2 ms, execute 0.1 ms:
+ * `log_min_duration_statement`, docs/benchmarks.md). So it is a PlannedOnceRead (store/db.ts): a
+ * function that plans it once per connection with index scans only
+ * (test/integration/hot-read-plans.spec.ts); on Citus the same text is sent unnamed. Its
+ * arguments, in order: the account, the users (with ''), the scopes (with ''), the counters'
+ * periods and their starts, the first hour of the hours. Concurrent checks of an account share
+ * one read (services/check-state-reads.ts).
  */
 const COUNTER_PERIODS = ['day', 'month'] as const;
 
-const CHECK_STATE_SQL = `
+export const CHECK_STATE = plannedOnceRead(
+  'check_state',
+  `
+  WITH l AS (
+    SELECT l.* FROM (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
+                    CROSS JOIN LATERAL (SELECT * FROM limits WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope OFFSET 0) l
+  )
   SELECT 'zone' AS kind, time_zone AS user_id, NULL AS period, NULL AS measure, NULL AS enforcement, NULL AS amount, NULL::timestamptz AS updated_at,
          NULL::date AS period_start, NULL AS message_count, NULL AS total_tokens, NULL AS total_cost, NULL AS reserved_messages, NULL AS reserved_tokens, NULL AS reserved_cost,
          NULL AS scope, NULL::integer AS window_hours
     FROM accounts WHERE account_id = ?
   UNION ALL
-  SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, scope, window_hours
-    FROM limits WHERE account_id = ? AND user_id = ANY(?::text[]) AND scope = ANY(?::text[])
+  SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, scope, window_hours FROM l
   UNION ALL
   SELECT 'counter', c.user_id, c.period, NULL, NULL, NULL, c.updated_at, c.period_start, c.message_count::text, c.total_tokens::text, c.total_cost::text,
          c.reserved_messages::text, c.reserved_tokens::text, c.reserved_cost::text, c.scope, NULL
@@ -188,11 +200,16 @@ const CHECK_STATE_SQL = `
   SELECT 'hour', h.user_id, NULL, NULL, NULL, (extract(epoch FROM h.hour_start) * 1000)::bigint::text, NULL, NULL, h.message_count::text, h.total_tokens::text, h.total_cost::text,
          h.reserved_messages::text, h.reserved_tokens::text, h.reserved_cost::text, h.scope, NULL
     FROM ${SCOPE_HOURS}
-   WHERE EXISTS (SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling')
+   WHERE EXISTS (SELECT 1 FROM l WHERE period = 'rolling')
   UNION ALL
   SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch
   UNION ALL
-  SELECT kind, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM (${CHECK_CREDITS_SQL}) credits`;
+  SELECT kind, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM (${CHECK_CREDITS_SQL}) credits`,
+  ['text', 'text[]', 'text[]', 'text[]', 'date[]', 'timestamptz'],
+  [2, 3, 1, 1, 4, 5, 2, 3, 1, 1, 2, 3, 1, 6, 1, 1],
+  `kind text, user_id text, period text, measure text, enforcement text, amount text, updated_at timestamptz, period_start date, message_count text,
+   total_tokens text, total_cost text, reserved_messages text, reserved_tokens text, reserved_cost text, scope text, window_hours integer`,
+);
 
 export async function readLimitCheckState(
   db: Db | Tx,
@@ -208,7 +225,10 @@ export async function readLimitCheckState(
   const scopes = ['', ...otherScopes];
   // The counters that can exist: a period's counter starts on its own period start (a day counter on any day, a month counter on the 1st).
   const periods = candidateStarts.flatMap((start) => COUNTER_PERIODS.filter((period) => periodStartOf(period, start) === start).map((period) => ({ period, start })));
-  const { rows } = await perCallStatement(db, CHECK_STATE_SQL, [accountId, accountId, users, scopes, periods.map((p) => p.period), periods.map((p) => p.start), users, scopes, accountId, accountId, users, scopes, accountId, hoursFrom, accountId, accountId, accountId]);
+  const [kinds, starts] = [periods.map((p) => p.period), periods.map((p) => p.start)];
+  const { rows } = onCitus(db)
+    ? await perCallStatement(db, CHECK_STATE.sql, CHECK_STATE.bindings([accountId, users, scopes, kinds, starts, hoursFrom]))
+    : await statement(db, 'check_state', CHECK_STATE.call, [accountId, users, scopes, kinds, starts, hoursFrom]);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   const credits = all.find((r) => r.kind === 'credits');
   return {
