@@ -177,7 +177,7 @@ const COUNTER_PERIODS = ['day', 'month'] as const;
 export const CHECK_STATE = plannedOnceRead(
   'check_state',
   `
-  WITH l AS (
+  WITH asked_limits AS (
     SELECT l.* FROM (SELECT DISTINCT unnest(?::text[])) u(user_id) CROSS JOIN (SELECT DISTINCT unnest(?::text[])) s(scope)
                     CROSS JOIN LATERAL (SELECT * FROM limits WHERE account_id = ? AND user_id = u.user_id AND scope = s.scope OFFSET 0) l
   )
@@ -186,7 +186,7 @@ export const CHECK_STATE = plannedOnceRead(
          NULL AS scope, NULL::integer AS window_hours
     FROM accounts WHERE account_id = ?
   UNION ALL
-  SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, scope, window_hours FROM l
+  SELECT 'limit', user_id, period, measure, enforcement, amount::text, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, scope, window_hours FROM asked_limits
   UNION ALL
   SELECT 'counter', c.user_id, c.period, NULL, NULL, NULL, c.updated_at, c.period_start, c.message_count::text, c.total_tokens::text, c.total_cost::text,
          c.reserved_messages::text, c.reserved_tokens::text, c.reserved_cost::text, c.scope, NULL
@@ -200,7 +200,7 @@ export const CHECK_STATE = plannedOnceRead(
   SELECT 'hour', h.user_id, NULL, NULL, NULL, (extract(epoch FROM h.hour_start) * 1000)::bigint::text, NULL, NULL, h.message_count::text, h.total_tokens::text, h.total_cost::text,
          h.reserved_messages::text, h.reserved_tokens::text, h.reserved_cost::text, h.scope, NULL
     FROM ${SCOPE_HOURS}
-   WHERE EXISTS (SELECT 1 FROM l WHERE period = 'rolling')
+   WHERE EXISTS (SELECT 1 FROM asked_limits WHERE period = 'rolling')
   UNION ALL
   SELECT 'epoch', epoch::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM settings_epoch
   UNION ALL
