@@ -134,8 +134,9 @@ describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $
 
   /**
    * The rows of `table` that `fn` read (by sequential, index and bitmap scans), from the
-   * transaction's own statistics; a named statement would run on the plan it cached before the
-   * account grew (force_generic_plan: the plan Postgres may pick after five executions).
+   * transaction's own statistics; CheckLimits' read (a function with a generic plan) runs on the
+   * plan it cached before the account grew, and so would a named statement (force_generic_plan:
+   * the plan Postgres may pick after five executions).
    */
   const rowsReadBy = (table: string, fn: (trx: Knex.Transaction) => Promise<unknown>) =>
     db.transaction(async (trx) => {
