@@ -1,6 +1,6 @@
 import type { ChargePriceOrigin, ChargeRecord, ChargeType, DimensionValueRefusal, DimensionValuesWanted, JsonObject, PricingStatus, RequestType, RerateQuery, ServiceTierName } from '@metering/domain';
 import { TOKEN_CLASSES, type TokenCounts, tokenField } from '@metering/pricing';
-import { Db, onCitus, plannedOnceRead, statement, Tx } from './db';
+import { Db, onCitus, perCallStatement, statement, Tx } from './db';
 import { SETTINGS_ARE } from './settings-epoch.repo';
 
 /** SQL of the charges table. Runs in the caller's transaction (or alone, where the caller passes the Db); no business rules. */
@@ -264,28 +264,11 @@ const ADMIT_CTES = `wanted AS (
        RETURNING account_id, usage_date, tag_key, value_limit, vals
      )`;
 
-/** The first words of findChargesByIdempotencyKeys' form for plain Postgres (the Citus guard knows it by them). */
-export const FIND_CHARGES_BY_KEY = 'SELECT c.* FROM unnest(';
-
-/**
- * The look-up of used idempotency keys on plain Postgres and the embedded database, a read
- * planned once per connection (store/db.ts, PlannedOnceRead: planned on every call it cost more
- * than it took to run); its arguments: the accounts and the keys, pair by pair.
- */
-export const CHARGES_BY_KEY = plannedOnceRead(
-  'charges_by_key',
-  `${FIND_CHARGES_BY_KEY}?::text[], ?::text[]) AS k(account_id, idempotency_key)
-     CROSS JOIN LATERAL (SELECT * FROM charges WHERE account_id = k.account_id AND idempotency_key = k.idempotency_key LIMIT 1) c`,
-  ['text[]', 'text[]'],
-  [1, 2],
-  'SETOF charges',
-);
-
 /**
  * The stored charges with these (account, idempotency key) pairs (replays, conflicts), each key
  * one probe of the unique index: a lateral subquery of equalities on the whole key (its LIMIT
- * keeps the planner from flattening it into a join), planned once per connection with index
- * scans only (CHARGES_BY_KEY). The join it replaces was planned from the statistics of when an account was
+ * keeps the planner from flattening it into a join), sent unnamed (perCallStatement: planned
+ * with its values). The join it replaces was planned from the statistics of when an account was
  * small (a new, fast-growing account before the next ANALYZE, or a database without
  * autovacuum): it read all of the account's charges by account_id, 4.5-8 ms per look-up at 20k
  * charges (auto_explain, `METERING_PROFILE_REPLAYS=0.05 node tools/bench/service-cpu.mjs charge
@@ -293,6 +276,8 @@ export const CHARGES_BY_KEY = plannedOnceRead(
  * with such statistics the account's rows look few, and charges_by_day_id (account first) ties
  * with the unique index (test/integration/hot-read-plans.spec.ts). On Citus, where a statement
  * routes to a shard only by an account_id value, the join as before (account_id = ANY($accounts)).
+ * Not a PlannedOnceRead (db.ts): a generic plan cannot tell the unique index from charges_by_day_id
+ * on a table never analyzed, and probed the latter by account_id alone (docs/architecture.md).
  */
 export async function findChargesByIdempotencyKeys(tx: Db | Tx, keys: Array<{ accountId: string; idempotencyKey: string }>): Promise<ChargeRecord[]> {
   if (keys.length === 0) return [];
@@ -308,10 +293,17 @@ export async function findChargesByIdempotencyKeys(tx: Db | Tx, keys: Array<{ ac
           WHERE c.account_id = ANY(?::text[])`,
         [accounts, idempotencyKeys, [...new Set(accounts)]],
       )
-    : await statement(tx, 'charges_by_key', CHARGES_BY_KEY.call, [accounts, idempotencyKeys]);
+    : await perCallStatement(
+        tx,
+        `${FIND_CHARGES_BY_KEY}?::text[], ?::text[]) AS k(account_id, idempotency_key)
+           CROSS JOIN LATERAL (SELECT * FROM charges WHERE account_id = k.account_id AND idempotency_key = k.idempotency_key LIMIT 1) c`,
+        [accounts, idempotencyKeys],
+      );
   return (rows as ChargeRow[]).map(fromChargeRow);
 }
 
+/** The first words of findChargesByIdempotencyKeys' form for plain Postgres (the Citus guard knows it by them). */
+export const FIND_CHARGES_BY_KEY = 'SELECT c.* FROM unnest(';
 
 /**
  * One batch of charges to re-rate, locked for update, in (usage_date,

@@ -102,7 +102,7 @@ export function statement(db: Db | Tx, name: string, sql: string, bindings: read
  * by key (a lateral subquery of equalities on a whole key: test/integration/hot-read-plans.spec.ts).
  * A named statement of that form is no cure: its generic plan, made while the table was small and
  * analyzed, scans the table once per key. Planning costs on every call (1.2 ms for the CheckLimits
- * read, which is why that one and the look-up of used keys are PlannedOnceReads instead); the write statements, whose plans do
+ * read, which is why that one is a PlannedOnceRead instead); the write statements, whose plans do
  * not depend on sizes (upserts by their keys), stay named.
  */
 export function perCallStatement(db: Db | Tx, sql: string, bindings: readonly unknown[]): Knex.Raw {
@@ -285,14 +285,13 @@ export interface PlannedOnceRead {
 /**
  * A PlannedOnceRead of `sql`, whose `?` bindings are the function's arguments `args` (SQL types,
  * in order) as `bindingArgs` says (the argument number of each `?`, in order), returning
- * `returns` (`TABLE (name type, ...)`: RETURN QUERY needs the query's exact column types; or
- * `SETOF <table>` for a table's rows).
+ * `columns` (`name type, ...`: RETURN QUERY needs the query's exact column types).
  */
-export function plannedOnceRead(what: string, sql: string, args: readonly string[], bindingArgs: readonly number[], returns: string): PlannedOnceRead {
+export function plannedOnceRead(what: string, sql: string, args: readonly string[], bindingArgs: readonly number[], columns: string): PlannedOnceRead {
   let n = 0;
   const body = sql.replace(/\?/g, () => `$${bindingArgs[n++]}`);
   if (n !== bindingArgs.length) throw new Error(`plannedOnceRead ${what}: ${n} bindings, ${bindingArgs.length} argument numbers`);
-  const definition = `(${args.join(', ')}) RETURNS ${returns} LANGUAGE plpgsql STABLE
+  const definition = `(${args.join(', ')}) RETURNS TABLE (${columns}) LANGUAGE plpgsql STABLE
       SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off AS $read$
       #variable_conflict use_column
       BEGIN

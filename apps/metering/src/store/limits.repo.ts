@@ -207,8 +207,8 @@ export const CHECK_STATE = plannedOnceRead(
   SELECT kind, user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM (${CHECK_CREDITS_SQL}) credits`,
   ['text', 'text[]', 'text[]', 'text[]', 'date[]', 'timestamptz'],
   [2, 3, 1, 1, 4, 5, 2, 3, 1, 1, 2, 3, 1, 6, 1, 1],
-  `TABLE (kind text, user_id text, period text, measure text, enforcement text, amount text, updated_at timestamptz, period_start date, message_count text,
-   total_tokens text, total_cost text, reserved_messages text, reserved_tokens text, reserved_cost text, scope text, window_hours integer)`,
+  `kind text, user_id text, period text, measure text, enforcement text, amount text, updated_at timestamptz, period_start date, message_count text,
+   total_tokens text, total_cost text, reserved_messages text, reserved_tokens text, reserved_cost text, scope text, window_hours integer`,
 );
 
 export async function readLimitCheckState(

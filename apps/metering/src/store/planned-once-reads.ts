@@ -1,6 +1,5 @@
-import { CHARGES_BY_KEY } from './charges.repo';
 import { PlannedOnceRead } from './db';
 import { CHECK_STATE } from './limits.repo';
 
 /** The reads that run as functions planned once per connection (store/db.ts, PlannedOnceRead); migrate() creates them. */
-export const PLANNED_ONCE_READS: readonly PlannedOnceRead[] = [CHECK_STATE, CHARGES_BY_KEY];
+export const PLANNED_ONCE_READS: readonly PlannedOnceRead[] = [CHECK_STATE];
