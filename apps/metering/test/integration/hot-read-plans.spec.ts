@@ -171,3 +171,47 @@ describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $
     expect(read).toBeLessThanOrEqual(24);
   }, 60_000);
 });
+
+/**
+ * CheckLimits' read caches its plan on a new database whose tables were never analyzed (no
+ * statistics at all: a fresh deployment with autovacuum off), then one account grows: the read
+ * still probes its keys (without `OFFSET 0` in the limits' probe it read all 10,000 limits; the
+ * look-up of used keys, as such a function, took another index here: docs/architecture.md).
+ */
+describeUnlessCitus.each(databaseTargets())("CheckLimits' read on tables never analyzed on $name", (target) => {
+  let tdb: TestDatabase;
+  let db: Db;
+
+  beforeAll(async () => {
+    tdb = await target.create();
+    db = openDatabase({ ...tdb.config, poolMax: 1 });
+    await migrate(db);
+  }, 60_000);
+
+  afterAll(async () => {
+    if (db) await closeDatabase(db);
+    await tdb?.drop();
+  });
+
+  it('reads the counters and limits of the users asked for after the account grew', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    for (let i = 0; i < 6; i++) await readLimitCheckState(db, 'fresh', ['u17'], [today]);
+    await db.raw(
+      `INSERT INTO usage_counters (account_id, period, period_start, user_id, message_count, total_tokens, total_cost, updated_at)
+       SELECT 'fresh', 'day', ?::date - d, 'u' || g, 1, 1200, 0.01, now() FROM generate_series(1, 10000) g, generate_series(0, 4) d`,
+      [today],
+    );
+    await db.raw(`INSERT INTO limits (account_id, user_id, period, measure, amount, enforcement) SELECT 'fresh', 'u' || g, 'day', 'cost', 5, 'hard' FROM generate_series(1, 10000) g`);
+    const read = await db.transaction(async (trx) => {
+      const state = await readLimitCheckState(trx, 'fresh', ['u17'], [today]);
+      expect(state.counters.map((c) => `${c.userId} ${c.periodStart}`)).toEqual([`u17 ${today}`]);
+      expect(state.limits.map((l) => l.userId)).toEqual(['u17']);
+      const { rows } = await trx.raw(
+        `SELECT sum(pg_stat_get_xact_tuples_returned(t::regclass) + pg_stat_get_xact_tuples_fetched(t::regclass)) AS n FROM unnest(ARRAY['usage_counters', 'limits']) t`,
+      );
+      return Number((rows as Array<{ n: string }>)[0].n);
+    });
+    // u17's counter and limit (50,000 counters and 10,000 limits in the account).
+    expect(read).toBeLessThanOrEqual(2);
+  }, 60_000);
+});
