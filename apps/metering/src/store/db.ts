@@ -307,6 +307,9 @@ export function plannedOnceRead(what: string, sql: string, args: readonly string
   };
 }
 
+/** The functions of PlannedOnceReads, every version's (the `_` escaped for LIKE). */
+const PLANNED_ONCE_FUNCTIONS = `proname LIKE 'metering\\_read\\_%'`;
+
 /** Any constant: the key of the transaction-scoped advisory lock under which the reads' functions are created. */
 const PLANNED_ONCE_READS_LOCK = 7_236_913_402;
 
@@ -315,7 +318,7 @@ async function createPlannedOnceReads(db: Db): Promise<void> {
   const { PLANNED_ONCE_READS } = await import('./planned-once-reads');
   await db.transaction(async (tx) => {
     await tx.raw('SELECT pg_advisory_xact_lock(?)', [PLANNED_ONCE_READS_LOCK]);
-    const { rows } = await tx.raw(`SELECT proname FROM pg_proc WHERE proname LIKE 'metering\\_read\\_%'`);
+    const { rows } = await tx.raw(`SELECT proname FROM pg_proc WHERE ${PLANNED_ONCE_FUNCTIONS}`);
     const present = new Set((rows as Array<{ proname: string }>).map((r) => r.proname));
     for (const read of PLANNED_ONCE_READS) if (!present.has(read.name)) await tx.raw(read.ddl);
   });
@@ -332,7 +335,7 @@ export const onCitus = (db: Db | Tx): boolean => citusClients.has(db.client.conf
 
 /** Reverts every migration (used by tests of the down migrations). */
 export async function rollbackAll(db: Db): Promise<void> {
-  const { rows } = await db.raw(`SELECT p.oid::regprocedure::text AS fn FROM pg_proc p WHERE p.proname LIKE 'metering\\_read\\_%'`);
+  const { rows } = await db.raw(`SELECT oid::regprocedure::text AS fn FROM pg_proc WHERE ${PLANNED_ONCE_FUNCTIONS}`);
   for (const { fn } of rows as Array<{ fn: string }>) await db.raw(`DROP FUNCTION ${fn}`);
   await db.migrate.rollback({ migrationSource }, true);
 }

@@ -225,10 +225,8 @@ export async function readLimitCheckState(
   const scopes = ['', ...otherScopes];
   // The counters that can exist: a period's counter starts on its own period start (a day counter on any day, a month counter on the 1st).
   const periods = candidateStarts.flatMap((start) => COUNTER_PERIODS.filter((period) => periodStartOf(period, start) === start).map((period) => ({ period, start })));
-  const [kinds, starts] = [periods.map((p) => p.period), periods.map((p) => p.start)];
-  const { rows } = onCitus(db)
-    ? await perCallStatement(db, CHECK_STATE.sql, CHECK_STATE.bindings([accountId, users, scopes, kinds, starts, hoursFrom]))
-    : await statement(db, 'check_state', CHECK_STATE.call, [accountId, users, scopes, kinds, starts, hoursFrom]);
+  const args = [accountId, users, scopes, periods.map((p) => p.period), periods.map((p) => p.start), hoursFrom];
+  const { rows } = onCitus(db) ? await perCallStatement(db, CHECK_STATE.sql, CHECK_STATE.bindings(args)) : await statement(db, 'check_state', CHECK_STATE.call, args);
   const all = rows as Array<Record<string, string> & { kind: string }>;
   const credits = all.find((r) => r.kind === 'credits');
   return {

@@ -176,7 +176,8 @@ describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $
  * CheckLimits' read caches its plan on a new database whose tables were never analyzed (no
  * statistics at all: a fresh deployment with autovacuum off), then one account grows: the read
  * still probes its keys (without `OFFSET 0` in the limits' probe it read all 10,000 limits; the
- * look-up of used keys, as such a function, took another index here: docs/architecture.md).
+ * look-up of used keys, tried as such a function, took another index on such tables:
+ * docs/architecture.md).
  */
 describeUnlessCitus.each(databaseTargets())("CheckLimits' read on tables never analyzed on $name", (target) => {
   let tdb: TestDatabase;
