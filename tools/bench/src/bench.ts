@@ -94,8 +94,15 @@ function cpuSeconds(pid: number | undefined): number {
 }
 const CLOCK_TICKS = 100;
 
+/** What the service is doing now (the RSS sampler's label): the last load on it started, or another phase. */
+let phase = 'start-up';
+/** The service's address (loads on the no-op server leave the phase as it is). */
+let serviceAt = '';
+const phaseOf = (w: Workload) => `${w.method} ${w.rate ? `at ${w.rate}/s` : `${w.concurrency} in flight`}, account ${w.accountId}`;
+
 /** A load run; with `server`, also that process's CPU time per measured call (ms), in the measured window only. */
 function load(w: Workload, server?: ChildProcess): Promise<LoadResult & { cpuMsPerCall?: number }> {
+  if (w.address === serviceAt) phase = phaseOf(w);
   const child = fork(join(__dirname, 'loadgen.js'), [], { stdio: 'inherit' });
   let cpuAtStart = 0;
   return new Promise((resolve, reject) => {
@@ -135,6 +142,8 @@ async function main(): Promise<void> {
   const pool = new Pool({ connectionString: url.toString(), max: 8 });
   const procs: ChildProcess[] = [];
   let rssMax = 0;
+  /** How far each phase raised the server's highest RSS so far (MB): which workloads took it where it ends. */
+  const rssRaisedBy = new Map<string, number>();
   const acked: string[] = [];
   const checks: Record<string, string> = {};
   try {
@@ -145,16 +154,19 @@ async function main(): Promise<void> {
     const prof = process.env.METERING_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.METERING_BENCH_CPU_PROF}`] : [];
     const svc = await startProcess([...prof, join(ROOT, 'dist/apps/metering/main.js')], { DATABASE_URL: url.toString(), PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: OPERATOR_KEY }, portOf('port'));
     procs.push(svc.child);
-    const sampler = setInterval(() => {
+    const sample = () => {
       try {
         const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${svc.child.pid}/status`, 'utf8'))?.[1] ?? 0);
+        if (kb / 1024 > rssMax) rssRaisedBy.set(phase, (rssRaisedBy.get(phase) ?? 0) + kb / 1024 - rssMax);
         rssMax = Math.max(rssMax, kb / 1024);
       } catch {
         /* the process is gone */
       }
-    }, 250);
+    };
+    sample();
+    const sampler = setInterval(sample, 250);
     const noopAt = `127.0.0.1:${noop.port}`;
-    const svcAt = `127.0.0.1:${svc.port}`;
+    const svcAt = (serviceAt = `127.0.0.1:${svc.port}`);
 
     // Both servers run every measured method for a while before anything is measured, so that no
     // scenario pays for V8 compiling a fresh process (the first one did: 3.9 ms of server CPU per
@@ -209,6 +221,7 @@ async function main(): Promise<void> {
     acked.push(...background.acked);
 
     log('charge stream');
+    phase = 'charge stream (RecordCharge at a fixed rate, WatchCharges)';
     const subscribers = 10;
     const streamRate = smoke ? 50 : 200;
     const stream = await streamDelivery(svcAt, OPERATOR_KEY, { subscribers, rate: streamRate, durationMs, accountId: 'stream' });
@@ -239,6 +252,7 @@ async function main(): Promise<void> {
     const scale: Array<{ charges: number; usage: LoadResult; check: LoadResult; queries: LoadResult[] }> = [];
     let have = 0;
     for (const n of scales) {
+      phase = `generating ${fmt(n)} charges in SQL`;
       await growAccount(pool, 'scale', have, n);
       have = n;
       log(`  rollup rows of the account at ${fmt(n)} charges: ${JSON.stringify(await rollupRowCounts(pool, 'scale'))}`);
@@ -284,7 +298,9 @@ async function main(): Promise<void> {
       ...targets.map((t) => `| ${t.what} | ${fmt(t.value, 2)} | ${t.kind} ${t.goal} | ${t.met ? 'yes' : '**no**'} |`),
     ].join('\n');
     const checkTable = ['| check | result |', '| --- | --- |', ...Object.entries(checks).map(([k, v]) => `| ${k} | ${v} |`)].join('\n');
-    console.log(`\n${table}\n\n${targetTable}\n\n${checkTable}\n`);
+    const raised = [...rssRaisedBy.entries()].sort((a, b) => b[1] - a[1]);
+    const rssLine = `Server RSS max ${fmt(rssMax)} MB; the phases that raised it most: ${raised.slice(0, 4).map(([what, mb]) => `${what} +${fmt(mb)} MB`).join('; ')}.`;
+    console.log(`\n${table}\n\n${targetTable}\n\n${rssLine}\n\n${checkTable}\n`);
 
     const machine = {
       cpus: cpus().length,
@@ -297,7 +313,7 @@ async function main(): Promise<void> {
     const command = `npm run bench -- ${args.join(' ')}`.trim();
     const outDir = join(ROOT, 'dist', 'bench');
     mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, 'results.json'), JSON.stringify({ machine, command, durationMs, scales, rows, targets, checks, rssMaxMb: rssMax }, null, 2));
+    writeFileSync(join(outDir, 'results.json'), JSON.stringify({ machine, command, durationMs, scales, rows, targets, checks, rssMaxMb: rssMax, rssRaisedMb: Object.fromEntries(raised) }, null, 2));
     log(`results: ${join(outDir, 'results.json')}`);
     if (writeDoc) {
       const doc = readFileSync(join(ROOT, 'docs/benchmarks.md'), 'utf8');
@@ -305,7 +321,7 @@ async function main(): Promise<void> {
       const head = doc.includes(marker) ? doc.slice(0, doc.indexOf(marker)) : `${doc}\n`;
       writeFileSync(
         join(ROOT, 'docs/benchmarks.md'),
-        `${head}${marker}\n\n## Latest run\n\n- Command: \`${command}\`\n- Machine: ${machine.cpus} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}; client, server and Postgres on the same machine\n- Date: ${machine.date}; ${durationMs / 1000} s per scenario\n\n### Targets (ratios measured in this run)\n\n${targetTable}\n\n### Scenarios\n\n${table}\n\n### Correctness after the run\n\n${checkTable}\n`,
+        `${head}${marker}\n\n## Latest run\n\n- Command: \`${command}\`\n- Machine: ${machine.cpus} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}; client, server and Postgres on the same machine\n- Date: ${machine.date}; ${durationMs / 1000} s per scenario\n\n### Targets (ratios measured in this run)\n\n${targetTable}\n\n${rssLine}\n\n### Scenarios\n\n${table}\n\n### Correctness after the run\n\n${checkTable}\n`,
       );
       log('docs/benchmarks.md updated');
     }
