@@ -16,7 +16,7 @@
  */
 import { ChildProcess, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
@@ -52,6 +52,9 @@ interface Row {
   p999?: number;
   errors?: number;
   cpuMsPerCall?: number;
+  /** The load generator's CPU per call, and Postgres' (every local postgres process), in the same window. */
+  loadgenCpuMsPerCall?: number;
+  postgresCpuMsPerCall?: number;
 }
 const rows: Row[] = [];
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
@@ -94,25 +97,62 @@ function cpuSeconds(pid: number | undefined): number {
 }
 const CLOCK_TICKS = 100;
 
+/**
+ * CPU seconds used so far by this machine's Postgres: every process named postgres (backends,
+ * and the postmaster with the time of the backends it has reaped). 0 when Postgres runs elsewhere.
+ */
+function postgresCpuSeconds(): number {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== 'postgres') continue;
+      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {
+      /* the process is gone */
+    }
+  }
+  return ticks / CLOCK_TICKS;
+}
+
+/** CPU milliseconds per call of the window's calls; undefined without calls or CPU. */
+const perCall = (seconds: number, calls: number) => (calls > 0 && seconds > 0 ? (seconds * 1000) / calls : undefined);
+
 /** What the service is doing now (the RSS sampler's label): the last load on it started, or another phase. */
 let phase = 'start-up';
 /** The service's address (loads on the no-op server leave the phase as it is). */
 let serviceAt = '';
 const phaseOf = (w: Workload) => `${w.method} ${w.rate ? `at ${w.rate}/s` : `${w.concurrency} in flight`}, account ${w.accountId}`;
 
-/** A load run; with `server`, also that process's CPU time per measured call (ms), in the measured window only. */
-function load(w: Workload, server?: ChildProcess): Promise<LoadResult & { cpuMsPerCall?: number }> {
+type Measured = LoadResult & { cpuMsPerCall?: number; loadgenCpuMsPerCall?: number; postgresCpuMsPerCall?: number };
+
+/**
+ * A load run; with `server`, also the CPU time per measured call (ms) of that process, of the load
+ * generator and of Postgres, in the measured window only: on a machine where all three share the
+ * cores, their sum per call bounds the throughput (cores / sum).
+ */
+function load(w: Workload, server?: ChildProcess): Promise<Measured> {
   if (w.address === serviceAt) phase = phaseOf(w);
   const child = fork(join(__dirname, 'loadgen.js'), [], { stdio: 'inherit' });
-  let cpuAtStart = 0;
+  let atStart = { server: 0, loadgen: 0, postgres: 0 };
+  const now = () => ({ server: cpuSeconds(server?.pid), loadgen: cpuSeconds(child.pid), postgres: postgresCpuSeconds() });
   return new Promise((resolve, reject) => {
     child.on('message', (m) => {
       if ((m as { phase?: string }).phase === 'measuring') {
-        cpuAtStart = cpuSeconds(server?.pid);
+        if (server) atStart = now();
         return;
       }
       const r = m as LoadResult;
-      resolve(server && r.calls > 0 ? { ...r, cpuMsPerCall: ((cpuSeconds(server.pid) - cpuAtStart) * 1000) / r.calls } : r);
+      if (!server || r.calls === 0) return resolve(r);
+      const end = now();
+      resolve({
+        ...r,
+        cpuMsPerCall: ((end.server - atStart.server) * 1000) / r.calls,
+        loadgenCpuMsPerCall: perCall(end.loadgen - atStart.loadgen, r.calls),
+        postgresCpuMsPerCall: perCall(end.postgres - atStart.postgres, r.calls),
+      });
     });
     child.once('exit', (code) => code !== 0 && reject(new Error(`load generator exited with ${code}`)));
     child.send(w);
@@ -124,9 +164,12 @@ const workload = (address: string, over: Partial<Workload>): Workload => ({
   keyPrefix: `run${Date.now()}`, apiKey: OPERATOR_KEY, ...over,
 });
 
-function record<R extends LoadResult & { cpuMsPerCall?: number }>(scenario: string, target: Row['target'], concurrency: number | string, r: R, unit = 'calls/s'): R {
-  rows.push({ scenario, target, concurrency, throughput: r.throughput, unit, p50: r.latencyMs.p50, p99: r.latencyMs.p99, p999: r.latencyMs.p999, errors: r.errors, cpuMsPerCall: r.cpuMsPerCall });
-  const cpu = r.cpuMsPerCall === undefined ? '' : `  cpu ${r.cpuMsPerCall.toFixed(3)} ms/call`;
+function record<R extends Measured>(scenario: string, target: Row['target'], concurrency: number | string, r: R, unit = 'calls/s'): R {
+  rows.push({
+    scenario, target, concurrency, throughput: r.throughput, unit, p50: r.latencyMs.p50, p99: r.latencyMs.p99, p999: r.latencyMs.p999, errors: r.errors,
+    cpuMsPerCall: r.cpuMsPerCall, loadgenCpuMsPerCall: r.loadgenCpuMsPerCall, postgresCpuMsPerCall: r.postgresCpuMsPerCall,
+  });
+  const cpu = r.cpuMsPerCall === undefined ? '' : `  cpu ${r.cpuMsPerCall.toFixed(3)} ms/call (load generator ${r.loadgenCpuMsPerCall?.toFixed(3) ?? '-'}, Postgres ${r.postgresCpuMsPerCall?.toFixed(3) ?? '-'})`;
   log(`  ${target.padEnd(8)} ${scenario.padEnd(44)} ${String(concurrency).padStart(5)}  ${Math.round(r.throughput).toString().padStart(7)} ${unit}  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms  errors ${r.errors}${r.errors ? ' ' + JSON.stringify(r.errorCodes) : ''}${cpu}`);
   return r;
 }
@@ -179,7 +222,7 @@ async function main(): Promise<void> {
     }
 
     log('ceilings');
-    const noopRcRuns: Record<number, LoadResult & { cpuMsPerCall?: number }> = {};
+    const noopRcRuns: Record<number, Measured> = {};
     for (const c of [1, 16, 64]) noopRcRuns[c] = record('RecordCharge (no-op server)', 'noop', c, await load(workload(noopAt, { concurrency: c }), noop.child));
     const noopRc = Object.fromEntries(Object.entries(noopRcRuns).map(([c, r]) => [c, r.throughput])) as Record<number, number>;
     const noopCheck = record('CheckLimits (no-op server)', 'noop', 64, await load(workload(noopAt, { method: 'checkLimits' }), noop.child));
@@ -193,7 +236,7 @@ async function main(): Promise<void> {
     log(`  postgres 1/tx ${fmt(pg1.chargesPerSecond)} charges/s, 100/tx ${fmt(pg100.chargesPerSecond)} charges/s, 100/tx with the outbox ${fmt(pg100Outbox.chargesPerSecond)} charges/s`);
 
     log('service');
-    const svcRc: Record<number, LoadResult & { cpuMsPerCall?: number }> = {};
+    const svcRc: Record<number, Measured> = {};
     for (const c of [1, 16, 64]) {
       svcRc[c] = record('RecordCharge, 10k users', 'service', c, await load(workload(svcAt, { concurrency: c, accountId: 'bench' }), svc.child));
       acked.push(...svcRc[c].acked);
@@ -288,9 +331,9 @@ async function main(): Promise<void> {
     ].map((t) => ({ ...t, met: t.kind === '>=' ? t.value >= t.goal : t.value <= t.goal }));
 
     const table = [
-      '| target | scenario | in flight | throughput | p50 ms | p99 ms | p999 ms | errors | server CPU ms/call |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-      ...rows.map((r) => `| ${r.target} | ${r.scenario} | ${r.concurrency} | ${fmt(r.throughput)} ${r.unit} | ${r.p50 ?? ''} | ${r.p99 ?? ''} | ${r.p999 ?? ''} | ${r.errors ?? ''} | ${r.cpuMsPerCall === undefined ? '' : fmt(r.cpuMsPerCall, 3)} |`),
+      '| target | scenario | in flight | throughput | p50 ms | p99 ms | p999 ms | errors | server CPU ms/call | load generator CPU ms/call | Postgres CPU ms/call |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...rows.map((r) => `| ${r.target} | ${r.scenario} | ${r.concurrency} | ${fmt(r.throughput)} ${r.unit} | ${r.p50 ?? ''} | ${r.p99 ?? ''} | ${r.p999 ?? ''} | ${r.errors ?? ''} | ${[r.cpuMsPerCall, r.loadgenCpuMsPerCall, r.postgresCpuMsPerCall].map((v) => (v === undefined ? '' : fmt(v, 3))).join(' | ')} |`),
     ].join('\n');
     const targetTable = [
       '| target | measured | goal | met |',
@@ -299,8 +342,21 @@ async function main(): Promise<void> {
     ].join('\n');
     const checkTable = ['| check | result |', '| --- | --- |', ...Object.entries(checks).map(([k, v]) => `| ${k} | ${v} |`)].join('\n');
     const raised = [...rssRaisedBy.entries()].sort((a, b) => b[1] - a[1]);
+    // What the three processes' CPU per call allows when they share this machine's cores.
+    const budget = (what: string, r: Measured) => {
+      const sum = (r.cpuMsPerCall ?? 0) + (r.loadgenCpuMsPerCall ?? 0) + (r.postgresCpuMsPerCall ?? 0);
+      return `${what}: ${fmt(sum, 3)} ms (server ${fmt(r.cpuMsPerCall ?? 0, 3)}, load generator ${fmt(r.loadgenCpuMsPerCall ?? 0, 3)}, Postgres ${fmt(r.postgresCpuMsPerCall ?? 0, 3)}), at most ${fmt((cpus().length * 1000) / sum)} calls/s on ${cpus().length} cores, measured ${fmt(r.throughput)}`;
+    };
+    const budgetLines = [
+      `CPU per call of the three processes, 64 in flight (their sum bounds the throughput when they share the cores):`,
+      '',
+      `- ${budget('RecordCharge, no-op server', noopRcRuns[64])}`,
+      `- ${budget('RecordCharge, service (10k users)', svcRc[64])}`,
+      `- ${budget('CheckLimits, no-op server', noopCheck)}`,
+      `- ${budget('CheckLimits, service', checkAlone)}`,
+    ].join('\n');
     const rssLine = `Server RSS max ${fmt(rssMax)} MB; the phases that raised it most: ${raised.slice(0, 4).map(([what, mb]) => `${what} +${fmt(mb)} MB`).join('; ')}.`;
-    console.log(`\n${table}\n\n${targetTable}\n\n${rssLine}\n\n${checkTable}\n`);
+    console.log(`\n${table}\n\n${targetTable}\n\n${budgetLines}\n\n${rssLine}\n\n${checkTable}\n`);
 
     const machine = {
       cpus: cpus().length,
@@ -321,7 +377,7 @@ async function main(): Promise<void> {
       const head = doc.includes(marker) ? doc.slice(0, doc.indexOf(marker)) : `${doc}\n`;
       writeFileSync(
         join(ROOT, 'docs/benchmarks.md'),
-        `${head}${marker}\n\n## Latest run\n\n- Command: \`${command}\`\n- Machine: ${machine.cpus} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}; client, server and Postgres on the same machine\n- Date: ${machine.date}; ${durationMs / 1000} s per scenario\n\n### Targets (ratios measured in this run)\n\n${targetTable}\n\n${rssLine}\n\n### Scenarios\n\n${table}\n\n### Correctness after the run\n\n${checkTable}\n`,
+        `${head}${marker}\n\n## Latest run\n\n- Command: \`${command}\`\n- Machine: ${machine.cpus} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}; client, server and Postgres on the same machine\n- Date: ${machine.date}; ${durationMs / 1000} s per scenario\n\n### Targets (ratios measured in this run)\n\n${targetTable}\n\n${budgetLines}\n\n${rssLine}\n\n### Scenarios\n\n${table}\n\n### Correctness after the run\n\n${checkTable}\n`,
       );
       log('docs/benchmarks.md updated');
     }
