@@ -36,6 +36,20 @@ interface PlanNode {
 
 const describeUnlessCitus = onCitus() ? describe.skip : describe;
 
+/**
+ * The rows of `tables` that `fn` read (by sequential, index and bitmap scans), from the
+ * transaction's own statistics; CheckLimits' read (a function with a generic plan) runs on the
+ * plan it cached before the account grew, and so would a named statement (force_generic_plan:
+ * the plan Postgres may pick after five executions).
+ */
+const rowsReadBy = (db: Db, tables: string[], fn: (trx: Knex.Transaction) => Promise<unknown>) =>
+  db.transaction(async (trx) => {
+    await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
+    await fn(trx);
+    const { rows } = await trx.raw('SELECT sum(pg_stat_get_xact_tuples_returned(t::regclass) + pg_stat_get_xact_tuples_fetched(t::regclass)) AS n FROM unnest(?::text[]) t', [tables]);
+    return Number((rows as Array<{ n: string }>)[0].n);
+  });
+
 describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $name', (target) => {
   let tdb: TestDatabase;
   let db: Db;
@@ -132,23 +146,9 @@ describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $
     expect(scans[0].rowsRead).toBeLessThanOrEqual(3);
   }, 60_000);
 
-  /**
-   * The rows of `table` that `fn` read (by sequential, index and bitmap scans), from the
-   * transaction's own statistics; CheckLimits' read (a function with a generic plan) runs on the
-   * plan it cached before the account grew, and so would a named statement (force_generic_plan:
-   * the plan Postgres may pick after five executions).
-   */
-  const rowsReadBy = (table: string, fn: (trx: Knex.Transaction) => Promise<unknown>) =>
-    db.transaction(async (trx) => {
-      await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
-      await fn(trx);
-      const { rows } = await trx.raw('SELECT pg_stat_get_xact_tuples_returned(?::regclass) + pg_stat_get_xact_tuples_fetched(?::regclass) AS n', [table, table]);
-      return Number((rows as Array<{ n: string }>)[0].n);
-    });
-
   it("reads CheckLimits' limits of the users asked for, not every limit of the account", async () => {
     let limits: Awaited<ReturnType<typeof readLimitCheckState>>['limits'] = [];
-    const read = await rowsReadBy('limits', async (trx) => ({ limits } = await readLimitCheckState(trx, 'grown', ['u17'], [today, month], [], windowStart)));
+    const read = await rowsReadBy(db, ['limits'], async (trx) => ({ limits } = await readLimitCheckState(trx, 'grown', ['u17'], [today, month], [], windowStart)));
     expect(limits.map((l) => `${l.userId} ${l.period}`).sort()).toEqual(['u17 day', 'u17 rolling']);
     // u17's two limits (one probe per user and scope asked for).
     expect(read).toBeLessThanOrEqual(2);
@@ -156,7 +156,7 @@ describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $
 
   it("reads CheckLimits' counters by their keys, not every counter of the account", async () => {
     let counters: Awaited<ReturnType<typeof readLimitCheckState>>['counters'] = [];
-    const read = await rowsReadBy('usage_counters', async (trx) => ({ counters } = await readLimitCheckState(trx, 'grown', ['u17'], [today, month])));
+    const read = await rowsReadBy(db, ['usage_counters'], async (trx) => ({ counters } = await readLimitCheckState(trx, 'grown', ['u17'], [today, month])));
     expect(counters.map((c) => `${c.userId} ${c.period} ${c.periodStart}`).sort()).toEqual([`u17 day ${today}`, `u17 month ${month}`]);
     // The keys asked for: 2 users ('' and u17), today's day and the 1st's day and month, of which two exist.
     expect(read).toBeLessThanOrEqual(6);
@@ -164,7 +164,7 @@ describeUnlessCitus.each(databaseTargets())('hot reads read only their keys on $
 
   it("reads a rolling window's hours scope by scope, not every user's hours of the window", async () => {
     let hours: Awaited<ReturnType<typeof readLimitCheckState>>['hours'] = [];
-    const read = await rowsReadBy('hourly_counters', async (trx) => ({ hours } = await readLimitCheckState(trx, 'grown', ['u17'], [today, month], [], windowStart)));
+    const read = await rowsReadBy(db, ['hourly_counters'], async (trx) => ({ hours } = await readLimitCheckState(trx, 'grown', ['u17'], [today, month], [], windowStart)));
     expect(hours).toHaveLength(24);
     expect(new Set(hours.map((h) => h.userId))).toEqual(new Set(['u17']));
     // Two scopes (the account's and u17's) of 24 hours: u17's 24 rows, none of the account's.
@@ -203,15 +203,10 @@ describeUnlessCitus.each(databaseTargets())("CheckLimits' read on tables never a
       [today],
     );
     await db.raw(`INSERT INTO limits (account_id, user_id, period, measure, amount, enforcement) SELECT 'fresh', 'u' || g, 'day', 'cost', 5, 'hard' FROM generate_series(1, 10000) g`);
-    const read = await db.transaction(async (trx) => {
-      const state = await readLimitCheckState(trx, 'fresh', ['u17'], [today]);
-      expect(state.counters.map((c) => `${c.userId} ${c.periodStart}`)).toEqual([`u17 ${today}`]);
-      expect(state.limits.map((l) => l.userId)).toEqual(['u17']);
-      const { rows } = await trx.raw(
-        `SELECT sum(pg_stat_get_xact_tuples_returned(t::regclass) + pg_stat_get_xact_tuples_fetched(t::regclass)) AS n FROM unnest(ARRAY['usage_counters', 'limits']) t`,
-      );
-      return Number((rows as Array<{ n: string }>)[0].n);
-    });
+    let state: Awaited<ReturnType<typeof readLimitCheckState>> | undefined;
+    const read = await rowsReadBy(db, ['usage_counters', 'limits'], async (trx) => (state = await readLimitCheckState(trx, 'fresh', ['u17'], [today])));
+    expect(state?.counters.map((c) => `${c.userId} ${c.periodStart}`)).toEqual([`u17 ${today}`]);
+    expect(state?.limits.map((l) => l.userId)).toEqual(['u17']);
     // u17's counter and limit (50,000 counters and 10,000 limits in the account).
     expect(read).toBeLessThanOrEqual(2);
   }, 60_000);
