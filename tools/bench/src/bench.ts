@@ -85,17 +85,25 @@ const portOf = (key: 'port') => (line: string) => {
   }
 };
 
-/** CPU seconds (user + system) a process has used so far, from /proc (what process.cpuUsage reports inside it). */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return 0;
+const CLOCK_TICKS = 100;
+
+/**
+ * A process's CPU clock ticks from /proc/<pid>/stat: its own user and system time, and that of
+ * the children it has reaped (`cutime`, `cstime`), with its command name; undefined when it is gone.
+ */
+function procTicks(pid: number | string): { comm: string; own: number; reaped: number } | undefined {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses): state is [0], utime [11].
+    const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+    return { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), own: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) };
   } catch {
-    return 0;
+    return undefined;
   }
 }
-const CLOCK_TICKS = 100;
+
+/** CPU seconds (user + system) a process has used so far, from /proc (what process.cpuUsage reports inside it). */
+const cpuSeconds = (pid: number | undefined): number => (pid ? (procTicks(pid)?.own ?? 0) / CLOCK_TICKS : 0);
 
 /**
  * CPU seconds used so far by this machine's Postgres: every process named postgres (backends,
@@ -104,15 +112,8 @@ const CLOCK_TICKS = 100;
 function postgresCpuSeconds(): number {
   let ticks = 0;
   for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) !== 'postgres') continue;
-      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    } catch {
-      /* the process is gone */
-    }
+    const p = /^\d+$/.test(pid) ? procTicks(pid) : undefined;
+    if (p?.comm === 'postgres') ticks += p.own + p.reaped;
   }
   return ticks / CLOCK_TICKS;
 }
