@@ -27,9 +27,11 @@ const check = (ok, what) => {
 const log = (msg) => process.stdout.write(`deploy check: ${msg}\n`);
 
 // 1. The Dockerfile.
+/** An ENV or ARG argument as [name, value] (the value may hold '=' itself: NODE_OPTIONS=--flag=value). */
+const assignment = (text) => [text.slice(0, text.indexOf('=')), text.slice(text.indexOf('=') + 1)];
 const dockerfile = DockerfileParser.parse(readFileSync(join(here, 'Dockerfile'), 'utf8'));
 const firstFrom = dockerfile.getInstructions().findIndex((i) => i.getKeyword() === 'FROM');
-const args = Object.fromEntries(dockerfile.getInstructions().slice(0, firstFrom).filter((i) => i.getKeyword() === 'ARG').map((i) => i.getArgumentsContent().split('=')));
+const args = Object.fromEntries(dockerfile.getInstructions().slice(0, firstFrom).filter((i) => i.getKeyword() === 'ARG').map((i) => assignment(i.getArgumentsContent())));
 const stages = [];
 for (const instruction of dockerfile.getInstructions()) {
   const kw = instruction.getKeyword();
@@ -56,7 +58,7 @@ for (const [n, s] of stages.entries()) {
     if (from) check(stages.slice(0, n).some((p) => p.name === from), `Dockerfile: COPY --from=${from} names an earlier stage`);
   }
 }
-const envOf = (stage) => Object.fromEntries(stage.steps.filter((i) => i.getKeyword() === 'ENV').flatMap((i) => i.getArguments().map((a) => a.getValue().split('='))));
+const envOf = (stage) => Object.fromEntries(stage.steps.filter((i) => i.getKeyword() === 'ENV').flatMap((i) => i.getArguments().map((a) => assignment(a.getValue()))));
 const imageEnv = envOf(runtime);
 check(final('EXPOSE').some((i) => i.getArgumentsContent().split(/\s+/).includes(imageEnv.PORT)), `Dockerfile: EXPOSE includes PORT ${imageEnv.PORT}`);
 log(`Dockerfile: ${stages.length} stages (${stages.map((s) => `${s.name} from ${s.image}`).join(', ')}), runtime user ${user}`);
@@ -98,6 +100,10 @@ if (check(deployment && job && configMap && service && pdb, 'k8s: a Deployment, 
   check(job.spec.template.spec.containers[0].image === container.image, 'k8s: the migration job runs the same image');
   check(JSON.stringify(job.spec.template.spec.containers[0].args) === '["--migrate-only"]', 'k8s: the migration job runs --migrate-only');
   check(configMap.data.METERING_AUTH === 'keys', 'k8s: API keys are required');
+  const heapMb = Number(/--max-old-space-size=(\d+)/.exec(imageEnv.NODE_OPTIONS ?? '')?.[1]);
+  const limit = container.resources?.limits?.memory ?? '';
+  const limitMib = Number(/^(\d+)Mi$/.exec(limit)?.[1] ?? Number(/^(\d+)Gi$/.exec(limit)?.[1]) * 1024);
+  check(heapMb > 0 && limitMib >= heapMb + 128, `k8s: the memory limit (${limit || 'none'}) leaves 128 MiB above the image's heap limit (NODE_OPTIONS ${imageEnv.NODE_OPTIONS ?? 'unset'})`);
   const grace = Number(configMap.data.METERING_SHUTDOWN_GRACE_MS) / 1000 + (container.lifecycle?.preStop?.sleep?.seconds ?? 0);
   check(pod.terminationGracePeriodSeconds > grace, `k8s: terminationGracePeriodSeconds exceeds the shutdown grace plus preStop (${grace} s)`);
   for (const c of [container, job.spec.template.spec.containers[0]]) {
@@ -122,7 +128,7 @@ if (!process.argv.includes('--lint-only') && problems.length === 0) {
   try {
     for (const stage of stages) {
       let workdir = '/';
-      const env = { PATH: process.env.PATH, HOME: process.env.HOME ?? '/root', ...Object.fromEntries(stage.steps.filter((i) => i.getKeyword() === 'ARG').map((i) => i.getArgumentsContent().split('='))) };
+      const env = { PATH: process.env.PATH, HOME: process.env.HOME ?? '/root', ...Object.fromEntries(stage.steps.filter((i) => i.getKeyword() === 'ARG').map((i) => assignment(i.getArgumentsContent()))) };
       if (stage.image.startsWith('golang')) {
         log(`stage ${stage.name}: skipped (go install needs the Go module proxy, unreachable here)`);
         continue;
@@ -134,7 +140,7 @@ if (!process.argv.includes('--lint-only') && problems.length === 0) {
           workdir = argv[0];
           mkdirSync(pathIn(stage.name, workdir), { recursive: true });
         } else if (kw === 'ENV') {
-          Object.assign(env, Object.fromEntries(argv.map((a) => a.split('='))));
+          Object.assign(env, Object.fromEntries(argv.map(assignment)));
         } else if (kw === 'COPY') {
           const from = i.getFromFlag?.()?.getValue();
           const [src, dest] = argv;

@@ -59,6 +59,16 @@ interface Row {
 const rows: Row[] = [];
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
+/**
+ * The image's NODE_OPTIONS (tools/deploy/Dockerfile: V8's heap limit). The server runs with them, as
+ * deployed: the heap limit decides how much garbage V8 keeps before collecting, hence the RSS.
+ */
+function imageNodeOptions(): string {
+  const m = /\bNODE_OPTIONS=(\S+)/.exec(readFileSync(join(ROOT, 'tools/deploy/Dockerfile'), 'utf8'));
+  if (!m) throw new Error('tools/deploy/Dockerfile sets no NODE_OPTIONS');
+  return m[1];
+}
+
 function startProcess(cmd: string[], env: Record<string, string>, ready: (line: string) => number | undefined): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, cmd, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
@@ -196,7 +206,8 @@ async function main(): Promise<void> {
     procs.push(noop.child);
     // METERING_BENCH_CPU_PROF=<dir>: the server writes a V8 CPU profile there when it stops.
     const prof = process.env.METERING_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.METERING_BENCH_CPU_PROF}`] : [];
-    const svc = await startProcess([...prof, join(ROOT, 'dist/apps/metering/main.js')], { DATABASE_URL: url.toString(), PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: OPERATOR_KEY }, portOf('port'));
+    const nodeOptions = imageNodeOptions();
+    const svc = await startProcess([...prof, join(ROOT, 'dist/apps/metering/main.js')], { DATABASE_URL: url.toString(), PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: OPERATOR_KEY, NODE_OPTIONS: nodeOptions }, portOf('port'));
     procs.push(svc.child);
     const sample = () => {
       try {
@@ -365,6 +376,7 @@ async function main(): Promise<void> {
       memoryGiB: Math.round(totalmem() / 2 ** 30),
       node: process.version,
       postgres: (await pool.query('SHOW server_version')).rows[0].server_version as string,
+      serverNodeOptions: nodeOptions,
       date: new Date().toISOString(),
     };
     const command = `npm run bench -- ${args.join(' ')}`.trim();
@@ -378,7 +390,7 @@ async function main(): Promise<void> {
       const head = doc.includes(marker) ? doc.slice(0, doc.indexOf(marker)) : `${doc}\n`;
       writeFileSync(
         join(ROOT, 'docs/benchmarks.md'),
-        `${head}${marker}\n\n## Latest run\n\n- Command: \`${command}\`\n- Machine: ${machine.cpus} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}; client, server and Postgres on the same machine\n- Date: ${machine.date}; ${durationMs / 1000} s per scenario\n\n### Targets (ratios measured in this run)\n\n${targetTable}\n\n${budgetLines}\n\n${rssLine}\n\n### Scenarios\n\n${table}\n\n### Correctness after the run\n\n${checkTable}\n`,
+        `${head}${marker}\n\n## Latest run\n\n- Command: \`${command}\`\n- Machine: ${machine.cpus} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}; client, server and Postgres on the same machine; the server with the image's \`NODE_OPTIONS=${machine.serverNodeOptions}\`\n- Date: ${machine.date}; ${durationMs / 1000} s per scenario\n\n### Targets (ratios measured in this run)\n\n${targetTable}\n\n${budgetLines}\n\n${rssLine}\n\n### Scenarios\n\n${table}\n\n### Correctness after the run\n\n${checkTable}\n`,
       );
       log('docs/benchmarks.md updated');
     }
