@@ -64,7 +64,8 @@ const log = (msg: string) => process.stderr.write(`${msg}\n`);
  * deployed: the heap limit decides how much garbage V8 keeps before collecting, hence the RSS.
  */
 function imageNodeOptions(): string {
-  const m = /\bNODE_OPTIONS=(\S+)/.exec(readFileSync(join(ROOT, 'tools/deploy/Dockerfile'), 'utf8'));
+  // On an ENV line (the Dockerfile's comments name NODE_OPTIONS too).
+  const m = /^ENV\b.*\bNODE_OPTIONS=(\S+)/m.exec(readFileSync(join(ROOT, 'tools/deploy/Dockerfile'), 'utf8'));
   if (!m) throw new Error('tools/deploy/Dockerfile sets no NODE_OPTIONS');
   return m[1];
 }

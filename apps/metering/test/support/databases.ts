@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { knex } from 'knex';
 import { closeDatabase, type DatabaseConfig, migrate, openDatabase } from '../../src/store/db';
 import { PGBOUNCER_BIN, PgBouncer } from './pgbouncer';
+import { ROOT } from './server-process';
 
 /**
  * The databases every integration and end-to-end suite runs on: the embedded
@@ -128,9 +129,8 @@ async function createCitus(adminUrl: string): Promise<TestDatabase> {
  * workers never copy a half-made one; when two make it at once, the first rename wins.
  */
 async function migratedPglite(): Promise<string> {
-  const migrations = join(__dirname, '..', '..', 'src', 'store', 'migrations');
-  const pglite = join(__dirname, '..', '..', '..', '..', 'node_modules', '@electric-sql', 'pglite', 'package.json');
-  const hash = createHash('sha256').update(readFileSync(pglite));
+  const migrations = join(ROOT, 'apps', 'metering', 'src', 'store', 'migrations');
+  const hash = createHash('sha256').update(readFileSync(join(ROOT, 'node_modules', '@electric-sql', 'pglite', 'package.json')));
   for (const f of readdirSync(migrations).sort()) hash.update(f).update(readFileSync(join(migrations, f)));
   const template = join(tmpdir(), `metering-pglite-migrated-${hash.digest('hex').slice(0, 16)}`);
   if (existsSync(template)) return template;
