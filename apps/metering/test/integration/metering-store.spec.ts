@@ -9,7 +9,7 @@ import { UsageService } from '../../src/services/usage.service';
 import { closeDatabase, Db, migrate, openDatabase, rollbackAll } from '../../src/store/db';
 import { appendEvents, NewEvent, readEvents } from '../../src/store/events.repo';
 import { expectRollupsMatchCharges } from '../support/consistency';
-import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, describeEachOf, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
 
 /**
  * The services and the Knex store against real databases: the embedded one
@@ -27,7 +27,7 @@ const charge = (over: Partial<RecordChargeRequestInput> = {}): RecordChargeReque
 
 requirePostgresInCi();
 
-describe.each(databaseTargets().filter((t) => t.name === 'postgres'))('migrations on a new $name database', (target) => {
+describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres')('migrations on a new $name database', (target) => {
   it('migrate from several processes at once (replicas starting together): each one finishes, the schema once', async () => {
     const tdb = await target.create();
     const dbs = Array.from({ length: 4 }, () => openDatabase(tdb.config));
