@@ -28,6 +28,14 @@ export const hourStartOf = (at: Date): Date => new Date(Math.floor(at.getTime() 
 /** The first hour of a rolling window of `windowHours` hours that ends with the hour of `now` (included). */
 export const windowStartOf = (now: Date, windowHours: number): Date => new Date(hourStartOf(now).getTime() - (windowHours - 1) * HOUR_MS);
 
+/**
+ * The first usage hour kept for an account that starts keeping hours at `now` (its first rolling
+ * limit): the first hour the longest window can read from then on, and one hour before it, for
+ * servers whose clocks are a little apart. Hours are kept only for such accounts (the store's
+ * hour_tracking): a window never reads an hour before this one.
+ */
+export const hoursKeptFrom = (now: Date): Date => windowStartOf(now, MAX_WINDOW_HOURS + 1);
+
 /** One hour of a scope's usage (hourly_counters): what rolling windows sum. */
 export interface HourUsage {
   hourStart: Date;

@@ -51,6 +51,7 @@ import {
   hoursWithDeltas,
   ScopedHour,
   hourKeysOf,
+  hoursKeptFrom,
   LimitSpan,
   MAX_WINDOW_HOURS,
   windowStartOf,
@@ -61,7 +62,7 @@ import { totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { declaredTagKeysForShare, deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, replaceDailyLimits } from '../store/limits.repo';
-import { applyEntries, lockCounters, lockHours, readHours } from '../store/ledger.repo';
+import { applyEntries, lockCounters, lockHours, readHours, trackHours } from '../store/ledger.repo';
 import { findReservationByKey, insertReservation } from '../store/reservations.repo';
 import { PricingService } from './pricing.service';
 import { SettingsCache, SettingsView } from './settings-cache';
@@ -169,6 +170,8 @@ export class LimitsService {
   async putLimit(raw: LimitKeyInput & { amount: string }): Promise<Limit> {
     const limit = validatePutLimit(raw);
     return inTransaction(this.db, async (tx) => {
+      // Rolling windows sum usage hours, kept only for accounts that ever had one: the first is filled from the charges.
+      if (limit.period === 'rolling') await trackHours(tx, limit.accountId, hoursKeptFrom(this.clock()), this.clock());
       const { tagKey } = parseScope(limit.scope);
       if (tagKey !== undefined && !(await declaredTagKeysForShare(tx, limit.accountId)).includes(tagKey)) {
         const v = new Violations();

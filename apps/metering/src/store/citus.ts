@@ -5,8 +5,9 @@ import type { Db } from './db';
  * table is distributed by account_id and co-located with `accounts`, so one
  * account's rows of every table live on one shard group and a statement that
  * filters on `account_id = $1` runs on one node. The tables every account
- * reads (operator prices and markups, under account_id '' for everyone) and
- * the global settings epoch are reference tables, copied to every node.
+ * reads (operator prices and markups, under account_id '' for everyone), the
+ * global settings epoch and the list of accounts that keep usage hours (which
+ * every write of hourly_counters reads) are reference tables, copied to every node.
  *
  * A migration that creates a table must add it to exactly one list below
  * (test/unit/citus-tables.spec.ts fails otherwise), lead its keys with
@@ -15,7 +16,7 @@ import type { Db } from './db';
  */
 
 /** Replicated to every node: small, read by every account, written by the operator. */
-export const REFERENCE_TABLES = ['settings_epoch', 'prices', 'markups'] as const;
+export const REFERENCE_TABLES = ['settings_epoch', 'prices', 'markups', 'hour_tracking'] as const;
 
 /**
  * Distributed by account_id, co-located with the first. In foreign-key order:

@@ -119,6 +119,69 @@ export async function readHours(tx: Tx, accountId: string, userIds: string[], sc
   return (rows as Array<Record<string, string>>).map(toHourUsage);
 }
 
+/**
+ * Which accounts keep usage hours (migration 20261207200000_hour_tracking): only rolling limits
+ * read hourly_counters, so its rows are kept for the accounts listed in hour_tracking, those
+ * that ever had one. The ledger makes hour entries for every change; every statement that
+ * writes hourly_counters keeps those of listed accounts only (this condition on its rows,
+ * `alias`), read in the same statement: the store's storage rule, like an index kept for some
+ * accounts, not a usage rule.
+ *
+ * Why no change can fall between the listing and the filling (trackHours): a statement that
+ * writes hourly_counters holds the table's ROW EXCLUSIVE lock from before its snapshot is taken
+ * until its transaction commits (Postgres takes a statement's locks before its snapshot), and
+ * trackHours holds SHARE ROW EXCLUSIVE, which conflicts with it, from before it lists the
+ * account until it commits. So each write either committed before trackHours filled the hours
+ * (the filling, a later statement, sees it) or sees the account listed and writes its hours.
+ */
+const HOURS_KEPT = (alias: string) => `EXISTS (SELECT 1 FROM hour_tracking t WHERE t.account_id = ${alias}.account_id)`;
+
+/**
+ * Starts keeping an account's usage hours, in the transaction that puts its first rolling limit:
+ * lists it with `since` (the first hour kept; the caller passes one hour more than the longest
+ * window can reach, for clocks a little apart) and fills its hours from `since` on from its
+ * charges (by the hour of their usage time) and its held reservations (by the hour they were
+ * placed), for every scope each counts in: the account, its user, its API key, each tag value
+ * it records (the domain's hourKeysOf). Rows the account had are replaced. A no-op for an account
+ * already listed. While it runs, writes of other accounts' hours wait for it too (the table
+ * lock): the filling reads the charges of the window (`charges_by_day_id`, and
+ * `charges_settled_late` for the charges dated before their usage time), once per account.
+ */
+export async function trackHours(tx: Tx, accountId: string, since: Date, now: Date): Promise<boolean> {
+  const listed = await tx.raw('SELECT 1 FROM hour_tracking WHERE account_id = ?', [accountId]);
+  if (listed.rows.length > 0) return false;
+  await tx.raw('LOCK TABLE hourly_counters IN SHARE ROW EXCLUSIVE MODE');
+  const inserted = await tx.raw('INSERT INTO hour_tracking (account_id, since, created_at) VALUES (?, ?, ?) ON CONFLICT (account_id) DO NOTHING RETURNING 1', [accountId, since, now]);
+  if (inserted.rows.length === 0) return false;
+  await tx.raw('DELETE FROM hourly_counters WHERE account_id = ?', [accountId]);
+  // usage_date is the charge's day in the account's time zone (UTC-12 to UTC+14): at least the UTC
+  // day before its usage time's, except for the charges dated earlier (the partial index's rows).
+  const sinceDay = new Date(since.getTime() - 86_400_000).toISOString().slice(0, 10);
+  await tx.raw(FILL_HOURS_SQL, { account: accountId, since, sinceDay, now });
+  return true;
+}
+
+/** The scopes of a charge or reservation row `x` (the domain's extraScopesOf, with the account and the user), as a LATERAL FROM item. */
+const ROW_SCOPES = `LATERAL (SELECT '' AS user_id, '' AS scope UNION ALL SELECT x.user_id, ''
+      UNION ALL SELECT '', 'api_key:' || x.api_key_id WHERE x.api_key_id <> ''
+      UNION ALL SELECT '', 'tag:' || d.key || '=' || d.value FROM jsonb_each_text(coalesce(x.dimensions, '{}'::jsonb)) d) s`;
+
+const CHARGE_HOURS = `user_id, api_key_id, dimensions, date_trunc('hour', usage_time, 'UTC') AS hour_start, 1 AS messages, total_tokens AS tokens, coalesce(total_cost, 0) AS cost,
+             0 AS held_messages, 0 AS held_tokens, 0 AS held_cost`;
+
+const FILL_HOURS_SQL = `INSERT INTO hourly_counters (${[...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'].join(', ')})
+  SELECT :account, x.hour_start, s.user_id, s.scope, sum(x.messages), sum(x.tokens), sum(x.cost), sum(x.held_messages), sum(x.held_tokens), sum(x.held_cost), :now
+    FROM (
+      SELECT ${CHARGE_HOURS} FROM charges WHERE account_id = :account AND usage_date >= :sinceDay::date AND usage_time >= :since
+      UNION ALL
+      SELECT ${CHARGE_HOURS} FROM charges
+       WHERE account_id = :account AND usage_date < (usage_time AT TIME ZONE 'UTC')::date - 1 AND usage_date < :sinceDay::date AND usage_time >= :since
+      UNION ALL
+      SELECT user_id, api_key_id, dimensions, date_trunc('hour', create_time, 'UTC'), 0, 0, 0, held_messages, held_tokens, held_cost
+        FROM reservations WHERE account_id = :account AND status = 'held' AND create_time >= :since
+    ) x, ${ROW_SCOPES}
+   GROUP BY x.hour_start, s.user_id, s.scope`;
+
 const ROLLUP_KEY = ['account_id', 'usage_date', 'user_id', 'provider', 'model', 'charge_type'];
 const ROLLUP_SUMS = Object.values(ROLLUP_COLUMNS);
 const list = (columns: readonly string[]) => columns.join(', ');
@@ -212,8 +275,8 @@ const APPLY_CTES = (chained: boolean, after?: string) => `finished AS (
        RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
      ), hourly AS (
        INSERT INTO hourly_counters AS h (${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])})
-         SELECT ${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::hourly_counters, ?::json)
-          WHERE ${chained ? '(SELECT count(*) FROM counters) >= 0' : 'TRUE'}
+         SELECT ${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::hourly_counters, ?::json) j
+          WHERE ${chained ? '(SELECT count(*) FROM counters) >= 0' : 'TRUE'} AND ${HOURS_KEPT('j')}
        ON CONFLICT (${list(HOUR_KEY)}) DO UPDATE SET ${adds('h', HOUR_COLUMNS)}, updated_at = excluded.updated_at
        RETURNING 1
      ), grown AS (

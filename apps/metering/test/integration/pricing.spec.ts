@@ -1,4 +1,4 @@
-import { NotFoundError, RecordChargeRequestInput, SetPriceInput, ValidationError } from '@metering/domain';
+import { hoursKeptFrom, NotFoundError, RecordChargeRequestInput, SetPriceInput, ValidationError } from '@metering/domain';
 import { CATALOGUE, catalogueRows, PRICE_CATALOG, PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
 import { MarkupsService } from '../../src/services/markups.service';
@@ -157,7 +157,8 @@ describe.each(databaseTargets())('pricing on $name', (target) => {
         [['day', '2026-11-23'], ['month', '2026-11-01']].map(([period, start]) => ({ account_id: 'bulk', period, period_start: start, user_id: u, message_count: many, unpriced_message_count: many, total_tokens: many * 1000 })),
       ),
     );
-    // And their hour (hourly_counters, rolling windows), as the write path keeps it.
+    // And their hour (hourly_counters, rolling windows), as the write path keeps it for an account that keeps hours.
+    await db('hour_tracking').insert({ account_id: 'bulk', since: hoursKeptFrom(NOW), created_at: NOW });
     await db('hourly_counters').insert(['', 'u1'].map((u) => ({ account_id: 'bulk', hour_start: new Date(Math.floor(NOW.getTime() / 3_600_000) * 3_600_000), user_id: u, scope: '', message_count: many, total_tokens: many * 1000, updated_at: NOW })));
     await expectRollupsMatchCharges(db, 'bulk');
     await pricing.setPrice(price({ model: 'bulk-model', rates: rates('0.15', '0') }));

@@ -132,6 +132,59 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     await expectRollupsMatchCharges(db, a);
   });
 
+  const hourRows = async (accountId: string) => (await db('hourly_counters').where({ account_id: accountId }).count<Array<{ count: string }>>('* as count'))[0].count;
+  const timestamp = (iso: string) => ({ seconds: String(new Date(iso).getTime() / 1000), nanos: 0 });
+
+  it('keeps usage hours only for accounts with a rolling limit, and fills them from the charges and holds when the first one is put', async () => {
+    const a = 'roll-late';
+    await dimensions.setDimensions({ accountId: a, tagKeys: ['feature'] });
+    at('2026-12-07T10:15:00Z');
+    // Usage before any rolling limit: 33 days ago (older than any window), 30 hours ago (tagged), 2 hours ago, now.
+    await charge(a, 'old', { usageTime: timestamp('2026-11-04T10:00:00Z') });
+    await charge(a, 'c1', { usageTime: timestamp('2026-12-06T04:20:00Z'), tags: { feature: 'summarize' } });
+    await charge(a, 'c2', { usageTime: timestamp('2026-12-07T08:15:00Z') });
+    await charge(a, 'c3');
+    at('2026-12-07T09:30:00Z');
+    const held = await check(a, { reserve: true, idempotencyKey: 'r1', holdSeconds: 7200, tags: { feature: 'summarize' } });
+    expect(held.reservation?.reservationId).toBeTruthy();
+    at('2026-12-07T10:15:00Z');
+    // No rolling limit, no hours: nothing reads them.
+    expect(await hourRows(a)).toBe('0');
+    await charge('roll-none', 'n1');
+    expect(await hourRows('roll-none')).toBe('0');
+    await expectRollupsMatchCharges(db, 'roll-none');
+
+    await put(a, 'messages', '10', 3);
+    // The 3 hours 08:00-10:59: c2 and c3 used, the reservation placed at 09:30 held.
+    expect(await check(a)).toMatchObject({ limits: [{ period: 'rolling', windowHours: 3, used: '2', reserved: '1' }] });
+    await put(a, 'messages', '10', 48, { tagKey: 'feature', tagValue: 'summarize' });
+    expect(await check(a, { tags: { feature: 'summarize' } })).toMatchObject({
+      limits: expect.arrayContaining([expect.objectContaining({ windowHours: 48, scope: 'tag', tagValue: 'summarize', used: '1', reserved: '1' })]),
+    });
+    // Every hour from the first kept (the longest window and one more hour back) equals the charges and holds; none before.
+    await expectRollupsMatchCharges(db, a);
+    const [{ since }] = await db('hour_tracking').where({ account_id: a }).select('since');
+    expect(new Date(since).toISOString()).toBe('2026-11-06T10:00:00.000Z');
+    expect(await db('hourly_counters').where({ account_id: a }).andWhere('hour_start', '<', since)).toEqual([]);
+    // Later usage moves the kept hours as it always did.
+    await charge(a, 'c4', { tags: { feature: 'summarize' } });
+    await reservations.release({ accountId: a, reservationId: held.reservation!.reservationId });
+    await expectRollupsMatchCharges(db, a);
+    expect(await check(a)).toMatchObject({ limits: [{ windowHours: 3, used: '3', reserved: '0' }] });
+  });
+
+  it('loses no charge recorded while the first rolling limit is put', async () => {
+    const a = 'roll-race';
+    await Promise.all([
+      ...Array.from({ length: 30 }, (_, i) => charge(a, `before-${i}`)),
+      put(a, 'tokens', '100000000', 24),
+      ...Array.from({ length: 30 }, (_, i) => charge(a, `after-${i}`)),
+      charges.recordCharges(Array.from({ length: 20 }, (_, i) => chargeRequest({ accountId: a, idempotencyKey: `batch-${i}` }))),
+    ]);
+    await expectRollupsMatchCharges(db, a);
+    expect(await check(a)).toMatchObject({ limits: [{ windowHours: 24, used: String(80 * 300) }] });
+  });
+
   it('refuses a window that is not 1 to 744 whole hours, and a window on a calendar period, writing nothing', async () => {
     const a = 'roll-bad';
     for (const [period, windowHours] of [[ROLLING, 0], [ROLLING, 745], [ROLLING, -1], [ROLLING, 1.5], [1, 5]]) {

@@ -1,4 +1,4 @@
-import { DomainError, IdempotencyConflictError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
+import { DomainError, hoursKeptFrom, IdempotencyConflictError, RecordChargeRequestInput, ValidationError } from '@metering/domain';
 import { PriceTable } from '@metering/pricing';
 import { ChargesService } from '../../src/services/charges.service';
 import { PricingService } from '../../src/services/pricing.service';
@@ -125,7 +125,8 @@ describe.each(databaseTargets())('write path on $name', (target) => {
     await db('usage_counters').insert(
       ['day', 'month'].flatMap((period) => ['', 'u1'].map((user_id) => ({ account_id: 'claim', period, period_start: period === 'day' ? '2026-11-23' : '2026-11-01', user_id, reserved_messages: 1 }))),
     );
-    // And the hour it was placed in (hourly_counters, rolling windows), as CheckLimits writes it.
+    // And the hour it was placed in (hourly_counters, rolling windows), as CheckLimits writes it for an account that keeps hours.
+    await db('hour_tracking').insert({ account_id: 'claim', since: hoursKeptFrom(NOW), created_at: NOW });
     await db('hourly_counters').insert(['', 'u1'].map((user_id) => ({ account_id: 'claim', hour_start: new Date(Math.floor(NOW.getTime() / 3_600_000) * 3_600_000), user_id, scope: '', reserved_messages: 1, updated_at: NOW })));
     await charges.recordCharge(charge({ accountId: 'claim', idempotencyKey: 'k1' }));
     const [k1, k2] = await charges.recordCharges([

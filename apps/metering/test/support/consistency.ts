@@ -45,7 +45,8 @@ const COUNTERS_FROM_CHARGES = `SELECT period, start::text AS start, u AS user_id
   GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`;
 
 // The usage hours (issue 20, rolling windows): per UTC hour and scope, the charges of their usage_time's hour plus the
-// holds of the hour they were placed in.
+// holds of the hour they were placed in; kept only for the accounts listed in hour_tracking (those that ever had a
+// rolling limit), from the hour it names on: none for the others.
 const HOURS = `SELECT (hour_start AT TIME ZONE 'UTC')::text AS hour, user_id, scope, message_count::text AS messages, total_tokens::text AS tokens,
     trim_scale(total_cost)::text AS total_cost, reserved_messages::text AS held_messages, reserved_tokens::text AS held_tokens,
     trim_scale(reserved_cost)::text AS held_cost
@@ -53,16 +54,17 @@ const HOURS = `SELECT (hour_start AT TIME ZONE 'UTC')::text AS hour, user_id, sc
   WHERE account_id = ? AND NOT (message_count = 0 AND total_tokens = 0 AND total_cost = 0 AND reserved_messages = 0 AND reserved_tokens = 0 AND reserved_cost = 0)
   ORDER BY 1, 2, 3`;
 const SCOPES = PERIODS.slice(0, PERIODS.indexOf(', LATERAL (VALUES'));
+const KEPT_SINCE = (table: string) => `(SELECT since FROM hour_tracking t WHERE t.account_id = ${table}.account_id)`;
 const HOURS_FROM_CHARGES = `SELECT hour::text AS hour, u AS user_id, s AS scope, sum(n)::text AS messages, sum(tokens)::text AS tokens,
     trim_scale(sum(cost))::text AS total_cost, sum(held_n)::text AS held_messages, sum(held_tokens)::text AS held_tokens,
     trim_scale(sum(held_cost))::text AS held_cost
   FROM (
     SELECT date_trunc('hour', usage_time AT TIME ZONE 'UTC') AS hour, u, s, 1 AS n, total_tokens AS tokens, coalesce(total_cost, 0) AS cost,
            0 AS held_n, 0 AS held_tokens, 0 AS held_cost
-      FROM charges, ${SCOPES} WHERE account_id = ?
+      FROM charges, ${SCOPES} WHERE account_id = ? AND usage_time >= ${KEPT_SINCE('charges')}
     UNION ALL
     SELECT date_trunc('hour', create_time AT TIME ZONE 'UTC'), u, s, 0, 0, 0, held_messages, held_tokens, held_cost
-      FROM reservations, ${SCOPES} WHERE account_id = ? AND status = 'held'
+      FROM reservations, ${SCOPES} WHERE account_id = ? AND status = 'held' AND create_time >= ${KEPT_SINCE('reservations')}
   ) x
   GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
 

@@ -21,6 +21,7 @@ import * as rollingWindows from './20261207113000_rolling_windows';
 import * as dimensionUsageDaily from './20261207120000_dimension_usage_daily';
 import * as chargeInOneStatement from './20261207130000_charge_in_one_statement';
 import * as hourlyCountersByScope from './20261207140000_hourly_counters_by_scope';
+import * as hourTracking from './20261207200000_hour_tracking';
 
 /** Every migration, in order. A list (not a folder scan) so that the bundled server carries them. */
 const MIGRATIONS: Record<string, Knex.Migration> = {
@@ -46,6 +47,7 @@ const MIGRATIONS: Record<string, Knex.Migration> = {
   '20261207120000_dimension_usage_daily': dimensionUsageDaily,
   '20261207130000_charge_in_one_statement': chargeInOneStatement,
   '20261207140000_hourly_counters_by_scope': hourlyCountersByScope,
+  '20261207200000_hour_tracking': hourTracking,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
