@@ -166,7 +166,7 @@ const ROW_SCOPES = `LATERAL (SELECT '' AS user_id, '' AS scope UNION ALL SELECT 
       UNION ALL SELECT '', 'api_key:' || x.api_key_id WHERE x.api_key_id <> ''
       UNION ALL SELECT '', 'tag:' || d.key || '=' || d.value FROM jsonb_each_text(coalesce(x.dimensions, '{}'::jsonb)) d) s`;
 
-const CHARGE_HOURS = `user_id, api_key_id, dimensions, date_trunc('hour', usage_time, 'UTC') AS hour_start, 1 AS messages, total_tokens AS tokens, coalesce(total_cost, 0) AS cost,
+const CHARGE_HOURS = `user_id, api_key_id, dimensions, date_trunc('hour', usage_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour_start, 1 AS messages, total_tokens AS tokens, coalesce(total_cost, 0) AS cost,
              0 AS held_messages, 0 AS held_tokens, 0 AS held_cost`;
 
 const FILL_HOURS_SQL = `INSERT INTO hourly_counters (${[...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'].join(', ')})
@@ -177,7 +177,7 @@ const FILL_HOURS_SQL = `INSERT INTO hourly_counters (${[...HOUR_KEY, ...HOUR_COL
       SELECT ${CHARGE_HOURS} FROM charges
        WHERE account_id = :account AND usage_date < (usage_time AT TIME ZONE 'UTC')::date - 1 AND usage_date < :sinceDay::date AND usage_time >= :since
       UNION ALL
-      SELECT user_id, api_key_id, dimensions, date_trunc('hour', create_time, 'UTC'), 0, 0, 0, held_messages, held_tokens, held_cost
+      SELECT user_id, api_key_id, dimensions, date_trunc('hour', create_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', 0, 0, 0, held_messages, held_tokens, held_cost
         FROM reservations WHERE account_id = :account AND status = 'held' AND create_time >= :since
     ) x, ${ROW_SCOPES}
    GROUP BY x.hour_start, s.user_id, s.scope`;
