@@ -7,9 +7,10 @@ import { LimitsService } from '../../src/services/limits.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { ReservationsService } from '../../src/services/reservations.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
+import { migrationSource } from '../../src/store/migrations';
 import { expectRollupsMatchCharges } from '../support/consistency';
 import { gpt4oCost } from '../support/costing';
-import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
+import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest, checkRequest } from '../support/requests';
 
 /**
@@ -183,6 +184,20 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     ]);
     await expectRollupsMatchCharges(db, a);
     expect(await check(a)).toMatchObject({ limits: [{ windowHours: 24, used: String(80 * 300) }] });
+  });
+
+  // Not on Citus: a distributed database is not migrated down (docs/scaling.md).
+  (onCitus() ? it.skip : it)('upgrades a database that kept every account\'s hours: the accounts with a rolling limit keep theirs, the others\' are deleted', async () => {
+    await db.migrate.down({ migrationSource });
+    expect(await db.schema.hasTable('hour_tracking')).toBe(false);
+    const hour = (iso: string, accountId: string, userId: string) => ({ account_id: accountId, hour_start: new Date(iso), user_id: userId, scope: '', message_count: 1, updated_at: new Date(iso) });
+    await db('limits').insert({ account_id: 'up-rolling', user_id: '', scope: '', period: 'rolling', window_hours: 24, measure: 'messages', enforcement: 'hard', amount: '10', updated_at: now });
+    await db('hourly_counters').insert([hour('2026-12-05T03:00:00Z', 'up-rolling', ''), hour('2026-12-06T04:00:00Z', 'up-rolling', 'u1'), hour('2026-12-06T04:00:00Z', 'up-plain', '')]);
+    await migrate(db);
+    expect((await db('hour_tracking').whereIn('account_id', ['up-rolling', 'up-plain']).select('account_id', 'since')).map((r) => [r.account_id, new Date(r.since).toISOString()])).toEqual([
+      ['up-rolling', '2026-12-05T03:00:00.000Z'],
+    ]);
+    expect(await db('hourly_counters').whereIn('account_id', ['up-rolling', 'up-plain']).orderBy(['account_id', 'hour_start']).pluck('account_id')).toEqual(['up-rolling', 'up-rolling']);
   });
 
   it('refuses a window that is not 1 to 744 whole hours, and a window on a calendar period, writing nothing', async () => {
