@@ -122,10 +122,11 @@ export async function readHours(tx: Tx, accountId: string, userIds: string[], sc
 /**
  * Which accounts keep usage hours (migration 20261207200000_hour_tracking): only rolling limits
  * read hourly_counters, so its rows are kept for the accounts listed in hour_tracking, those
- * that ever had one. The ledger makes hour entries for every change; every statement that
- * writes hourly_counters keeps those of listed accounts only (this condition on its rows,
- * `alias`), read in the same statement: the store's storage rule, like an index kept for some
- * accounts, not a usage rule.
+ * that ever had one, from the hour listed on (`since`: a charge recorded late, for an hour
+ * before it, moves no hour row; no window reads that far back). The ledger makes hour entries
+ * for every change; every statement that writes hourly_counters keeps only those this condition
+ * on its rows (`alias`) admits, read in the same statement: the store's storage rule, like an
+ * index kept for some accounts, not a usage rule.
  *
  * Why no change can fall between the listing and the filling (trackHours): a statement that
  * writes hourly_counters holds the table's ROW EXCLUSIVE lock from before its snapshot is taken
@@ -133,8 +134,10 @@ export async function readHours(tx: Tx, accountId: string, userIds: string[], sc
  * trackHours holds SHARE ROW EXCLUSIVE, which conflicts with it, from before it lists the
  * account until it commits. So each write either committed before trackHours filled the hours
  * (the filling, a later statement, sees it) or sees the account listed and writes its hours.
+ * Every charge and hold statement names hourly_counters, so while an account's hours are filled
+ * all of them wait, whatever their account.
  */
-const HOURS_KEPT = (alias: string) => `EXISTS (SELECT 1 FROM hour_tracking t WHERE t.account_id = ${alias}.account_id)`;
+const HOURS_KEPT = (alias: string) => `EXISTS (SELECT 1 FROM hour_tracking t WHERE t.account_id = ${alias}.account_id AND t.since <= ${alias}.hour_start)`;
 
 /**
  * Starts keeping an account's usage hours, in the transaction that puts its first rolling limit:

@@ -167,8 +167,10 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     const [{ since }] = await db('hour_tracking').where({ account_id: a }).select('since');
     expect(new Date(since).toISOString()).toBe('2026-11-06T10:00:00.000Z');
     expect(await db('hourly_counters').where({ account_id: a }).andWhere('hour_start', '<', since)).toEqual([]);
-    // Later usage moves the kept hours as it always did.
+    // Later usage moves the kept hours as it always did; usage recorded late for an hour before the first kept moves none.
     await charge(a, 'c4', { tags: { feature: 'summarize' } });
+    await charge(a, 'late', { usageTime: timestamp('2026-11-05T23:30:00Z') });
+    expect(await db('hourly_counters').where({ account_id: a }).andWhere('hour_start', '<', since)).toEqual([]);
     await reservations.release({ accountId: a, reservationId: held.reservation!.reservationId });
     await expectRollupsMatchCharges(db, a);
     expect(await check(a)).toMatchObject({ limits: [{ windowHours: 3, used: '3', reserved: '0' }] });
