@@ -146,8 +146,8 @@ const HOURS_KEPT = (alias: string) => `EXISTS (SELECT 1 FROM hour_tracking t WHE
  * charges (by the hour of their usage time) and its held reservations (by the hour they were
  * placed), for every scope each counts in: the account, its user, its API key, each tag value
  * it records (the domain's hourKeysOf). Rows the account had are replaced. A no-op for an account
- * already listed. While it runs, writes of other accounts' hours wait for it too (the table
- * lock): the filling reads the charges of the window (`charges_by_day_id`, and
+ * already listed. While it runs, every charge and hold statement waits for it (the table lock):
+ * the filling reads only the charges of the window (`charges_by_day_id`, and
  * `charges_settled_late` for the charges dated before their usage time), once per account.
  */
 export async function trackHours(tx: Tx, accountId: string, since: Date, now: Date): Promise<boolean> {
