@@ -171,7 +171,10 @@ export class LimitsService {
     const limit = validatePutLimit(raw);
     return inTransaction(this.db, async (tx) => {
       // Rolling windows sum usage hours, kept only for accounts that ever had one: the first is filled from the charges.
-      if (limit.period === 'rolling') await trackHours(tx, limit.accountId, hoursKeptFrom(this.clock()), this.clock());
+      if (limit.period === 'rolling') {
+        const now = this.clock();
+        await trackHours(tx, limit.accountId, hoursKeptFrom(now), now);
+      }
       const { tagKey } = parseScope(limit.scope);
       if (tagKey !== undefined && !(await declaredTagKeysForShare(tx, limit.accountId)).includes(tagKey)) {
         const v = new Violations();
