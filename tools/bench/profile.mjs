@@ -9,7 +9,8 @@
 // database is then created on every node with the extension and the workers added, and the
 // server's migration distributes the tables by account_id (docs/scaling.md).
 // METERING_PROFILE_WARMUP=<seconds> warms the server up first (unmeasured); METERING_WRITE_CONCURRENCY is passed to the
-// server; METERING_PROFILE_REPLAYS=0.05 makes that share of the calls replays (as the bench's scenario).
+// server; METERING_PROFILE_REPLAYS=0.05 makes that share of the calls replays (as the bench's scenario);
+// METERING_PROFILE_BACKGROUND=700 runs RecordCharge at 700 calls/s on another account meanwhile.
 // The line ends with the mean charges per write (group commit), from the server's /metrics.
 // `npm run build` first (it bundles dist/apps/metering/main.js).
 import { execFileSync, fork, spawn } from 'node:child_process';
@@ -104,6 +105,17 @@ if (warmup > 0) {
   });
   warm.kill();
 }
+// METERING_PROFILE_BACKGROUND=<calls/s>: RecordCharge at that fixed rate on another account while the method is
+// measured (as the bench's "CheckLimits while RecordCharge runs at half its max"); its latency is printed too.
+const backgroundRate = Number(process.env.METERING_PROFILE_BACKGROUND ?? 0);
+const background = backgroundRate > 0 ? fork(join(root, 'dist/tools/bench/loadgen.js')) : undefined;
+const backgroundResult = background && new Promise((resolve) => {
+  background.on('message', (m) => m.phase !== 'measuring' && resolve(m));
+  background.send({
+    address: `127.0.0.1:${port}`, method: 'recordCharge', concurrency: 64, rate: backgroundRate, durationMs: Number(seconds) * 1000, warmupMs: 1000,
+    accountId: 'background', users: 10_000, replayShare: 0, batchSize: 100, keyPrefix: `b${Date.now()}`, apiKey: key,
+  });
+});
 const loadgen = fork(join(root, 'dist/tools/bench/loadgen.js'));
 let cpuAtStart = 0;
 let mainAtStart = 0;
@@ -117,6 +129,11 @@ const result = await new Promise((resolve) => {
   });
 });
 const cpuMs = (cpu() - cpuAtStart) * 1000;
+if (background) {
+  const b = await backgroundResult;
+  console.log(`background RecordCharge at ${backgroundRate}/s: ${Math.round(b.throughput)} calls/s, p50 ${b.latencyMs.p50} ms, p99 ${b.latencyMs.p99} ms, errors ${b.errors} (the server CPU below counts both)`);
+  background.kill();
+}
 // Charges per write (group commit), over the whole run (warm-up included).
 const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
 const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();

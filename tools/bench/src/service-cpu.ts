@@ -1,7 +1,8 @@
 /**
  * `node tools/bench/service-cpu.mjs [check|charge] [in flight] [warm-up calls] [measured calls]`:
  * the CPU time per call of the service layer alone (services, store, knex, pg; no gRPC), in one
- * process, after a warm-up of a fixed number of calls, on a fresh Postgres database
+ * process, and of this machine's Postgres processes (/proc; 0 when Postgres runs elsewhere),
+ * after a warm-up of a fixed number of calls, on a fresh Postgres database
  * (METERING_BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres). A fixed
  * number of warm calls makes it steadier than the bench's timed scenarios on a shared machine:
  * V8's compilation of a fresh process and the other processes' load weigh less. Not a target of
@@ -18,6 +19,7 @@ import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { loadavg } from 'node:os';
 import pg from 'pg';
+import { postgresCpuSeconds } from './proc-cpu';
 import { ChargesService } from '../../../apps/metering/src/services/charges.service';
 import { LimitsService } from '../../../apps/metering/src/services/limits.service';
 import { PricingService } from '../../../apps/metering/src/services/pricing.service';
@@ -69,16 +71,18 @@ async function main(): Promise<void> {
       await post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     }
     const cpu = process.cpuUsage();
+    const postgresAtStart = postgresCpuSeconds();
     const started = performance.now();
     await run(Number(measured));
     const used = process.cpuUsage(cpu);
+    const postgresMs = (postgresCpuSeconds() - postgresAtStart) * 1000;
     if (session && allocFile) {
       const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
       writeFileSync(allocFile, JSON.stringify(profile));
       session.disconnect();
     }
     const n = Number(measured);
-    console.log(`${method}, ${inFlight} in flight, ${n} calls after ${warm}: ${((used.user + used.system) / n / 1000).toFixed(4)} ms CPU/call (user ${(used.user / n / 1000).toFixed(4)}), ${Math.round(n / ((performance.now() - started) / 1000))} calls/s, load average ${loadavg()[0].toFixed(1)}`);
+    console.log(`${method}, ${inFlight} in flight, ${n} calls after ${warm}: ${((used.user + used.system) / n / 1000).toFixed(4)} ms CPU/call (user ${(used.user / n / 1000).toFixed(4)}), Postgres ${(postgresMs / n).toFixed(4)} ms CPU/call, ${Math.round(n / ((performance.now() - started) / 1000))} calls/s, load average ${loadavg()[0].toFixed(1)}`);
   } finally {
     await closeDatabase(db);
     await admin.query(`DROP DATABASE ${name}`);
