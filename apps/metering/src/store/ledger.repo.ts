@@ -237,8 +237,6 @@ const reservationRows = (entries: LedgerEntries) =>
  * account on Citus). The text is constant:
  * nothing is built per call.
  *
- * `after`: a condition the first write waits for (recordNewCharges: the charges' insert).
- *
  * On Citus (`chained` false) the conditions are left out. Citus cannot run
  * this statement on a shard whole (its INSERT ... SELECTs go through the
  * coordinator), so it runs each CTE as a subplan of its own, one after the
@@ -247,18 +245,46 @@ const reservationRows = (entries: LedgerEntries) =>
  * the conditions made a one-account statement write to both workers and
  * commit with two-phase commit on both (docs/scaling.md, section 4).
  */
-const APPLY_CTES = (chained: boolean, after?: string) => `finished AS (
+const APPLY_CTES = (chained: boolean) => `finished AS (
        UPDATE reservations r SET status = u.status, finish_time = u.finish_time, charge_id = u.charge_id
          FROM json_populate_recordset(NULL::reservations, ?::json) u
-        WHERE ${after ? `${after} AND ` : ''}${updatedAccounts('r', chained)} AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id
+        WHERE ${updatedAccounts('r', chained)} AND r.account_id = u.account_id AND r.reservation_id = u.reservation_id
        RETURNING 1
-     ), ${CREDIT_CTES(chained ? '(SELECT count(*) FROM finished) >= 0' : 'TRUE', chained)}, daily AS (
+     ), ${CREDIT_CTES(chained ? '(SELECT count(*) FROM finished) >= 0' : 'TRUE', chained)}, ${ROLLUP_CTES(chained ? '(SELECT count(*) FROM credit_entries_added) >= 0' : 'TRUE', chained)}`;
+
+/**
+ * The rollup and counter writes of APPLY_CTES alone (its last five parameters): what the entries
+ * of new charges write (recordNewCharges), which never move a hold or credits, so that its
+ * statement has no UPDATE of reservations or credits to set up on every execution (the executor
+ * prepares every CTE's plan, joins and indexes even when its input is empty). `after`: the
+ * condition daily_usage's write waits for ('TRUE' on Citus, as above).
+ */
+const ROLLUP_CTES = (after: string, chained: boolean, dimensions = true) => `daily AS (
        INSERT INTO daily_usage AS d (${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])})
          SELECT ${list([...ROLLUP_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::daily_usage, ?::json)
-          WHERE ${chained ? '(SELECT count(*) FROM credit_entries_added) >= 0' : 'TRUE'}
+          WHERE ${after}
        ON CONFLICT (${list(ROLLUP_KEY)}) DO UPDATE SET ${adds('d', ROLLUP_SUMS)}, updated_at = excluded.updated_at
        RETURNING (d.xmax = 0) AS inserted
-     ), dimension AS (
+     ), ${dimensions ? DIMENSION_CTES(chained) : ''}counters AS (
+       INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
+         SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
+          WHERE ${chained ? `(SELECT count(*) FROM ${dimensions ? 'dimension_day' : 'daily'}) >= 0` : 'TRUE'}
+       ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
+       RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
+     ), hourly AS (
+       INSERT INTO hourly_counters AS h (${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])})
+         SELECT ${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::hourly_counters, ?::json) j
+          WHERE ${chained ? '(SELECT count(*) FROM counters) >= 0' : 'TRUE'} AND ${HOURS_KEPT('j')}
+       ON CONFLICT (${list(HOUR_KEY)}) DO UPDATE SET ${adds('h', HOUR_COLUMNS)}, updated_at = excluded.updated_at
+       RETURNING 1
+     ), grown AS (
+       SELECT (SELECT count(*) FROM daily WHERE inserted) AS daily_inserted,
+              ${dimensions ? '(SELECT count(*) FROM dimension WHERE inserted)' : '0'} AS dimension_inserted,
+              ${dimensions ? '(SELECT count(*) FROM dimension_day WHERE inserted)' : '0'} AS dimension_day_inserted
+     )`;
+
+/** The dimension rollups' writes of ROLLUP_CTES (between daily_usage and the counters; two parameters). */
+const DIMENSION_CTES = (chained: boolean) => `dimension AS (
        INSERT INTO dimension_usage AS x (${list([...DIMENSION_KEY, ...ROLLUP_SUMS, 'updated_at'])})
          SELECT ${list([...DIMENSION_KEY, ...ROLLUP_SUMS, 'updated_at'])} FROM json_populate_recordset(NULL::dimension_usage, ?::json)
           WHERE ${chained ? '(SELECT count(*) FROM daily) >= 0' : 'TRUE'}
@@ -270,22 +296,7 @@ const APPLY_CTES = (chained: boolean, after?: string) => `finished AS (
           WHERE ${chained ? '(SELECT count(*) FROM dimension) >= 0' : 'TRUE'}
        ON CONFLICT (${list(DIMENSION_DAY_KEY)}) DO UPDATE SET ${adds('y', ROLLUP_SUMS)}, updated_at = excluded.updated_at
        RETURNING (y.xmax = 0) AS inserted
-     ), counters AS (
-       INSERT INTO usage_counters AS c (${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])})
-         SELECT ${list([...COUNTER_KEY, ...COUNTER_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::usage_counters, ?::json)
-          WHERE ${chained ? '(SELECT count(*) FROM dimension_day) >= 0' : 'TRUE'}
-       ON CONFLICT (${list(COUNTER_KEY)}) DO UPDATE SET ${adds('c', COUNTER_COLUMNS)}, updated_at = excluded.updated_at
-       RETURNING ${list([...COUNTER_KEY, ...COUNTER_COLUMNS])}
-     ), hourly AS (
-       INSERT INTO hourly_counters AS h (${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])})
-         SELECT ${list([...HOUR_KEY, ...HOUR_COLUMNS, 'updated_at'])} FROM json_populate_recordset(NULL::hourly_counters, ?::json) j
-          WHERE ${chained ? '(SELECT count(*) FROM counters) >= 0' : 'TRUE'} AND ${HOURS_KEPT('j')}
-       ON CONFLICT (${list(HOUR_KEY)}) DO UPDATE SET ${adds('h', HOUR_COLUMNS)}, updated_at = excluded.updated_at
-       RETURNING 1
-     ), grown AS (
-       SELECT (SELECT count(*) FROM daily WHERE inserted) AS daily_inserted, (SELECT count(*) FROM dimension WHERE inserted) AS dimension_inserted,
-              (SELECT count(*) FROM dimension_day WHERE inserted) AS dimension_day_inserted
-     )`;
+     ), `;
 
 /**
  * The counters as now stored, each row with the rollup rows the statement
@@ -336,17 +347,16 @@ function applyParams(entries: LedgerEntries, now: Date, credits?: CreditWrites):
       ...(credits?.credits.holds.map((h) => h.accountId) ?? []),
     ]),
   ].sort();
-  return [
-    JSON.stringify(reservationRows(entries)),
-    accounts,
-    ...creditParams(credits, now, accounts),
-    JSON.stringify(rollupRows(entries, now)),
-    JSON.stringify(dimensionRows(entries, now)),
-    JSON.stringify(dimensionDayRows(entries, now)),
-    JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
-    JSON.stringify(entries.hours.map((d) => hourRow(d, now))),
-  ];
+  return [JSON.stringify(reservationRows(entries)), accounts, ...creditParams(credits, now, accounts), ...rollupParams(entries, now)];
 }
+
+/** The parameters of ROLLUP_CTES, in order (without `dimensions`, its form without the dimension rollups). */
+const rollupParams = (entries: LedgerEntries, now: Date, dimensions = true): string[] => [
+  JSON.stringify(rollupRows(entries, now)),
+  ...(dimensions ? [JSON.stringify(dimensionRows(entries, now)), JSON.stringify(dimensionDayRows(entries, now))] : []),
+  JSON.stringify(entries.counters.map((d) => counterRow(d, now))),
+  JSON.stringify(entries.hours.map((d) => hourRow(d, now))),
+];
 
 /**
  * Applies entries: reservations leave the held state, rollups and counters
@@ -384,7 +394,9 @@ export async function applyEntries(tx: Tx, entries: LedgerEntries, now: Date, ev
  * charges as they are inserted), in one statement sent outside a transaction: a statement is
  * atomic on its own, so the write costs one round trip instead of four (BEGIN, insert, apply,
  * COMMIT). The charges are inserted first (in the caller's key order), with the settings
- * epoch's check (MT001), then the entries are applied in the lock order of APPLY_CTES, then
+ * epoch's check (MT001), then the entries are applied in the lock order of APPLY_CTES (its
+ * ROLLUP_CTES: new charges settle no reservation and move no credits; the dimension rollups
+ * only when a charge has declared dimensions' values, a second statement text), then
  * their events go to the outbox and are notified. When a key was already used (a replay, or a
  * concurrent call with the same key) the statement raises MT002 (metering_all_new, checked
  * right after the insert, before the first write of the entries waits on it) and writes
@@ -398,9 +410,14 @@ export async function recordNewCharges(db: Db, charges: ChargeRecord[], settings
   const rows = charges.map(toChargeRow);
   // Each row as JSON once: the insert's parameter and the charge_recorded events' payloads.
   const json = new Map(charges.map((c, n) => [c, JSON.stringify(rows[n])]));
-  const params = [`[${[...json.values()].join(',')}]`, settingsEpoch ?? null, charges.length, ...applyParams(entries, now), outboxParam(entries.events, (c) => json.get(c)), EVENTS_CHANNEL];
+  if (entries.reservations.length > 0) throw new Error('recordNewCharges: new charges settle no reservation (the transaction records those)');
+  // Charges without declared dimensions' values (most) use the statement without the dimension rollups.
+  const dimensions = entries.dimensions.length > 0;
+  const params = [`[${[...json.values()].join(',')}]`, settingsEpoch ?? null, charges.length, ...rollupParams(entries, now, dimensions), outboxParam(entries.events, (c) => json.get(c)), EVENTS_CHANNEL];
   try {
-    const { rows: out } = await statement(db, 'record_new_charges', (recordNewText ??= recordNewSql(chargeColumns(rows[0]))), params);
+    const { rows: out } = dimensions
+      ? await statement(db, 'record_new_charges_dimensions', (recordNewText.dimensions ??= recordNewSql(chargeColumns(rows[0]), true)), params)
+      : await statement(db, 'record_new_charges', (recordNewText.plain ??= recordNewSql(chargeColumns(rows[0]), false)), params);
     const [grown] = out as Array<{ daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
     countRollupRows(db, { dailyUsage: Number(grown.daily_inserted), dimensionUsage: Number(grown.dimension_inserted), dimensionUsageDaily: Number(grown.dimension_day_inserted) });
     return true;
@@ -410,16 +427,16 @@ export async function recordNewCharges(db: Db, charges: ChargeRecord[], settings
   }
 }
 
-/** The statement's text, made on first use (its column list is toChargeRow's). */
-let recordNewText: string | undefined;
-const recordNewSql = (columns: string) => `WITH recorded AS (
+/** The statement's two texts (with and without the dimension rollups), each made on first use (its column list is toChargeRow's). */
+const recordNewText: { plain?: string; dimensions?: string } = {};
+const recordNewSql = (columns: string, dimensions: boolean) => `WITH recorded AS (
        INSERT INTO charges (${columns})
          SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
        ON CONFLICT (account_id, idempotency_key) DO NOTHING
        RETURNING 1
      ), checked AS (
        SELECT metering_all_new((SELECT count(*) FROM recorded), ?::bigint) AS all_new
-     ), ${APPLY_CTES(true, '(SELECT all_new FROM checked)')}, ${OUTBOX_CTES('(SELECT count(*) FROM hourly) >= 0')}, notified AS (
+     ), ${ROLLUP_CTES('(SELECT all_new FROM checked)', true, dimensions)}, ${OUTBOX_CTES('(SELECT count(*) FROM hourly) >= 0')}, notified AS (
        SELECT pg_notify(?, account_id) FROM seq
      )
   SELECT g.daily_inserted, g.dimension_inserted, g.dimension_day_inserted, (SELECT all_new FROM checked) AS all_new, (SELECT count(*) FROM notified) AS notified
