@@ -253,7 +253,8 @@ const APPLY_CTES = (chained: boolean) => `finished AS (
      ), ${CREDIT_CTES(chained ? '(SELECT count(*) FROM finished) >= 0' : 'TRUE', chained)}, ${ROLLUP_CTES(chained ? '(SELECT count(*) FROM credit_entries_added) >= 0' : 'TRUE', chained)}`;
 
 /**
- * The rollup and counter writes of APPLY_CTES alone (its last five parameters): what the entries
+ * The rollup and counter writes of APPLY_CTES alone (its last five parameters; three without the
+ * dimension rollups): what the entries
  * of new charges write (recordNewCharges), which never move a hold or credits, so that its
  * statement has no UPDATE of reservations or credits to set up on every execution (the executor
  * prepares every CTE's plan, joins and indexes even when its input is empty). `after`: the
@@ -415,9 +416,9 @@ export async function recordNewCharges(db: Db, charges: ChargeRecord[], settings
   const dimensions = entries.dimensions.length > 0;
   const params = [`[${[...json.values()].join(',')}]`, settingsEpoch ?? null, charges.length, ...rollupParams(entries, now, dimensions), outboxParam(entries.events, (c) => json.get(c)), EVENTS_CHANNEL];
   try {
-    const { rows: out } = dimensions
-      ? await statement(db, 'record_new_charges_dimensions', (recordNewText.dimensions ??= recordNewSql(chargeColumns(rows[0]), true)), params)
-      : await statement(db, 'record_new_charges', (recordNewText.plain ??= recordNewSql(chargeColumns(rows[0]), false)), params);
+    const form = dimensions ? 'dimensions' : 'plain';
+    const text = (recordNewText[form] ??= recordNewSql(chargeColumns(rows[0]), dimensions));
+    const { rows: out } = await statement(db, dimensions ? 'record_new_charges_dimensions' : 'record_new_charges', text, params);
     const [grown] = out as Array<{ daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
     countRollupRows(db, { dailyUsage: Number(grown.daily_inserted), dimensionUsage: Number(grown.dimension_inserted), dimensionUsageDaily: Number(grown.dimension_day_inserted) });
     return true;
