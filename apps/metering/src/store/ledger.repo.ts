@@ -416,9 +416,9 @@ export async function recordNewCharges(db: Db, charges: ChargeRecord[], settings
   const dimensions = entries.dimensions.length > 0;
   const params = [`[${[...json.values()].join(',')}]`, settingsEpoch ?? null, charges.length, ...rollupParams(entries, now, dimensions), outboxParam(entries.events, (c) => json.get(c)), EVENTS_CHANNEL];
   try {
-    const form = dimensions ? 'dimensions' : 'plain';
-    const text = (recordNewText[form] ??= recordNewSql(chargeColumns(rows[0]), dimensions));
-    const { rows: out } = await statement(db, dimensions ? 'record_new_charges_dimensions' : 'record_new_charges', text, params);
+    const name = dimensions ? 'record_new_charges_dimensions' : 'record_new_charges';
+    const text = (recordNewText[name] ??= recordNewSql(chargeColumns(rows[0]), dimensions));
+    const { rows: out } = await statement(db, name, text, params);
     const [grown] = out as Array<{ daily_inserted: string; dimension_inserted: string; dimension_day_inserted: string }>;
     countRollupRows(db, { dailyUsage: Number(grown.daily_inserted), dimensionUsage: Number(grown.dimension_inserted), dimensionUsageDaily: Number(grown.dimension_day_inserted) });
     return true;
@@ -428,8 +428,8 @@ export async function recordNewCharges(db: Db, charges: ChargeRecord[], settings
   }
 }
 
-/** The statement's two texts (with and without the dimension rollups), each made on first use (its column list is toChargeRow's). */
-const recordNewText: { plain?: string; dimensions?: string } = {};
+/** The statement's two texts by name (with and without the dimension rollups), each made on first use (its column list is toChargeRow's). */
+const recordNewText: Partial<Record<'record_new_charges' | 'record_new_charges_dimensions', string>> = {};
 const recordNewSql = (columns: string, dimensions: boolean) => `WITH recorded AS (
        INSERT INTO charges (${columns})
          SELECT ${columns} FROM json_populate_recordset(NULL::charges, ?::json) WHERE ${SETTINGS_ARE}
