@@ -157,6 +157,9 @@ export interface CounterState extends CounterKey {
   reserved: UsageCounter;
 }
 
+/** Zero, shared (a Dec never changes). */
+const NO_DEC = new Dec(0);
+
 const addUsage = (a: UsageCounter, b: UsageCounter): UsageCounter => ({
   messageCount: a.messageCount + b.messageCount,
   totalTokens: a.totalTokens + b.totalTokens,
@@ -231,28 +234,16 @@ export interface LedgerEntries {
 
 /** What one charge adds to its rollup. */
 export function rollupOfCharge(c: ChargeRecord): RollupDelta {
-  const t = c.tokens;
-  const cost = c.costs;
-  return {
-    accountId: c.accountId,
-    usageDate: c.usageDate,
-    userId: c.userId,
-    provider: c.provider,
-    model: c.model,
-    chargeType: c.chargeType,
-    sums: {
-      messageCount: 1n,
-      unpricedMessageCount: c.pricingStatus === 'unpriced' ? 1n : 0n,
-      ...(Object.fromEntries(TOKEN_CLASSES.map((k) => [k, BigInt(t[k])])) as { [K in keyof TokenCounts]: bigint }),
-      totalTokens: BigInt(c.totalTokens),
-      callCount: BigInt(c.callCount),
-      providerCost: new Dec(cost?.providerCost ?? 0),
-      promptCost: new Dec(cost?.promptCost ?? 0),
-      completionCost: new Dec(cost?.completionCost ?? 0),
-      callCost: new Dec(cost?.callCost ?? 0),
-      totalCost: new Dec(cost?.totalCost ?? 0),
-    },
-  };
+  const sums = { messageCount: 1n, unpricedMessageCount: c.pricingStatus === 'unpriced' ? 1n : 0n } as RollupSums;
+  for (const k of TOKEN_CLASSES) sums[k] = BigInt(c.tokens[k]);
+  sums.totalTokens = BigInt(c.totalTokens);
+  sums.callCount = BigInt(c.callCount);
+  // An unpriced charge adds no cost.
+  for (const k of ROLLUP_MONEY_SUMS) {
+    const cost = c.costs?.[k];
+    sums[k] = cost === undefined ? NO_DEC : new Dec(cost);
+  }
+  return { accountId: c.accountId, usageDate: c.usageDate, userId: c.userId, provider: c.provider, model: c.model, chargeType: c.chargeType, sums };
 }
 
 /**
@@ -293,8 +284,6 @@ interface Made {
   usage: UsageChange[];
   credits: CreditEntries;
 }
-
-const NO_DEC = new Dec(0);
 
 function grantEntry(made: Made, accountId: string, grantId: string, d: Partial<Omit<GrantDelta, 'accountId' | 'grantId'>>): void {
   made.credits.grants.push({ accountId, grantId, spent: d.spent ?? NO_DEC, held: d.held ?? NO_DEC, expired: d.expired ?? NO_DEC, voided: d.voided ?? NO_DEC, ...(d.voidTime ? { voidTime: d.voidTime, voidReason: d.voidReason, voidActor: d.voidActor } : {}) });
@@ -339,17 +328,20 @@ const finished = (r: Reservation, status: ReservationEntry['status'], at: Date, 
 /** The entries of one change. */
 function make(made: Made, change: LedgerChange): void {
   switch (change.kind) {
-    case 'charge_recorded':
-      usageEntries(made, rollupOfCharge(change.charge), scopesOfCharge(change.charge), change.charge.usageTime);
-      dimensionEntry(made, change.charge, rollupOfCharge(change.charge).sums);
+    case 'charge_recorded': {
+      const rollup = rollupOfCharge(change.charge);
+      usageEntries(made, rollup, scopesOfCharge(change.charge), change.charge.usageTime);
+      dimensionEntry(made, change.charge, rollup.sums);
       made.events.push({ kind: 'charge_recorded', charge: change.charge });
       return;
+    }
     case 'charge_rerated': {
       const after = rollupOfCharge(change.after);
+      const moved = combineSums(after.sums, rollupOfCharge(change.before).sums, -1n);
       // The scopes the charge was first counted in (its API key, the declared values it records), like its dimension row.
-      usageEntries(made, { ...after, sums: combineSums(after.sums, rollupOfCharge(change.before).sums, -1n) }, scopesOfCharge(change.before), change.before.usageTime);
+      usageEntries(made, { ...after, sums: moved }, scopesOfCharge(change.before), change.before.usageTime);
       // Re-rating moves the dimension row the charge was first summed under (its own record of it).
-      dimensionEntry(made, change.before, combineSums(after.sums, rollupOfCharge(change.before).sums, -1n));
+      dimensionEntry(made, change.before, moved);
       made.events.push({ kind: 'charge_rerated', charge: change.after });
       return;
     }

@@ -42,6 +42,10 @@ export interface BilledUsage {
 }
 
 const PER_MILLION = new Dec(1_000_000);
+const ZERO = new Dec(0);
+
+/** The sum of rate x count over the terms, multiplying only the terms with a count. */
+const sumOf = (terms: ReadonlyArray<readonly [Dec, number]>): Dec => terms.reduce((sum, [rate, count]) => (count === 0 ? sum : sum.plus(rate.times(count))), ZERO);
 
 /**
  * Which rates apply: a time-of-day window the usage falls in, else the
@@ -79,29 +83,35 @@ export function computeCost(price: PriceVersion, tokens: TokenCounts, markup: De
   if (reason) throw new RangeError(reason);
   const r = ratesFor(price, tokens, usage.at);
   const p = tokenParts(tokens);
-  if (Object.values(p).some((v) => new Dec(v).isNegative())) {
+  if (Object.values(p).some((v) => v < 0)) {
     throw new RangeError('token classes do not nest: cached + cache-write + audio + image <= prompt, 1-hour writes <= cache writes, reasoning + audio + image <= completion');
   }
-  const at = (rate: Dec, count: number) => rate.times(count);
-  const tier = usage.serviceTier && usage.serviceTier !== 'standard' ? (price.serviceTiers[usage.serviceTier] ?? new Dec(1)) : new Dec(1);
-  const providerPrompt = at(r.input, p.textInput)
-    .plus(at(r.cachedInput, p.cachedTextInput))
-    .plus(at(r.cacheWrite, p.cacheWrite5m))
-    .plus(at(r.cacheWrite1h, p.cacheWrite1h))
-    .plus(at(r.inputAudio, p.audioInput))
-    .plus(at(r.cachedInputAudio, p.cachedAudioInput))
-    .plus(at(r.inputImage, p.imageInput))
-    .plus(at(r.cachedInputImage, p.cachedImageInput))
-    .times(tier)
-    .dividedBy(PER_MILLION);
-  const providerCompletion = at(r.output, p.textOutput)
-    .plus(at(r.reasoning, p.reasoning))
-    .plus(at(r.outputAudio, p.audioOutput))
-    .plus(at(r.outputImage, p.imageOutput))
-    .times(tier)
-    .dividedBy(PER_MILLION);
-  const toolCalls = Object.entries(usage.toolCalls ?? {}).reduce((sum, [tool, calls]) => sum.plus(at(r.toolCalls.get(tool) ?? new Dec(0), calls)), new Dec(0));
-  const providerCalls = at(r.perCall, usage.callCount ?? 0).plus(at(r.perRequest, usage.requests ?? 0)).plus(toolCalls);
+  // Tier 1 (standard) leaves a sum as it is; a class with no tokens adds nothing (most mixes use
+  // two or three of the twelve classes): neither is multiplied.
+  const tier = usage.serviceTier && usage.serviceTier !== 'standard' ? price.serviceTiers[usage.serviceTier] : undefined;
+  const perMillion = (sum: Dec) => (tier ? sum.times(tier) : sum).dividedBy(PER_MILLION);
+  const providerPrompt = perMillion(
+    sumOf([
+      [r.input, p.textInput],
+      [r.cachedInput, p.cachedTextInput],
+      [r.cacheWrite, p.cacheWrite5m],
+      [r.cacheWrite1h, p.cacheWrite1h],
+      [r.inputAudio, p.audioInput],
+      [r.cachedInputAudio, p.cachedAudioInput],
+      [r.inputImage, p.imageInput],
+      [r.cachedInputImage, p.cachedImageInput],
+    ]),
+  );
+  const providerCompletion = perMillion(
+    sumOf([
+      [r.output, p.textOutput],
+      [r.reasoning, p.reasoning],
+      [r.outputAudio, p.audioOutput],
+      [r.outputImage, p.imageOutput],
+    ]),
+  );
+  const toolCalls = Object.entries(usage.toolCalls ?? {}).map(([tool, calls]): [Dec, number] => [r.toolCalls.get(tool) ?? ZERO, calls]);
+  const providerCalls = sumOf([[r.perCall, usage.callCount ?? 0], [r.perRequest, usage.requests ?? 0], ...toolCalls]);
   const promptCost = providerPrompt.times(markup);
   const completionCost = providerCompletion.times(markup);
   const callCost = providerCalls.times(markup);

@@ -1,4 +1,4 @@
-import { ChargeRecord, counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, HourDelta, hourId, HourKey, LedgerEntries, ScopedHour, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, ZERO_USAGE } from '@metering/domain';
+import { ChargeRecord, counterId, CounterDelta, dimensionDaysOf, CounterKey, CounterState, HourDelta, hourId, HourKey, LedgerEntries, ScopedHour, LedgerEvent, LimitPeriod, ROLLUP_INT_SUMS, ROLLUP_MONEY_SUMS, RollupSums, ZERO_USAGE } from '@metering/domain';
 import { Dec } from '@metering/pricing';
 import { CREDIT_CTES, creditParams, CreditWrites } from './credits.repo';
 import { chargeColumns, toChargeRow } from './charges.repo';
@@ -190,11 +190,18 @@ const ROLLUP_SUMS = Object.values(ROLLUP_COLUMNS);
 const list = (columns: readonly string[]) => columns.join(', ');
 const adds = (table: string, columns: readonly string[]) => columns.map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(', ');
 
+/** A rollup's sums as its columns (strings: exact in JSON). */
+function sumColumns(sums: RollupSums): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of ROLLUP_INT_SUMS) out[ROLLUP_COLUMNS[k]] = sums[k].toString();
+  for (const k of ROLLUP_MONEY_SUMS) out[ROLLUP_COLUMNS[k]] = sums[k].toFixed();
+  return out;
+}
+
 const rollupRows = (entries: LedgerEntries, now: Date) =>
   entries.rollups.map((d) => ({
     account_id: d.accountId, usage_date: d.usageDate, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
-    ...Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toString()])),
-    ...Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toFixed()])),
+    ...sumColumns(d.sums),
     updated_at: now,
   }));
 
@@ -204,8 +211,7 @@ const dimensionRows = (entries: LedgerEntries, now: Date) =>
   entries.dimensions.map((d) => ({
     account_id: d.accountId, usage_date: d.usageDate, hour: d.hour, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
     api_key_id: d.apiKeyId, dims: d.dims,
-    ...Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toString()])),
-    ...Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toFixed()])),
+    ...sumColumns(d.sums),
     updated_at: now,
   }));
 
@@ -216,8 +222,7 @@ const dimensionDayRows = (entries: LedgerEntries, now: Date) =>
   dimensionDaysOf(entries.dimensions).map((d) => ({
     account_id: d.accountId, usage_date: d.usageDate, user_id: d.userId, provider: d.provider, model: d.model, charge_type: d.chargeType,
     api_key_id: d.apiKeyId, dims: d.dims,
-    ...Object.fromEntries(ROLLUP_INT_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toString()])),
-    ...Object.fromEntries(ROLLUP_MONEY_SUMS.map((k) => [ROLLUP_COLUMNS[k], d.sums[k].toFixed()])),
+    ...sumColumns(d.sums),
     updated_at: now,
   }));
 
