@@ -62,7 +62,7 @@ import { totalTokens } from '@metering/pricing';
 import { createHash, randomUUID } from 'node:crypto';
 import { Db, inTransaction, read, Tx } from '../store/db';
 import { declaredTagKeysForShare, deleteLimit, listLimits, putLimit, readDailyLimits, readLimitCheckState, readLimits, replaceDailyLimits } from '../store/limits.repo';
-import { applyEntries, lockCounters, lockHours, readHours, trackHours } from '../store/ledger.repo';
+import { applyEntries, lockCounters, lockHourTracking, lockHours, readHours, trackHours, untrackHours } from '../store/ledger.repo';
 import { findReservationByKey, insertReservation } from '../store/reservations.repo';
 import { PricingService } from './pricing.service';
 import { SettingsCache, SettingsView } from './settings-cache';
@@ -170,7 +170,7 @@ export class LimitsService {
   async putLimit(raw: LimitKeyInput & { amount: string }): Promise<Limit> {
     const limit = validatePutLimit(raw);
     return inTransaction(this.db, async (tx) => {
-      // Rolling windows sum usage hours, kept only for accounts that ever had one: the first is filled from the charges.
+      // Rolling windows sum usage hours, kept only for accounts that have one: the first is filled from the charges (DeleteLimit of the last unlists the account).
       if (limit.period === 'rolling') {
         const now = this.clock();
         await trackHours(tx, limit.accountId, hoursKeptFrom(now), now);
@@ -185,9 +185,15 @@ export class LimitsService {
     });
   }
 
+  /** DeleteLimit. The account's last rolling limit deleted, its usage hours are no longer kept (untrackHours). */
   async deleteLimit(raw: LimitKeyInput): Promise<boolean> {
     const key = validateLimitKey(raw);
-    return inTransaction(this.db, (tx) => deleteLimit(tx, key));
+    return inTransaction(this.db, async (tx) => {
+      const listed = key.period === 'rolling' && (await lockHourTracking(tx, key.accountId));
+      const deleted = await deleteLimit(tx, key);
+      if (deleted && listed) await untrackHours(tx, key.accountId);
+      return deleted;
+    });
   }
 
   async listLimits(raw: { accountId: string; userId: string; pageSize: number; pageToken: string }): Promise<{ limits: LimitUsage[]; nextPageToken: string; timeZone: string }> {

@@ -122,8 +122,9 @@ export async function readHours(tx: Tx, accountId: string, userIds: string[], sc
 /**
  * Which accounts keep usage hours (migration 20261207200000_hour_tracking): only rolling limits
  * read hourly_counters, so its rows are kept for the accounts listed in hour_tracking, those
- * that ever had one, from the hour listed on (`since`: a charge recorded late, for an hour
- * before it, moves no hour row; no window reads that far back). The ledger makes hour entries
+ * that have one (listed by the first, unlisted when the last is deleted: untrackHours), from the
+ * hour listed on (`since`: a charge recorded late, for an hour before it, moves no hour row; no
+ * window reads that far back). The ledger makes hour entries
  * for every change; every statement that writes hourly_counters keeps only those this condition
  * on its rows (`alias`) admits, read in the same statement: the store's storage rule, like an
  * index kept for some accounts, not a usage rule.
@@ -151,7 +152,8 @@ const HOURS_KEPT = (alias: string) => `EXISTS (SELECT 1 FROM hour_tracking t WHE
  * `charges_settled_late` for the charges dated before their usage time), once per account.
  */
 export async function trackHours(tx: Tx, accountId: string, since: Date, now: Date): Promise<boolean> {
-  const listed = await tx.raw('SELECT 1 FROM hour_tracking WHERE account_id = ?', [accountId]);
+  // FOR SHARE: a listing seen here stays until this transaction ends (untrackHours waits for it).
+  const listed = await tx.raw('SELECT 1 FROM hour_tracking WHERE account_id = ? FOR SHARE', [accountId]);
   if (listed.rows.length > 0) return false;
   await tx.raw('LOCK TABLE hourly_counters IN SHARE ROW EXCLUSIVE MODE');
   const inserted = await tx.raw('INSERT INTO hour_tracking (account_id, since, created_at) VALUES (?, ?, ?) ON CONFLICT (account_id) DO NOTHING RETURNING 1', [accountId, since, now]);
@@ -161,6 +163,38 @@ export async function trackHours(tx: Tx, accountId: string, since: Date, now: Da
   // day before its usage time's, except for the charges dated earlier (the partial index's rows).
   const sinceDay = new Date(since.getTime() - 86_400_000).toISOString().slice(0, 10);
   await tx.raw(FILL_HOURS_SQL, { account: accountId, since, sinceDay, now });
+  return true;
+}
+
+/**
+ * Locks an account's listing in hour_tracking, if it is listed (FOR UPDATE): the first step of a
+ * DeleteLimit of a rolling limit, before the limit is deleted (the order PutLimit takes them in:
+ * the listing in trackHours, then the limit), so that untrackHours may follow. True when listed.
+ */
+export async function lockHourTracking(tx: Tx, accountId: string): Promise<boolean> {
+  const listed = await tx.raw('SELECT 1 FROM hour_tracking WHERE account_id = ? FOR UPDATE', [accountId]);
+  return listed.rows.length > 0;
+}
+
+/**
+ * Stops keeping an account's usage hours once its last rolling limit is deleted (after
+ * lockHourTracking and the delete, in that transaction): unlists it and deletes its hours, so that
+ * its charges and holds write none. Nothing is unlisted while a rolling limit remains.
+ *
+ * Why a concurrent PutLimit of a rolling limit cannot be left without hours: it share-locks the
+ * listing (trackHours) before it writes its limit. If it did first, the lock above waited for it to
+ * commit and the check below, a later statement, sees its limit: the account stays listed. If this
+ * transaction locked first, PutLimit's lock waits for it to commit and then finds no listing (the
+ * row is gone): it lists the account and fills its hours from the charges, as for a first limit.
+ * The table lock, as trackHours': every write of hourly_counters in flight commits first (none
+ * adds rows for the account after they are deleted) and the later ones see it unlisted.
+ */
+export async function untrackHours(tx: Tx, accountId: string): Promise<boolean> {
+  const rolling = await tx.raw(`SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling' LIMIT 1`, [accountId]);
+  if (rolling.rows.length > 0) return false;
+  await tx.raw('LOCK TABLE hourly_counters IN SHARE ROW EXCLUSIVE MODE');
+  await tx.raw('DELETE FROM hour_tracking WHERE account_id = ?', [accountId]);
+  await tx.raw('DELETE FROM hourly_counters WHERE account_id = ?', [accountId]);
   return true;
 }
 

@@ -188,6 +188,82 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     expect(await check(a)).toMatchObject({ limits: [{ windowHours: 24, used: String(80 * 300) }] });
   });
 
+  const limitKey = (accountId: string, measure: keyof typeof MEASURE, period = ROLLING) => ({ accountId, userId: '', period, measure: MEASURE[measure], enforcement: 1 });
+  const listed = async (accountId: string) => (await db('hour_tracking').where({ account_id: accountId })).length === 1;
+
+  it("stops keeping an account's hours when its last rolling limit is deleted, and fills them from the charges again when one is put", async () => {
+    const a = 'roll-drop';
+    at('2026-12-07T10:15:00Z');
+    await put(a, 'messages', '10', 3);
+    await put(a, 'tokens', '100000', 24);
+    await limits.putLimit({ ...limitKey(a, 'messages', 1), amount: '100' });
+    await charge(a, 'c1');
+    // One rolling limit left: the account stays listed, its hours kept.
+    expect(await limits.deleteLimit(limitKey(a, 'messages'))).toBe(true);
+    expect([await listed(a), await hourRows(a)]).toEqual([true, '2']);
+    await expectRollupsMatchCharges(db, a);
+    // The last one: unlisted, its hours deleted; later charges write none.
+    expect(await limits.deleteLimit(limitKey(a, 'tokens'))).toBe(true);
+    expect([await listed(a), await hourRows(a)]).toEqual([false, '0']);
+    at('2026-12-07T11:05:00Z');
+    await charge(a, 'c2');
+    expect(await hourRows(a)).toBe('0');
+    // Deleting a rolling limit that is not there, or a day limit, changes nothing of it.
+    expect(await limits.deleteLimit(limitKey(a, 'tokens'))).toBe(false);
+    expect(await limits.deleteLimit(limitKey(a, 'messages', 1))).toBe(true);
+    await expectRollupsMatchCharges(db, a);
+    // Put again: listed and filled from the charges (c1 at 10:15 and c2 at 11:05, both in the last 3 hours).
+    await put(a, 'messages', '10', 3);
+    expect(await check(a)).toMatchObject({ limits: [{ period: 'rolling', windowHours: 3, used: '2' }] });
+    expect(await listed(a)).toBe(true);
+    await expectRollupsMatchCharges(db, a);
+  });
+
+  // Skipped on Citus: the lock waits happen on the nodes holding the rows, which this test's pg_stat_activity (the coordinator's) does not show.
+  (onCitus() ? it.skip : it)('keeps the hours of a rolling limit put while the last one is deleted, whichever of the two locks the listing first', async () => {
+    if (target.name !== 'postgres') return; // one connection on the embedded database: nothing runs concurrently
+    const a = 'roll-swap';
+    /** Waits until n statements of this database wait for a lock (at most 5 s: a missing wait fails the assertions after). */
+    const waiting = async (n: number) => {
+      for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+        const { rows } = await db.raw(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        if (rows[0].n >= n) return;
+      }
+    };
+    at('2026-12-07T10:15:00Z');
+    await put(a, 'messages', '10', 3);
+    await charge(a, 'c1');
+    // 1. PutLimit first: it share-locks the listing, then waits on its limit's key (a third transaction
+    // inserted it); the DeleteLimit of the last rolling limit waits for the listing, then sees the new limit.
+    const holder = await db.transaction();
+    await holder('limits').insert({ account_id: a, user_id: '', scope: '', period: 'rolling', window_hours: 24, measure: 'tokens', enforcement: 'hard', amount: '1', updated_at: now });
+    const putting = put(a, 'tokens', '100000', 24);
+    await waiting(1);
+    const deleting = limits.deleteLimit(limitKey(a, 'messages'));
+    await waiting(2);
+    await holder.rollback();
+    expect(await deleting).toBe(true);
+    await putting;
+    expect(await listed(a)).toBe(true);
+    await charge(a, 'c2');
+    await expectRollupsMatchCharges(db, a);
+    // 2. DeleteLimit first: it locks the listing, then waits to delete its limit (a third transaction
+    // locked the row); a PutLimit waits for the listing, finds it gone, and lists the account again,
+    // its hours filled from the charges.
+    const locker = await db.transaction();
+    await locker.raw(`SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling' FOR UPDATE`, [a]);
+    const deleting2 = limits.deleteLimit(limitKey(a, 'tokens'));
+    await waiting(1);
+    const putting2 = put(a, 'messages', '10', 3);
+    await waiting(2);
+    await locker.rollback();
+    expect(await deleting2).toBe(true);
+    await putting2;
+    expect(await listed(a)).toBe(true);
+    expect(await check(a)).toMatchObject({ limits: [{ windowHours: 3, used: '2' }] });
+    await expectRollupsMatchCharges(db, a);
+  });
+
   // Not on Citus: a distributed database is not migrated down (docs/scaling.md).
   (onCitus() ? it.skip : it)('upgrades a database that kept every account\'s hours: the accounts with a rolling limit keep theirs, the others\' are deleted', async () => {
     await db.migrate.down({ migrationSource });

@@ -45,7 +45,7 @@ const COUNTERS_FROM_CHARGES = `SELECT period, start::text AS start, u AS user_id
   GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`;
 
 // The usage hours (issue 20, rolling windows): per UTC hour and scope, the charges of their usage_time's hour plus the
-// holds of the hour they were placed in; kept only for the accounts listed in hour_tracking (those that ever had a
+// holds of the hour they were placed in; kept only for the accounts listed in hour_tracking (those that have a
 // rolling limit), from the hour it names on: none for the others.
 const HOURS = `SELECT (hour_start AT TIME ZONE 'UTC')::text AS hour, user_id, scope, message_count::text AS messages, total_tokens::text AS tokens,
     trim_scale(total_cost)::text AS total_cost, reserved_messages::text AS held_messages, reserved_tokens::text AS held_tokens,
