@@ -222,6 +222,10 @@ async function main(): Promise<void> {
       svcRc[c] = record('RecordCharge, 10k users', 'service', c, await load(workload(svcAt, { concurrency: c, accountId: 'bench' }), svc.child));
       acked.push(...svcRc[c].acked);
     }
+    // The no-op's CPU per call falls as its rate rises (more calls share each socket write and turn of
+    // the event loop): at the service's own rate it shows what the RPC layer costs the service per call.
+    const serviceRate = Math.max(1, Math.round(svcRc[64].throughput));
+    const noopAtServiceRate = record(`RecordCharge (no-op server) at the service's rate`, 'noop', `${serviceRate}/s`, await load(workload(noopAt, { rate: serviceRate, concurrency: 64 }), noop.child));
     // Issue 20: the same load on an account with 3 declared dimensions (tags summed in dimension_usage too).
     const dims = record('RecordCharge, 10k users, 3 declared dimensions', 'service', 64, await load(workload(svcAt, { accountId: 'dims', dimensions: ['feature', 'env', 'customer'] }), svc.child));
     acked.push(...dims.acked);
@@ -333,6 +337,7 @@ async function main(): Promise<void> {
       '',
       `- ${budget('RecordCharge, no-op server', noopRcRuns[64])}`,
       `- ${budget('RecordCharge, service (10k users)', svcRc[64])}`,
+      `- ${budget(`RecordCharge, no-op server at the service's rate`, noopAtServiceRate)}; the service's server CPU per call is ${fmt(ratio(svcRc[64].cpuMsPerCall ?? 0, noopAtServiceRate.cpuMsPerCall ?? 0), 2)}x this one's (the target compares it with the no-op at its own, higher rate)`,
       `- ${budget('CheckLimits, no-op server', noopCheck)}`,
       `- ${budget('CheckLimits, service', checkAlone)}`,
     ].join('\n');
