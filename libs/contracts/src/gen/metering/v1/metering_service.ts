@@ -614,7 +614,12 @@ export interface PutLimitRequest {
   accountId: string;
   /** The user, or empty for the account-wide limit. */
   userId: string;
-  /** Day or month; required. */
+  /**
+   * Day, month or rolling (with window_hours); required. A scope has at most
+   * one rolling limit per measure and enforcement: putting another replaces
+   * its amount and window. The account's first rolling limit fills its usage
+   * hours from its charges and open holds of the last 31 days.
+   */
   period: LimitPeriod;
   /** Messages, tokens or cost; required. */
   measure: LimitMeasure;
@@ -653,7 +658,12 @@ export interface DeleteLimitRequest {
   accountId: string;
   /** The user, or empty for the account-wide limit. */
   userId: string;
-  /** Day or month; required. */
+  /**
+   * Day, month or rolling (no window: a scope has one rolling limit per
+   * measure and enforcement); required. Deleting the account's last rolling
+   * limit stops keeping its usage hours (a rolling limit put later fills
+   * them again from its charges).
+   */
   period: LimitPeriod;
   /** Messages, tokens or cost; required. */
   measure: LimitMeasure;
