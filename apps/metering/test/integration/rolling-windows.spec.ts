@@ -219,16 +219,21 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     await expectRollupsMatchCharges(db, a);
   });
 
-  // Skipped on Citus: the lock waits happen on the nodes holding the rows, which this test's pg_stat_activity (the coordinator's) does not show.
-  (onCitus() ? it.skip : it)('keeps the hours of a rolling limit put while the last one is deleted, whichever of the two locks the listing first', async () => {
+  it('keeps the hours of a rolling limit put while the last one is deleted, whichever of the two locks the listing first', async () => {
     if (target.name !== 'postgres') return; // one connection on the embedded database: nothing runs concurrently
     const a = 'roll-swap';
-    /** Waits until n statements of this database wait for a lock (at most 5 s: a missing wait fails the assertions after). */
+    // The statements waiting for a lock: on Citus the waits happen on the nodes holding the rows, which the
+    // coordinator's pg_stat_activity does not show; citus_lock_waits gathers them from every node.
+    const waits = onCitus()
+      ? `SELECT count(*)::int AS n FROM citus_lock_waits`
+      : `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+    /** Waits until n statements wait for a lock (at most 5 s: a missing wait fails the assertions after). */
     const waiting = async (n: number) => {
       for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
-        const { rows } = await db.raw(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        const { rows } = await db.raw(waits);
         if (rows[0].n >= n) return;
       }
+      throw new Error(`fewer than ${n} statements wait for a lock after 5 s`);
     };
     at('2026-12-07T10:15:00Z');
     await put(a, 'messages', '10', 3);
@@ -238,10 +243,16 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     const holder = await db.transaction();
     await holder('limits').insert({ account_id: a, user_id: '', scope: '', period: 'rolling', window_hours: 24, measure: 'tokens', enforcement: 'hard', amount: '1', updated_at: now });
     const putting = put(a, 'tokens', '100000', 24);
-    await waiting(1);
-    const deleting = limits.deleteLimit(limitKey(a, 'messages'));
-    await waiting(2);
-    await holder.rollback();
+    let deleting: Promise<boolean> | undefined;
+    try {
+      await waiting(1);
+      deleting = limits.deleteLimit(limitKey(a, 'messages'));
+      await waiting(2);
+    } finally {
+      // Released also when a wait did not come, so that nothing stays blocked.
+      await holder.rollback();
+      await Promise.allSettled([putting, deleting]);
+    }
     expect(await deleting).toBe(true);
     await putting;
     expect(await listed(a)).toBe(true);
@@ -253,10 +264,15 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     const locker = await db.transaction();
     await locker.raw(`SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling' FOR UPDATE`, [a]);
     const deleting2 = limits.deleteLimit(limitKey(a, 'tokens'));
-    await waiting(1);
-    const putting2 = put(a, 'messages', '10', 3);
-    await waiting(2);
-    await locker.rollback();
+    let putting2: Promise<unknown> | undefined;
+    try {
+      await waiting(1);
+      putting2 = put(a, 'messages', '10', 3);
+      await waiting(2);
+    } finally {
+      await locker.rollback();
+      await Promise.allSettled([deleting2, putting2]);
+    }
     expect(await deleting2).toBe(true);
     await putting2;
     expect(await listed(a)).toBe(true);
