@@ -9,6 +9,7 @@ import { ReservationsService } from '../../src/services/reservations.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { migrationSource } from '../../src/store/migrations';
 import { expectRollupsMatchCharges } from '../support/consistency';
+import { lockWaits } from '../support/lock-waits';
 import { gpt4oCost } from '../support/costing';
 import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest, checkRequest } from '../support/requests';
@@ -222,19 +223,7 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
   it('keeps the hours of a rolling limit put while the last one is deleted, whichever of the two locks the listing first', async () => {
     if (target.name !== 'postgres') return; // one connection on the embedded database: nothing runs concurrently
     const a = 'roll-swap';
-    // The statements waiting for a lock: on Citus the waits happen on the nodes holding the rows, which the
-    // coordinator's pg_stat_activity does not show; citus_lock_waits gathers them from every node.
-    const waits = onCitus()
-      ? `SELECT count(*)::int AS n FROM citus_lock_waits`
-      : `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
-    /** Waits until n statements wait for a lock (at most 5 s: a missing wait fails the assertions after). */
-    const waiting = async (n: number) => {
-      for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
-        const { rows } = await db.raw(waits);
-        if (rows[0].n >= n) return;
-      }
-      throw new Error(`fewer than ${n} statements wait for a lock after 5 s`);
-    };
+    const waiting = (n: number) => lockWaits(db, n);
     at('2026-12-07T10:15:00Z');
     await put(a, 'messages', '10', 3);
     await charge(a, 'c1');
