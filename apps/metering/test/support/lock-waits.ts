@@ -5,17 +5,17 @@ import { onCitus } from './databases';
  * Waits until at least `n` statements of the test's database wait for a lock: for tests that force
  * an interleaving (a third transaction holds a lock, the calls under test queue behind it). On
  * Citus the waits happen on the nodes holding the rows, which the coordinator's pg_stat_activity
- * does not show; citus_lock_waits gathers them from every node. Throws after 5 s: a wait that
- * never comes is what such a test looks for (the caller releases its transaction in a finally, so
- * that nothing stays blocked).
+ * does not show; citus_lock_waits gathers them from every node. Throws after 15 s (ample on a
+ * loaded CI machine): a wait that never comes is what such a test looks for (the caller releases
+ * its transaction in a finally, so that nothing stays blocked).
  */
 export async function lockWaits(db: Db, n: number): Promise<void> {
   const sql = onCitus()
     ? 'SELECT count(*)::int AS n FROM citus_lock_waits'
     : `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
-  for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
+  for (const until = Date.now() + 15_000; Date.now() < until; await new Promise((r) => setTimeout(r, 20))) {
     const { rows } = await db.raw(sql);
     if (rows[0].n >= n) return;
   }
-  throw new Error(`fewer than ${n} statements wait for a lock after 5 s`);
+  throw new Error(`fewer than ${n} statements wait for a lock after 15 s`);
 }
