@@ -189,7 +189,7 @@ export class LimitsService {
   async deleteLimit(raw: LimitKeyInput): Promise<boolean> {
     const key = validateLimitKey(raw);
     return inTransaction(this.db, async (tx) => {
-      const listed = key.period === 'rolling' && (await lockHourTracking(tx, key.accountId));
+      const listed = key.period === 'rolling' && (await lockHourTracking(tx, key.accountId, 'UPDATE'));
       const deleted = await deleteLimit(tx, key);
       if (deleted && listed) await untrackHours(tx, key.accountId);
       return deleted;

@@ -152,9 +152,7 @@ const HOURS_KEPT = (alias: string) => `EXISTS (SELECT 1 FROM hour_tracking t WHE
  * `charges_settled_late` for the charges dated before their usage time), once per account.
  */
 export async function trackHours(tx: Tx, accountId: string, since: Date, now: Date): Promise<boolean> {
-  // FOR SHARE: a listing seen here stays until this transaction ends (untrackHours waits for it).
-  const listed = await tx.raw('SELECT 1 FROM hour_tracking WHERE account_id = ? FOR SHARE', [accountId]);
-  if (listed.rows.length > 0) return false;
+  if (await lockHourTracking(tx, accountId, 'SHARE')) return false;
   await tx.raw('LOCK TABLE hourly_counters IN SHARE ROW EXCLUSIVE MODE');
   const inserted = await tx.raw('INSERT INTO hour_tracking (account_id, since, created_at) VALUES (?, ?, ?) ON CONFLICT (account_id) DO NOTHING RETURNING 1', [accountId, since, now]);
   if (inserted.rows.length === 0) return false;
@@ -167,12 +165,13 @@ export async function trackHours(tx: Tx, accountId: string, since: Date, now: Da
 }
 
 /**
- * Locks an account's listing in hour_tracking, if it is listed (FOR UPDATE): the first step of a
- * DeleteLimit of a rolling limit, before the limit is deleted (the order PutLimit takes them in:
- * the listing in trackHours, then the limit), so that untrackHours may follow. True when listed.
+ * Locks an account's listing in hour_tracking, if it is listed; true when it is. Both limit writes
+ * lock it before the limit, in that order: PutLimit of a rolling limit FOR SHARE (trackHours: a
+ * listing seen stays until it commits), DeleteLimit of one FOR UPDATE, so that untrackHours may
+ * follow (the lock waits for the PutLimits that saw the listing).
  */
-export async function lockHourTracking(tx: Tx, accountId: string): Promise<boolean> {
-  const listed = await tx.raw('SELECT 1 FROM hour_tracking WHERE account_id = ? FOR UPDATE', [accountId]);
+export async function lockHourTracking(tx: Tx, accountId: string, strength: 'SHARE' | 'UPDATE'): Promise<boolean> {
+  const listed = await tx.raw(`SELECT 1 FROM hour_tracking WHERE account_id = ? FOR ${strength}`, [accountId]);
   return listed.rows.length > 0;
 }
 
@@ -189,13 +188,12 @@ export async function lockHourTracking(tx: Tx, accountId: string): Promise<boole
  * The table lock, as trackHours': every write of hourly_counters in flight commits first (none
  * adds rows for the account after they are deleted) and the later ones see it unlisted.
  */
-export async function untrackHours(tx: Tx, accountId: string): Promise<boolean> {
+export async function untrackHours(tx: Tx, accountId: string): Promise<void> {
   const rolling = await tx.raw(`SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling' LIMIT 1`, [accountId]);
-  if (rolling.rows.length > 0) return false;
+  if (rolling.rows.length > 0) return;
   await tx.raw('LOCK TABLE hourly_counters IN SHARE ROW EXCLUSIVE MODE');
   await tx.raw('DELETE FROM hour_tracking WHERE account_id = ?', [accountId]);
   await tx.raw('DELETE FROM hourly_counters WHERE account_id = ?', [accountId]);
-  return true;
 }
 
 /** The scopes of a charge or reservation row `x` (the domain's extraScopesOf, with the account and the user), as a LATERAL FROM item. */
