@@ -10,7 +10,7 @@ import { ReservationsService } from '../../src/services/reservations.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { expectBalanceIdentity, expectRollupsMatchCharges } from '../support/consistency';
 import { databaseTargets, requirePostgresInCi, TestDatabase } from '../support/databases';
-import { lockWaits } from '../support/lock-waits';
+import { queuedBehind } from '../support/lock-waits';
 import { chargeRequest, checkRequest } from '../support/requests';
 
 /**
@@ -412,20 +412,8 @@ describe.each(databaseTargets())('credits on $name', (target) => {
        VALUES (?, gen_random_uuid(), 'g1', '', 'paid', 1, 0, now(), '', '', 'x', now())`,
       [a],
     );
-    const created = grant(a, 'g1', '5');
-    let charged!: ReturnType<typeof charge>;
-    try {
-      await lockWaits(db, 1);
-      // ...and a charge waits for that lock, its statement's snapshot taken before the grant exists.
-      charged = charge(a, 'c1', '0.5');
-      await lockWaits(db, 2);
-    } finally {
-      // Released also when a wait did not come, so that nothing stays blocked.
-      await holder.rollback();
-      await Promise.allSettled([created, charged]);
-    }
-    await created;
-    const c = await charged;
+    // ...and a charge waits for that lock, its statement's snapshot taken before the grant exists.
+    const [, c] = await queuedBehind(db, holder, () => grant(a, 'g1', '5'), () => charge(a, 'c1', '0.5'));
     const burns = (await entries(a)).filter((e) => e.chargeId === c.chargeId);
     // Without the second read it burns the 0.001 it saw and records the rest as overage.
     expect(burns.map((e) => e.kind)).not.toContain('overage');

@@ -9,7 +9,7 @@ import { ReservationsService } from '../../src/services/reservations.service';
 import { closeDatabase, Db, migrate, openDatabase } from '../../src/store/db';
 import { migrationSource } from '../../src/store/migrations';
 import { expectRollupsMatchCharges } from '../support/consistency';
-import { lockWaits } from '../support/lock-waits';
+import { queuedBehind } from '../support/lock-waits';
 import { gpt4oCost } from '../support/costing';
 import { databaseTargets, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { chargeRequest, checkRequest } from '../support/requests';
@@ -223,7 +223,6 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
   it('keeps the hours of a rolling limit put while the last one is deleted, whichever of the two locks the listing first', async () => {
     if (target.name !== 'postgres') return; // one connection on the embedded database: nothing runs concurrently
     const a = 'roll-swap';
-    const waiting = (n: number) => lockWaits(db, n);
     at('2026-12-07T10:15:00Z');
     await put(a, 'messages', '10', 3);
     await charge(a, 'c1');
@@ -231,19 +230,8 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     // inserted it); the DeleteLimit of the last rolling limit waits for the listing, then sees the new limit.
     const holder = await db.transaction();
     await holder('limits').insert({ account_id: a, user_id: '', scope: '', period: 'rolling', window_hours: 24, measure: 'tokens', enforcement: 'hard', amount: '1', updated_at: now });
-    const putting = put(a, 'tokens', '100000', 24);
-    let deleting: Promise<boolean> | undefined;
-    try {
-      await waiting(1);
-      deleting = limits.deleteLimit(limitKey(a, 'messages'));
-      await waiting(2);
-    } finally {
-      // Released also when a wait did not come, so that nothing stays blocked.
-      await holder.rollback();
-      await Promise.allSettled([putting, deleting]);
-    }
-    expect(await deleting).toBe(true);
-    await putting;
+    const [, deleted] = await queuedBehind(db, holder, () => put(a, 'tokens', '100000', 24), () => limits.deleteLimit(limitKey(a, 'messages')));
+    expect(deleted).toBe(true);
     expect(await listed(a)).toBe(true);
     await charge(a, 'c2');
     await expectRollupsMatchCharges(db, a);
@@ -252,18 +240,8 @@ describe.each(databaseTargets())('rolling windows on $name', (target) => {
     // its hours filled from the charges.
     const locker = await db.transaction();
     await locker.raw(`SELECT 1 FROM limits WHERE account_id = ? AND period = 'rolling' FOR UPDATE`, [a]);
-    const deleting2 = limits.deleteLimit(limitKey(a, 'tokens'));
-    let putting2: Promise<unknown> | undefined;
-    try {
-      await waiting(1);
-      putting2 = put(a, 'messages', '10', 3);
-      await waiting(2);
-    } finally {
-      await locker.rollback();
-      await Promise.allSettled([deleting2, putting2]);
-    }
-    expect(await deleting2).toBe(true);
-    await putting2;
+    const [deleted2] = await queuedBehind(db, locker, () => limits.deleteLimit(limitKey(a, 'tokens')), () => put(a, 'messages', '10', 3));
+    expect(deleted2).toBe(true);
     expect(await listed(a)).toBe(true);
     expect(await check(a)).toMatchObject({ limits: [{ windowHours: 3, used: '2' }] });
     await expectRollupsMatchCharges(db, a);

@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import type { Db } from '../../src/store/db';
 import { onCitus } from './databases';
 
@@ -18,4 +19,24 @@ export async function lockWaits(db: Db, n: number): Promise<void> {
     if (rows[0].n >= n) return;
   }
   throw new Error(`fewer than ${n} statements wait for a lock after 15 s`);
+}
+
+/**
+ * Forces an order of two calls: `first` starts and must wait for a lock `holder` (a third
+ * transaction) holds, then `second` starts and must wait too (lockWaits); then `holder` is rolled
+ * back and both end. Their results, in that order. `holder` is rolled back and both calls settle
+ * also when a wait does not come (that error is thrown then), so that nothing stays blocked.
+ */
+export async function queuedBehind<A, B>(db: Db, holder: Knex.Transaction, first: () => Promise<A>, second: () => Promise<B>): Promise<[A, B]> {
+  const a = first();
+  let b: Promise<B> | undefined;
+  try {
+    await lockWaits(db, 1);
+    b = second();
+    await lockWaits(db, 2);
+  } finally {
+    await holder.rollback();
+    await Promise.allSettled([a, b]);
+  }
+  return Promise.all([a, b as Promise<B>]);
 }
