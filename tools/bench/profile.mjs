@@ -11,10 +11,12 @@
 // METERING_PROFILE_WARMUP=<seconds> warms the server up first (unmeasured); METERING_WRITE_CONCURRENCY is passed to the
 // server; METERING_PROFILE_REPLAYS=0.05 makes that share of the calls replays (as the bench's scenario);
 // METERING_PROFILE_BACKGROUND=700 runs RecordCharge at 700 calls/s on another account meanwhile.
-// The line ends with the mean charges per write (group commit), from the server's /metrics.
+// METERING_PROFILE_HEAP=1 also samples what the server allocates in the measured window (heap-sampler.cjs) and
+// prints the functions that allocate most, in KB per call. The line ends with the mean charges per write (group
+// commit), from the server's /metrics.
 // `npm run build` first (it bundles dist/apps/metering/main.js).
 import { execFileSync, fork, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -67,8 +69,12 @@ const metricsPort = await new Promise((resolve) => {
     probe.close(() => resolve(port));
   });
 });
-const server = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, join(root, 'dist/apps/metering/main.js')], {
-  env: { PATH: process.env.PATH, DATABASE_URL: dbUrl, PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: key, METERING_METRICS_PORT: String(metricsPort),
+const heapFile = process.env.METERING_PROFILE_HEAP === '1' ? join(dir, 'allocations.heapprofile') : undefined;
+const heapSampler = heapFile ? ['--require', join(root, 'tools/bench/heap-sampler.cjs')] : [];
+const server = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...heapSampler, join(root, 'dist/apps/metering/main.js')], {
+  env: { PATH: process.env.PATH, ...(heapFile ? { METERING_PROFILE_HEAP: heapFile } : {}),
+    // METERING_PROFILE_NODE_OPTIONS=<flags>: the server's NODE_OPTIONS (e.g. the image's, tools/deploy/Dockerfile).
+    ...(process.env.METERING_PROFILE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.METERING_PROFILE_NODE_OPTIONS } : {}), DATABASE_URL: dbUrl, PORT: '0', METERING_HOST: '127.0.0.1', LOG_LEVEL: 'info', METERING_AUTH: 'keys', METERING_OPERATOR_KEY: key, METERING_METRICS_PORT: String(metricsPort),
     // METERING_WRITE_CONCURRENCY passes through (write transactions at once; default 2).
     ...(process.env.METERING_WRITE_CONCURRENCY ? { METERING_WRITE_CONCURRENCY: process.env.METERING_WRITE_CONCURRENCY } : {}) },
   stdio: ['ignore', 'pipe', 'inherit'],
@@ -120,7 +126,7 @@ const loadgen = fork(join(root, 'dist/tools/bench/loadgen.js'));
 let cpuAtStart = 0;
 let mainAtStart = 0;
 const result = await new Promise((resolve) => {
-  loadgen.on('message', (m) => (m.phase === 'measuring' ? ((cpuAtStart = cpu()), (mainAtStart = mainCpu())) : resolve(m)));
+  loadgen.on('message', (m) => (m.phase === 'measuring' ? ((cpuAtStart = cpu()), (mainAtStart = mainCpu()), heapFile && server.kill('SIGUSR2')) : resolve(m)));
   loadgen.send({
     address: `127.0.0.1:${port}`, method, concurrency: Number(inFlight), durationMs: Number(seconds) * 1000, warmupMs: 1000,
     accountId: 'profile', users: 10_000, replayShare: Number(process.env.METERING_PROFILE_REPLAYS ?? 0), batchSize: 100, keyPrefix: `p${Date.now()}`, apiKey: key,
@@ -139,6 +145,10 @@ const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(t
 const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
 const batches = metric(metrics, 'metering_write_batch_charges_count');
 const mainMs = (mainCpu() - mainAtStart) * 1000;
+if (heapFile) {
+  server.kill('SIGUSR2');
+  while (!existsSync(heapFile)) await new Promise((resolve) => setTimeout(resolve, 100));
+}
 server.kill('SIGTERM');
 await new Promise((resolve) => server.on('exit', resolve));
 await admin.query(`DROP DATABASE ${dbName}${citus ? ' WITH (FORCE)' : ''}`);
@@ -148,3 +158,7 @@ console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replac
 const profile = join(dir, readdirSync(dir).find((f) => f.endsWith('.cpuprofile')));
 console.log(`profile: ${profile}`);
 console.log(execFileSync(process.execPath, [join(root, 'tools/bench/profile-summary.mjs'), profile, '15'], { encoding: 'utf8' }));
+if (heapFile) {
+  console.log(`allocations: ${heapFile}`);
+  console.log(execFileSync(process.execPath, [join(root, 'tools/bench/profile-summary.mjs'), heapFile, '30', String(result.calls)], { encoding: 'utf8' }));
+}
