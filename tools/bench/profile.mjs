@@ -145,6 +145,8 @@ const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(t
 const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
 const batches = metric(metrics, 'metering_write_batch_charges_count');
 const mainMs = (mainCpu() - mainAtStart) * 1000;
+/** The server's peak RSS so far, MB (VmHWM). */
+const peakRssMb = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 if (heapFile) {
   server.kill('SIGUSR2');
   while (!existsSync(heapFile)) await new Promise((resolve) => setTimeout(resolve, 100));
@@ -154,7 +156,7 @@ await new Promise((resolve) => server.on('exit', resolve));
 await admin.query(`DROP DATABASE ${dbName}${citus ? ' WITH (FORCE)' : ''}`);
 await admin.end();
 for (const w of workers) await onNode(w, `DROP DATABASE ${dbName} WITH (FORCE)`);
-console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call (main thread ${(mainMs / result.calls).toFixed(3)}, other threads ${((cpuMs - mainMs) / result.calls).toFixed(3)})${warmup ? `, after ${warmup} s of warm-up` : ''}${batches ? `, ${(metric(metrics, 'metering_write_batch_charges_sum') / batches).toFixed(1)} charges per write` : ''}`);
+console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call (main thread ${(mainMs / result.calls).toFixed(3)}, other threads ${((cpuMs - mainMs) / result.calls).toFixed(3)}), peak RSS ${Math.round(peakRssMb)} MB${warmup ? `, after ${warmup} s of warm-up` : ''}${batches ? `, ${(metric(metrics, 'metering_write_batch_charges_sum') / batches).toFixed(1)} charges per write` : ''}`);
 const profile = join(dir, readdirSync(dir).find((f) => f.endsWith('.cpuprofile')));
 console.log(`profile: ${profile}`);
 console.log(execFileSync(process.execPath, [join(root, 'tools/bench/profile-summary.mjs'), profile, '15'], { encoding: 'utf8' }));
