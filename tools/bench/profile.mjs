@@ -1,6 +1,6 @@
 // `node tools/bench/profile.mjs [method] [in flight] [seconds]`: one workload of the benchmark's
 // load generator against the bundled server on a fresh Postgres database, with a V8 CPU profile of
-// the server. Prints throughput, latency and the server's CPU time per call (from /proc, in the
+// the server. Prints throughput, latency and the CPU time per call of the server and of Postgres (from /proc, in the
 // measured window only), then the functions with the most self time (profile-summary.mjs).
 // method: recordCharge | recordCharges | checkLimits | getDailyUsage (default checkLimits, 64, 8).
 // METERING_BENCH_DATABASE_URL picks the server (default postgres://postgres@127.0.0.1:5432/postgres);
@@ -23,7 +23,8 @@ import pg from 'pg';
 import { bundle, root } from '../scripts/build.mjs';
 
 const [method = 'checkLimits', inFlight = '64', seconds = '8'] = process.argv.slice(2);
-await bundle({ entryPoints: [join(root, 'tools/bench/src/loadgen.ts')], outdir: join(root, 'dist/tools/bench') });
+await bundle({ entryPoints: [join(root, 'tools/bench/src/loadgen.ts'), join(root, 'tools/bench/src/proc-cpu.ts')], outdir: join(root, 'dist/tools/bench') });
+const { postgresCpuSeconds } = (await import(join(root, 'dist/tools/bench/proc-cpu.js'))).default;
 const adminUrl = process.env.METERING_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const dbName = `metering_profile_${process.pid}`;
 // The same server, another database (a URL without a host, for a Unix socket, is no WHATWG URL).
@@ -125,8 +126,9 @@ const backgroundResult = background && new Promise((resolve) => {
 const loadgen = fork(join(root, 'dist/tools/bench/loadgen.js'));
 let cpuAtStart = 0;
 let mainAtStart = 0;
+let postgresAtStart = 0;
 const result = await new Promise((resolve) => {
-  loadgen.on('message', (m) => (m.phase === 'measuring' ? ((cpuAtStart = cpu()), (mainAtStart = mainCpu()), heapFile && server.kill('SIGUSR2')) : resolve(m)));
+  loadgen.on('message', (m) => (m.phase === 'measuring' ? ((cpuAtStart = cpu()), (mainAtStart = mainCpu()), (postgresAtStart = postgresCpuSeconds()), heapFile && server.kill('SIGUSR2')) : resolve(m)));
   loadgen.send({
     address: `127.0.0.1:${port}`, method, concurrency: Number(inFlight), durationMs: Number(seconds) * 1000, warmupMs: 1000,
     accountId: 'profile', users: 10_000, replayShare: Number(process.env.METERING_PROFILE_REPLAYS ?? 0), batchSize: 100, keyPrefix: `p${Date.now()}`, apiKey: key,
@@ -135,6 +137,7 @@ const result = await new Promise((resolve) => {
   });
 });
 const cpuMs = (cpu() - cpuAtStart) * 1000;
+const postgresMs = (postgresCpuSeconds() - postgresAtStart) * 1000; // every local postgres process (the background load's too)
 if (background) {
   const b = await backgroundResult;
   console.log(`background RecordCharge at ${backgroundRate}/s: ${Math.round(b.throughput)} calls/s, p50 ${b.latencyMs.p50} ms, p99 ${b.latencyMs.p99} ms, errors ${b.errors} (the server CPU below counts both)`);
@@ -156,7 +159,7 @@ await new Promise((resolve) => server.on('exit', resolve));
 await admin.query(`DROP DATABASE ${dbName}${citus ? ' WITH (FORCE)' : ''}`);
 await admin.end();
 for (const w of workers) await onNode(w, `DROP DATABASE ${dbName} WITH (FORCE)`);
-console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call (main thread ${(mainMs / result.calls).toFixed(3)}, other threads ${((cpuMs - mainMs) / result.calls).toFixed(3)}), peak RSS ${Math.round(peakRssMb)} MB${warmup ? `, after ${warmup} s of warm-up` : ''}${batches ? `, ${(metric(metrics, 'metering_write_batch_charges_sum') / batches).toFixed(1)} charges per write` : ''}`);
+console.log(`${method}, ${inFlight} in flight, ${seconds} s on ${adminUrl.replace(/^.*@/, '')}${citus ? ` (Citus, ${workers.length} workers)` : ''}: ${Math.round(result.throughput)} calls/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, errors ${result.errors}, server CPU ${(cpuMs / result.calls).toFixed(3)} ms/call (main thread ${(mainMs / result.calls).toFixed(3)}, other threads ${((cpuMs - mainMs) / result.calls).toFixed(3)}), Postgres CPU ${(postgresMs / result.calls).toFixed(3)} ms/call, server peak RSS ${Math.round(peakRssMb)} MB${warmup ? `, after ${warmup} s of warm-up` : ''}${batches ? `, ${(metric(metrics, 'metering_write_batch_charges_sum') / batches).toFixed(1)} charges per write` : ''}`);
 const profile = join(dir, readdirSync(dir).find((f) => f.endsWith('.cpuprofile')));
 console.log(`profile: ${profile}`);
 console.log(execFileSync(process.execPath, [join(root, 'tools/bench/profile-summary.mjs'), profile, '15'], { encoding: 'utf8' }));
