@@ -290,9 +290,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const tracing = config.tracing ? Tracing.start(process.env.OTEL_SERVICE_NAME || 'metering') : undefined;
   if (tracing) log.info('tracing', { exporter: 'otlp/http' });
 
-  // WatchCharges subscribers wake on NOTIFY from any process writing to this database.
-  const notifier = new EventNotifier();
-  const stopListening = await listen(db, EVENTS_CHANNEL, (account) => notifier.wake(account), (err) => log.warn('event listener', { error: String(err) }));
+  // WatchCharges subscribers wake on NOTIFY from any process writing to this database (LISTEN while there are any here).
+  const notifier = new EventNotifier((wake) => listen(db, EVENTS_CHANNEL, wake, (err) => log.warn('event listener', { error: String(err) })));
 
   const server = new Server({
     // Both ways the limit gRPC clients have by default: RecordCharges refuses a batch whose answer could be larger.
@@ -408,7 +407,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       });
       await http?.close();
       await dispatcher.stop();
-      await stopListening();
+      await notifier.close();
       await closeDatabase(db);
       await new Promise((resolve) => (exposition ? exposition.server.close(resolve) : resolve(undefined)));
       await tracing?.shutdown();

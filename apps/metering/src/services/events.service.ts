@@ -2,9 +2,49 @@ import { ChargeEvent, CursorAheadError, eventMatches, EventsPrunedError, validat
 import { Db, read } from '../store/db';
 import { deleteOldestEvents, eventAccounts, firstSequence, lastSequence, readEvents } from '../store/events.repo';
 
+/** Stops a LISTEN. */
+type Stop = () => Promise<void>;
+
 /** Wakes the subscribers of an account when its events commit (from Postgres NOTIFY, any process). */
 export class EventNotifier {
   private readonly waiters = new Map<string, Set<() => void>>();
+  private subscribers = 0;
+  private closed = false;
+  /** The LISTEN's stop function while this process listens; each start and stop is chained after the last. */
+  private listening: Promise<Stop | undefined> = Promise.resolve(undefined);
+
+  /**
+   * `listen` starts a LISTEN that wakes accounts (resolving once notifications flow, or once its first try
+   * failed) and returns its stop. The notifier listens only while this process has a subscriber: every write
+   * NOTIFYs, waking each listening connection and its Postgres backend (that backend alone cost 6% of Postgres'
+   * CPU per lone RecordCharge, docs/benchmarks.md), for nothing on a server nobody watches, and every replica
+   * held a session for it. Without `listen`, subscribers only poll.
+   */
+  constructor(private readonly listen?: (wake: (accountId: string) => void) => Promise<Stop>) {}
+
+  /** A subscriber starts: its wakes flow once this resolves (it reads what committed before). Pair with unsubscribe(). */
+  async subscribe(): Promise<void> {
+    if (this.subscribers++ === 0 && !this.closed) this.chain((stop) => stop ?? this.listen?.((accountId) => this.wake(accountId)));
+    await this.listening;
+  }
+
+  /** A subscriber ended; the last one stops the LISTEN (stopped when this resolves). */
+  async unsubscribe(): Promise<void> {
+    if (--this.subscribers === 0) this.chain(async (stop) => void (await stop?.()));
+    await this.listening;
+  }
+
+  /** Stops listening for good (server shutdown). */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.chain(async (stop) => void (await stop?.()));
+    await this.listening;
+  }
+
+  /** A failed start or stop leaves the notifier not listening (`listen` reports its own errors). */
+  private chain(step: (stop: Stop | undefined) => Stop | undefined | Promise<Stop | undefined>): void {
+    this.listening = this.listening.then(step).catch(() => undefined);
+  }
 
   wake(accountId: string): void {
     const set = this.waiters.get(accountId);
@@ -68,15 +108,21 @@ export class EventsService {
       start,
       async *events(signal: AbortSignal) {
         let cursor = start;
-        while (!signal.aborted) {
-          const batch = await read(() => readEvents(db, q.accountId, cursor, EVENT_BATCH));
-          for (const event of batch) {
-            // Any gap, first of a batch or not, is events deleted by retention: refused, never stepped over.
-            if (event.sequence !== cursor + 1n) throw new EventsPrunedError(cursor, event.sequence);
-            cursor = event.sequence;
-            if (eventMatches(event, q)) yield event;
+        // Listening before the first read: what commits after it wakes this subscriber, what committed before it reads.
+        await notifier.subscribe();
+        try {
+          while (!signal.aborted) {
+            const batch = await read(() => readEvents(db, q.accountId, cursor, EVENT_BATCH));
+            for (const event of batch) {
+              // Any gap, first of a batch or not, is events deleted by retention: refused, never stepped over.
+              if (event.sequence !== cursor + 1n) throw new EventsPrunedError(cursor, event.sequence);
+              cursor = event.sequence;
+              if (eventMatches(event, q)) yield event;
+            }
+            if (batch.length < EVENT_BATCH) await notifier.wait(q.accountId, pollMs, signal);
           }
-          if (batch.length < EVENT_BATCH) await notifier.wait(q.accountId, pollMs, signal);
+        } finally {
+          void notifier.unsubscribe();
         }
       },
     };

@@ -162,7 +162,10 @@ function withPositionedText(raw: Knex.Raw, sql: string, bindings: readonly unkno
 /**
  * Calls `onNotify(payload)` for every NOTIFY on `channel` (from any process on
  * the same database), on a connection of its own (Postgres, reconnecting
- * after a failure) or through the embedded database. Returns a stop function.
+ * after a failure) or through the embedded database. Resolves once the first
+ * attempt has LISTENed or failed (then it retries every second, and notifications
+ * lost meanwhile are the caller's to make up for: WatchCharges polls). Returns
+ * a stop function, after which no connection is left open.
  */
 export async function listen(db: Db, channel: string, onNotify: (payload: string) => void, onError: (err: unknown) => void = () => undefined): Promise<() => Promise<void>> {
   const pglite = embedded.get(db)?.pglite;
@@ -171,6 +174,8 @@ export async function listen(db: Db, channel: string, onNotify: (payload: string
   if (!url) throw new Error('listen: not a database opened by openDatabase');
   let stopped = false;
   let client: pg.Client | undefined;
+  let attempted!: () => void;
+  const firstAttempt = new Promise<void>((resolve) => (attempted = resolve));
   const connect = async (): Promise<void> => {
     while (!stopped) {
       const c = new pg.Client({ connectionString: url, application_name: 'metering-listen' });
@@ -183,16 +188,20 @@ export async function listen(db: Db, channel: string, onNotify: (payload: string
         });
         await c.connect();
         await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-        client = c;
+        if (stopped) await c.end(); // stopped while connecting: the stop found no client to end
+        else client = c;
+        attempted();
         return;
       } catch (err) {
         onError(err);
         await c.end().catch(() => undefined);
+        attempted(); // the caller goes on without notifications until a retry succeeds
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
   };
   void connect();
+  await firstAttempt;
   return async () => {
     stopped = true;
     await client?.end().catch(() => undefined);

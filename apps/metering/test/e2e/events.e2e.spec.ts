@@ -1,5 +1,6 @@
 import { type ClientReadableStream, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { connect, createServer, type Socket } from 'node:net';
+import pg from 'pg';
 import { ChargeEvent, ChargeEventKind, LimitEnforcement, LimitMeasure, LimitPeriod, MeteringServiceClient, PriceRates, RerateMode, WatchChargesRequest, WatchChargesResponse } from '@metering/contracts';
 import { databaseTargets, describeEachOf, requirePostgresInCi, TestDatabase } from '../support/databases';
 import { call, statusDetails } from '../support/grpc';
@@ -294,18 +295,46 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
     resumed.cancel();
   });
 
-  it('wakes a subscriber by NOTIFY from another process alone, with polling every 60 s (LISTEN has a session of its own, also behind PgBouncer)', async () => {
+  it('wakes a subscriber by NOTIFY from another process alone, with polling every 60 s (LISTEN has a session of its own, also behind PgBouncer), listening only while it has subscribers', async () => {
     const listener = await startServer(tdb.config, { METERING_EVENT_POLL_MS: '60000' });
-    try {
-      const watcher = subscribe(listener.client, { accountId: 'notified', afterSequence: '0' });
+    const admin = new pg.Client({ connectionString: tdb.config.url });
+    await admin.connect();
+    /** The LISTEN sessions of the four servers on this database, once there are `n` (or after 5 s, however many). */
+    const listening = async (n: number) => {
+      const count = async () => Number((await admin.query(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'metering-listen' AND datname = current_database()`)).rows[0].count);
+      for (const deadline = Date.now() + 5000; (await count()) !== n && Date.now() < deadline; ) await sleep(50);
+      return count();
+    };
+    /** A subscriber on the listener from `afterSequence`, woken by the charge `key` written on another server. */
+    const wokenBy = async (key: string, afterSequence: string) => {
+      const watcher = subscribe(listener.client, { accountId: 'notified', afterSequence });
       await new Promise((resolve) => watcher.stream.once('metadata', resolve));
-      await sleep(500); // it has read the (empty) outbox and waits
+      await sleep(500); // it has read the outbox and waits
       const started = Date.now();
-      await record(servers[1].client, 'notified', 'n1');
+      await record(servers[1].client, 'notified', key);
       while (watcher.events.length < 1 && Date.now() - started < 5000) await sleep(20);
-      expect(watcher.events.map((e) => e.charge!.idempotencyKey)).toEqual(['n1']);
-      watcher.cancel();
+      return watcher;
+    };
+    try {
+      // No server here has a subscriber (the tests above cancelled theirs): nobody listens.
+      expect(await listening(0)).toBe(0);
+      const first = await wokenBy('n1', '0');
+      expect(first.events.map((e) => e.charge!.idempotencyKey)).toEqual(['n1']);
+      const second = subscribe(listener.client, { accountId: 'notified', afterSequence: '1' });
+      await new Promise((resolve) => second.stream.once('metadata', resolve));
+      expect(await listening(1)).toBe(1); // one session for both subscribers
+      first.cancel();
+      await sleep(300);
+      expect(await listening(1)).toBe(1); // the second still listens
+      second.cancel();
+      expect(await listening(0)).toBe(0); // the last one left
+      // The next subscriber listens again before its first read, and is woken again.
+      const third = await wokenBy('n2', '1');
+      expect(third.events.map((e) => e.charge!.idempotencyKey)).toEqual(['n2']);
+      third.cancel();
+      expect(await listening(0)).toBe(0);
     } finally {
+      await admin.end();
       await listener.stop();
     }
   });

@@ -6,7 +6,7 @@ import { LimitsService } from '../../src/services/limits.service';
 import { MarkupsService } from '../../src/services/markups.service';
 import { PricingService } from '../../src/services/pricing.service';
 import { UsageService } from '../../src/services/usage.service';
-import { closeDatabase, Db, migrate, openDatabase, rollbackAll } from '../../src/store/db';
+import { closeDatabase, Db, listen, migrate, openDatabase, rollbackAll } from '../../src/store/db';
 import { appendEvents, NewEvent, readEvents } from '../../src/store/events.repo';
 import { expectRollupsMatchCharges } from '../support/consistency';
 import { databaseTargets, describeEachOf, onCitus, requirePostgresInCi, TestDatabase } from '../support/databases';
@@ -279,6 +279,41 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
     // A cursor past the last event (4) would skip what comes next: refused too.
     await expect(watch('5')).rejects.toMatchObject({ code: 'OUT_OF_RANGE', reason: 'CURSOR_AHEAD', metadata: { field: 'after_sequence', last_sequence: '4' } });
     expect((await watch('4')).start).toBe(4n);
+  });
+
+  it('wakes a waiting subscriber by NOTIFY from the first subscribe to the last unsubscribe, with one LISTEN for all', async () => {
+    const channel = 'metering_test_wakes';
+    let started = 0;
+    let stopped = 0;
+    const notifier = new EventNotifier(async (wake) => {
+      started++;
+      const stop = await listen(db, channel, wake);
+      return async () => {
+        stopped++;
+        await stop();
+      };
+    });
+    const abort = new AbortController();
+    /** How long a wait of at most 1.5 s lasts when the account is notified right after it starts. */
+    const wokenAfter = async () => {
+      const t = Date.now();
+      const woke = notifier.wait('acme', 1500, abort.signal);
+      await db.raw('SELECT pg_notify(?, ?)', [channel, 'acme']);
+      await woke;
+      return Date.now() - t;
+    };
+    expect(await wokenAfter()).toBeGreaterThanOrEqual(1400); // nobody subscribed: not listening, only the timeout ends it
+    await Promise.all([notifier.subscribe(), notifier.subscribe()]);
+    expect(await wokenAfter()).toBeLessThan(1000);
+    await notifier.unsubscribe();
+    expect(await wokenAfter()).toBeLessThan(1000); // one subscriber is left
+    await notifier.unsubscribe();
+    expect(await wokenAfter()).toBeGreaterThanOrEqual(1400);
+    await notifier.subscribe(); // listens again
+    expect(await wokenAfter()).toBeLessThan(1000);
+    await notifier.close();
+    expect(await wokenAfter()).toBeGreaterThanOrEqual(1400);
+    expect({ started, stopped }).toEqual({ started: 2, stopped: 2 });
   });
 
   // PGlite has one connection: two of its transactions cannot interleave, so created_at follows commit order there.
