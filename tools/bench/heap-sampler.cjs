@@ -1,6 +1,7 @@
-// Preloaded into the server by profile.mjs when METERING_PROFILE_HEAP=<file> (node --require): samples every
-// allocation (collected objects included, unlike --heap-prof) from the first SIGUSR2 it gets to the
-// second, and writes the profile (a V8 heap profile, as Chrome DevTools reads it) to that file at the second.
+// profile.mjs preloads this into the server (node --require) when run with METERING_PROFILE_HEAP=1, and sets the
+// server's METERING_PROFILE_HEAP to the file to write. It samples every allocation (collected objects included,
+// unlike --heap-prof) from the first SIGUSR2 it gets to the second, and then writes the profile (a V8 heap
+// profile, as Chrome DevTools reads it) to that file.
 const { Session } = require('node:inspector');
 const { renameSync, writeFileSync } = require('node:fs');
 
