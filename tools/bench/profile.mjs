@@ -12,7 +12,8 @@
 // server; METERING_PROFILE_REPLAYS=0.05 makes that share of the calls replays (as the bench's scenario);
 // METERING_PROFILE_BACKGROUND=700 runs RecordCharge at 700 calls/s on another account meanwhile.
 // METERING_PROFILE_HEAP=1 also samples what the server allocates in the measured window (heap-sampler.cjs) and
-// prints the functions that allocate most, in KB per call. The line ends with the mean charges per write (group
+// prints the functions that allocate most, in KB per measured call (with METERING_PROFILE_BACKGROUND, its calls'
+// allocations are counted too). The line ends with the mean charges per write (group
 // commit), from the server's /metrics.
 // `npm run build` first (it bundles dist/apps/metering/main.js).
 import { execFileSync, fork, spawn } from 'node:child_process';
@@ -152,7 +153,9 @@ const mainMs = (mainCpu() - mainAtStart) * 1000;
 const peakRssMb = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 if (heapFile) {
   server.kill('SIGUSR2');
-  while (!existsSync(heapFile)) await new Promise((resolve) => setTimeout(resolve, 100));
+  for (const deadline = Date.now() + 60_000; !existsSync(heapFile); await new Promise((resolve) => setTimeout(resolve, 100))) {
+    if (server.exitCode !== null || Date.now() > deadline) throw new Error(`the server wrote no allocation profile (${server.exitCode !== null ? `it exited with ${server.exitCode}` : 'after 60 s'})`);
+  }
 }
 server.kill('SIGTERM');
 await new Promise((resolve) => server.on('exit', resolve));

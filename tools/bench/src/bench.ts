@@ -342,11 +342,13 @@ async function main(): Promise<void> {
       return `${what}: ${fmt(sum, 3)} ms (server ${fmt(r.cpuMsPerCall ?? 0, 3)}, load generator ${fmt(r.loadgenCpuMsPerCall ?? 0, 3)}, Postgres ${fmt(r.postgresCpuMsPerCall ?? 0, 3)}), at most ${fmt((cpus().length * 1000) / sum)} calls/s on ${cpus().length} cores, measured ${fmt(r.throughput)}`;
     };
     // The most a RecordCharge target could reach here: the service's server costing only what the no-op's costs at the
-    // same rate, beside the load generator and Postgres as measured with the service (the load generator's share would
-    // fall a little at a higher rate). Its bound over the no-op's bound is the target's ratio at equal efficiency.
+    // service's rate (10k users; the no-op's CPU per call falls a little as its rate rises), beside the load generator
+    // and Postgres as measured with the service (the load generator's share would fall a little at a higher rate). Its
+    // bound over the no-op's bound is the target's ratio at equal efficiency.
     const bestCase = (what: string, r: Measured) => {
       const sum = cpuSum(r, noopAtServiceRate.cpuMsPerCall ?? 0);
-      return `${what}, had its server cost only what the no-op's costs at that rate (load generator and Postgres as measured): at most ${fmt((cpus().length * 1000) / sum)} calls/s, ${fmt(ratio(cpuSum(noopRcRuns[64]), sum), 2)} of the no-op's bound`;
+      if (!(sum > 0) || !r.cpuMsPerCall) return `${what}: no CPU measured`;
+      return `${what}, had its server cost only what the no-op's costs at ${serviceRate} calls/s (load generator and Postgres as measured): at most ${fmt((cpus().length * 1000) / sum)} calls/s, ${fmt(ratio(cpuSum(noopRcRuns[64]), sum), 2)} of the no-op's bound`;
     };
     const budgetLines = [
       `CPU per call of the three processes, 64 in flight (their sum bounds the throughput when they share the cores):`,

@@ -10,7 +10,7 @@ export class EventNotifier {
   private readonly waiters = new Map<string, Set<() => void>>();
   private subscribers = 0;
   private closed = false;
-  /** The LISTEN's stop function while this process listens; each start and stop is chained after the last. */
+  /** The LISTEN under way or started (its stop), while this process has subscribers. */
   private listening: Promise<Stop | undefined> = Promise.resolve(undefined);
 
   /**
@@ -24,26 +24,26 @@ export class EventNotifier {
 
   /** A subscriber starts: its wakes flow once this resolves (it reads what committed before). Pair with unsubscribe(). */
   async subscribe(): Promise<void> {
-    if (this.subscribers++ === 0 && !this.closed) this.chain((stop) => stop ?? this.listen?.((accountId) => this.wake(accountId)));
+    if (this.subscribers++ === 0 && !this.closed && this.listen) this.listening = this.listen((accountId) => this.wake(accountId)).catch(() => undefined);
     await this.listening;
   }
 
   /** A subscriber ended; the last one stops the LISTEN (stopped when this resolves). */
   async unsubscribe(): Promise<void> {
-    if (--this.subscribers === 0) this.chain(async (stop) => void (await stop?.()));
-    await this.listening;
+    if (--this.subscribers === 0) await this.stop();
   }
 
   /** Stops listening for good (server shutdown). */
   async close(): Promise<void> {
     this.closed = true;
-    this.chain(async (stop) => void (await stop?.()));
-    await this.listening;
+    await this.stop();
   }
 
-  /** A failed start or stop leaves the notifier not listening (`listen` reports its own errors). */
-  private chain(step: (stop: Stop | undefined) => Stop | undefined | Promise<Stop | undefined>): void {
-    this.listening = this.listening.then(step).catch(() => undefined);
+  /** Stops the LISTEN once it has started; a subscriber arriving meanwhile starts another at once, not after it. */
+  private async stop(): Promise<void> {
+    const started = this.listening;
+    this.listening = Promise.resolve(undefined);
+    await (await started)?.();
   }
 
   wake(accountId: string): void {

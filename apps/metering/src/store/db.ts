@@ -159,13 +159,16 @@ function withPositionedText(raw: Knex.Raw, sql: string, bindings: readonly unkno
   return raw;
 }
 
+/** How long the LISTEN connection may take to connect, to LISTEN or to close before it is given up (a silent network). */
+const LISTEN_TIMEOUT_MS = 5000;
+
 /**
  * Calls `onNotify(payload)` for every NOTIFY on `channel` (from any process on
  * the same database), on a connection of its own (Postgres, reconnecting
  * after a failure) or through the embedded database. Resolves once the first
  * attempt has LISTENed or failed (then it retries every second, and notifications
  * lost meanwhile are the caller's to make up for: WatchCharges polls). Returns
- * a stop function, after which no connection is left open.
+ * a stop function; when it resolves, no connection of this LISTEN is open.
  */
 export async function listen(db: Db, channel: string, onNotify: (payload: string) => void, onError: (err: unknown) => void = () => undefined): Promise<() => Promise<void>> {
   const pglite = embedded.get(db)?.pglite;
@@ -176,35 +179,48 @@ export async function listen(db: Db, channel: string, onNotify: (payload: string
   let client: pg.Client | undefined;
   let attempted!: () => void;
   const firstAttempt = new Promise<void>((resolve) => (attempted = resolve));
+  /** Ends a connection; destroys its socket when the end does not finish in time (a peer gone without a word). */
+  const close = async (c: pg.Client) => {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), LISTEN_TIMEOUT_MS)));
+    const ended = await Promise.race([c.end().then(() => true, () => true), timedOut]);
+    clearTimeout(timer);
+    if (!ended) c.connection.stream.destroy();
+  };
   const connect = async (): Promise<void> => {
     while (!stopped) {
-      const c = new pg.Client({ connectionString: url, application_name: 'metering-listen' });
+      const c = new pg.Client({ connectionString: url, application_name: 'metering-listen', connectionTimeoutMillis: LISTEN_TIMEOUT_MS, query_timeout: LISTEN_TIMEOUT_MS, keepAlive: true });
       try {
         c.on('notification', (m) => m.channel === channel && onNotify(m.payload ?? ''));
         c.on('error', (err) => {
           onError(err);
-          void c.end().catch(() => undefined);
-          if (client === c && !stopped) void connect();
+          void close(c);
+          if (client !== c || stopped) return;
+          client = undefined; // a second error of the same connection starts no second loop
+          running = connect();
         });
         await c.connect();
         await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-        if (stopped) await c.end(); // stopped while connecting: the stop found no client to end
+        if (stopped) await close(c); // stopped while connecting: the stop waits for this
         else client = c;
         attempted();
         return;
       } catch (err) {
         onError(err);
-        await c.end().catch(() => undefined);
+        await close(c);
         attempted(); // the caller goes on without notifications until a retry succeeds
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+        if (!stopped) await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
   };
-  void connect();
+  let running = connect();
   await firstAttempt;
   return async () => {
     stopped = true;
-    await client?.end().catch(() => undefined);
+    const c = client;
+    client = undefined;
+    if (c) await close(c);
+    await running; // a connection under way (within its timeouts) is closed by its own loop
   };
 }
 

@@ -298,34 +298,40 @@ describeEachOf(databaseTargets().filter((t) => t.name === 'postgres'), 'postgres
   it('wakes a subscriber by NOTIFY from another process alone, with polling every 60 s (LISTEN has a session of its own, also behind PgBouncer), listening only while it has subscribers', async () => {
     const listener = await startServer(tdb.config, { METERING_EVENT_POLL_MS: '60000' });
     const admin = new pg.Client({ connectionString: tdb.config.url });
-    await admin.connect();
-    /** The LISTEN sessions of the four servers on this database, once there are `n` (or after 5 s, however many). */
+    /** The LISTEN sessions of the four servers on this database. */
+    const sessions = async () => Number((await admin.query(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'metering-listen' AND datname = current_database()`)).rows[0].count);
+    /** The same once there are `n` (or after 5 s, however many). */
     const listening = async (n: number) => {
-      const count = async () => Number((await admin.query(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'metering-listen' AND datname = current_database()`)).rows[0].count);
-      for (const deadline = Date.now() + 5000; (await count()) !== n && Date.now() < deadline; ) await sleep(50);
-      return count();
+      for (const deadline = Date.now() + 5000; (await sessions()) !== n && Date.now() < deadline; ) await sleep(50);
+      return sessions();
     };
-    /** A subscriber on the listener from `afterSequence`, woken by the charge `key` written on another server. */
+    /**
+     * A subscriber on the listener from `afterSequence`, then the charge `key` written on another server once the
+     * subscriber listens and has read the outbox: with polling every 60 s, only the NOTIFY brings it within 5 s.
+     */
     const wokenBy = async (key: string, afterSequence: string) => {
       const watcher = subscribe(listener.client, { accountId: 'notified', afterSequence });
       await new Promise((resolve) => watcher.stream.once('metadata', resolve));
-      await sleep(500); // it has read the outbox and waits
+      expect(await listening(1)).toBe(1);
+      await sleep(500); // its first read (right after the LISTEN) is done; it waits
       const started = Date.now();
       await record(servers[1].client, 'notified', key);
       while (watcher.events.length < 1 && Date.now() - started < 5000) await sleep(20);
       return watcher;
     };
     try {
+      await admin.connect();
       // No server here has a subscriber (the tests above cancelled theirs): nobody listens.
       expect(await listening(0)).toBe(0);
       const first = await wokenBy('n1', '0');
       expect(first.events.map((e) => e.charge!.idempotencyKey)).toEqual(['n1']);
       const second = subscribe(listener.client, { accountId: 'notified', afterSequence: '1' });
       await new Promise((resolve) => second.stream.once('metadata', resolve));
-      expect(await listening(1)).toBe(1); // one session for both subscribers
+      await sleep(500); // the second has subscribed
+      expect(await sessions()).toBe(1); // one session for both subscribers
       first.cancel();
-      await sleep(300);
-      expect(await listening(1)).toBe(1); // the second still listens
+      await sleep(500);
+      expect(await sessions()).toBe(1); // the second still listens
       second.cancel();
       expect(await listening(0)).toBe(0); // the last one left
       // The next subscriber listens again before its first read, and is woken again.

@@ -302,16 +302,19 @@ describe.each(databaseTargets())('metering store on $name', (target) => {
       await woke;
       return Date.now() - t;
     };
-    expect(await wokenAfter()).toBeGreaterThanOrEqual(1400); // nobody subscribed: not listening, only the timeout ends it
-    await Promise.all([notifier.subscribe(), notifier.subscribe()]);
-    expect(await wokenAfter()).toBeLessThan(1000);
-    await notifier.unsubscribe();
-    expect(await wokenAfter()).toBeLessThan(1000); // one subscriber is left
-    await notifier.unsubscribe();
-    expect(await wokenAfter()).toBeGreaterThanOrEqual(1400);
-    await notifier.subscribe(); // listens again
-    expect(await wokenAfter()).toBeLessThan(1000);
-    await notifier.close();
+    try {
+      expect(await wokenAfter()).toBeGreaterThanOrEqual(1400); // nobody subscribed: not listening, only the timeout ends it
+      await Promise.all([notifier.subscribe(), notifier.subscribe()]);
+      expect(await wokenAfter()).toBeLessThan(1000);
+      await notifier.unsubscribe();
+      expect(await wokenAfter()).toBeLessThan(1000); // one subscriber is left
+      await notifier.unsubscribe();
+      expect(await wokenAfter()).toBeGreaterThanOrEqual(1400);
+      await notifier.subscribe(); // listens again
+      expect(await wokenAfter()).toBeLessThan(1000);
+    } finally {
+      await notifier.close();
+    }
     expect(await wokenAfter()).toBeGreaterThanOrEqual(1400);
     expect({ started, stopped }).toEqual({ started: 2, stopped: 2 });
   });
