@@ -25,7 +25,7 @@ import { bundle, root } from '../scripts/build.mjs';
 
 const [method = 'checkLimits', inFlight = '64', seconds = '8'] = process.argv.slice(2);
 await bundle({ entryPoints: [join(root, 'tools/bench/src/loadgen.ts'), join(root, 'tools/bench/src/proc-cpu.ts')], outdir: join(root, 'dist/tools/bench') });
-const { postgresCpuSeconds } = (await import(join(root, 'dist/tools/bench/proc-cpu.js'))).default;
+const { cpuSeconds, postgresCpuSeconds, threadCpuSeconds } = (await import(join(root, 'dist/tools/bench/proc-cpu.js'))).default;
 const adminUrl = process.env.METERING_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const dbName = `metering_profile_${process.pid}`;
 // The same server, another database (a URL without a host, for a Unix socket, is no WHATWG URL).
@@ -89,16 +89,9 @@ const port = await new Promise((resolve) => {
     if (m) resolve(Number(m[1]));
   });
 });
-/** The server's user + system CPU seconds so far (/proc/<pid>/stat, in clock ticks of 1/100 s). */
-const cpu = () => {
-  const f = readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
-/** The same for the main thread alone (JavaScript, the event loop); the rest is V8's compiler and GC threads and the profiler's own. */
-const mainCpu = () => {
-  const f = readFileSync(`/proc/${server.pid}/task/${server.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
+/** The server's CPU seconds so far; mainCpu: its main thread alone (JavaScript, the event loop), the rest being V8's compiler and GC threads and the profiler's own. */
+const cpu = () => cpuSeconds(server.pid);
+const mainCpu = () => threadCpuSeconds(server.pid);
 // METERING_PROFILE_WARMUP=<seconds>: first run the same method at 64 in flight that long, unmeasured, so that
 // V8 has compiled the hot paths (a fresh process spends much of its first seconds compiling).
 const warmup = Number(process.env.METERING_PROFILE_WARMUP ?? 0);

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 const CLOCK_TICKS = 100;
 
 /**
- * A process's CPU clock ticks from /proc/<pid>/stat: its own user and system time, and that of
+ * A process's CPU clock ticks from /proc/<pid>/stat (or a thread's, with "<pid>/task/<tid>"): its own user and system time, and that of
  * the children it has reaped (`cutime`, `cstime`), with its command name; undefined when it is gone.
  */
 function procTicks(pid: number | string): { comm: string; own: number; reaped: number } | undefined {
@@ -20,6 +20,9 @@ function procTicks(pid: number | string): { comm: string; own: number; reaped: n
 
 /** CPU seconds (user + system) a process has used so far, from /proc (what process.cpuUsage reports inside it). */
 export const cpuSeconds = (pid: number | undefined): number => (pid ? (procTicks(pid)?.own ?? 0) / CLOCK_TICKS : 0);
+
+/** The same for one thread of a process (/proc/<pid>/task/<tid>/stat): its main thread when `tid` is its pid. */
+export const threadCpuSeconds = (pid: number | undefined, tid = pid): number => (pid ? (procTicks(`${pid}/task/${tid}`)?.own ?? 0) / CLOCK_TICKS : 0);
 
 /**
  * CPU seconds used so far by this machine's Postgres: every process named postgres (backends,
